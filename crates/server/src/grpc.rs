@@ -1,0 +1,219 @@
+//! Assembles a gRPC server: the services of one binary, plus health, reflection (v1 and
+//! v1alpha, so grpcurl 1.8 works) and the tower layers every Vitals server has.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+
+use crate::auth::{AuthError, AuthLayer, Authenticator};
+use crate::config::ServerConfig;
+use crate::metrics::RpcMetricsLayer;
+use crate::telemetry::GrpcMakeSpan;
+use crate::tls::TlsError;
+
+/// Errors of serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not be built from the descriptor sets.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed (e.g. the listener broke).
+    #[error("grpc transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Authentication is misconfigured (exit code 64).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// TLS is misconfigured (exit code 64).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+impl ServeError {
+    /// Whether the error is a configuration mistake (exit code 64) rather than a failure.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Auth(_) | Self::Tls(_))
+    }
+}
+
+/// The services one process serves; [`GrpcServer::serve`] adds health and reflection.
+#[derive(Default)]
+pub struct GrpcServer {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("services", &self.names)
+            .finish()
+    }
+}
+
+impl GrpcServer {
+    /// An empty server.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a generated tonic service; it is reported SERVING by health and listed by
+    /// reflection.
+    pub fn add<S>(&mut self, svc: S) -> &mut Self
+    where
+        S: tower::Service<http::Request<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(svc);
+        self
+    }
+
+    /// The fully-qualified names of the services added so far.
+    pub fn service_names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then: marks every service NOT_SERVING,
+    /// stops accepting connections, lets in-flight calls finish for at most
+    /// `config.drain_timeout`, and returns.
+    ///
+    /// Every call goes through, outermost first: a tracing span per call (child of the
+    /// caller's W3C trace context), the RPC metrics, bearer-token auth (when
+    /// `config.auth` is on; health and reflection are public), the concurrency limit and
+    /// the request timeout. With `config.tls_cert` the server speaks TLS only (and with
+    /// `config.tls_client_ca` requires client certificates). Auth and TLS settings are
+    /// checked before anything is served: a mistake is a [`ServeError::is_config`] error.
+    pub async fn serve<F>(
+        self,
+        config: &ServerConfig,
+        listener: TcpListener,
+        shutdown: F,
+    ) -> Result<(), ServeError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let auth = Authenticator::from_config(config)?;
+        let tls = crate::tls::server_tls_config(config)?;
+        let mut builder = tonic::transport::Server::builder();
+        let tls_mode = match (&tls, &config.tls_client_ca) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "mutual (client certificates required)",
+        };
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(|e| TlsError::Invalid {
+                what: "VITALS_TLS_CERT / VITALS_TLS_KEY / VITALS_TLS_CLIENT_CA".into(),
+                reason: crate::tls::error_chain(&e),
+            })?;
+        }
+        match &auth {
+            Some(a) => {
+                let [read, ingest, admin] = a.counts();
+                tracing::info!(
+                    read,
+                    ingest,
+                    admin,
+                    "authentication on: tokens accepted per role"
+                );
+            }
+            None => tracing::warn!(
+                "AUTHENTICATION IS OFF (VITALS_AUTH=off): anyone who can reach this port can \
+                 read and change every account, score and model. Use it only on a laptop; \
+                 set VITALS_AUTH=on and VITALS_TOKENS_FILE anywhere else"
+            ),
+        }
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in self.names.iter().chain(std::iter::once(&"")) {
+            reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection = || {
+            let mut b = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(vitals_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health");
+            // List only what this process serves, not every service in the descriptors.
+            for name in &self.names {
+                b = b.with_service_name(*name);
+            }
+            b
+        };
+        let mut routes = self.routes;
+        routes
+            .add_service(health)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+
+        let listener_addr = listener.local_addr();
+        let draining = Arc::new(Notify::new());
+        let signal = {
+            let draining = draining.clone();
+            let names = self.names.clone();
+            async move {
+                shutdown.await;
+                for name in names.iter().chain(std::iter::once(&"")) {
+                    reporter
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                }
+                tracing::info!("draining in-flight calls");
+                draining.notify_one();
+            }
+        };
+
+        // Auth sits inside the metrics and the span (refusals are counted and logged in
+        // the call's span) and outside the concurrency limit (a refused call takes no slot).
+        let layers = ServiceBuilder::new()
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(GrpcMakeSpan)
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+            )
+            .layer(RpcMetricsLayer)
+            .option_layer(auth.map(AuthLayer::new))
+            .layer(GlobalConcurrencyLimitLayer::new(
+                config.concurrency_limit as usize,
+            ))
+            .into_inner();
+        let server = builder
+            .timeout(config.request_timeout)
+            .tcp_nodelay(true)
+            .layer(layers)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        if let Ok(addr) = listener_addr {
+            tracing::info!(%addr, services = ?self.names, tls = tls_mode, "serving");
+        }
+        tokio::pin!(server);
+        let drain_timeout = config.drain_timeout;
+        tokio::select! {
+            r = &mut server => {
+                r?;
+                tracing::info!("all calls drained");
+            }
+            _ = async { draining.notified().await; tokio::time::sleep(drain_timeout).await } => {
+                tracing::warn!(timeout_s = drain_timeout.as_secs(), "drain timed out; closing remaining calls");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1547 @@
+//! Writes and reads of the ingestion service: accounts, contacts, usage events with their
+//! daily roll-ups, interactions, pulses, subscriptions, event types, custom metrics (and
+//! their definitions), custom score fields and webhook signals.
+//!
+//! Every write takes one batch, already validated by the caller, and runs in one
+//! transaction: either all of it is stored or nothing is. Bulk paths use multi-row
+//! `INSERT ... ON CONFLICT` statements (SQLite >= 3.35 and PostgreSQL both support
+//! `RETURNING`), chunked under each engine's limit on bound parameters, because the
+//! ORM's row-by-row path is an order of magnitude slower for events.
+//!
+//! Lock order (PostgreSQL): every transaction touches tables in the same order
+//! (accounts, then the kind's own tables, then roll-ups, then event types) and the rows
+//! of each statement sorted by key, so concurrent batches wait for each other but never
+//! deadlock. SQLite writes start with `BEGIN IMMEDIATE` and so are serialised.
+//!
+//! Encodings shared with the other services (they read these tables through
+//! [`crate::entity`]):
+//! - `accounts.status`: `active`, `trial`, `churned` or `unassigned`;
+//! - `accounts.attributes`: a JSON object `{name: {"string": s} | {"number": x} |
+//!   {"bool": b} | {"timestamp": "RFC 3339"}}`;
+//! - `contacts.role`: `user`, `decision_maker`, `champion`;
+//! - `interactions.channel`: `email`, `call`, `meeting`, `ticket`, `chat`;
+//!   `direction`: `inbound`, `outbound`; `reply_known` says whether `replied` is known;
+//! - `custom_metric_definitions.direction`: `higher_is_better`, `lower_is_better`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait, Value,
+};
+
+use crate::{Store, StoreError};
+
+/// Most parameters bound in one SQLite statement (SQLITE_MAX_VARIABLE_NUMBER is 32,766
+/// since 3.32).
+const SQLITE_MAX_PARAMS: usize = 32_766;
+/// Most parameters bound in one PostgreSQL statement (the wire protocol's u16 count).
+const POSTGRES_MAX_PARAMS: usize = 65_535;
+
+/// Status of an account created implicitly by data naming an unknown account id.
+pub const STATUS_UNASSIGNED: &str = "unassigned";
+/// Status of a new account upserted without a status.
+pub const STATUS_ACTIVE: &str = "active";
+
+// ---------------------------------------------------------------------------------------
+// Plain data in and out (no proto, no ORM types)
+// ---------------------------------------------------------------------------------------
+
+/// One usage event, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// The account.
+    pub account_id: String,
+    /// Idempotency key within the account.
+    pub event_id: String,
+    /// The user (contact id) who did it, if known.
+    pub user_id: Option<String>,
+    /// Kind of event.
+    pub event_type: String,
+    /// When it happened (its UTC day is the roll-up day).
+    pub occurred_at: DateTime<Utc>,
+    /// Optional value, summed in the roll-up.
+    pub value: Option<f64>,
+}
+
+/// What a batch of events did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventsWritten {
+    /// Events new to the store.
+    pub accepted: u32,
+    /// Events already stored, or repeated within the batch.
+    pub duplicates: u32,
+}
+
+/// Counts of an upsert batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// Keys that did not exist before.
+    pub created: u32,
+    /// Items whose key existed already (or appeared earlier in the batch).
+    pub updated: u32,
+}
+
+/// A typed account attribute value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttributeValue {
+    /// A string.
+    String(String),
+    /// A finite number.
+    Number(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A point in time.
+    Timestamp(DateTime<Utc>),
+}
+
+impl AttributeValue {
+    /// The JSON form stored in `accounts.attributes`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::String(s) => serde_json::json!({ "string": s }),
+            Self::Number(x) => serde_json::json!({ "number": x }),
+            Self::Bool(b) => serde_json::json!({ "bool": b }),
+            Self::Timestamp(t) => serde_json::json!({
+                "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            }),
+        }
+    }
+
+    /// Reads the stored JSON form; `None` for anything else.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let o = v.as_object()?;
+        if let Some(s) = o.get("string").and_then(|s| s.as_str()) {
+            return Some(Self::String(s.to_string()));
+        }
+        if let Some(x) = o.get("number").and_then(|x| x.as_f64()) {
+            return Some(Self::Number(x));
+        }
+        if let Some(b) = o.get("bool").and_then(|b| b.as_bool()) {
+            return Some(Self::Bool(b));
+        }
+        let t = o.get("timestamp").and_then(|t| t.as_str())?;
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| Self::Timestamp(t.with_timezone(&Utc)))
+    }
+}
+
+/// An account to create or update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountUpsert {
+    /// The account id.
+    pub id: String,
+    /// New display name; `None` keeps the stored one.
+    pub name: Option<String>,
+    /// Attributes to set (`Some`) or remove (`None`).
+    pub attributes: BTreeMap<String, Option<AttributeValue>>,
+    /// New creation time; `None` keeps the stored one (now for a new account).
+    pub created_at: Option<DateTime<Utc>>,
+    /// New status; `None` keeps the stored one (`active` for a new account).
+    pub status: Option<String>,
+}
+
+/// An account as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountRecord {
+    /// The account id.
+    pub id: String,
+    /// Display name (empty when never given).
+    pub name: String,
+    /// Typed attributes.
+    pub attributes: BTreeMap<String, AttributeValue>,
+    /// Assigned health profile id, if any.
+    pub profile_id: Option<String>,
+    /// Status string (see the module doc).
+    pub status: String,
+    /// When it became a customer.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A contact to create or update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContactUpsert {
+    /// The account.
+    pub account_id: String,
+    /// The contact id.
+    pub id: String,
+    /// Role; `None` keeps the stored one (`user` for a new contact).
+    pub role: Option<String>,
+    /// E-mail domain; `None` keeps the stored one.
+    pub email_domain: Option<String>,
+    /// Display name; `None` keeps the stored one.
+    pub name: Option<String>,
+}
+
+/// An interaction to store (replacing one with the same key).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InteractionRow {
+    /// The account.
+    pub account_id: String,
+    /// The interaction id.
+    pub id: String,
+    /// Contact involved, if known.
+    pub contact_id: Option<String>,
+    /// Channel string.
+    pub channel: String,
+    /// Direction string.
+    pub direction: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Whether the other side replied, when known.
+    pub replied: Option<bool>,
+    /// Sentiment in [-1, 1], if any.
+    pub sentiment: Option<f64>,
+}
+
+/// A CSM pulse.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PulseRow {
+    /// The account.
+    pub account_id: String,
+    /// Who rated.
+    pub author: String,
+    /// 1..5.
+    pub value: i32,
+    /// Free text.
+    pub note: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A subscription (contract line).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscriptionRow {
+    /// The account.
+    pub account_id: String,
+    /// The subscription id.
+    pub id: String,
+    /// Product.
+    pub product: String,
+    /// Start (inclusive).
+    pub starts_at: DateTime<Utc>,
+    /// End (exclusive), if any.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Monthly recurring revenue.
+    pub mrr: f64,
+    /// Quantity, if any.
+    pub quantity: Option<f64>,
+    /// Units, if any.
+    pub units: Option<String>,
+    /// Billing period in months.
+    pub bill_period_months: i32,
+    /// Add-on flag.
+    pub is_addon: bool,
+    /// Discount fraction.
+    pub discount: f64,
+}
+
+/// An event type declaration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTypeUpsert {
+    /// Name as in events.
+    pub name: String,
+    /// Display name; `None` keeps the stored one.
+    pub display_name: Option<String>,
+    /// Key event type.
+    pub is_key: bool,
+    /// Description; `None` keeps the stored one.
+    pub description: Option<String>,
+}
+
+/// An event type as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTypeRecord {
+    /// Name.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Key event type.
+    pub is_key: bool,
+    /// Description.
+    pub description: String,
+    /// Declared through UpsertEventTypes (rather than only seen in events).
+    pub declared: bool,
+    /// Events of this type stored so far.
+    pub event_count: i64,
+}
+
+/// A custom metric definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricDefinitionRow {
+    /// Metric name.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Description.
+    pub description: String,
+    /// `higher_is_better` or `lower_is_better`.
+    pub direction: String,
+}
+
+/// A sample of a custom metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomMetricRow {
+    /// The account.
+    pub account_id: String,
+    /// Metric name.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// When observed.
+    pub at: DateTime<Utc>,
+}
+
+/// A custom score field value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreFieldRow {
+    /// The account.
+    pub account_id: String,
+    /// Field name.
+    pub field: String,
+    /// 1..5.
+    pub value: i32,
+    /// When set.
+    pub at: DateTime<Utc>,
+}
+
+/// A webhook signal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalRow {
+    /// The account.
+    pub account_id: String,
+    /// Signal name.
+    pub name: String,
+    /// 1..5.
+    pub value: i32,
+    /// When it fired.
+    pub at: DateTime<Utc>,
+}
+
+// ---------------------------------------------------------------------------------------
+// SQL helpers
+// ---------------------------------------------------------------------------------------
+
+fn max_params(backend: DbBackend) -> usize {
+    match backend {
+        DbBackend::Postgres => POSTGRES_MAX_PARAMS,
+        _ => SQLITE_MAX_PARAMS,
+    }
+}
+
+/// Appends `(p, p, ...)` groups for `rows` rows of `width` placeholders, numbered from
+/// `*next` on PostgreSQL.
+fn push_groups(sql: &mut String, backend: DbBackend, rows: usize, width: usize, next: &mut usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push(',');
+            }
+            if backend == DbBackend::Postgres {
+                *next += 1;
+                let _ = write!(sql, "${next}");
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+}
+
+/// Column list `a,b,c`.
+fn col_list(cols: &[&str]) -> String {
+    cols.join(",")
+}
+
+/// Runs `INSERT INTO table (cols) VALUES ... <tail>` over `rows` (each `cols.len()`
+/// values), chunked under the parameter limit. When `returning` is set the statement's
+/// rows are collected, else the affected-row count is summed into the result's length
+/// being empty.
+async fn insert_rows<C: ConnectionTrait>(
+    c: &C,
+    table: &str,
+    cols: &[&str],
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+    returning: bool,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let backend = c.get_database_backend();
+    let width = cols.len();
+    let per_chunk = (max_params(backend) / width).max(1);
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_chunk).collect();
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", col_list(cols));
+        let mut next = 0;
+        push_groups(&mut sql, backend, chunk.len(), width, &mut next);
+        sql.push(' ');
+        sql.push_str(tail);
+        let values: Vec<Value> = chunk.into_iter().flatten().collect();
+        let stmt = Statement::from_sql_and_values(backend, sql, values);
+        if returning {
+            out.extend(c.query_all_raw(stmt).await?);
+        } else {
+            c.execute_raw(stmt).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// How many of `keys` (tuples over `key_cols`) exist in `table`.
+async fn count_existing<C: ConnectionTrait>(
+    c: &C,
+    table: &str,
+    key_cols: &[&str],
+    keys: Vec<Vec<Value>>,
+) -> Result<u32, DbErr> {
+    let backend = c.get_database_backend();
+    let width = key_cols.len();
+    let per_chunk = (max_params(backend) / width).max(1);
+    let mut total = 0i64;
+    let mut keys = keys.into_iter().peekable();
+    while keys.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = keys.by_ref().take(per_chunk).collect();
+        let mut sql = if width == 1 {
+            format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE {} IN ",
+                key_cols[0]
+            )
+        } else {
+            format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE ({}) IN (VALUES ",
+                col_list(key_cols)
+            )
+        };
+        let mut next = 0;
+        if width == 1 {
+            sql.push('(');
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                if backend == DbBackend::Postgres {
+                    next += 1;
+                    sql.push_str(&format!("${next}"));
+                } else {
+                    sql.push('?');
+                }
+            }
+            sql.push(')');
+        } else {
+            push_groups(&mut sql, backend, chunk.len(), width, &mut next);
+            sql.push(')');
+        }
+        let values: Vec<Value> = chunk.into_iter().flatten().collect();
+        let row = c
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        if let Some(row) = row {
+            total += row.try_get::<i64>("", "n")?;
+        }
+    }
+    Ok(u32::try_from(total).unwrap_or(u32::MAX))
+}
+
+/// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite so that the write lock is
+/// taken up front (a deferred transaction that reads first can fail with SQLITE_BUSY
+/// when another writer commits in between, and the busy timeout does not help there).
+async fn begin_write(store: &Store) -> Result<DatabaseTransaction, DbErr> {
+    store
+        .conn()
+        .begin_with_options(TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        })
+        .await
+}
+
+/// Sorted, distinct.
+fn distinct_sorted<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let set: BTreeSet<&str> = ids.into_iter().collect();
+    set.into_iter().collect()
+}
+
+/// Creates every account of `ids` that does not exist yet, with status `unassigned`
+/// (DESIGN §5: data for an unknown account is kept, not dropped).
+pub async fn ensure_accounts<C: ConnectionTrait>(c: &C, ids: &[&str]) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let empty = serde_json::json!({});
+    let rows = ids
+        .iter()
+        .map(|id| {
+            vec![
+                Value::from(id.to_string()),
+                Value::from(String::new()),
+                Value::from(empty.clone()),
+                Value::from(false),
+                Value::from(STATUS_UNASSIGNED),
+                Value::from(now),
+                Value::from(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        c,
+        "accounts",
+        &[
+            "id",
+            "name",
+            "attributes",
+            "pinned",
+            "status",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+        "ON CONFLICT (id) DO NOTHING",
+        false,
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------
+
+/// Key of a daily roll-up row.
+type DayKey<'a> = (&'a str, NaiveDate, &'a str);
+
+/// Writes a batch of events and their daily roll-ups in one transaction.
+///
+/// Idempotent on (account_id, event_id): an event already stored, or repeated within the
+/// batch, is a duplicate and changes nothing. The roll-up (count, distinct users, value
+/// sum per account, UTC day and event type) and the event type's running count move
+/// exactly once per new event, in the same transaction as the event itself.
+pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWritten, StoreError> {
+    if events.is_empty() {
+        return Ok(EventsWritten::default());
+    }
+    // First occurrence of each key, in key order: later repeats are duplicates, and
+    // sorted rows make concurrent PostgreSQL batches lock index entries in one order.
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&events[a], &events[b]);
+        (x.account_id.as_str(), x.event_id.as_str(), a).cmp(&(
+            y.account_id.as_str(),
+            y.event_id.as_str(),
+            b,
+        ))
+    });
+    order.dedup_by(|b, a| {
+        events[*a].account_id == events[*b].account_id && events[*a].event_id == events[*b].event_id
+    });
+    let in_batch_repeats = events.len() - order.len();
+
+    let tx = begin_write(store).await?;
+    let accounts = distinct_sorted(order.iter().map(|&i| events[i].account_id.as_str()));
+    ensure_accounts(&tx, &accounts).await?;
+
+    let rows: Vec<Vec<Value>> = order
+        .iter()
+        .map(|&i| {
+            let e = &events[i];
+            vec![
+                Value::from(e.account_id.clone()),
+                Value::from(e.event_id.clone()),
+                Value::from(e.user_id.clone()),
+                Value::from(e.event_type.clone()),
+                Value::from(e.occurred_at),
+                Value::from(e.value),
+            ]
+        })
+        .collect();
+    let returned = insert_rows(
+        &tx,
+        "events",
+        &[
+            "account_id",
+            "event_id",
+            "user_id",
+            "event_type",
+            "occurred_at",
+            "value",
+        ],
+        rows,
+        "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id",
+        true,
+    )
+    .await?;
+
+    // Which events are new: all of them when every row came back (the common case),
+    // else match the returned keys.
+    let new: Vec<&NewEvent> = if returned.len() == order.len() {
+        order.iter().map(|&i| &events[i]).collect()
+    } else {
+        let mut keys: HashSet<(String, String)> = HashSet::with_capacity(returned.len());
+        for r in &returned {
+            keys.insert((
+                r.try_get::<String>("", "account_id")?,
+                r.try_get::<String>("", "event_id")?,
+            ));
+        }
+        order
+            .iter()
+            .map(|&i| &events[i])
+            .filter(|e| keys.contains(&(e.account_id.clone(), e.event_id.clone())))
+            .collect()
+    };
+
+    if !new.is_empty() {
+        write_rollups(&tx, &new).await?;
+    }
+    tx.commit().await?;
+
+    let accepted = new.len();
+    Ok(EventsWritten {
+        accepted: accepted as u32,
+        duplicates: (order.len() - accepted + in_batch_repeats) as u32,
+    })
+}
+
+/// Adds the new events to `usage_daily`, `usage_daily_users` and `event_types`.
+async fn write_rollups(tx: &DatabaseTransaction, new: &[&NewEvent]) -> Result<(), DbErr> {
+    // (count, value sum, distinct users added) per roll-up row.
+    let mut days: BTreeMap<DayKey<'_>, (i64, f64, i64)> = BTreeMap::new();
+    let mut users: BTreeSet<(&str, NaiveDate, &str, &str)> = BTreeSet::new();
+    let mut per_type: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in new {
+        let day = e.occurred_at.date_naive();
+        let entry = days
+            .entry((e.account_id.as_str(), day, e.event_type.as_str()))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += e.value.unwrap_or(0.0);
+        if let Some(u) = &e.user_id {
+            users.insert((
+                e.account_id.as_str(),
+                day,
+                e.event_type.as_str(),
+                u.as_str(),
+            ));
+        }
+        *per_type.entry(e.event_type.as_str()).or_default() += 1;
+    }
+
+    if !users.is_empty() {
+        let rows = users
+            .iter()
+            .map(|(a, d, t, u)| {
+                vec![
+                    Value::from(a.to_string()),
+                    Value::from(*d),
+                    Value::from(t.to_string()),
+                    Value::from(u.to_string()),
+                ]
+            })
+            .collect();
+        let added = insert_rows(
+            tx,
+            "usage_daily_users",
+            &["account_id", "day", "event_type", "user_id"],
+            rows,
+            "ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
+             RETURNING account_id, day, event_type",
+            true,
+        )
+        .await?;
+        if added.len() == users.len() {
+            for (a, d, t, _) in &users {
+                if let Some(v) = days.get_mut(&(*a, *d, *t)) {
+                    v.2 += 1;
+                }
+            }
+        } else {
+            let mut counts: HashMap<(String, NaiveDate, String), i64> = HashMap::new();
+            for r in &added {
+                *counts
+                    .entry((
+                        r.try_get::<String>("", "account_id")?,
+                        r.try_get::<NaiveDate>("", "day")?,
+                        r.try_get::<String>("", "event_type")?,
+                    ))
+                    .or_default() += 1;
+            }
+            for ((a, d, t), v) in days.iter_mut() {
+                if let Some(n) = counts.get(&(a.to_string(), *d, t.to_string())) {
+                    v.2 += n;
+                }
+            }
+        }
+    }
+
+    let rows = days
+        .iter()
+        .map(|((a, d, t), (n, sum, du))| {
+            vec![
+                Value::from(a.to_string()),
+                Value::from(*d),
+                Value::from(t.to_string()),
+                Value::from(*n),
+                Value::from(*du),
+                Value::from(*sum),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "usage_daily",
+        &[
+            "account_id",
+            "day",
+            "event_type",
+            "count",
+            "distinct_users",
+            "value_sum",
+        ],
+        rows,
+        "ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
+         count = usage_daily.count + excluded.count, \
+         distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
+         value_sum = usage_daily.value_sum + excluded.value_sum",
+        false,
+    )
+    .await?;
+
+    // Last: the event-type counters are the rows every batch shares, so they are
+    // locked for the shortest time (until the commit that follows).
+    let now = Utc::now();
+    let rows = per_type
+        .iter()
+        .map(|(t, n)| {
+            vec![
+                Value::from(t.to_string()),
+                Value::from(String::new()),
+                Value::from(false),
+                Value::from(String::new()),
+                Value::from(false),
+                Value::from(*n),
+                Value::from(now),
+                Value::from(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "event_types",
+        &[
+            "name",
+            "display_name",
+            "is_key",
+            "description",
+            "declared",
+            "event_count",
+            "created_at",
+            "updated_at",
+        ],
+        rows,
+        "ON CONFLICT (name) DO UPDATE SET event_count = event_types.event_count + excluded.event_count",
+        false,
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Accounts and contacts
+// ---------------------------------------------------------------------------------------
+
+const ACCOUNT_COLS: &[&str] = &[
+    "id",
+    "name",
+    "attributes",
+    "profile_id",
+    "pinned",
+    "status",
+    "created_at",
+    "updated_at",
+];
+
+fn account_from_row(r: &QueryResult) -> Result<AccountRecord, DbErr> {
+    let attrs: serde_json::Value = r.try_get("", "attributes")?;
+    let attributes = attrs
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| AttributeValue::from_json(v).map(|v| (k.clone(), v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(AccountRecord {
+        id: r.try_get("", "id")?,
+        name: r.try_get("", "name")?,
+        attributes,
+        profile_id: r.try_get("", "profile_id")?,
+        status: r.try_get("", "status")?,
+        created_at: r.try_get("", "created_at")?,
+        updated_at: r.try_get("", "updated_at")?,
+    })
+}
+
+/// Placeholder number `i` (1-based) for `backend`.
+fn ph(backend: DbBackend, i: usize) -> String {
+    if backend == DbBackend::Postgres {
+        format!("${i}")
+    } else {
+        "?".to_string()
+    }
+}
+
+/// `IN (...)` over `n` placeholders starting after `*next`.
+fn in_list(backend: DbBackend, n: usize, next: &mut usize) -> String {
+    let mut s = String::from("(");
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        *next += 1;
+        s.push_str(&ph(backend, *next));
+    }
+    s.push(')');
+    s
+}
+
+async fn load_accounts<C: ConnectionTrait>(
+    c: &C,
+    ids: &[&str],
+) -> Result<HashMap<String, AccountRecord>, DbErr> {
+    let backend = c.get_database_backend();
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(max_params(backend).min(10_000)) {
+        let mut next = 0;
+        let sql = format!(
+            "SELECT {} FROM accounts WHERE id IN {}",
+            col_list(ACCOUNT_COLS),
+            in_list(backend, chunk.len(), &mut next)
+        );
+        let values: Vec<Value> = chunk.iter().map(|s| Value::from(s.to_string())).collect();
+        for r in c
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            let a = account_from_row(&r)?;
+            out.insert(a.id.clone(), a);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates or updates accounts (ids unique within the batch, checked by the caller).
+///
+/// Attributes are merged key by key into the stored ones (a `None` value removes the
+/// key), or replace them when `replace_attributes`. The profile assignment is kept.
+pub async fn upsert_accounts(
+    store: &Store,
+    accounts: &[AccountUpsert],
+    replace_attributes: bool,
+) -> Result<Upserted, StoreError> {
+    let tx = begin_write(store).await?;
+    let mut sorted: Vec<&AccountUpsert> = accounts.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<&str> = sorted.iter().map(|a| a.id.as_str()).collect();
+    let existing = load_accounts(&tx, &ids).await?;
+    let now = Utc::now();
+    let mut counts = Upserted::default();
+    let mut rows = Vec::with_capacity(sorted.len());
+    for a in sorted {
+        let old = existing.get(&a.id);
+        if old.is_some() {
+            counts.updated += 1;
+        } else {
+            counts.created += 1;
+        }
+        let mut attrs: BTreeMap<String, AttributeValue> = match (old, replace_attributes) {
+            (Some(o), false) => o.attributes.clone(),
+            _ => BTreeMap::new(),
+        };
+        for (k, v) in &a.attributes {
+            match v {
+                Some(v) => {
+                    attrs.insert(k.clone(), v.clone());
+                }
+                None => {
+                    attrs.remove(k);
+                }
+            }
+        }
+        let json: serde_json::Map<String, serde_json::Value> = attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        let name = a
+            .name
+            .clone()
+            .or_else(|| old.map(|o| o.name.clone()))
+            .unwrap_or_default();
+        let status = a
+            .status
+            .clone()
+            .or_else(|| {
+                // An implicitly created account becomes a real one when it is upserted.
+                old.map(|o| o.status.clone())
+                    .filter(|s| s != STATUS_UNASSIGNED)
+            })
+            .unwrap_or_else(|| STATUS_ACTIVE.to_string());
+        let created_at = a
+            .created_at
+            .or_else(|| old.map(|o| o.created_at))
+            .unwrap_or(now);
+        rows.push(vec![
+            Value::from(a.id.clone()),
+            Value::from(name),
+            Value::from(serde_json::Value::Object(json)),
+            Value::from(old.and_then(|o| o.profile_id.clone())),
+            Value::from(false),
+            Value::from(status),
+            Value::from(created_at),
+            Value::from(now),
+        ]);
+    }
+    insert_rows(
+        &tx,
+        "accounts",
+        ACCOUNT_COLS,
+        rows,
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, attributes = excluded.attributes, \
+         status = excluded.status, created_at = excluded.created_at, updated_at = excluded.updated_at",
+        false,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// One account, or `None`.
+pub async fn get_account(store: &Store, id: &str) -> Result<Option<AccountRecord>, StoreError> {
+    let mut m = load_accounts(store.conn(), &[id]).await?;
+    Ok(m.remove(id))
+}
+
+/// Filters of [`list_accounts`].
+#[derive(Clone, Debug, Default)]
+pub struct AccountFilter {
+    /// Only accounts of this profile id.
+    pub profile_id: Option<String>,
+    /// Only accounts with this status.
+    pub status: Option<String>,
+}
+
+/// A page of accounts in byte order of id after `after`, at most `limit`, and the total
+/// matching the filter.
+pub async fn list_accounts(
+    store: &Store,
+    filter: &AccountFilter,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<AccountRecord>, u64), StoreError> {
+    let c = store.conn();
+    let backend = c.get_database_backend();
+    let mut next = 0;
+    let mut conds = Vec::new();
+    let mut values = Vec::new();
+    if let Some(p) = &filter.profile_id {
+        next += 1;
+        conds.push(format!("profile_id = {}", ph(backend, next)));
+        values.push(Value::from(p.clone()));
+    }
+    if let Some(s) = &filter.status {
+        next += 1;
+        conds.push(format!("status = {}", ph(backend, next)));
+        values.push(Value::from(s.clone()));
+    }
+    let where_filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let total_sql = format!("SELECT COUNT(*) AS n FROM accounts{where_filter}");
+    let total = c
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            total_sql,
+            values.clone(),
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    // Byte order on PostgreSQL too, whatever the database's collation.
+    let collate = if backend == DbBackend::Postgres {
+        " COLLATE \"C\""
+    } else {
+        ""
+    };
+    if let Some(a) = after {
+        next += 1;
+        conds.push(format!("id{collate} > {}", ph(backend, next)));
+        values.push(Value::from(a.to_string()));
+    }
+    let where_all = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {} FROM accounts{where_all} ORDER BY id{collate} LIMIT {limit}",
+        col_list(ACCOUNT_COLS)
+    );
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let list = rows
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((list, total.max(0) as u64))
+}
+
+/// Creates or updates contacts; later items win over earlier ones with the same key.
+pub async fn upsert_contacts(
+    store: &Store,
+    contacts: &[ContactUpsert],
+) -> Result<Upserted, StoreError> {
+    let tx = begin_write(store).await?;
+    let backend = tx.get_database_backend();
+    let accounts = distinct_sorted(contacts.iter().map(|c| c.account_id.as_str()));
+    ensure_accounts(&tx, &accounts).await?;
+    // Last occurrence of each key wins; key order for the lock order.
+    let mut latest: BTreeMap<(&str, &str), &ContactUpsert> = BTreeMap::new();
+    for c in contacts {
+        latest.insert((c.account_id.as_str(), c.id.as_str()), c);
+    }
+    // Stored rows of those keys, to keep fields the batch leaves unset.
+    let mut stored: HashMap<(String, String), (String, String, String)> = HashMap::new();
+    let keys: Vec<(&str, &str)> = latest.keys().copied().collect();
+    for chunk in keys.chunks(max_params(backend) / 2) {
+        let mut sql = String::from(
+            "SELECT account_id, id, role, email_domain, name FROM contacts WHERE (account_id, id) IN (VALUES ",
+        );
+        let mut next = 0;
+        push_groups(&mut sql, backend, chunk.len(), 2, &mut next);
+        sql.push(')');
+        let values: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(a, i)| [Value::from(a.to_string()), Value::from(i.to_string())])
+            .collect();
+        for r in tx
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            stored.insert(
+                (r.try_get("", "account_id")?, r.try_get("", "id")?),
+                (
+                    r.try_get("", "role")?,
+                    r.try_get("", "email_domain")?,
+                    r.try_get("", "name")?,
+                ),
+            );
+        }
+    }
+    let now = Utc::now();
+    let created = latest
+        .keys()
+        .filter(|(a, i)| !stored.contains_key(&(a.to_string(), i.to_string())))
+        .count() as u32;
+    let rows = latest
+        .values()
+        .map(|c| {
+            let old = stored.get(&(c.account_id.clone(), c.id.clone()));
+            let role = c
+                .role
+                .clone()
+                .or_else(|| old.map(|o| o.0.clone()))
+                .unwrap_or_else(|| "user".to_string());
+            let domain = c
+                .email_domain
+                .clone()
+                .or_else(|| old.map(|o| o.1.clone()))
+                .unwrap_or_default();
+            let name = c
+                .name
+                .clone()
+                .or_else(|| old.map(|o| o.2.clone()))
+                .unwrap_or_default();
+            vec![
+                Value::from(c.account_id.clone()),
+                Value::from(c.id.clone()),
+                Value::from(name),
+                Value::from(role),
+                Value::from(domain),
+                Value::from(now),
+            ]
+        })
+        .collect();
+    insert_rows(
+        &tx,
+        "contacts",
+        &[
+            "account_id",
+            "id",
+            "name",
+            "role",
+            "email_domain",
+            "updated_at",
+        ],
+        rows,
+        "ON CONFLICT (account_id, id) DO UPDATE SET name = excluded.name, role = excluded.role, \
+         email_domain = excluded.email_domain, updated_at = excluded.updated_at",
+        false,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Upserted {
+        created,
+        updated: contacts.len() as u32 - created,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Keyed replace-on-conflict kinds
+// ---------------------------------------------------------------------------------------
+
+/// Upserts rows keyed by the first `key_width` columns: later rows of the batch win,
+/// `created` counts keys new to the store.
+async fn replace_keyed(
+    store: &Store,
+    table: &str,
+    cols: &[&str],
+    key_width: usize,
+    accounts: Vec<&str>,
+    rows: Vec<Vec<Value>>,
+    update_tail: &str,
+) -> Result<Upserted, StoreError> {
+    let n = rows.len() as u32;
+    // Last occurrence per key; ordered by key (values' debug form is a stable total
+    // order for the value kinds used as keys: strings and timestamps).
+    let mut latest: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in rows {
+        let key = format!("{:?}", &r[..key_width]);
+        latest.insert(key, r);
+    }
+    let rows: Vec<Vec<Value>> = latest.into_values().collect();
+    let keys: Vec<Vec<Value>> = rows.iter().map(|r| r[..key_width].to_vec()).collect();
+    let tx = begin_write(store).await?;
+    let accounts = distinct_sorted(accounts);
+    ensure_accounts(&tx, &accounts).await?;
+    let existing = count_existing(&tx, table, &cols[..key_width], keys).await?;
+    let distinct = rows.len() as u32;
+    let conflict = format!(
+        "ON CONFLICT ({}) DO UPDATE SET {update_tail}",
+        col_list(&cols[..key_width])
+    );
+    insert_rows(&tx, table, cols, rows, &conflict, false).await?;
+    tx.commit().await?;
+    let created = distinct - existing.min(distinct);
+    Ok(Upserted {
+        created,
+        updated: n - created,
+    })
+}
+
+/// Stores interactions, replacing those with the same (account, id).
+pub async fn record_interactions(
+    store: &Store,
+    items: &[InteractionRow],
+) -> Result<Upserted, StoreError> {
+    let rows = items
+        .iter()
+        .map(|i| {
+            vec![
+                Value::from(i.account_id.clone()),
+                Value::from(i.id.clone()),
+                Value::from(i.contact_id.clone()),
+                Value::from(i.channel.clone()),
+                Value::from(i.direction.clone()),
+                Value::from(i.occurred_at),
+                Value::from(i.replied.unwrap_or(false)),
+                Value::from(i.replied.is_some()),
+                Value::from(i.sentiment),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "interactions",
+        &[
+            "account_id",
+            "id",
+            "contact_id",
+            "channel",
+            "direction",
+            "occurred_at",
+            "replied",
+            "reply_known",
+            "sentiment",
+        ],
+        2,
+        items.iter().map(|i| i.account_id.as_str()).collect(),
+        rows,
+        "contact_id = excluded.contact_id, channel = excluded.channel, \
+         direction = excluded.direction, occurred_at = excluded.occurred_at, \
+         replied = excluded.replied, reply_known = excluded.reply_known, \
+         sentiment = excluded.sentiment, text = NULL",
+    )
+    .await
+}
+
+/// Stores CSM pulses keyed by (account, author, at), replacing value and note.
+pub async fn record_pulses(store: &Store, items: &[PulseRow]) -> Result<Upserted, StoreError> {
+    let rows = items
+        .iter()
+        .map(|p| {
+            vec![
+                Value::from(p.account_id.clone()),
+                Value::from(p.author.clone()),
+                Value::from(p.at),
+                Value::from(p.value),
+                Value::from(p.note.clone()),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "pulses",
+        &["account_id", "author", "at", "value", "note"],
+        3,
+        items.iter().map(|i| i.account_id.as_str()).collect(),
+        rows,
+        "value = excluded.value, note = excluded.note",
+    )
+    .await
+}
+
+/// Stores subscriptions keyed by (account, id), replacing every field.
+pub async fn upsert_subscriptions(
+    store: &Store,
+    items: &[SubscriptionRow],
+) -> Result<Upserted, StoreError> {
+    let rows = items
+        .iter()
+        .map(|s| {
+            vec![
+                Value::from(s.account_id.clone()),
+                Value::from(s.id.clone()),
+                Value::from(s.product.clone()),
+                Value::from(s.starts_at),
+                Value::from(s.ends_at),
+                Value::from(s.mrr),
+                Value::from(s.quantity),
+                Value::from(s.units.clone()),
+                Value::from(s.bill_period_months),
+                Value::from(s.is_addon),
+                Value::from(s.discount),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "subscriptions",
+        &[
+            "account_id",
+            "id",
+            "product",
+            "starts_at",
+            "ends_at",
+            "mrr",
+            "quantity",
+            "units",
+            "bill_period_months",
+            "is_addon",
+            "discount",
+        ],
+        2,
+        items.iter().map(|i| i.account_id.as_str()).collect(),
+        rows,
+        "product = excluded.product, starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+         mrr = excluded.mrr, quantity = excluded.quantity, units = excluded.units, \
+         bill_period_months = excluded.bill_period_months, is_addon = excluded.is_addon, \
+         discount = excluded.discount",
+    )
+    .await
+}
+
+/// Stores custom metric samples keyed by (account, name, at), replacing the value.
+pub async fn record_custom_metrics(
+    store: &Store,
+    items: &[CustomMetricRow],
+) -> Result<Upserted, StoreError> {
+    let rows = items
+        .iter()
+        .map(|m| {
+            vec![
+                Value::from(m.account_id.clone()),
+                Value::from(m.name.clone()),
+                Value::from(m.at),
+                Value::from(m.value),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "custom_metrics",
+        &["account_id", "name", "at", "value"],
+        3,
+        items.iter().map(|i| i.account_id.as_str()).collect(),
+        rows,
+        "value = excluded.value",
+    )
+    .await
+}
+
+/// Stores webhook signals keyed by (account, name, at), replacing the value.
+pub async fn record_webhook_signals(
+    store: &Store,
+    items: &[SignalRow],
+) -> Result<Upserted, StoreError> {
+    let rows = items
+        .iter()
+        .map(|m| {
+            vec![
+                Value::from(m.account_id.clone()),
+                Value::from(m.name.clone()),
+                Value::from(m.at),
+                Value::from(m.value),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "webhook_signals",
+        &["account_id", "name", "at", "value"],
+        3,
+        items.iter().map(|i| i.account_id.as_str()).collect(),
+        rows,
+        "value = excluded.value",
+    )
+    .await
+}
+
+/// Declares custom metrics keyed by name, replacing every field.
+pub async fn upsert_metric_definitions(
+    store: &Store,
+    items: &[MetricDefinitionRow],
+) -> Result<Upserted, StoreError> {
+    let now = Utc::now();
+    let rows = items
+        .iter()
+        .map(|d| {
+            vec![
+                Value::from(d.name.clone()),
+                Value::from(d.display_name.clone()),
+                Value::from(d.description.clone()),
+                Value::from(d.direction.clone()),
+                Value::from(now),
+                Value::from(now),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "custom_metric_definitions",
+        &[
+            "name",
+            "display_name",
+            "description",
+            "direction",
+            "created_at",
+            "updated_at",
+        ],
+        1,
+        Vec::new(),
+        rows,
+        "display_name = excluded.display_name, description = excluded.description, \
+         direction = excluded.direction, updated_at = excluded.updated_at",
+    )
+    .await
+}
+
+/// Declares event types keyed by name; empty display name or description keep the
+/// stored ones.
+pub async fn upsert_event_types(
+    store: &Store,
+    items: &[EventTypeUpsert],
+) -> Result<Upserted, StoreError> {
+    let now = Utc::now();
+    let rows = items
+        .iter()
+        .map(|t| {
+            vec![
+                Value::from(t.name.clone()),
+                Value::from(t.display_name.clone().unwrap_or_default()),
+                Value::from(t.is_key),
+                Value::from(t.description.clone().unwrap_or_default()),
+                Value::from(true),
+                Value::from(0i64),
+                Value::from(now),
+                Value::from(now),
+            ]
+        })
+        .collect();
+    replace_keyed(
+        store,
+        "event_types",
+        &[
+            "name",
+            "display_name",
+            "is_key",
+            "description",
+            "declared",
+            "event_count",
+            "created_at",
+            "updated_at",
+        ],
+        1,
+        Vec::new(),
+        rows,
+        "display_name = CASE WHEN excluded.display_name = '' THEN event_types.display_name \
+         ELSE excluded.display_name END, is_key = excluded.is_key, \
+         description = CASE WHEN excluded.description = '' THEN event_types.description \
+         ELSE excluded.description END, declared = excluded.declared, \
+         updated_at = excluded.updated_at",
+    )
+    .await
+}
+
+/// A page of event types by name (byte order) after `after`.
+pub async fn list_event_types(
+    store: &Store,
+    after: Option<&str>,
+    limit: u64,
+) -> Result<Vec<EventTypeRecord>, StoreError> {
+    let c = store.conn();
+    let backend = c.get_database_backend();
+    let collate = if backend == DbBackend::Postgres {
+        " COLLATE \"C\""
+    } else {
+        ""
+    };
+    let (cond, values) = match after {
+        Some(a) => (
+            format!(" WHERE name{collate} > {}", ph(backend, 1)),
+            vec![Value::from(a.to_string())],
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!(
+        "SELECT name, display_name, is_key, description, declared, event_count FROM event_types\
+         {cond} ORDER BY name{collate} LIMIT {limit}"
+    );
+    let rows = c
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EventTypeRecord {
+                name: r.try_get("", "name")?,
+                display_name: r.try_get("", "display_name")?,
+                is_key: r.try_get("", "is_key")?,
+                description: r.try_get("", "description")?,
+                declared: r.try_get("", "declared")?,
+                event_count: r.try_get("", "event_count")?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()
+        .map_err(StoreError::from)
+}
+
+/// Sets custom score fields: every value goes to the history; the current value of a
+/// (account, field) is the one with the latest time.
+pub async fn set_custom_score_fields(
+    store: &Store,
+    items: &[ScoreFieldRow],
+) -> Result<u32, StoreError> {
+    let tx = begin_write(store).await?;
+    let mut sorted: Vec<&ScoreFieldRow> = items.iter().collect();
+    sorted.sort_by(|a, b| (&a.account_id, &a.field).cmp(&(&b.account_id, &b.field)));
+    let accounts = distinct_sorted(sorted.iter().map(|i| i.account_id.as_str()));
+    ensure_accounts(&tx, &accounts).await?;
+    let hist = sorted
+        .iter()
+        .map(|f| {
+            vec![
+                Value::from(f.account_id.clone()),
+                Value::from(f.field.clone()),
+                Value::from(f.at),
+                Value::from(f.value),
+            ]
+        })
+        .collect();
+    insert_rows(
+        &tx,
+        "custom_score_field_history",
+        &["account_id", "field", "at", "value"],
+        hist,
+        "ON CONFLICT (account_id, field, at) DO UPDATE SET value = excluded.value",
+        false,
+    )
+    .await?;
+    let cur = sorted
+        .iter()
+        .map(|f| {
+            vec![
+                Value::from(f.account_id.clone()),
+                Value::from(f.field.clone()),
+                Value::from(f.value),
+                Value::from(f.at),
+            ]
+        })
+        .collect();
+    insert_rows(
+        &tx,
+        "custom_score_fields",
+        &["account_id", "field", "value", "updated_at"],
+        cur,
+        "ON CONFLICT (account_id, field) DO UPDATE SET value = excluded.value, \
+         updated_at = excluded.updated_at \
+         WHERE excluded.updated_at >= custom_score_fields.updated_at",
+        false,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(items.len() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_json_round_trips() {
+        let t = DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap();
+        for v in [
+            AttributeValue::String("premium".into()),
+            AttributeValue::Number(50.0),
+            AttributeValue::Bool(true),
+            AttributeValue::Timestamp(t),
+        ] {
+            assert_eq!(AttributeValue::from_json(&v.to_json()), Some(v));
+        }
+    }
+
+    #[test]
+    fn placeholders_per_backend() {
+        let mut s = String::new();
+        let mut next = 0;
+        push_groups(&mut s, DbBackend::Postgres, 2, 2, &mut next);
+        assert_eq!(s, "($1,$2),($3,$4)");
+        let mut s = String::new();
+        push_groups(&mut s, DbBackend::Sqlite, 2, 2, &mut next);
+        assert_eq!(s, "(?,?),(?,?)");
+    }
+}

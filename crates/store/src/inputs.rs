@@ -1,0 +1,962 @@
+//! The KPI inputs of scoring-core, read from the store in a few set-based queries.
+//!
+//! [`load_inputs`] reads, for every account in scope (all scored accounts, one profile,
+//! or a list of accounts), everything [`vitals_scoring_core::compute_kpis`] needs to
+//! compute the KPIs as of a day T, and groups it per account in memory. It never reads
+//! raw events (only the `usage_daily` roll-ups) and never runs a query per account: about
+//! a dozen statements whatever the population, each joined with `accounts` for the scope.
+//!
+//! Look-back (what is read, per account, for `window_days` W and `history_windows` H):
+//! - `usage_daily`: the days in `(T - (H + 1) W, T]`, plus, per event type, one marker
+//!   row on the last active day before that span (count 1, no users, no value) so that
+//!   `days_since_last_activity` sees activity older than the span; the marker lies
+//!   outside every window, so no count, user or time KPI sees it;
+//! - `interactions`: the two windows `(T - 2W, T]` (with the contact's role), plus one
+//!   marker per direction on the last interaction before them (for the "days since last
+//!   contact / inbound" KPIs; outside both windows, so counted nowhere else);
+//! - `pulses`: every pulse up to T (the latest two days and the last 90 days are used);
+//! - `subscriptions`: every line (future ones chain renewals);
+//! - `custom_metrics`: per (account, metric), the values at the latest timestamp up to T
+//!   (scoring-core uses the latest day's values; values earlier on that same day are not
+//!   read);
+//! - `custom_score_fields`: the current value of each field, when set at or before T
+//!   (a field changed after T is missing when backfilling);
+//! - `webhook_signals`: the window `(T - W, T]`;
+//! - attributes: `seats` (the `seats` number attribute), `created_at`, and the number of
+//!   contacts.
+//!
+//! Names are interned to the `u32` ids scoring-core wants; [`LoadedInputs::spec`] is the
+//! matching [`CatalogueSpec`]: event types declared in `event_types` (sorted by name)
+//! then undeclared ones seen in the data; key event types are those declared key (all
+//! when none is); custom metrics from `custom_metric_definitions` and the data (with
+//! their declared direction, else higher is better); score fields seen in the data.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use vitals_scoring_core::{
+    AccountAttributes, AccountInputs, CatalogueSpec, Channel, ContactRole, CustomMetricSpec,
+    CustomMetricValue, DailyUsage, Direction, Interaction, InteractionDirection, Pulse,
+    ScoreFieldValue, Subscription, WebhookSignal,
+};
+
+/// Which accounts to load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputScope {
+    /// Every account (subject to [`InputQuery::include_churned`]).
+    All,
+    /// The members of one profile (`accounts.profile_id`).
+    Profile {
+        /// The profile id (without `profiles/`).
+        id: String,
+        /// Also the accounts without a profile (for the default profile).
+        include_unprofiled: bool,
+    },
+    /// These accounts only (an empty list loads nothing).
+    Accounts(Vec<String>),
+}
+
+/// What [`load_inputs`] reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputQuery {
+    /// The day T the KPIs are computed as of (inclusive, UTC).
+    pub as_of: NaiveDate,
+    /// Window length W in days (the largest window of the profiles scored).
+    pub window_days: u32,
+    /// Past windows H the trend compares against.
+    pub history_windows: u32,
+    /// Which accounts.
+    pub scope: InputScope,
+    /// Also load churned accounts (the learner's training set); scoring leaves them out.
+    pub include_churned: bool,
+}
+
+impl InputQuery {
+    /// A query for every scored account as of `as_of` with scoring-core's default
+    /// windows (28 days, 3 past windows).
+    pub fn all(as_of: NaiveDate) -> Self {
+        Self {
+            as_of,
+            window_days: 28,
+            history_windows: 3,
+            scope: InputScope::All,
+            include_churned: false,
+        }
+    }
+}
+
+/// An account as read from `accounts`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountMeta {
+    /// External id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Its health profile, if assigned.
+    pub profile_id: Option<String>,
+    /// `active`, `trial`, `churned` or `unassigned`.
+    pub status: String,
+    /// The attributes JSON (see [`crate::profiles::parse_attributes`]).
+    pub attributes: serde_json::Value,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The owned inputs of one account; [`AccountData::inputs`] borrows them as scoring-core's
+/// [`AccountInputs`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AccountData {
+    /// Daily roll-ups (and last-activity markers).
+    pub usage: Vec<DailyUsage>,
+    /// Interactions (and last-contact markers).
+    pub interactions: Vec<Interaction>,
+    /// CSM pulses.
+    pub pulses: Vec<Pulse>,
+    /// Subscriptions.
+    pub subscriptions: Vec<Subscription>,
+    /// Latest custom metric values.
+    pub custom_metrics: Vec<CustomMetricValue>,
+    /// Custom score fields.
+    pub score_fields: Vec<ScoreFieldValue>,
+    /// Webhook signals of the current window.
+    pub webhook_signals: Vec<WebhookSignal>,
+    /// Seats, creation day, contacts.
+    pub attributes: AccountAttributes,
+}
+
+impl AccountData {
+    /// Borrows the buffers as scoring-core inputs.
+    pub fn inputs(&self) -> AccountInputs<'_> {
+        AccountInputs {
+            usage: &self.usage,
+            interactions: &self.interactions,
+            pulses: &self.pulses,
+            subscriptions: &self.subscriptions,
+            custom_metrics: &self.custom_metrics,
+            score_fields: &self.score_fields,
+            webhook_signals: &self.webhook_signals,
+            attributes: self.attributes,
+        }
+    }
+}
+
+/// Everything [`load_inputs`] read: accounts (sorted by id) and their inputs, in the
+/// same order, with the catalogue spec their ids refer to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadedInputs {
+    /// The day T.
+    pub as_of: NaiveDate,
+    /// Names behind the interned ids (build the [`vitals_scoring_core::Catalogue`] from it).
+    pub spec: CatalogueSpec,
+    /// First day of any roll-up in the store (scoring-core's `KpiConfig::data_start`),
+    /// `None` without usage data.
+    pub data_start: Option<NaiveDate>,
+    /// The accounts, sorted by id.
+    pub accounts: Vec<AccountMeta>,
+    /// Their inputs, `data[i]` for `accounts[i]`.
+    pub data: Vec<AccountData>,
+}
+
+impl LoadedInputs {
+    /// The borrowed scoring-core inputs of every account, in account order.
+    pub fn inputs(&self) -> Vec<AccountInputs<'_>> {
+        self.data.iter().map(AccountData::inputs).collect()
+    }
+
+    /// Position of an account, if loaded.
+    pub fn index_of(&self, account_id: &str) -> Option<usize> {
+        self.accounts
+            .binary_search_by(|a| a.id.as_str().cmp(account_id))
+            .ok()
+    }
+}
+
+/// Start of a UTC day.
+fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// A statement with `?` placeholders, renumbered `$n` on PostgreSQL.
+fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    if backend == DbBackend::Postgres {
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Statement::from_sql_and_values(backend, out, values)
+    } else {
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+}
+
+/// The account filter (on alias `a`) and its values.
+fn scope_filter(q: &InputQuery) -> (String, Vec<Value>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    if !q.include_churned {
+        sql.push_str(" AND a.status <> 'churned'");
+    }
+    match &q.scope {
+        InputScope::All => {}
+        InputScope::Profile {
+            id,
+            include_unprofiled,
+        } => {
+            if *include_unprofiled {
+                sql.push_str(" AND (a.profile_id = ? OR a.profile_id IS NULL)");
+            } else {
+                sql.push_str(" AND a.profile_id = ?");
+            }
+            values.push(Value::from(id.clone()));
+        }
+        InputScope::Accounts(ids) => {
+            if ids.is_empty() {
+                sql.push_str(" AND 1 = 0");
+            } else {
+                sql.push_str(" AND a.id IN (");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('?');
+                    values.push(Value::from(id.clone()));
+                }
+                sql.push(')');
+            }
+        }
+    }
+    (sql, values)
+}
+
+/// Interns names to dense ids in first-seen order.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        id
+    }
+}
+
+fn channel(s: &str) -> Option<Channel> {
+    Some(match s {
+        "email" => Channel::Email,
+        "call" => Channel::Call,
+        "meeting" => Channel::Meeting,
+        "ticket" => Channel::Ticket,
+        "chat" => Channel::Chat,
+        _ => return None,
+    })
+}
+
+fn direction(s: &str) -> InteractionDirection {
+    if s == "inbound" {
+        InteractionDirection::Inbound
+    } else {
+        InteractionDirection::Outbound
+    }
+}
+
+fn role(s: &str) -> Option<ContactRole> {
+    Some(match s {
+        "user" => ContactRole::User,
+        "decision_maker" => ContactRole::DecisionMaker,
+        "champion" => ContactRole::Champion,
+        _ => return None,
+    })
+}
+
+/// The `seats` attribute, `{"seats": {"number": n}}` (or a bare number).
+fn seats(attributes: &serde_json::Value) -> Option<f64> {
+    let v = attributes.get("seats")?;
+    v.as_f64()
+        .or_else(|| v.get("number").and_then(serde_json::Value::as_f64))
+        .or_else(|| v.get("number_value").and_then(serde_json::Value::as_f64))
+        .filter(|x| x.is_finite() && *x > 0.0)
+}
+
+fn clamp_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Loads the KPI inputs of the accounts in `q.scope` as of `q.as_of` (see the module doc
+/// for exactly what is read). Accounts come back sorted by id, each with its inputs.
+///
+/// Cost: about a dozen set-based statements, each joined with `accounts` for the scope;
+/// memory proportional to the rows in the look-back.
+pub async fn load_inputs(
+    conn: &impl ConnectionTrait,
+    q: &InputQuery,
+) -> Result<LoadedInputs, DbErr> {
+    let backend = conn.get_database_backend();
+    let t = q.as_of;
+    let w = u64::from(q.window_days.max(1));
+    let span = w * (u64::from(q.history_windows) + 1);
+    let end = day_start(t + Days::new(1));
+    let usage_lo = t - Days::new(span); // exclusive
+    let conv_lo = day_start(t - Days::new(2 * w) + Days::new(1));
+    let signal_lo = day_start(t - Days::new(w) + Days::new(1));
+    let (filter, fvals) = scope_filter(q);
+    let with = |mut head: Vec<Value>| {
+        head.extend(fvals.iter().cloned());
+        head
+    };
+
+    // ---- accounts
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT a.id, a.name, a.profile_id, a.status, a.attributes, a.created_at \
+                 FROM accounts a WHERE 1 = 1{filter} ORDER BY a.id"
+            ),
+            with(vec![]),
+        ))
+        .await?;
+    let mut accounts = Vec::with_capacity(rows.len());
+    for r in &rows {
+        accounts.push(AccountMeta {
+            id: r.try_get_by_index(0)?,
+            name: r.try_get_by_index(1)?,
+            profile_id: r.try_get_by_index(2)?,
+            status: r.try_get_by_index(3)?,
+            attributes: r.try_get_by_index(4)?,
+            created_at: r.try_get_by_index(5)?,
+        });
+    }
+    drop(rows);
+    // The database's collation may order ids differently from byte order.
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    let index: HashMap<String, usize> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.clone(), i))
+        .collect();
+    let mut data: Vec<AccountData> = accounts
+        .iter()
+        .map(|a| AccountData {
+            attributes: AccountAttributes {
+                seats: seats(&a.attributes),
+                created_at: Some(a.created_at.date_naive()),
+                contacts: None,
+            },
+            ..AccountData::default()
+        })
+        .collect();
+    let slot = |r: &QueryResult| -> Result<Option<usize>, DbErr> {
+        let id: String = r.try_get_by_index(0)?;
+        Ok(index.get(&id).copied())
+    };
+
+    // ---- names: declared event types and metrics first, so ids are stable across runs
+    let mut events = Interner::default();
+    let mut key: Vec<u32> = Vec::new();
+    for r in conn
+        .query_all_raw(stmt(
+            backend,
+            "SELECT name, is_key FROM event_types ORDER BY name",
+            vec![],
+        ))
+        .await?
+    {
+        let name: String = r.try_get_by_index(0)?;
+        let is_key: bool = r.try_get_by_index(1)?;
+        let id = events.id(&name);
+        if is_key {
+            key.push(id);
+        }
+    }
+    let mut metrics = Interner::default();
+    let mut metric_dirs: Vec<Direction> = Vec::new();
+    for r in conn
+        .query_all_raw(stmt(
+            backend,
+            "SELECT name, direction FROM custom_metric_definitions ORDER BY name",
+            vec![],
+        ))
+        .await?
+    {
+        let name: String = r.try_get_by_index(0)?;
+        let dir: String = r.try_get_by_index(1)?;
+        metrics.id(&name);
+        metric_dirs.push(if dir == "lower_is_better" {
+            Direction::LowerIsBetter
+        } else {
+            Direction::HigherIsBetter
+        });
+    }
+    let mut fields = Interner::default();
+    let mut signals = Interner::default();
+    let mut contacts = Interner::default();
+
+    let data_start: Option<NaiveDate> = conn
+        .query_one_raw(stmt(backend, "SELECT MIN(day) FROM usage_daily", vec![]))
+        .await?
+        .map(|r| r.try_get_by_index::<Option<NaiveDate>>(0))
+        .transpose()?
+        .flatten();
+
+    if accounts.is_empty() {
+        return Ok(LoadedInputs {
+            as_of: t,
+            spec: CatalogueSpec {
+                event_types: events.names,
+                key_event_types: (!key.is_empty()).then_some(key),
+                custom_metrics: metric_specs(metrics.names, &metric_dirs),
+                score_fields: fields.names,
+            },
+            data_start,
+            accounts,
+            data,
+        });
+    }
+
+    // ---- usage roll-ups in the span
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT u.account_id, u.day, u.event_type, u.count, u.distinct_users, u.value_sum \
+                 FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
+                 WHERE u.day > ? AND u.day <= ?{filter}"
+            ),
+            with(vec![Value::from(usage_lo), Value::from(t)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let name: String = r.try_get_by_index(2)?;
+        data[i].usage.push(DailyUsage {
+            day: r.try_get_by_index(1)?,
+            event_type: events.id(&name),
+            count: clamp_u32(r.try_get_by_index(3)?),
+            distinct_users: clamp_u32(r.try_get_by_index(4)?),
+            value_sum: r.try_get_by_index(5)?,
+        });
+    }
+    drop(rows);
+    // ---- last active day before the span, one marker per event type
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT u.account_id, u.event_type, MAX(u.day) \
+                 FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
+                 WHERE u.day <= ? AND u.count > 0{filter} GROUP BY u.account_id, u.event_type"
+            ),
+            with(vec![Value::from(usage_lo)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let name: String = r.try_get_by_index(1)?;
+        data[i].usage.push(DailyUsage {
+            day: r.try_get_by_index(2)?,
+            event_type: events.id(&name),
+            count: 1,
+            distinct_users: 0,
+            value_sum: 0.0,
+        });
+    }
+
+    // ---- interactions of the two windows, with the contact's role
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT i.account_id, i.channel, i.direction, i.occurred_at, i.replied, \
+                 i.reply_known, i.contact_id, c.role, i.sentiment \
+                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
+                 LEFT JOIN contacts c ON c.account_id = i.account_id AND c.id = i.contact_id \
+                 WHERE i.occurred_at >= ? AND i.occurred_at < ?{filter}"
+            ),
+            with(vec![Value::from(conv_lo), Value::from(end)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let ch: String = r.try_get_by_index(1)?;
+        let Some(channel) = channel(&ch) else {
+            continue;
+        };
+        let dir: String = r.try_get_by_index(2)?;
+        let at: DateTime<Utc> = r.try_get_by_index(3)?;
+        let replied: bool = r.try_get_by_index(4)?;
+        let known: bool = r.try_get_by_index(5)?;
+        let contact: Option<String> = r.try_get_by_index(6)?;
+        let role_s: Option<String> = r.try_get_by_index(7)?;
+        data[i].interactions.push(Interaction {
+            at: at.date_naive(),
+            channel,
+            direction: direction(&dir),
+            replied: known.then_some(replied),
+            contact: contact.as_deref().map(|c| contacts.id(c)),
+            contact_role: role_s.as_deref().and_then(role),
+            sentiment: r.try_get_by_index(8)?,
+        });
+    }
+    drop(rows);
+    // ---- last interaction before the windows, one marker per direction
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT i.account_id, i.direction, MAX(i.occurred_at) \
+                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
+                 WHERE i.occurred_at < ?{filter} GROUP BY i.account_id, i.direction"
+            ),
+            with(vec![Value::from(conv_lo)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let dir: String = r.try_get_by_index(1)?;
+        let at: DateTime<Utc> = r.try_get_by_index(2)?;
+        data[i].interactions.push(Interaction {
+            at: at.date_naive(),
+            channel: Channel::Email,
+            direction: direction(&dir),
+            replied: None,
+            contact: None,
+            contact_role: None,
+            sentiment: None,
+        });
+    }
+
+    // ---- contacts per account
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT c.account_id, COUNT(*) FROM contacts c \
+                 JOIN accounts a ON a.id = c.account_id WHERE 1 = 1{filter} GROUP BY c.account_id"
+            ),
+            with(vec![]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let n: i64 = r.try_get_by_index(1)?;
+        data[i].attributes.contacts = Some(clamp_u32(n));
+    }
+
+    // ---- pulses up to T
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT p.account_id, p.value, p.at FROM pulses p \
+                 JOIN accounts a ON a.id = p.account_id WHERE p.at < ?{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let v: i32 = r.try_get_by_index(1)?;
+        let at: DateTime<Utc> = r.try_get_by_index(2)?;
+        data[i].pulses.push(Pulse {
+            at: at.date_naive(),
+            value: f64::from(v),
+        });
+    }
+
+    // ---- subscriptions, all of them
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT s.account_id, s.starts_at, s.ends_at, s.mrr, s.quantity, s.is_addon, \
+                 s.discount, s.bill_period_months FROM subscriptions s \
+                 JOIN accounts a ON a.id = s.account_id WHERE 1 = 1{filter}"
+            ),
+            with(vec![]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let start: DateTime<Utc> = r.try_get_by_index(1)?;
+        let end_at: Option<DateTime<Utc>> = r.try_get_by_index(2)?;
+        let period: i32 = r.try_get_by_index(7)?;
+        data[i].subscriptions.push(Subscription {
+            start: start.date_naive(),
+            end: end_at.map(|e| e.date_naive()),
+            mrr: r.try_get_by_index(3)?,
+            quantity: r.try_get_by_index(4)?,
+            add_on: r.try_get_by_index(5)?,
+            discount: r.try_get_by_index(6)?,
+            billing_period_months: u16::try_from(period.max(0)).unwrap_or(u16::MAX),
+        });
+    }
+
+    // ---- custom metrics: the values at each (account, metric)'s latest time up to T
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT m.account_id, m.name, m.at, m.value FROM custom_metrics m \
+                 JOIN (SELECT account_id, name, MAX(at) AS last_at FROM custom_metrics \
+                       WHERE at < ? GROUP BY account_id, name) x \
+                   ON x.account_id = m.account_id AND x.name = m.name AND x.last_at = m.at \
+                 JOIN accounts a ON a.id = m.account_id WHERE 1 = 1{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let name: String = r.try_get_by_index(1)?;
+        let at: DateTime<Utc> = r.try_get_by_index(2)?;
+        let metric = metrics.id(&name);
+        data[i].custom_metrics.push(CustomMetricValue {
+            metric,
+            at: at.date_naive(),
+            value: r.try_get_by_index(3)?,
+        });
+    }
+
+    // ---- custom score fields set at or before T
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT f.account_id, f.field, f.value FROM custom_score_fields f \
+                 JOIN accounts a ON a.id = f.account_id WHERE f.updated_at < ?{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let name: String = r.try_get_by_index(1)?;
+        let v: i32 = r.try_get_by_index(2)?;
+        data[i].score_fields.push(ScoreFieldValue {
+            field: fields.id(&name),
+            value: f64::from(v),
+        });
+    }
+
+    // ---- webhook signals of the current window
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SELECT s.account_id, s.name, s.value, s.at FROM webhook_signals s \
+                 JOIN accounts a ON a.id = s.account_id \
+                 WHERE s.at >= ? AND s.at < ?{filter}"
+            ),
+            with(vec![Value::from(signal_lo), Value::from(end)]),
+        ))
+        .await?;
+    for r in &rows {
+        let Some(i) = slot(r)? else { continue };
+        let name: String = r.try_get_by_index(1)?;
+        let v: i32 = r.try_get_by_index(2)?;
+        let at: DateTime<Utc> = r.try_get_by_index(3)?;
+        data[i].webhook_signals.push(WebhookSignal {
+            signal: signals.id(&name),
+            at: at.date_naive(),
+            value: f64::from(v),
+        });
+    }
+
+    let n_metrics = metrics.names.len();
+    metric_dirs.resize(n_metrics, Direction::HigherIsBetter);
+    Ok(LoadedInputs {
+        as_of: t,
+        spec: CatalogueSpec {
+            event_types: events.names,
+            key_event_types: (!key.is_empty()).then_some(key),
+            custom_metrics: metric_specs(metrics.names, &metric_dirs),
+            score_fields: fields.names,
+        },
+        data_start,
+        accounts,
+        data,
+    })
+}
+
+fn metric_specs(names: Vec<String>, dirs: &[Direction]) -> Vec<CustomMetricSpec> {
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| CustomMetricSpec {
+            name,
+            direction: dirs.get(i).copied().unwrap_or(Direction::HigherIsBetter),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::{
+        account, contact, custom_metric, custom_score_field, interaction, pulse, subscription,
+        usage_daily, webhook_signal,
+    };
+    use crate::testing::{backends, fresh_store};
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+
+    fn d(m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, m, day).unwrap()
+    }
+    fn ts(m: u32, day: u32) -> DateTime<Utc> {
+        day_start(d(m, day)) + chrono::Duration::hours(12)
+    }
+
+    async fn seed(conn: &impl ConnectionTrait) {
+        for (id, status, profile) in [
+            ("a1", "active", Some("p")),
+            ("a2", "active", None),
+            ("a3", "churned", Some("p")),
+        ] {
+            account::Model {
+                id: id.into(),
+                name: id.to_uppercase(),
+                attributes: serde_json::json!({"seats": {"number": 10.0}}),
+                profile_id: profile.map(Into::into),
+                pinned: false,
+                status: status.into(),
+                created_at: ts(1, 1),
+                updated_at: ts(1, 1),
+            }
+            .into_active_model()
+            .insert(conn)
+            .await
+            .unwrap();
+        }
+        // T = 2026-06-30, W = 28, H = 3: span is (2026-03-10, 2026-06-30].
+        for (day, ty, n) in [
+            (d(6, 30), "login", 5),
+            (d(6, 1), "login", 2),
+            (d(3, 14), "report", 1),
+            (d(7, 1), "login", 9),   // after T: not read
+            (d(2, 10), "report", 3), // before the span: a marker
+            (d(2, 1), "report", 4),
+        ] {
+            usage_daily::Model {
+                account_id: "a1".into(),
+                day,
+                event_type: ty.into(),
+                count: n,
+                distinct_users: 1,
+                value_sum: 1.5,
+            }
+            .into_active_model()
+            .insert(conn)
+            .await
+            .unwrap();
+        }
+        contact::Model {
+            account_id: "a1".into(),
+            id: "c1".into(),
+            name: "C".into(),
+            role: "champion".into(),
+            email_domain: "x.com".into(),
+            updated_at: ts(1, 1),
+        }
+        .into_active_model()
+        .insert(conn)
+        .await
+        .unwrap();
+        for (id, at, dir) in [
+            ("i1", ts(6, 20), "outbound"),
+            ("i2", ts(1, 5), "inbound"),
+            ("i3", ts(1, 9), "inbound"),
+        ] {
+            interaction::Model {
+                account_id: "a1".into(),
+                id: id.into(),
+                contact_id: Some("c1".into()),
+                channel: "meeting".into(),
+                direction: dir.into(),
+                occurred_at: at,
+                replied: true,
+                text: None,
+                sentiment: Some(0.5),
+            }
+            .into_active_model()
+            .insert(conn)
+            .await
+            .unwrap();
+        }
+        pulse::ActiveModel {
+            account_id: sea_orm::Set("a1".into()),
+            author: sea_orm::Set("csm".into()),
+            value: sea_orm::Set(4),
+            note: sea_orm::Set(String::new()),
+            at: sea_orm::Set(ts(6, 2)),
+            ..Default::default()
+        }
+        .insert(conn)
+        .await
+        .unwrap();
+        subscription::Model {
+            account_id: "a1".into(),
+            id: "s1".into(),
+            product: "p".into(),
+            starts_at: ts(1, 1),
+            ends_at: Some(ts(12, 31)),
+            mrr: 100.0,
+            quantity: Some(5.0),
+            units: None,
+            bill_period_months: 12,
+            is_addon: false,
+            discount: 0.1,
+        }
+        .into_active_model()
+        .insert(conn)
+        .await
+        .unwrap();
+        for (at, v) in [(ts(5, 1), 1.0), (ts(6, 1), 2.0), (ts(7, 1), 3.0)] {
+            custom_metric::Model {
+                account_id: "a1".into(),
+                name: "roi".into(),
+                at,
+                value: v,
+            }
+            .into_active_model()
+            .insert(conn)
+            .await
+            .unwrap();
+        }
+        custom_score_field::Model {
+            account_id: "a1".into(),
+            field: "exec_sponsor".into(),
+            value: 5,
+            updated_at: ts(6, 1),
+        }
+        .into_active_model()
+        .insert(conn)
+        .await
+        .unwrap();
+        for at in [ts(6, 25), ts(5, 1)] {
+            webhook_signal::ActiveModel {
+                account_id: sea_orm::Set("a1".into()),
+                name: sea_orm::Set("nps".into()),
+                value: sea_orm::Set(5),
+                at: sea_orm::Set(at),
+                ..Default::default()
+            }
+            .insert(conn)
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn loads_the_look_back_grouped_per_account() {
+        for backend in backends() {
+            let store = fresh_store(backend).await.unwrap();
+            let conn = store.conn();
+            seed(conn).await;
+            let q = InputQuery::all(d(6, 30));
+            let got = load_inputs(conn, &q).await.unwrap();
+            // The churned account is left out.
+            let ids: Vec<&str> = got.accounts.iter().map(|a| a.id.as_str()).collect();
+            assert_eq!(ids, ["a1", "a2"], "{backend:?}");
+            assert_eq!(got.data_start, Some(d(2, 1)));
+            let a1 = &got.data[got.index_of("a1").unwrap()];
+            let name = |id: u32| got.spec.event_types[id as usize].as_str();
+            let mut usage: Vec<(NaiveDate, &str, u32)> = a1
+                .usage
+                .iter()
+                .map(|u| (u.day, name(u.event_type), u.count))
+                .collect();
+            usage.sort();
+            assert_eq!(
+                usage,
+                [
+                    (d(2, 10), "report", 1), // marker of the last active day before the span
+                    (d(3, 14), "report", 1),
+                    (d(6, 1), "login", 2),
+                    (d(6, 30), "login", 5),
+                ],
+                "{backend:?}"
+            );
+            // Window interaction with its contact role, plus the last inbound before.
+            assert_eq!(a1.interactions.len(), 2, "{backend:?}");
+            let win = a1.interactions.iter().find(|i| i.at == d(6, 20)).unwrap();
+            assert_eq!(win.contact_role, Some(ContactRole::Champion));
+            assert_eq!(win.replied, None, "reply_known is false by default");
+            assert!(
+                a1.interactions
+                    .iter()
+                    .any(|i| i.at == d(1, 9) && i.direction == InteractionDirection::Inbound)
+            );
+            assert_eq!(
+                a1.pulses,
+                [Pulse {
+                    at: d(6, 2),
+                    value: 4.0
+                }]
+            );
+            assert_eq!(a1.subscriptions.len(), 1);
+            assert_eq!(a1.subscriptions[0].end, Some(d(12, 31)));
+            assert_eq!(a1.custom_metrics.len(), 1, "only the latest value up to T");
+            assert_eq!(a1.custom_metrics[0].value, 2.0);
+            assert_eq!(got.spec.custom_metrics[0].name, "roi");
+            assert_eq!(a1.score_fields[0].value, 5.0);
+            assert_eq!(got.spec.score_fields, ["exec_sponsor"]);
+            assert_eq!(a1.webhook_signals.len(), 1, "only the current window");
+            assert_eq!(a1.attributes.seats, Some(10.0));
+            assert_eq!(a1.attributes.contacts, Some(1));
+            assert_eq!(a1.attributes.created_at, Some(d(1, 1)));
+            // The inputs feed scoring-core as they are.
+            let cat = vitals_scoring_core::Catalogue::new(&got.spec).unwrap();
+            let kpis = vitals_scoring_core::compute_kpis(
+                &cat,
+                &vitals_scoring_core::KpiConfig::default(),
+                got.as_of,
+                &got.inputs(),
+            )
+            .unwrap();
+            let k = vitals_scoring_core::Builtin::DaysSinceLastActivity.index();
+            assert_eq!(kpis.matrix.get(0, k), Some(0.0));
+            // Scopes.
+            let one = load_inputs(
+                conn,
+                &InputQuery {
+                    scope: InputScope::Profile {
+                        id: "p".into(),
+                        include_unprofiled: false,
+                    },
+                    include_churned: true,
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+            let ids: Vec<&str> = one.accounts.iter().map(|a| a.id.as_str()).collect();
+            assert_eq!(ids, ["a1", "a3"]);
+            let one = load_inputs(
+                conn,
+                &InputQuery {
+                    scope: InputScope::Accounts(vec!["a2".into()]),
+                    ..q.clone()
+                },
+            )
+            .await
+            .unwrap();
+            assert_eq!(one.accounts.len(), 1);
+            assert!(one.data[0].usage.is_empty());
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! Storage of the learner service: outcomes (with their note), versioned models, and the
+//! whole history the training set is built from.
+//!
+//! Formats:
+//! - `outcomes.kind` is `churned`, `renewed` or `inactive`; the key (account, kind, at)
+//!   makes recording idempotent.
+//! - `models.profile_id` is the profile id, or [`GLOBAL_MODEL`] for the portfolio-wide
+//!   model (the id `global` cannot be created as a profile). The JSON columns are written
+//!   and read by the learner service only (its `StoredModel` type).
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, Value,
+};
+
+use crate::entity::{
+    account, contact, custom_metric, health_profile, interaction, model, pulse, subscription,
+    usage_daily, webhook_signal,
+};
+use crate::{Store, StoreError};
+
+/// `models.profile_id` of the global model.
+pub const GLOBAL_MODEL: &str = "global";
+
+/// The `outcomes` table with the `note` column added by migration 4.
+pub mod outcome_row {
+    use sea_orm::entity::prelude::*;
+
+    /// One recorded outcome.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outcomes")]
+    pub struct Model {
+        /// The account.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub account_id: String,
+        /// `churned`, `renewed` or `inactive`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        /// When it happened.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub at: DateTimeUtc,
+        /// When Vitals recorded it.
+        pub recorded_at: DateTimeUtc,
+        /// Free-text note.
+        pub note: String,
+    }
+
+    /// No declared relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// A recorded outcome.
+pub type OutcomeRecord = outcome_row::Model;
+
+/// An outcome to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewOutcome {
+    /// The account (created with status `unassigned` when unknown).
+    pub account_id: String,
+    /// `churned`, `renewed` or `inactive`.
+    pub kind: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Free-text note.
+    pub note: String,
+}
+
+/// What [`record_outcomes`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutcomesWritten {
+    /// Outcomes that were new.
+    pub recorded: u32,
+    /// Outcomes already stored (or repeated in the batch), ignored.
+    pub duplicates: u32,
+}
+
+/// Placeholder number `i` (1-based) in the back end's syntax.
+fn ph(backend: DbBackend, i: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${i}"),
+        _ => "?".to_owned(),
+    }
+}
+
+/// Records a batch of outcomes in one transaction: unknown accounts are created
+/// (status `unassigned`), outcomes already stored are counted as duplicates.
+pub async fn record_outcomes(
+    store: &Store,
+    items: &[NewOutcome],
+) -> Result<OutcomesWritten, StoreError> {
+    if items.is_empty() {
+        return Ok(OutcomesWritten::default());
+    }
+    let backend = store.backend();
+    // BEGIN IMMEDIATE on SQLite: take the write lock up front so a concurrent writer
+    // cannot make this transaction fail half-way with SQLITE_BUSY.
+    let txn = store
+        .conn()
+        .begin_with_options(TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    let now = Utc::now();
+    let ids: BTreeSet<&str> = items.iter().map(|o| o.account_id.as_str()).collect();
+    let account_sql = format!(
+        "INSERT INTO accounts (id, name, attributes, pinned, status, created_at, updated_at) \
+         VALUES ({}, '', {}, {}, 'unassigned', {}, {}) ON CONFLICT (id) DO NOTHING",
+        ph(backend, 1),
+        ph(backend, 2),
+        ph(backend, 3),
+        ph(backend, 4),
+        ph(backend, 5)
+    );
+    for id in ids {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            account_sql.as_str(),
+            [
+                Value::from(id.to_owned()),
+                Value::from(serde_json::json!({})),
+                Value::from(false),
+                Value::from(now),
+                Value::from(now),
+            ],
+        ))
+        .await?;
+    }
+    let outcome_sql = format!(
+        "INSERT INTO outcomes (account_id, kind, at, recorded_at, note) VALUES ({}, {}, {}, {}, {}) \
+         ON CONFLICT (account_id, kind, at) DO NOTHING",
+        ph(backend, 1),
+        ph(backend, 2),
+        ph(backend, 3),
+        ph(backend, 4),
+        ph(backend, 5)
+    );
+    let mut written = OutcomesWritten::default();
+    for o in items {
+        let res = txn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                outcome_sql.as_str(),
+                [
+                    Value::from(o.account_id.clone()),
+                    Value::from(o.kind.clone()),
+                    Value::from(o.at),
+                    Value::from(now),
+                    Value::from(o.note.clone()),
+                ],
+            ))
+            .await?;
+        if res.rows_affected() > 0 {
+            written.recorded += 1;
+        } else {
+            written.duplicates += 1;
+        }
+    }
+    txn.commit().await?;
+    Ok(written)
+}
+
+/// Filters of [`list_outcomes`]; `None` means any.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutcomeFilter {
+    /// Only this account.
+    pub account_id: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only outcomes at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only outcomes before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Position after which a page of [`list_outcomes`] starts: the last outcome returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeCursor {
+    /// Its time.
+    pub at: DateTime<Utc>,
+    /// Its account.
+    pub account_id: String,
+    /// Its kind.
+    pub kind: String,
+}
+
+/// Outcomes matching `filter`, newest `at` first (then account id and kind ascending),
+/// starting after `after`, at most `limit`.
+pub async fn list_outcomes(
+    store: &Store,
+    filter: &OutcomeFilter,
+    after: Option<&OutcomeCursor>,
+    limit: u64,
+) -> Result<Vec<OutcomeRecord>, StoreError> {
+    use outcome_row::Column as C;
+    let mut q = outcome_row::Entity::find();
+    if let Some(a) = &filter.account_id {
+        q = q.filter(C::AccountId.eq(a.clone()));
+    }
+    if let Some(k) = &filter.kind {
+        q = q.filter(C::Kind.eq(k.clone()));
+    }
+    if let Some(from) = filter.from {
+        q = q.filter(C::At.gte(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.filter(C::At.lt(to));
+    }
+    if let Some(c) = after {
+        q = q.filter(
+            Condition::any()
+                .add(C::At.lt(c.at))
+                .add(
+                    Condition::all()
+                        .add(C::At.eq(c.at))
+                        .add(C::AccountId.gt(c.account_id.clone())),
+                )
+                .add(
+                    Condition::all()
+                        .add(C::At.eq(c.at))
+                        .add(C::AccountId.eq(c.account_id.clone()))
+                        .add(C::Kind.gt(c.kind.clone())),
+                ),
+        );
+    }
+    Ok(q.order_by_desc(C::At)
+        .order_by_asc(C::AccountId)
+        .order_by_asc(C::Kind)
+        .limit(limit)
+        .all(store.conn())
+        .await?)
+}
+
+/// Every outcome that happened at or before `until`, oldest first.
+pub async fn outcomes_until(
+    store: &Store,
+    until: DateTime<Utc>,
+) -> Result<Vec<OutcomeRecord>, StoreError> {
+    use outcome_row::Column as C;
+    Ok(outcome_row::Entity::find()
+        .filter(C::At.lte(until))
+        .order_by_asc(C::At)
+        .all(store.conn())
+        .await?)
+}
+
+/// Number of outcomes recorded strictly after `since` (all of them for `None`).
+pub async fn count_recorded_after(
+    store: &Store,
+    since: Option<DateTime<Utc>>,
+) -> Result<u64, StoreError> {
+    use outcome_row::Column as C;
+    let mut q = outcome_row::Entity::find()
+        .select_only()
+        .column_as(Expr::col(C::AccountId).count(), "n");
+    if let Some(s) = since {
+        q = q.filter(C::RecordedAt.gt(s));
+    }
+    let n: Option<i64> = q.into_tuple().one(store.conn()).await?;
+    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+}
+
+/// A trained model to store; the version is assigned by [`insert_model`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewModel {
+    /// Profile id, or [`GLOBAL_MODEL`].
+    pub profile_id: String,
+    /// When training finished.
+    pub trained_at: DateTime<Utc>,
+    /// Training observations.
+    pub n_observations: i64,
+    /// Churned training observations.
+    pub n_churned: i64,
+    /// KPI weights (learner JSON).
+    pub kpi_weights: serde_json::Value,
+    /// Suggested category weights (learner JSON).
+    pub category_weights: serde_json::Value,
+    /// Intercept and coefficients (learner JSON).
+    pub coefficients: serde_json::Value,
+    /// Options, metrics, evaluation (learner JSON).
+    pub metrics: serde_json::Value,
+}
+
+/// A stored model row.
+pub type ModelRow = model::Model;
+
+/// Stores a model as the next version of its profile (1 for the first), in one
+/// transaction; the unique (profile, version) index guards against a concurrent writer.
+pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreError> {
+    let txn = store
+        .conn()
+        .begin_with_options(TransactionOptions {
+            isolation_level: None,
+            access_mode: None,
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    let last: Option<Option<i32>> = model::Entity::find()
+        .select_only()
+        .column_as(Expr::col(model::Column::Version).max(), "v")
+        .filter(model::Column::ProfileId.eq(m.profile_id.clone()))
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    let version = last.flatten().unwrap_or(0) + 1;
+    let am = model::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        profile_id: sea_orm::ActiveValue::Set(m.profile_id),
+        version: sea_orm::ActiveValue::Set(version),
+        trained_at: sea_orm::ActiveValue::Set(m.trained_at),
+        n_observations: sea_orm::ActiveValue::Set(m.n_observations),
+        n_churned: sea_orm::ActiveValue::Set(m.n_churned),
+        kpi_weights: sea_orm::ActiveValue::Set(m.kpi_weights),
+        category_weights: sea_orm::ActiveValue::Set(m.category_weights),
+        coefficients: sea_orm::ActiveValue::Set(m.coefficients),
+        metrics: sea_orm::ActiveValue::Set(m.metrics),
+    };
+    let res = model::Entity::insert(am).exec(&txn).await?;
+    let row = model::Entity::find_by_id(res.last_insert_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("inserted model".to_owned()))?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// The latest version of a profile's (or the global) model.
+pub async fn latest_model(store: &Store, profile_id: &str) -> Result<Option<ModelRow>, StoreError> {
+    Ok(model::Entity::find()
+        .filter(model::Column::ProfileId.eq(profile_id))
+        .order_by_desc(model::Column::Version)
+        .one(store.conn())
+        .await?)
+}
+
+/// One version of a profile's (or the global) model.
+pub async fn get_model(
+    store: &Store,
+    profile_id: &str,
+    version: i32,
+) -> Result<Option<ModelRow>, StoreError> {
+    Ok(model::Entity::find()
+        .filter(model::Column::ProfileId.eq(profile_id))
+        .filter(model::Column::Version.eq(version))
+        .one(store.conn())
+        .await?)
+}
+
+/// Models newest first (by id, which follows training order), optionally of one profile
+/// and only the latest version of each, with ids below `before_id`, at most `limit`.
+pub async fn list_models(
+    store: &Store,
+    profile_id: Option<&str>,
+    latest_only: bool,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<ModelRow>, StoreError> {
+    let mut q = model::Entity::find();
+    if let Some(p) = profile_id {
+        q = q.filter(model::Column::ProfileId.eq(p));
+    }
+    if let Some(b) = before_id {
+        q = q.filter(model::Column::Id.lt(b));
+    }
+    if latest_only {
+        // Few models exist (one per profile and training run), so the latest id per
+        // profile is computed here rather than with a correlated subquery.
+        let pairs: Vec<(i64, String, i32)> = model::Entity::find()
+            .select_only()
+            .column(model::Column::Id)
+            .column(model::Column::ProfileId)
+            .column(model::Column::Version)
+            .into_tuple()
+            .all(store.conn())
+            .await?;
+        let mut best: std::collections::HashMap<String, (i32, i64)> = Default::default();
+        for (id, p, v) in pairs {
+            let e = best.entry(p).or_insert((v, id));
+            if v > e.0 {
+                *e = (v, id);
+            }
+        }
+        let ids: Vec<i64> = best.values().map(|(_, id)| *id).collect();
+        q = q.filter(model::Column::Id.is_in(ids));
+    }
+    Ok(q.order_by_desc(model::Column::Id)
+        .limit(limit)
+        .all(store.conn())
+        .await?)
+}
+
+/// When the most recent model was trained, if any.
+pub async fn last_trained_at(store: &Store) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let t: Option<Option<DateTime<Utc>>> = model::Entity::find()
+        .select_only()
+        .column_as(Expr::col(model::Column::TrainedAt).max(), "t")
+        .into_tuple()
+        .one(store.conn())
+        .await?;
+    Ok(t.flatten())
+}
+
+/// Whether a health profile with this id exists.
+pub async fn profile_exists(store: &Store, id: &str) -> Result<bool, StoreError> {
+    Ok(health_profile::Entity::find_by_id(id)
+        .one(store.conn())
+        .await?
+        .is_some())
+}
+
+/// The accounts with these ids that exist.
+pub async fn load_accounts(
+    store: &Store,
+    ids: &[String],
+) -> Result<Vec<account::Model>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        out.extend(
+            account::Entity::find()
+                .filter(account::Column::Id.is_in(chunk.iter().cloned()))
+                .all(store.conn())
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Everything the learner computes KPIs from, for every account, up to a time: the raw
+/// rows, turned into scoring-core inputs by the learner service.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Every account.
+    pub accounts: Vec<account::Model>,
+    /// Every health profile.
+    pub profiles: Vec<health_profile::Model>,
+    /// Contacts (for the contacts count and roles).
+    pub contacts: Vec<contact::Model>,
+    /// Daily roll-ups up to the day of `until`.
+    pub usage: Vec<usage_daily::Model>,
+    /// Interactions up to `until`.
+    pub interactions: Vec<interaction::Model>,
+    /// CSM pulses up to `until`.
+    pub pulses: Vec<pulse::Model>,
+    /// Subscriptions started up to `until`.
+    pub subscriptions: Vec<subscription::Model>,
+    /// Custom metric samples up to `until`.
+    pub custom_metrics: Vec<custom_metric::Model>,
+    /// Webhook signals up to `until`.
+    pub webhook_signals: Vec<webhook_signal::Model>,
+    /// Event types declared key; `None` when none is (then every type is key).
+    pub key_event_types: Option<HashSet<String>>,
+    /// Every event type known (declared or seen), sorted.
+    pub event_types: Vec<String>,
+    /// Custom metrics declared "lower is better".
+    pub lower_is_better_metrics: HashSet<String>,
+}
+
+async fn names(conn: &impl ConnectionTrait, sql: &str) -> Result<Vec<String>, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_string(conn.get_database_backend(), sql))
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "name").ok())
+        .collect())
+}
+
+/// Loads the [`History`] up to `until` (inclusive).
+pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History, StoreError> {
+    let c = store.conn();
+    let usage = usage_daily::Entity::find()
+        .filter(usage_daily::Column::Day.lte(until.date_naive()))
+        .all(c)
+        .await?;
+    let mut event_types: BTreeSet<String> = names(c, "SELECT name FROM event_types")
+        .await?
+        .into_iter()
+        .collect();
+    event_types.extend(usage.iter().map(|u| u.event_type.clone()));
+    let keys: HashSet<String> = names(c, "SELECT name FROM event_types WHERE is_key = TRUE")
+        .await?
+        .into_iter()
+        .collect();
+    Ok(History {
+        accounts: account::Entity::find()
+            .order_by_asc(account::Column::Id)
+            .all(c)
+            .await?,
+        profiles: health_profile::Entity::find()
+            .order_by_asc(health_profile::Column::Id)
+            .all(c)
+            .await?,
+        contacts: contact::Entity::find().all(c).await?,
+        usage,
+        interactions: interaction::Entity::find()
+            .filter(interaction::Column::OccurredAt.lte(until))
+            .all(c)
+            .await?,
+        pulses: pulse::Entity::find()
+            .filter(pulse::Column::At.lte(until))
+            .all(c)
+            .await?,
+        subscriptions: subscription::Entity::find()
+            .filter(subscription::Column::StartsAt.lte(until))
+            .all(c)
+            .await?,
+        custom_metrics: custom_metric::Entity::find()
+            .filter(custom_metric::Column::At.lte(until))
+            .all(c)
+            .await?,
+        webhook_signals: webhook_signal::Entity::find()
+            .filter(webhook_signal::Column::At.lte(until))
+            .all(c)
+            .await?,
+        key_event_types: (!keys.is_empty()).then_some(keys),
+        event_types: event_types.into_iter().collect(),
+        lower_is_better_metrics: names(
+            c,
+            "SELECT name FROM custom_metric_definitions WHERE direction = 'lower_is_better'",
+        )
+        .await?
+        .into_iter()
+        .collect(),
+    })
+}

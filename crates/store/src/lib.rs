@@ -1,0 +1,141 @@
+//! Persistence for Vitals: sea-orm entities and migrations for the whole data model
+//! (DESIGN.md §2), on embedded SQLite (the local default) or PostgreSQL (production).
+//!
+//! Services never talk SQL themselves: they call this crate. Connect with
+//! [`Store::connect`], then [`Store::migrate`] (idempotent) before serving.
+
+pub mod entity;
+pub mod ingestion;
+pub mod inputs;
+pub mod learner;
+pub mod migration;
+pub mod profiles;
+pub mod testing;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+pub use sea_orm;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one this store can open.
+    #[error("invalid database url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given, with any password removed.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect to the database at {url}: {source}")]
+    Connect {
+        /// The URL, with any password removed.
+        url: String,
+        /// The driver's error.
+        source: sea_orm::DbErr,
+    },
+    /// A query or a migration failed.
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// A handle on the database: cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// Hides the password of a database URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => {
+                    format!("{}://{}:***{}", &url[..scheme], &creds[..colon], &url[at..])
+                }
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens the database at `url`: `sqlite://path?mode=rwc`, `sqlite::memory:` or
+    /// `postgres://user@host:port/db`.
+    ///
+    /// SQLite files run in WAL mode with `synchronous=NORMAL` (durable across process
+    /// crashes, at most the last commits lost on power loss) and a 5 s busy timeout, so
+    /// readers never wait for the single writer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let shown = redact_url(url);
+        let backend = if url.starts_with("sqlite:") {
+            DbBackend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbBackend::Postgres
+        } else {
+            return Err(StoreError::InvalidUrl {
+                url: shown,
+                reason: "expected a sqlite: or postgres:// url".into(),
+            });
+        };
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut opts = ConnectOptions::new(url.to_string());
+        opts.connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        match backend {
+            // One connection: every connection to `:memory:` would be its own database.
+            DbBackend::Sqlite if memory => {
+                opts.max_connections(1).min_connections(1);
+            }
+            DbBackend::Sqlite => {
+                opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(5))
+                });
+            }
+            _ => {
+                opts.max_connections(16);
+            }
+        }
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown, source })?;
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration; a no-op on an up-to-date database.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// The sea-orm connection, for the services' queries.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Which database engine this is.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Checks that the database answers (used by readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! Schema migrations, applied at start-up (idempotent) or by `vitals migrate`.
+//!
+//! One file per migration: `DeriveMigrationName` takes the version from the file name.
+//! Migrations are frozen once released; a schema change is a new file.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+mod m20261123_000002_ingestion;
+mod m20261123_000003_profiles;
+mod m20261123_000004_learner;
+
+/// Every migration of the store, in order.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_initial::Migration),
+            Box::new(m20261123_000002_ingestion::Migration),
+            Box::new(m20261123_000003_profiles::Migration),
+            Box::new(m20261123_000004_learner::Migration),
+        ]
+    }
+}

@@ -1,0 +1,66 @@
+//! The all-in-one Vitals: the ingestion, profiles, scoring and learner services in one
+//! process, on one port, over one database (an embedded SQLite file by default). This is
+//! how Vitals runs on a laptop; production runs the four binaries apart (see `deploy/`).
+
+use tokio::net::TcpListener;
+use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
+
+/// Settings of `vitals serve`: the common server ones and every service's own.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeConfig {
+    /// Common server settings.
+    #[command(flatten)]
+    pub server: ServerConfig,
+    /// Ingestion settings.
+    #[command(flatten)]
+    pub ingestion: vitals_ingestion::IngestionArgs,
+    /// Profiles settings.
+    #[command(flatten)]
+    pub profiles: vitals_profiles::ProfilesArgs,
+    /// Scoring settings.
+    #[command(flatten)]
+    pub scoring: vitals_scoring::ScoringArgs,
+    /// Learner settings.
+    #[command(flatten)]
+    pub learner: vitals_learner::LearnerArgs,
+}
+
+impl ServeConfig {
+    /// Every service at its defaults over `database_url`, listening on a free local port:
+    /// what tests and embedders start from.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            server: ServerConfig::for_tests(database_url),
+            ingestion: Default::default(),
+            profiles: Default::default(),
+            scoring: Default::default(),
+            learner: Default::default(),
+        }
+    }
+}
+
+/// Serves all four services on `listener` until `shutdown` completes, then drains.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: Signal,
+) -> Result<(), RunError> {
+    let store = vitals_server::open_store(&config.server).await?;
+    let mut grpc = GrpcServer::new();
+    vitals_ingestion::register(&mut grpc, store.clone(), &config.ingestion, &config.server)?;
+    vitals_profiles::register(&mut grpc, store.clone(), &config.profiles, &config.server)?;
+    vitals_scoring::register(&mut grpc, store.clone(), &config.scoring, &config.server)?;
+    vitals_learner::register(&mut grpc, store.clone(), &config.learner, &config.server)?;
+    grpc.serve(&config.server, listener, shutdown).await?;
+    store.close().await?;
+    Ok(())
+}
+
+/// `vitals migrate`: applies the database migrations and returns.
+pub async fn migrate(database_url: &str) -> Result<(), RunError> {
+    let store = vitals_store::Store::connect(database_url).await?;
+    store.migrate().await?;
+    tracing::info!(database = %vitals_store::redact_url(database_url), "migrations applied");
+    store.close().await?;
+    Ok(())
+}

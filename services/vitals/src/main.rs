@@ -1,0 +1,122 @@
+//! `vitals`: the all-in-one command.
+//!
+//! - `vitals serve`: every service in one process on one port (SQLite file by default).
+//! - `vitals migrate`: apply the database migrations and exit (the Kubernetes Job).
+//! - `vitals load`: stream a folder of sample-format CSV data into a running Vitals.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vitals_server::{LogFormat, RunError};
+
+/// Vitals: an open, self-hosted customer health score engine.
+#[derive(Debug, Parser)]
+#[command(name = "vitals", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every Vitals service in one process on one port.
+    Serve(Box<vitals::ServeConfig>),
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// Database URL.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://vitals.db?mode=rwc"
+        )]
+        database_url: String,
+        /// Log format.
+        #[arg(long, env = "VITALS_LOG_FORMAT", value_enum, default_value = "pretty")]
+        log_format: LogFormat,
+    },
+    /// Load a customer base (sample-data CSV folder) into a running Vitals over gRPC.
+    Load(vitals_ingestion::loader::LoadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = vitals_server::parse_args();
+    match cli.command {
+        Command::Serve(config) => {
+            let server = config.server.clone();
+            vitals_server::main_with("vitals", server, move |server, listener, shutdown| {
+                vitals::run(
+                    vitals::ServeConfig { server, ..*config },
+                    listener,
+                    shutdown,
+                )
+            })
+        }
+        Command::Migrate {
+            database_url,
+            log_format,
+        } => one_shot(
+            log_format,
+            async move { vitals::migrate(&database_url).await },
+        ),
+        Command::Load(args) => load(args),
+    }
+}
+
+/// `vitals load`: a client, not a server: prints the summary, exit code 1 on failure.
+fn load(args: vitals_ingestion::loader::LoadArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(vitals_ingestion::loader::load(&args)) {
+        Ok(summary) => {
+            print!("{}", summary.report());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command that is not a server: telemetry up, the future, telemetry flushed.
+fn one_shot(
+    log_format: LogFormat,
+    fut: impl std::future::Future<Output = Result<(), RunError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let telemetry = match vitals_server::telemetry::init("vitals", log_format) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(vitals_server::EXIT_CONFIG);
+            }
+        };
+        let code = match fut.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+        telemetry.shutdown().await;
+        code
+    })
+}
