@@ -1,0 +1,43 @@
+//! Pure maths of the Vitals learner (DESIGN.md §4): which signals predict churn, and
+//! proof that they do. No I/O, no async, no database: plain data in, plain data out, so
+//! the learner service can run it on a blocking thread and persist what it returns.
+//!
+//! The usual flow for a profile:
+//! 1. [`build_training_set`]: observation points, outcomes and a feature function of
+//!    (account, date) that sees only the past -> labelled [`Dataset`];
+//! 2. [`train`]: `lambda` by time-ordered CV, L2 logistic regression with class weights
+//!    ([`LogisticModel`]), KPI weights shrunk toward the prior ([`WeightReport`]), in-sample
+//!    [`Evaluation`] (AUC, top-decile lift, calibration, Brier);
+//! 3. [`backtest_model`]: train on the past, test on the future (the book's thirds scheme);
+//!    [`backtest`] does the same for any score, e.g. the health score itself;
+//! 4. [`suggest_category_weights`] from a fit on category scores;
+//! 5. [`LogisticModel::predict_proba`]: each account's churn probability.
+//!
+//! `docs/learning.md` gives the method, the formulas and the measured figures.
+
+pub mod backtest;
+pub mod dataset;
+pub mod error;
+pub mod logistic;
+pub mod metrics;
+pub mod standardize;
+pub mod synthetic;
+pub mod train;
+pub mod weights;
+
+pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
+pub use dataset::{
+    Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
+    build_training_set, regular_observations,
+};
+pub use error::{LearnError, Result};
+pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
+pub use metrics::{
+    CalibrationBin, Evaluation, auc, brier_score, calibration_table, lift, top_decile_lift,
+};
+pub use standardize::Standardizer;
+pub use train::{
+    CategorySuggestion, LambdaScore, LambdaSelection, TrainOptions, TrainedModel, backtest_model,
+    fit_cv, select_lambda, suggest_category_weights, train,
+};
+pub use weights::{DEFAULT_N0, Direction, KpiSpec, KpiWeight, WeightReport, kpi_weights};
