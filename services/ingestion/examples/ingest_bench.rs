@@ -1,0 +1,153 @@
+//! Streaming-ingest benchmark: the loader streams the events of a sample-data folder
+//! through loopback gRPC (1,000-event batches, several streams, several batches in
+//! flight) into an ingestion server running in this process, on a SQLite file and on
+//! PostgreSQL; then PostgreSQL's own `COPY` of the same rows into a table shaped like
+//! `events` gives the ceiling.
+//!
+//! ```sh
+//! cargo run --release -p vitals-ingestion --example ingest_bench -- \
+//!     --dir tests/data/socialnet7-small \
+//!     --postgres-url postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use vitals_ingestion::loader::{LoadArgs, load};
+use vitals_ingestion::{Config, IngestionArgs};
+use vitals_server::ServerConfig;
+use vitals_store::Store;
+use vitals_store::sea_orm::{ConnectionTrait, Database};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Sample-data folder.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/socialnet7-small"))]
+    dir: PathBuf,
+    /// PostgreSQL server (any database on it); a fresh database is created there.
+    #[arg(long, env = "VITALS_BENCH_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Skip the SQLite run.
+    #[arg(long)]
+    skip_sqlite: bool,
+    /// IngestEvents streams.
+    #[arg(long, default_value = "3")]
+    streams: u64,
+    /// Batches in flight per stream.
+    #[arg(long, default_value = "4")]
+    in_flight: u64,
+    /// Events per batch.
+    #[arg(long, default_value = "1000")]
+    batch_size: u64,
+}
+
+async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let config = Config {
+        server: ServerConfig::for_tests(url),
+        service: IngestionArgs::default(),
+    };
+    let server = tokio::spawn(vitals_ingestion::run(
+        config,
+        listener,
+        Box::pin(async move {
+            let _ = rx.await;
+        }),
+    ));
+    // Wait until it answers.
+    let mut tries = 0;
+    while tokio::net::TcpStream::connect(addr).await.is_err() && tries < 500 {
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut load_args = LoadArgs::new(&args.dir, format!("http://{addr}"));
+    load_args.no_outcomes = true;
+    load_args.streams = args.streams;
+    load_args.in_flight = args.in_flight;
+    load_args.batch_size = args.batch_size;
+    let s = load(&load_args).await?;
+    println!("{}", s.report());
+    let _ = tx.send(());
+    server.await??;
+    Ok(s.events_per_second())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!(
+        "data: {}\nbatch {} events, {} streams x {} in flight\n",
+        args.dir.display(),
+        args.batch_size,
+        args.streams,
+        args.in_flight
+    );
+    let mut lines = Vec::new();
+    if !args.skip_sqlite {
+        let path = std::env::temp_dir().join(format!("vitals-bench-{}.db", std::process::id()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        println!("== SQLite file {}", path.display());
+        let eps = run_one(&url, &args).await?;
+        lines.push(format!("SQLite (file, WAL): {eps:.0} events/s"));
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+    if let Some(base) = &args.postgres_url {
+        let name = format!("vitals_bench_{}", std::process::id());
+        let admin = Database::connect(base.as_str()).await?;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        let (prefix, _) = base.rsplit_once('/').unwrap_or((base.as_str(), ""));
+        let url = format!("{prefix}/{name}");
+        println!("== PostgreSQL {}", vitals_store::redact_url(&url));
+        let eps = run_one(&url, &args).await?;
+        lines.push(format!("PostgreSQL: {eps:.0} events/s"));
+
+        // The ceiling: PostgreSQL's COPY of the same rows into a table like `events`
+        // (same columns and primary key), from a server-side file.
+        let store = Store::connect(&url).await?;
+        let c = store.conn();
+        let n: i64 = c
+            .query_one_raw(vitals_store::sea_orm::Statement::from_string(
+                c.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM events".to_string(),
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let file = format!("/tmp/vitals_bench_events_{}.csv", std::process::id());
+        c.execute_unprepared("CREATE TABLE events_copy (LIKE events INCLUDING ALL)")
+            .await?;
+        c.execute_unprepared(&format!("COPY events TO '{file}' (FORMAT csv)"))
+            .await?;
+        let t = Instant::now();
+        c.execute_unprepared(&format!("COPY events_copy FROM '{file}' (FORMAT csv)"))
+            .await?;
+        let secs = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&file);
+        lines.push(format!(
+            "PostgreSQL COPY ceiling: {n} rows in {secs:.2} s = {:.0} rows/s",
+            n as f64 / secs
+        ));
+        store.close().await?;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        admin.close().await?;
+    }
+    println!("== summary");
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
