@@ -1,0 +1,4 @@
+//! Business logic of the profiles service, apart from the gRPC adapter.
+
+pub mod profiles;
+pub mod scorecards;

@@ -1,0 +1,172 @@
+//! Scorecards: create, read, update, list, delete, reorder.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+use vitals_proto::profiles::v1 as pb;
+use vitals_server::ApiError;
+use vitals_store::Store;
+use vitals_store::profiles::{self as sp, ScorecardRecord};
+use vitals_store::sea_orm::TransactionTrait;
+
+use crate::convert::{self, check_id, parse_name, scorecard_fields, slug_id};
+use crate::error::Result;
+
+/// Scorecard ids that cannot be created (`profile` is the built-in profile score).
+pub const RESERVED_IDS: [&str; 2] = ["profile", "global"];
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("scorecard \"scorecards/{id}\""))
+}
+
+/// Creates a scorecard at the end of the display order.
+pub async fn create(store: &Store, req: pb::CreateScorecardRequest) -> Result<ScorecardRecord> {
+    let s = req
+        .scorecard
+        .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
+    let fields = scorecard_fields("scorecard", &s, false)?;
+    let txn = store.conn().begin().await?;
+    let existing = sp::load_scorecards(&txn).await?;
+    let taken: HashSet<&str> = existing.iter().map(|s| s.id.as_str()).collect();
+    let id = if req.scorecard_id.is_empty() {
+        let base = slug_id(&fields.display_name, 58);
+        let free = |id: &str| !taken.contains(id) && !RESERVED_IDS.contains(&id);
+        if free(&base) {
+            base
+        } else {
+            (2..)
+                .map(|n| format!("{base}-{n}"))
+                .find(|id| free(id))
+                .unwrap_or(base)
+        }
+    } else {
+        check_id("scorecard_id", &req.scorecard_id)?;
+        if RESERVED_IDS.contains(&req.scorecard_id.as_str()) {
+            return Err(ApiError::invalid(
+                "scorecard_id",
+                format!("{:?} is reserved", req.scorecard_id),
+            )
+            .into());
+        }
+        if taken.contains(req.scorecard_id.as_str()) {
+            return Err(ApiError::AlreadyExists(format!(
+                "scorecard \"scorecards/{}\"",
+                req.scorecard_id
+            ))
+            .into());
+        }
+        req.scorecard_id
+    };
+    let order = existing
+        .iter()
+        .map(|s| s.display_order + 1)
+        .max()
+        .unwrap_or(0);
+    let now = Utc::now();
+    let record = fields.into_record(id, order, now, now);
+    sp::insert_scorecard(&txn, &record).await?;
+    txn.commit().await?;
+    Ok(record)
+}
+
+/// One scorecard by resource name.
+pub async fn get(store: &Store, name: &str) -> Result<ScorecardRecord> {
+    let id = parse_name("name", "scorecards", name)?;
+    Ok(sp::get_scorecard(store.conn(), id)
+        .await?
+        .ok_or_else(|| not_found(id))?)
+}
+
+/// A page of scorecards in display order, filtered by tags (any of) and enabled.
+pub async fn list(
+    store: &Store,
+    req: &pb::ListScorecardsRequest,
+) -> Result<(Vec<ScorecardRecord>, String)> {
+    let size = convert::page_size(req.page_size)?;
+    let offset = convert::page_offset(&req.page_token)?;
+    let all: Vec<ScorecardRecord> = sp::load_scorecards(store.conn())
+        .await?
+        .into_iter()
+        .filter(|s| !req.enabled_only || s.enabled)
+        .filter(|s| req.tags.is_empty() || s.tags.iter().any(|t| req.tags.contains(t)))
+        .collect();
+    Ok(convert::page(&all, offset, size))
+}
+
+/// Updates the fields named in the mask.
+pub async fn update(store: &Store, req: pb::UpdateScorecardRequest) -> Result<ScorecardRecord> {
+    let s = req
+        .scorecard
+        .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
+    let id = parse_name("scorecard.name", "scorecards", &s.name)?.to_string();
+    let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+    let txn = store.conn().begin().await?;
+    let existing = sp::get_scorecard(&txn, &id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    let mut merged = convert::scorecard_pb(&existing);
+    convert::apply_scorecard_mask(&mut merged, &s, &paths)?;
+    let fields = scorecard_fields("scorecard", &merged, false)?;
+    let record = fields.into_record(id, existing.display_order, existing.created_at, Utc::now());
+    sp::update_scorecard(&txn, &record).await?;
+    txn.commit().await?;
+    Ok(record)
+}
+
+/// Deletes a scorecard and closes the gap in the display order.
+pub async fn delete(store: &Store, name: &str) -> Result<()> {
+    let id = parse_name("name", "scorecards", name)?;
+    let txn = store.conn().begin().await?;
+    if !sp::delete_scorecard(&txn, id).await? {
+        return Err(not_found(id).into());
+    }
+    let rest: Vec<String> = sp::load_scorecards(&txn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    sp::set_display_order(&txn, &rest).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Sets the display order of every scorecard.
+pub async fn reorder(store: &Store, names: &[String]) -> Result<Vec<ScorecardRecord>> {
+    let mut ids = Vec::with_capacity(names.len());
+    let mut seen = HashSet::new();
+    for (i, n) in names.iter().enumerate() {
+        let id = parse_name(&format!("names[{i}]"), "scorecards", n)?;
+        if !seen.insert(id) {
+            return Err(
+                ApiError::invalid(format!("names[{i}]"), format!("{n:?} is listed twice")).into(),
+            );
+        }
+        ids.push(id.to_string());
+    }
+    let txn = store.conn().begin().await?;
+    let existing = sp::load_scorecards(&txn).await?;
+    let known: HashMap<&str, ()> = existing.iter().map(|s| (s.id.as_str(), ())).collect();
+    if let Some((i, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| !known.contains_key(id.as_str()))
+    {
+        return Err(
+            ApiError::NotFound(format!("names[{i}]: scorecard \"scorecards/{id}\"")).into(),
+        );
+    }
+    if let Some(missing) = existing.iter().find(|s| !seen.contains(s.id.as_str())) {
+        return Err(ApiError::invalid(
+            "names",
+            format!(
+                "must list every scorecard exactly once; scorecards/{} is missing",
+                missing.id
+            ),
+        )
+        .into());
+    }
+    sp::set_display_order(&txn, &ids).await?;
+    let out = sp::load_scorecards(&txn).await?;
+    txn.commit().await?;
+    Ok(out)
+}

@@ -1,0 +1,48 @@
+//! The error type of the profiles crate and its mapping to the API's errors.
+
+use vitals_server::ApiError;
+
+/// What can go wrong in the profiles service.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilesError {
+    /// A request-level error (bad input, not found, ...), already phrased for the caller.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(#[from] vitals_store::sea_orm::DbErr),
+    /// No profile is marked default, so accounts no rule matches have nowhere to go.
+    #[error("no default profile exists")]
+    NoDefaultProfile,
+    /// A background computation failed to complete (a bug).
+    #[error("computation failed: {0}")]
+    Task(String),
+}
+
+impl From<ProfilesError> for ApiError {
+    fn from(e: ProfilesError) -> Self {
+        match e {
+            ProfilesError::Api(a) => a,
+            ProfilesError::Db(d) => ApiError::from(d),
+            ProfilesError::NoDefaultProfile => {
+                ApiError::FailedPrecondition("no default profile exists".into())
+            }
+            ProfilesError::Task(t) => ApiError::Internal(t),
+        }
+    }
+}
+
+impl From<ProfilesError> for tonic::Status {
+    fn from(e: ProfilesError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<tokio::task::JoinError> for ProfilesError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Task(e.to_string())
+    }
+}
+
+/// Result of the profiles crate.
+pub type Result<T, E = ProfilesError> = std::result::Result<T, E>;
