@@ -1,0 +1,436 @@
+//! Proto <-> domain conversion and request validation (field paths in every error).
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use prost_types::Timestamp;
+use vitals_proto::common::v1 as common;
+use vitals_proto::learner::v1 as pb;
+use vitals_server::ApiError;
+use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeRecord};
+
+use crate::domain::Settings;
+use crate::domain::stored::{
+    StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight,
+    StoredMetrics,
+};
+use crate::LearnerArgs;
+
+/// Largest batch of RecordOutcomes.
+pub const MAX_OUTCOMES: usize = 10_000;
+/// Largest batch of PredictChurn.
+pub const MAX_PREDICT: usize = 1_000;
+/// Longest outcome note in bytes.
+pub const MAX_NOTE_BYTES: usize = 4_096;
+/// Longest account id in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Default page size of the lists.
+pub const DEFAULT_PAGE: u64 = 100;
+/// Largest page size of the lists.
+pub const MAX_PAGE: u64 = 1_000;
+
+/// Checks a customer-owned id: 1..256 bytes, no control characters.
+pub fn account_id(field: &str, id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::invalid(field, "longer than 256 bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn valid_profile_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// Parses `profiles/{id}`; `""` is `None` (global).
+pub fn profile_name(field: &str, name: &str) -> Result<Option<String>, ApiError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match name.strip_prefix("profiles/") {
+        Some(id) if valid_profile_id(id) => Ok(Some(id.to_owned())),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("{name:?} is not a profile name (profiles/{{profile_id}})"),
+        )),
+    }
+}
+
+/// `profiles/{id}`, or `""` for the global model.
+pub fn profile_of_model(profile_id: &str) -> String {
+    if profile_id == GLOBAL_MODEL {
+        String::new()
+    } else {
+        format!("profiles/{profile_id}")
+    }
+}
+
+/// `models/{profile_id}-{version}`.
+pub fn model_name(row: &ModelRow) -> String {
+    format!("models/{}-{}", row.profile_id, row.version)
+}
+
+/// Parses `models/{model_id}` into (stored profile id, version).
+pub fn parse_model_name(name: &str) -> Result<(String, i32), ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "name",
+            format!("{name:?} is not a model name (models/{{model_id}}, e.g. models/global-1)"),
+        )
+    };
+    let id = name.strip_prefix("models/").ok_or_else(bad)?;
+    let (profile, version) = id.rsplit_once('-').ok_or_else(bad)?;
+    let version: i32 = version.parse().map_err(|_| bad())?;
+    if version < 1 || !(profile == GLOBAL_MODEL || valid_profile_id(profile)) {
+        return Err(bad());
+    }
+    Ok((profile.to_owned(), version))
+}
+
+/// Timestamp -> UTC time.
+pub fn time(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, ApiError> {
+    let nanos = u32::try_from(t.nanos).map_err(|_| ApiError::invalid(field, "negative nanos"))?;
+    Utc.timestamp_opt(t.seconds, nanos)
+        .single()
+        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+}
+
+/// UTC time -> Timestamp.
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Midnight UTC of a day -> Timestamp.
+pub fn day_timestamp(d: NaiveDate) -> Timestamp {
+    timestamp(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+}
+
+fn kind_str(field: &str, k: i32) -> Result<&'static str, ApiError> {
+    match pb::OutcomeKind::try_from(k) {
+        Ok(pb::OutcomeKind::Churned) => Ok("churned"),
+        Ok(pb::OutcomeKind::Renewed) => Ok("renewed"),
+        Ok(pb::OutcomeKind::Inactive) => Ok("inactive"),
+        Ok(pb::OutcomeKind::Unspecified) => Err(ApiError::invalid(field, "must be set")),
+        Err(_) => Err(ApiError::invalid(field, format!("unknown outcome kind {k}"))),
+    }
+}
+
+/// Kind filter of ListOutcomes (`None` = any).
+pub fn kind_filter(k: i32) -> Result<Option<String>, ApiError> {
+    if k == 0 {
+        return Ok(None);
+    }
+    kind_str("kind", k).map(|s| Some(s.to_owned()))
+}
+
+/// Validates a RecordOutcomes batch: nothing is written unless every item is valid.
+pub fn new_outcomes(items: &[pb::Outcome], now: DateTime<Utc>) -> Result<Vec<NewOutcome>, ApiError> {
+    if items.is_empty() || items.len() > MAX_OUTCOMES {
+        return Err(ApiError::invalid(
+            "outcomes",
+            format!("must hold 1 to 10,000 outcomes, got {}", items.len()),
+        ));
+    }
+    let earliest = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let f = |name: &str| format!("outcomes[{i}].{name}");
+            account_id(&f("account_id"), &o.account_id)?;
+            let kind = kind_str(&f("kind"), o.kind)?;
+            let t = o
+                .occur_time
+                .as_ref()
+                .ok_or_else(|| ApiError::invalid(f("occur_time"), "must be set"))?;
+            let at = time(&f("occur_time"), t)?;
+            if at < earliest {
+                return Err(ApiError::invalid(f("occur_time"), "before 2000-01-01"));
+            }
+            if at > now + Duration::hours(24) {
+                return Err(ApiError::invalid(
+                    f("occur_time"),
+                    "more than 24 h in the future",
+                ));
+            }
+            if o.note.len() > MAX_NOTE_BYTES {
+                return Err(ApiError::invalid(f("note"), "longer than 4,096 bytes"));
+            }
+            Ok(NewOutcome {
+                account_id: o.account_id.clone(),
+                kind: kind.to_owned(),
+                at,
+                note: o.note.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A stored outcome as the API returns it.
+pub fn outcome(r: &OutcomeRecord) -> pb::Outcome {
+    let kind = match r.kind.as_str() {
+        "churned" => pb::OutcomeKind::Churned,
+        "renewed" => pb::OutcomeKind::Renewed,
+        _ => pb::OutcomeKind::Inactive,
+    };
+    pb::Outcome {
+        account_id: r.account_id.clone(),
+        kind: kind as i32,
+        occur_time: Some(timestamp(r.at)),
+        note: r.note.clone(),
+        record_time: Some(timestamp(r.recorded_at)),
+    }
+}
+
+/// Page size: 0 = 100, above 1,000 = 1,000, negative = INVALID_ARGUMENT.
+pub fn page_size(n: i32) -> Result<u64, ApiError> {
+    match n {
+        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as u64).min(MAX_PAGE)),
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Opaque page token from its parts.
+pub fn encode_token(parts: &[&str]) -> String {
+    hex(&parts.join("\u{1f}"))
+}
+
+/// Parts of a page token; INVALID_ARGUMENT when it was not made by [`encode_token`] with
+/// `n` parts.
+pub fn decode_token(token: &str, n: usize) -> Result<Vec<String>, ApiError> {
+    let bad = || ApiError::invalid("page_token", "not a token from a previous response");
+    let s = unhex(token).ok_or_else(bad)?;
+    let parts: Vec<String> = s.split('\u{1f}').map(str::to_owned).collect();
+    if parts.len() != n {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+/// Resolves training options against the server's defaults, validating each set field.
+pub fn settings(o: Option<&pb::TrainingOptions>, args: &LearnerArgs) -> Result<Settings, ApiError> {
+    let d = pb::TrainingOptions::default();
+    let o = o.unwrap_or(&d);
+    let horizon = o.horizon_days.unwrap_or(args.horizon_days);
+    if !(1..=365).contains(&horizon) {
+        return Err(ApiError::invalid(
+            "options.horizon_days",
+            format!("must be in 1..365, got {horizon}"),
+        ));
+    }
+    let interval = o
+        .observation_interval_days
+        .unwrap_or(args.observation_interval_days);
+    if !(1..=365).contains(&interval) {
+        return Err(ApiError::invalid(
+            "options.observation_interval_days",
+            format!("must be in 1..365, got {interval}"),
+        ));
+    }
+    let prior = o.prior_strength.unwrap_or(args.prior_strength);
+    if !(prior.is_finite() && prior >= 0.0) {
+        return Err(ApiError::invalid(
+            "options.prior_strength",
+            "must be a finite number >= 0",
+        ));
+    }
+    if let Some(l2) = o.l2_penalty
+        && !(l2.is_finite() && l2 > 0.0)
+    {
+        return Err(ApiError::invalid(
+            "options.l2_penalty",
+            "must be a finite number > 0",
+        ));
+    }
+    Ok(Settings {
+        horizon_days: horizon,
+        interval_days: interval,
+        prior_strength: prior,
+        l2_penalty: o.l2_penalty,
+    })
+}
+
+/// scoring-core category name -> API enum.
+pub fn category(name: &str) -> i32 {
+    (match name {
+        "usage" => common::ScoreCategory::Usage,
+        "conversations" => common::ScoreCategory::Conversations,
+        "pulse" => common::ScoreCategory::Pulse,
+        "contract" => common::ScoreCategory::Contract,
+        "custom" => common::ScoreCategory::CustomMetrics,
+        "score_field" => common::ScoreCategory::CustomScoreField,
+        _ => common::ScoreCategory::Unspecified,
+    }) as i32
+}
+
+fn direction(name: &str) -> i32 {
+    (match name {
+        "higher" => common::KpiDirection::HigherIsBetter,
+        "lower" => common::KpiDirection::LowerIsBetter,
+        _ => common::KpiDirection::Unspecified,
+    }) as i32
+}
+
+/// Stored coefficients -> API.
+pub fn coefficients(c: &StoredCoefficients) -> Vec<pb::Coefficient> {
+    c.coefficients
+        .iter()
+        .map(|k| pb::Coefficient {
+            kpi: k.kpi.clone(),
+            category: category(&k.category),
+            coefficient: k.coefficient,
+            declared_direction: direction(&k.declared_direction),
+            contradicted: k.contradicted,
+        })
+        .collect()
+}
+
+/// Stored KPI weights -> API.
+pub fn kpi_weights(w: &[StoredKpiWeight]) -> Vec<pb::KpiWeight> {
+    w.iter()
+        .map(|k| pb::KpiWeight {
+            kpi: k.kpi.clone(),
+            category: category(&k.category),
+            weight: k.weight,
+            learned_weight: k.learned,
+            prior_weight: k.prior,
+        })
+        .collect()
+}
+
+/// Stored category weights -> API.
+pub fn category_weights(w: &StoredCategoryWeights) -> common::CategoryWeights {
+    common::CategoryWeights {
+        usage: w.usage,
+        conversations: w.conversations,
+        pulse: w.pulse,
+        contract: w.contract,
+        custom_metrics: w.custom_metrics,
+        custom_score_fields: Default::default(),
+    }
+}
+
+/// Stored metrics -> API.
+pub fn metrics(e: &StoredEval) -> pb::Metrics {
+    pb::Metrics {
+        auc: e.auc,
+        top_decile_lift: e.top_decile_lift,
+        log_loss: e.log_loss,
+        brier_score: e.brier_score,
+        observation_count: e.observations,
+        positive_count: e.positives,
+    }
+}
+
+/// Calibration bins -> API.
+pub fn calibration(e: &StoredEval) -> Vec<pb::CalibrationBin> {
+    e.calibration
+        .iter()
+        .map(|b| pb::CalibrationBin {
+            predicted_lower: b.min_predicted,
+            predicted_upper: b.max_predicted,
+            mean_predicted: b.mean_predicted,
+            observed_rate: b.observed_rate,
+            count: b.count as u32,
+        })
+        .collect()
+}
+
+/// Backtest folds -> API.
+pub fn folds(f: &[StoredFold]) -> Vec<pb::BacktestFold> {
+    f.iter()
+        .map(|f| pb::BacktestFold {
+            train_end: Some(day_timestamp(f.train_end)),
+            test_start: Some(day_timestamp(f.test_start)),
+            test_end: Some(day_timestamp(f.test_end)),
+            train_count: f.train_count,
+            test_metrics: Some(metrics(&f.metrics)),
+        })
+        .collect()
+}
+
+/// The decoded JSON columns of a model row.
+#[derive(Debug, Clone)]
+pub struct DecodedModel {
+    /// Coefficients.
+    pub coefficients: StoredCoefficients,
+    /// KPI weights.
+    pub kpi_weights: Vec<StoredKpiWeight>,
+    /// Suggested category weights.
+    pub category_weights: Option<StoredCategoryWeights>,
+    /// Metrics.
+    pub metrics: StoredMetrics,
+}
+
+/// Decodes a model row's JSON (INTERNAL if it does not parse: the learner wrote it).
+pub fn decode(row: &ModelRow) -> Result<DecodedModel, ApiError> {
+    let bad = |what: &str, e: serde_json::Error| {
+        ApiError::Internal(format!("model {} has bad {what}: {e}", row.id))
+    };
+    Ok(DecodedModel {
+        coefficients: serde_json::from_value(row.coefficients.clone())
+            .map_err(|e| bad("coefficients", e))?,
+        kpi_weights: serde_json::from_value(row.kpi_weights.clone())
+            .map_err(|e| bad("kpi_weights", e))?,
+        category_weights: serde_json::from_value(row.category_weights.clone())
+            .map_err(|e| bad("category_weights", e))?,
+        metrics: serde_json::from_value(row.metrics.clone()).map_err(|e| bad("metrics", e))?,
+    })
+}
+
+/// A model row -> API.
+pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
+    let d = decode(row)?;
+    let o = d.metrics.options;
+    Ok(pb::Model {
+        name: model_name(row),
+        profile: profile_of_model(&row.profile_id),
+        version: u32::try_from(row.version).unwrap_or(0),
+        train_time: Some(timestamp(row.trained_at)),
+        options: Some(pb::TrainingOptions {
+            horizon_days: Some(o.horizon_days),
+            observation_interval_days: Some(o.observation_interval_days),
+            prior_strength: Some(o.prior_strength),
+            l2_penalty: Some(d.coefficients.l2_penalty),
+        }),
+        l2_penalty: d.coefficients.l2_penalty,
+        intercept: d.coefficients.intercept,
+        coefficients: coefficients(&d.coefficients),
+        kpi_weights: kpi_weights(&d.kpi_weights),
+        contradicted_kpis: d.metrics.contradicted.clone(),
+        suggested_category_weights: d.category_weights.as_ref().map(category_weights),
+        training_metrics: Some(metrics(&d.metrics.training)),
+        account_count: d.metrics.account_count,
+        churn_count: d.metrics.churn_count,
+        shrinkage: d.metrics.shrinkage,
+    })
+}

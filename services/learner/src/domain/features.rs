@@ -1,0 +1,499 @@
+//! From the store's history to KPI features: scoring-core computes every KPI of every
+//! account as of a date (from the daily roll-ups and the other inputs) and ranks them
+//! within each health profile; the learner's features are those peer percentiles.
+//!
+//! No leakage: for an observation date `d`, KPIs are computed as of the day before `d`
+//! (scoring-core's window `(T - W, T]` with `T = d - 1`, and it ignores anything dated
+//! after `T`), so the features only see what happened strictly before `d`. The peers of
+//! an account at `d` are the accounts active at `d` (created, not churned).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Days, NaiveDate};
+use vitals_learn_core::{Outcome, OutcomeKind};
+use vitals_scoring_core::{
+    AccountAttributes, AccountInputs, Catalogue, CatalogueSpec, Category, CategoryWeights, Channel,
+    ContactRole, CustomMetricSpec, CustomMetricValue, DailyUsage, Direction, Interaction,
+    InteractionDirection, KpiBatch, KpiConfig, PopulationInput, PopulationScores, ProfileConfig,
+    Pulse, ScoreOptions, Subscription, WebhookSignal, compute_kpis, score_population,
+};
+use vitals_store::learner::History;
+
+use super::Error;
+
+/// A KPI percentile that is missing (the KPI does not apply to the account) is fed to the
+/// model as the median peer, so it neither raises nor lowers the risk.
+pub const MISSING_PERCENTILE: f64 = 0.5;
+
+/// An account as the learner sees it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The customer's id.
+    pub id: String,
+    /// Index into [`Population::profiles`].
+    pub profile: usize,
+    /// First day with data (creation, first roll-up or first contract, whichever first).
+    pub start: NaiveDate,
+    /// Outcomes, oldest first.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Account {
+    /// Whether the account is a customer at `d`: started before it and not churned at it
+    /// (its last outcome at or before `d` is not a churn).
+    pub fn active_at(&self, d: NaiveDate) -> bool {
+        self.start < d
+            && self
+                .outcomes
+                .iter()
+                .filter(|o| o.at <= d)
+                .max_by_key(|o| o.at)
+                .is_none_or(|o| o.kind != OutcomeKind::Churned)
+    }
+}
+
+/// A health profile as the learner sees it.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Its id; `None` for the accounts no profile holds (compared with each other).
+    pub id: Option<String>,
+    /// How scoring-core scores its members (uniform KPI weights).
+    pub config: ProfileConfig,
+}
+
+#[derive(Debug, Default, Clone)]
+struct OwnedInputs {
+    usage: Vec<DailyUsage>,
+    interactions: Vec<Interaction>,
+    pulses: Vec<Pulse>,
+    subscriptions: Vec<Subscription>,
+    custom_metrics: Vec<CustomMetricValue>,
+    webhook_signals: Vec<WebhookSignal>,
+    attributes: AccountAttributes,
+}
+
+impl OwnedInputs {
+    fn view(&self) -> AccountInputs<'_> {
+        AccountInputs {
+            usage: &self.usage,
+            interactions: &self.interactions,
+            pulses: &self.pulses,
+            subscriptions: &self.subscriptions,
+            custom_metrics: &self.custom_metrics,
+            score_fields: &[],
+            webhook_signals: &self.webhook_signals,
+            attributes: self.attributes,
+        }
+    }
+}
+
+/// Every account's inputs, ready for KPI computation at any date.
+#[derive(Debug)]
+pub struct Population {
+    /// The KPI catalogue (built-ins, key event types, custom metrics; custom score fields
+    /// are left out: only their current value is stored, which would leak the future
+    /// into past observations).
+    pub catalogue: Catalogue,
+    /// The accounts, by id order.
+    pub accounts: Vec<Account>,
+    /// Account index by id.
+    pub index: HashMap<String, usize>,
+    /// The profiles; the last one holds the accounts without a (known) profile.
+    pub profiles: Vec<Profile>,
+    inputs: Vec<OwnedInputs>,
+    kpi_config: KpiConfig,
+    /// Earliest day of data.
+    pub data_start: Option<NaiveDate>,
+}
+
+/// KPIs and peer percentiles of the active accounts at one observation date.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Population index of each row.
+    pub rows: Vec<usize>,
+    /// Row of each population index present.
+    pub row_of: HashMap<usize, usize>,
+    /// Profile index of each row.
+    pub profile_of: Vec<u32>,
+    /// KPI values and signals.
+    pub batch: KpiBatch,
+    /// Scores with uniform KPI weights (percentiles, category scores, health score).
+    pub scores: PopulationScores,
+}
+
+fn attr_number(v: Option<&serde_json::Value>) -> Option<f64> {
+    match v? {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::Object(m) => m.get("number").and_then(serde_json::Value::as_f64),
+        _ => None,
+    }
+}
+
+fn category_weights(json: &serde_json::Value) -> CategoryWeights {
+    let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    let w = CategoryWeights {
+        usage: get("usage"),
+        conversations: get("conversations"),
+        pulse: get("pulse"),
+        contract: get("contract"),
+        custom: get("custom_metrics"),
+    };
+    if w.as_array().iter().all(|v| !(v.is_finite() && *v > 0.0)) {
+        CategoryWeights::default()
+    } else {
+        w
+    }
+}
+
+impl Population {
+    /// Turns the stored history and outcomes into per-account inputs.
+    pub fn build(history: &History, outcomes: &HashMap<String, Vec<Outcome>>) -> Result<Self, Error> {
+        let type_id: HashMap<&str, u32> = history
+            .event_types
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect();
+        let key_event_types = history.key_event_types.as_ref().map(|keys| {
+            let mut k: Vec<u32> = keys
+                .iter()
+                .filter_map(|n| type_id.get(n.as_str()).copied())
+                .collect();
+            k.sort_unstable();
+            k
+        });
+        let mut metric_names: Vec<&str> = history
+            .custom_metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        metric_names.sort_unstable();
+        metric_names.dedup();
+        let metric_id: HashMap<&str, u32> = metric_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as u32))
+            .collect();
+        let spec = CatalogueSpec {
+            event_types: history.event_types.clone(),
+            key_event_types,
+            custom_metrics: metric_names
+                .iter()
+                .map(|n| CustomMetricSpec {
+                    name: (*n).to_owned(),
+                    direction: if history.lower_is_better_metrics.contains(*n) {
+                        Direction::LowerIsBetter
+                    } else {
+                        Direction::HigherIsBetter
+                    },
+                })
+                .collect(),
+            score_fields: Vec::new(),
+        };
+        let catalogue = Catalogue::new(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+
+        let mut profiles: Vec<Profile> = history
+            .profiles
+            .iter()
+            .map(|p| Profile {
+                id: Some(p.id.clone()),
+                config: ProfileConfig {
+                    category_weights: category_weights(&p.weights),
+                    min_population: usize::try_from(p.min_population.max(1)).unwrap_or(1),
+                    ..ProfileConfig::default()
+                },
+            })
+            .collect();
+        profiles.push(Profile {
+            id: None,
+            config: ProfileConfig::default(),
+        });
+        let unassigned = profiles.len() - 1;
+        let profile_index: HashMap<&str, usize> = history
+            .profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+
+        let index: HashMap<String, usize> = history
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
+        let mut inputs = vec![OwnedInputs::default(); history.accounts.len()];
+        let mut starts: Vec<NaiveDate> = history
+            .accounts
+            .iter()
+            .map(|a| a.created_at.date_naive())
+            .collect();
+        let mut data_start: Option<NaiveDate> = None;
+        let mut seen = |d: NaiveDate| {
+            data_start = Some(data_start.map_or(d, |s| s.min(d)));
+        };
+
+        for u in &history.usage {
+            let (Some(&i), Some(&t)) = (index.get(&u.account_id), type_id.get(u.event_type.as_str()))
+            else {
+                continue;
+            };
+            starts[i] = starts[i].min(u.day);
+            seen(u.day);
+            inputs[i].usage.push(DailyUsage {
+                day: u.day,
+                event_type: t,
+                count: u32::try_from(u.count.max(0)).unwrap_or(u32::MAX),
+                distinct_users: u32::try_from(u.distinct_users.max(0)).unwrap_or(u32::MAX),
+                value_sum: u.value_sum,
+            });
+        }
+        // Contacts: interned per account, with their roles, for the conversation KPIs.
+        let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
+        let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
+        for c in &history.contacts {
+            let n = contacts_per_account.entry(c.account_id.as_str()).or_default();
+            let role = match c.role.as_str() {
+                "decision_maker" => Some(ContactRole::DecisionMaker),
+                "champion" => Some(ContactRole::Champion),
+                "user" => Some(ContactRole::User),
+                _ => None,
+            };
+            contact_ids.insert((c.account_id.as_str(), c.id.as_str()), (*n, role));
+            *n += 1;
+        }
+        for x in &history.interactions {
+            let Some(&i) = index.get(&x.account_id) else {
+                continue;
+            };
+            let channel = match x.channel.as_str() {
+                "email" => Channel::Email,
+                "call" => Channel::Call,
+                "meeting" => Channel::Meeting,
+                "ticket" => Channel::Ticket,
+                _ => Channel::Chat,
+            };
+            let direction = if x.direction == "outbound" {
+                InteractionDirection::Outbound
+            } else {
+                InteractionDirection::Inbound
+            };
+            let contact = x
+                .contact_id
+                .as_deref()
+                .and_then(|c| contact_ids.get(&(x.account_id.as_str(), c)).copied());
+            let at = x.occurred_at.date_naive();
+            seen(at);
+            inputs[i].interactions.push(Interaction {
+                at,
+                channel,
+                direction,
+                replied: (direction == InteractionDirection::Outbound).then_some(x.replied),
+                contact: contact.map(|(id, _)| id),
+                contact_role: contact.and_then(|(_, r)| r),
+                sentiment: x.sentiment,
+            });
+        }
+        for p in &history.pulses {
+            if let Some(&i) = index.get(&p.account_id) {
+                inputs[i].pulses.push(Pulse {
+                    at: p.at.date_naive(),
+                    value: f64::from(p.value),
+                });
+            }
+        }
+        for s in &history.subscriptions {
+            let Some(&i) = index.get(&s.account_id) else {
+                continue;
+            };
+            let start = s.starts_at.date_naive();
+            starts[i] = starts[i].min(start);
+            seen(start);
+            inputs[i].subscriptions.push(Subscription {
+                start,
+                end: s.ends_at.map(|e| e.date_naive()),
+                mrr: s.mrr,
+                quantity: s.quantity,
+                add_on: s.is_addon,
+                discount: s.discount,
+                billing_period_months: u16::try_from(s.bill_period_months.max(0))
+                    .unwrap_or(u16::MAX),
+            });
+        }
+        for m in &history.custom_metrics {
+            if let (Some(&i), Some(&id)) = (index.get(&m.account_id), metric_id.get(m.name.as_str()))
+            {
+                inputs[i].custom_metrics.push(CustomMetricValue {
+                    metric: id,
+                    at: m.at.date_naive(),
+                    value: m.value,
+                });
+            }
+        }
+        let mut signal_ids: HashMap<&str, u32> = HashMap::new();
+        for w in &history.webhook_signals {
+            let next = signal_ids.len() as u32;
+            let id = *signal_ids.entry(w.name.as_str()).or_insert(next);
+            if let Some(&i) = index.get(&w.account_id) {
+                inputs[i].webhook_signals.push(WebhookSignal {
+                    signal: id,
+                    at: w.at.date_naive(),
+                    value: f64::from(w.value),
+                });
+            }
+        }
+        let mut accounts = Vec::with_capacity(history.accounts.len());
+        for (i, a) in history.accounts.iter().enumerate() {
+            inputs[i].attributes = AccountAttributes {
+                seats: attr_number(a.attributes.get("seats")),
+                created_at: Some(starts[i]),
+                contacts: contacts_per_account.get(a.id.as_str()).copied(),
+            };
+            let mut outs = outcomes.get(&a.id).cloned().unwrap_or_default();
+            outs.sort_by_key(|o| o.at);
+            accounts.push(Account {
+                id: a.id.clone(),
+                profile: a
+                    .profile_id
+                    .as_deref()
+                    .and_then(|p| profile_index.get(p).copied())
+                    .unwrap_or(unassigned),
+                start: starts[i],
+                outcomes: outs,
+            });
+        }
+        Ok(Self {
+            catalogue,
+            accounts,
+            index,
+            profiles,
+            inputs,
+            kpi_config: KpiConfig {
+                data_start,
+                ..KpiConfig::default()
+            },
+            data_start,
+        })
+    }
+
+    /// KPI window in days.
+    pub fn window_days(&self) -> u32 {
+        self.kpi_config.window_days
+    }
+
+    /// Category of each KPI column, as used by the weights (score fields never occur).
+    pub fn kpi_category(&self, k: usize) -> Category {
+        self.catalogue.kpis()[k].category
+    }
+
+    /// KPIs and uniform-weight scores at observation date `d` of the accounts active at
+    /// `d` plus `extra` (population indices, e.g. accounts asked for explicitly).
+    pub fn snapshot(&self, d: NaiveDate, extra: &[usize]) -> Result<Snapshot, Error> {
+        let mut rows: Vec<usize> = (0..self.accounts.len())
+            .filter(|&i| self.accounts[i].active_at(d))
+            .collect();
+        for &e in extra {
+            if !rows.contains(&e) {
+                rows.push(e);
+            }
+        }
+        let row_of: HashMap<usize, usize> = rows.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+        let profile_of: Vec<u32> = rows
+            .iter()
+            .map(|&i| self.accounts[i].profile as u32)
+            .collect();
+        let views: Vec<AccountInputs<'_>> = rows.iter().map(|&i| self.inputs[i].view()).collect();
+        let as_of = d
+            .checked_sub_days(Days::new(1))
+            .ok_or_else(|| Error::Internal(format!("no day before {d}")))?;
+        let batch = compute_kpis(&self.catalogue, &self.kpi_config, as_of, &views)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let configs: Vec<ProfileConfig> = self.profiles.iter().map(|p| p.config.clone()).collect();
+        let scores = self.score(&batch, &profile_of, &configs)?;
+        Ok(Snapshot {
+            rows,
+            row_of,
+            profile_of,
+            batch,
+            scores,
+        })
+    }
+
+    fn score(
+        &self,
+        batch: &KpiBatch,
+        profile_of: &[u32],
+        configs: &[ProfileConfig],
+    ) -> Result<PopulationScores, Error> {
+        score_population(
+            &PopulationInput {
+                kpis: self.catalogue.kpis(),
+                matrix: &batch.matrix,
+                profile_of,
+                profiles: configs,
+                signals: Some(&batch.signals),
+            },
+            &ScoreOptions::default(),
+        )
+        .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Health scores of a snapshot's rows with the given KPI weights (catalogue order,
+    /// within-category) applied in every profile.
+    pub fn rescore(&self, snap: &Snapshot, kpi_weights: &[f64]) -> Result<Vec<f64>, Error> {
+        let configs: Vec<ProfileConfig> = self
+            .profiles
+            .iter()
+            .map(|p| ProfileConfig {
+                kpi_weights: Some(kpi_weights.to_vec()),
+                ..p.config.clone()
+            })
+            .collect();
+        let scores = self.score(&snap.batch, &snap.profile_of, &configs)?;
+        Ok(scores
+            .results()
+            .map(|s| s.score.unwrap_or(5.0))
+            .collect())
+    }
+
+    /// The feature row of snapshot row `r`: KPI percentiles (missing = 0.5), then the five
+    /// category scores (missing = 5), then the health score (missing = 5).
+    pub fn feature_row(&self, snap: &Snapshot, r: usize) -> Vec<f64> {
+        let k = self.catalogue.len();
+        let mut v = Vec::with_capacity(k + 6);
+        for c in 0..k {
+            v.push(snap.scores.percentile(r, c).unwrap_or(MISSING_PERCENTILE));
+        }
+        let s = snap.scores.account(r);
+        v.extend(s.categories.iter().map(|c| c.unwrap_or(5.0)));
+        v.push(s.score.unwrap_or(5.0));
+        v
+    }
+}
+
+/// Observation dates every `step` days, ending exactly at `last`, from the first date at
+/// least one KPI window after `data_start`.
+pub fn observation_dates(
+    data_start: NaiveDate,
+    window_days: u32,
+    last: NaiveDate,
+    step: u32,
+) -> Vec<NaiveDate> {
+    let Some(first_allowed) = data_start.checked_add_days(Days::new(u64::from(window_days))) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut d = last;
+    while d >= first_allowed {
+        out.push(d);
+        match d.checked_sub_days(Days::new(u64::from(step.max(1)))) {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// Snapshots per date (computed in date order).
+pub type Snapshots = BTreeMap<NaiveDate, Snapshot>;

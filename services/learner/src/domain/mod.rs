@@ -1,0 +1,685 @@
+//! The learner's business logic: training sets from the store's history, model fitting
+//! and evaluation with learn-core, and the stored form of a model. Everything here is
+//! synchronous CPU work; the gRPC layer runs it on blocking threads.
+
+pub mod features;
+pub mod stored;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{Days, NaiveDate};
+use ndarray::Axis;
+use vitals_learn_core::{
+    Dataset, Direction as LearnDirection, Evaluation as LearnEvaluation, KpiSpec, LabelOptions,
+    LearnError, ObservationPoint, Outcome, OutcomeKind, TrainOptions, build_training_set,
+    calibration_table, fit_cv, kpi_weights, suggest_category_weights, time_ordered_folds, train,
+};
+use vitals_scoring_core::Category;
+use vitals_server::ApiError;
+use vitals_store::StoreError;
+use vitals_store::learner::{History, OutcomeRecord};
+
+use features::{Population, Snapshots};
+use stored::{
+    StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredEval,
+    StoredFold, StoredKpiWeight, StoredMetrics, StoredOptions,
+};
+
+/// Errors of the learner's domain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The maths refused the data (e.g. one class only).
+    #[error(transparent)]
+    Learn(#[from] LearnError),
+    /// A named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The data does not allow the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A bug or an unexpected state.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Store(s) => s.into(),
+            Error::Learn(l @ (LearnError::SingleClass { .. } | LearnError::Empty { .. })) => {
+                ApiError::FailedPrecondition(format!("not enough outcomes: {l}"))
+            }
+            Error::Learn(l) => ApiError::Internal(l.to_string()),
+            Error::NotFound(what) => ApiError::NotFound(what),
+            Error::FailedPrecondition(m) => ApiError::FailedPrecondition(m),
+            Error::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// Training settings, every field resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Label horizon in days.
+    pub horizon_days: u32,
+    /// Days between observation dates.
+    pub interval_days: u32,
+    /// Shrinkage strength n0.
+    pub prior_strength: f64,
+    /// Fixed L2 penalty; `None` = chosen by time-ordered cross-validation.
+    pub l2_penalty: Option<f64>,
+}
+
+impl Settings {
+    fn train_options(&self) -> TrainOptions {
+        let mut o = TrainOptions {
+            n0: self.prior_strength,
+            ..TrainOptions::default()
+        };
+        if let Some(l2) = self.l2_penalty {
+            o.lambda_grid = vec![l2];
+            o.fallback_lambda = l2;
+        }
+        o
+    }
+
+    /// The stored form.
+    pub fn stored(&self) -> StoredOptions {
+        StoredOptions {
+            horizon_days: self.horizon_days,
+            observation_interval_days: self.interval_days,
+            prior_strength: self.prior_strength,
+            l2_penalty: self.l2_penalty,
+        }
+    }
+}
+
+/// Which accounts a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every account.
+    Global,
+    /// The members of one profile (index into [`Population::profiles`]).
+    Profile(usize),
+}
+
+const CATEGORY_COLUMNS: [&str; 5] = [
+    "__category_usage",
+    "__category_conversations",
+    "__category_pulse",
+    "__category_contract",
+    "__category_custom_metrics",
+];
+const HEALTH_COLUMN: &str = "__health_score";
+
+/// Learn-core outcomes per account from the stored ones.
+pub fn outcomes_by_account(records: &[OutcomeRecord]) -> HashMap<String, Vec<Outcome>> {
+    let mut map: HashMap<String, Vec<Outcome>> = HashMap::new();
+    for r in records {
+        let kind = match r.kind.as_str() {
+            "churned" => OutcomeKind::Churned,
+            "renewed" => OutcomeKind::Renewed,
+            _ => OutcomeKind::Inactive,
+        };
+        map.entry(r.account_id.clone()).or_default().push(Outcome {
+            kind,
+            at: r.at.date_naive(),
+        });
+    }
+    map
+}
+
+/// A labelled training set over the whole portfolio, with what is needed to rescore it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The accounts and their inputs.
+    pub pop: Population,
+    /// KPIs and scores at every observation date.
+    pub snapshots: Snapshots,
+    /// Observations: KPI percentiles, then category scores, then the health score.
+    pub data: Dataset,
+    /// Number of KPI columns at the front of `data`.
+    pub n_kpis: usize,
+    /// Last observation date.
+    pub as_of: NaiveDate,
+    /// Observations left out because their label is not known yet.
+    pub censored: usize,
+}
+
+/// Builds the training set as of `as_of`: observation dates every `interval_days` ending at
+/// `as_of`, the accounts active at each, features from data strictly before the date, label
+/// = churned within the horizon; outcomes after `as_of` are ignored.
+pub fn prepare(
+    history: &History,
+    outcomes: &[OutcomeRecord],
+    as_of: NaiveDate,
+    s: &Settings,
+) -> Result<Prepared, Error> {
+    let by_account = outcomes_by_account(outcomes);
+    let pop = Population::build(history, &by_account)?;
+    let dates = match pop.data_start {
+        Some(start) => {
+            features::observation_dates(start, pop.window_days(), as_of, s.interval_days)
+        }
+        None => Vec::new(),
+    };
+    let mut snapshots = Snapshots::new();
+    let mut points = Vec::new();
+    for &d in &dates {
+        let snap = pop.snapshot(d, &[])?;
+        for &i in &snap.rows {
+            points.push(ObservationPoint {
+                account: pop.accounts[i].id.clone(),
+                date: d,
+            });
+        }
+        snapshots.insert(d, snap);
+    }
+    let mut names: Vec<String> = pop
+        .catalogue
+        .kpis()
+        .iter()
+        .map(|k| k.name.to_string())
+        .collect();
+    let n_kpis = names.len();
+    names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
+    names.push(HEALTH_COLUMN.to_owned());
+    let label = LabelOptions {
+        horizon_days: s.horizon_days,
+        inactive_counts_as_churn: false,
+    };
+    let set = build_training_set(names, &points, &by_account, as_of, &label, |account, date| {
+        let snap = snapshots.get(&date)?;
+        let i = *pop.index.get(account)?;
+        let r = *snap.row_of.get(&i)?;
+        Some(pop.feature_row(snap, r))
+    })?;
+    Ok(Prepared {
+        pop,
+        snapshots,
+        data: set.dataset,
+        n_kpis,
+        as_of,
+        censored: set.censored,
+    })
+}
+
+impl Prepared {
+    /// Rows of `data` in the scope.
+    pub fn rows(&self, scope: Scope) -> Vec<usize> {
+        (0..self.data.len())
+            .filter(|&r| match scope {
+                Scope::Global => true,
+                Scope::Profile(p) => self
+                    .pop
+                    .index
+                    .get(&self.data.accounts[r])
+                    .is_some_and(|&i| self.pop.accounts[i].profile == p),
+            })
+            .collect()
+    }
+
+    fn kpi_names(&self) -> Vec<&str> {
+        self.data.feature_names[..self.n_kpis]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The KPI-feature dataset of some rows.
+    pub fn kpi_data(&self, rows: &[usize]) -> Result<Dataset, Error> {
+        Ok(self.data.subset(rows).select_features(&self.kpi_names())?)
+    }
+
+    fn category_data(&self, rows: &[usize]) -> Result<Dataset, Error> {
+        Ok(self.data.subset(rows).select_features(&CATEGORY_COLUMNS)?)
+    }
+
+    /// Churn outcomes (up to `as_of`) of the scope's accounts: `n` of the shrinkage.
+    pub fn churn_count(&self, scope: Scope) -> usize {
+        self.pop
+            .accounts
+            .iter()
+            .filter(|a| match scope {
+                Scope::Global => true,
+                Scope::Profile(p) => a.profile == p,
+            })
+            .map(|a| {
+                a.outcomes
+                    .iter()
+                    .filter(|o| o.kind == OutcomeKind::Churned && o.at <= self.as_of)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Learn-core KPI specs: features are direction-adjusted percentiles, so every one is
+    /// "higher is healthier"; uniform prior within the category.
+    fn specs(&self) -> Vec<KpiSpec> {
+        self.pop
+            .catalogue
+            .kpis()
+            .iter()
+            .map(|k| KpiSpec {
+                name: k.name.to_string(),
+                category: k.category.as_str().to_owned(),
+                direction: LearnDirection::HigherIsBetter,
+                prior_weight: 1.0,
+            })
+            .collect()
+    }
+
+    /// KPI weight vector (catalogue order) for scoring-core from stored weights; a KPI
+    /// without a stored weight gets its uniform prior.
+    pub fn weight_vector(&self, weights: &[StoredKpiWeight]) -> Vec<f64> {
+        let by_name: HashMap<&str, f64> =
+            weights.iter().map(|w| (w.kpi.as_str(), w.weight)).collect();
+        let kpis = self.pop.catalogue.kpis();
+        let mut per_category: HashMap<Category, usize> = HashMap::new();
+        for k in kpis {
+            *per_category.entry(k.category).or_default() += 1;
+        }
+        kpis.iter()
+            .map(|k| {
+                by_name
+                    .get(k.name.as_ref())
+                    .copied()
+                    .unwrap_or(1.0 / per_category[&k.category] as f64)
+            })
+            .collect()
+    }
+
+    /// Health scores of the observations `data` (rows carrying account and date) with
+    /// `weights` (catalogue order) applied.
+    fn health_scores(&self, data: &Dataset, weights: &[f64]) -> Result<Vec<f64>, Error> {
+        let mut out = vec![5.0; data.len()];
+        let mut by_date: HashMap<NaiveDate, Vec<usize>> = HashMap::new();
+        for (r, d) in data.dates.iter().enumerate() {
+            by_date.entry(*d).or_default().push(r);
+        }
+        for (d, rows) in by_date {
+            let snap = self
+                .snapshots
+                .get(&d)
+                .ok_or_else(|| Error::Internal(format!("no snapshot at {d}")))?;
+            let scores = self.pop.rescore(snap, weights)?;
+            for r in rows {
+                let i = self.pop.index.get(&data.accounts[r]).copied();
+                if let Some(row) = i.and_then(|i| snap.row_of.get(&i)) {
+                    out[r] = scores[*row];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Churn probabilities of observations `data` with stored coefficients.
+    fn probabilities(&self, data: &Dataset, c: &StoredCoefficients) -> Vec<f64> {
+        let cols: Vec<Option<usize>> = c
+            .coefficients
+            .iter()
+            .map(|k| data.feature_names.iter().position(|f| *f == k.kpi))
+            .collect();
+        data.x
+            .axis_iter(Axis(0))
+            .map(|row| {
+                let eta = c.intercept
+                    + c.coefficients
+                        .iter()
+                        .zip(&cols)
+                        .map(|(k, col)| {
+                            let v = col
+                                .map(|j| row[j])
+                                .filter(|v| v.is_finite())
+                                .unwrap_or(features::MISSING_PERCENTILE);
+                            k.coefficient * v
+                        })
+                        .sum::<f64>();
+                sigmoid(eta)
+            })
+            .collect()
+    }
+}
+
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn log_loss(p: &[f64], y: &[bool]) -> f64 {
+    if p.is_empty() {
+        return 0.0;
+    }
+    let eps = 1e-15;
+    p.iter()
+        .zip(y)
+        .map(|(&p, &y)| {
+            let p = p.clamp(eps, 1.0 - eps);
+            if y { -p.ln() } else { -(1.0 - p).ln() }
+        })
+        .sum::<f64>()
+        / p.len() as f64
+}
+
+/// Metrics of churn probabilities.
+fn eval_probabilities(p: &[f64], y: &[bool], calibration: bool) -> Result<StoredEval, Error> {
+    let e = LearnEvaluation::of_probabilities(p, y)?;
+    Ok(StoredEval {
+        auc: e.auc,
+        top_decile_lift: e.top_decile_lift,
+        log_loss: log_loss(p, y),
+        brier_score: e.brier.unwrap_or(0.0),
+        observations: e.observations as u32,
+        positives: e.churned as u32,
+        calibration: if calibration { e.calibration } else { Vec::new() },
+    })
+}
+
+/// Metrics of health scores (risk = 1 - score / 10).
+fn eval_health(scores: &[f64], y: &[bool], calibration: bool) -> Result<StoredEval, Error> {
+    let risk: Vec<f64> = scores.iter().map(|s| (1.0 - s / 10.0).clamp(0.0, 1.0)).collect();
+    let e = LearnEvaluation::of_scores(&risk, y)?;
+    Ok(StoredEval {
+        auc: e.auc,
+        top_decile_lift: e.top_decile_lift,
+        log_loss: 0.0,
+        brier_score: 0.0,
+        observations: e.observations as u32,
+        positives: e.churned as u32,
+        calibration: if calibration {
+            calibration_table(&risk, y, 10)?
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Distinct accounts with a positive label: the churns a fold's training part has seen.
+fn churned_accounts(d: &Dataset) -> usize {
+    d.labels
+        .iter()
+        .zip(&d.accounts)
+        .filter(|(l, _)| **l)
+        .map(|(_, a)| a.as_str())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+/// Time-split backtests of the churn probability and of the health score with learned
+/// weights: each fold refits (lambda by CV inside the training part) on the earlier
+/// observations and is tested on the later ones.
+fn backtests(
+    prep: &Prepared,
+    data: &Dataset,
+    folds: usize,
+    s: &Settings,
+) -> Result<(StoredBacktest, StoredBacktest), Error> {
+    let opts = s.train_options();
+    let specs = prep.specs();
+    let mut churn = Vec::new();
+    let mut health = Vec::new();
+    for (k, fold) in time_ordered_folds(&data.dates, folds)?.into_iter().enumerate() {
+        let train_part = data.subset(&fold.train);
+        let test = data.subset(&fold.test);
+        let churned = test.n_churned();
+        if churned == 0 || churned == test.len() {
+            return Err(Error::FailedPrecondition(format!(
+                "not enough outcomes: backtest fold {} tests {} observations of which {churned} churned; \
+                 each test fold needs churned and retained observations",
+                k + 1,
+                test.len()
+            )));
+        }
+        let (model, _) = fit_cv(&train_part, &opts)?;
+        let p = model.predict_proba(test.x.view())?;
+        let weights = kpi_weights(
+            &specs,
+            &model.coefficients,
+            churned_accounts(&train_part),
+            s.prior_strength,
+        )?;
+        let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
+        let h = prep.health_scores(&test, &w)?;
+        let test_end = test
+            .dates
+            .iter()
+            .max()
+            .and_then(|d| d.checked_add_days(Days::new(1)))
+            .unwrap_or(fold.cut);
+        let fold_of = |metrics| StoredFold {
+            train_end: fold.cut,
+            test_start: fold.cut,
+            test_end,
+            train_count: train_part.len() as u32,
+            metrics,
+        };
+        churn.push(fold_of(eval_probabilities(&p, &test.labels, false)?));
+        health.push(fold_of(eval_health(&h, &test.labels, false)?));
+    }
+    Ok((StoredBacktest::new(churn), StoredBacktest::new(health)))
+}
+
+/// Everything a training run produces for one scope, ready to store.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// Coefficients on the percentile features.
+    pub coefficients: StoredCoefficients,
+    /// KPI weights after shrinkage.
+    pub kpi_weights: Vec<StoredKpiWeight>,
+    /// Suggested category weights, when the category fit succeeded.
+    pub category_weights: Option<StoredCategoryWeights>,
+    /// Metrics and evaluation.
+    pub metrics: StoredMetrics,
+    /// Training observations.
+    pub observations: usize,
+    /// Churned training observations.
+    pub churned: usize,
+}
+
+/// Fits the scope's model: lambda by time-ordered CV, class weights, KPI weights shrunk
+/// toward the uniform prior, suggested category weights, in-sample metrics of the churn
+/// probability and of the health score with the learned weights, and a 2-fold time-split
+/// backtest of both (reported as missing, with the reason, when the data are too few).
+///
+/// `Err(Ok(reason))` means the scope was skipped (e.g. no churn among its members).
+pub fn fit_scope(
+    prep: &Prepared,
+    scope: Scope,
+    s: &Settings,
+) -> Result<Fitted, Result<String, Error>> {
+    let rows = prep.rows(scope);
+    if rows.is_empty() {
+        return Err(Ok("no observation of its members (no data or no labelled date yet)".into()));
+    }
+    let data = prep.kpi_data(&rows).map_err(Err)?;
+    let churned = data.n_churned();
+    if churned == 0 {
+        return Err(Ok("no churn outcome among its members within the horizon of an observation".into()));
+    }
+    if churned == data.len() {
+        return Err(Ok("every observation of its members is a churn".into()));
+    }
+    let n = prep.churn_count(scope);
+    let opts = s.train_options();
+    let specs = prep.specs();
+    let trained = train(&data, &specs, n, &opts).map_err(|e| match e {
+        LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
+        other => Err(Error::Learn(other)),
+    })?;
+    let (intercept, raw) = trained.model.raw_coefficients();
+    let kpis = prep.pop.catalogue.kpis();
+    let coefficients = StoredCoefficients {
+        intercept,
+        l2_penalty: trained.model.lambda,
+        coefficients: kpis
+            .iter()
+            .zip(&raw)
+            .zip(&trained.model.coefficients)
+            .map(|((k, &c), &z)| StoredCoefficient {
+                kpi: k.name.to_string(),
+                category: k.category.as_str().to_owned(),
+                coefficient: c,
+                standardized: z,
+                declared_direction: k.direction.as_str().to_owned(),
+                contradicted: z > 0.0,
+            })
+            .collect(),
+    };
+    let kpi_weights: Vec<StoredKpiWeight> = trained
+        .weights
+        .kpis
+        .iter()
+        .map(|w| StoredKpiWeight {
+            kpi: w.name.clone(),
+            category: w.category.clone(),
+            weight: w.weight,
+            learned: w.learned,
+            prior: w.prior,
+        })
+        .collect();
+    let prior: Vec<f64> = match scope {
+        Scope::Profile(p) => prep.pop.profiles[p].config.category_weights.as_array().to_vec(),
+        Scope::Global => vec![1.0; 5],
+    };
+    let category_weights = prep
+        .category_data(&rows)
+        .ok()
+        .and_then(|cd| suggest_category_weights(&cd, &prior, n, &opts).ok())
+        .map(|sug| StoredCategoryWeights::from_weights(&sug.weights.kpis.iter().map(|w| w.weight).collect::<Vec<_>>()));
+    let p = trained.model.predict_proba(data.x.view()).map_err(|e| Err(e.into()))?;
+    let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
+    let w: Vec<f64> = prep.weight_vector(&kpi_weights);
+    let health_scores = prep.health_scores(&data, &w).map_err(Err)?;
+    let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
+    let (churn_backtest, health_backtest) = match backtests(prep, &data, 2, s) {
+        Ok(b) => b,
+        Err(e @ (Error::FailedPrecondition(_) | Error::Learn(_))) => {
+            (StoredBacktest::failed(e.to_string()), StoredBacktest::failed(e.to_string()))
+        }
+        Err(e) => return Err(Err(e)),
+    };
+    let accounts: HashSet<&str> = data.accounts.iter().map(String::as_str).collect();
+    Ok(Fitted {
+        metrics: StoredMetrics {
+            options: StoredOptions {
+                l2_penalty: Some(trained.model.lambda),
+                ..s.stored()
+            },
+            as_of: prep.as_of,
+            training,
+            health,
+            churn_backtest,
+            health_backtest,
+            account_count: accounts.len() as u32,
+            churn_count: n as u32,
+            shrinkage: trained.weights.data_share,
+            contradicted: trained.weights.contradicting.clone(),
+            categories_without_signal: trained.weights.categories_without_signal.clone(),
+            lambda_fallback_reason: trained.lambda_selection.fallback_reason.clone(),
+            censored: prep.censored as u32,
+        },
+        coefficients,
+        kpi_weights,
+        category_weights,
+        observations: data.len(),
+        churned,
+    })
+}
+
+/// The evaluation of a stored model on the current training set.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Churn probability: in-sample metrics and calibration with the stored model.
+    pub churn: StoredEval,
+    /// Its backtest (refits).
+    pub churn_backtest: StoredBacktest,
+    /// Health score with the stored weights.
+    pub health: StoredEval,
+    /// Its backtest (refitted weights).
+    pub health_backtest: StoredBacktest,
+}
+
+/// Evaluates a stored model on the scope's observations, with a `folds`-fold backtest.
+pub fn evaluate(
+    prep: &Prepared,
+    scope: Scope,
+    coefficients: &StoredCoefficients,
+    weights: &[StoredKpiWeight],
+    folds: usize,
+    s: &Settings,
+) -> Result<Evaluated, Error> {
+    let rows = prep.rows(scope);
+    let data = prep.kpi_data(&rows)?;
+    let churned = data.n_churned();
+    if churned == 0 || churned == data.len() {
+        return Err(Error::FailedPrecondition(format!(
+            "not enough outcomes: {} observations of which {churned} churned; churned and retained observations are both needed",
+            data.len()
+        )));
+    }
+    let p = prep.probabilities(&data, coefficients);
+    let churn = eval_probabilities(&p, &data.labels, true)?;
+    let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
+    let health = eval_health(&h, &data.labels, true)?;
+    let (churn_backtest, health_backtest) = match backtests(prep, &data, folds, s) {
+        Err(Error::Learn(e @ LearnError::InvalidParameter { .. })) => {
+            return Err(Error::FailedPrecondition(format!(
+                "not enough observation dates for {folds} backtest folds: {e}"
+            )));
+        }
+        other => other?,
+    };
+    Ok(Evaluated {
+        churn,
+        churn_backtest,
+        health,
+        health_backtest,
+    })
+}
+
+/// Churn probabilities of accounts (population indices) at date `d` with the coefficients
+/// chosen for each.
+pub fn predict(
+    pop: &Population,
+    d: NaiveDate,
+    accounts: &[usize],
+    coefficients: &[&StoredCoefficients],
+) -> Result<Vec<f64>, Error> {
+    let snap = pop.snapshot(d, accounts)?;
+    let names: HashMap<&str, usize> = pop
+        .catalogue
+        .kpis()
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.name.as_ref(), i))
+        .collect();
+    accounts
+        .iter()
+        .zip(coefficients)
+        .map(|(i, c)| {
+            let r = *snap
+                .row_of
+                .get(i)
+                .ok_or_else(|| Error::Internal("account missing from its snapshot".into()))?;
+            let eta = c.intercept
+                + c.coefficients
+                    .iter()
+                    .map(|k| {
+                        let v = names
+                            .get(k.kpi.as_str())
+                            .and_then(|&col| snap.scores.percentile(r, col))
+                            .unwrap_or(features::MISSING_PERCENTILE);
+                        k.coefficient * v
+                    })
+                    .sum::<f64>();
+            Ok(sigmoid(eta))
+        })
+        .collect()
+}

@@ -1,0 +1,192 @@
+//! The JSON the learner keeps in the `models` table: one type per JSON column
+//! (`coefficients`, `kpi_weights`, `category_weights`, `metrics`).
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use vitals_learn_core::CalibrationBin;
+
+/// The settings a model was trained with, all resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StoredOptions {
+    /// Label horizon in days.
+    pub horizon_days: u32,
+    /// Days between observation dates.
+    pub observation_interval_days: u32,
+    /// Shrinkage strength n0.
+    pub prior_strength: f64,
+    /// L2 penalty (as given, or as chosen once stored with a model).
+    pub l2_penalty: Option<f64>,
+}
+
+/// One coefficient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCoefficient {
+    /// KPI name.
+    pub kpi: String,
+    /// Its category (`usage`, `conversations`, `pulse`, `contract`, `custom`).
+    pub category: String,
+    /// Coefficient on the healthy-direction percentile in [0, 1].
+    pub coefficient: f64,
+    /// Coefficient on the standardised percentile (what the weights are derived from).
+    pub standardized: f64,
+    /// Declared direction of the raw KPI (`higher` or `lower` is better).
+    pub declared_direction: String,
+    /// Learned effect against the declared direction.
+    pub contradicted: bool,
+}
+
+/// Intercept and coefficients: P(churn) = sigmoid(intercept + sum coefficient x percentile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCoefficients {
+    /// Intercept on the percentile scale.
+    pub intercept: f64,
+    /// L2 penalty used.
+    pub l2_penalty: f64,
+    /// One per KPI feature.
+    pub coefficients: Vec<StoredCoefficient>,
+}
+
+/// The weight of one KPI within its category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredKpiWeight {
+    /// KPI name.
+    pub kpi: String,
+    /// Its category.
+    pub category: String,
+    /// Weight after shrinkage.
+    pub weight: f64,
+    /// Data-only weight.
+    pub learned: f64,
+    /// Uniform prior weight.
+    pub prior: f64,
+}
+
+/// Suggested category weights, summing to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StoredCategoryWeights {
+    /// Usage.
+    pub usage: f64,
+    /// Conversations.
+    pub conversations: f64,
+    /// Pulse.
+    pub pulse: f64,
+    /// Contract.
+    pub contract: f64,
+    /// Custom metrics.
+    pub custom_metrics: f64,
+}
+
+impl StoredCategoryWeights {
+    /// From five weights in scoring-core's category order.
+    pub fn from_weights(w: &[f64]) -> Self {
+        let g = |i: usize| w.get(i).copied().unwrap_or(0.0);
+        Self {
+            usage: g(0),
+            conversations: g(1),
+            pulse: g(2),
+            contract: g(3),
+            custom_metrics: g(4),
+        }
+    }
+}
+
+/// Metrics of one predictor on some observations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEval {
+    /// AUC.
+    pub auc: f64,
+    /// Top-decile lift.
+    pub top_decile_lift: f64,
+    /// Log loss (probabilities only).
+    pub log_loss: f64,
+    /// Brier score (probabilities only).
+    pub brier_score: f64,
+    /// Observations.
+    pub observations: u32,
+    /// Positives among them.
+    pub positives: u32,
+    /// Calibration by deciles (empty for backtest folds).
+    pub calibration: Vec<CalibrationBin>,
+}
+
+/// One backtest fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFold {
+    /// Training observations are dated before this.
+    pub train_end: NaiveDate,
+    /// First test date.
+    pub test_start: NaiveDate,
+    /// Day after the last test date.
+    pub test_end: NaiveDate,
+    /// Training observations.
+    pub train_count: u32,
+    /// Test metrics.
+    pub metrics: StoredEval,
+}
+
+/// A time-split backtest, or why there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBacktest {
+    /// Folds, oldest first.
+    pub folds: Vec<StoredFold>,
+    /// Mean test AUC.
+    pub mean_auc: f64,
+    /// Mean test top-decile lift.
+    pub mean_top_decile_lift: f64,
+    /// Why it could not run (too few dates or outcomes), when it could not.
+    pub error: Option<String>,
+}
+
+impl StoredBacktest {
+    /// From the folds.
+    pub fn new(folds: Vec<StoredFold>) -> Self {
+        let n = folds.len().max(1) as f64;
+        Self {
+            mean_auc: folds.iter().map(|f| f.metrics.auc).sum::<f64>() / n,
+            mean_top_decile_lift: folds.iter().map(|f| f.metrics.top_decile_lift).sum::<f64>() / n,
+            folds,
+            error: None,
+        }
+    }
+
+    /// A backtest that could not run.
+    pub fn failed(reason: String) -> Self {
+        Self {
+            folds: Vec::new(),
+            mean_auc: 0.0,
+            mean_top_decile_lift: 0.0,
+            error: Some(reason),
+        }
+    }
+}
+
+/// Everything measured about a model at training time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMetrics {
+    /// Settings used (the L2 penalty as chosen).
+    pub options: StoredOptions,
+    /// Last observation date.
+    pub as_of: NaiveDate,
+    /// In-sample metrics of the churn probability.
+    pub training: StoredEval,
+    /// In-sample metrics of the health score with the learned weights.
+    pub health: StoredEval,
+    /// Time-split backtest of the churn probability.
+    pub churn_backtest: StoredBacktest,
+    /// Time-split backtest of the health score with refitted weights.
+    pub health_backtest: StoredBacktest,
+    /// Distinct accounts in the training set.
+    pub account_count: u32,
+    /// Churn outcomes seen (n of the shrinkage).
+    pub churn_count: u32,
+    /// n / (n + n0).
+    pub shrinkage: f64,
+    /// KPIs whose effect contradicts their declared direction.
+    pub contradicted: Vec<String>,
+    /// Categories where no KPI had a healthy effect (they keep the prior).
+    pub categories_without_signal: Vec<String>,
+    /// Why the fallback L2 penalty was used instead of cross-validation, if it was.
+    pub lambda_fallback_reason: Option<String>,
+    /// Observations left out because their horizon is not over yet.
+    pub censored: u32,
+}
