@@ -4,6 +4,7 @@
 //! Services never talk SQL themselves: they call this crate. Connect with
 //! [`Store::connect`], then [`Store::migrate`] (idempotent) before serving.
 
+pub mod auth;
 pub mod entity;
 pub mod ingestion;
 pub mod inputs;
