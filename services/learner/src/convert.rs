@@ -7,12 +7,12 @@ use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
 use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeRecord};
 
+use crate::LearnerArgs;
 use crate::domain::Settings;
 use crate::domain::stored::{
     StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight,
     StoredMetrics,
 };
-use crate::LearnerArgs;
 
 /// Largest batch of RecordOutcomes.
 pub const MAX_OUTCOMES: usize = 10_000;
@@ -36,7 +36,10 @@ pub fn account_id(field: &str, id: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(field, "longer than 256 bytes"));
     }
     if id.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, "must not contain control characters"));
+        return Err(ApiError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -47,8 +50,7 @@ fn valid_profile_id(id: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
         && b[b.len() - 1] != b'-'
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -124,7 +126,10 @@ fn kind_str(field: &str, k: i32) -> Result<&'static str, ApiError> {
         Ok(pb::OutcomeKind::Renewed) => Ok("renewed"),
         Ok(pb::OutcomeKind::Inactive) => Ok("inactive"),
         Ok(pb::OutcomeKind::Unspecified) => Err(ApiError::invalid(field, "must be set")),
-        Err(_) => Err(ApiError::invalid(field, format!("unknown outcome kind {k}"))),
+        Err(_) => Err(ApiError::invalid(
+            field,
+            format!("unknown outcome kind {k}"),
+        )),
     }
 }
 
@@ -137,14 +142,20 @@ pub fn kind_filter(k: i32) -> Result<Option<String>, ApiError> {
 }
 
 /// Validates a RecordOutcomes batch: nothing is written unless every item is valid.
-pub fn new_outcomes(items: &[pb::Outcome], now: DateTime<Utc>) -> Result<Vec<NewOutcome>, ApiError> {
+pub fn new_outcomes(
+    items: &[pb::Outcome],
+    now: DateTime<Utc>,
+) -> Result<Vec<NewOutcome>, ApiError> {
     if items.is_empty() || items.len() > MAX_OUTCOMES {
         return Err(ApiError::invalid(
             "outcomes",
             format!("must hold 1 to 10,000 outcomes, got {}", items.len()),
         ));
     }
-    let earliest = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let earliest = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     items
         .iter()
         .enumerate()
@@ -209,7 +220,7 @@ fn hex(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len())

@@ -3,16 +3,78 @@
 //! [`run`] serves it alone (the `vitals-learner` binary); [`register`] adds it to a server
 //! that hosts several services (the all-in-one `vitals`).
 
+mod convert;
+pub mod domain;
 mod grpc;
+mod service;
+
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use vitals_proto::learner::v1::learner_service_server::LearnerServiceServer;
 use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
 use vitals_store::Store;
 
+/// Default of `--learner-horizon-days`.
+pub const DEFAULT_HORIZON_DAYS: u32 = 60;
+/// Default of `--learner-observation-interval-days`.
+pub const DEFAULT_INTERVAL_DAYS: u32 = 28;
+/// Default of `--learner-prior-strength` (n0).
+pub const DEFAULT_PRIOR_STRENGTH: f64 = 50.0;
+/// Default of `--retrain-after-outcomes`.
+pub const DEFAULT_RETRAIN_AFTER: u64 = 100;
+
 /// Settings of the learner service beyond the common server ones.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct LearnerArgs {}
+#[derive(Clone, Debug, clap::Args)]
+pub struct LearnerArgs {
+    /// Default label horizon in days (an observation is positive when the account churns
+    /// within it); a Train or Evaluate request may override it. 1..365.
+    #[arg(
+        long = "learner-horizon-days",
+        env = "VITALS_LEARNER_HORIZON_DAYS",
+        default_value_t = DEFAULT_HORIZON_DAYS,
+        value_parser = clap::value_parser!(u32).range(1..=365)
+    )]
+    pub horizon_days: u32,
+
+    /// Default days between observation dates of the training set. 1..365.
+    #[arg(
+        long = "learner-observation-interval-days",
+        env = "VITALS_LEARNER_OBSERVATION_INTERVAL_DAYS",
+        default_value_t = DEFAULT_INTERVAL_DAYS,
+        value_parser = clap::value_parser!(u32).range(1..=365)
+    )]
+    pub observation_interval_days: u32,
+
+    /// Default shrinkage strength n0: learned KPI weights count n / (n + n0) against the
+    /// uniform prior, n = churn outcomes seen.
+    #[arg(
+        long = "learner-prior-strength",
+        env = "VITALS_LEARNER_PRIOR_STRENGTH",
+        default_value_t = DEFAULT_PRIOR_STRENGTH
+    )]
+    pub prior_strength: f64,
+
+    /// Train every profile and the global model automatically once this many new
+    /// outcomes have been recorded since the last training; 0 turns it off.
+    #[arg(
+        long = "retrain-after-outcomes",
+        env = "VITALS_LEARNER_RETRAIN_AFTER_OUTCOMES",
+        default_value_t = DEFAULT_RETRAIN_AFTER
+    )]
+    pub retrain_after_outcomes: u64,
+}
+
+impl Default for LearnerArgs {
+    fn default() -> Self {
+        Self {
+            horizon_days: DEFAULT_HORIZON_DAYS,
+            observation_interval_days: DEFAULT_INTERVAL_DAYS,
+            prior_strength: DEFAULT_PRIOR_STRENGTH,
+            retrain_after_outcomes: DEFAULT_RETRAIN_AFTER,
+        }
+    }
+}
 
 /// The whole configuration of the `vitals-learner` binary.
 #[derive(Clone, Debug, clap::Parser)]
@@ -33,16 +95,23 @@ pub struct Config {
 /// The learner gRPC service.
 #[derive(Clone, Debug)]
 pub struct LearnerService {
-    #[allow(dead_code)] // read by the RPCs as they are implemented
     store: Store,
-    #[allow(dead_code)]
     args: LearnerArgs,
+    /// Serialises training runs (on demand and automatic) of this process.
+    training: Arc<tokio::sync::Mutex<service::TrainState>>,
+    /// Set while an automatic training task waits for the lock.
+    auto_pending: Arc<service::AutoPending>,
 }
 
 impl LearnerService {
     /// A service over `store`.
     pub fn new(store: Store, args: LearnerArgs) -> Self {
-        Self { store, args }
+        Self {
+            store,
+            args,
+            training: Arc::default(),
+            auto_pending: Arc::default(),
+        }
     }
 }
 

@@ -130,7 +130,11 @@ fn attr_number(v: Option<&serde_json::Value>) -> Option<f64> {
 }
 
 fn category_weights(json: &serde_json::Value) -> CategoryWeights {
-    let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    let get = |k: &str| {
+        json.get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
     let w = CategoryWeights {
         usage: get("usage"),
         conversations: get("conversations"),
@@ -147,7 +151,10 @@ fn category_weights(json: &serde_json::Value) -> CategoryWeights {
 
 impl Population {
     /// Turns the stored history and outcomes into per-account inputs.
-    pub fn build(history: &History, outcomes: &HashMap<String, Vec<Outcome>>) -> Result<Self, Error> {
+    pub fn build(
+        history: &History,
+        outcomes: &HashMap<String, Vec<Outcome>>,
+    ) -> Result<Self, Error> {
         let type_id: HashMap<&str, u32> = history
             .event_types
             .iter()
@@ -234,7 +241,8 @@ impl Population {
         };
 
         for u in &history.usage {
-            let (Some(&i), Some(&t)) = (index.get(&u.account_id), type_id.get(u.event_type.as_str()))
+            let (Some(&i), Some(&t)) =
+                (index.get(&u.account_id), type_id.get(u.event_type.as_str()))
             else {
                 continue;
             };
@@ -252,7 +260,9 @@ impl Population {
         let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
         let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
         for c in &history.contacts {
-            let n = contacts_per_account.entry(c.account_id.as_str()).or_default();
+            let n = contacts_per_account
+                .entry(c.account_id.as_str())
+                .or_default();
             let role = match c.role.as_str() {
                 "decision_maker" => Some(ContactRole::DecisionMaker),
                 "champion" => Some(ContactRole::Champion),
@@ -321,7 +331,8 @@ impl Population {
             });
         }
         for m in &history.custom_metrics {
-            if let (Some(&i), Some(&id)) = (index.get(&m.account_id), metric_id.get(m.name.as_str()))
+            if let (Some(&i), Some(&id)) =
+                (index.get(&m.account_id), metric_id.get(m.name.as_str()))
             {
                 inputs[i].custom_metrics.push(CustomMetricValue {
                     metric: id,
@@ -450,10 +461,7 @@ impl Population {
             })
             .collect();
         let scores = self.score(&snap.batch, &snap.profile_of, &configs)?;
-        Ok(scores
-            .results()
-            .map(|s| s.score.unwrap_or(5.0))
-            .collect())
+        Ok(scores.results().map(|s| s.score.unwrap_or(5.0)).collect())
     }
 
     /// The feature row of snapshot row `r`: KPI percentiles (missing = 0.5), then the five

@@ -191,12 +191,19 @@ pub fn prepare(
         horizon_days: s.horizon_days,
         inactive_counts_as_churn: false,
     };
-    let set = build_training_set(names, &points, &by_account, as_of, &label, |account, date| {
-        let snap = snapshots.get(&date)?;
-        let i = *pop.index.get(account)?;
-        let r = *snap.row_of.get(&i)?;
-        Some(pop.feature_row(snap, r))
-    })?;
+    let set = build_training_set(
+        names,
+        &points,
+        &by_account,
+        as_of,
+        &label,
+        |account, date| {
+            let snap = snapshots.get(&date)?;
+            let i = *pop.index.get(account)?;
+            let r = *snap.row_of.get(&i)?;
+            Some(pop.feature_row(snap, r))
+        },
+    )?;
     Ok(Prepared {
         pop,
         snapshots,
@@ -378,13 +385,20 @@ fn eval_probabilities(p: &[f64], y: &[bool], calibration: bool) -> Result<Stored
         brier_score: e.brier.unwrap_or(0.0),
         observations: e.observations as u32,
         positives: e.churned as u32,
-        calibration: if calibration { e.calibration } else { Vec::new() },
+        calibration: if calibration {
+            e.calibration
+        } else {
+            Vec::new()
+        },
     })
 }
 
 /// Metrics of health scores (risk = 1 - score / 10).
 fn eval_health(scores: &[f64], y: &[bool], calibration: bool) -> Result<StoredEval, Error> {
-    let risk: Vec<f64> = scores.iter().map(|s| (1.0 - s / 10.0).clamp(0.0, 1.0)).collect();
+    let risk: Vec<f64> = scores
+        .iter()
+        .map(|s| (1.0 - s / 10.0).clamp(0.0, 1.0))
+        .collect();
     let e = LearnEvaluation::of_scores(&risk, y)?;
     Ok(StoredEval {
         auc: e.auc,
@@ -425,7 +439,10 @@ fn backtests(
     let specs = prep.specs();
     let mut churn = Vec::new();
     let mut health = Vec::new();
-    for (k, fold) in time_ordered_folds(&data.dates, folds)?.into_iter().enumerate() {
+    for (k, fold) in time_ordered_folds(&data.dates, folds)?
+        .into_iter()
+        .enumerate()
+    {
         let train_part = data.subset(&fold.train);
         let test = data.subset(&fold.test);
         let churned = test.n_churned();
@@ -496,12 +513,16 @@ pub fn fit_scope(
 ) -> Result<Fitted, Result<String, Error>> {
     let rows = prep.rows(scope);
     if rows.is_empty() {
-        return Err(Ok("no observation of its members (no data or no labelled date yet)".into()));
+        return Err(Ok(
+            "no observation of its members (no data or no labelled date yet)".into(),
+        ));
     }
     let data = prep.kpi_data(&rows).map_err(Err)?;
     let churned = data.n_churned();
     if churned == 0 {
-        return Err(Ok("no churn outcome among its members within the horizon of an observation".into()));
+        return Err(Ok(
+            "no churn outcome among its members within the horizon of an observation".into(),
+        ));
     }
     if churned == data.len() {
         return Err(Ok("every observation of its members is a churn".into()));
@@ -545,24 +566,40 @@ pub fn fit_scope(
         })
         .collect();
     let prior: Vec<f64> = match scope {
-        Scope::Profile(p) => prep.pop.profiles[p].config.category_weights.as_array().to_vec(),
+        Scope::Profile(p) => prep.pop.profiles[p]
+            .config
+            .category_weights
+            .as_array()
+            .to_vec(),
         Scope::Global => vec![1.0; 5],
     };
     let category_weights = prep
         .category_data(&rows)
         .ok()
         .and_then(|cd| suggest_category_weights(&cd, &prior, n, &opts).ok())
-        .map(|sug| StoredCategoryWeights::from_weights(&sug.weights.kpis.iter().map(|w| w.weight).collect::<Vec<_>>()));
-    let p = trained.model.predict_proba(data.x.view()).map_err(|e| Err(e.into()))?;
+        .map(|sug| {
+            StoredCategoryWeights::from_weights(
+                &sug.weights
+                    .kpis
+                    .iter()
+                    .map(|w| w.weight)
+                    .collect::<Vec<_>>(),
+            )
+        });
+    let p = trained
+        .model
+        .predict_proba(data.x.view())
+        .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
     let health_scores = prep.health_scores(&data, &w).map_err(Err)?;
     let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
     let (churn_backtest, health_backtest) = match backtests(prep, &data, 2, s) {
         Ok(b) => b,
-        Err(e @ (Error::FailedPrecondition(_) | Error::Learn(_))) => {
-            (StoredBacktest::failed(e.to_string()), StoredBacktest::failed(e.to_string()))
-        }
+        Err(e @ (Error::FailedPrecondition(_) | Error::Learn(_))) => (
+            StoredBacktest::failed(e.to_string()),
+            StoredBacktest::failed(e.to_string()),
+        ),
         Err(e) => return Err(Err(e)),
     };
     let accounts: HashSet<&str> = data.accounts.iter().map(String::as_str).collect();

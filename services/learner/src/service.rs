@@ -1,0 +1,355 @@
+//! The learner's operations: store reads and writes around the domain's CPU work, which
+//! runs on blocking threads (`spawn_blocking`), never on the async ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use vitals_server::ApiError;
+use vitals_store::learner::{
+    self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomesWritten,
+};
+
+use crate::LearnerService;
+use crate::convert::{DecodedModel, decode};
+use crate::domain::stored::{StoredCoefficients, StoredOptions};
+use crate::domain::{self, Evaluated, Fitted, Scope, Settings};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// State of the training runs of one process.
+#[derive(Debug, Default)]
+pub struct TrainState {
+    /// When the last automatic training started (even if it fitted nothing), so that a
+    /// run that could not fit a model is not retried on every new outcome.
+    pub last_auto_start: Option<DateTime<Utc>>,
+}
+
+/// Guards against piling up automatic training tasks: set while one waits to start.
+#[derive(Debug, Default)]
+pub struct AutoPending(AtomicBool);
+
+/// What a training run did.
+#[derive(Debug, Default)]
+pub struct TrainResult {
+    /// The stored new model versions.
+    pub models: Vec<ModelRow>,
+    /// (profile id or [`GLOBAL_MODEL`], reason) of the scopes not fitted.
+    pub skipped: Vec<(String, String)>,
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("learner task failed: {e}")))?
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| ApiError::Internal(format!("cannot encode a model: {e}")))
+}
+
+/// End of a day (last second), the time up to which data of an `as_of` date is read.
+fn end_of_day(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc()
+}
+
+/// Index of a profile in the population; `None` when the profile has no place in it.
+fn profile_scope(prep: &domain::Prepared, profile_id: &str) -> Option<Scope> {
+    prep.pop
+        .profiles
+        .iter()
+        .position(|p| p.id.as_deref() == Some(profile_id))
+        .map(Scope::Profile)
+}
+
+impl LearnerService {
+    /// Records a validated batch in one transaction, then starts an automatic training
+    /// run when enough new outcomes have accumulated.
+    pub(crate) async fn record(&self, items: Vec<NewOutcome>) -> Result<OutcomesWritten> {
+        let written = store::record_outcomes(&self.store, &items).await?;
+        if written.recorded > 0 && self.args.retrain_after_outcomes > 0 {
+            self.schedule_auto_train();
+        }
+        Ok(written)
+    }
+
+    /// Starts (at most one waiting) background task that trains every profile and the
+    /// global model if `retrain_after_outcomes` outcomes were recorded since the last
+    /// training (or automatic attempt).
+    fn schedule_auto_train(&self) {
+        if self.auto_pending.0.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut state = this.training.clone().lock_owned().await;
+            this.auto_pending.0.store(false, Ordering::Release);
+            if let Err(e) = this.auto_train(&mut state).await {
+                tracing::warn!(error = %e, "automatic training failed");
+            }
+        });
+    }
+
+    async fn auto_train(&self, state: &mut TrainState) -> Result<()> {
+        let last_model = store::last_trained_at(&self.store).await?;
+        let since = match (last_model, state.last_auto_start) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let new = store::count_recorded_after(&self.store, since).await?;
+        if new < self.args.retrain_after_outcomes {
+            return Ok(());
+        }
+        let start = Utc::now();
+        state.last_auto_start = Some(start);
+        let settings = crate::convert::settings(None, &self.args)?;
+        tracing::info!(new_outcomes = new, "automatic training started");
+        match self.train_locked(None, settings, start).await {
+            Ok(r) => tracing::info!(
+                models = r.models.len(),
+                skipped = r.skipped.len(),
+                "automatic training done"
+            ),
+            Err(ApiError::FailedPrecondition(m)) => {
+                tracing::info!(reason = %m, "automatic training fitted nothing")
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Trains now: one profile, or every profile plus the global model.
+    pub(crate) async fn train(
+        &self,
+        profile: Option<String>,
+        settings: Settings,
+        as_of: DateTime<Utc>,
+    ) -> Result<TrainResult> {
+        let _guard = self.training.lock().await;
+        self.train_locked(profile, settings, as_of).await
+    }
+
+    async fn train_locked(
+        &self,
+        profile: Option<String>,
+        settings: Settings,
+        as_of: DateTime<Utc>,
+    ) -> Result<TrainResult> {
+        if let Some(p) = &profile
+            && !store::profile_exists(&self.store, p).await?
+        {
+            return Err(ApiError::NotFound(format!("profile profiles/{p}")));
+        }
+        let outcomes = store::outcomes_until(&self.store, as_of).await?;
+        if !outcomes.iter().any(|o| o.kind == "churned") {
+            return Err(ApiError::FailedPrecondition(
+                "no churn outcome recorded (up to as_of): record outcomes with RecordOutcomes \
+                 first"
+                    .into(),
+            ));
+        }
+        let history = store::load_history(&self.store, as_of).await?;
+        let date = as_of.date_naive();
+        let (fitted, skipped) = blocking(move || {
+            let prep = domain::prepare(&history, &outcomes, date, &settings)?;
+            let scopes: Vec<(String, Option<Scope>)> = match profile {
+                Some(p) => {
+                    let scope = profile_scope(&prep, &p);
+                    vec![(p, scope)]
+                }
+                None => prep
+                    .pop
+                    .profiles
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.id.clone().map(|id| (id, Some(Scope::Profile(i)))))
+                    .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
+                    .collect(),
+            };
+            let mut fitted: Vec<(String, Fitted)> = Vec::new();
+            let mut skipped = Vec::new();
+            for (id, scope) in scopes {
+                let Some(scope) = scope else {
+                    skipped.push((id, "the profile has no member".to_owned()));
+                    continue;
+                };
+                match domain::fit_scope(&prep, scope, &settings) {
+                    Ok(f) => fitted.push((id, f)),
+                    Err(Ok(reason)) => skipped.push((id, reason)),
+                    Err(Err(e)) => return Err(e.into()),
+                }
+            }
+            Ok((fitted, skipped))
+        })
+        .await?;
+        let trained_at = Utc::now();
+        let mut models = Vec::with_capacity(fitted.len());
+        for (id, f) in fitted {
+            let row = store::insert_model(
+                &self.store,
+                NewModel {
+                    profile_id: id,
+                    trained_at,
+                    n_observations: f.observations as i64,
+                    n_churned: f.churned as i64,
+                    kpi_weights: json(&f.kpi_weights)?,
+                    category_weights: json(&f.category_weights)?,
+                    coefficients: json(&f.coefficients)?,
+                    metrics: json(&f.metrics)?,
+                },
+            )
+            .await?;
+            models.push(row);
+        }
+        Ok(TrainResult { models, skipped })
+    }
+
+    /// The model whose weights a profile uses: its own latest, else the latest global one.
+    pub(crate) async fn model_for(&self, profile: Option<&str>) -> Result<Option<ModelRow>> {
+        if let Some(p) = profile
+            && let Some(m) = store::latest_model(&self.store, p).await?
+        {
+            return Ok(Some(m));
+        }
+        Ok(store::latest_model(&self.store, GLOBAL_MODEL).await?)
+    }
+
+    /// Evaluates the model a profile uses (or the global one) on the observations as of
+    /// the model's date, with a `folds`-fold time-split backtest. Unset training options
+    /// take the model's own.
+    pub(crate) async fn evaluate(
+        &self,
+        profile: Option<String>,
+        options: Option<&vitals_proto::learner::v1::TrainingOptions>,
+        folds: usize,
+    ) -> Result<(ModelRow, Evaluated)> {
+        if let Some(p) = &profile
+            && !store::profile_exists(&self.store, p).await?
+        {
+            return Err(ApiError::NotFound(format!("profile profiles/{p}")));
+        }
+        let row = self.model_for(profile.as_deref()).await?.ok_or_else(|| {
+            ApiError::NotFound("model (none trained yet: call Train first)".into())
+        })?;
+        let DecodedModel {
+            coefficients,
+            kpi_weights,
+            metrics,
+            ..
+        } = decode(&row)?;
+        let settings = crate::convert::settings(options, &self.model_args(&metrics.options))?;
+        let as_of = metrics.as_of;
+        let until = end_of_day(as_of);
+        let outcomes = store::outcomes_until(&self.store, until).await?;
+        let history = store::load_history(&self.store, until).await?;
+        let evaluated = blocking(move || {
+            let prep = domain::prepare(&history, &outcomes, as_of, &settings)?;
+            let scope = match &profile {
+                Some(p) => profile_scope(&prep, p).ok_or_else(|| {
+                    ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))
+                })?,
+                None => Scope::Global,
+            };
+            Ok(domain::evaluate(
+                &prep,
+                scope,
+                &coefficients,
+                &kpi_weights,
+                folds,
+                &settings,
+            )?)
+        })
+        .await?;
+        Ok((row, evaluated))
+    }
+
+    /// The server's defaults replaced by a model's settings.
+    fn model_args(&self, o: &StoredOptions) -> crate::LearnerArgs {
+        crate::LearnerArgs {
+            horizon_days: o.horizon_days,
+            observation_interval_days: o.observation_interval_days,
+            prior_strength: o.prior_strength,
+            ..self.args.clone()
+        }
+    }
+
+    /// Churn probabilities of accounts as of a time, each with the model of its profile
+    /// (else the global one): (probability, model row, profile id) in request order.
+    pub(crate) async fn predict(
+        &self,
+        ids: Vec<String>,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(f64, Arc<ModelRow>, Option<String>)>> {
+        let accounts = store::load_accounts(&self.store, &ids).await?;
+        let profile_of: HashMap<String, Option<String>> =
+            accounts.into_iter().map(|a| (a.id, a.profile_id)).collect();
+        if let Some((i, id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| !profile_of.contains_key(*id))
+        {
+            return Err(ApiError::NotFound(format!(
+                "account {id:?} (account_ids[{i}])"
+            )));
+        }
+        let mut by_profile: HashMap<Option<String>, Option<Arc<ModelRow>>> = HashMap::new();
+        for p in profile_of.values() {
+            if let std::collections::hash_map::Entry::Vacant(e) = by_profile.entry(p.clone()) {
+                e.insert(self.model_for(p.as_deref()).await?.map(Arc::new));
+            }
+        }
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let p = &profile_of[id];
+            let m = by_profile[p].clone().ok_or_else(|| {
+                ApiError::FailedPrecondition(
+                    "no model trained yet (neither the account's profile nor the global one): \
+                     call Train first"
+                        .into(),
+                )
+            })?;
+            rows.push((m, p.clone()));
+        }
+        let mut decoded: HashMap<i64, StoredCoefficients> = HashMap::new();
+        for (m, _) in &rows {
+            if let std::collections::hash_map::Entry::Vacant(e) = decoded.entry(m.id) {
+                e.insert(decode(m)?.coefficients);
+            }
+        }
+        let outcomes = store::outcomes_until(&self.store, as_of).await?;
+        let history = store::load_history(&self.store, as_of).await?;
+        // Features see data strictly before the observation date: the day after `as_of`
+        // includes the data of `as_of`'s day.
+        let day = as_of
+            .date_naive()
+            .checked_add_days(Days::new(1))
+            .ok_or_else(|| ApiError::invalid("as_of", "out of range"))?;
+        let model_ids: Vec<i64> = rows.iter().map(|(m, _)| m.id).collect();
+        let ids2 = ids.clone();
+        let probabilities = blocking(move || {
+            let by_account = domain::outcomes_by_account(&outcomes);
+            let pop = domain::features::Population::build(&history, &by_account)?;
+            let indices: Vec<usize> = ids2
+                .iter()
+                .map(|id| {
+                    pop.index.get(id).copied().ok_or_else(|| {
+                        ApiError::NotFound(format!("account {id:?} (created after as_of)"))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let coefs: Vec<&StoredCoefficients> = model_ids.iter().map(|id| &decoded[id]).collect();
+            Ok(domain::predict(&pop, day, &indices, &coefs)?)
+        })
+        .await?;
+        Ok(probabilities
+            .into_iter()
+            .zip(rows)
+            .map(|(p, (m, profile))| (p, m, profile))
+            .collect())
+    }
+}
