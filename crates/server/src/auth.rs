@@ -423,6 +423,63 @@ pub fn load_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, AuthError> {
     parse_tokens(&text, &path.display().to_string())
 }
 
+/// Label of the first-start admin token in logs.
+pub const FIRST_START_LABEL: &str = "first-start admin token";
+
+/// The all-in-one's first-start admin token. When auth is on and no tokens file is
+/// configured, accepts the admin token whose hash the database keeps (table
+/// `auth_tokens`, see docs/security.md), creating it first when there is none: the new
+/// token is returned (to be shown once) and only its SHA-256 is stored. Does nothing
+/// (and returns `None`) when auth is off or a tokens file is set: configured tokens then
+/// replace the stored one.
+pub async fn first_start_admin_token(
+    config: &mut ServerConfig,
+    store: &vitals_store::Store,
+) -> Result<Option<String>, crate::RunError> {
+    use vitals_store::auth::{FIRST_START_ADMIN, StoredToken, insert_token_if_absent, list_tokens};
+    if config.auth == AuthMode::Off || config.tokens_file.is_some() {
+        return Ok(None);
+    }
+    let mut created = None;
+    let mut stored = list_tokens(store).await?;
+    if stored.is_empty() {
+        let token = generate_token().map_err(|e| crate::RunError::Config(e.to_string()))?;
+        let row = StoredToken {
+            name: FIRST_START_ADMIN.to_string(),
+            role: Role::Admin.as_str().to_string(),
+            token_sha256: hex::encode(hash_token(&token)),
+            created_at: chrono::Utc::now(),
+        };
+        // Another replica may have won the race on a fresh database: then its token is
+        // the one, and this process shows none.
+        if insert_token_if_absent(store, &row).await? {
+            created = Some(token);
+        }
+        stored = list_tokens(store).await?;
+    }
+    for row in stored {
+        let lines = format!("{} {} {FIRST_START_LABEL}", row.role, row.token_sha256);
+        let parsed = parse_tokens(&lines, "database table auth_tokens")
+            .map_err(|e| crate::RunError::Config(e.to_string()))?;
+        config.extra_tokens.extend(parsed);
+    }
+    Ok(created)
+}
+
+/// The text the all-in-one prints (once, on stdout) when it creates the first-start
+/// admin token.
+pub fn first_start_message(token: &str) -> String {
+    format!(
+        "\n\
+         Vitals created an admin token. It is shown only this once (the database keeps\n\
+         only its SHA-256, table auth_tokens); keep it somewhere safe:\n\
+         \n    export VITALS_TOKEN={token}\n\n\
+         Clients send it as `authorization: Bearer $VITALS_TOKEN` (vitals load and vitals\n\
+         demo read VITALS_TOKEN). To use your own tokens instead, set VITALS_TOKENS_FILE\n\
+         (docs/security.md).\n"
+    )
+}
+
 /// Who is calling, once the token is accepted; put in the request's extensions so a
 /// handler can read it (`request.extensions().get::<Principal>()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -732,6 +789,70 @@ mod tests {
             required_access("/grpc.health.v1.HealthX/Check"),
             Access::Needs(Role::Admin)
         );
+    }
+
+    #[tokio::test]
+    async fn first_start_token_is_created_once_and_kept_hashed() {
+        for backend in vitals_store::testing::backends() {
+            let store = vitals_store::testing::fresh_store(backend).await.unwrap();
+            let mut off = ServerConfig::for_tests("sqlite::memory:");
+            assert_eq!(
+                first_start_admin_token(&mut off, &store).await.unwrap(),
+                None
+            );
+            let mut with_file = ServerConfig::for_tests("sqlite::memory:");
+            with_file.auth = AuthMode::On;
+            with_file.tokens_file = Some("tokens".into());
+            assert_eq!(
+                first_start_admin_token(&mut with_file, &store)
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert!(with_file.extra_tokens.is_empty());
+            assert!(
+                vitals_store::auth::list_tokens(&store)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "nothing is created when auth is off or a tokens file is set"
+            );
+
+            let mut first = ServerConfig::for_tests("sqlite::memory:");
+            first.auth = AuthMode::On;
+            let token = first_start_admin_token(&mut first, &store)
+                .await
+                .unwrap()
+                .expect("a new token");
+            assert!(first_start_message(&token).contains(&format!("VITALS_TOKEN={token}")));
+            let stored = vitals_store::auth::list_tokens(&store).await.unwrap();
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].role, "admin");
+            assert_eq!(stored[0].token_sha256, hex::encode(hash_token(&token)));
+            assert!(
+                !stored[0]
+                    .token_sha256
+                    .contains(&token[TOKEN_PREFIX.len()..])
+            );
+
+            // The next start shows nothing and accepts the same token.
+            let mut second = ServerConfig::for_tests("sqlite::memory:");
+            second.auth = AuthMode::On;
+            assert_eq!(
+                first_start_admin_token(&mut second, &store).await.unwrap(),
+                None
+            );
+            let a = Authenticator::from_config(&second).unwrap().unwrap();
+            let p = a
+                .check(
+                    "/vitals.learner.v1.LearnerService/Train",
+                    &headers(Some(&format!("Bearer {token}"))),
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(p.role, Role::Admin);
+            assert_eq!(p.label, FIRST_START_LABEL);
+        }
     }
 
     #[test]
