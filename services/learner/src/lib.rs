@@ -1,7 +1,8 @@
 //! The learner service of Vitals: learns from recorded churn which signals matter, and measures it.
 //!
 //! [`run`] serves it alone (the `vitals-learner` binary); [`register`] adds it to a server
-//! that hosts several services (the all-in-one `vitals`).
+//! that hosts several services (the all-in-one `vitals`). docs/learning.md describes the
+//! RPCs, the settings of [`LearnerArgs`] and the limits.
 
 mod convert;
 pub mod domain;
@@ -51,7 +52,8 @@ pub struct LearnerArgs {
     #[arg(
         long = "learner-prior-strength",
         env = "VITALS_LEARNER_PRIOR_STRENGTH",
-        default_value_t = DEFAULT_PRIOR_STRENGTH
+        default_value_t = DEFAULT_PRIOR_STRENGTH,
+        value_parser = parse_prior_strength
     )]
     pub prior_strength: f64,
 
@@ -63,6 +65,14 @@ pub struct LearnerArgs {
         default_value_t = DEFAULT_RETRAIN_AFTER
     )]
     pub retrain_after_outcomes: u64,
+}
+
+/// A finite number >= 0.
+fn parse_prior_strength(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number >= 0")),
+    }
 }
 
 impl Default for LearnerArgs {
@@ -139,4 +149,30 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Res
     grpc.serve(&config.server, listener, shutdown).await?;
     store.close().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prior_strength_must_be_finite_and_not_negative() {
+        assert_eq!(parse_prior_strength("0"), Ok(0.0));
+        assert_eq!(parse_prior_strength("12.5"), Ok(12.5));
+        for bad in ["-1", "NaN", "inf", "x", ""] {
+            assert!(parse_prior_strength(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn learner_settings_parse_with_their_defaults() {
+        use clap::Parser;
+        let c = Config::try_parse_from(["vitals-learner", "--retrain-after-outcomes", "7"])
+            .expect("parse");
+        assert_eq!(c.service.retrain_after_outcomes, 7);
+        assert_eq!(c.service.horizon_days, DEFAULT_HORIZON_DAYS);
+        assert_eq!(c.service.observation_interval_days, DEFAULT_INTERVAL_DAYS);
+        assert_eq!(c.service.prior_strength, DEFAULT_PRIOR_STRENGTH);
+        assert!(Config::try_parse_from(["vitals-learner", "--learner-horizon-days", "0"]).is_err());
+    }
 }
