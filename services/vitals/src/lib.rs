@@ -46,6 +46,17 @@ pub async fn run(
     shutdown: Signal,
 ) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config.server).await?;
+    // Auth on and no tokens file: accept (and on the very first start, create and show)
+    // the admin token whose hash the database keeps.
+    let mut config = config;
+    if let Some(token) =
+        vitals_server::auth::first_start_admin_token(&mut config.server, &store).await?
+    {
+        print!("{}", vitals_server::auth::first_start_message(&token));
+        tracing::warn!(
+            "created the first-start admin token: printed once on stdout, only its hash is stored"
+        );
+    }
     let mut grpc = GrpcServer::new();
     vitals_ingestion::register(&mut grpc, store.clone(), &config.ingestion, &config.server)?;
     vitals_profiles::register(&mut grpc, store.clone(), &config.profiles, &config.server)?;
