@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod learner;
 pub mod migration;
 pub mod profiles;
+pub mod scoring;
 pub mod testing;
 
 use std::time::Duration;

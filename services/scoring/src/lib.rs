@@ -1,18 +1,95 @@
 //! The scoring service of Vitals: computes, stores and explains health scores.
 //!
 //! [`run`] serves it alone (the `vitals-scoring` binary); [`register`] adds it to a server
-//! that hosts several services (the all-in-one `vitals`).
+//! that hosts several services; [`register_with_learner`] does the same with an explicit
+//! learner (the all-in-one `vitals` passes its in-process learner, see [`weights`]).
+//!
+//! In-process callers (e.g. `vitals demo`) can use [`ScoringService::compute`] and the
+//! gRPC API through a client; see docs/scoring-service.md.
 
+mod convert;
+pub mod domain;
 mod grpc;
+pub mod weights;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
-use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
+use vitals_server::client::ClientTls;
+use vitals_server::{ApiError, GrpcServer, RunError, ServerConfig, shutdown::Signal};
 use vitals_store::Store;
 
+pub use domain::compute::{BandChange, ProfileSummary, RunSummary, Scope};
+pub use weights::{GrpcLearner, InProcessLearner, WeightsProvider};
+
+/// Default of `--learner-timeout-ms`.
+pub const DEFAULT_LEARNER_TIMEOUT_MS: u64 = 2_000;
+/// Default of `--weights-ttl`: five minutes, in seconds.
+pub const DEFAULT_WEIGHTS_TTL_SECS: u64 = 300;
+/// Default of `--scoring-interval`: one hour, in seconds.
+pub const DEFAULT_INTERVAL_SECS: u64 = 3_600;
+/// Band changes a WatchScores client may fall behind before it is disconnected.
+pub const WATCH_BUFFER: usize = 10_000;
+
 /// Settings of the scoring service beyond the common server ones.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct ScoringArgs {}
+#[derive(Clone, Debug, clap::Args)]
+pub struct ScoringArgs {
+    /// URL of the learner service (`http://host:port` or `https://...`) asked for KPI
+    /// weights. Unset: uniform weights (the standalone binary), or the in-process learner
+    /// in the all-in-one `vitals`.
+    #[arg(long = "learner-url", env = "VITALS_LEARNER_URL")]
+    pub learner_url: Option<String>,
+    /// CA certificate to verify an https learner URL with.
+    #[arg(long = "learner-ca-cert", env = "VITALS_LEARNER_CA_CERT")]
+    pub learner_ca_cert: Option<std::path::PathBuf>,
+    /// Bearer token sent to the learner (role `read`).
+    #[arg(
+        long = "learner-token",
+        env = "VITALS_LEARNER_TOKEN",
+        hide_env_values = true
+    )]
+    pub learner_token: Option<String>,
+    /// Deadline of a GetWeights call, in milliseconds; past it the last known (or
+    /// uniform) weights are used.
+    #[arg(
+        long = "learner-timeout-ms",
+        env = "VITALS_LEARNER_TIMEOUT_MS",
+        default_value_t = DEFAULT_LEARNER_TIMEOUT_MS
+    )]
+    pub learner_timeout_ms: u64,
+    /// Seconds a learner answer is reused before asking again (0: ask on every run).
+    #[arg(
+        long = "weights-ttl",
+        env = "VITALS_WEIGHTS_TTL",
+        default_value_t = DEFAULT_WEIGHTS_TTL_SECS
+    )]
+    pub weights_ttl_secs: u64,
+    /// Seconds between scheduled recomputes of every account; 0 turns the schedule off.
+    #[arg(
+        long = "scoring-interval",
+        env = "VITALS_SCORING_INTERVAL",
+        default_value_t = DEFAULT_INTERVAL_SECS
+    )]
+    pub interval_secs: u64,
+}
+
+impl Default for ScoringArgs {
+    /// No learner URL, default deadline and TTL, and no schedule (what tests want).
+    fn default() -> Self {
+        Self {
+            learner_url: None,
+            learner_ca_cert: None,
+            learner_token: None,
+            learner_timeout_ms: DEFAULT_LEARNER_TIMEOUT_MS,
+            weights_ttl_secs: DEFAULT_WEIGHTS_TTL_SECS,
+            interval_secs: 0,
+        }
+    }
+}
 
 /// The whole configuration of the `vitals-scoring` binary.
 #[derive(Clone, Debug, clap::Parser)]
@@ -30,36 +107,132 @@ pub struct Config {
     pub service: ScoringArgs,
 }
 
-/// The scoring gRPC service.
-#[derive(Clone, Debug)]
-pub struct ScoringService {
-    #[allow(dead_code)] // read by the RPCs as they are implemented
-    store: Store,
-    #[allow(dead_code)]
-    args: ScoringArgs,
+/// Shared state of the service.
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) weights: weights::WeightsCache,
+    /// Serialises runs (overlapping scopes never interleave their writes).
+    pub(crate) run_lock: tokio::sync::Mutex<()>,
+    /// Band changes of committed runs.
+    pub(crate) changes: broadcast::Sender<Arc<BandChange>>,
 }
 
-impl ScoringService {
-    /// A service over `store`.
-    pub fn new(store: Store, args: ScoringArgs) -> Self {
-        Self { store, args }
+/// The scoring gRPC service (cheap to clone).
+#[derive(Clone)]
+pub struct ScoringService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ScoringService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScoringService")
+            .field("weights", &self.inner.weights)
+            .finish()
     }
 }
 
-/// Adds the scoring service to `grpc`, with the message size limits of `server`.
+impl ScoringService {
+    /// A service over `store` asking `learner` for weights (none: uniform weights).
+    pub fn new(
+        store: Store,
+        args: &ScoringArgs,
+        learner: Option<Arc<dyn WeightsProvider>>,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                weights: weights::WeightsCache::new(
+                    learner,
+                    Duration::from_millis(args.learner_timeout_ms.max(1)),
+                    Duration::from_secs(args.weights_ttl_secs),
+                ),
+                run_lock: tokio::sync::Mutex::new(()),
+                changes,
+            }),
+        }
+    }
+
+    /// Computes and stores scores for `scope` as of `as_of` (now when `None`); what
+    /// ComputeScores does.
+    pub async fn compute(
+        &self,
+        scope: Scope,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<RunSummary, ApiError> {
+        let as_of = convert::truncate(as_of.unwrap_or_else(Utc::now));
+        domain::compute::run(&self.inner, scope, as_of).await
+    }
+
+    /// A receiver of every band change committed from now on (what WatchScores reads).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BandChange>> {
+        self.inner.changes.subscribe()
+    }
+}
+
+/// The learner client `args` configure: gRPC at `--learner-url`, or none.
+pub fn learner_from_args(
+    args: &ScoringArgs,
+    server: &ServerConfig,
+) -> Result<Option<Arc<dyn WeightsProvider>>, RunError> {
+    let Some(url) = args.learner_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let tls = ClientTls::for_service(server, args.learner_ca_cert.clone());
+    let learner = GrpcLearner::new(url, &tls, args.learner_token.as_deref())
+        .map_err(|e| RunError::Config(format!("--learner-url {url}: {e}")))?;
+    Ok(Some(Arc::new(learner)))
+}
+
+/// Adds the scoring service to `grpc` with the learner of `args` (see
+/// [`learner_from_args`]) and starts its schedule.
 pub fn register(
     grpc: &mut GrpcServer,
     store: Store,
     args: &ScoringArgs,
     server: &ServerConfig,
-) -> Result<(), RunError> {
+) -> Result<ScoringService, RunError> {
+    let learner = learner_from_args(args, server)?;
+    register_with_learner(grpc, store, args, server, learner)
+}
+
+/// Adds the scoring service to `grpc`, asking `learner` for weights, with the message
+/// size limits of `server`, and starts the recompute schedule of `args`.
+pub fn register_with_learner(
+    grpc: &mut GrpcServer,
+    store: Store,
+    args: &ScoringArgs,
+    server: &ServerConfig,
+    learner: Option<Arc<dyn WeightsProvider>>,
+) -> Result<ScoringService, RunError> {
+    let service = ScoringService::new(store, args, learner);
     let limit = server.max_message_bytes as usize;
     grpc.add(
-        ScoringServiceServer::new(ScoringService::new(store, args.clone()))
+        ScoringServiceServer::new(service.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
     );
-    Ok(())
+    if args.interval_secs > 0 {
+        let every = Duration::from_secs(args.interval_secs);
+        let s = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match s.compute(Scope::All, None).await {
+                    Ok(r) => tracing::info!(
+                        run = r.run_id,
+                        scored = r.scored,
+                        band_changes = r.band_changes,
+                        "scheduled scoring run done"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "scheduled scoring run failed"),
+                }
+            }
+        });
+    }
+    Ok(service)
 }
 
 /// Serves the scoring service alone on `listener` until `shutdown` completes, then drains.

@@ -60,7 +60,21 @@ pub async fn run(
     let mut grpc = GrpcServer::new();
     vitals_ingestion::register(&mut grpc, store.clone(), &config.ingestion, &config.server)?;
     vitals_profiles::register(&mut grpc, store.clone(), &config.profiles, &config.server)?;
-    vitals_scoring::register(&mut grpc, store.clone(), &config.scoring, &config.server)?;
+    // The learner runs in this process: scoring calls it directly (no network hop)
+    // unless --learner-url points at another one.
+    let learner = match vitals_scoring::learner_from_args(&config.scoring, &config.server)? {
+        Some(remote) => remote,
+        None => std::sync::Arc::new(vitals_scoring::InProcessLearner(
+            vitals_learner::LearnerService::new(store.clone(), config.learner.clone()),
+        )),
+    };
+    vitals_scoring::register_with_learner(
+        &mut grpc,
+        store.clone(),
+        &config.scoring,
+        &config.server,
+        Some(learner),
+    )?;
     vitals_learner::register(&mut grpc, store.clone(), &config.learner, &config.server)?;
     grpc.serve(&config.server, listener, shutdown).await?;
     store.close().await?;

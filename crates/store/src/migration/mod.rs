@@ -9,6 +9,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_ingestion;
 mod m20261123_000003_profiles;
 mod m20261123_000004_learner;
+mod m20261123_000005_scoring;
 mod m20261123_000006_auth;
 
 /// Every migration of the store, in order.
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_ingestion::Migration),
             Box::new(m20261123_000003_profiles::Migration),
             Box::new(m20261123_000004_learner::Migration),
+            Box::new(m20261123_000005_scoring::Migration),
             Box::new(m20261123_000006_auth::Migration),
         ]
     }

@@ -1,0 +1,369 @@
+//! Proto <-> domain for the scoring service, with the validation of every request field.
+
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use vitals_proto::common::v1 as cpb;
+use vitals_proto::scoring::v1 as pb;
+use vitals_server::ApiError;
+use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
+
+use crate::domain::stored::{StoredDetails, StoredDriver};
+use crate::weights::Source;
+
+/// Times are kept to the microsecond (what PostgreSQL stores), so both engines return
+/// the same values.
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// A proto timestamp, checked.
+pub fn from_timestamp(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| Utc.timestamp_opt(t.seconds, n).single())
+        .map(truncate)
+        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+}
+
+/// To a proto timestamp.
+pub fn to_timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Checks a customer id: 1..256 bytes, no control characters.
+pub fn account_id(field: &str, id: &str) -> Result<String, ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::invalid(field, "required"));
+    }
+    if id.len() > 256 {
+        return Err(ApiError::invalid(field, "longer than 256 bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(field, "contains control characters"));
+    }
+    Ok(id.to_string())
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{id:?} is not a valid id (lower-case letters, digits and '-', 1..63)"),
+        ))
+    }
+}
+
+/// `profiles/{id}` -> id; empty -> `None`.
+pub fn profile(field: &str, name: &str) -> Result<Option<String>, ApiError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let id = name.strip_prefix("profiles/").ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            format!("expected profiles/{{profile_id}}, got {name:?}"),
+        )
+    })?;
+    check_id(field, id)?;
+    Ok(Some(id.to_string()))
+}
+
+/// A scorecard selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scorecards {
+    /// One scorecard id (`profile` for the profile score).
+    One(String),
+    /// Every scorecard (`scorecards/-`).
+    All,
+}
+
+/// `scorecards/{id}`, `scorecards/profile`, empty (= profile) or, when `wildcard`,
+/// `scorecards/-`.
+pub fn scorecard(field: &str, name: &str, wildcard: bool) -> Result<Scorecards, ApiError> {
+    if name.is_empty() {
+        return Ok(Scorecards::One(PROFILE_SCORECARD.to_string()));
+    }
+    let id = name.strip_prefix("scorecards/").ok_or_else(|| {
+        ApiError::invalid(
+            field,
+            format!("expected scorecards/{{scorecard_id}}, got {name:?}"),
+        )
+    })?;
+    if id == "-" {
+        return if wildcard {
+            Ok(Scorecards::All)
+        } else {
+            Err(ApiError::invalid(field, "scorecards/- is not allowed here"))
+        };
+    }
+    check_id(field, id)?;
+    Ok(Scorecards::One(id.to_string()))
+}
+
+/// The resource name of a stored scorecard id.
+pub fn scorecard_name(id: &str) -> String {
+    format!("scorecards/{id}")
+}
+
+/// The resource name of a stored profile id (empty stays empty).
+pub fn profile_name(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!("profiles/{id}")
+    }
+}
+
+/// Stored band -> proto.
+pub fn band(s: &str) -> cpb::Band {
+    match s {
+        "red" => cpb::Band::Red,
+        "yellow" => cpb::Band::Yellow,
+        "green" => cpb::Band::Green,
+        _ => cpb::Band::Unspecified,
+    }
+}
+
+/// Proto band filter -> stored bands; UNSPECIFIED means any band (no filter).
+pub fn bands(field: &str, values: &[i32]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        match cpb::Band::try_from(*v) {
+            Ok(cpb::Band::Unspecified) => return Ok(Vec::new()),
+            Ok(b) => out.push(
+                match b {
+                    cpb::Band::Red => "red",
+                    cpb::Band::Yellow => "yellow",
+                    _ => "green",
+                }
+                .to_string(),
+            ),
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("unknown band {v}"),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A score bound: finite, within 0..10.
+pub fn score_bound(field: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(x) if !x.is_finite() || !(0.0..=10.0).contains(&x) => Err(ApiError::invalid(
+            field,
+            format!("must be a number in 0..10, got {x}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A page size: `0` -> `default`, above `max` -> `max`, negative rejected.
+pub fn page_size(field: &str, v: i32, default: u64, max: u64) -> Result<u64, ApiError> {
+    if v < 0 {
+        return Err(ApiError::invalid(field, "must not be negative"));
+    }
+    Ok(if v == 0 { default } else { (v as u64).min(max) })
+}
+
+/// A page token: `{offset}.{fingerprint}` in hex, bound to the request's filters.
+pub fn page_token(field: &str, token: &str, fingerprint: u64) -> Result<u64, ApiError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    let bad = || ApiError::invalid(field, "not a token of this listing (filters changed?)");
+    let (o, f) = token.split_once('.').ok_or_else(bad)?;
+    let offset = u64::from_str_radix(o, 16).map_err(|_| bad())?;
+    let fp = u64::from_str_radix(f, 16).map_err(|_| bad())?;
+    if fp != fingerprint {
+        return Err(bad());
+    }
+    Ok(offset)
+}
+
+/// The next page's token, or empty after the last page.
+pub fn next_token(
+    offset: u64,
+    returned: usize,
+    limit: u64,
+    total: Option<u64>,
+    fingerprint: u64,
+) -> String {
+    let next = offset + returned as u64;
+    let more = match total {
+        Some(t) => next < t,
+        None => returned as u64 == limit,
+    };
+    if more && returned > 0 {
+        format!("{next:x}.{fingerprint:x}")
+    } else {
+        String::new()
+    }
+}
+
+/// A stable fingerprint of a request's filters (FNV-1a).
+pub fn fingerprint(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Whether a view is the full one (`default_full` for UNSPECIFIED).
+pub fn full_view(field: &str, v: i32, default_full: bool) -> Result<bool, ApiError> {
+    match pb::ScoreView::try_from(v) {
+        Ok(pb::ScoreView::Unspecified) => Ok(default_full),
+        Ok(pb::ScoreView::Basic) => Ok(false),
+        Ok(pb::ScoreView::Full) => Ok(true),
+        Err(_) => Err(ApiError::invalid(field, format!("unknown view {v}"))),
+    }
+}
+
+/// The stored details of a snapshot (defaults when unreadable).
+pub fn details(r: &SnapshotRecord) -> StoredDetails {
+    serde_json::from_value(r.sub_scores.clone()).unwrap_or_default()
+}
+
+/// The stored contributions of a snapshot.
+pub fn drivers(r: &SnapshotRecord) -> Vec<StoredDriver> {
+    serde_json::from_value(r.drivers.clone()).unwrap_or_default()
+}
+
+/// A stored contribution as a proto driver.
+pub fn driver(d: &StoredDriver) -> pb::Driver {
+    pb::Driver {
+        kpi: d.0.clone(),
+        category: d.1,
+        contribution: d.contribution(),
+        peer_percentile: d.3.map_or(0.0, |p| p * 100.0),
+        kpi_score: d.4,
+        value: d.2,
+        weight: d.5,
+    }
+}
+
+/// Top drivers: up to 5 pulling down (most negative first), then up to 5 pulling up
+/// (most positive first).
+pub fn top_drivers(all: &[StoredDriver]) -> Vec<pb::Driver> {
+    let down = all.iter().filter(|d| d.contribution() < 0.0).take(5);
+    let up = all.iter().rev().filter(|d| d.contribution() > 0.0).take(5);
+    down.chain(up).map(driver).collect()
+}
+
+/// A stored snapshot as proto (`full`: with category scores and drivers).
+pub fn snapshot(r: &SnapshotRecord, full: bool) -> pb::ScoreSnapshot {
+    let d = details(r);
+    let is_profile = r.scorecard_id == PROFILE_SCORECARD;
+    let trend = if !is_profile || !d.has_momentum {
+        cpb::Trend::Unspecified
+    } else {
+        match vitals_scoring_core::MomentumLabel::of(r.momentum, &Default::default()) {
+            vitals_scoring_core::MomentumLabel::Improving => cpb::Trend::Improving,
+            vitals_scoring_core::MomentumLabel::Stable => cpb::Trend::Stable,
+            vitals_scoring_core::MomentumLabel::Declining => cpb::Trend::Declining,
+        }
+    };
+    let mut s = pb::ScoreSnapshot {
+        account_id: r.account_id.clone(),
+        profile: profile_name(&r.profile_id),
+        scorecard: scorecard_name(&r.scorecard_id),
+        as_of: Some(to_timestamp(r.as_of)),
+        run_id: r.run_id.to_string(),
+        value: r.value,
+        band: band(&r.band) as i32,
+        weights_source: Source::parse(&r.weights_source).to_proto() as i32,
+        model: d.model.clone(),
+        population_fallback: r.population_fallback,
+        peer_count: d.peer_count,
+        measure_value: d.measure_value,
+        ..Default::default()
+    };
+    if is_profile {
+        s.global_score = Some(r.global_value);
+        s.global_band = band(&d.global_band) as i32;
+        s.momentum = r.momentum;
+        s.trend = trend as i32;
+        s.trend_adjustment = d.trend_adjustment;
+        s.signal_adjustment = d.signal_adjustment;
+        s.usage_adjustment = d.usage_adjustment;
+        s.coverage = Some(pb::Coverage {
+            kpis_present: r.coverage_present.max(0) as u32,
+            kpis_total: r.coverage_total.max(0) as u32,
+        });
+        s.churn_probability = r.churn_probability;
+        if full {
+            s.category_scores = d
+                .categories
+                .iter()
+                .map(|c| pb::CategoryScore {
+                    category: c.c,
+                    custom_score_field: c.f.clone(),
+                    value: c.v,
+                    weight: c.w,
+                    kpis_present: c.p,
+                    kpis_total: c.t,
+                })
+                .collect();
+            s.drivers = top_drivers(&drivers(r));
+        }
+    }
+    s
+}
+
+/// A scoring-core distribution as proto.
+pub fn distribution(scores: &[f64], bands_of: &[String]) -> cpb::Distribution {
+    let d = vitals_scoring_core::distribution(scores.iter().copied(), &Default::default());
+    let count = |b: &str| bands_of.iter().filter(|x| x.as_str() == b).count() as u32;
+    cpb::Distribution {
+        bins: d
+            .histogram
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| cpb::HistogramBin {
+                lower: i as f64,
+                upper: i as f64 + 1.0,
+                count: c as u32,
+            })
+            .collect(),
+        band_counts: Some(cpb::BandCounts {
+            red: count("red"),
+            yellow: count("yellow"),
+            green: count("green"),
+        }),
+        count: d.count as u32,
+        mean: d.mean.unwrap_or(0.0),
+        median: d.median.unwrap_or(0.0),
+        p10: d.p10.unwrap_or(0.0),
+        p90: d.p90.unwrap_or(0.0),
+        std_dev: d.std.unwrap_or(0.0),
+        min: scores.iter().copied().reduce(f64::min).unwrap_or(0.0),
+        max: scores.iter().copied().reduce(f64::max).unwrap_or(0.0),
+    }
+}
+
+/// Proto duration.
+pub fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}

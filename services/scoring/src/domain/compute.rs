@@ -1,0 +1,708 @@
+//! A scoring run: inputs from the store, weights from the learner, scoring-core off the
+//! async threads, snapshots written in one transaction, band changes broadcast.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use vitals_profiles::measure;
+use vitals_profiles::rules::Rule;
+use vitals_scoring_core as core;
+use vitals_server::ApiError;
+use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
+use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
+use vitals_store::scoring::{self as ss, NewSnapshot, PROFILE_SCORECARD};
+use vitals_store::sea_orm::TransactionTrait;
+
+use super::stored::{self, StoredCategory, StoredDetails, r6};
+use crate::Inner;
+use crate::weights::{Source, Weights};
+
+/// What a run scores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every scored account.
+    All,
+    /// The members of one profile (id).
+    Profile(String),
+    /// One account (id).
+    Account(String),
+}
+
+impl Scope {
+    fn describe(&self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::Profile(p) => format!("profiles/{p}"),
+            Self::Account(a) => format!("account:{a}"),
+        }
+    }
+}
+
+/// What one run did for one profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfileSummary {
+    /// Profile id (empty: accounts with no profile and no default profile).
+    pub profile_id: String,
+    /// Accounts scored.
+    pub scored: u32,
+    /// Weights source.
+    pub source: Source,
+    /// Model, `models/{id}`.
+    pub model: String,
+    /// Compared with the whole portfolio.
+    pub fallback: bool,
+}
+
+/// A band change committed by a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandChange {
+    /// The account.
+    pub account_id: String,
+    /// Its profile id.
+    pub profile_id: String,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard_id: String,
+    /// Band before.
+    pub old_band: String,
+    /// Band now.
+    pub new_band: String,
+    /// Score before.
+    pub old_value: f64,
+    /// Score now.
+    pub new_value: f64,
+    /// as_of of the new snapshot.
+    pub as_of: DateTime<Utc>,
+    /// The run.
+    pub run_id: i64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: i64,
+    /// as_of.
+    pub as_of: DateTime<Utc>,
+    /// Accounts scored.
+    pub scored: u32,
+    /// Snapshots written.
+    pub snapshots: u32,
+    /// Band changes.
+    pub band_changes: u32,
+    /// Wall-clock time.
+    pub duration: std::time::Duration,
+    /// Per profile.
+    pub profiles: Vec<ProfileSummary>,
+}
+
+/// A profile as scored in a run.
+struct RunProfile {
+    id: String,
+    record: Option<ProfileRecord>,
+    weights: Arc<Weights>,
+}
+
+/// The default KPI window.
+const DEFAULT_WINDOW: u32 = 28;
+
+fn window_of(p: &ProfileRecord) -> u32 {
+    p.window_days
+        .map_or(DEFAULT_WINDOW, |w| w.clamp(1, 365) as u32)
+}
+
+fn impact(s: &str) -> core::Impact {
+    match s {
+        "none" => core::Impact::None,
+        "low" => core::Impact::Low,
+        "medium" => core::Impact::Medium,
+        _ => core::Impact::High,
+    }
+}
+
+fn normalised(w: [f64; 5]) -> Option<[f64; 5]> {
+    let s: f64 = w.iter().filter(|x| x.is_finite() && **x > 0.0).sum();
+    (s > 0.0).then(|| w.map(|x| if x.is_finite() && x > 0.0 { x / s } else { 0.0 }))
+}
+
+/// The category weights a profile scores with: its own (manual), the learner's
+/// suggestion (learned), or their mean (blended); equal weights when none is usable.
+fn category_weights(p: Option<&ProfileRecord>, w: &Weights) -> core::CategoryWeights {
+    let manual = p.and_then(|p| {
+        normalised([
+            p.weights.usage,
+            p.weights.conversations,
+            p.weights.pulse,
+            p.weights.contract,
+            p.weights.custom_metrics,
+        ])
+    });
+    let suggested = w.suggested_category.and_then(normalised);
+    let mode = p.map_or("manual", |p| p.weights_mode.as_str());
+    let chosen = match (mode, manual, suggested) {
+        ("learned", _, Some(s)) => Some(s),
+        ("blended", Some(m), Some(s)) => Some([0, 1, 2, 3, 4].map(|i| (m[i] + s[i]) / 2.0)),
+        (_, Some(m), _) => Some(m),
+        (_, None, s) => s,
+    };
+    match chosen {
+        Some(a) => core::CategoryWeights {
+            usage: a[0],
+            conversations: a[1],
+            pulse: a[2],
+            contract: a[3],
+            custom: a[4],
+        },
+        None => core::CategoryWeights::default(),
+    }
+}
+
+/// KPI weights (catalogue order): the learner's (a KPI it does not list weighs 0) or 1
+/// each; 0 for a KPI outside the profile's KPI selection; a custom score field weighs its
+/// entry in the profile's weights (1 when absent).
+fn kpi_weights(
+    catalogue: &core::Catalogue,
+    spec: &core::CatalogueSpec,
+    p: Option<&ProfileRecord>,
+    w: &Weights,
+) -> Vec<f64> {
+    let mut field_of: HashMap<usize, &str> = HashMap::new();
+    for (id, name) in spec.score_fields.iter().enumerate() {
+        if let Some(k) = catalogue.score_field_kpi(id as u32) {
+            field_of.insert(k, name.as_str());
+        }
+    }
+    catalogue
+        .kpis()
+        .iter()
+        .enumerate()
+        .map(|(k, def)| {
+            if def.category == core::Category::ScoreField {
+                let name = field_of.get(&k).copied().unwrap_or_default();
+                return p
+                    .and_then(|p| p.weights.custom_score_fields.get(name).copied())
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .unwrap_or(1.0);
+            }
+            if let Some(p) = p
+                && !p.kpis.is_empty()
+                && !p.kpis.iter().any(|n| n == def.name.as_ref())
+            {
+                return 0.0;
+            }
+            if w.kpi_weights.is_empty() {
+                1.0
+            } else {
+                w.kpi_weights.get(def.name.as_ref()).copied().unwrap_or(0.0)
+            }
+        })
+        .collect()
+}
+
+/// The profile snapshot of one account before scorecards and the global score.
+struct Scored {
+    row: usize,
+    snapshot: NewSnapshot,
+}
+
+/// Output of the CPU part.
+struct Computed {
+    scored: Vec<Scored>,
+    fallback: Vec<bool>,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Runs scoring-core over the loaded population and builds the profile snapshots of the
+/// rows in `write` (CPU-bound: call from `spawn_blocking`).
+fn compute(
+    loaded: &LoadedInputs,
+    profiles: &[RunProfile],
+    profile_of: &[u32],
+    write: &[usize],
+    window: u32,
+    as_of: DateTime<Utc>,
+) -> Result<Computed, ApiError> {
+    let internal = |e: core::ScoringError| ApiError::Internal(format!("scoring-core: {e}"));
+    let catalogue = core::Catalogue::new(&loaded.spec).map_err(internal)?;
+    let kpi_config = core::KpiConfig {
+        window_days: window,
+        data_start: loaded.data_start,
+        ..core::KpiConfig::default()
+    };
+    let inputs = loaded.inputs();
+    let batch =
+        core::compute_kpis(&catalogue, &kpi_config, loaded.as_of, &inputs).map_err(internal)?;
+    let configs: Vec<core::ProfileConfig> = profiles
+        .iter()
+        .map(|p| core::ProfileConfig {
+            category_weights: category_weights(p.record.as_ref(), &p.weights),
+            kpi_weights: Some(kpi_weights(
+                &catalogue,
+                &loaded.spec,
+                p.record.as_ref(),
+                &p.weights,
+            )),
+            min_population: p
+                .record
+                .as_ref()
+                .map_or(10, |r| r.min_population.max(1) as usize),
+            trend_weight: p
+                .record
+                .as_ref()
+                .and_then(|r| r.trend_weight)
+                .unwrap_or(1.0),
+        })
+        .collect();
+    let input = core::PopulationInput {
+        kpis: catalogue.kpis(),
+        matrix: &batch.matrix,
+        profile_of,
+        profiles: &configs,
+        signals: Some(&batch.signals),
+    };
+    let scores =
+        core::score_population(&input, &core::ScoreOptions::default()).map_err(internal)?;
+    let n = profile_of.len();
+    let mut members = vec![0u32; profiles.len()];
+    for &p in profile_of {
+        members[p as usize] += 1;
+    }
+    let mut fallback = vec![false; profiles.len()];
+    let kpis = catalogue.kpis();
+    let scored: Vec<Option<Scored>> = write
+        .par_iter()
+        .map(|&i| -> Result<Option<Scored>, ApiError> {
+            let e = core::explain_account(&input, &scores, i).map_err(internal)?;
+            let Some(value) = e.score.score else {
+                return Ok(None);
+            };
+            let p = profile_of[i] as usize;
+            let prof = &profiles[p];
+            let config = &configs[p];
+            let drivers = stored::drivers_of(&e, |k| kpis[k].category);
+            // Sub-scores: the five categories, then each custom score field.
+            let mut categories = Vec::new();
+            let weights = config.kpi_weights.as_deref().unwrap_or(&[]);
+            for (ci, c) in core::Category::WEIGHTED.iter().enumerate() {
+                let total = kpis
+                    .iter()
+                    .zip(weights)
+                    .filter(|(d, w)| d.category == *c && **w > 0.0)
+                    .count() as u32;
+                let present: Vec<_> = e
+                    .contributions
+                    .iter()
+                    .filter(|x| kpis[x.kpi].category == *c)
+                    .collect();
+                categories.push(StoredCategory {
+                    c: stored::category_proto(*c),
+                    f: String::new(),
+                    v: e.score.categories[ci].map(r6),
+                    w: r6(present.iter().map(|x| x.weight).sum()),
+                    p: present.len() as u32,
+                    t: total,
+                });
+            }
+            for x in e
+                .contributions
+                .iter()
+                .filter(|x| kpis[x.kpi].category == core::Category::ScoreField)
+            {
+                categories.push(StoredCategory {
+                    c: stored::category_proto(core::Category::ScoreField),
+                    f: x.name.trim_start_matches("score_field_").to_string(),
+                    v: Some(r6(x.kpi_score)),
+                    w: r6(x.weight),
+                    p: 1,
+                    t: 1,
+                });
+            }
+            let signals = batch.signals[i];
+            let momentum = signals.momentum;
+            let churn = (!prof.weights.coefficients.is_empty()).then(|| {
+                let eta = prof.weights.intercept
+                    + prof
+                        .weights
+                        .coefficients
+                        .iter()
+                        .map(|(kpi, c)| {
+                            let pct = catalogue
+                                .index_of(kpi)
+                                .and_then(|k| scores.percentile(i, k))
+                                .unwrap_or(0.5);
+                            c * pct
+                        })
+                        .sum::<f64>();
+                r6(sigmoid(eta))
+            });
+            let peer_count = if e.score.fallback {
+                n as u32
+            } else {
+                members[p]
+            };
+            let details = StoredDetails {
+                categories,
+                global_band: String::new(),
+                has_momentum: momentum.is_some(),
+                trend_adjustment: r6(
+                    momentum.map_or(0.0, |m| core::trend_adjustment(m, config.trend_weight))
+                ),
+                signal_adjustment: r6(signals.webhook.unwrap_or(0.0)),
+                usage_adjustment: r6(e.score.usage_adjustment),
+                adjustment_contribution: r6(e.adjustment_contribution),
+                model: prof.weights.model.clone(),
+                peer_count,
+                measure_value: None,
+            };
+            let record = prof.record.as_ref();
+            let bands = core::BandThresholds::new(
+                record.and_then(|r| r.yellow_from).unwrap_or(3.0),
+                record.and_then(|r| r.green_from).unwrap_or(7.0),
+            )
+            .unwrap_or_default();
+            Ok(Some(Scored {
+                row: i,
+                snapshot: NewSnapshot {
+                    account_id: loaded.accounts[i].id.clone(),
+                    scorecard_id: PROFILE_SCORECARD.to_string(),
+                    profile_id: prof.id.clone(),
+                    as_of,
+                    value: r6(value),
+                    band: bands.band(value).as_str().to_string(),
+                    global_value: None,
+                    global_band: String::new(),
+                    sub_scores: serde_json::to_value(&details)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    momentum: r6(momentum.unwrap_or(0.0)),
+                    coverage_present: i32::from(e.score.coverage.present),
+                    coverage_total: i32::from(e.score.coverage.total),
+                    drivers: serde_json::to_value(&drivers)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    churn_probability: churn,
+                    weights_source: prof.weights.source.as_str().to_string(),
+                    population_fallback: e.score.fallback,
+                },
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    let scored: Vec<Scored> = scored.into_iter().flatten().collect();
+    for s in &scored {
+        if s.snapshot.population_fallback {
+            fallback[profile_of[s.row] as usize] = true;
+        }
+    }
+    Ok(Computed { scored, fallback })
+}
+
+/// A scorecard as evaluated in a run.
+struct Card {
+    record: ScorecardRecord,
+    card: core::Scorecard,
+    segment: Option<Rule>,
+}
+
+fn cards(records: Vec<ScorecardRecord>) -> Vec<Card> {
+    records
+        .into_iter()
+        .filter(|s| s.enabled)
+        .filter_map(|record| {
+            let mapping = core::ScoreMapping::new(record.worst, record.best).ok()?;
+            let bands = core::BandThresholds::new(record.yellow_from, record.green_from).ok()?;
+            let segment = match Rule::compile_optional("segment", &record.segment) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(scorecard = %record.id, error = %e, "scorecard segment does not compile; skipped");
+                    return None;
+                }
+            };
+            Some(Card {
+                card: core::Scorecard {
+                    mapping,
+                    bands,
+                    impact: impact(&record.impact),
+                },
+                record,
+                segment,
+            })
+        })
+        .collect()
+}
+
+/// Runs one scoring run over `scope` as of `as_of` (serialised with every other run).
+pub(crate) async fn run(
+    inner: &Inner,
+    scope: Scope,
+    as_of: DateTime<Utc>,
+) -> Result<RunSummary, ApiError> {
+    let _serial = inner.run_lock.lock().await;
+    let started = Instant::now();
+    let conn = inner.store.conn();
+    let records = sp::load_profiles(conn).await?;
+    let default = records.iter().find(|p| p.is_default).map(|p| p.id.clone());
+
+    // Which population to load, and which of its accounts to write.
+    let (input_scope, only_account) = match &scope {
+        Scope::All => (InputScope::All, None),
+        Scope::Profile(id) => {
+            let p = records
+                .iter()
+                .find(|p| &p.id == id)
+                .ok_or_else(|| ApiError::NotFound(format!("profile \"profiles/{id}\"")))?;
+            (
+                InputScope::Profile {
+                    id: id.clone(),
+                    include_unprofiled: p.is_default,
+                },
+                None,
+            )
+        }
+        Scope::Account(a) => {
+            let acc = sp::load_accounts_by_id(conn, std::slice::from_ref(a))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::NotFound(format!("account \"{a}\"")))?;
+            if acc.status == "churned" {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "account \"{a}\" is churned and is not scored"
+                )));
+            }
+            let profile = acc.profile_id.clone().or_else(|| default.clone());
+            let s = match profile {
+                Some(id) => InputScope::Profile {
+                    include_unprofiled: Some(&id) == default.as_ref(),
+                    id,
+                },
+                None => InputScope::All,
+            };
+            (s, Some(a.clone()))
+        }
+    };
+
+    // One KPI window per run: the profiles' when they agree, else the default.
+    let windows: std::collections::BTreeSet<u32> = records.iter().map(window_of).collect();
+    let window = if windows.len() == 1 {
+        windows.into_iter().next().unwrap_or(DEFAULT_WINDOW)
+    } else {
+        tracing::warn!("profiles set different KPI windows; this run uses {DEFAULT_WINDOW} days");
+        DEFAULT_WINDOW
+    };
+    let query = InputQuery {
+        as_of: as_of.date_naive(),
+        window_days: window,
+        history_windows: 3,
+        scope: input_scope,
+        include_churned: false,
+    };
+    let loaded = load_inputs(conn, &query).await?;
+
+    // Profiles of the loaded accounts: their own, else the default one, else an
+    // implicit profile "" with default settings.
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut run_profiles: Vec<(String, Option<ProfileRecord>)> = Vec::new();
+    let mut profile_of = Vec::with_capacity(loaded.accounts.len());
+    for a in &loaded.accounts {
+        let id = a
+            .profile_id
+            .clone()
+            .filter(|p| records.iter().any(|r| &r.id == p))
+            .or_else(|| default.clone())
+            .unwrap_or_default();
+        let next = run_profiles.len();
+        let k = *index.entry(id.clone()).or_insert_with(|| {
+            let rec = records.iter().find(|r| r.id == id).cloned();
+            run_profiles.push((id.clone(), rec));
+            next
+        });
+        profile_of.push(k as u32);
+    }
+    let weights =
+        futures::future::join_all(run_profiles.iter().map(|(id, _)| inner.weights.weights(id)))
+            .await;
+    let profiles: Vec<RunProfile> = run_profiles
+        .into_iter()
+        .zip(weights)
+        .map(|((id, record), weights)| RunProfile {
+            id,
+            record,
+            weights,
+        })
+        .collect();
+    let write: Vec<usize> = match &only_account {
+        Some(a) => loaded.index_of(a).into_iter().collect(),
+        None => (0..loaded.accounts.len()).collect(),
+    };
+
+    let loaded = Arc::new(loaded);
+    let profiles = Arc::new(profiles);
+    let (computed, loaded, profiles) = {
+        let (l, p) = (loaded.clone(), profiles.clone());
+        let c = tokio::task::spawn_blocking(move || {
+            compute(&l, &p, &profile_of, &write, window, as_of)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("scoring task: {e}")))??;
+        (c, loaded, profiles)
+    };
+
+    // Scorecards of the scored accounts, then the global score.
+    let mut snapshots: Vec<NewSnapshot> =
+        computed.scored.iter().map(|s| s.snapshot.clone()).collect();
+    let pos: HashMap<String, usize> = snapshots
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.account_id.clone(), j))
+        .collect();
+    let ids: Vec<String> = snapshots.iter().map(|s| s.account_id.clone()).collect();
+    let mut global_parts: Vec<Vec<(Option<f64>, core::Impact)>> = snapshots
+        .iter()
+        .map(|s| vec![(Some(s.value), core::Impact::High)])
+        .collect();
+    let cards = cards(sp::load_scorecards(conn).await?);
+    let mut card_snaps = Vec::new();
+    if !cards.is_empty() && !ids.is_empty() {
+        let accounts = sp::load_accounts_by_id(conn, &ids).await?;
+        for c in &cards {
+            let members = measure::in_segment(accounts.clone(), c.segment.as_ref());
+            let values = measure::measure_values(&inner.store, &c.record.measure, &members, as_of)
+                .await
+                .map_err(ApiError::from)?;
+            for (a, v) in members.iter().zip(values) {
+                let (Some(v), Some(&j)) = (v, pos.get(&a.id)) else {
+                    continue;
+                };
+                let Some((score, band)) = c.card.evaluate(v) else {
+                    continue;
+                };
+                if c.record.include_in_global {
+                    global_parts[j].push((Some(score), c.card.impact));
+                }
+                let base = &snapshots[j];
+                let details = StoredDetails {
+                    measure_value: Some(r6(v)),
+                    model: String::new(),
+                    ..StoredDetails::default()
+                };
+                card_snaps.push(NewSnapshot {
+                    account_id: a.id.clone(),
+                    scorecard_id: c.record.id.clone(),
+                    profile_id: base.profile_id.clone(),
+                    as_of,
+                    value: r6(score),
+                    band: band.as_str().to_string(),
+                    global_value: None,
+                    global_band: String::new(),
+                    sub_scores: serde_json::to_value(&details)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    momentum: 0.0,
+                    coverage_present: 0,
+                    coverage_total: 0,
+                    drivers: serde_json::json!([]),
+                    churn_probability: None,
+                    weights_source: base.weights_source.clone(),
+                    population_fallback: false,
+                });
+            }
+        }
+    }
+    let global_bands = core::BandThresholds::default();
+    for (s, parts) in snapshots.iter_mut().zip(&global_parts) {
+        let g = core::global_score(parts).unwrap_or(s.value);
+        s.global_value = Some(r6(g));
+        s.global_band = global_bands.band(g).as_str().to_string();
+        if let Some(obj) = s.sub_scores.as_object_mut() {
+            obj.insert("global_band".into(), s.global_band.clone().into());
+        }
+    }
+    snapshots.extend(card_snaps);
+
+    // Previous latest rows, for the band changes.
+    let before = ss::latest_of_accounts(conn, &ids).await?;
+    let started_at = Utc::now();
+    let txn = conn.begin().await?;
+    let run_id = ss::start_run(&txn, &scope.describe(), started_at).await?;
+    ss::write_snapshots(&txn, run_id, &snapshots).await?;
+    let summaries: Vec<ProfileSummary> = profiles
+        .iter()
+        .enumerate()
+        .map(|(k, p)| ProfileSummary {
+            profile_id: p.id.clone(),
+            scored: computed
+                .scored
+                .iter()
+                .filter(|s| s.snapshot.profile_id == p.id)
+                .count() as u32,
+            source: p.weights.source,
+            model: p.weights.model.clone(),
+            fallback: computed.fallback[k],
+        })
+        .filter(|s| s.scored > 0)
+        .collect();
+    let details = serde_json::json!({
+        "as_of": as_of.to_rfc3339(),
+        "snapshots": snapshots.len(),
+        "profiles": summaries.iter().map(|s| serde_json::json!({
+            "profile": s.profile_id,
+            "scored": s.scored,
+            "weights_source": s.source.as_str(),
+            "model": s.model,
+            "population_fallback": s.fallback,
+        })).collect::<Vec<_>>(),
+    });
+    ss::finish_run(
+        &txn,
+        run_id,
+        Utc::now(),
+        computed.scored.len() as i64,
+        details,
+    )
+    .await?;
+    txn.commit().await?;
+
+    let changes: Vec<BandChange> = snapshots
+        .iter()
+        .filter_map(|s| {
+            let old = before.get(&(s.account_id.clone(), s.scorecard_id.clone()))?;
+            (old.as_of <= s.as_of && old.band != s.band).then(|| BandChange {
+                account_id: s.account_id.clone(),
+                profile_id: s.profile_id.clone(),
+                scorecard_id: s.scorecard_id.clone(),
+                old_band: old.band.clone(),
+                new_band: s.band.clone(),
+                old_value: old.value,
+                new_value: s.value,
+                as_of: s.as_of,
+                run_id,
+            })
+        })
+        .collect();
+    let band_changes = changes.len() as u32;
+    for c in changes {
+        // No subscriber is not an error.
+        let _ = inner.changes.send(Arc::new(c));
+    }
+    drop(loaded);
+    tracing::info!(
+        run = run_id,
+        scope = %scope.describe(),
+        scored = computed.scored.len(),
+        snapshots = snapshots.len(),
+        band_changes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "scoring run committed"
+    );
+    Ok(RunSummary {
+        run_id,
+        as_of,
+        scored: computed.scored.len() as u32,
+        snapshots: snapshots.len() as u32,
+        band_changes,
+        duration: started.elapsed(),
+        profiles: summaries,
+    })
+}

@@ -1,0 +1,6 @@
+//! The scoring service's logic: runs ([`compute`]), reads ([`read`]) and the stored
+//! snapshot formats ([`stored`]).
+
+pub mod compute;
+pub mod read;
+pub mod stored;

@@ -1,0 +1,425 @@
+//! The read RPCs: latest scores, listings, history, distributions, explanations, KPIs.
+//! They read committed rows only and take no lock, so a run in progress never blocks them.
+
+use std::collections::HashMap;
+
+use vitals_proto::common::v1 as cpb;
+use vitals_proto::scoring::v1 as pb;
+use vitals_scoring_core as core;
+use vitals_server::ApiError;
+use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
+use vitals_store::profiles as sp;
+use vitals_store::scoring::{self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD};
+use vitals_store::sea_orm::{ConnectionTrait, Statement};
+
+use super::stored::{self, explanation_of};
+use crate::Inner;
+use crate::convert::{self, Scorecards};
+
+fn one_scorecard(s: Scorecards) -> String {
+    match s {
+        Scorecards::One(id) => id,
+        Scorecards::All => PROFILE_SCORECARD.to_string(),
+    }
+}
+
+/// GetScore.
+pub(crate) async fn get_score(
+    inner: &Inner,
+    req: pb::GetScoreRequest,
+) -> Result<pb::GetScoreResponse, ApiError> {
+    let account = convert::account_id("account_id", &req.account_id)?;
+    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
+    let at = req
+        .as_of
+        .as_ref()
+        .map(|t| convert::from_timestamp("as_of", t))
+        .transpose()?;
+    let r = ss::snapshot_at(inner.store.conn(), &account, &card, at)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "score of account \"{account}\" for scorecards/{card}"
+            ))
+        })?;
+    Ok(pb::GetScoreResponse {
+        snapshot: Some(convert::snapshot(&r, true)),
+    })
+}
+
+/// ListScores.
+pub(crate) async fn list_scores(
+    inner: &Inner,
+    req: pb::ListScoresRequest,
+) -> Result<pb::ListScoresResponse, ApiError> {
+    let limit = convert::page_size("page_size", req.page_size, 100, 1000)?;
+    let profile = convert::profile("profile", &req.profile)?;
+    let scorecard = match convert::scorecard("scorecard", &req.scorecard, true)? {
+        Scorecards::One(id) => Some(id),
+        Scorecards::All => None,
+    };
+    let bands = convert::bands("bands", &req.bands)?;
+    let min_value = convert::score_bound("min_value", req.min_value)?;
+    let max_value = convert::score_bound("max_value", req.max_value)?;
+    if let (Some(lo), Some(hi)) = (min_value, max_value)
+        && lo > hi
+    {
+        return Err(ApiError::invalid(
+            "max_value",
+            "must not be below min_value",
+        ));
+    }
+    let order = match req.order_by.trim() {
+        "" | "value" | "value asc" => LatestOrder::ValueAsc,
+        "value desc" => LatestOrder::ValueDesc,
+        "account_id" | "account_id asc" => LatestOrder::AccountId,
+        other => {
+            return Err(ApiError::invalid(
+                "order_by",
+                format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
+            ));
+        }
+    };
+    let full = convert::full_view("view", req.view, false)?;
+    let fp = convert::fingerprint(&[
+        profile.as_deref().unwrap_or(""),
+        scorecard.as_deref().unwrap_or("-"),
+        &bands.join(","),
+        &format!("{min_value:?}/{max_value:?}"),
+        &format!("{order:?}"),
+    ]);
+    let offset = convert::page_token("page_token", &req.page_token, fp)?;
+    let filter = LatestFilter {
+        profile_id: profile,
+        scorecard_id: scorecard,
+        bands,
+        min_value,
+        max_value,
+    };
+    let (rows, total) = ss::list_latest(inner.store.conn(), &filter, order, offset, limit).await?;
+    Ok(pb::ListScoresResponse {
+        next_page_token: convert::next_token(offset, rows.len(), limit, Some(total), fp),
+        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
+        total_size: total as u32,
+    })
+}
+
+/// GetScoreHistory.
+pub(crate) async fn history(
+    inner: &Inner,
+    req: pb::GetScoreHistoryRequest,
+) -> Result<pb::GetScoreHistoryResponse, ApiError> {
+    let account = convert::account_id("account_id", &req.account_id)?;
+    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
+    let limit = convert::page_size("page_size", req.page_size, 1000, 10_000)?;
+    let full = convert::full_view("view", req.view, false)?;
+    let (start, end) = match &req.time_range {
+        Some(r) => (
+            r.start_time
+                .as_ref()
+                .map(|t| convert::from_timestamp("time_range.start_time", t))
+                .transpose()?,
+            r.end_time
+                .as_ref()
+                .map(|t| convert::from_timestamp("time_range.end_time", t))
+                .transpose()?,
+        ),
+        None => (None, None),
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && e < s
+    {
+        return Err(ApiError::invalid(
+            "time_range.end_time",
+            "must not be before start_time",
+        ));
+    }
+    let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
+    let offset = convert::page_token("page_token", &req.page_token, fp)?;
+    let rows = ss::history(
+        inner.store.conn(),
+        &account,
+        &card,
+        start,
+        end,
+        offset,
+        limit,
+    )
+    .await?;
+    Ok(pb::GetScoreHistoryResponse {
+        next_page_token: convert::next_token(offset, rows.len(), limit, None, fp),
+        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
+    })
+}
+
+/// GetDistribution.
+pub(crate) async fn distribution(
+    inner: &Inner,
+    req: pb::GetDistributionRequest,
+) -> Result<pb::GetDistributionResponse, ApiError> {
+    let profile = convert::profile("profile", &req.profile)?;
+    let card = if req.global {
+        PROFILE_SCORECARD.to_string()
+    } else {
+        one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?)
+    };
+    let conn = inner.store.conn();
+    if let Some(p) = &profile
+        && sp::get_profile(conn, p).await?.is_none()
+    {
+        return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")));
+    }
+    if card != PROFILE_SCORECARD && sp::get_scorecard(conn, &card).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "scorecard \"scorecards/{card}\""
+        )));
+    }
+    let rows = ss::latest_rows(conn, profile.as_deref(), &card).await?;
+    let (values, bands): (Vec<f64>, Vec<String>) = rows
+        .iter()
+        .map(|r| {
+            if req.global {
+                (r.global_value.unwrap_or(r.value), r.global_band.clone())
+            } else {
+                (r.value, r.band.clone())
+            }
+        })
+        .unzip();
+    Ok(pb::GetDistributionResponse {
+        distribution: Some(convert::distribution(&values, &bands)),
+        as_of: rows
+            .iter()
+            .map(|r| r.as_of)
+            .max()
+            .map(convert::to_timestamp),
+    })
+}
+
+/// ExplainScore.
+pub(crate) async fn explain(
+    inner: &Inner,
+    req: pb::ExplainScoreRequest,
+) -> Result<pb::ExplainScoreResponse, ApiError> {
+    let account = convert::account_id("account_id", &req.account_id)?;
+    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
+    let since = req
+        .since
+        .as_ref()
+        .map(|t| convert::from_timestamp("since", t))
+        .transpose()?;
+    let conn = inner.store.conn();
+    let now = ss::snapshot_at(conn, &account, &card, None)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "score of account \"{account}\" for scorecards/{card}"
+            ))
+        })?;
+    let after = convert::drivers(&now);
+    let mut drivers: Vec<pb::Driver> = after.iter().map(convert::driver).collect();
+    drivers.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+    let mut resp = pb::ExplainScoreResponse {
+        snapshot: Some(convert::snapshot(&now, true)),
+        drivers,
+        ..Default::default()
+    };
+    let Some(since) = since else {
+        return Ok(resp);
+    };
+    let Some(base) = ss::snapshot_at(conn, &account, &card, Some(since)).await? else {
+        return Ok(resp);
+    };
+    resp.score_change = now.value - base.value;
+    if card == PROFILE_SCORECARD {
+        let before = convert::drivers(&base);
+        let e_before = explanation_of(
+            base.value,
+            &before,
+            convert::details(&base).adjustment_contribution,
+        );
+        let e_after = explanation_of(
+            now.value,
+            &after,
+            convert::details(&now).adjustment_contribution,
+        );
+        let change = core::explain_change(&e_before, &e_after);
+        let pct = |list: &[stored::StoredDriver], name: &str| {
+            list.iter()
+                .find(|d| d.0 == name)
+                .and_then(|d| d.3)
+                .map(|p| p * 100.0)
+        };
+        resp.kpi_changes = change
+            .items
+            .iter()
+            .map(|it| pb::KpiChange {
+                kpi: it.name.clone(),
+                category: stored::change_category(it, &before, &after),
+                before_value: it.value_before,
+                after_value: it.value_after,
+                before_percentile: pct(&before, &it.name),
+                after_percentile: pct(&after, &it.name),
+                contribution_change: it.delta,
+            })
+            .collect();
+        let kpi_sum: f64 = change.items.iter().map(|i| i.delta).sum();
+        resp.other_change = resp.score_change - kpi_sum;
+    } else {
+        resp.other_change = resp.score_change;
+    }
+    resp.baseline = Some(convert::snapshot(&base, true));
+    Ok(resp)
+}
+
+/// ListKpis: the catalogue of the store's current event types, custom metrics and custom
+/// score fields.
+pub(crate) async fn list_kpis(
+    inner: &Inner,
+    req: pb::ListKpisRequest,
+) -> Result<pb::ListKpisResponse, ApiError> {
+    let filter = match cpb::ScoreCategory::try_from(req.category) {
+        Ok(cpb::ScoreCategory::Unspecified) => None,
+        Ok(c) => Some(c as i32),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                "category",
+                format!("unknown category {}", req.category),
+            ));
+        }
+    };
+    let conn = inner.store.conn();
+    let today = chrono::Utc::now().date_naive();
+    let mut q = InputQuery::all(today);
+    q.scope = InputScope::Accounts(Vec::new());
+    let mut spec = load_inputs(conn, &q).await?.spec;
+    let backend = conn.get_database_backend();
+    for r in conn
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT DISTINCT name FROM custom_metrics ORDER BY name",
+        ))
+        .await?
+    {
+        let name: String = r.try_get_by_index(0)?;
+        if !spec.custom_metrics.iter().any(|m| m.name == name) {
+            spec.custom_metrics.push(core::CustomMetricSpec {
+                name,
+                direction: core::Direction::HigherIsBetter,
+            });
+        }
+    }
+    for r in conn
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT DISTINCT field FROM custom_score_fields ORDER BY field",
+        ))
+        .await?
+    {
+        let name: String = r.try_get_by_index(0)?;
+        if !spec.score_fields.contains(&name) {
+            spec.score_fields.push(name);
+        }
+    }
+    let catalogue =
+        core::Catalogue::new(&spec).map_err(|e| ApiError::Internal(format!("catalogue: {e}")))?;
+    let units = units();
+    let mut kpis: Vec<cpb::KpiDefinition> = catalogue
+        .kpis()
+        .iter()
+        .map(|k| cpb::KpiDefinition {
+            name: k.name.to_string(),
+            display_name: display_name(&k.name),
+            description: k.doc.to_string(),
+            category: stored::category_proto(k.category),
+            direction: match k.direction {
+                core::Direction::HigherIsBetter => cpb::KpiDirection::HigherIsBetter,
+                core::Direction::LowerIsBetter => cpb::KpiDirection::LowerIsBetter,
+            } as i32,
+            unit: units
+                .get(k.name.as_ref())
+                .copied()
+                .unwrap_or_else(|| default_unit(k.category))
+                .to_string(),
+        })
+        .filter(|k| filter.is_none_or(|c| k.category == c))
+        .collect();
+    kpis.sort_by(|a, b| {
+        a.category
+            .cmp(&b.category)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(pb::ListKpisResponse { kpis })
+}
+
+/// "days_since_last_activity" -> "Days since last activity".
+fn display_name(name: &str) -> String {
+    let s = name.replace('_', " ");
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => s,
+    }
+}
+
+fn default_unit(c: core::Category) -> &'static str {
+    match c {
+        core::Category::Usage | core::Category::Conversations => "count",
+        core::Category::Pulse | core::Category::ScoreField => "rating 1..5",
+        core::Category::Contract | core::Category::Custom => "value",
+    }
+}
+
+/// Units of the built-in KPIs whose unit is not the category default.
+fn units() -> HashMap<&'static str, &'static str> {
+    HashMap::from([
+        ("key_events", "events"),
+        ("all_events", "events"),
+        ("key_events_per_seat", "events/seat"),
+        ("key_events_per_active_user", "events/user"),
+        ("events_per_active_day", "events/day"),
+        ("key_events_last_7d", "events"),
+        ("recent_activity_ratio", "ratio"),
+        ("active_days", "days"),
+        ("active_weeks", "weeks"),
+        ("avg_daily_active_users", "users"),
+        ("peak_daily_active_users", "users"),
+        ("active_user_ratio", "ratio"),
+        ("avg_dau_per_seat", "ratio"),
+        ("days_since_last_activity", "days"),
+        ("mean_gap_between_active_days", "days"),
+        ("max_inactive_streak", "days"),
+        ("time_spent", "value units"),
+        ("time_spent_per_active_user", "value units/user"),
+        ("breadth", "ratio"),
+        ("key_events_change_pct", "percent"),
+        ("active_days_change_pct", "percent"),
+        ("active_users_change_pct", "percent"),
+        ("time_spent_change_pct", "percent"),
+        ("breadth_change", "ratio"),
+        ("weekly_events_slope", "ratio/week"),
+        ("days_since_last_contact", "days"),
+        ("days_since_last_inbound", "days"),
+        ("contacts_reached", "contacts"),
+        ("contacts_reached_share", "ratio"),
+        ("decision_makers_involved", "contacts"),
+        ("champions_involved", "contacts"),
+        ("mean_sentiment", "sentiment -1..1"),
+        ("negative_interaction_share", "ratio"),
+        ("response_rate", "ratio"),
+        ("interactions_change_pct", "percent"),
+        ("sentiment_change", "sentiment -1..1"),
+        ("pulse_age_days", "days"),
+        ("pulse_change", "rating points"),
+        ("mrr", "currency/month"),
+        ("mrr_change_90d_pct", "percent"),
+        ("add_ons", "subscriptions"),
+        ("add_on_mrr_share", "ratio"),
+        ("tenure_days", "days"),
+        ("days_to_renewal", "days"),
+        ("discount", "ratio"),
+        ("quantity", "units"),
+        ("active_subscriptions", "subscriptions"),
+        ("billing_period_months", "months"),
+        ("renewals", "subscriptions"),
+    ])
+}

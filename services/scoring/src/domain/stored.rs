@@ -1,0 +1,167 @@
+//! The JSON the scoring service keeps in `score_snapshots.sub_scores` and `.drivers`.
+//!
+//! `drivers` holds every present KPI's part in a profile score, most negative
+//! contribution first, as compact arrays `[kpi, category, value, percentile, kpi_score,
+//! weight, contribution]` (percentile 0..1 or null), so ExplainScore and "why it changed" never recompute a population. The contribution is
+//! stored as scoring-core computed it (its attribution of the calibrated category scores,
+//! see docs/scoring.md §9), so the contributions plus the adjustment's share add up to
+//! the score minus 5. Numbers are rounded to 6 decimals.
+
+use serde::{Deserialize, Serialize};
+use vitals_scoring_core::{Category, ChangeItem, Explanation, KpiContribution};
+
+/// Rounds to 6 decimals.
+pub fn r6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// One category sub-score.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredCategory {
+    /// Proto `ScoreCategory` value.
+    pub c: i32,
+    /// Custom score field name (score-field category only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub f: String,
+    /// Sub-score; none when nothing of the category had a value.
+    pub v: Option<f64>,
+    /// Effective weight (sums to 1 over the present categories).
+    pub w: f64,
+    /// KPIs present.
+    pub p: u32,
+    /// KPIs counted.
+    pub t: u32,
+}
+
+/// `sub_scores`: the category sub-scores and the other details of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredDetails {
+    /// Category sub-scores (profile score only).
+    #[serde(default)]
+    pub categories: Vec<StoredCategory>,
+    /// Global band (profile score only).
+    #[serde(default)]
+    pub global_band: String,
+    /// Whether a momentum was computed (enough history).
+    #[serde(default)]
+    pub has_momentum: bool,
+    /// Momentum x trend weight.
+    #[serde(default)]
+    pub trend_adjustment: f64,
+    /// Webhook points.
+    #[serde(default)]
+    pub signal_adjustment: f64,
+    /// Points applied to the usage sub-score.
+    #[serde(default)]
+    pub usage_adjustment: f64,
+    /// Share of the score due to the usage adjustment.
+    #[serde(default)]
+    pub adjustment_contribution: f64,
+    /// Model behind the weights, `models/{id}`.
+    #[serde(default)]
+    pub model: String,
+    /// Peers compared with.
+    #[serde(default)]
+    pub peer_count: u32,
+    /// Scorecards: the raw measure value.
+    #[serde(default)]
+    pub measure_value: Option<f64>,
+}
+
+/// One KPI's part, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredDriver(
+    /// KPI name.
+    pub String,
+    /// Proto `ScoreCategory` value.
+    pub i32,
+    /// Raw value.
+    pub f64,
+    /// Peer percentile 0..1 (none for absolutely scored KPIs).
+    pub Option<f64>,
+    /// KPI score 0..10.
+    pub f64,
+    /// Effective weight.
+    pub f64,
+    /// Contribution in score points.
+    pub f64,
+);
+
+impl StoredDriver {
+    /// Contribution in score points.
+    pub fn contribution(&self) -> f64 {
+        self.6
+    }
+}
+
+/// The proto value of a scoring-core category.
+pub fn category_proto(c: Category) -> i32 {
+    use vitals_proto::common::v1::ScoreCategory as S;
+    (match c {
+        Category::Usage => S::Usage,
+        Category::Conversations => S::Conversations,
+        Category::Pulse => S::Pulse,
+        Category::Contract => S::Contract,
+        Category::Custom => S::CustomMetrics,
+        Category::ScoreField => S::CustomScoreField,
+    }) as i32
+}
+
+/// Stored form of an explanation's contributions.
+pub fn drivers_of(e: &Explanation, category: impl Fn(usize) -> Category) -> Vec<StoredDriver> {
+    e.contributions
+        .iter()
+        .map(|c| {
+            let pct = c.percentile.is_finite().then(|| r6(c.percentile));
+            StoredDriver(
+                c.name.clone(),
+                category_proto(category(c.kpi)),
+                r6(c.value),
+                pct,
+                r6(c.kpi_score),
+                r6(c.weight),
+                r6(c.contribution),
+            )
+        })
+        .collect()
+}
+
+/// Back to a scoring-core explanation (enough of it for `explain_change`).
+pub fn explanation_of(
+    score: f64,
+    drivers: &[StoredDriver],
+    adjustment_contribution: f64,
+) -> Explanation {
+    Explanation {
+        score: vitals_scoring_core::AccountScore {
+            score: Some(score),
+            categories: [None; 5],
+            usage_adjustment: 0.0,
+            coverage: Default::default(),
+            fallback: false,
+        },
+        contributions: drivers
+            .iter()
+            .enumerate()
+            .map(|(i, d)| KpiContribution {
+                kpi: i,
+                name: d.0.clone(),
+                value: d.2,
+                percentile: d.3.unwrap_or(f64::NAN),
+                kpi_score: d.4,
+                weight: d.5,
+                contribution: d.contribution(),
+            })
+            .collect(),
+        adjustment_contribution,
+    }
+}
+
+/// A change item's KPI category, looked up in both snapshots.
+pub fn change_category(item: &ChangeItem, before: &[StoredDriver], after: &[StoredDriver]) -> i32 {
+    after
+        .iter()
+        .chain(before)
+        .find(|d| d.0 == item.name)
+        .map_or(0, |d| d.1)
+}

@@ -1,0 +1,571 @@
+//! ScoringService over real gRPC, on SQLite and (when configured) PostgreSQL: data comes
+//! in through the ingestion service, scores are computed, stored and read back.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Env, FAKE_MODEL, FakeLearnerServer};
+use tonic::Code;
+use vitals_proto::common::v1 as cpb;
+use vitals_proto::scoring::v1 as pb;
+use vitals_scoring::ScoringArgs;
+use vitals_test_support::{WAIT, backends};
+
+fn list(req: pb::ListScoresRequest) -> pb::ListScoresRequest {
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scores_are_stored_listed_paged_and_explained() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        let ids = env.ladder().await;
+
+        let run = env.compute_all().await;
+        assert_eq!(run.scored_count, 12, "{backend:?}");
+        assert_eq!(
+            run.snapshot_count, 12,
+            "no scorecards: one snapshot per account"
+        );
+        assert_eq!(run.profiles.len(), 1);
+        assert_eq!(run.profiles[0].profile, "profiles/default");
+        assert_eq!(
+            run.profiles[0].weights_source,
+            cpb::WeightsSource::Uniform as i32
+        );
+
+        // Read back: the most active account scores above the least active one.
+        let low = env.score(&ids[0]).await;
+        let high = env.score(&ids[11]).await;
+        assert!(high.value > low.value, "{} vs {}", high.value, low.value);
+        assert_eq!(low.run_id, run.run_id);
+        assert_eq!(low.scorecard, "scorecards/profile");
+        assert_eq!(low.profile, "profiles/default");
+        assert_eq!(low.weights_source, cpb::WeightsSource::Uniform as i32);
+        assert_eq!(low.peer_count, 12);
+        assert!(!low.population_fallback);
+        assert_eq!(low.global_score, Some(low.value));
+        let cov = low.coverage.expect("coverage");
+        assert!(cov.kpis_present > 0 && cov.kpis_present <= cov.kpis_total);
+        assert!(!low.category_scores.is_empty(), "full view has sub-scores");
+        assert!(!low.drivers.is_empty(), "full view has drivers");
+        assert!(
+            low.drivers[0].contribution < 0.0,
+            "the weakest account is pulled down"
+        );
+        assert!(
+            low.churn_probability.is_none(),
+            "no model, no churn probability"
+        );
+
+        // Listing: ascending by value, every account once, paging covers the same rows.
+        let all = env
+            .scoring
+            .list_scores(list(pb::ListScoresRequest::default()))
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(all.total_size, 12);
+        assert_eq!(all.snapshots.len(), 12);
+        assert!(all.next_page_token.is_empty());
+        assert!(all.snapshots.windows(2).all(|w| w[0].value <= w[1].value));
+        assert!(
+            all.snapshots[0].drivers.is_empty(),
+            "basic view has no drivers"
+        );
+        let mut paged = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = env
+                .scoring
+                .list_scores(pb::ListScoresRequest {
+                    page_size: 5,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("page")
+                .into_inner();
+            assert!(page.snapshots.len() <= 5);
+            paged.extend(page.snapshots.into_iter().map(|s| s.account_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let expected: Vec<String> = all.snapshots.iter().map(|s| s.account_id.clone()).collect();
+        assert_eq!(paged, expected);
+        let desc = env
+            .scoring
+            .list_scores(pb::ListScoresRequest {
+                order_by: "value desc".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("desc")
+            .into_inner();
+        assert!(desc.snapshots.windows(2).all(|w| w[0].value >= w[1].value));
+
+        // Filters: score range and bands, checked against the full listing.
+        let (lo, hi) = (3.0, 7.0);
+        let ranged = env
+            .scoring
+            .list_scores(pb::ListScoresRequest {
+                min_value: Some(lo),
+                max_value: Some(hi),
+                ..Default::default()
+            })
+            .await
+            .expect("range")
+            .into_inner();
+        let want = all
+            .snapshots
+            .iter()
+            .filter(|s| s.value >= lo && s.value <= hi)
+            .count();
+        assert_eq!(ranged.total_size as usize, want);
+        assert!(
+            ranged
+                .snapshots
+                .iter()
+                .all(|s| s.value >= lo && s.value <= hi)
+        );
+        let red_or_green = [cpb::Band::Red as i32, cpb::Band::Green as i32];
+        let banded = env
+            .scoring
+            .list_scores(pb::ListScoresRequest {
+                bands: red_or_green.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("bands")
+            .into_inner();
+        let want = all
+            .snapshots
+            .iter()
+            .filter(|s| red_or_green.contains(&s.band))
+            .count();
+        assert_eq!(banded.snapshots.len(), want);
+        assert!(
+            banded
+                .snapshots
+                .iter()
+                .all(|s| red_or_green.contains(&s.band))
+        );
+        let other = env
+            .scoring
+            .list_scores(pb::ListScoresRequest {
+                profile: "profiles/other".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("other profile")
+            .into_inner();
+        assert_eq!(other.total_size, 0);
+
+        // History grows with each run, oldest first.
+        let run2 = env.compute_all().await;
+        assert_ne!(run2.run_id, run.run_id);
+        let h = env
+            .scoring
+            .get_score_history(pb::GetScoreHistoryRequest {
+                account_id: ids[3].clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("history")
+            .into_inner();
+        assert_eq!(h.snapshots.len(), 2);
+        assert_eq!(h.snapshots[0].run_id, run.run_id);
+        assert_eq!(h.snapshots[1].run_id, run2.run_id);
+        let latest = env.score(&ids[3]).await;
+        assert_eq!(latest.run_id, run2.run_id);
+        let listed = env
+            .scoring
+            .list_scores(pb::ListScoresRequest::default())
+            .await
+            .expect("list after run 2")
+            .into_inner();
+        assert_eq!(
+            listed.total_size, 12,
+            "the listing shows the latest snapshot only"
+        );
+        assert!(listed.snapshots.iter().all(|s| s.run_id == run2.run_id));
+
+        // Distribution of the latest scores.
+        let d = env
+            .scoring
+            .get_distribution(pb::GetDistributionRequest::default())
+            .await
+            .expect("distribution")
+            .into_inner()
+            .distribution
+            .expect("distribution");
+        assert_eq!(d.count, 12);
+        assert_eq!(d.bins.len(), 10);
+        assert_eq!(d.bins.iter().map(|b| b.count).sum::<u32>(), 12);
+        let bc = d.band_counts.expect("band counts");
+        assert_eq!(bc.red + bc.yellow + bc.green, 12);
+        let mean = listed.snapshots.iter().map(|s| s.value).sum::<f64>() / 12.0;
+        assert!((d.mean - mean).abs() < 1e-9);
+
+        // Explanation: contributions add up to the distance from 5 (plus the usage
+        // adjustment's share), ordered by size.
+        let e = env
+            .scoring
+            .explain_score(pb::ExplainScoreRequest {
+                account_id: ids[0].clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("explain")
+            .into_inner();
+        let snap = e.snapshot.expect("snapshot");
+        let sum: f64 = e.drivers.iter().map(|d| d.contribution).sum();
+        assert!(
+            (5.0 + sum - snap.value).abs() <= snap.usage_adjustment.abs() + 1e-3,
+            "5 + {sum} vs {}",
+            snap.value
+        );
+        assert!(
+            e.drivers
+                .windows(2)
+                .all(|w| w[0].contribution.abs() >= w[1].contribution.abs())
+        );
+
+        // KPI catalogue.
+        let kpis = env
+            .scoring
+            .list_kpis(pb::ListKpisRequest::default())
+            .await
+            .expect("kpis")
+            .into_inner()
+            .kpis;
+        let names: HashSet<&str> = kpis.iter().map(|k| k.name.as_str()).collect();
+        assert!(names.contains("active_days") && names.contains("events_login"));
+        let usage = env
+            .scoring
+            .list_kpis(pb::ListKpisRequest {
+                category: cpb::ScoreCategory::Usage as i32,
+            })
+            .await
+            .expect("usage kpis")
+            .into_inner()
+            .kpis;
+        assert!(!usage.is_empty() && usage.len() < kpis.len());
+        assert!(
+            usage
+                .iter()
+                .all(|k| k.category == cpb::ScoreCategory::Usage as i32)
+        );
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_profile_and_one_account_runs() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        let ids = env.ladder().await;
+        let r = env
+            .scoring
+            .compute_scores(pb::ComputeScoresRequest {
+                scope: Some(pb::compute_scores_request::Scope::Profile(
+                    "profiles/default".into(),
+                )),
+                as_of: None,
+            })
+            .await
+            .expect("profile run")
+            .into_inner();
+        assert_eq!(r.scored_count, 12, "{backend:?}");
+        let r = env
+            .scoring
+            .compute_scores(pb::ComputeScoresRequest {
+                scope: Some(pb::compute_scores_request::Scope::AccountId(ids[5].clone())),
+                as_of: None,
+            })
+            .await
+            .expect("account run")
+            .into_inner();
+        assert_eq!(r.scored_count, 1);
+        assert_eq!(r.snapshot_count, 1);
+        assert_eq!(env.score(&ids[5]).await.run_id, r.run_id);
+        assert_ne!(
+            env.score(&ids[4]).await.run_id,
+            r.run_id,
+            "other accounts untouched"
+        );
+        env.stop().await;
+    }
+}
+
+async fn expect_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: &str) {
+    let e = r.expect_err("must fail");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with(field), "{field}: {}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_invalid_argument_naming_the_field() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        let c = &mut env.scoring;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                page_size: -1,
+                ..Default::default()
+            })
+            .await,
+            "page_size",
+        )
+        .await;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                scorecard: "bogus".into(),
+                ..Default::default()
+            })
+            .await,
+            "scorecard",
+        )
+        .await;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                min_value: Some(11.0),
+                ..Default::default()
+            })
+            .await,
+            "min_value",
+        )
+        .await;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                order_by: "colour".into(),
+                ..Default::default()
+            })
+            .await,
+            "order_by",
+        )
+        .await;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                page_token: "zz".into(),
+                ..Default::default()
+            })
+            .await,
+            "page_token",
+        )
+        .await;
+        expect_invalid(
+            c.list_scores(pb::ListScoresRequest {
+                bands: vec![9],
+                ..Default::default()
+            })
+            .await,
+            "bands[0]",
+        )
+        .await;
+        expect_invalid(
+            c.compute_scores(pb::ComputeScoresRequest {
+                scope: Some(pb::compute_scores_request::Scope::Profile("default".into())),
+                as_of: None,
+            })
+            .await,
+            "profile",
+        )
+        .await;
+        expect_invalid(
+            c.compute_scores(pb::ComputeScoresRequest {
+                scope: None,
+                as_of: Some(common::ts(chrono::Utc::now() + chrono::Duration::days(2))),
+            })
+            .await,
+            "as_of",
+        )
+        .await;
+        expect_invalid(
+            c.get_score(pb::GetScoreRequest::default()).await,
+            "account_id",
+        )
+        .await;
+        expect_invalid(
+            c.get_score_history(pb::GetScoreHistoryRequest {
+                account_id: "a".into(),
+                scorecard: "scorecards/-".into(),
+                ..Default::default()
+            })
+            .await,
+            "scorecard",
+        )
+        .await;
+        expect_invalid(
+            c.watch_scores(pb::WatchScoresRequest {
+                profile: "nope".into(),
+                ..Default::default()
+            })
+            .await,
+            "profile",
+        )
+        .await;
+        let e = c
+            .compute_scores(pb::ComputeScoresRequest {
+                scope: Some(pb::compute_scores_request::Scope::Profile(
+                    "profiles/missing".into(),
+                )),
+                as_of: None,
+            })
+            .await
+            .expect_err("unknown profile");
+        assert_eq!(e.code(), Code::NotFound);
+        let e = c
+            .get_score(pb::GetScoreRequest {
+                account_id: "nobody".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("no snapshot");
+        assert_eq!(e.code(), Code::NotFound);
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_scores_sees_a_band_change_caused_by_new_events() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        env.usage_only().await;
+        let ids = env.ladder().await;
+        env.compute_all().await;
+        let before = env.score(&ids[0]).await;
+        assert_ne!(
+            before.band,
+            cpb::Band::Green as i32,
+            "{backend:?}: {}",
+            before.value
+        );
+
+        let mut stream = env
+            .scoring
+            .watch_scores(pb::WatchScoresRequest {
+                profile: "profiles/default".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        // The least active account becomes the most active one.
+        env.logins(&ids[0], 28, 20, "burst").await;
+        let run = env.compute_all().await;
+        assert!(run.band_change_count >= 1);
+        let after = env.score(&ids[0]).await;
+        assert_ne!(
+            after.band, before.band,
+            "{} -> {}",
+            before.value, after.value
+        );
+
+        let mut seen = None;
+        for _ in 0..run.band_change_count {
+            let msg = tokio::time::timeout(WAIT, stream.message())
+                .await
+                .expect("a band change within the wait")
+                .expect("stream ok")
+                .expect("stream open");
+            assert_eq!(msg.run_id, run.run_id);
+            if msg.account_id == ids[0] {
+                seen = Some(msg);
+            }
+        }
+        let msg = seen.expect("the change of a00 was streamed");
+        assert_eq!(msg.old_band, before.band);
+        assert_eq!(msg.new_band, after.band);
+        assert_eq!(msg.old_value, before.value);
+        assert_eq!(msg.new_value, after.value);
+        assert_eq!(msg.scorecard, "scorecards/profile");
+        assert_eq!(msg.profile, "profiles/default");
+        drop(stream);
+        env.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_down_scores_with_fallback_weights() {
+    for backend in backends() {
+        // A learner that is not there at all: uniform weights, and the snapshot says so.
+        let gone = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let args = ScoringArgs {
+            learner_url: Some(format!("http://{gone}")),
+            ..ScoringArgs::default()
+        };
+        let mut env = Env::start(backend, args).await;
+        let ids = env.ladder().await;
+        let run = env.compute_all().await;
+        assert_eq!(run.scored_count, 12, "{backend:?}");
+        assert_eq!(
+            run.profiles[0].weights_source,
+            cpb::WeightsSource::Uniform as i32
+        );
+        let s = env.score(&ids[2]).await;
+        assert_eq!(s.weights_source, cpb::WeightsSource::Uniform as i32);
+        assert_eq!(s.model, "");
+        env.stop().await;
+
+        // A learner that answers, then goes away: learned, then last known weights.
+        let learner = FakeLearnerServer::start().await;
+        let args = ScoringArgs {
+            learner_url: Some(learner.url()),
+            weights_ttl_secs: 0,
+            ..ScoringArgs::default()
+        };
+        let mut env = Env::start(backend, args).await;
+        let ids = env.ladder().await;
+        let run = env.compute_all().await;
+        assert_eq!(
+            run.profiles[0].weights_source,
+            cpb::WeightsSource::Learned as i32
+        );
+        assert_eq!(run.profiles[0].model, FAKE_MODEL);
+        let learned = env.score(&ids[2]).await;
+        assert_eq!(learned.weights_source, cpb::WeightsSource::Learned as i32);
+        assert_eq!(learned.model, FAKE_MODEL);
+        let p = learned
+            .churn_probability
+            .expect("a model gives a churn probability");
+        assert!(p > 0.0 && p < 1.0);
+        // Only the two weighted usage KPIs count in the usage category.
+        let usage = learned
+            .category_scores
+            .iter()
+            .find(|c| c.category == cpb::ScoreCategory::Usage as i32)
+            .expect("usage sub-score");
+        assert_eq!(usage.kpis_total, 2);
+        let top = env.score(&ids[11]).await;
+        assert!(
+            top.churn_probability.expect("churn") < p,
+            "more active, less risk"
+        );
+
+        learner.stop().await;
+        let run = env.compute_all().await;
+        assert_eq!(run.scored_count, 12);
+        assert_eq!(
+            run.profiles[0].weights_source,
+            cpb::WeightsSource::LastKnown as i32
+        );
+        let last = env.score(&ids[2]).await;
+        assert_eq!(last.run_id, run.run_id);
+        assert_eq!(last.weights_source, cpb::WeightsSource::LastKnown as i32);
+        assert_eq!(last.model, FAKE_MODEL);
+        assert!(
+            (last.value - learned.value).abs() < 1e-9,
+            "same weights, same data"
+        );
+        env.stop().await;
+    }
+}
