@@ -93,16 +93,17 @@ pub struct NewSnapshot {
     pub global_value: Option<f64>,
     /// Profile score only: the global band (empty otherwise).
     pub global_band: String,
-    /// Sub-scores and details (service JSON).
-    pub sub_scores: serde_json::Value,
+    /// Sub-scores and details (service JSON, as text: serialised once, in parallel, by
+    /// the caller).
+    pub sub_scores: String,
     /// Usage momentum.
     pub momentum: f64,
     /// KPIs with a value.
     pub coverage_present: i32,
     /// KPIs counted.
     pub coverage_total: i32,
-    /// Contributions (service JSON).
-    pub drivers: serde_json::Value,
+    /// Contributions (service JSON, as text).
+    pub drivers: String,
     /// Churn probability, when a model exists.
     pub churn_probability: Option<f64>,
     /// `learned`, `last_known` or `uniform`.
@@ -219,7 +220,13 @@ pub async fn write_snapshots(
              population_fallback) VALUES ",
         );
         let mut values = Vec::with_capacity(chunk.len() * 16);
-        let t = tuple(16);
+        // JSON goes in as text: PostgreSQL casts it to jsonb, SQLite stores the text.
+        let json = if backend == DbBackend::Postgres {
+            "CAST(? AS jsonb)"
+        } else {
+            "?"
+        };
+        let t = format!("(?,?,?,?,?,?,?,?,{json},?,?,?,{json},?,?,?)");
         for (i, r) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(',');

@@ -569,3 +569,144 @@ async fn learner_down_scores_with_fallback_weights() {
         env.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scorecards_global_score_and_why_it_changed() {
+    use vitals_store::profiles::{ScorecardRecord, StoredMeasure, insert_scorecard};
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        env.usage_only().await;
+        let now = chrono::Utc::now();
+        insert_scorecard(
+            env.store.conn(),
+            &ScorecardRecord {
+                id: "active".into(),
+                display_name: "Active days".into(),
+                description: String::new(),
+                measure: StoredMeasure::Kpi {
+                    kpi: "active_days".into(),
+                },
+                worst: 0.0,
+                best: 28.0,
+                yellow_from: 3.0,
+                green_from: 7.0,
+                impact: "medium".into(),
+                segment: String::new(),
+                tags: vec![],
+                display_order: 0,
+                enabled: true,
+                include_in_global: true,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await
+        .expect("scorecard");
+        let ids = env.ladder().await;
+        let run1 = env.compute_all().await;
+        assert_eq!(run1.scored_count, 12, "{backend:?}");
+        assert_eq!(
+            run1.snapshot_count, 24,
+            "profile score + one scorecard each"
+        );
+
+        // The scorecard maps active days 0..28 onto 0..10.
+        let card = env
+            .scoring
+            .get_score(pb::GetScoreRequest {
+                account_id: ids[6].clone(),
+                scorecard: "scorecards/active".into(),
+                as_of: None,
+            })
+            .await
+            .expect("scorecard score")
+            .into_inner()
+            .snapshot
+            .expect("snapshot");
+        assert_eq!(card.measure_value, Some(7.0));
+        assert!((card.value - 2.5).abs() < 1e-6, "{}", card.value);
+        assert_eq!(card.band, cpb::Band::Red as i32);
+        assert!(card.global_score.is_none() && card.drivers.is_empty());
+        // Global = (3 x profile + 2 x scorecard) / 5.
+        let profile = env.score(&ids[6]).await;
+        let want = (3.0 * profile.value + 2.0 * card.value) / 5.0;
+        let global = profile.global_score.expect("global score");
+        assert!((global - want).abs() < 1e-5, "{global} vs {want}");
+        let every = env
+            .scoring
+            .list_scores(pb::ListScoresRequest {
+                scorecard: "scorecards/-".into(),
+                order_by: "account_id".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("every scorecard")
+            .into_inner();
+        assert_eq!(every.total_size, 24);
+        assert_eq!(every.snapshots[0].account_id, ids[0]);
+        assert_eq!(every.snapshots[1].account_id, ids[0]);
+        let d = env
+            .scoring
+            .get_distribution(pb::GetDistributionRequest {
+                scorecard: "scorecards/active".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("scorecard distribution")
+            .into_inner()
+            .distribution
+            .expect("distribution");
+        assert_eq!(d.count, 12);
+        assert!((d.max - 12.0 / 28.0 * 10.0).abs() < 1e-6);
+
+        // Why it changed: a00 gets much more active.
+        let t1 = profile.as_of.expect("as_of");
+        let before = env.score(&ids[0]).await;
+        env.logins(&ids[0], 28, 20, "burst").await;
+        let run2 = env.compute_all().await;
+        let e = env
+            .scoring
+            .explain_score(pb::ExplainScoreRequest {
+                account_id: ids[0].clone(),
+                scorecard: String::new(),
+                since: Some(t1),
+            })
+            .await
+            .expect("explain since")
+            .into_inner();
+        let now = e.snapshot.expect("current");
+        let base = e.baseline.expect("baseline");
+        assert_eq!(now.run_id, run2.run_id);
+        assert_eq!(base.run_id, run1.run_id);
+        assert_eq!(base.value, before.value);
+        assert!((e.score_change - (now.value - base.value)).abs() < 1e-9);
+        assert!(e.score_change > 0.0);
+        let logins = e
+            .kpi_changes
+            .iter()
+            .find(|c| c.kpi == "events_login")
+            .expect("events_login change");
+        assert_eq!(logins.before_value, Some(1.0));
+        assert_eq!(logins.after_value, Some(561.0));
+        assert!(logins.contribution_change > 0.0);
+        let kpi_sum: f64 = e.kpi_changes.iter().map(|c| c.contribution_change).sum();
+        assert!(
+            e.other_change.abs() < 0.5 && (kpi_sum + e.other_change - e.score_change).abs() < 1e-9
+        );
+        // GetScore in force at t1 is the first run's.
+        let old = env
+            .scoring
+            .get_score(pb::GetScoreRequest {
+                account_id: ids[0].clone(),
+                scorecard: String::new(),
+                as_of: Some(t1),
+            })
+            .await
+            .expect("score at t1")
+            .into_inner()
+            .snapshot
+            .expect("snapshot");
+        assert_eq!(old.run_id, run1.run_id);
+        env.stop().await;
+    }
+}

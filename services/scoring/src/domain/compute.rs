@@ -205,6 +205,8 @@ fn kpi_weights(
 struct Scored {
     row: usize,
     snapshot: NewSnapshot,
+    /// `sub_scores`, serialised once the global score is known.
+    details: StoredDetails,
 }
 
 /// Output of the CPU part.
@@ -376,17 +378,17 @@ fn compute(
                     band: bands.band(value).as_str().to_string(),
                     global_value: None,
                     global_band: String::new(),
-                    sub_scores: serde_json::to_value(&details)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    sub_scores: String::new(),
                     momentum: r6(momentum.unwrap_or(0.0)),
                     coverage_present: i32::from(e.score.coverage.present),
                     coverage_total: i32::from(e.score.coverage.total),
-                    drivers: serde_json::to_value(&drivers)
+                    drivers: serde_json::to_string(&drivers)
                         .map_err(|e| ApiError::Internal(e.to_string()))?,
                     churn_probability: churn,
                     weights_source: prof.weights.source.as_str().to_string(),
                     population_fallback: e.score.fallback,
                 },
+                details,
             }))
         })
         .collect::<Result<_, _>>()?;
@@ -551,8 +553,13 @@ pub(crate) async fn run(
     };
 
     // Scorecards of the scored accounts, then the global score.
-    let mut snapshots: Vec<NewSnapshot> =
-        computed.scored.iter().map(|s| s.snapshot.clone()).collect();
+    let fallback = computed.fallback;
+    let (mut snapshots, mut details): (Vec<NewSnapshot>, Vec<StoredDetails>) = computed
+        .scored
+        .into_iter()
+        .map(|s| (s.snapshot, s.details))
+        .unzip();
+    let n_scored = snapshots.len();
     let pos: HashMap<String, usize> = snapshots
         .iter()
         .enumerate()
@@ -597,12 +604,12 @@ pub(crate) async fn run(
                     band: band.as_str().to_string(),
                     global_value: None,
                     global_band: String::new(),
-                    sub_scores: serde_json::to_value(&details)
+                    sub_scores: serde_json::to_string(&details)
                         .map_err(|e| ApiError::Internal(e.to_string()))?,
                     momentum: 0.0,
                     coverage_present: 0,
                     coverage_total: 0,
-                    drivers: serde_json::json!([]),
+                    drivers: "[]".to_string(),
                     churn_probability: None,
                     weights_source: base.weights_source.clone(),
                     population_fallback: false,
@@ -611,14 +618,21 @@ pub(crate) async fn run(
         }
     }
     let global_bands = core::BandThresholds::default();
-    for (s, parts) in snapshots.iter_mut().zip(&global_parts) {
+    for ((s, d), parts) in snapshots.iter_mut().zip(&mut details).zip(&global_parts) {
         let g = core::global_score(parts).unwrap_or(s.value);
         s.global_value = Some(r6(g));
         s.global_band = global_bands.band(g).as_str().to_string();
-        if let Some(obj) = s.sub_scores.as_object_mut() {
-            obj.insert("global_band".into(), s.global_band.clone().into());
-        }
+        d.global_band = s.global_band.clone();
     }
+    snapshots
+        .par_iter_mut()
+        .zip(details.par_iter())
+        .try_for_each(|(s, d)| {
+            s.sub_scores =
+                serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok::<(), ApiError>(())
+        })?;
+    drop(details);
     snapshots.extend(card_snaps);
 
     // Previous latest rows, for the band changes.
@@ -632,14 +646,13 @@ pub(crate) async fn run(
         .enumerate()
         .map(|(k, p)| ProfileSummary {
             profile_id: p.id.clone(),
-            scored: computed
-                .scored
+            scored: snapshots[..n_scored]
                 .iter()
-                .filter(|s| s.snapshot.profile_id == p.id)
+                .filter(|s| s.profile_id == p.id)
                 .count() as u32,
             source: p.weights.source,
             model: p.weights.model.clone(),
-            fallback: computed.fallback[k],
+            fallback: fallback[k],
         })
         .filter(|s| s.scored > 0)
         .collect();
@@ -654,14 +667,7 @@ pub(crate) async fn run(
             "population_fallback": s.fallback,
         })).collect::<Vec<_>>(),
     });
-    ss::finish_run(
-        &txn,
-        run_id,
-        Utc::now(),
-        computed.scored.len() as i64,
-        details,
-    )
-    .await?;
+    ss::finish_run(&txn, run_id, Utc::now(), n_scored as i64, details).await?;
     txn.commit().await?;
 
     let changes: Vec<BandChange> = snapshots
@@ -690,7 +696,7 @@ pub(crate) async fn run(
     tracing::info!(
         run = run_id,
         scope = %scope.describe(),
-        scored = computed.scored.len(),
+        scored = n_scored,
         snapshots = snapshots.len(),
         band_changes,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -699,7 +705,7 @@ pub(crate) async fn run(
     Ok(RunSummary {
         run_id,
         as_of,
-        scored: computed.scored.len() as u32,
+        scored: n_scored as u32,
         snapshots: snapshots.len() as u32,
         band_changes,
         duration: started.elapsed(),
