@@ -123,15 +123,22 @@ impl LearnerService {
         Ok(())
     }
 
-    /// Trains now: one profile, or every profile plus the global model.
+    /// Trains now: one profile, or every profile plus the global model. The run is a task
+    /// of its own: when the caller gives up (deadline, request timeout) it still finishes
+    /// and stores its models.
     pub(crate) async fn train(
         &self,
         profile: Option<String>,
         settings: Settings,
         as_of: DateTime<Utc>,
     ) -> Result<TrainResult> {
-        let _guard = self.training.lock().await;
-        self.train_locked(profile, settings, as_of).await
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _guard = this.training.lock().await;
+            this.train_locked(profile, settings, as_of).await
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("training task failed: {e}")))?
     }
 
     async fn train_locked(
