@@ -430,14 +430,17 @@ pub const FIRST_START_LABEL: &str = "first-start admin token";
 /// configured, accepts the admin token whose hash the database keeps (table
 /// `auth_tokens`, see docs/security.md), creating it first when there is none: the new
 /// token is returned (to be shown once) and only its SHA-256 is stored. Does nothing
-/// (and returns `None`) when auth is off or a tokens file is set: configured tokens then
-/// replace the stored one.
+/// (and returns `None`) when auth is off or tokens are configured (a tokens file, or
+/// `extra_tokens` set by an embedder): configured tokens then replace the stored one.
 pub async fn first_start_admin_token(
     config: &mut ServerConfig,
     store: &vitals_store::Store,
 ) -> Result<Option<String>, crate::RunError> {
     use vitals_store::auth::{FIRST_START_ADMIN, StoredToken, insert_token_if_absent, list_tokens};
-    if config.auth == AuthMode::Off || config.tokens_file.is_some() {
+    if config.auth == AuthMode::Off
+        || config.tokens_file.is_some()
+        || !config.extra_tokens.is_empty()
+    {
         return Ok(None);
     }
     let mut created = None;
