@@ -129,7 +129,9 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         let profile = convert::profile_name("profile", &r.profile)?;
         let settings = convert::settings(r.options.as_ref(), &self.args)?;
         let as_of = as_of("as_of", r.as_of.as_ref())?;
-        let result = self.train(profile, settings, as_of).await?;
+        let result = self.train(profile, settings, as_of).await;
+        vitals_server::metrics::training_run(if result.is_ok() { "ok" } else { "failed" });
+        let result = result?;
         Ok(Response::new(pb::TrainResponse {
             models: result
                 .models

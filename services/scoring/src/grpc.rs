@@ -83,6 +83,7 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
             None => None,
         };
         let r = self.compute(scope, as_of).await?;
+        vitals_server::metrics::scores_computed("request", u64::from(r.scored));
         Ok(Response::new(pb::ComputeScoresResponse {
             run_id: r.run_id.to_string(),
             as_of: Some(convert::to_timestamp(r.as_of)),

@@ -221,12 +221,15 @@ pub fn register_with_learner(
             loop {
                 tick.tick().await;
                 match s.compute(Scope::All, None).await {
-                    Ok(r) => tracing::info!(
-                        run = r.run_id,
-                        scored = r.scored,
-                        band_changes = r.band_changes,
-                        "scheduled scoring run done"
-                    ),
+                    Ok(r) => {
+                        vitals_server::metrics::scores_computed("schedule", u64::from(r.scored));
+                        tracing::info!(
+                            run = r.run_id,
+                            scored = r.scored,
+                            band_changes = r.band_changes,
+                            "scheduled scoring run done"
+                        )
+                    }
                     Err(e) => tracing::warn!(error = %e, "scheduled scoring run failed"),
                 }
             }

@@ -237,7 +237,7 @@ impl WeightsCache {
             return w.clone();
         }
         let call = provider.get_weights(format!("profiles/{profile_id}"));
-        let error = match tokio::time::timeout(self.timeout, call).await {
+        let (reason, error) = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(r)) => {
                 let w = Arc::new(Weights::from_response(r));
                 if let Ok(mut c) = self.cache.lock() {
@@ -245,17 +245,28 @@ impl WeightsCache {
                 }
                 return w;
             }
-            Ok(Err(status)) => format!("{}: {}", status.code(), status.message()),
-            Err(_) => format!("no answer within {:?}", self.timeout),
+            Ok(Err(status)) => (
+                if status.code() == tonic::Code::Unavailable {
+                    "unavailable"
+                } else {
+                    "error"
+                },
+                format!("{}: {}", status.code(), status.message()),
+            ),
+            Err(_) => ("timeout", format!("no answer within {:?}", self.timeout)),
         };
         tracing::warn!(profile = %profile_id, error = %error, "learner GetWeights failed; using fallback weights");
         match cached {
             Some((_, w)) if w.source != Source::Uniform => {
+                vitals_server::metrics::learner_fallback(reason, "cached");
                 let mut last = (*w).clone();
                 last.source = Source::LastKnown;
                 Arc::new(last)
             }
-            _ => Arc::new(Weights::uniform()),
+            _ => {
+                vitals_server::metrics::learner_fallback(reason, "uniform");
+                Arc::new(Weights::uniform())
+            }
         }
     }
 }
