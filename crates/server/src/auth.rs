@@ -477,8 +477,8 @@ pub fn first_start_message(token: &str) -> String {
          Vitals created an admin token. It is shown only this once (the database keeps\n\
          only its SHA-256, table auth_tokens); keep it somewhere safe:\n\
          \n    export VITALS_TOKEN={token}\n\n\
-         Clients send it as `authorization: Bearer $VITALS_TOKEN` (vitals load and vitals\n\
-         demo read VITALS_TOKEN). To use your own tokens instead, set VITALS_TOKENS_FILE\n\
+         Clients send it as `authorization: Bearer $VITALS_TOKEN` (vitals load reads\n\
+         VITALS_TOKEN). To use your own tokens instead, set VITALS_TOKENS_FILE\n\
          (docs/security.md).\n"
     )
 }

@@ -34,7 +34,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::config::ServerConfig;
 use crate::tls::{TlsError, error_chain, read_pem};
 
-/// The environment variable clients (`vitals load`, `vitals demo`) read their token from.
+/// The environment variable clients (`vitals load`) read their token from.
 pub const TOKEN_ENV: &str = "VITALS_TOKEN";
 
 /// How long connecting may take before the call fails with UNAVAILABLE.
@@ -129,7 +129,7 @@ pub fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, ClientError> {
     }
     let Some(ca) = &tls.ca_cert else {
         return Err(bad(
-            "an https:// url needs the CA that signs the server certificate (e.g. VITALS_LEARNER_CA)",
+            "an https:// url needs the CA that signs the server certificate (e.g. VITALS_LEARNER_CA_CERT)",
         ));
     };
     let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read_pem(
