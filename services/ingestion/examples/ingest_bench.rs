@@ -41,6 +41,9 @@ struct Args {
     /// Events per batch.
     #[arg(long, default_value = "1000")]
     batch_size: u64,
+    /// Load only the accounts whose id is divisible by N (a deterministic subset).
+    #[arg(long)]
+    account_divisor: Option<u64>,
 }
 
 async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
@@ -69,6 +72,7 @@ async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
     load_args.streams = args.streams;
     load_args.in_flight = args.in_flight;
     load_args.batch_size = args.batch_size;
+    load_args.account_divisor = args.account_divisor;
     let s = load(&load_args).await?;
     println!("{}", s.report());
     let _ = tx.send(());

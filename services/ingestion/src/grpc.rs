@@ -61,10 +61,17 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         let r = request.into_inner();
         let rows = domain::accounts_batch(&r)?;
         let replace = r.replace_attributes;
+        let ids = self
+            .accounts_hook
+            .as_ref()
+            .map(|_| rows.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
         let (created_count, updated_count) = counts(
             self.write(|s| async move { st::upsert_accounts(&s, &rows, replace).await })
                 .await?,
         );
+        if let (Some(hook), Some(ids)) = (&self.accounts_hook, ids) {
+            hook(ids).await;
+        }
         Ok(Response::new(pb::UpsertAccountsResponse {
             created_count,
             updated_count,

@@ -7,6 +7,8 @@ pub mod domain;
 mod grpc;
 pub mod loader;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -48,13 +50,32 @@ pub struct Config {
     pub service: IngestionArgs,
 }
 
+/// Called with the ids of the accounts of an `UpsertAccounts` batch once it is
+/// committed, before the call returns; the all-in-one uses it to assign the accounts to
+/// their health profile at once (`vitals_profiles::assign::accounts_hook`). It cannot
+/// fail the call (the batch is stored): it logs its own errors.
+pub type AccountsHook =
+    Arc<dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// The ingestion gRPC service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct IngestionService {
     store: Store,
     /// Admits write transactions: one at a time on SQLite, so that writers queue here
     /// rather than poll SQLite's busy handler; `write_concurrency` on PostgreSQL.
     gate: Arc<tokio::sync::Semaphore>,
+    /// Run after each committed UpsertAccounts batch.
+    accounts_hook: Option<AccountsHook>,
+}
+
+impl std::fmt::Debug for IngestionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestionService")
+            .field("store", &self.store)
+            .field("gate", &self.gate)
+            .field("accounts_hook", &self.accounts_hook.is_some())
+            .finish()
+    }
 }
 
 impl IngestionService {
@@ -67,7 +88,14 @@ impl IngestionService {
         Self {
             store,
             gate: Arc::new(tokio::sync::Semaphore::new(permits)),
+            accounts_hook: None,
         }
+    }
+
+    /// The same service, running `hook` after every committed UpsertAccounts batch.
+    pub fn with_accounts_hook(mut self, hook: AccountsHook) -> Self {
+        self.accounts_hook = Some(hook);
+        self
     }
 }
 
@@ -78,9 +106,24 @@ pub fn register(
     args: &IngestionArgs,
     server: &ServerConfig,
 ) -> Result<(), RunError> {
+    register_with_hook(grpc, store, args, server, None)
+}
+
+/// [`register`], with an [`AccountsHook`] run after every committed UpsertAccounts batch.
+pub fn register_with_hook(
+    grpc: &mut GrpcServer,
+    store: Store,
+    args: &IngestionArgs,
+    server: &ServerConfig,
+    accounts_hook: Option<AccountsHook>,
+) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
+    let mut service = IngestionService::new(store, args.clone());
+    if let Some(hook) = accounts_hook {
+        service = service.with_accounts_hook(hook);
+    }
     grpc.add(
-        IngestionServiceServer::new(IngestionService::new(store, args.clone()))
+        IngestionServiceServer::new(service)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
     );

@@ -6,15 +6,29 @@
 //! loads a deterministic subset (accounts whose id is divisible by
 //! `VITALS_LOADER_TEST_DIVISOR`, default 210, i.e. every 30th account of the small set);
 //! the full set is loaded by the benchmark (docs/bench-ingestion.md).
+//!
+//! The churn outcomes the loader derives from the subscriptions are checked against the
+//! sample data's published figures (README of `shared/data`: 113 churned accounts in the
+//! small set, 722 in the full one, whose `book/active_period.csv.gz` churn dates must all
+//! be among them) and, over the wire, against a stand-in LearnerService that records what
+//! it is sent or answers UNIMPLEMENTED.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use common::start;
-use vitals_ingestion::loader::{LoadArgs, load};
-use vitals_test_support::backends;
+use chrono::NaiveDate;
+use common::{start, url_for};
+use tonic::{Request, Response, Status};
+use vitals_ingestion::loader::{Churn, LoadArgs, derive_churns, load};
+use vitals_ingestion::{IngestionArgs, register};
+use vitals_proto::learner::v1 as lpb;
+use vitals_proto::learner::v1::learner_service_server::{LearnerService, LearnerServiceServer};
+use vitals_server::{GrpcServer, ServerConfig};
+use vitals_test_support::{Backend, TestServer, backends};
 
 fn sample_dir() -> PathBuf {
     match std::env::var("VITALS_SAMPLE_DIR") {
@@ -89,6 +103,9 @@ async fn loader_matches_the_files_and_is_idempotent() {
             "{backend:?}"
         );
         assert!(s.skip_reasons.is_empty(), "{:?}", s.skip_reasons);
+        // This server hosts no LearnerService: the outcomes step is skipped with a notice
+        // (UNIMPLEMENTED), not a failure.
+        assert!(s.outcomes.is_none(), "{:?}", s.outcomes);
 
         assert_eq!(
             env.int("SELECT COUNT(*) FROM accounts").await as u64,
@@ -169,4 +186,272 @@ async fn loader_names_a_missing_folder() {
         "{msg}"
     );
     env.stop().await;
+}
+
+/// Gzip CSV text.
+fn read_gz(path: &Path) -> String {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut s = String::new();
+    flate2::read::GzDecoder::new(f)
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// (account, start, end) of every subscription row whose account passes `keep`.
+fn subscriptions(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, NaiveDate, Option<NaiveDate>)> {
+    read_gz(&dir.join("subscription.csv.gz"))
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| keep(f[0]))
+        .map(|f| {
+            (
+                f[0].to_string(),
+                date(f[2]),
+                (!f[3].is_empty()).then(|| date(f[3])),
+            )
+        })
+        .collect()
+}
+
+/// The sample data's end: churns are subscriptions ending on or before it.
+fn data_end() -> NaiveDate {
+    date("2020-06-01")
+}
+
+#[test]
+fn derived_churns_match_the_sample_data() {
+    let small = derive_churns(
+        &subscriptions(&vitals_test_support::sample_small(), |_| true),
+        data_end(),
+    );
+    let accounts: BTreeSet<&str> = small.iter().map(|c| c.account_id.as_str()).collect();
+    assert_eq!(small.len(), 113, "README: 113 churned by the end");
+    assert_eq!(accounts.len(), 113, "one churn per churned account here");
+
+    let Some(full) = vitals_test_support::sample_full() else {
+        return;
+    };
+    let churns = derive_churns(&subscriptions(&full, |_| true), data_end());
+    assert_eq!(churns.len(), 722, "README: 722 churned by the end");
+    let derived: BTreeSet<(String, NaiveDate)> =
+        churns.into_iter().map(|c| (c.account_id, c.date)).collect();
+    // The book's active periods (accounts active after its first month) with a churn date.
+    let book = full.join("book/active_period.csv.gz");
+    assert!(
+        book.is_file(),
+        "{} missing from the full sample data",
+        book.display()
+    );
+    let mut n = 0;
+    for l in read_gz(&book).lines().skip(1).filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[2].is_empty() {
+            continue;
+        }
+        n += 1;
+        assert!(
+            derived.contains(&(f[0].to_string(), date(f[2]))),
+            "book churn {l:?} not derived"
+        );
+    }
+    assert!(n > 500, "only {n} churn dates in {}", book.display());
+}
+
+/// A stand-in LearnerService: records the outcomes it is sent (a repeat of the same
+/// account, kind and time is a duplicate), or answers UNIMPLEMENTED like a learner
+/// that does not have the RPC yet.
+#[derive(Clone, Default)]
+struct FakeLearner {
+    implemented: bool,
+    got: Arc<Mutex<Vec<lpb::Outcome>>>,
+}
+
+fn unimplemented<T>(rpc: &str) -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(format!(
+        "{rpc}: not in this stand-in"
+    )))
+}
+
+#[tonic::async_trait]
+impl LearnerService for FakeLearner {
+    async fn record_outcomes(
+        &self,
+        request: Request<lpb::RecordOutcomesRequest>,
+    ) -> Result<Response<lpb::RecordOutcomesResponse>, Status> {
+        if !self.implemented {
+            return unimplemented("RecordOutcomes");
+        }
+        let outcomes = request.into_inner().outcomes;
+        assert!(
+            (1..=10_000).contains(&outcomes.len()),
+            "{} outcomes in one request",
+            outcomes.len()
+        );
+        let mut got = self.got.lock().unwrap();
+        let (mut recorded_count, mut duplicate_count) = (0, 0);
+        for o in outcomes {
+            if got.iter().any(|g| {
+                (&g.account_id, g.kind, g.occur_time) == (&o.account_id, o.kind, o.occur_time)
+            }) {
+                duplicate_count += 1;
+            } else {
+                got.push(o);
+                recorded_count += 1;
+            }
+        }
+        Ok(Response::new(lpb::RecordOutcomesResponse {
+            recorded_count,
+            duplicate_count,
+        }))
+    }
+    async fn list_outcomes(
+        &self,
+        _: Request<lpb::ListOutcomesRequest>,
+    ) -> Result<Response<lpb::ListOutcomesResponse>, Status> {
+        unimplemented("ListOutcomes")
+    }
+    async fn train(
+        &self,
+        _: Request<lpb::TrainRequest>,
+    ) -> Result<Response<lpb::TrainResponse>, Status> {
+        unimplemented("Train")
+    }
+    async fn get_weights(
+        &self,
+        _: Request<lpb::GetWeightsRequest>,
+    ) -> Result<Response<lpb::GetWeightsResponse>, Status> {
+        unimplemented("GetWeights")
+    }
+    async fn get_model(
+        &self,
+        _: Request<lpb::GetModelRequest>,
+    ) -> Result<Response<lpb::GetModelResponse>, Status> {
+        unimplemented("GetModel")
+    }
+    async fn list_models(
+        &self,
+        _: Request<lpb::ListModelsRequest>,
+    ) -> Result<Response<lpb::ListModelsResponse>, Status> {
+        unimplemented("ListModels")
+    }
+    async fn evaluate(
+        &self,
+        _: Request<lpb::EvaluateRequest>,
+    ) -> Result<Response<lpb::EvaluateResponse>, Status> {
+        unimplemented("Evaluate")
+    }
+    async fn predict_churn(
+        &self,
+        _: Request<lpb::PredictChurnRequest>,
+    ) -> Result<Response<lpb::PredictChurnResponse>, Status> {
+        unimplemented("PredictChurn")
+    }
+}
+
+/// The ingestion service and `learner` on one server, on a SQLite file.
+async fn start_with_learner(learner: FakeLearner) -> TestServer {
+    let config = ServerConfig::for_tests(url_for(Backend::Sqlite).await);
+    TestServer::start(|listener, shutdown| async move {
+        let store = vitals_server::open_store(&config).await?;
+        let mut grpc = GrpcServer::new();
+        register(&mut grpc, store.clone(), &IngestionArgs::default(), &config)?;
+        grpc.add(LearnerServiceServer::new(learner));
+        grpc.serve(&config, listener, shutdown).await?;
+        store.close().await?;
+        Ok(())
+    })
+    .await
+}
+
+// The outcomes step does not touch the ingestion store, so SQLite alone is enough here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_records_churn_dates_as_outcomes() {
+    let dir = vitals_test_support::sample_small();
+    // Every 35th account of the small set (ids divisible by 245): a few churns among them.
+    let divisor = 245;
+    let keep = |a: &str| a.parse::<u64>().is_ok_and(|n| n % divisor == 0);
+    let want: BTreeMap<String, NaiveDate> = derive_churns(&subscriptions(&dir, keep), data_end())
+        .into_iter()
+        .map(|Churn { account_id, date }| (account_id, date))
+        .collect();
+    assert!(
+        !want.is_empty(),
+        "no churn in the subset: change the divisor"
+    );
+
+    let learner = FakeLearner {
+        implemented: true,
+        ..Default::default()
+    };
+    let server = start_with_learner(learner.clone()).await;
+    let mut args = LoadArgs::new(&dir, server.url());
+    args.account_divisor = Some(divisor);
+    args.churn_cutoff = Some(data_end());
+    let s = load(&args).await.expect("load");
+    let o = s.outcomes.clone().expect("outcomes sent");
+    let n = want.len() as u64;
+    assert_eq!((o.read, o.accepted, o.duplicates, o.skipped), (n, n, 0, 0));
+    let got: BTreeMap<String, NaiveDate> = learner
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            assert_eq!(o.kind, lpb::OutcomeKind::Churned as i32, "{o:?}");
+            let t = o.occur_time.expect("occur_time");
+            assert_eq!(t.seconds % 86_400, 0, "midnight UTC: {o:?}");
+            let day = chrono::DateTime::from_timestamp(t.seconds, 0)
+                .expect("valid time")
+                .date_naive();
+            (o.account_id.clone(), day)
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Churned accounts are among the loaded ones: the subset's filter applies.
+    assert!(got.keys().all(|a| keep(a)));
+
+    // Again: the learner sees the same outcomes, all duplicates.
+    let again = load(&args).await.expect("second load");
+    let o = again.outcomes.expect("outcomes sent");
+    assert_eq!((o.read, o.accepted, o.duplicates), (n, 0, n));
+    assert_eq!(learner.got.lock().unwrap().len(), want.len());
+    server.stop().await.expect("stop");
+
+    // A learner without RecordOutcomes: the events are loaded, the outcomes skipped
+    // with a notice (summary.outcomes = None), and the load succeeds.
+    let learner = FakeLearner::default();
+    let server = start_with_learner(learner.clone()).await;
+    let mut args = LoadArgs::new(&dir, server.url());
+    args.account_divisor = Some(divisor);
+    let s = load(&args)
+        .await
+        .expect("load succeeds without the learner");
+    assert!(s.outcomes.is_none(), "{:?}", s.outcomes);
+    assert!(s.events.accepted > 0);
+    assert!(learner.got.lock().unwrap().is_empty());
+
+    // --no-outcomes: nothing is sent even to a learner that would record them.
+    let learner = FakeLearner {
+        implemented: true,
+        ..Default::default()
+    };
+    let server2 = start_with_learner(learner.clone()).await;
+    let mut args = LoadArgs::new(&dir, server2.url());
+    args.account_divisor = Some(divisor);
+    args.no_outcomes = true;
+    let s = load(&args).await.expect("load");
+    assert!(s.outcomes.is_none());
+    assert!(learner.got.lock().unwrap().is_empty());
+    server.stop().await.expect("stop");
+    server2.stop().await.expect("stop");
 }

@@ -290,6 +290,27 @@ pub async fn assign_accounts(store: &Store, ids: &[String]) -> Result<Report> {
     .await
 }
 
+/// What the all-in-one passes to the ingestion service (`AccountsHook` there): assigns
+/// the accounts of each committed UpsertAccounts batch by the rules, logging (not
+/// returning) errors; the pending pass retries whatever it missed.
+#[allow(clippy::type_complexity)]
+pub fn accounts_hook(
+    store: Store,
+) -> Arc<
+    dyn Fn(Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+> {
+    Arc::new(move |ids: Vec<String>| {
+        let store = store.clone();
+        Box::pin(async move {
+            if let Err(e) = assign_accounts(&store, &ids).await {
+                tracing::warn!(error = %e, accounts = ids.len(), "assignment after upsert failed; the pending pass retries");
+            }
+        })
+    })
+}
+
 /// Assigns every unpinned account that has no profile yet or changed since the rules
 /// last looked at it (what the frequent schedule runs).
 pub async fn assign_pending(store: &Store) -> Result<Report> {

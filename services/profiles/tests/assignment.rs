@@ -471,6 +471,30 @@ async fn weekly_run_and_upsert_hook_are_the_same_functions() {
 }
 
 #[tokio::test]
+async fn the_upsert_hook_assigns_only_the_named_accounts() {
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        env.profile("premium", r#"plan == "premium""#, 10).await;
+        env.put_account("a", attrs(&[("plan", json!("premium"))]), "active")
+            .await;
+        env.put_account("b", attrs(&[("plan", json!("premium"))]), "active")
+            .await;
+        env.put_account("c", attrs(&[("plan", json!("basic"))]), "active")
+            .await;
+        // What the all-in-one runs after an UpsertAccounts batch of a and c.
+        let hook = assign::accounts_hook(env.store.clone());
+        hook(vec!["a".into(), "c".into()]).await;
+        assert_eq!(env.stored("a").await.0.as_deref(), Some("premium"));
+        assert_eq!(env.stored("c").await.0.as_deref(), Some("default"));
+        assert_eq!(env.stored("b").await.0, None, "{backend:?}");
+        // Unknown ids are ignored, not an error.
+        hook(vec!["nobody".into()]).await;
+        assert_eq!(env.stored("b").await.0, None);
+        env.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn bad_cel_is_invalid_argument_with_field_and_position() {
     for backend in backends() {
         let env = Env::start(backend, quiet_args()).await;
