@@ -58,7 +58,15 @@ pub async fn run(
         );
     }
     let mut grpc = GrpcServer::new();
-    vitals_ingestion::register(&mut grpc, store.clone(), &config.ingestion, &config.server)?;
+    // Accounts get their health profile as soon as UpsertAccounts commits.
+    let assign = vitals_profiles::assign::accounts_hook(store.clone());
+    vitals_ingestion::register_with_hook(
+        &mut grpc,
+        store.clone(),
+        &config.ingestion,
+        &config.server,
+        Some(assign),
+    )?;
     vitals_profiles::register(&mut grpc, store.clone(), &config.profiles, &config.server)?;
     // The learner runs in this process: scoring calls it directly (no network hop)
     // unless --learner-url points at another one.
