@@ -311,6 +311,9 @@ async fn expect_invalid<T: std::fmt::Debug>(r: Result<T, tonic::Status>, field: 
 async fn bad_input_is_invalid_argument_naming_the_field() {
     for backend in backends() {
         let mut env = Env::start(backend, ScoringArgs::default()).await;
+        // Nothing to score is not an error.
+        let empty = env.compute_all().await;
+        assert_eq!((empty.scored_count, empty.snapshot_count), (0, 0));
         let c = &mut env.scoring;
         expect_invalid(
             c.list_scores(pb::ListScoresRequest {

@@ -502,6 +502,7 @@ pub(crate) async fn run(
         include_churned: false,
     };
     let loaded = load_inputs(conn, &query).await?;
+    let load_ms = started.elapsed().as_millis() as u64;
 
     // Profiles of the loaded accounts: their own, else the default one, else an
     // implicit profile "" with default settings.
@@ -552,6 +553,7 @@ pub(crate) async fn run(
         (c, loaded, profiles)
     };
 
+    let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
     // Scorecards of the scored accounts, then the global score.
     let fallback = computed.fallback;
     let (mut snapshots, mut details): (Vec<NewSnapshot>, Vec<StoredDetails>) = computed
@@ -635,6 +637,7 @@ pub(crate) async fn run(
     drop(details);
     snapshots.extend(card_snaps);
 
+    let write_from = started.elapsed().as_millis() as u64;
     // Previous latest rows, for the band changes.
     let before = ss::latest_of_accounts(conn, &ids).await?;
     let started_at = Utc::now();
@@ -699,6 +702,9 @@ pub(crate) async fn run(
         scored = n_scored,
         snapshots = snapshots.len(),
         band_changes,
+        load_ms,
+        compute_ms,
+        write_ms = started.elapsed().as_millis() as u64 - write_from,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "scoring run committed"
     );
