@@ -270,3 +270,87 @@ impl WeightsCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use super::*;
+
+    /// Answers with a model (mode 0), fails (1) or never answers (2).
+    struct Scripted(AtomicU8);
+
+    #[tonic::async_trait]
+    impl WeightsProvider for Scripted {
+        async fn get_weights(&self, profile: String) -> Result<lpb::GetWeightsResponse, Status> {
+            match self.0.load(Ordering::SeqCst) {
+                0 => Ok(lpb::GetWeightsResponse {
+                    profile,
+                    source: cpb::WeightsSource::Learned as i32,
+                    model: "models/p-1".into(),
+                    kpi_weights: vec![lpb::KpiWeight {
+                        kpi: "active_days".into(),
+                        weight: 1.0,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                1 => Err(Status::unavailable("down")),
+                _ => std::future::pending().await,
+            }
+        }
+    }
+
+    fn cache(mode: u8, ttl: Duration) -> (Arc<Scripted>, WeightsCache) {
+        let p = Arc::new(Scripted(AtomicU8::new(mode)));
+        let c = WeightsCache::new(Some(p.clone()), Duration::from_millis(20), ttl);
+        (p, c)
+    }
+
+    #[tokio::test]
+    async fn learned_then_last_known_when_down_or_silent() {
+        let (p, c) = cache(0, Duration::ZERO);
+        let w = c.weights("p").await;
+        assert_eq!(
+            (w.source, w.model.as_str()),
+            (Source::Learned, "models/p-1")
+        );
+        assert_eq!(w.kpi_weights.get("active_days"), Some(&1.0));
+        p.0.store(1, Ordering::SeqCst);
+        let w = c.weights("p").await;
+        assert_eq!(
+            (w.source, w.model.as_str()),
+            (Source::LastKnown, "models/p-1")
+        );
+        p.0.store(2, Ordering::SeqCst);
+        let w = c.weights("p").await;
+        assert_eq!(w.source, Source::LastKnown, "a learner that never answers");
+        // Another profile has nothing cached: uniform.
+        let w = c.weights("q").await;
+        assert_eq!((w.source, w.model.as_str()), (Source::Uniform, ""));
+        assert!(w.kpi_weights.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fresh_answer_is_reused_within_the_ttl() {
+        let (p, c) = cache(0, Duration::from_secs(3600));
+        assert_eq!(c.weights("p").await.source, Source::Learned);
+        p.0.store(1, Ordering::SeqCst);
+        assert_eq!(
+            c.weights("p").await.source,
+            Source::Learned,
+            "not asked again"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_learner_or_no_model_is_uniform() {
+        let c = WeightsCache::new(None, Duration::from_millis(20), Duration::ZERO);
+        assert_eq!(c.weights("p").await.source, Source::Uniform);
+        let none = Weights::from_response(lpb::GetWeightsResponse {
+            source: cpb::WeightsSource::Uniform as i32,
+            ..Default::default()
+        });
+        assert_eq!(none, Weights::uniform());
+    }
+}

@@ -718,3 +718,97 @@ pub(crate) async fn run(
         profiles: summaries,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(mode: &str, usage: f64, pulse: f64) -> ProfileRecord {
+        let now = Utc::now();
+        ProfileRecord {
+            id: "p".into(),
+            display_name: "P".into(),
+            description: String::new(),
+            weights: sp::StoredWeights {
+                usage,
+                pulse,
+                ..Default::default()
+            },
+            rule: String::new(),
+            priority: 0,
+            min_population: 10,
+            weights_mode: mode.into(),
+            kpis: vec!["active_days".into()],
+            is_default: false,
+            yellow_from: None,
+            green_from: None,
+            window_days: None,
+            trend_weight: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn learned() -> Weights {
+        Weights {
+            source: Source::Learned,
+            suggested_category: Some([0.0, 0.0, 0.0, 1.0, 0.0]),
+            kpi_weights: HashMap::from([("active_days".to_string(), 0.5)]),
+            ..Weights::uniform()
+        }
+    }
+
+    #[test]
+    fn category_weights_follow_the_weights_mode() {
+        let w = learned();
+        let manual = category_weights(Some(&profile("manual", 3.0, 1.0)), &w);
+        assert_eq!(
+            (manual.usage, manual.pulse, manual.contract),
+            (0.75, 0.25, 0.0)
+        );
+        let l = category_weights(Some(&profile("learned", 3.0, 1.0)), &w);
+        assert_eq!((l.usage, l.contract), (0.0, 1.0));
+        let b = category_weights(Some(&profile("blended", 3.0, 1.0)), &w);
+        assert_eq!((b.usage, b.pulse, b.contract), (0.375, 0.125, 0.5));
+        // Learned mode without a suggestion keeps the profile's own weights.
+        let u = category_weights(Some(&profile("learned", 1.0, 1.0)), &Weights::uniform());
+        assert_eq!((u.usage, u.pulse), (0.5, 0.5));
+        assert_eq!(category_weights(None, &w), manual_default());
+    }
+
+    fn manual_default() -> core::CategoryWeights {
+        core::CategoryWeights {
+            usage: 0.0,
+            conversations: 0.0,
+            pulse: 0.0,
+            contract: 1.0,
+            custom: 0.0,
+        }
+    }
+
+    #[test]
+    fn kpi_weights_apply_selection_learned_weights_and_field_weights() {
+        let spec = core::CatalogueSpec {
+            event_types: vec!["login".into()],
+            score_fields: vec!["nps".into()],
+            ..Default::default()
+        };
+        let catalogue = core::Catalogue::new(&spec).expect("catalogue");
+        let mut p = profile("manual", 1.0, 1.0);
+        p.weights.custom_score_fields.insert("nps".into(), 2.5);
+        let at = |name: &str| catalogue.index_of(name).expect(name);
+        let w = kpi_weights(&catalogue, &spec, Some(&p), &learned());
+        assert_eq!(w[at("active_days")], 0.5);
+        assert_eq!(
+            w[at("key_events")],
+            0.0,
+            "outside the profile's KPI selection"
+        );
+        assert_eq!(w[at("score_field_nps")], 2.5);
+        p.kpis.clear();
+        let w = kpi_weights(&catalogue, &spec, Some(&p), &Weights::uniform());
+        assert!(w.iter().all(|x| *x > 0.0), "uniform: every KPI counts");
+        let w = kpi_weights(&catalogue, &spec, Some(&p), &learned());
+        assert_eq!(w[at("key_events")], 0.0, "a KPI the learner does not list");
+    }
+}
