@@ -2,6 +2,8 @@
 //! process, on one port, over one database (an embedded SQLite file by default). This is
 //! how Vitals runs on a laptop; production runs the four binaries apart (see `deploy/`).
 
+pub mod demo;
+
 use tokio::net::TcpListener;
 use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
 

@@ -3,6 +3,8 @@
 //! - `vitals serve`: every service in one process on one port (SQLite file by default).
 //! - `vitals migrate`: apply the database migrations and exit (the Kubernetes Job).
 //! - `vitals load`: stream a folder of sample-format CSV data into a running Vitals.
+//! - `vitals demo`: start Vitals in this process, load the sample data, train, score and
+//!   print a portfolio summary (see `vitals::demo`).
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ enum Command {
     },
     /// Load a customer base (sample-data CSV folder) into a running Vitals over gRPC.
     Load(vitals_ingestion::loader::LoadArgs),
+    /// Run the whole product on the sample data and print a portfolio summary.
+    Demo(vitals::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,30 @@ fn main() -> ExitCode {
             async move { vitals::migrate(&database_url).await },
         ),
         Command::Load(args) => load(args),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+/// `vitals demo`: prints the progress and the summary on stdout; exit code 1 on failure
+/// (64 when the sample data is missing).
+fn demo(args: vitals::demo::DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(vitals::demo::run(&args, &mut stdout)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
