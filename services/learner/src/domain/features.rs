@@ -73,15 +73,32 @@ struct OwnedInputs {
 }
 
 impl OwnedInputs {
-    fn view(&self) -> AccountInputs<'_> {
+    /// Sorts every dated input by date, so that [`OwnedInputs::view_at`] can cut prefixes.
+    fn sort(&mut self) {
+        self.usage.sort_by_key(|u| u.day);
+        self.interactions.sort_by_key(|x| x.at);
+        self.pulses.sort_by_key(|p| p.at);
+        self.subscriptions.sort_by_key(|s| s.start);
+        self.custom_metrics.sort_by_key(|m| m.at);
+        self.webhook_signals.sort_by_key(|w| w.at);
+    }
+
+    /// The inputs as they were on file at the end of day `t`: nothing dated after `t`.
+    /// Scoring-core already ignores most later data, but not everything: e.g. it extends
+    /// the renewal date through subscriptions booked in advance, and a subscription row
+    /// starting after `t` was not booked at `t` in a history (it would leak the renewal).
+    fn view_at(&self, t: NaiveDate) -> AccountInputs<'_> {
         AccountInputs {
-            usage: &self.usage,
-            interactions: &self.interactions,
-            pulses: &self.pulses,
-            subscriptions: &self.subscriptions,
-            custom_metrics: &self.custom_metrics,
+            usage: &self.usage[..self.usage.partition_point(|u| u.day <= t)],
+            interactions: &self.interactions[..self.interactions.partition_point(|x| x.at <= t)],
+            pulses: &self.pulses[..self.pulses.partition_point(|p| p.at <= t)],
+            subscriptions: &self.subscriptions
+                [..self.subscriptions.partition_point(|s| s.start <= t)],
+            custom_metrics: &self.custom_metrics
+                [..self.custom_metrics.partition_point(|m| m.at <= t)],
             score_fields: &[],
-            webhook_signals: &self.webhook_signals,
+            webhook_signals: &self.webhook_signals
+                [..self.webhook_signals.partition_point(|w| w.at <= t)],
             attributes: self.attributes,
         }
     }
@@ -353,6 +370,9 @@ impl Population {
                 });
             }
         }
+        for inp in &mut inputs {
+            inp.sort();
+        }
         let mut accounts = Vec::with_capacity(history.accounts.len());
         for (i, a) in history.accounts.iter().enumerate() {
             inputs[i].attributes = AccountAttributes {
@@ -413,10 +433,13 @@ impl Population {
             .iter()
             .map(|&i| self.accounts[i].profile as u32)
             .collect();
-        let views: Vec<AccountInputs<'_>> = rows.iter().map(|&i| self.inputs[i].view()).collect();
         let as_of = d
             .checked_sub_days(Days::new(1))
             .ok_or_else(|| Error::Internal(format!("no day before {d}")))?;
+        let views: Vec<AccountInputs<'_>> = rows
+            .iter()
+            .map(|&i| self.inputs[i].view_at(as_of))
+            .collect();
         let batch = compute_kpis(&self.catalogue, &self.kpi_config, as_of, &views)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let configs: Vec<ProfileConfig> = self.profiles.iter().map(|p| p.config.clone()).collect();
