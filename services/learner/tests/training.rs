@@ -613,3 +613,70 @@ async fn training_starts_by_itself_after_n_new_outcomes() {
         env.stop().await;
     }
 }
+
+/// No leakage: every account has the same usage (none) and the same monthly subscription
+/// rows up to its churn, and retained accounts have their next month booked in advance. A
+/// row starting after an observation date was not on file at that date; if the features
+/// saw it, the renewal date would separate churners from retained accounts perfectly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_booked_after_an_observation_date_do_not_leak() {
+    use vitals_store::entity::{account, subscription};
+    use vitals_store::sea_orm::ActiveModelTrait;
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let start = NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
+        let period = |k: u64| start.checked_add_days(Days::new(30 * k)).expect("date");
+        let mut outcomes = Vec::new();
+        for i in 0..30u64 {
+            let id = format!("acct-{i:03}");
+            account::Model {
+                id: id.clone(),
+                name: id.clone(),
+                attributes: serde_json::json!({}),
+                profile_id: None,
+                pinned: false,
+                status: "active".into(),
+                created_at: at(start),
+                updated_at: at(start),
+            }
+            .into_active_model()
+            .insert(env.store.conn())
+            .await
+            .expect("account");
+            // Every third account churns at the end of month 3..=7; the others renew
+            // through month 9 (the last month booked ahead of the end of the data).
+            let months = if i % 3 == 0 { 3 + (i / 3) % 5 } else { 9 };
+            if i % 3 == 0 {
+                outcomes.push(common::churn(&id, period(months)));
+            }
+            for k in 0..months {
+                subscription::Model {
+                    account_id: id.clone(),
+                    id: format!("{id}-{k}"),
+                    product: "basic".into(),
+                    starts_at: at(period(k)),
+                    ends_at: Some(at(period(k + 1))),
+                    mrr: 10.0,
+                    quantity: None,
+                    units: None,
+                    bill_period_months: 1,
+                    is_addon: false,
+                    discount: 0.0,
+                }
+                .into_active_model()
+                .insert(env.store.conn())
+                .await
+                .expect("subscription");
+            }
+        }
+        env.record(outcomes).await;
+        let trained = env.train(period(8), options(10.0)).await.expect("train");
+        let m = global(&trained);
+        let auc = m.training_metrics.as_ref().expect("metrics").auc;
+        assert!(
+            auc < 0.7,
+            "in-sample AUC {auc}: the future leaked into the features"
+        );
+        env.stop().await;
+    }
+}
