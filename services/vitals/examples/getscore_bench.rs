@@ -1,0 +1,224 @@
+//! Benchmark: `ScoringService.GetScore` latency and throughput under concurrent clients
+//! over loopback.
+//!
+//! ```sh
+//! cargo run --release -p vitals --example getscore_bench                  # 64 clients, SQLite
+//! cargo run --release -p vitals --example getscore_bench -- --postgres postgres://postgres@127.0.0.1:5432
+//! cargo run --release -p vitals --example getscore_bench -- --database-url URL   # an already scored database
+//! ```
+//!
+//! The all-in-one server runs in this process (auth off) on a database holding scores:
+//! the one given with `--database-url` when it already has scores, else a fresh one with
+//! the synthetic portfolio of `bench_common` (`--accounts`, default 100,000) scored once.
+//! Then `--clients` tasks (default 64), each with its own HTTP/2 connection, call GetScore
+//! back to back for pseudo-random accounts (full view, the profile scorecard) for
+//! `--warmup` seconds (not recorded) and `--seconds` seconds (recorded). Client and
+//! server share the machine's cores. Figures go to docs/bench-scoring-service.md.
+
+mod bench_common;
+
+use std::time::{Duration, Instant};
+
+use bench_common::{Error, Rng, Server, account_id, create_profiles, generate, loadavg};
+use vitals_proto::profiles::v1 as ppb;
+use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
+use vitals_proto::scoring::v1 as spb;
+use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+
+struct Args {
+    accounts: u32,
+    clients: u32,
+    seconds: u64,
+    warmup: u64,
+    database_url: Option<String>,
+    postgres: Option<String>,
+}
+
+fn parse() -> Result<Args, Error> {
+    let mut a = Args {
+        accounts: 100_000,
+        clients: 64,
+        seconds: 20,
+        warmup: 3,
+        database_url: None,
+        postgres: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--accounts" => a.accounts = val()?.parse()?,
+            "--clients" => a.clients = val()?.parse()?,
+            "--seconds" => a.seconds = val()?.parse()?,
+            "--warmup" => a.warmup = val()?.parse()?,
+            "--database-url" => a.database_url = Some(val()?),
+            "--postgres" => a.postgres = Some(val()?),
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; flags: --accounts N --clients N --seconds N \
+                     --warmup N --database-url URL | --postgres SERVER_URL"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = parse()?;
+    let tmp = std::env::temp_dir().join(format!("vitals-getscore-bench-{}", std::process::id()));
+    let (url, fresh_pg) = match (&args.database_url, &args.postgres) {
+        (Some(u), _) => (u.clone(), false),
+        (None, Some(server)) => (bench_common::fresh_postgres(server).await?, true),
+        (None, None) => {
+            std::fs::create_dir_all(&tmp)?;
+            (
+                format!("sqlite://{}?mode=rwc", tmp.join("bench.db").display()),
+                false,
+            )
+        }
+    };
+    let server = Server::start(&url).await?;
+    let channel = server.channel().await?;
+    let mut scoring = ScoringServiceClient::new(channel.clone());
+
+    // Scores to read: the database's, or a fresh portfolio scored once.
+    let listed = scoring
+        .list_scores(spb::ListScoresRequest {
+            page_size: 1,
+            order_by: "account_id".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let accounts = if listed.total_size > 0 {
+        println!("reusing the {} scores of {url}", listed.total_size);
+        // Synthetic ids when the database was made by these benches, else the listed
+        // ones page by page.
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = scoring
+                .list_scores(spb::ListScoresRequest {
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    order_by: "account_id".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            ids.extend(page.snapshots.into_iter().map(|s| s.account_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        ids
+    } else {
+        create_profiles(channel.clone()).await?;
+        let store = vitals_store::Store::connect(&url).await?;
+        let g = generate(&store, args.accounts, 90, chrono::Utc::now().date_naive()).await?;
+        store.close().await?;
+        println!(
+            "generated {} accounts, {} usage_daily rows in {:.1} s",
+            g.accounts,
+            g.usage_rows,
+            g.elapsed.as_secs_f64()
+        );
+        ProfilesServiceClient::new(channel.clone())
+            .reassign_accounts(ppb::ReassignAccountsRequest {
+                dry_run: false,
+                max_moves: 1,
+            })
+            .await?;
+        let t = Instant::now();
+        let r = scoring
+            .compute_scores(spb::ComputeScoresRequest::default())
+            .await?
+            .into_inner();
+        println!(
+            "scored {} accounts in {:.1} s",
+            r.scored_count,
+            t.elapsed().as_secs_f64()
+        );
+        (0..args.accounts).map(account_id).collect()
+    };
+    if accounts.is_empty() {
+        return Err("no account to read".into());
+    }
+    let accounts = std::sync::Arc::new(accounts);
+
+    println!(
+        "GetScore bench: {} clients (one connection each), {} s warm-up + {} s measured, \
+         {} accounts, database {}",
+        args.clients,
+        args.warmup,
+        args.seconds,
+        accounts.len(),
+        vitals_store::redact_url(&url)
+    );
+    let load_before = loadavg();
+    let start = Instant::now();
+    let record_from = start + Duration::from_secs(args.warmup);
+    let end = record_from + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let mut client = ScoringServiceClient::new(server.channel().await?);
+        let accounts = accounts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(1000 + u64::from(c));
+            let mut lat: Vec<u32> = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let id = accounts[rng.below(accounts.len() as u64) as usize].clone();
+                let t = Instant::now();
+                let r = client
+                    .get_score(spb::GetScoreRequest {
+                        account_id: id,
+                        scorecard: String::new(),
+                        as_of: None,
+                    })
+                    .await;
+                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                if t >= record_from {
+                    match r {
+                        Ok(_) => lat.push(us),
+                        Err(_) => errors += 1,
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    let (p50, p90, p99, max) = bench_common::percentiles(&mut all);
+    println!(
+        "GetScore: {} calls ok, {errors} errors in {} s = {:.0} calls/s; latency p50 {p50:.2} \
+         ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; load average before {load_before}, \
+         after {}",
+        all.len(),
+        args.seconds,
+        all.len() as f64 / args.seconds as f64,
+        loadavg()
+    );
+    server.stop().await?;
+    if fresh_pg {
+        bench_common::drop_postgres(&url).await?;
+    }
+    if args.database_url.is_none() && args.postgres.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
