@@ -249,11 +249,13 @@ async fn rpc_and_domain_metrics_are_recorded() {
     let _serial = SERIAL.lock().await;
     let otel = otel();
     let events = KeyValue::new("kind", "event");
+    let accounts = KeyValue::new("kind", "account");
     let request = KeyValue::new("trigger", "request");
     let failed = KeyValue::new("outcome", "failed");
     let uniform = KeyValue::new("weights", "uniform");
     let before = [
         counter(otel, metrics::EVENTS_INGESTED, &events),
+        counter(otel, metrics::EVENTS_INGESTED, &accounts),
         counter(otel, metrics::SCORES_COMPUTED, &request),
         counter(otel, metrics::TRAINING_RUNS, &failed),
         counter(otel, metrics::LEARNER_FALLBACKS, &uniform),
@@ -313,6 +315,7 @@ async fn rpc_and_domain_metrics_are_recorded() {
 
     let after = [
         counter(otel, metrics::EVENTS_INGESTED, &events),
+        counter(otel, metrics::EVENTS_INGESTED, &accounts),
         counter(otel, metrics::SCORES_COMPUTED, &request),
         counter(otel, metrics::TRAINING_RUNS, &failed),
         counter(otel, metrics::LEARNER_FALLBACKS, &uniform),
@@ -323,11 +326,12 @@ async fn rpc_and_domain_metrics_are_recorded() {
     ];
     let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     assert_eq!(d[0], 2, "events ingested: the duplicate e1 is not counted");
-    assert_eq!(d[1], u64::from(run.scored_count), "scores computed");
-    assert_eq!(d[2], 1, "failed training runs");
-    assert!(d[3] >= 1, "learner fallbacks to uniform weights");
-    assert_eq!(d[4], 3, "IngestEvent OK");
-    assert_eq!(d[5], 1, "IngestEvent INVALID_ARGUMENT");
-    assert_eq!(d[6], 1, "ComputeScores OK");
-    assert_eq!(d[7], 1, "Train FAILED_PRECONDITION");
+    assert_eq!(d[1], 2, "accounts upserted");
+    assert_eq!(d[2], u64::from(run.scored_count), "scores computed");
+    assert_eq!(d[3], 1, "failed training runs");
+    assert!(d[4] >= 1, "learner fallbacks to uniform weights");
+    assert_eq!(d[5], 3, "IngestEvent OK");
+    assert_eq!(d[6], 1, "IngestEvent INVALID_ARGUMENT");
+    assert_eq!(d[7], 1, "ComputeScores OK");
+    assert_eq!(d[8], 1, "Train FAILED_PRECONDITION");
 }

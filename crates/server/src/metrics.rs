@@ -87,8 +87,9 @@ fn instruments() -> &'static Instruments {
 }
 
 /// Records `n` items of `kind` stored by ingestion, after their transaction committed.
-/// `kind` is one of: `event`, `interaction`, `pulse`, `subscription`, `custom_metric`,
-/// `custom_score_field`, `webhook_signal`, `account`, `contact`.
+/// `kind` is one of: `event`, `account`, `contact`, `interaction`, `pulse`,
+/// `subscription`, `event_type`, `custom_metric_definition`, `custom_metric`,
+/// `custom_score_field`, `webhook_signal`.
 pub fn events_ingested(kind: &'static str, n: u64) {
     if n > 0 {
         instruments()

@@ -46,7 +46,10 @@ impl IngestionService {
     }
 }
 
-fn counts(u: st::Upserted) -> (u32, u32) {
+/// The (created, updated) counts of a committed write, counted in `vitals.ingested` under
+/// `kind` (rows created or updated; rows left as they were are not counted).
+fn counts(kind: &'static str, u: st::Upserted) -> (u32, u32) {
+    vitals_server::metrics::events_ingested(kind, u64::from(u.created) + u64::from(u.updated));
     (u.created, u.updated)
 }
 
@@ -66,6 +69,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
             .as_ref()
             .map(|_| rows.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
         let (created_count, updated_count) = counts(
+            "account",
             self.write(|s| async move { st::upsert_accounts(&s, &rows, replace).await })
                 .await?,
         );
@@ -153,6 +157,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::UpsertContactsResponse>, Status> {
         let rows = domain::contacts_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "contact",
             self.write(|s| async move { st::upsert_contacts(&s, &rows).await })
                 .await?,
         );
@@ -250,6 +255,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         .await
         .map_err(|e| ApiError::Internal(format!("sentiment task failed: {e}")))?;
         let (created_count, updated_count) = counts(
+            "interaction",
             self.write(|s| async move { st::record_interactions(&s, &rows).await })
                 .await?,
         );
@@ -266,6 +272,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::RecordPulsesResponse>, Status> {
         let rows = domain::pulses_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "pulse",
             self.write(|s| async move { st::record_pulses(&s, &rows).await })
                 .await?,
         );
@@ -281,6 +288,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::UpsertSubscriptionsResponse>, Status> {
         let rows = domain::subscriptions_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "subscription",
             self.write(|s| async move { st::upsert_subscriptions(&s, &rows).await })
                 .await?,
         );
@@ -296,6 +304,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::UpsertEventTypesResponse>, Status> {
         let rows = domain::event_types_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "event_type",
             self.write(|s| async move { st::upsert_event_types(&s, &rows).await })
                 .await?,
         );
@@ -343,6 +352,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::UpsertCustomMetricDefinitionsResponse>, Status> {
         let rows = domain::metric_definitions_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "custom_metric_definition",
             self.write(|s| async move { st::upsert_metric_definitions(&s, &rows).await })
                 .await?,
         );
@@ -358,6 +368,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::RecordCustomMetricsResponse>, Status> {
         let rows = domain::custom_metrics_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "custom_metric",
             self.write(|s| async move { st::record_custom_metrics(&s, &rows).await })
                 .await?,
         );
@@ -375,6 +386,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         let set_count = self
             .write(|s| async move { st::set_custom_score_fields(&s, &rows).await })
             .await?;
+        vitals_server::metrics::events_ingested("custom_score_field", u64::from(set_count));
         Ok(Response::new(pb::SetCustomScoreFieldsResponse {
             set_count,
         }))
@@ -386,6 +398,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::RecordWebhookSignalsResponse>, Status> {
         let rows = domain::signals_batch(request.get_ref())?;
         let (created_count, updated_count) = counts(
+            "webhook_signal",
             self.write(|s| async move { st::record_webhook_signals(&s, &rows).await })
                 .await?,
         );
