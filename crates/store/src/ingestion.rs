@@ -24,11 +24,13 @@
 //! - `custom_metric_definitions.direction`: `higher_is_better`, `lower_is_better`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait, Value,
+    ConnAcquireErr, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult,
+    RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+    sqlx,
 };
 
 use crate::{Store, StoreError};
@@ -527,6 +529,12 @@ type DayKey<'a> = (&'a str, NaiveDate, &'a str);
 /// batch, is a duplicate and changes nothing. The roll-up (count, distinct users, value
 /// sum per account, UTC day and event type) and the event type's running count move
 /// exactly once per new event, in the same transaction as the event itself.
+///
+/// This is the hot path of streaming ingestion, so it talks to the sqlx pool under
+/// sea-orm directly (same tables, same column encodings as the ORM's): on PostgreSQL
+/// every statement binds one array per column and reads it back with `UNNEST`, so the
+/// five statements of a batch are the same five prepared statements whatever the batch
+/// size; on SQLite they are multi-row `VALUES` lists, chunked under the parameter limit.
 pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWritten, StoreError> {
     if events.is_empty() {
         return Ok(EventsWritten::default());
@@ -546,214 +554,551 @@ pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWr
         events[*a].account_id == events[*b].account_id && events[*a].event_id == events[*b].event_id
     });
     let in_batch_repeats = events.len() - order.len();
+    let sorted: Vec<&NewEvent> = order.iter().map(|&i| &events[i]).collect();
+    let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
 
-    let tx = begin_write(store).await?;
-    let accounts = distinct_sorted(order.iter().map(|&i| events[i].account_id.as_str()));
-    ensure_accounts(&tx, &accounts).await?;
-
-    let rows: Vec<Vec<Value>> = order
-        .iter()
-        .map(|&i| {
-            let e = &events[i];
-            vec![
-                Value::from(e.account_id.clone()),
-                Value::from(e.event_id.clone()),
-                Value::from(e.user_id.clone()),
-                Value::from(e.event_type.clone()),
-                Value::from(e.occurred_at),
-                Value::from(e.value),
-            ]
-        })
-        .collect();
-    let returned = insert_rows(
-        &tx,
-        "events",
-        &[
-            "account_id",
-            "event_id",
-            "user_id",
-            "event_type",
-            "occurred_at",
-            "value",
-        ],
-        rows,
-        "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id",
-        true,
-    )
-    .await?;
-
-    // Which events are new: all of them when every row came back (the common case),
-    // else match the returned keys.
-    let new: Vec<&NewEvent> = if returned.len() == order.len() {
-        order.iter().map(|&i| &events[i]).collect()
-    } else {
-        let mut keys: HashSet<(String, String)> = HashSet::with_capacity(returned.len());
-        for r in &returned {
-            keys.insert((
-                r.try_get::<String>("", "account_id")?,
-                r.try_get::<String>("", "event_id")?,
-            ));
+    let accepted = match store.backend() {
+        DbBackend::Postgres => {
+            pg::write_events(
+                store.conn().get_postgres_connection_pool(),
+                &accounts,
+                &sorted,
+            )
+            .await
         }
-        order
-            .iter()
-            .map(|&i| &events[i])
-            .filter(|e| keys.contains(&(e.account_id.clone(), e.event_id.clone())))
-            .collect()
-    };
-
-    if !new.is_empty() {
-        write_rollups(&tx, &new).await?;
+        _ => {
+            lite::write_events(
+                store.conn().get_sqlite_connection_pool(),
+                &accounts,
+                &sorted,
+            )
+            .await
+        }
     }
-    tx.commit().await?;
+    .map_err(sqlx_err)?;
 
-    let accepted = new.len();
     Ok(EventsWritten {
         accepted: accepted as u32,
-        duplicates: (order.len() - accepted + in_batch_repeats) as u32,
+        duplicates: (sorted.len() - accepted + in_batch_repeats) as u32,
     })
 }
 
-/// Adds the new events to `usage_daily`, `usage_daily_users` and `event_types`.
-async fn write_rollups(tx: &DatabaseTransaction, new: &[&NewEvent]) -> Result<(), DbErr> {
-    // (count, value sum, distinct users added) per roll-up row.
-    let mut days: BTreeMap<DayKey<'_>, (i64, f64, i64)> = BTreeMap::new();
-    let mut users: BTreeSet<(&str, NaiveDate, &str, &str)> = BTreeSet::new();
-    let mut per_type: BTreeMap<&str, i64> = BTreeMap::new();
-    for e in new {
-        let day = e.occurred_at.date_naive();
-        let entry = days
-            .entry((e.account_id.as_str(), day, e.event_type.as_str()))
-            .or_default();
-        entry.0 += 1;
-        entry.1 += e.value.unwrap_or(0.0);
-        if let Some(u) = &e.user_id {
-            users.insert((
-                e.account_id.as_str(),
-                day,
-                e.event_type.as_str(),
-                u.as_str(),
-            ));
+/// A driver error as the ORM would have reported it.
+fn sqlx_err(e: sqlx::Error) -> DbErr {
+    match e {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        e => DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))),
+    }
+}
+
+/// The events of `sorted` whose key is in `returned` (the keys the insert stored).
+fn new_events<'e>(
+    sorted: &[&'e NewEvent],
+    returned: &HashSet<(String, String)>,
+) -> Vec<&'e NewEvent> {
+    sorted
+        .iter()
+        .filter(|e| returned.contains(&(e.account_id.clone(), e.event_id.clone())))
+        .copied()
+        .collect()
+}
+
+/// The roll-up rows that a set of new events adds to.
+struct Rollups<'a> {
+    /// (count, value sum, distinct users added) per `usage_daily` row.
+    days: BTreeMap<DayKey<'a>, (i64, f64, i64)>,
+    /// `usage_daily_users` rows (account, day, type, user), sorted.
+    users: BTreeSet<(&'a str, NaiveDate, &'a str, &'a str)>,
+    /// New events per event type.
+    per_type: BTreeMap<&'a str, i64>,
+}
+
+impl<'a> Rollups<'a> {
+    fn of(new: &[&'a NewEvent]) -> Self {
+        let mut r = Self {
+            days: BTreeMap::new(),
+            users: BTreeSet::new(),
+            per_type: BTreeMap::new(),
+        };
+        for e in new {
+            let day = e.occurred_at.date_naive();
+            let entry = r
+                .days
+                .entry((e.account_id.as_str(), day, e.event_type.as_str()))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += e.value.unwrap_or(0.0);
+            if let Some(u) = &e.user_id {
+                r.users.insert((
+                    e.account_id.as_str(),
+                    day,
+                    e.event_type.as_str(),
+                    u.as_str(),
+                ));
+            }
+            *r.per_type.entry(e.event_type.as_str()).or_default() += 1;
         }
-        *per_type.entry(e.event_type.as_str()).or_default() += 1;
+        r
     }
 
-    if !users.is_empty() {
-        let rows = users
-            .iter()
-            .map(|(a, d, t, u)| {
-                vec![
-                    Value::from(a.to_string()),
-                    Value::from(*d),
-                    Value::from(t.to_string()),
-                    Value::from(u.to_string()),
-                ]
-            })
-            .collect();
-        let added = insert_rows(
-            tx,
-            "usage_daily_users",
-            &["account_id", "day", "event_type", "user_id"],
-            rows,
-            "ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
-             RETURNING account_id, day, event_type",
-            true,
-        )
-        .await?;
-        if added.len() == users.len() {
-            for (a, d, t, _) in &users {
-                if let Some(v) = days.get_mut(&(*a, *d, *t)) {
+    /// Counts the distinct users new to their day: every row of `users` when all were
+    /// inserted, else the (account, day, type) of each inserted row in `added`.
+    fn count_new_users(&mut self, all: bool, added: &[(String, NaiveDate, String)]) {
+        if all {
+            for (a, d, t, _) in &self.users {
+                if let Some(v) = self.days.get_mut(&(*a, *d, *t)) {
                     v.2 += 1;
                 }
             }
         } else {
-            let mut counts: HashMap<(String, NaiveDate, String), i64> = HashMap::new();
-            for r in &added {
-                *counts
-                    .entry((
-                        r.try_get::<String>("", "account_id")?,
-                        r.try_get::<NaiveDate>("", "day")?,
-                        r.try_get::<String>("", "event_type")?,
-                    ))
-                    .or_default() += 1;
+            let mut counts: HashMap<(&str, NaiveDate, &str), i64> = HashMap::new();
+            for (a, d, t) in added {
+                *counts.entry((a.as_str(), *d, t.as_str())).or_default() += 1;
             }
-            for ((a, d, t), v) in days.iter_mut() {
-                if let Some(n) = counts.get(&(a.to_string(), *d, t.to_string())) {
+            for (k, v) in self.days.iter_mut() {
+                if let Some(n) = counts.get(k) {
                     v.2 += n;
                 }
             }
         }
     }
+}
 
-    let rows = days
-        .iter()
-        .map(|((a, d, t), (n, sum, du))| {
-            vec![
-                Value::from(a.to_string()),
-                Value::from(*d),
-                Value::from(t.to_string()),
-                Value::from(*n),
-                Value::from(*du),
-                Value::from(*sum),
-            ]
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "usage_daily",
-        &[
-            "account_id",
-            "day",
-            "event_type",
-            "count",
-            "distinct_users",
-            "value_sum",
-        ],
-        rows,
-        "ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
-         count = usage_daily.count + excluded.count, \
-         distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
-         value_sum = usage_daily.value_sum + excluded.value_sum",
-        false,
-    )
-    .await?;
+/// The events path on PostgreSQL: one array per column, `UNNEST`ed by prepared
+/// statements that do not depend on the batch size.
+mod pg {
+    use super::*;
+    use sqlx::postgres::{PgArguments, PgPool};
+    use sqlx::{Arguments, Row};
 
-    // Last: the event-type counters are the rows every batch shares, so they are
-    // locked for the shortest time (until the commit that follows).
-    let now = Utc::now();
-    let rows = per_type
-        .iter()
-        .map(|(t, n)| {
-            vec![
-                Value::from(t.to_string()),
-                Value::from(String::new()),
-                Value::from(false),
-                Value::from(String::new()),
-                Value::from(false),
-                Value::from(*n),
-                Value::from(now),
-                Value::from(now),
-            ]
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "event_types",
-        &[
-            "name",
-            "display_name",
-            "is_key",
-            "description",
-            "declared",
-            "event_count",
-            "created_at",
-            "updated_at",
-        ],
-        rows,
-        "ON CONFLICT (name) DO UPDATE SET event_count = event_types.event_count + excluded.event_count",
-        false,
-    )
-    .await?;
-    Ok(())
+    const ACCOUNTS: &str = "INSERT INTO accounts \
+        (id, name, attributes, pinned, status, created_at, updated_at) \
+        SELECT id, '', $2, false, $3, $4, $4 FROM UNNEST($1::text[]) AS t(id) \
+        ON CONFLICT (id) DO NOTHING";
+    const EVENTS: &str = "INSERT INTO events \
+        (account_id, event_id, user_id, event_type, occurred_at, value) \
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                             $5::timestamptz[], $6::float8[]) \
+        ON CONFLICT (account_id, event_id) DO NOTHING";
+    const EVENTS_RETURNING: &str = "INSERT INTO events \
+        (account_id, event_id, user_id, event_type, occurred_at, value) \
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                             $5::timestamptz[], $6::float8[]) \
+        ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id";
+    const USERS: &str = "INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
+        SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::text[]) \
+        ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
+        RETURNING account_id, day, event_type";
+    const DAILY: &str = "INSERT INTO usage_daily \
+        (account_id, day, event_type, count, distinct_users, value_sum) \
+        SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[], \
+                             $6::float8[]) \
+        ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
+        count = usage_daily.count + excluded.count, \
+        distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
+        value_sum = usage_daily.value_sum + excluded.value_sum";
+    const TYPES: &str = "INSERT INTO event_types \
+        (name, display_name, is_key, description, declared, event_count, created_at, updated_at) \
+        SELECT name, '', false, '', false, n, $3, $3 FROM UNNEST($1::text[], $2::int8[]) AS t(name, n) \
+        ON CONFLICT (name) DO UPDATE SET event_count = event_types.event_count + excluded.event_count";
+
+    fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
+        sqlx::Error::Encode(e)
+    }
+
+    /// Writes `sorted` (distinct keys, in key order) of `accounts`; returns how many were new.
+    pub(super) async fn write_events(
+        pool: &PgPool,
+        accounts: &[&str],
+        sorted: &[&NewEvent],
+    ) -> Result<usize, sqlx::Error> {
+        let now = Utc::now();
+        // First without RETURNING: the count of inserted rows says whether all events
+        // are new (a fresh batch) or none (a batch sent again); only when some are new
+        // is the transaction rolled back and run again, returning the new keys.
+        let mut returning = false;
+        let (mut tx, new) = loop {
+            let mut tx = pool.begin().await?;
+            match insert_events(&mut tx, accounts, sorted, now, returning).await? {
+                Some(new) => break (tx, new),
+                None => {
+                    tx.rollback().await?;
+                    returning = true;
+                }
+            }
+        };
+        if new.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        write_rollups(&mut tx, &new, now).await?;
+        tx.commit().await?;
+        Ok(new.len())
+    }
+
+    /// Stores the implicit accounts and the events; returns the new events, or None when
+    /// some (not all, not none) are new and `returning` is off.
+    async fn insert_events<'e>(
+        tx: &mut sqlx::PgConnection,
+        accounts: &[&str],
+        sorted: &[&'e NewEvent],
+        now: DateTime<Utc>,
+        returning: bool,
+    ) -> Result<Option<Vec<&'e NewEvent>>, sqlx::Error> {
+        let mut a = PgArguments::default();
+        a.add(accounts).map_err(enc)?;
+        a.add(serde_json::json!({})).map_err(enc)?;
+        a.add(STATUS_UNASSIGNED).map_err(enc)?;
+        a.add(now).map_err(enc)?;
+        sqlx::query_with(ACCOUNTS, a).execute(&mut *tx).await?;
+
+        let mut a = PgArguments::default();
+        let col = |f: fn(&NewEvent) -> &str| sorted.iter().map(|e| f(e)).collect::<Vec<&str>>();
+        a.add(col(|e| e.account_id.as_str())).map_err(enc)?;
+        a.add(col(|e| e.event_id.as_str())).map_err(enc)?;
+        a.add(
+            sorted
+                .iter()
+                .map(|e| e.user_id.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .map_err(enc)?;
+        a.add(col(|e| e.event_type.as_str())).map_err(enc)?;
+        a.add(
+            sorted
+                .iter()
+                .map(|e| e.occurred_at)
+                .collect::<Vec<DateTime<Utc>>>(),
+        )
+        .map_err(enc)?;
+        a.add(sorted.iter().map(|e| e.value).collect::<Vec<Option<f64>>>())
+            .map_err(enc)?;
+        if !returning {
+            let n = sqlx::query_with(EVENTS, a)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            return Ok(match n {
+                0 => Some(Vec::new()),
+                n if n as usize == sorted.len() => Some(sorted.to_vec()),
+                _ => None,
+            });
+        }
+        let returned = sqlx::query_with(EVENTS_RETURNING, a)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut keys = HashSet::with_capacity(returned.len());
+        for r in &returned {
+            keys.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+        }
+        Ok(Some(new_events(sorted, &keys)))
+    }
+
+    /// Adds the new events to `usage_daily`, `usage_daily_users` and `event_types`.
+    async fn write_rollups(
+        tx: &mut sqlx::PgConnection,
+        new: &[&NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let mut r = Rollups::of(new);
+        if !r.users.is_empty() {
+            let mut a = PgArguments::default();
+            a.add(r.users.iter().map(|u| u.0).collect::<Vec<&str>>())
+                .map_err(enc)?;
+            a.add(r.users.iter().map(|u| u.1).collect::<Vec<NaiveDate>>())
+                .map_err(enc)?;
+            a.add(r.users.iter().map(|u| u.2).collect::<Vec<&str>>())
+                .map_err(enc)?;
+            a.add(r.users.iter().map(|u| u.3).collect::<Vec<&str>>())
+                .map_err(enc)?;
+            let added = sqlx::query_with(USERS, a).fetch_all(&mut *tx).await?;
+            if added.len() == r.users.len() {
+                r.count_new_users(true, &[]);
+            } else {
+                let mut keys = Vec::with_capacity(added.len());
+                for row in &added {
+                    keys.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                }
+                r.count_new_users(false, &keys);
+            }
+        }
+
+        let mut a = PgArguments::default();
+        a.add(r.days.keys().map(|k| k.0).collect::<Vec<&str>>())
+            .map_err(enc)?;
+        a.add(r.days.keys().map(|k| k.1).collect::<Vec<NaiveDate>>())
+            .map_err(enc)?;
+        a.add(r.days.keys().map(|k| k.2).collect::<Vec<&str>>())
+            .map_err(enc)?;
+        a.add(r.days.values().map(|v| v.0).collect::<Vec<i64>>())
+            .map_err(enc)?;
+        a.add(r.days.values().map(|v| v.2).collect::<Vec<i64>>())
+            .map_err(enc)?;
+        a.add(r.days.values().map(|v| v.1).collect::<Vec<f64>>())
+            .map_err(enc)?;
+        sqlx::query_with(DAILY, a).execute(&mut *tx).await?;
+
+        // Last: the event-type counters are the rows every batch shares, so they are
+        // locked for the shortest time (until the commit that follows).
+        let mut a = PgArguments::default();
+        a.add(r.per_type.keys().copied().collect::<Vec<&str>>())
+            .map_err(enc)?;
+        a.add(r.per_type.values().copied().collect::<Vec<i64>>())
+            .map_err(enc)?;
+        a.add(now).map_err(enc)?;
+        sqlx::query_with(TYPES, a).execute(&mut *tx).await?;
+        Ok(())
+    }
+}
+
+/// The events path on SQLite: multi-row `VALUES` lists, chunked under the parameter
+/// limit, in a `BEGIN IMMEDIATE` transaction.
+mod lite {
+    use super::*;
+    use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
+    use sqlx::{Arguments, AssertSqlSafe, Row};
+
+    fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
+        sqlx::Error::Encode(e)
+    }
+
+    /// Runs `head VALUES (?, ...), ... tail` over `n` rows of `width` values, chunked
+    /// under the parameter limit; `bind(i, args)` adds row `i`'s values. Returns the
+    /// statement's rows when `returning`, and the count of rows it changed.
+    async fn insert<F>(
+        c: &mut SqliteConnection,
+        head: &str,
+        tail: &str,
+        n: usize,
+        width: usize,
+        returning: bool,
+        mut bind: F,
+    ) -> Result<(Vec<SqliteRow>, u64), sqlx::Error>
+    where
+        F: FnMut(usize, &mut SqliteArguments) -> Result<(), sqlx::error::BoxDynError>,
+    {
+        let per_chunk = (SQLITE_MAX_PARAMS / width).max(1);
+        let mut out = Vec::new();
+        let mut changed = 0;
+        let mut start = 0;
+        while start < n {
+            let end = (start + per_chunk).min(n);
+            let mut sql =
+                String::with_capacity(head.len() + tail.len() + (end - start) * (width * 2 + 3));
+            sql.push_str(head);
+            sql.push_str(" VALUES ");
+            for r in start..end {
+                if r > start {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for c in 0..width {
+                    if c > 0 {
+                        sql.push(',');
+                    }
+                    sql.push('?');
+                }
+                sql.push(')');
+            }
+            sql.push(' ');
+            sql.push_str(tail);
+            let mut args = SqliteArguments::default();
+            args.reserve((end - start) * width, 0);
+            for i in start..end {
+                bind(i, &mut args).map_err(enc)?;
+            }
+            let q = sqlx::query_with(AssertSqlSafe(sql), args);
+            if returning {
+                let rows = q.fetch_all(&mut *c).await?;
+                changed += rows.len() as u64;
+                out.extend(rows);
+            } else {
+                changed += q.execute(&mut *c).await?.rows_affected();
+            }
+            start = end;
+        }
+        Ok((out, changed))
+    }
+
+    /// Writes `sorted` (distinct keys, in key order) of `accounts`; returns how many were new.
+    pub(super) async fn write_events(
+        pool: &SqlitePool,
+        accounts: &[&str],
+        sorted: &[&NewEvent],
+    ) -> Result<usize, sqlx::Error> {
+        let now = Utc::now();
+        // As on PostgreSQL: RETURNING only when some, not all, of the events are new.
+        let mut returning = false;
+        let (mut tx, new) = loop {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            match insert_events(&mut tx, accounts, sorted, now, returning).await? {
+                Some(new) => break (tx, new),
+                None => {
+                    tx.rollback().await?;
+                    returning = true;
+                }
+            }
+        };
+        if new.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        write_rollups(&mut tx, &new, now).await?;
+        tx.commit().await?;
+        Ok(new.len())
+    }
+
+    /// Stores the implicit accounts and the events; returns the new events, or None when
+    /// some (not all, not none) are new and `returning` is off.
+    async fn insert_events<'e>(
+        tx: &mut SqliteConnection,
+        accounts: &[&str],
+        sorted: &[&'e NewEvent],
+        now: DateTime<Utc>,
+        returning: bool,
+    ) -> Result<Option<Vec<&'e NewEvent>>, sqlx::Error> {
+        let empty = serde_json::json!({});
+        insert(
+            &mut *tx,
+            "INSERT INTO accounts (id, name, attributes, pinned, status, created_at, updated_at)",
+            "ON CONFLICT (id) DO NOTHING",
+            accounts.len(),
+            7,
+            false,
+            |i, a| {
+                a.add(accounts[i])?;
+                a.add("")?;
+                a.add(&empty)?;
+                a.add(false)?;
+                a.add(STATUS_UNASSIGNED)?;
+                a.add(now)?;
+                a.add(now)
+            },
+        )
+        .await?;
+
+        let (rows, inserted) = insert(
+            &mut *tx,
+            "INSERT INTO events (account_id, event_id, user_id, event_type, occurred_at, value)",
+            if returning {
+                "ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id"
+            } else {
+                "ON CONFLICT (account_id, event_id) DO NOTHING"
+            },
+            sorted.len(),
+            6,
+            returning,
+            |i, a| {
+                let e = sorted[i];
+                a.add(e.account_id.as_str())?;
+                a.add(e.event_id.as_str())?;
+                a.add(e.user_id.as_deref())?;
+                a.add(e.event_type.as_str())?;
+                a.add(e.occurred_at)?;
+                a.add(e.value)
+            },
+        )
+        .await?;
+        if !returning {
+            return Ok(match inserted {
+                0 => Some(Vec::new()),
+                n if n as usize == sorted.len() => Some(sorted.to_vec()),
+                _ => None,
+            });
+        }
+        let mut keys = HashSet::with_capacity(rows.len());
+        for r in &rows {
+            keys.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+        }
+        Ok(Some(new_events(sorted, &keys)))
+    }
+
+    /// Adds the new events to `usage_daily`, `usage_daily_users` and `event_types`.
+    async fn write_rollups(
+        tx: &mut SqliteConnection,
+        new: &[&NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let mut r = Rollups::of(new);
+        if !r.users.is_empty() {
+            let users: Vec<_> = r.users.iter().copied().collect();
+            let (added, _) = insert(
+                &mut *tx,
+                "INSERT INTO usage_daily_users (account_id, day, event_type, user_id)",
+                "ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
+                 RETURNING account_id, day, event_type",
+                users.len(),
+                4,
+                true,
+                |i, a| {
+                    let (acc, d, t, u) = users[i];
+                    a.add(acc)?;
+                    a.add(d)?;
+                    a.add(t)?;
+                    a.add(u)
+                },
+            )
+            .await?;
+            if added.len() == users.len() {
+                r.count_new_users(true, &[]);
+            } else {
+                let mut keys = Vec::with_capacity(added.len());
+                for row in &added {
+                    keys.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                }
+                r.count_new_users(false, &keys);
+            }
+        }
+
+        let days: Vec<_> = r.days.iter().map(|(k, v)| (*k, *v)).collect();
+        insert(
+            &mut *tx,
+            "INSERT INTO usage_daily (account_id, day, event_type, count, distinct_users, value_sum)",
+            "ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
+             count = usage_daily.count + excluded.count, \
+             distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
+             value_sum = usage_daily.value_sum + excluded.value_sum",
+            days.len(),
+            6,
+            false,
+            |i, a| {
+                let ((acc, d, t), (n, sum, du)) = days[i];
+                a.add(acc)?;
+                a.add(d)?;
+                a.add(t)?;
+                a.add(n)?;
+                a.add(du)?;
+                a.add(sum)
+            },
+        )
+        .await?;
+
+        // Last, as on PostgreSQL (see there).
+        let types: Vec<_> = r.per_type.iter().map(|(t, n)| (*t, *n)).collect();
+        insert(
+            &mut *tx,
+            "INSERT INTO event_types (name, display_name, is_key, description, declared, \
+             event_count, created_at, updated_at)",
+            "ON CONFLICT (name) DO UPDATE SET event_count = event_types.event_count + excluded.event_count",
+            types.len(),
+            8,
+            false,
+            |i, a| {
+                let (t, n) = types[i];
+                a.add(t)?;
+                a.add("")?;
+                a.add(false)?;
+                a.add("")?;
+                a.add(false)?;
+                a.add(n)?;
+                a.add(now)?;
+                a.add(now)
+            },
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ use vitals_server::ServerConfig;
 use vitals_store::Store;
 use vitals_store::sea_orm::{ConnectionTrait, Database};
 
+/// The allocator of the `vitals-ingestion` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Sample-data folder.

@@ -35,6 +35,8 @@ use vitals_proto::ingestion::v1 as pb;
 use vitals_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
+use vitals_server::client::{self, ClientError, ClientTls};
+use vitals_server::tls::TlsError;
 
 /// Settings of `vitals load`.
 #[derive(Clone, Debug, clap::Args)]
@@ -43,9 +45,31 @@ pub struct LoadArgs {
     /// event.csv.gz.
     #[arg(long)]
     pub dir: PathBuf,
-    /// Address of the Vitals server (ingestion, and learner for the outcomes).
+    /// Address of the Vitals server (ingestion, and learner for the outcomes):
+    /// `http://host:port`, or `https://host:port` with --ca-cert.
     #[arg(long, env = "VITALS_ADDR", default_value = "http://127.0.0.1:50051")]
     pub addr: String,
+    /// PEM CA certificate(s) that sign the server's certificate; required for an
+    /// `https://` address (there are no built-in public roots).
+    #[arg(long, env = "VITALS_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate presented to a server that requires mutual TLS; needs
+    /// --client-key (and --ca-cert).
+    #[arg(
+        long,
+        env = "VITALS_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "VITALS_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Bearer token sent as `authorization: Bearer <token>` when set.
     #[arg(long, env = "VITALS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -77,6 +101,9 @@ impl LoadArgs {
         Self {
             dir: dir.into(),
             addr: addr.into(),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
             token: None,
             batch_size: 1000,
             streams: 3,
@@ -102,6 +129,9 @@ pub enum LoadError {
     /// The server address is not a URL.
     #[error("invalid --addr {0:?}: {1}")]
     Addr(String, String),
+    /// A TLS setting is unusable (the message names the flag and the file).
+    #[error("{0}")]
+    Tls(String),
     /// The server could not be reached.
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
@@ -367,18 +397,100 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// An error with its sources (tonic's transport error alone says only "transport error").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The command-line flag (and variable) of a TLS file setting of [`ClientTls`].
+fn tls_flag(setting: &str) -> &'static str {
+    match setting {
+        "CA" => "--ca-cert (VITALS_CA_CERT)",
+        "client certificate" => "--client-cert (VITALS_CLIENT_CERT)",
+        "client key" => "--client-key (VITALS_CLIENT_KEY)",
+        _ => "--ca-cert / --client-cert / --client-key",
+    }
+}
+
+/// The endpoint of `args.addr` with the TLS settings of `args`; errors name the flag.
+fn endpoint(args: &LoadArgs) -> Result<Endpoint, LoadError> {
+    let addr = &args.addr;
+    let has_tls = args.ca_cert.is_some() || args.client_cert.is_some() || args.client_key.is_some();
+    if addr.starts_with("https://") && args.ca_cert.is_none() {
+        return Err(LoadError::Addr(
+            addr.clone(),
+            "an https:// address needs --ca-cert (VITALS_CA_CERT), the PEM CA certificate that \
+             signs the server's certificate"
+                .into(),
+        ));
+    }
+    if addr.starts_with("http://") && has_tls {
+        return Err(LoadError::Addr(
+            addr.clone(),
+            "--ca-cert / --client-cert / --client-key are set but the address is http:// \
+             (use https://)"
+                .into(),
+        ));
+    }
+    if args.client_cert.is_some() != args.client_key.is_some() {
+        return Err(LoadError::Tls(
+            "--client-cert (VITALS_CLIENT_CERT) and --client-key (VITALS_CLIENT_KEY) go together"
+                .into(),
+        ));
+    }
+    let tls = ClientTls {
+        ca_cert: args.ca_cert.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
+        domain: None,
+    };
+    let ep = client::endpoint(addr, &tls).map_err(|e| match e {
+        ClientError::Url { url, reason } => LoadError::Addr(url, reason),
+        ClientError::Tls(TlsError::Read {
+            setting,
+            path,
+            reason,
+        }) => LoadError::Tls(format!(
+            "cannot read {} {path}: {reason}",
+            tls_flag(setting)
+        )),
+        ClientError::Tls(TlsError::NotPem {
+            setting,
+            path,
+            expected,
+        }) => LoadError::Tls(format!(
+            "{} {path}: no PEM {expected} found",
+            tls_flag(setting)
+        )),
+        ClientError::Tls(TlsError::Invalid { reason, .. }) => LoadError::Tls(format!(
+            "TLS settings refused (--ca-cert / --client-cert / --client-key): {reason}"
+        )),
+        other => LoadError::Addr(addr.clone(), other.to_string()),
+    })?;
+    // A little longer than the services' own connect timeout: a loader may be started
+    // together with the server.
+    Ok(ep.connect_timeout(Duration::from_secs(10)))
+}
+
 /// Loads the folder of `args` into the server at `args.addr`; returns the counts.
 pub async fn load(args: &LoadArgs) -> Result<LoadSummary, LoadError> {
     let started = Instant::now();
     let auth = Auth::new(args.token.as_deref())?;
-    let endpoint = Endpoint::from_shared(args.addr.clone())
-        .map_err(|e| LoadError::Addr(args.addr.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true);
+    let endpoint = endpoint(args)?;
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| LoadError::Connect(args.addr.clone(), e.to_string()))?;
+        .map_err(|e| LoadError::Connect(args.addr.clone(), error_chain(&e)))?;
     let mut summary = LoadSummary::default();
     let dir = args.dir.clone();
     let max_msg = 64 * 1024 * 1024;
@@ -701,7 +813,9 @@ fn spawn_event_reader(
         };
         // Repeats of (time, type) within the current account, for stable ids. The file
         // is grouped by account; the ids stay deterministic even if it were not.
-        let mut seen: HashMap<(i64, String), u32> = HashMap::new();
+        // Keyed by (time, event type number): no string is allocated per row.
+        let mut seen: HashMap<(i64, u32), u32> = HashMap::new();
+        let mut type_no: HashMap<String, u32> = HashMap::new();
         let mut current = String::new();
         let mut batch = Vec::with_capacity(batch_size);
         let mut rec = csv::StringRecord::new();
@@ -753,7 +867,15 @@ fn spawn_event_reader(
                 seen.clear();
             }
             let secs = t.and_utc().timestamp();
-            let n = seen.entry((secs, f(2).to_string())).or_insert(0);
+            let t_no = match type_no.get(f(2)) {
+                Some(&n) => n,
+                None => {
+                    let n = type_no.len() as u32;
+                    type_no.insert(f(2).to_string(), n);
+                    n
+                }
+            };
+            let n = seen.entry((secs, t_no)).or_insert(0);
             let event_id = if *n == 0 {
                 format!("{secs}:{}", f(2))
             } else {

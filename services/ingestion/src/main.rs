@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's allocator: the ingest path allocates many small strings
+/// (see docs/bench-ingestion.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config: vitals_ingestion::Config = vitals_server::parse_args();
     let server = config.server.clone();
