@@ -27,14 +27,20 @@
 //!
 //! Names are interned to the `u32` ids scoring-core wants; [`LoadedInputs::spec`] is the
 //! matching [`CatalogueSpec`]: event types declared in `event_types` (sorted by name)
-//! then undeclared ones seen in the data; key event types are those declared key (all
+//! then undeclared ones seen in the data (sorted by name); key event types are those declared key (all
 //! when none is); custom metrics from `custom_metric_definitions` and the data (with
 //! their declared direction, else higher is better); score fields seen in the data.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use futures::StreamExt;
+use sea_orm::sqlx::{self, Row};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, RuntimeErr, Statement,
+    Value,
+};
 use vitals_scoring_core::{
     AccountAttributes, AccountInputs, CatalogueSpec, Channel, ContactRole, CustomMetricSpec,
     CustomMetricValue, DailyUsage, Direction, Interaction, InteractionDirection, Pulse,
@@ -177,24 +183,132 @@ fn day_start(d: NaiveDate) -> DateTime<Utc> {
     d.and_time(NaiveTime::MIN).and_utc()
 }
 
+/// `sql` with its `?` placeholders renumbered `$n` on PostgreSQL.
+fn placeholders(backend: DbBackend, sql: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A statement with `?` placeholders, renumbered `$n` on PostgreSQL.
 fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
+    Statement::from_sql_and_values(backend, placeholders(backend, sql), values)
+}
+
+/// Accounts from which the usage roll-ups of the span are read as two halves at once, on
+/// two connections of the pool (when it has two): that read is most of a large load.
+pub const SPLIT_MIN_ACCOUNTS: usize = 2_000;
+
+/// A value bound to a streamed statement (those bind dates and texts only).
+#[derive(Clone, Debug)]
+enum Arg {
+    Date(NaiveDate),
+    Text(String),
+}
+
+fn args_of(values: &[Value]) -> Result<Vec<Arg>, DbErr> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::ChronoDate(Some(d)) => Ok(Arg::Date(*d)),
+            Value::String(Some(s)) => Ok(Arg::Text(s.clone())),
+            other => Err(DbErr::Custom(format!(
+                "load_inputs: no streamed binding for {other:?}"
+            ))),
+        })
+        .collect()
+}
+
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+/// The streamed statements of `sql` (with `?` placeholders, bound to `values`): the whole
+/// of it, or, with `split` (an account id), the rows below it and the rows from it on
+/// (`account_col` compared in the database's collation: any split is a partition).
+fn split_statements(
+    backend: DbBackend,
+    sql: &str,
+    values: &[Value],
+    account_col: &str,
+    split: Option<&str>,
+) -> Result<Vec<(String, Vec<Arg>)>, DbErr> {
+    let args = args_of(values)?;
+    Ok(match split {
+        None => vec![(placeholders(backend, sql), args)],
+        Some(mid) => ["<", ">="]
+            .into_iter()
+            .map(|op| {
+                let mut a = args.clone();
+                a.push(Arg::Text(mid.to_string()));
+                (
+                    placeholders(backend, &format!("{sql} AND {account_col} {op} ?")),
+                    a,
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Runs the statements of `$statements` at once on `$pool` (one connection each), and
+/// runs `$body` on every row as it arrives (`$row`, from statement number `$s`), without
+/// holding the rows in memory. The rows of one statement come in their order.
+macro_rules! for_each_row {
+    ($pool:expr, $statements:expr, |$s:ident, $row:ident| $body:block) => {{
+        let mut streams = futures::stream::SelectAll::new();
+        for (s, (sql, args)) in $statements.into_iter().enumerate() {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in args {
+                q = match a {
+                    Arg::Date(d) => q.bind(d),
+                    Arg::Text(t) => q.bind(t),
+                };
+            }
+            streams.push(q.fetch($pool).map(move |r| r.map(|row| (s, row))));
+        }
+        while let Some(item) = streams.next().await {
+            let ($s, $row) = item.map_err(query_err)?;
+            $body
+        }
+    }};
+}
+
+/// Runs `$body` on each row of `$statements` (see [`for_each_row`]) on the pool of
+/// `$db`, the row's columns decoded by index as the types of `$decode` (borrowed texts,
+/// no copy) and bound to its names.
+macro_rules! stream_rows {
+    ($db:expr, $statements:expr, |$s:ident, ($($name:ident: $ty:ty),+)| $body:block) => {{
+        match $db.get_database_backend() {
+            DbBackend::Sqlite => for_each_row!($db.get_sqlite_connection_pool(), $statements, |$s, row| {
+                stream_rows!(@decode row, 0usize, $($name: $ty),+);
+                $body
+            }),
+            DbBackend::Postgres => for_each_row!($db.get_postgres_connection_pool(), $statements, |$s, row| {
+                stream_rows!(@decode row, 0usize, $($name: $ty),+);
+                $body
+            }),
+            other => {
+                return Err(DbErr::Custom(format!("load_inputs: unsupported database {other:?}")));
             }
         }
-        Statement::from_sql_and_values(backend, out, values)
-    } else {
-        Statement::from_sql_and_values(backend, sql, values)
-    }
+    }};
+    (@decode $row:ident, $i:expr, $name:ident: $ty:ty $(, $rest:ident: $rty:ty)*) => {
+        let $name: $ty = $row.try_get($i).map_err(query_err)?;
+        stream_rows!(@decode $row, $i + 1usize $(, $rest: $rty)*);
+    };
+    (@decode $row:ident, $i:expr) => {};
 }
 
 /// The account filter (on alias `a`) and its values.
@@ -245,7 +359,13 @@ struct Interner {
 
 impl Interner {
     fn id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
+        // A handful of names (event types) is looked up once per usage row: a scan of
+        // the few names beats hashing.
+        if self.names.len() <= 8 {
+            if let Some(id) = self.names.iter().position(|n| n == name) {
+                return id as u32;
+            }
+        } else if let Some(&id) = self.ids.get(name) {
             return id;
         }
         let id = self.names.len() as u32;
@@ -300,10 +420,19 @@ fn clamp_u32(v: i64) -> u32 {
 /// for exactly what is read). Accounts come back sorted by id, each with its inputs.
 ///
 /// Cost: about a dozen set-based statements, each joined with `accounts` for the scope;
-/// memory proportional to the rows in the look-back.
-pub async fn load_inputs(
-    conn: &impl ConnectionTrait,
+/// memory proportional to the rows in the look-back. The usage roll-ups (most of the
+/// rows) are streamed straight from the driver into each account's inputs; from
+/// [`SPLIT_MIN_ACCOUNTS`] accounts on they are read as two halves of the accounts at
+/// once, on two connections of the pool (when it has two).
+pub async fn load_inputs(conn: &DatabaseConnection, q: &InputQuery) -> Result<LoadedInputs, DbErr> {
+    load(conn, q, SPLIT_MIN_ACCOUNTS).await
+}
+
+/// [`load_inputs`], splitting the usage read from `split_min` accounts on.
+async fn load(
+    conn: &DatabaseConnection,
     q: &InputQuery,
+    split_min: usize,
 ) -> Result<LoadedInputs, DbErr> {
     let backend = conn.get_database_backend();
     let t = q.as_of;
@@ -342,6 +471,20 @@ pub async fn load_inputs(
         });
     }
     drop(rows);
+    // The middle account in the database's order: the usage read splits there.
+    let pool_size = match backend {
+        DbBackend::Sqlite => conn
+            .get_sqlite_connection_pool()
+            .options()
+            .get_max_connections(),
+        DbBackend::Postgres => conn
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections(),
+        _ => 1,
+    };
+    let split: Option<String> = (accounts.len() >= split_min && pool_size >= 2)
+        .then(|| accounts[accounts.len() / 2].id.clone());
     // The database's collation may order ids differently from byte order.
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
     let index: HashMap<String, usize> = accounts
@@ -383,6 +526,7 @@ pub async fn load_inputs(
             key.push(id);
         }
     }
+    let declared_events = events.names.len();
     let mut metrics = Interner::default();
     let mut metric_dirs: Vec<Direction> = Vec::new();
     for r in conn
@@ -428,30 +572,43 @@ pub async fn load_inputs(
         });
     }
 
-    // ---- usage roll-ups in the span
-    let rows = conn
-        .query_all_raw(stmt(
+    // ---- usage roll-ups in the span, streamed (two halves at once for a large scope).
+    // Rows of one account mostly come together: each stream remembers the last account
+    // it saw and looks an id up only when it changes.
+    {
+        let sql = format!(
+            "SELECT u.account_id, u.day, u.event_type, u.count, u.distinct_users, u.value_sum \
+             FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
+             WHERE u.day > ? AND u.day <= ?{filter}"
+        );
+        let statements = split_statements(
             backend,
-            &format!(
-                "SELECT u.account_id, u.day, u.event_type, u.count, u.distinct_users, u.value_sum \
-                 FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
-                 WHERE u.day > ? AND u.day <= ?{filter}"
-            ),
-            with(vec![Value::from(usage_lo), Value::from(t)]),
-        ))
-        .await?;
-    for r in &rows {
-        let Some(i) = slot(r)? else { continue };
-        let name: String = r.try_get_by_index(2)?;
-        data[i].usage.push(DailyUsage {
-            day: r.try_get_by_index(1)?,
-            event_type: events.id(&name),
-            count: clamp_u32(r.try_get_by_index(3)?),
-            distinct_users: clamp_u32(r.try_get_by_index(4)?),
-            value_sum: r.try_get_by_index(5)?,
+            &sql,
+            &with(vec![Value::from(usage_lo), Value::from(t)]),
+            "u.account_id",
+            split.as_deref(),
+        )?;
+        let mut last = [usize::MAX; 2];
+        stream_rows!(conn, statements, |s, (id: &str, day: NaiveDate, name: &str, count: i64, users: i64, value_sum: f64)| {
+            let i = match last[s] {
+                i if i < accounts.len() && accounts[i].id == id => i,
+                _ => match index.get(id) {
+                    Some(&i) => {
+                        last[s] = i;
+                        i
+                    }
+                    None => continue,
+                },
+            };
+            data[i].usage.push(DailyUsage {
+                day,
+                event_type: events.id(name),
+                count: clamp_u32(count),
+                distinct_users: clamp_u32(users),
+                value_sum,
+            });
         });
     }
-    drop(rows);
     // ---- last active day before the span, one marker per event type
     let rows = conn
         .query_all_raw(stmt(
@@ -474,6 +631,32 @@ pub async fn load_inputs(
             distinct_users: 0,
             value_sum: 0.0,
         });
+    }
+
+    // Undeclared event types in name order: the two halves of the usage read arrive in
+    // no fixed order, so first-seen order would vary from run to run.
+    if events.names.len() > declared_events + 1 {
+        let mut order: Vec<usize> = (declared_events..events.names.len()).collect();
+        order.sort_by(|&a, &b| events.names[a].cmp(&events.names[b]));
+        if order.windows(2).any(|w| w[0] > w[1]) {
+            let mut remap: Vec<u32> = (0..events.names.len() as u32).collect();
+            for (k, &old) in order.iter().enumerate() {
+                remap[old] = (declared_events + k) as u32;
+            }
+            let mut names = events.names[..declared_events].to_vec();
+            names.extend(order.iter().map(|&o| events.names[o].clone()));
+            events.ids = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect();
+            events.names = names;
+            for d in &mut data {
+                for u in &mut d.usage {
+                    u.event_type = remap[u.event_type as usize];
+                }
+            }
+        }
     }
 
     // ---- interactions of the two windows, with the contact's role
@@ -859,6 +1042,119 @@ mod tests {
             .await
             .unwrap();
         }
+    }
+
+    /// One usage row with its event type's name and `value_sum`'s bits.
+    type NamedUsage = (NaiveDate, String, u32, u32, u64);
+
+    /// Per account (in order): its usage rows by name, sorted.
+    fn normalised(l: &LoadedInputs) -> Vec<(String, Vec<NamedUsage>)> {
+        l.accounts
+            .iter()
+            .zip(&l.data)
+            .map(|(a, d)| {
+                let mut u: Vec<_> = d
+                    .usage
+                    .iter()
+                    .map(|u| {
+                        (
+                            u.day,
+                            l.spec.event_types[u.event_type as usize].clone(),
+                            u.count,
+                            u.distinct_users,
+                            u.value_sum.to_bits(),
+                        )
+                    })
+                    .collect();
+                u.sort();
+                (a.id.clone(), u)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn usage_read_in_two_halves_loads_the_same_inputs() {
+        // A file database (its pool has several connections, unlike `:memory:`), and
+        // PostgreSQL when configured.
+        let dir = std::env::temp_dir().join(format!("vitals-inputs-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = crate::Store::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("split.db").display()
+        ))
+        .await
+        .unwrap();
+        file.migrate().await.unwrap();
+        let mut stores = vec![file];
+        for backend in backends() {
+            if backend != crate::testing::Backend::Sqlite {
+                stores.push(fresh_store(backend).await.unwrap());
+            }
+        }
+        for store in &stores {
+            let conn = store.conn();
+            seed(conn).await;
+            // More accounts on both sides of the middle one, with undeclared event types
+            // seen in different orders.
+            for n in 0..8u32 {
+                let id = format!("b{n}");
+                account::Model {
+                    id: id.clone(),
+                    name: id.clone(),
+                    attributes: serde_json::json!({}),
+                    profile_id: None,
+                    pinned: false,
+                    status: "active".into(),
+                    created_at: ts(1, 1),
+                    updated_at: ts(1, 1),
+                }
+                .into_active_model()
+                .insert(conn)
+                .await
+                .unwrap();
+                let types = if n % 2 == 0 {
+                    ["zeta", "alpha"]
+                } else {
+                    ["alpha", "mid"]
+                };
+                for (k, ty) in types.iter().enumerate() {
+                    for day in [d(6, 1 + n), d(2, 1 + n)] {
+                        usage_daily::Model {
+                            account_id: id.clone(),
+                            day,
+                            event_type: (*ty).into(),
+                            count: i64::from(n) + k as i64 + 1,
+                            distinct_users: 1,
+                            value_sum: 0.1 * f64::from(n),
+                        }
+                        .into_active_model()
+                        .insert(conn)
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+            let q = InputQuery::all(d(6, 30));
+            let whole = load(conn, &q, usize::MAX).await.unwrap();
+            let halves = load(conn, &q, 2).await.unwrap();
+            assert_eq!(normalised(&halves), normalised(&whole));
+            assert_eq!(halves.spec, whole.spec);
+            assert_eq!(
+                halves.spec.event_types,
+                ["alpha", "login", "mid", "report", "zeta"],
+                "undeclared event types in name order"
+            );
+            assert_eq!(halves.accounts, whole.accounts);
+            let with_usage = halves.data.iter().filter(|d| !d.usage.is_empty()).count();
+            assert_eq!(with_usage, 9, "a1 and the eight b accounts");
+            // Each b account: 2 days in the span and 1 marker per type before it.
+            let b3 = &halves.data[halves.index_of("b3").unwrap()];
+            assert_eq!(b3.usage.len(), 4);
+        }
+        for s in stores {
+            s.close().await.unwrap();
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Proto <-> domain for the scoring service, with the validation of every request field.
 
 use chrono::{DateTime, TimeZone, Timelike, Utc};
+use serde::Deserialize;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
@@ -238,14 +239,15 @@ pub fn full_view(field: &str, v: i32, default_full: bool) -> Result<bool, ApiErr
     }
 }
 
-/// The stored details of a snapshot (defaults when unreadable).
+/// The stored details of a snapshot (defaults when unreadable). Read in place, without
+/// copying the JSON tree.
 pub fn details(r: &SnapshotRecord) -> StoredDetails {
-    serde_json::from_value(r.sub_scores.clone()).unwrap_or_default()
+    StoredDetails::deserialize(&r.sub_scores).unwrap_or_default()
 }
 
-/// The stored contributions of a snapshot.
+/// The stored contributions of a snapshot (read in place).
 pub fn drivers(r: &SnapshotRecord) -> Vec<StoredDriver> {
-    serde_json::from_value(r.drivers.clone()).unwrap_or_default()
+    Vec::<StoredDriver>::deserialize(&r.drivers).unwrap_or_default()
 }
 
 /// A stored contribution as a proto driver.
