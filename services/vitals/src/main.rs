@@ -11,6 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use vitals_server::{LogFormat, RunError};
 
+/// mimalloc instead of glibc's allocator, as in the `vitals-ingestion` binary: ingestion
+/// and the loader allocate many small strings (see docs/bench-ingestion.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Vitals: an open, self-hosted customer health score engine.
 #[derive(Debug, Parser)]
 #[command(name = "vitals", version, about)]
