@@ -2,130 +2,33 @@
 //! all-in-one over TLS with auth on, `vitals_server::client` as the client (what scoring
 //! uses for the learner), clients without the CA or without a certificate refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use vitals_proto::profiles::v1::ListHealthProfilesRequest;
 use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
+use vitals_server::AuthMode;
 use vitals_server::auth::{Role, TokenEntry};
 use vitals_server::client::{self, ClientInterceptor, ClientTls};
-use vitals_server::{AuthMode, RunError};
+use vitals_test_support::tls::{Pki, TlsServer};
 
 const ADMIN: &str = "tls-e2e-admin-token";
 
-/// A folder of PEM files for one test, removed at the end.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The all-in-one on 127.0.0.1:0 (SQLite in memory) over TLS (mutual when `mutual`),
+/// auth on with one admin token.
+async fn start(pki: &Pki, mutual: bool) -> TlsServer {
+    let mut config = vitals::ServeConfig::for_tests("sqlite::memory:");
+    config.server.auth = AuthMode::On;
+    config.server.extra_tokens = vec![TokenEntry::for_token(Role::Admin, ADMIN, "tls e2e")];
+    config.server.tls_cert = Some(pki.path("server.crt"));
+    config.server.tls_key = Some(pki.path("server.key"));
+    if mutual {
+        config.server.tls_client_ca = Some(pki.path("ca.crt"));
     }
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// A CA `ca`, a server certificate `server` for localhost/127.0.0.1 and a client
-    /// certificate `client` signed by it, and a client certificate `rogue` signed by
-    /// another CA (`other-ca`).
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "vitals-e2e-tls-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let pki = Self { dir };
-        let ca = pki.ca("ca", "Vitals test CA");
-        pki.leaf("server", &["localhost", "127.0.0.1"], &ca);
-        pki.leaf("client", &["vitals-scoring"], &ca);
-        let other = pki.ca("other-ca", "Someone else's CA");
-        pki.leaf("rogue", &["vitals-scoring"], &other);
-        pki
-    }
-
-    fn ca(&self, name: &str, cn: &str) -> Issuer<'static, KeyPair> {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        std::fs::write(self.path(&format!("{name}.crt")), cert.pem()).expect("write");
-        Issuer::new(params, key)
-    }
-
-    fn leaf(&self, name: &str, sans: &[&str], ca: &Issuer<'static, KeyPair>) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, ca).expect("signed");
-        std::fs::write(self.path(&format!("{name}.crt")), cert.pem()).expect("write");
-        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).expect("write");
-    }
-}
-
-/// The all-in-one on 127.0.0.1:0 (SQLite in memory), auth on with one admin token.
-struct Running {
-    port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), RunError>>,
-}
-
-impl Running {
-    async fn start(pki: &Pki, mutual: bool) -> Self {
-        let mut config = vitals::ServeConfig::for_tests("sqlite::memory:");
-        config.server.auth = AuthMode::On;
-        config.server.extra_tokens = vec![TokenEntry::for_token(Role::Admin, ADMIN, "tls e2e")];
-        config.server.tls_cert = Some(pki.path("server.crt"));
-        config.server.tls_key = Some(pki.path("server.key"));
-        if mutual {
-            config.server.tls_client_ca = Some(pki.path("ca.crt"));
-        }
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vitals::run(
-            config,
-            listener,
-            Box::pin(async move {
-                let _ = rx.await;
-            }),
-        ));
-        Self {
-            port,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn https(&self) -> String {
-        format!("https://localhost:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.task
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
-    }
+    TlsServer::start(|listener, shutdown| vitals::run(config, listener, shutdown)).await
 }
 
 /// Health over `channel`: the connection is accepted as soon as the server serves (the
@@ -161,7 +64,7 @@ fn tls(pki: &Pki, ca: &str, cert: Option<&str>) -> ClientTls {
 #[tokio::test]
 async fn tls_serves_verified_clients_and_refuses_plaintext() {
     let pki = Pki::new("server");
-    let server = Running::start(&pki, false).await;
+    let server = start(&pki, false).await;
 
     let channel = client::connect_lazy(&server.https(), &tls(&pki, "ca", None)).expect("client");
     assert_eq!(
@@ -195,7 +98,7 @@ async fn tls_serves_verified_clients_and_refuses_plaintext() {
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let pki = Pki::new("mutual");
-    let server = Running::start(&pki, true).await;
+    let server = start(&pki, true).await;
 
     let with_cert =
         client::connect_lazy(&server.https(), &tls(&pki, "ca", Some("client"))).expect("client");

@@ -8,6 +8,8 @@
 //! server.stop().await.unwrap();
 //! ```
 
+pub mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

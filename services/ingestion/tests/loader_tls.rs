@@ -6,74 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use vitals_ingestion::loader::{LoadArgs, LoadError, load};
 use vitals_ingestion::{Config, IngestionArgs};
-use vitals_server::{RunError, ServerConfig};
-
-/// A temporary folder (PEM files and the sample files), removed at the end.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "vitals-loader-tls-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-/// A CA `ca`, a server certificate `server` for localhost/127.0.0.1 and a client
-/// certificate `client` signed by it; another CA `other-ca`.
-fn make_pki(dir: &TempDir) {
-    let ca = ca(dir, "ca", "Vitals loader test CA");
-    leaf(dir, "server", &["localhost", "127.0.0.1"], &ca);
-    leaf(dir, "client", &["vitals-load"], &ca);
-    ca_only(dir, "other-ca", "Someone else's CA");
-}
-
-fn ca(dir: &TempDir, name: &str, cn: &str) -> Issuer<'static, KeyPair> {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.self_signed(&key).expect("self-signed CA");
-    std::fs::write(dir.path(&format!("{name}.crt")), cert.pem()).expect("write");
-    Issuer::new(params, key)
-}
-
-fn ca_only(dir: &TempDir, name: &str, cn: &str) {
-    let _ = ca(dir, name, cn);
-}
-
-fn leaf(dir: &TempDir, name: &str, sans: &[&str], ca: &Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.signed_by(&key, ca).expect("signed");
-    std::fs::write(dir.path(&format!("{name}.crt")), cert.pem()).expect("write");
-    std::fs::write(dir.path(&format!("{name}.key")), key.serialize_pem()).expect("write");
-}
+use vitals_server::ServerConfig;
+use vitals_test_support::tls::{Pki, TlsServer};
 
 fn write_gz(path: &Path, text: &str) {
     let f = std::fs::File::create(path).expect("create");
@@ -83,7 +19,7 @@ fn write_gz(path: &Path, text: &str) {
 }
 
 /// A sample-data folder of 2 accounts, 2 subscriptions, 2 event types and 5 events.
-fn tiny_folder(dir: &TempDir) -> PathBuf {
+fn tiny_folder(dir: &Pki) -> PathBuf {
     let d = dir.path("data");
     std::fs::create_dir_all(&d).expect("data dir");
     write_gz(
@@ -113,54 +49,18 @@ fn tiny_folder(dir: &TempDir) -> PathBuf {
 }
 
 /// The ingestion service alone on 127.0.0.1:0 over TLS (mutual when `mutual`).
-struct Running {
-    port: u16,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), RunError>>,
-}
-
-impl Running {
-    async fn start(dir: &TempDir, mutual: bool) -> Self {
-        let mut server = ServerConfig::for_tests("sqlite::memory:");
-        server.tls_cert = Some(dir.path("server.crt"));
-        server.tls_key = Some(dir.path("server.key"));
-        if mutual {
-            server.tls_client_ca = Some(dir.path("ca.crt"));
-        }
-        let config = Config {
-            server,
-            service: IngestionArgs::default(),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vitals_ingestion::run(
-            config,
-            listener,
-            Box::pin(async move {
-                let _ = rx.await;
-            }),
-        ));
-        Self {
-            port,
-            stop: Some(tx),
-            task,
-        }
+async fn start(pki: &Pki, mutual: bool) -> TlsServer {
+    let mut server = ServerConfig::for_tests("sqlite::memory:");
+    server.tls_cert = Some(pki.path("server.crt"));
+    server.tls_key = Some(pki.path("server.key"));
+    if mutual {
+        server.tls_client_ca = Some(pki.path("ca.crt"));
     }
-
-    fn https(&self) -> String {
-        format!("https://localhost:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        self.task
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
-    }
+    let config = Config {
+        server,
+        service: IngestionArgs::default(),
+    };
+    TlsServer::start(|listener, shutdown| vitals_ingestion::run(config, listener, shutdown)).await
 }
 
 fn args(data: &Path, addr: String) -> LoadArgs {
@@ -171,10 +71,9 @@ fn args(data: &Path, addr: String) -> LoadArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loader_loads_over_tls_with_the_ca_and_names_what_is_missing() {
-    let dir = TempDir::new("tls");
-    make_pki(&dir);
+    let dir = Pki::new("loader-tls");
     let data = tiny_folder(&dir);
-    let server = Running::start(&dir, false).await;
+    let server = start(&dir, false).await;
 
     // With the CA: everything arrives (the repeated event is a duplicate).
     let mut with_ca = args(&data, server.https());
@@ -236,10 +135,9 @@ async fn loader_loads_over_tls_with_the_ca_and_names_what_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loader_presents_its_client_certificate_for_mutual_tls() {
-    let dir = TempDir::new("mtls");
-    make_pki(&dir);
+    let dir = Pki::new("loader-mtls");
     let data = tiny_folder(&dir);
-    let server = Running::start(&dir, true).await;
+    let server = start(&dir, true).await;
 
     let mut mtls = args(&data, server.https());
     mtls.ca_cert = Some(dir.path("ca.crt"));
