@@ -45,7 +45,7 @@ pub enum TlsError {
 
 /// The full chain of an error's sources, for messages (tonic's top-level error says only
 /// "transport error").
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

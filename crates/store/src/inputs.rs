@@ -34,6 +34,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::placeholders;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use futures::StreamExt;
 use sea_orm::sqlx::{self, Row};
@@ -181,25 +182,6 @@ impl LoadedInputs {
 /// Start of a UTC day.
 fn day_start(d: NaiveDate) -> DateTime<Utc> {
     d.and_time(NaiveTime::MIN).and_utc()
-}
-
-/// `sql` with its `?` placeholders renumbered `$n` on PostgreSQL.
-fn placeholders(backend: DbBackend, sql: &str) -> String {
-    if backend != DbBackend::Postgres {
-        return sql.to_string();
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push('$');
-            out.push_str(&n.to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A statement with `?` placeholders, renumbered `$n` on PostgreSQL.

@@ -114,22 +114,7 @@ pub struct NewSnapshot {
 
 /// A statement with `?` placeholders, renumbered `$n` on PostgreSQL.
 fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    if backend == DbBackend::Postgres {
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Statement::from_sql_and_values(backend, out, values)
-    } else {
-        Statement::from_sql_and_values(backend, sql, values)
-    }
+    Statement::from_sql_and_values(backend, crate::placeholders(backend, sql), values)
 }
 
 /// `(?, ?, ...)` with `n` placeholders.

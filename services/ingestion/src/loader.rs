@@ -397,21 +397,6 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// An error with its sources (tonic's transport error alone says only "transport error").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// The command-line flag (and variable) of a TLS file setting of [`ClientTls`].
 fn tls_flag(setting: &str) -> &'static str {
     match setting {
@@ -490,7 +475,7 @@ pub async fn load(args: &LoadArgs) -> Result<LoadSummary, LoadError> {
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| LoadError::Connect(args.addr.clone(), error_chain(&e)))?;
+        .map_err(|e| LoadError::Connect(args.addr.clone(), vitals_server::tls::error_chain(&e)))?;
     let mut summary = LoadSummary::default();
     let dir = args.dir.clone();
     let max_msg = 64 * 1024 * 1024;
