@@ -17,6 +17,11 @@
 
 mod bench_common;
 
+/// The allocator of the `vitals` binary (mimalloc), so the server measured here runs as
+/// it does in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use bench_common::{Error, Rng, Server, account_id, create_profiles, generate, loadavg};

@@ -16,6 +16,11 @@
 
 mod bench_common;
 
+/// The allocator of the `vitals` binary (mimalloc), so the server measured here runs as
+/// it does in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use bench_common::{Error, Server, create_profiles, generate, loadavg};
