@@ -28,8 +28,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::{
-    ConnAcquireErr, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult,
-    RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+    ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, QueryResult, RuntimeErr, Statement, Value,
     sqlx,
 };
 
@@ -426,19 +425,8 @@ async fn count_existing<C: ConnectionTrait>(
         };
         let mut next = 0;
         if width == 1 {
-            sql.push('(');
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                if backend == DbBackend::Postgres {
-                    next += 1;
-                    sql.push_str(&format!("${next}"));
-                } else {
-                    sql.push('?');
-                }
-            }
-            sql.push(')');
+            // `key IN (p, p, ...)`: one group of one placeholder per key.
+            push_groups(&mut sql, backend, 1, chunk.len(), &mut next);
         } else {
             push_groups(&mut sql, backend, chunk.len(), width, &mut next);
             sql.push(')');
@@ -452,20 +440,6 @@ async fn count_existing<C: ConnectionTrait>(
         }
     }
     Ok(u32::try_from(total).unwrap_or(u32::MAX))
-}
-
-/// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite so that the write lock is
-/// taken up front (a deferred transaction that reads first can fail with SQLITE_BUSY
-/// when another writer commits in between, and the busy timeout does not help there).
-async fn begin_write(store: &Store) -> Result<DatabaseTransaction, DbErr> {
-    store
-        .conn()
-        .begin_with_options(TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        })
-        .await
 }
 
 /// Sorted, distinct.
@@ -1194,7 +1168,7 @@ pub async fn upsert_accounts(
     accounts: &[AccountUpsert],
     replace_attributes: bool,
 ) -> Result<Upserted, StoreError> {
-    let tx = begin_write(store).await?;
+    let tx = store.begin_write().await?;
     let mut sorted: Vec<&AccountUpsert> = accounts.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = sorted.iter().map(|a| a.id.as_str()).collect();
@@ -1359,7 +1333,7 @@ pub async fn upsert_contacts(
     store: &Store,
     contacts: &[ContactUpsert],
 ) -> Result<Upserted, StoreError> {
-    let tx = begin_write(store).await?;
+    let tx = store.begin_write().await?;
     let backend = tx.get_database_backend();
     let accounts = distinct_sorted(contacts.iter().map(|c| c.account_id.as_str()));
     ensure_accounts(&tx, &accounts).await?;
@@ -1479,7 +1453,7 @@ async fn replace_keyed(
     }
     let rows: Vec<Vec<Value>> = latest.into_values().collect();
     let keys: Vec<Vec<Value>> = rows.iter().map(|r| r[..key_width].to_vec()).collect();
-    let tx = begin_write(store).await?;
+    let tx = store.begin_write().await?;
     let accounts = distinct_sorted(accounts);
     ensure_accounts(&tx, &accounts).await?;
     let existing = count_existing(&tx, table, &cols[..key_width], keys).await?;
@@ -1809,7 +1783,7 @@ pub async fn set_custom_score_fields(
     store: &Store,
     items: &[ScoreFieldRow],
 ) -> Result<u32, StoreError> {
-    let tx = begin_write(store).await?;
+    let tx = store.begin_write().await?;
     let mut sorted: Vec<&ScoreFieldRow> = items.iter().collect();
     sorted.sort_by(|a, b| (&a.account_id, &a.field).cmp(&(&b.account_id, &b.field)));
     let accounts = distinct_sorted(sorted.iter().map(|i| i.account_id.as_str()));

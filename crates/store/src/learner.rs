@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, Value,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 
 use crate::entity::{
@@ -102,14 +101,7 @@ pub async fn record_outcomes(
     let backend = store.backend();
     // BEGIN IMMEDIATE on SQLite: take the write lock up front so a concurrent writer
     // cannot make this transaction fail half-way with SQLITE_BUSY.
-    let txn = store
-        .conn()
-        .begin_with_options(TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        })
-        .await?;
+    let txn = store.begin_write().await?;
     let now = Utc::now();
     let ids: BTreeSet<&str> = items.iter().map(|o| o.account_id.as_str()).collect();
     let account_sql = format!(
@@ -296,14 +288,7 @@ pub type ModelRow = model::Model;
 /// Stores a model as the next version of its profile (1 for the first), in one
 /// transaction; the unique (profile, version) index guards against a concurrent writer.
 pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreError> {
-    let txn = store
-        .conn()
-        .begin_with_options(TransactionOptions {
-            isolation_level: None,
-            access_mode: None,
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        })
-        .await?;
+    let txn = store.begin_write().await?;
     let last: Option<Option<i32>> = model::Entity::find()
         .select_only()
         .column_as(Expr::col(model::Column::Version).max(), "v")

@@ -16,7 +16,10 @@ pub mod testing;
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::MigratorTrait;
 
 pub use sea_orm;
@@ -68,6 +71,21 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Store {
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+    /// taken up front, waiting up to the busy timeout for another writer, because a
+    /// deferred transaction that reads first fails at once with `SQLITE_BUSY` when another
+    /// writer commits before its first write (the busy timeout does not apply there). On
+    /// PostgreSQL a plain `BEGIN`. Every transaction that writes starts here.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                isolation_level: None,
+                access_mode: None,
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            })
+            .await
+    }
+
     /// Opens the database at `url`: `sqlite://path?mode=rwc`, `sqlite::memory:` or
     /// `postgres://user@host:port/db`.
     ///

@@ -14,7 +14,7 @@ use vitals_store::Store;
 use vitals_store::profiles::{
     self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord, StoredWeights,
 };
-use vitals_store::sea_orm::{ConnectionTrait, TransactionTrait};
+use vitals_store::sea_orm::ConnectionTrait;
 
 use crate::error::{ProfilesError, Result};
 use crate::rules::{AccountVars, Rule};
@@ -243,7 +243,7 @@ pub async fn reassign(store: &Store, options: RunOptions) -> Result<Report> {
         }
     }
     if !options.dry_run {
-        let txn = conn.begin().await?;
+        let txn = store.begin_write().await?;
         let now = Utc::now();
         sp::write_assignments(&txn, &writes, now).await?;
         sp::touch_evaluated(&txn, &seen).await?;
@@ -374,7 +374,7 @@ pub async fn pin_accounts(
     selector: Selector,
 ) -> Result<(usize, usize)> {
     let _guard = ASSIGN_LOCK.lock().await;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     if sp::get_profile(&txn, profile_id).await?.is_none() {
         return Err(ApiError::NotFound(format!("profile \"profiles/{profile_id}\"")).into());
     }
@@ -405,7 +405,7 @@ pub async fn pin_accounts(
 pub async fn unpin_accounts(store: &Store, selector: Selector) -> Result<(usize, usize)> {
     let _guard = ASSIGN_LOCK.lock().await;
     ensure_default_profile(store).await?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let rules = Arc::new(RuleSet::new(&sp::load_profiles(&txn).await?)?);
     let accounts: Vec<AccountRecord> = select(&txn, selector, "account_ids")
         .await?
@@ -451,7 +451,7 @@ async fn reassign_in(
 /// one transaction; returns the number of members reassigned.
 pub async fn delete_profile(store: &Store, id: &str) -> Result<usize> {
     let _guard = ASSIGN_LOCK.lock().await;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let Some(profile) = sp::get_profile(&txn, id).await? else {
         return Err(ApiError::NotFound(format!("profile \"profiles/{id}\"")).into());
     };

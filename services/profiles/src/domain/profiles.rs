@@ -8,7 +8,6 @@ use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, AssignmentSource, ProfileRecord};
-use vitals_store::sea_orm::TransactionTrait;
 
 use crate::assign::{self, ensure_default_profile};
 use crate::convert::{self, ProfileFields, check_id, parse_name, profile_fields, slug_id};
@@ -46,7 +45,7 @@ pub async fn create(store: &Store, req: pb::CreateHealthProfileRequest) -> Resul
         .ok_or_else(|| ApiError::invalid("health_profile", "required"))?;
     let fields = profile_fields("health_profile", &p)?;
     ensure_default_profile(store).await?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let existing = sp::load_profiles(&txn).await?;
     let taken: HashSet<String> = existing.iter().map(|p| p.id.clone()).collect();
     let id = if req.profile_id.is_empty() {
@@ -103,7 +102,7 @@ pub async fn update(store: &Store, req: pb::UpdateHealthProfileRequest) -> Resul
     let id = parse_name("health_profile.name", "profiles", &p.name)?.to_string();
     let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
     ensure_default_profile(store).await?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let existing = sp::get_profile(&txn, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -268,7 +267,7 @@ pub async fn cross_product(
         }
     }
     ensure_default_profile(store).await?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let taken: HashSet<String> = sp::load_profiles(&txn)
         .await?
         .into_iter()

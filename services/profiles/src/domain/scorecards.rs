@@ -7,7 +7,6 @@ use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, ScorecardRecord};
-use vitals_store::sea_orm::TransactionTrait;
 
 use crate::convert::{self, check_id, parse_name, scorecard_fields, slug_id};
 use crate::error::Result;
@@ -25,7 +24,7 @@ pub async fn create(store: &Store, req: pb::CreateScorecardRequest) -> Result<Sc
         .scorecard
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
     let fields = scorecard_fields("scorecard", &s, false)?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let existing = sp::load_scorecards(&txn).await?;
     let taken: HashSet<&str> = existing.iter().map(|s| s.id.as_str()).collect();
     let id = if req.scorecard_id.is_empty() {
@@ -100,7 +99,7 @@ pub async fn update(store: &Store, req: pb::UpdateScorecardRequest) -> Result<Sc
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
     let id = parse_name("scorecard.name", "scorecards", &s.name)?.to_string();
     let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let existing = sp::get_scorecard(&txn, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -116,7 +115,7 @@ pub async fn update(store: &Store, req: pb::UpdateScorecardRequest) -> Result<Sc
 /// Deletes a scorecard and closes the gap in the display order.
 pub async fn delete(store: &Store, name: &str) -> Result<()> {
     let id = parse_name("name", "scorecards", name)?;
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     if !sp::delete_scorecard(&txn, id).await? {
         return Err(not_found(id).into());
     }
@@ -143,7 +142,7 @@ pub async fn reorder(store: &Store, names: &[String]) -> Result<Vec<ScorecardRec
         }
         ids.push(id.to_string());
     }
-    let txn = store.conn().begin().await?;
+    let txn = store.begin_write().await?;
     let existing = sp::load_scorecards(&txn).await?;
     let known: HashMap<&str, ()> = existing.iter().map(|s| (s.id.as_str(), ())).collect();
     if let Some((i, id)) = ids

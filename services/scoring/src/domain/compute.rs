@@ -14,7 +14,6 @@ use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
 use vitals_store::scoring::{self as ss, NewSnapshot, PROFILE_SCORECARD};
-use vitals_store::sea_orm::TransactionTrait;
 
 use super::stored::{self, StoredCategory, StoredDetails, r6};
 use crate::Inner;
@@ -641,7 +640,7 @@ pub(crate) async fn run(
     // Previous latest rows, for the band changes.
     let before = ss::latest_of_accounts(conn, &ids).await?;
     let started_at = Utc::now();
-    let txn = conn.begin().await?;
+    let txn = inner.store.begin_write().await?;
     let run_id = ss::start_run(&txn, &scope.describe(), started_at).await?;
     ss::write_snapshots(&txn, run_id, &snapshots).await?;
     let summaries: Vec<ProfileSummary> = profiles
