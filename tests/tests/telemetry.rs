@@ -253,17 +253,20 @@ async fn rpc_and_domain_metrics_are_recorded() {
     let request = KeyValue::new("trigger", "request");
     let failed = KeyValue::new("outcome", "failed");
     let uniform = KeyValue::new("weights", "uniform");
-    let before = [
-        counter(otel, metrics::EVENTS_INGESTED, &events),
-        counter(otel, metrics::EVENTS_INGESTED, &accounts),
-        counter(otel, metrics::SCORES_COMPUTED, &request),
-        counter(otel, metrics::TRAINING_RUNS, &failed),
-        counter(otel, metrics::LEARNER_FALLBACKS, &uniform),
-        rpc_calls(otel, "IngestEvent", 0),
-        rpc_calls(otel, "IngestEvent", 3),
-        rpc_calls(otel, "ComputeScores", 0),
-        rpc_calls(otel, "Train", 9),
-    ];
+    let read = || {
+        [
+            counter(otel, metrics::EVENTS_INGESTED, &events),
+            counter(otel, metrics::EVENTS_INGESTED, &accounts),
+            counter(otel, metrics::SCORES_COMPUTED, &request),
+            counter(otel, metrics::TRAINING_RUNS, &failed),
+            counter(otel, metrics::LEARNER_FALLBACKS, &uniform),
+            rpc_calls(otel, "IngestEvent", 0),
+            rpc_calls(otel, "IngestEvent", 3),
+            rpc_calls(otel, "ComputeScores", 0),
+            rpc_calls(otel, "Train", 9),
+        ]
+    };
+    let before = read();
     // A learner address where nothing listens: scoring falls back to uniform weights.
     let gone = {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -313,17 +316,7 @@ async fn rpc_and_domain_metrics_are_recorded() {
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     server.stop().await.expect("clean stop");
 
-    let after = [
-        counter(otel, metrics::EVENTS_INGESTED, &events),
-        counter(otel, metrics::EVENTS_INGESTED, &accounts),
-        counter(otel, metrics::SCORES_COMPUTED, &request),
-        counter(otel, metrics::TRAINING_RUNS, &failed),
-        counter(otel, metrics::LEARNER_FALLBACKS, &uniform),
-        rpc_calls(otel, "IngestEvent", 0),
-        rpc_calls(otel, "IngestEvent", 3),
-        rpc_calls(otel, "ComputeScores", 0),
-        rpc_calls(otel, "Train", 9),
-    ];
+    let after = read();
     let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
     assert_eq!(d[0], 2, "events ingested: the duplicate e1 is not counted");
     assert_eq!(d[1], 2, "accounts upserted");

@@ -87,18 +87,8 @@ where
     F: FnOnce(ServerConfig, tokio::net::TcpListener, shutdown::Signal) -> Fut,
     Fut: Future<Output = Result<(), RunError>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let log_format = config.log_format;
-    runtime.block_on(async move {
+    block_on(async move {
         let telemetry = match telemetry::init(service, log_format) {
             Ok(t) => t,
             Err(e) => {
@@ -137,4 +127,20 @@ where
         telemetry.shutdown().await;
         code
     })
+    .unwrap_or_else(|code| code)
+}
+
+/// Runs `fut` to completion on a new multi-threaded tokio runtime: what every command's
+/// `main` does. When the runtime cannot start, says so on stderr and gives exit code 1.
+pub fn block_on<F: Future>(fut: F) -> Result<F::Output, ExitCode> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Ok(runtime.block_on(fut)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
 }

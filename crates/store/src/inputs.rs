@@ -886,26 +886,46 @@ mod tests {
         day_start(d(m, day)) + chrono::Duration::hours(12)
     }
 
+    /// Inserts an account created on January 1st.
+    async fn put_account(
+        conn: &impl ConnectionTrait,
+        id: &str,
+        name: &str,
+        attributes: serde_json::Value,
+        profile: Option<&str>,
+        status: &str,
+    ) {
+        account::Model {
+            id: id.into(),
+            name: name.into(),
+            attributes,
+            profile_id: profile.map(Into::into),
+            pinned: false,
+            status: status.into(),
+            created_at: ts(1, 1),
+            updated_at: ts(1, 1),
+        }
+        .into_active_model()
+        .insert(conn)
+        .await
+        .unwrap();
+    }
+
     async fn seed(conn: &impl ConnectionTrait) {
         for (id, status, profile) in [
             ("a1", "active", Some("p")),
             ("a2", "active", None),
             ("a3", "churned", Some("p")),
         ] {
-            account::Model {
-                id: id.into(),
-                name: id.to_uppercase(),
-                attributes: serde_json::json!({"seats": {"number": 10.0}}),
-                profile_id: profile.map(Into::into),
-                pinned: false,
-                status: status.into(),
-                created_at: ts(1, 1),
-                updated_at: ts(1, 1),
-            }
-            .into_active_model()
-            .insert(conn)
-            .await
-            .unwrap();
+            put_account(
+                conn,
+                id,
+                &id.to_uppercase(),
+                serde_json::json!({"seats": {"number": 10.0}}),
+                profile,
+                status,
+            )
+            .await;
         }
         // T = 2026-06-30, W = 28, H = 3: span is (2026-03-10, 2026-06-30].
         for (day, ty, n) in [
@@ -1080,20 +1100,7 @@ mod tests {
             // seen in different orders.
             for n in 0..8u32 {
                 let id = format!("b{n}");
-                account::Model {
-                    id: id.clone(),
-                    name: id.clone(),
-                    attributes: serde_json::json!({}),
-                    profile_id: None,
-                    pinned: false,
-                    status: "active".into(),
-                    created_at: ts(1, 1),
-                    updated_at: ts(1, 1),
-                }
-                .into_active_model()
-                .insert(conn)
-                .await
-                .unwrap();
+                put_account(conn, &id, &id, serde_json::json!({}), None, "active").await;
                 let types = if n % 2 == 0 {
                     ["zeta", "alpha"]
                 } else {

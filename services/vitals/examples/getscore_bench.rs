@@ -24,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use bench_common::{Error, Rng, Server, account_id, create_profiles, generate, loadavg};
+use bench_common::{BenchDb, Error, Rng, Server, account_id, create_profiles, generate, loadavg};
 use vitals_proto::profiles::v1 as ppb;
 use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
 use vitals_proto::scoring::v1 as spb;
@@ -73,18 +73,13 @@ fn parse() -> Result<Args, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = parse()?;
-    let tmp = std::env::temp_dir().join(format!("vitals-getscore-bench-{}", std::process::id()));
-    let (url, fresh_pg) = match (&args.database_url, &args.postgres) {
-        (Some(u), _) => (u.clone(), false),
-        (None, Some(server)) => (bench_common::fresh_postgres(server).await?, true),
-        (None, None) => {
-            std::fs::create_dir_all(&tmp)?;
-            (
-                format!("sqlite://{}?mode=rwc", tmp.join("bench.db").display()),
-                false,
-            )
-        }
-    };
+    let db = BenchDb::open(
+        "getscore-bench",
+        args.database_url.as_deref(),
+        args.postgres.as_deref(),
+    )
+    .await?;
+    let url = db.url().to_string();
     let server = Server::start(&url).await?;
     let channel = server.channel().await?;
     let mut scoring = ScoringServiceClient::new(channel.clone());
@@ -219,11 +214,5 @@ async fn main() -> Result<(), Error> {
         loadavg()
     );
     server.stop().await?;
-    if fresh_pg {
-        bench_common::drop_postgres(&url).await?;
-    }
-    if args.database_url.is_none() && args.postgres.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    Ok(())
+    db.remove().await
 }

@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::Instant;
 
-use bench_common::{Error, Server, create_profiles, generate, loadavg};
+use bench_common::{BenchDb, Error, Server, create_profiles, generate, loadavg};
 use vitals_proto::profiles::v1 as ppb;
 use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
 use vitals_proto::scoring::v1 as spb;
@@ -72,18 +72,13 @@ fn parse() -> Result<Args, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = parse()?;
-    let tmp = std::env::temp_dir().join(format!("vitals-recompute-bench-{}", std::process::id()));
-    let (url, fresh_pg) = match (&args.database_url, &args.postgres) {
-        (Some(u), _) => (u.clone(), false),
-        (None, Some(server)) => (bench_common::fresh_postgres(server).await?, true),
-        (None, None) => {
-            std::fs::create_dir_all(&tmp)?;
-            (
-                format!("sqlite://{}?mode=rwc", tmp.join("bench.db").display()),
-                false,
-            )
-        }
-    };
+    let db = BenchDb::open(
+        "recompute-bench",
+        args.database_url.as_deref(),
+        args.postgres.as_deref(),
+    )
+    .await?;
+    let url = db.url().to_string();
     println!(
         "recompute bench: {} accounts x {} days of usage, database {}",
         args.accounts,
@@ -169,13 +164,10 @@ async fn main() -> Result<(), Error> {
     }
     println!("load average at end: {}", loadavg());
     server.stop().await?;
-    if fresh_pg && !args.keep {
-        bench_common::drop_postgres(&url).await?;
-    } else if args.keep {
+    if args.keep {
         println!("database kept: {url}");
+        Ok(())
+    } else {
+        db.remove().await
     }
-    if !args.keep && args.database_url.is_none() && args.postgres.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    Ok(())
 }

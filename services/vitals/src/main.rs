@@ -75,47 +75,29 @@ fn main() -> ExitCode {
 /// `vitals demo`: prints the progress and the summary on stdout; exit code 1 on failure
 /// (64 when the sample data is missing).
 fn demo(args: vitals::demo::DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let mut stdout = std::io::stdout();
-    match runtime.block_on(vitals::demo::run(&args, &mut stdout)) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
+    match vitals_server::block_on(vitals::demo::run(&args, &mut stdout)) {
+        Ok(Ok(_)) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+        Err(code) => code,
     }
 }
 
 /// `vitals load`: a client, not a server: prints the summary, exit code 1 on failure.
 fn load(args: vitals_ingestion::loader::LoadArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(vitals_ingestion::loader::load(&args)) {
-        Ok(summary) => {
+    match vitals_server::block_on(vitals_ingestion::loader::load(&args)) {
+        Ok(Ok(summary)) => {
             print!("{}", summary.report());
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+        Err(code) => code,
     }
 }
 
@@ -124,17 +106,7 @@ fn one_shot(
     log_format: LogFormat,
     fut: impl std::future::Future<Output = Result<(), RunError>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    vitals_server::block_on(async move {
         let telemetry = match vitals_server::telemetry::init("vitals", log_format) {
             Ok(t) => t,
             Err(e) => {
@@ -152,4 +124,5 @@ fn one_shot(
         telemetry.shutdown().await;
         code
     })
+    .unwrap_or_else(|code| code)
 }

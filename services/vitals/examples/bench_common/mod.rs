@@ -94,6 +94,59 @@ pub async fn drop_postgres(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The database a bench runs on: the one given, a fresh PostgreSQL database, or a SQLite
+/// file in a temporary folder.
+pub enum BenchDb {
+    /// `--database-url`: used as it is, never removed.
+    Given(String),
+    /// `--postgres SERVER_URL`: a new database made by [`fresh_postgres`].
+    FreshPostgres(String),
+    /// Neither: `bench.db` in a temporary folder.
+    TempSqlite {
+        url: String,
+        dir: std::path::PathBuf,
+    },
+}
+
+impl BenchDb {
+    /// Opens the database of `--database-url` / `--postgres` for the bench named `tag`.
+    pub async fn open(
+        tag: &str,
+        database_url: Option<&str>,
+        postgres: Option<&str>,
+    ) -> Result<Self, Error> {
+        Ok(match (database_url, postgres) {
+            (Some(u), _) => Self::Given(u.to_string()),
+            (None, Some(server)) => Self::FreshPostgres(fresh_postgres(server).await?),
+            (None, None) => {
+                let dir = std::env::temp_dir().join(format!("vitals-{tag}-{}", std::process::id()));
+                std::fs::create_dir_all(&dir)?;
+                let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+                Self::TempSqlite { url, dir }
+            }
+        })
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Given(u) | Self::FreshPostgres(u) | Self::TempSqlite { url: u, .. } => u,
+        }
+    }
+
+    /// Removes what [`BenchDb::open`] created (a given database is left alone).
+    pub async fn remove(self) -> Result<(), Error> {
+        match self {
+            Self::Given(_) => {}
+            Self::FreshPostgres(url) => drop_postgres(&url).await?,
+            Self::TempSqlite { dir, .. } => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The all-in-one server in this process.
 pub struct Server {
     pub addr: SocketAddr,
