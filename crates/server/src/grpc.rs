@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -199,7 +199,7 @@ impl GrpcServer {
             .tcp_nodelay(true)
             .layer(layers)
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(accepted(listener), signal);
         if let Ok(addr) = listener_addr {
             tracing::info!(%addr, services = ?self.names, tls = tls_mode, "serving");
         }
@@ -215,5 +215,32 @@ impl GrpcServer {
             }
         }
         Ok(())
+    }
+}
+
+/// The connections `listener` accepts, with `TCP_NODELAY` set on each.
+///
+/// `serve_with_incoming*` ignores the builder's `tcp_nodelay`, so it is set here: without
+/// it Nagle's algorithm holds back the last small segment of each response until the
+/// client's delayed ACK (about 40 ms on Linux), which capped unary calls at ~44 ms each.
+fn accepted(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = accepted(listener);
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let server_side = incoming.next().await.unwrap().unwrap();
+        assert!(server_side.nodelay().unwrap(), "TCP_NODELAY not set");
+        drop(client);
     }
 }
