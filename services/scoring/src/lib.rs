@@ -7,6 +7,7 @@
 //! In-process callers (e.g. `vitals demo`) can use [`ScoringService::compute`] and the
 //! gRPC API through a client; see docs/scoring-service.md.
 
+mod cache;
 mod convert;
 pub mod domain;
 mod grpc;
@@ -75,6 +76,24 @@ pub struct ScoringArgs {
         default_value_t = DEFAULT_INTERVAL_SECS
     )]
     pub interval_secs: u64,
+    /// Latest scores GetScore keeps in memory (0: none, every call reads the database).
+    /// About 3 KB each with explanations; see docs/scoring-service.md.
+    #[arg(
+        long = "score-cache-entries",
+        env = "VITALS_SCORE_CACHE_ENTRIES",
+        default_value_t = cache::DEFAULT_ENTRIES
+    )]
+    pub score_cache_entries: u64,
+    /// Milliseconds between checks for scoring runs committed by other processes on the
+    /// same database; cached scores may be that much behind such a run (never behind a
+    /// run of this process).
+    #[arg(
+        long = "score-cache-refresh-ms",
+        env = "VITALS_SCORE_CACHE_REFRESH_MS",
+        default_value_t = cache::DEFAULT_REFRESH_MS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub score_cache_refresh_ms: u64,
 }
 
 impl Default for ScoringArgs {
@@ -87,6 +106,8 @@ impl Default for ScoringArgs {
             learner_timeout_ms: DEFAULT_LEARNER_TIMEOUT_MS,
             weights_ttl_secs: DEFAULT_WEIGHTS_TTL_SECS,
             interval_secs: 0,
+            score_cache_entries: cache::DEFAULT_ENTRIES,
+            score_cache_refresh_ms: cache::DEFAULT_REFRESH_MS,
         }
     }
 }
@@ -115,6 +136,8 @@ pub(crate) struct Inner {
     pub(crate) run_lock: tokio::sync::Mutex<()>,
     /// Band changes of committed runs.
     pub(crate) changes: broadcast::Sender<Arc<BandChange>>,
+    /// Latest scores served by GetScore.
+    pub(crate) latest: Arc<cache::LatestCache>,
 }
 
 /// The scoring gRPC service (cheap to clone).
@@ -149,6 +172,7 @@ impl ScoringService {
                 ),
                 run_lock: tokio::sync::Mutex::new(()),
                 changes,
+                latest: Arc::new(cache::LatestCache::new(args.score_cache_entries)),
             }),
         }
     }
@@ -205,7 +229,14 @@ pub fn register_with_learner(
     server: &ServerConfig,
     learner: Option<Arc<dyn WeightsProvider>>,
 ) -> Result<ScoringService, RunError> {
-    let service = ScoringService::new(store, args, learner);
+    let service = ScoringService::new(store.clone(), args, learner);
+    if args.score_cache_entries > 0 {
+        cache::spawn_refresh(
+            Arc::downgrade(&service.inner.latest),
+            store,
+            Duration::from_millis(args.score_cache_refresh_ms),
+        );
+    }
     let limit = server.max_message_bytes as usize;
     grpc.add(
         ScoringServiceServer::new(service.clone())

@@ -7,8 +7,10 @@ use std::collections::HashSet;
 
 use common::{Env, FAKE_MODEL, FakeLearnerServer};
 use tonic::Code;
+use tonic::transport::Channel;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
+use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_scoring::ScoringArgs;
 use vitals_test_support::{WAIT, backends};
 
@@ -710,6 +712,92 @@ async fn scorecards_global_score_and_why_it_changed() {
             .snapshot
             .expect("snapshot");
         assert_eq!(old.run_id, run1.run_id);
+        env.stop().await;
+    }
+}
+
+async fn value_of(c: &mut ScoringServiceClient<Channel>, account: &str) -> f64 {
+    c.get_score(pb::GetScoreRequest {
+        account_id: account.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("get score")
+    .into_inner()
+    .snapshot
+    .expect("snapshot")
+    .value
+}
+
+/// GetScore serves the latest scores from memory (docs/scoring-service.md, "Score
+/// cache"): a run of the same process is seen at once; a run of another replica on the
+/// same database within `--score-cache-refresh-ms`, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_score_cache_follows_runs_of_this_and_other_replicas() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        env.usage_only().await;
+        let ids = env.ladder().await;
+        env.compute_all().await;
+        let hour = ScoringArgs {
+            score_cache_refresh_ms: 3_600_000,
+            ..ScoringArgs::default()
+        };
+        let quick = ScoringArgs {
+            score_cache_refresh_ms: 50,
+            ..ScoringArgs::default()
+        };
+        let (slow_server, mut slow) = env.replica(hour).await;
+        let (quick_server, mut quick) = env.replica(quick).await;
+        let (off_server, mut off) = env
+            .replica(ScoringArgs {
+                score_cache_entries: 0,
+                ..ScoringArgs::default()
+            })
+            .await;
+        let before = value_of(&mut env.scoring, &ids[0]).await;
+        for c in [&mut slow, &mut quick, &mut off] {
+            assert_eq!(value_of(c, &ids[0]).await, before, "{backend:?}");
+        }
+
+        // A run of the first server: it sees its new score at once.
+        env.logins(&ids[0], 28, 20, "burst").await;
+        env.compute_all().await;
+        let after = value_of(&mut env.scoring, &ids[0]).await;
+        assert_ne!(after, before, "{backend:?}: the run changed nothing");
+        // Without a cache: at once too.
+        assert_eq!(value_of(&mut off, &ids[0]).await, after, "{backend:?}");
+        // The other replicas: within their refresh interval.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while value_of(&mut quick, &ids[0]).await != after {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: a 50 ms refresh did not see the other replica's run"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // ... and not before: this one checks once an hour, so it still serves what it
+        // cached (what the documentation says may happen for up to the interval).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(value_of(&mut slow, &ids[0]).await, before, "{backend:?}");
+        // A point-in-time read never comes from the cache.
+        let at_now = slow
+            .get_score(pb::GetScoreRequest {
+                account_id: ids[0].clone(),
+                as_of: Some(common::ts(chrono::Utc::now())),
+                ..Default::default()
+            })
+            .await
+            .expect("get score as of now")
+            .into_inner()
+            .snapshot
+            .expect("snapshot")
+            .value;
+        assert_eq!(at_now, after, "{backend:?}");
+
+        for s in [slow_server, quick_server, off_server] {
+            s.stop().await.expect("replica stops cleanly");
+        }
         env.stop().await;
     }
 }

@@ -37,6 +37,7 @@ struct Args {
     warmup: u64,
     database_url: Option<String>,
     postgres: Option<String>,
+    cache_entries: Option<u64>,
 }
 
 fn parse() -> Result<Args, Error> {
@@ -47,6 +48,7 @@ fn parse() -> Result<Args, Error> {
         warmup: 3,
         database_url: None,
         postgres: None,
+        cache_entries: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,10 +60,12 @@ fn parse() -> Result<Args, Error> {
             "--warmup" => a.warmup = val()?.parse()?,
             "--database-url" => a.database_url = Some(val()?),
             "--postgres" => a.postgres = Some(val()?),
+            "--score-cache-entries" => a.cache_entries = Some(val()?.parse()?),
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; flags: --accounts N --clients N --seconds N \
-                     --warmup N --database-url URL | --postgres SERVER_URL"
+                     --warmup N --database-url URL | --postgres SERVER_URL \
+                     --score-cache-entries N"
                 )
                 .into());
             }
@@ -80,7 +84,12 @@ async fn main() -> Result<(), Error> {
     )
     .await?;
     let url = db.url().to_string();
-    let server = Server::start(&url).await?;
+    let server = Server::start_with(&url, |c| {
+        if let Some(n) = args.cache_entries {
+            c.scoring.score_cache_entries = n;
+        }
+    })
+    .await?;
     let channel = server.channel().await?;
     let mut scoring = ScoringServiceClient::new(channel.clone());
 
@@ -213,6 +222,13 @@ async fn main() -> Result<(), Error> {
         all.len() as f64 / args.seconds as f64,
         loadavg()
     );
+    // The process's memory (server, clients and, when on, the score cache).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for l in status.lines() {
+        if l.starts_with("VmRSS") || l.starts_with("VmHWM") {
+            println!("{l}");
+        }
+    }
     server.stop().await?;
     db.remove().await
 }

@@ -671,6 +671,8 @@ pub(crate) async fn run(
     });
     ss::finish_run(&txn, run_id, Utc::now(), n_scored as i64, details).await?;
     txn.commit().await?;
+    // GetScore's cached latest scores predate this run.
+    inner.latest.invalidate();
 
     let changes: Vec<BandChange> = snapshots
         .iter()

@@ -35,6 +35,13 @@ pub(crate) async fn get_score(
         .as_ref()
         .map(|t| convert::from_timestamp("as_of", t))
         .transpose()?;
+    // The latest score: from memory when cached (see crate::cache).
+    let generation = inner.latest.generation();
+    if at.is_none()
+        && let Some(s) = inner.latest.get(&account, &card)
+    {
+        return Ok(pb::GetScoreResponse { snapshot: Some(s) });
+    }
     let r = ss::snapshot_at(inner.store.conn(), &account, &card, at)
         .await?
         .ok_or_else(|| {
@@ -42,8 +49,14 @@ pub(crate) async fn get_score(
                 "score of account \"{account}\" for scorecards/{card}"
             ))
         })?;
+    let snapshot = convert::snapshot(&r, true);
+    if at.is_none() {
+        inner
+            .latest
+            .put(account, card, generation, snapshot.clone());
+    }
     Ok(pb::GetScoreResponse {
-        snapshot: Some(convert::snapshot(&r, true)),
+        snapshot: Some(snapshot),
     })
 }
 

@@ -25,6 +25,8 @@ use vitals_test_support::{Backend, TestServer, fresh_url};
 /// Ingestion, profiles and scoring on one server, and a store handle on its database.
 pub struct Env {
     pub backend: Backend,
+    /// The database URL, for more servers on the same database.
+    pub url: String,
     pub server: TestServer,
     pub store: Store,
     pub scoring: ScoringServiceClient<Channel>,
@@ -77,17 +79,27 @@ impl Env {
         vitals_profiles::assign::ensure_default_profile(&store)
             .await
             .expect("default profile");
-        let config = ServerConfig::for_tests(url);
+        let config = ServerConfig::for_tests(url.clone());
         let server =
             TestServer::start(|listener, shutdown| serve(config, args, listener, shutdown)).await;
         let channel = server.channel().await;
         Self {
             backend,
+            url,
             scoring: ScoringServiceClient::new(channel.clone()),
             ingestion: IngestionServiceClient::new(channel),
             server,
             store,
         }
+    }
+
+    /// Another server (another replica) on the same database, scoring with `args`.
+    pub async fn replica(&self, args: ScoringArgs) -> (TestServer, ScoringServiceClient<Channel>) {
+        let config = ServerConfig::for_tests(self.url.clone());
+        let server =
+            TestServer::start(|listener, shutdown| serve(config, args, listener, shutdown)).await;
+        let client = ScoringServiceClient::new(server.channel().await);
+        (server, client)
     }
 
     pub async fn stop(self) {

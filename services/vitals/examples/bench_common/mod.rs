@@ -158,7 +158,16 @@ impl Server {
     /// Starts Vitals over `database_url` on `127.0.0.1:0` with auth off and a long
     /// request timeout; returns once it answers.
     pub async fn start(database_url: &str) -> Result<Self, Error> {
+        Self::start_with(database_url, |_| {}).await
+    }
+
+    /// [`Server::start`], with `tune` applied to the configuration first.
+    pub async fn start_with(
+        database_url: &str,
+        tune: impl FnOnce(&mut vitals::ServeConfig),
+    ) -> Result<Self, Error> {
         let mut config = vitals::ServeConfig::for_tests(database_url);
+        tune(&mut config);
         config.server.request_timeout = Duration::from_secs(3600);
         config.server.concurrency_limit = 4096;
         let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -1,0 +1,223 @@
+//! The latest scores in memory, for GetScore without `as_of`.
+//!
+//! A hit answers GetScore without touching the database. Entries are tagged with the
+//! cache's *generation*; a new generation makes every older entry a miss at once, and an
+//! answer read from the database under an older generation is never served. The
+//! generation moves forward:
+//! - when a scoring run of this process commits (so a process never serves a score older
+//!   than its own last run), and
+//! - when the number of committed runs in the database changes, checked every
+//!   `--score-cache-refresh-ms` by a background task: the runs of other replicas sharing
+//!   the database are seen within that interval.
+//!
+//! Snapshots are only ever written by scoring runs (nothing updates or deletes them), so
+//! these two signals cover every change of a latest score.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use quick_cache::sync::Cache;
+use vitals_proto::scoring::v1 as pb;
+use vitals_store::Store;
+use vitals_store::sea_orm::{ConnectionTrait, DbErr, Statement};
+
+/// Default of `--score-cache-entries`.
+pub const DEFAULT_ENTRIES: u64 = 100_000;
+/// Default of `--score-cache-refresh-ms`.
+pub const DEFAULT_REFRESH_MS: u64 = 1_000;
+
+/// (account id, scorecard id).
+type Key = (String, String);
+
+/// A [`Key`] looked up without copying its strings. Its `Hash` must equal the key's:
+/// both hash the two strings in order.
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, &'a str);
+
+impl quick_cache::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+struct Entry {
+    generation: u64,
+    snapshot: pb::ScoreSnapshot,
+}
+
+/// The latest snapshot of each (account, scorecard) recently asked for, as GetScore
+/// returns it.
+pub(crate) struct LatestCache {
+    /// `None` when the cache is off (`--score-cache-entries 0`).
+    entries: Option<Cache<Key, Arc<Entry>>>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for LatestCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatestCache")
+            .field("capacity", &self.entries.as_ref().map(|c| c.capacity()))
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+impl LatestCache {
+    /// A cache of at most `capacity` entries (0: off).
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            entries: (capacity > 0).then(|| Cache::new(capacity as usize)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The current generation: read it before reading the database, and give it to
+    /// [`LatestCache::put`] with what was read.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The cached snapshot of (account, scorecard), if it belongs to the current
+    /// generation.
+    pub(crate) fn get(&self, account_id: &str, scorecard_id: &str) -> Option<pb::ScoreSnapshot> {
+        let entries = self.entries.as_ref()?;
+        let e = entries.get(&KeyRef(account_id, scorecard_id))?;
+        (e.generation == self.generation()).then(|| e.snapshot.clone())
+    }
+
+    /// Remembers `snapshot`, read from the database under `generation`. Kept only if no
+    /// newer generation started meanwhile (else the read may predate a commit).
+    pub(crate) fn put(
+        &self,
+        account_id: String,
+        scorecard_id: String,
+        generation: u64,
+        snapshot: pb::ScoreSnapshot,
+    ) {
+        let Some(entries) = self.entries.as_ref() else {
+            return;
+        };
+        if generation != self.generation() {
+            return;
+        }
+        entries.insert(
+            (account_id, scorecard_id),
+            Arc::new(Entry {
+                generation,
+                snapshot,
+            }),
+        );
+        // A new generation that started while inserting must not leave this entry
+        // looking current: entries carry their generation and `get` compares it, so it
+        // is a miss from then on.
+    }
+
+    /// Starts a new generation: every entry cached so far becomes a miss.
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Number of entries held (current or stale).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.as_ref().map_or(0, |c| c.len())
+    }
+}
+
+/// The number of committed scoring runs: it grows with every commit of any replica.
+async fn committed_runs(store: &Store) -> Result<i64, DbErr> {
+    let conn = store.conn();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(finished_at) AS n FROM score_runs",
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Watches the database for runs committed by other processes and starts a new
+/// generation of `cache` when there are; ends when the service is dropped.
+pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Duration) {
+    tokio::spawn(async move {
+        let mut seen: Option<i64> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(cache) = cache.upgrade() else {
+                return;
+            };
+            match committed_runs(&store).await {
+                Ok(n) => {
+                    if seen.is_some_and(|s| s != n) {
+                        cache.invalidate();
+                    }
+                    seen = Some(n);
+                }
+                // Unknown state: nothing cached can be trusted past this point.
+                Err(e) => {
+                    cache.invalidate();
+                    tracing::warn!(error = %e, "score cache: cannot read the run count");
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(value: f64) -> pb::ScoreSnapshot {
+        pb::ScoreSnapshot {
+            value,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hit_until_a_new_generation() {
+        let c = LatestCache::new(10);
+        assert!(c.get("a", "p").is_none());
+        let g = c.generation();
+        c.put("a".into(), "p".into(), g, snap(42.0));
+        assert_eq!(c.get("a", "p").map(|s| s.value), Some(42.0));
+        assert!(c.get("a", "other").is_none());
+        c.invalidate();
+        assert!(c.get("a", "p").is_none(), "stale entry served");
+        c.put("a".into(), "p".into(), c.generation(), snap(7.0));
+        assert_eq!(c.get("a", "p").map(|s| s.value), Some(7.0));
+    }
+
+    #[test]
+    fn a_read_older_than_the_generation_is_not_kept() {
+        let c = LatestCache::new(10);
+        let g = c.generation();
+        // A run commits between the database read and the put.
+        c.invalidate();
+        c.put("a".into(), "p".into(), g, snap(1.0));
+        assert!(c.get("a", "p").is_none());
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn off_caches_nothing() {
+        let c = LatestCache::new(0);
+        c.put("a".into(), "p".into(), c.generation(), snap(1.0));
+        assert!(c.get("a", "p").is_none());
+    }
+
+    #[test]
+    fn bounded() {
+        let c = LatestCache::new(100);
+        for i in 0..1_000 {
+            c.put(format!("a{i}"), "p".into(), c.generation(), snap(i as f64));
+        }
+        assert!(c.len() <= 100, "{} entries", c.len());
+    }
+}
