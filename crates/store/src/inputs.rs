@@ -333,13 +333,24 @@ fn scope_filter(q: &InputQuery) -> (String, Vec<Value>) {
 }
 
 /// Interns names to dense ids in first-seen order.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Interner {
     ids: HashMap<String, u32>,
     names: Vec<String>,
 }
 
 impl Interner {
+    /// The id of `name` when there are a handful of names (no hashing), else `None`.
+    fn find_small(&self, name: &[u8]) -> Option<u32> {
+        if self.names.len() > 8 {
+            return None;
+        }
+        self.names
+            .iter()
+            .position(|n| n.as_bytes() == name)
+            .map(|id| id as u32)
+    }
+
     fn id(&mut self, name: &str) -> u32 {
         // A handful of names (event types) is looked up once per usage row: a scan of
         // the few names beats hashing.
@@ -407,7 +418,17 @@ fn clamp_u32(v: i64) -> u32 {
 /// [`SPLIT_MIN_ACCOUNTS`] accounts on they are read as two halves of the accounts at
 /// once, on two connections of the pool (when it has two).
 pub async fn load_inputs(conn: &DatabaseConnection, q: &InputQuery) -> Result<LoadedInputs, DbErr> {
-    load(conn, q, SPLIT_MIN_ACCOUNTS).await
+    load(conn, q, SPLIT_MIN_ACCOUNTS, UsagePath::Auto).await
+}
+
+/// How [`load`] reads the usage roll-ups of the span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UsagePath {
+    /// Through rusqlite on a SQLite file, else through sqlx.
+    Auto,
+    /// Through sqlx, always (tests compare the two).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sqlx,
 }
 
 /// [`load_inputs`], splitting the usage read from `split_min` accounts on.
@@ -415,9 +436,11 @@ async fn load(
     conn: &DatabaseConnection,
     q: &InputQuery,
     split_min: usize,
+    usage_path: UsagePath,
 ) -> Result<LoadedInputs, DbErr> {
     let backend = conn.get_database_backend();
     let t = q.as_of;
+    let clock = std::time::Instant::now();
     let w = u64::from(q.window_days.max(1));
     let span = w * (u64::from(q.history_windows) + 1);
     let end = day_start(t + Days::new(1));
@@ -469,7 +492,7 @@ async fn load(
         .then(|| accounts[accounts.len() / 2].id.clone());
     // The database's collation may order ids differently from byte order.
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    let index: HashMap<String, usize> = accounts
+    let mut index: HashMap<String, usize> = accounts
         .iter()
         .enumerate()
         .map(|(i, a)| (a.id.clone(), i))
@@ -485,11 +508,7 @@ async fn load(
             ..AccountData::default()
         })
         .collect();
-    let slot = |r: &QueryResult| -> Result<Option<usize>, DbErr> {
-        let id: String = r.try_get_by_index(0)?;
-        Ok(index.get(&id).copied())
-    };
-
+    let accounts_ms = clock.elapsed().as_millis() as u64;
     // ---- names: declared event types and metrics first, so ids are stable across runs
     let mut events = Interner::default();
     let mut key: Vec<u32> = Vec::new();
@@ -554,22 +573,59 @@ async fn load(
         });
     }
 
+    // The usage statements join `accounts` for a narrower scope only: for every account,
+    // the rows of accounts out of scope (churned) are dropped as they arrive (they are
+    // not in `index`), which spares a look-up in `accounts` per roll-up row.
+    let (usage_from_sql, usage_filter, with_usage) = if q.scope == InputScope::All {
+        ("usage_daily u", "", Vec::new())
+    } else {
+        (
+            "usage_daily u JOIN accounts a ON a.id = u.account_id",
+            filter.as_str(),
+            fvals.clone(),
+        )
+    };
+    let with_usage = |mut head: Vec<Value>| {
+        head.extend(with_usage.iter().cloned());
+        head
+    };
+
     // ---- usage roll-ups in the span, streamed (two halves at once for a large scope).
     // Rows of one account mostly come together: each stream remembers the last account
     // it saw and looks an id up only when it changes.
-    {
-        let sql = format!(
-            "SELECT u.account_id, u.day, u.event_type, u.count, u.distinct_users, u.value_sum \
-             FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
-             WHERE u.day > ? AND u.day <= ?{filter}"
-        );
-        let statements = split_statements(
-            backend,
-            &sql,
-            &with(vec![Value::from(usage_lo), Value::from(t)]),
-            "u.account_id",
-            split.as_deref(),
-        )?;
+    let sql = format!(
+        "SELECT u.account_id, u.day, u.event_type, u.count, u.distinct_users, u.value_sum \
+         FROM {usage_from_sql} WHERE u.day > ? AND u.day <= ?{usage_filter}"
+    );
+    let statements = split_statements(
+        backend,
+        &sql,
+        &with_usage(vec![Value::from(usage_lo), Value::from(t)]),
+        "u.account_id",
+        split.as_deref(),
+    )?;
+    let file = match (backend, usage_path) {
+        (DbBackend::Sqlite, UsagePath::Auto) => lite::database_file(conn).await?,
+        _ => None,
+    };
+    let usage_from = clock.elapsed().as_millis() as u64;
+    let via_rusqlite = file.is_some();
+    if let Some(file) = file {
+        // SQLite file: read through rusqlite on connections of its own (see `lite`).
+        let read = lite::ReadUsage {
+            file,
+            statements,
+            split,
+            accounts,
+            index,
+            data,
+            events,
+        };
+        let read = tokio::task::spawn_blocking(move || read.run())
+            .await
+            .map_err(|e| DbErr::Custom(format!("load_inputs: usage read task: {e}")))??;
+        (accounts, index, data, events) = read;
+    } else {
         let mut last = [usize::MAX; 2];
         stream_rows!(conn, statements, |s, (id: &str, day: NaiveDate, name: &str, count: i64, users: i64, value_sum: f64)| {
             let i = match last[s] {
@@ -591,16 +647,21 @@ async fn load(
             });
         });
     }
+    let slot = |r: &QueryResult| -> Result<Option<usize>, DbErr> {
+        let id: String = r.try_get_by_index(0)?;
+        Ok(index.get(&id).copied())
+    };
+    let usage_ms = clock.elapsed().as_millis() as u64 - usage_from;
     // ---- last active day before the span, one marker per event type
     let rows = conn
         .query_all_raw(stmt(
             backend,
             &format!(
-                "SELECT u.account_id, u.event_type, MAX(u.day) \
-                 FROM usage_daily u JOIN accounts a ON a.id = u.account_id \
-                 WHERE u.day <= ? AND u.count > 0{filter} GROUP BY u.account_id, u.event_type"
+                "SELECT u.account_id, u.event_type, MAX(u.day) FROM {usage_from_sql} \
+                 WHERE u.day <= ? AND u.count > 0{usage_filter} \
+                 GROUP BY u.account_id, u.event_type"
             ),
-            with(vec![Value::from(usage_lo)]),
+            with_usage(vec![Value::from(usage_lo)]),
         ))
         .await?;
     for r in &rows {
@@ -641,6 +702,7 @@ async fn load(
         }
     }
 
+    let markers_ms = clock.elapsed().as_millis() as u64 - usage_from - usage_ms;
     // ---- interactions of the two windows, with the contact's role
     let rows = conn
         .query_all_raw(stmt(
@@ -842,6 +904,15 @@ async fn load(
         });
     }
 
+    tracing::debug!(
+        accounts = accounts.len(),
+        accounts_ms,
+        usage_ms,
+        via_rusqlite,
+        markers_ms,
+        elapsed_ms = clock.elapsed().as_millis() as u64,
+        "load_inputs"
+    );
     let n_metrics = metrics.names.len();
     metric_dirs.resize(n_metrics, Direction::HigherIsBetter);
     Ok(LoadedInputs {
@@ -856,6 +927,270 @@ async fn load(
         accounts,
         data,
     })
+}
+
+/// The usage read on a SQLite file through rusqlite.
+///
+/// sqlx-sqlite costs about 5 µs per row (it copies every value, allocates each row and
+/// hands it over a channel from the connection's worker thread): 35 s for the 7.2 M
+/// roll-ups of 100,000 accounts. rusqlite steps the same statement on the calling thread
+/// and lends each value in place. It links the same SQLite library (libsqlite3-sys 0.37,
+/// as sqlx-sqlite 0.9), and opens its own read-only connections on the database's file,
+/// one per statement (the two halves run on two threads): each statement reads one
+/// consistent snapshot (its implicit read transaction; in WAL mode it never blocks the
+/// writer), exactly as the two statements of the sqlx path do on two pooled
+/// connections. In-memory databases (no file) keep the sqlx path.
+mod lite {
+    use std::path::PathBuf;
+
+    use super::*;
+    use rusqlite::types::ValueRef;
+    use rusqlite::{Connection, OpenFlags};
+
+    /// The file of the main database behind `conn` (SQLite), `None` for an in-memory or
+    /// temporary one (`PRAGMA database_list` gives it an empty file name).
+    pub(super) async fn database_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr> {
+        let rows = conn
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA database_list",
+            ))
+            .await?;
+        for r in rows {
+            let name: String = r.try_get_by_index(1)?;
+            let file: String = r.try_get_by_index(2)?;
+            if name == "main" {
+                return Ok((!file.is_empty()).then(|| PathBuf::from(file)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn err(e: rusqlite::Error) -> DbErr {
+        DbErr::Custom(format!("load_inputs: usage read (rusqlite): {e}"))
+    }
+
+    fn bad(what: &str, v: ValueRef<'_>) -> DbErr {
+        DbErr::Custom(format!(
+            "load_inputs: usage read (rusqlite): unexpected {what} {:?}",
+            v.data_type()
+        ))
+    }
+
+    /// `YYYY-MM-DD` (how sqlx stores a `NaiveDate` in SQLite), else any form chrono reads.
+    fn day(v: ValueRef<'_>) -> Result<NaiveDate, DbErr> {
+        let ValueRef::Text(b) = v else {
+            return Err(bad("day", v));
+        };
+        let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+            b.get(r)?.iter().try_fold(0u32, |n, c| {
+                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+            })
+        };
+        if b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10))
+            && let Some(day) = NaiveDate::from_ymd_opt(y as i32, m, d)
+        {
+            return Ok(day);
+        }
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.get(..10))
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .ok_or_else(|| bad("day", v))
+    }
+
+    fn int(what: &str, v: ValueRef<'_>) -> Result<i64, DbErr> {
+        match v {
+            ValueRef::Integer(i) => Ok(i),
+            ValueRef::Real(f) => Ok(f as i64),
+            _ => Err(bad(what, v)),
+        }
+    }
+
+    fn real(what: &str, v: ValueRef<'_>) -> Result<f64, DbErr> {
+        match v {
+            ValueRef::Real(f) => Ok(f),
+            ValueRef::Integer(i) => Ok(i as f64),
+            _ => Err(bad(what, v)),
+        }
+    }
+
+    fn text<'a>(what: &str, v: ValueRef<'a>) -> Result<&'a [u8], DbErr> {
+        match v {
+            ValueRef::Text(b) => Ok(b),
+            _ => Err(bad(what, v)),
+        }
+    }
+
+    /// Everything the read owns while it runs off the async threads, handed back after.
+    pub(super) struct ReadUsage {
+        pub file: PathBuf,
+        /// One or two statements (`?` placeholders) with their arguments.
+        pub statements: Vec<(String, Vec<Arg>)>,
+        /// The account id the statements split at (`<` it, `>=` it), if two.
+        pub split: Option<String>,
+        pub accounts: Vec<AccountMeta>,
+        pub index: HashMap<String, usize>,
+        pub data: Vec<AccountData>,
+        pub events: Interner,
+    }
+
+    /// What one statement read: its accounts' usage is in place; rows of accounts outside
+    /// its range (none, with SQLite's default BINARY collation of the ids) are set aside.
+    struct Half {
+        events: Interner,
+        stray: Vec<(usize, DailyUsage)>,
+    }
+
+    type Read = (
+        Vec<AccountMeta>,
+        HashMap<String, usize>,
+        Vec<AccountData>,
+        Interner,
+    );
+
+    impl ReadUsage {
+        /// Runs the statements, one thread each (blocking: call from `spawn_blocking`).
+        pub(super) fn run(self) -> Result<Read, DbErr> {
+            let Self {
+                file,
+                statements,
+                split,
+                accounts,
+                index,
+                mut data,
+                mut events,
+            } = self;
+            // Statement k reads the accounts of ranges[k] (ids compared bytewise, as
+            // SQLite's BINARY collation does; the accounts are sorted the same way).
+            let mid = match (&split, statements.len()) {
+                (Some(m), 2) => accounts.partition_point(|a| a.id.as_str() < m.as_str()),
+                _ => accounts.len(),
+            };
+            let declared = events.names.len();
+            let halves: Vec<Result<Half, DbErr>> = {
+                let (lo, hi) = data.split_at_mut(mid);
+                let mut parts = vec![(0usize, lo), (mid, hi)];
+                parts.truncate(statements.len());
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = statements
+                        .iter()
+                        .zip(parts)
+                        .map(|((sql, args), (offset, slice))| {
+                            let (file, accounts, index) = (&file, &accounts, &index);
+                            let events = events.clone();
+                            scope.spawn(move || {
+                                read_half(file, sql, args, accounts, index, offset, slice, events)
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(DbErr::Custom("load_inputs: usage read panicked".into()))
+                            })
+                        })
+                        .collect()
+                })
+            };
+            let mut ranges = vec![0..mid, mid..accounts.len()];
+            ranges.truncate(halves.len());
+            for (half, range) in halves.into_iter().zip(ranges) {
+                let Half {
+                    events: local,
+                    mut stray,
+                } = half?;
+                // The half's own ids of names it met first: to the shared ids.
+                let remap: Vec<u32> = (0..local.names.len())
+                    .map(|id| {
+                        if id < declared {
+                            id as u32
+                        } else {
+                            events.id(&local.names[id])
+                        }
+                    })
+                    .collect();
+                if remap.iter().enumerate().any(|(i, &g)| i as u32 != g) {
+                    for d in &mut data[range] {
+                        for u in &mut d.usage {
+                            u.event_type = remap[u.event_type as usize];
+                        }
+                    }
+                    for (_, u) in &mut stray {
+                        u.event_type = remap[u.event_type as usize];
+                    }
+                }
+                for (i, u) in stray {
+                    data[i].usage.push(u);
+                }
+            }
+            Ok((accounts, index, data, events))
+        }
+    }
+
+    /// Reads one statement into `slice` (the accounts from `offset` on).
+    #[allow(clippy::too_many_arguments)]
+    fn read_half(
+        file: &std::path::Path,
+        sql: &str,
+        args: &[Arg],
+        accounts: &[AccountMeta],
+        index: &HashMap<String, usize>,
+        offset: usize,
+        slice: &mut [AccountData],
+        mut events: Interner,
+    ) -> Result<Half, DbErr> {
+        let c = Connection::open_with_flags(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let mut stmt = c.prepare(sql).map_err(err)?;
+        for (k, a) in args.iter().enumerate() {
+            match a {
+                Arg::Date(d) => stmt.raw_bind_parameter(k + 1, d.format("%Y-%m-%d").to_string()),
+                Arg::Text(t) => stmt.raw_bind_parameter(k + 1, t.as_str()),
+            }
+            .map_err(err)?;
+        }
+        let mut stray = Vec::new();
+        // The account (absolute index) of the previous row.
+        let mut last = usize::MAX;
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(err)? {
+            let id = text("account_id", row.get_ref(0).map_err(err)?)?;
+            if last >= accounts.len() || accounts[last].id.as_bytes() != id {
+                let Some(&i) = std::str::from_utf8(id).ok().and_then(|id| index.get(id)) else {
+                    continue;
+                };
+                last = i;
+            }
+            let name = text("event_type", row.get_ref(2).map_err(err)?)?;
+            let event_type = match events.find_small(name) {
+                Some(id) => id,
+                None => events.id(std::str::from_utf8(name)
+                    .map_err(|_| bad("event_type", ValueRef::Text(name)))?),
+            };
+            let u = DailyUsage {
+                day: day(row.get_ref(1).map_err(err)?)?,
+                event_type,
+                count: clamp_u32(int("count", row.get_ref(3).map_err(err)?)?),
+                distinct_users: clamp_u32(int("distinct_users", row.get_ref(4).map_err(err)?)?),
+                value_sum: real("value_sum", row.get_ref(5).map_err(err)?)?,
+            };
+            match last.checked_sub(offset).and_then(|k| slice.get_mut(k)) {
+                Some(d) => d.usage.push(u),
+                None => stray.push((last, u)),
+            }
+        }
+        Ok(Half { events, stray })
+    }
 }
 
 fn metric_specs(names: Vec<String>, dirs: &[Direction]) -> Vec<CustomMetricSpec> {
@@ -936,18 +1271,20 @@ mod tests {
             (d(2, 10), "report", 3), // before the span: a marker
             (d(2, 1), "report", 4),
         ] {
-            usage_daily::Model {
-                account_id: "a1".into(),
-                day,
-                event_type: ty.into(),
-                count: n,
-                distinct_users: 1,
-                value_sum: 1.5,
+            for account in ["a1", "a3"] {
+                usage_daily::Model {
+                    account_id: account.into(),
+                    day,
+                    event_type: ty.into(),
+                    count: n,
+                    distinct_users: 1,
+                    value_sum: 1.5,
+                }
+                .into_active_model()
+                .insert(conn)
+                .await
+                .unwrap();
             }
-            .into_active_model()
-            .insert(conn)
-            .await
-            .unwrap();
         }
         contact::Model {
             account_id: "a1".into(),
@@ -1124,8 +1461,18 @@ mod tests {
                 }
             }
             let q = InputQuery::all(d(6, 30));
-            let whole = load(conn, &q, usize::MAX).await.unwrap();
-            let halves = load(conn, &q, 2).await.unwrap();
+            let whole = load(conn, &q, usize::MAX, UsagePath::Auto).await.unwrap();
+            let halves = load(conn, &q, 2, UsagePath::Auto).await.unwrap();
+            // On the SQLite file, Auto reads through rusqlite: the same inputs as sqlx,
+            // to the bit and in the same order.
+            assert_eq!(
+                load(conn, &q, usize::MAX, UsagePath::Sqlx).await.unwrap(),
+                whole
+            );
+            assert_eq!(load(conn, &q, 2, UsagePath::Sqlx).await.unwrap(), halves);
+            if store.backend() == DbBackend::Sqlite {
+                assert!(lite::database_file(conn).await.unwrap().is_some());
+            }
             assert_eq!(normalised(&halves), normalised(&whole));
             assert_eq!(halves.spec, whole.spec);
             assert_eq!(
@@ -1152,6 +1499,10 @@ mod tests {
             let store = fresh_store(backend).await.unwrap();
             let conn = store.conn();
             seed(conn).await;
+            if backend == crate::testing::Backend::Sqlite {
+                // In memory: no file, the sqlx path.
+                assert_eq!(lite::database_file(conn).await.unwrap(), None);
+            }
             let q = InputQuery::all(d(6, 30));
             let got = load_inputs(conn, &q).await.unwrap();
             // The churned account is left out.

@@ -15,12 +15,15 @@
 //! transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
+use sea_orm::sqlx;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, Statement,
+    Value,
 };
 
 use crate::entity::{score_run, score_snapshot};
@@ -273,6 +276,328 @@ pub async fn write_snapshots(
     Ok(())
 }
 
+/// The run row of [`write_run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// What the run scored (`all`, `profiles/{id}`, `account:{id}`).
+    pub scope: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Accounts scored.
+    pub accounts_scored: i64,
+    /// The run's details JSON.
+    pub details: serde_json::Value,
+}
+
+/// Rows per statement of [`write_run`]: 16 values per snapshot on SQLite, under its
+/// limit of 32,766 bound parameters; one array per column on PostgreSQL.
+pub const WRITE_CHUNK: usize = 2000;
+
+/// Writes a whole run in one write transaction of its own: the `score_runs` row (started
+/// then finished, `finished_at` taken just before the commit), every snapshot of `rows`
+/// and the `score_latest` rows they move forward, as [`start_run`], [`write_snapshots`]
+/// and [`finish_run`] do, in fewer and cheaper statements straight on the driver
+/// (statements of [`WRITE_CHUNK`] rows; on PostgreSQL one array per column, `UNNEST`ed).
+/// Returns the run id. On SQLite the transaction is `BEGIN IMMEDIATE` (see
+/// [`crate::Store::begin_write`]).
+pub async fn write_run(
+    conn: &DatabaseConnection,
+    run: &RunRecord,
+    rows: &[NewSnapshot],
+) -> Result<i64, DbErr> {
+    let written = match conn.get_database_backend() {
+        DbBackend::Sqlite => lite::write_run(conn.get_sqlite_connection_pool(), run, rows).await,
+        DbBackend::Postgres => pg::write_run(conn.get_postgres_connection_pool(), run, rows).await,
+        other => Err(WriteErr::Db(DbErr::Custom(format!(
+            "write_run: unsupported database {other:?}"
+        )))),
+    };
+    written.map_err(|e| match e {
+        WriteErr::Sqlx(e) => DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))),
+        WriteErr::Db(e) => e,
+    })
+}
+
+enum WriteErr {
+    Sqlx(sqlx::Error),
+    Db(DbErr),
+}
+
+impl From<sqlx::Error> for WriteErr {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sqlx(e)
+    }
+}
+
+impl From<DbErr> for WriteErr {
+    fn from(e: DbErr) -> Self {
+        Self::Db(e)
+    }
+}
+
+const LATEST_CONFLICT: &str = " ON CONFLICT (account_id, scorecard_id) DO UPDATE SET \
+     profile_id = excluded.profile_id, as_of = excluded.as_of, \
+     run_id = excluded.run_id, value = excluded.value, band = excluded.band, \
+     global_value = excluded.global_value, global_band = excluded.global_band \
+     WHERE excluded.as_of >= score_latest.as_of";
+
+/// The run on SQLite: multi-row `VALUES` bound on one pooled connection.
+mod lite {
+    use super::*;
+    use sqlx::sqlite::{SqliteArguments, SqlitePool};
+    use sqlx::{Arguments, AssertSqlSafe};
+
+    fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
+        sqlx::Error::Encode(e)
+    }
+
+    /// `head VALUES (?, ...), ...` for `n` rows of `width` values.
+    fn values(head: &str, n: usize, width: usize) -> String {
+        let mut sql = String::with_capacity(head.len() + n * (2 * width + 2) + 8);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for r in 0..n {
+            if r > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&tuple(width));
+        }
+        sql
+    }
+
+    pub(super) async fn write_run(
+        pool: &SqlitePool,
+        run: &RunRecord,
+        rows: &[NewSnapshot],
+    ) -> Result<i64, WriteErr> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let run_id: i64 = sqlx::query_scalar(
+            "INSERT INTO score_runs (scope, started_at, finished_at, accounts_scored, details) \
+             VALUES (?, ?, NULL, 0, ?) RETURNING id",
+        )
+        .bind(&run.scope)
+        .bind(run.started_at)
+        .bind(sqlx::types::Json(serde_json::json!({})))
+        .fetch_one(&mut *tx)
+        .await?;
+        let clock = std::time::Instant::now();
+        let (mut snapshots_ms, mut latest_ms) = (0u64, 0u64);
+        for chunk in rows.chunks(WRITE_CHUNK) {
+            let t0 = clock.elapsed().as_millis() as u64;
+            let sql = values(
+                "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, profile_id, \
+                 as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
+                 coverage_total, drivers, churn_probability, weights_source, \
+                 population_fallback)",
+                chunk.len(),
+                16,
+            );
+            let mut a = SqliteArguments::default();
+            a.reserve(chunk.len() * 16, 0);
+            for r in chunk {
+                (|| {
+                    a.add(run_id)?;
+                    a.add(r.account_id.as_str())?;
+                    a.add(r.scorecard_id.as_str())?;
+                    a.add(r.profile_id.as_str())?;
+                    a.add(r.as_of)?;
+                    a.add(r.value)?;
+                    a.add(r.band.as_str())?;
+                    a.add(r.global_value.unwrap_or(r.value))?;
+                    a.add(r.sub_scores.as_str())?;
+                    a.add(r.momentum)?;
+                    a.add(r.coverage_present)?;
+                    a.add(r.coverage_total)?;
+                    a.add(r.drivers.as_str())?;
+                    a.add(r.churn_probability)?;
+                    a.add(r.weights_source.as_str())?;
+                    a.add(r.population_fallback)
+                })()
+                .map_err(enc)?;
+            }
+            sqlx::query_with(AssertSqlSafe(sql), a)
+                .execute(&mut *tx)
+                .await?;
+
+            let t1 = clock.elapsed().as_millis() as u64;
+            snapshots_ms += t1 - t0;
+            let mut sql = values(
+                "INSERT INTO score_latest (account_id, scorecard_id, profile_id, as_of, \
+                 run_id, value, band, global_value, global_band)",
+                chunk.len(),
+                9,
+            );
+            sql.push_str(LATEST_CONFLICT);
+            let mut a = SqliteArguments::default();
+            a.reserve(chunk.len() * 9, 0);
+            for r in chunk {
+                (|| {
+                    a.add(r.account_id.as_str())?;
+                    a.add(r.scorecard_id.as_str())?;
+                    a.add(r.profile_id.as_str())?;
+                    a.add(r.as_of)?;
+                    a.add(run_id)?;
+                    a.add(r.value)?;
+                    a.add(r.band.as_str())?;
+                    a.add(r.global_value)?;
+                    a.add(r.global_band.as_str())
+                })()
+                .map_err(enc)?;
+            }
+            sqlx::query_with(AssertSqlSafe(sql), a)
+                .execute(&mut *tx)
+                .await?;
+            latest_ms += clock.elapsed().as_millis() as u64 - t1;
+        }
+        sqlx::query(
+            "UPDATE score_runs SET finished_at = ?, accounts_scored = ?, details = ? WHERE id = ?",
+        )
+        .bind(Utc::now())
+        .bind(run.accounts_scored)
+        .bind(sqlx::types::Json(&run.details))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        let t2 = clock.elapsed().as_millis() as u64;
+        tx.commit().await?;
+        tracing::debug!(
+            rows = rows.len(),
+            snapshots_ms,
+            latest_ms,
+            commit_ms = clock.elapsed().as_millis() as u64 - t2,
+            "write_run"
+        );
+        Ok(run_id)
+    }
+}
+
+/// The run on PostgreSQL: one array per column, `UNNEST`ed by statements that do not
+/// depend on the number of rows (prepared once per connection).
+mod pg {
+    use super::*;
+    use sqlx::postgres::PgPool;
+
+    const SNAPSHOTS: &str = "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, \
+        profile_id, as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
+        coverage_total, drivers, churn_probability, weights_source, population_fallback) \
+        SELECT $1, a, c, p, t, v, b, g, CAST(s AS jsonb), m, cp, ct, CAST(d AS jsonb), ch, w, f \
+        FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[], \
+                    $7::text[], $8::float8[], $9::text[], $10::float8[], $11::int4[], \
+                    $12::int4[], $13::text[], $14::float8[], $15::text[], $16::bool[]) \
+        AS x(a, c, p, t, v, b, g, s, m, cp, ct, d, ch, w, f)";
+
+    fn latest_sql() -> String {
+        format!(
+            "INSERT INTO score_latest (account_id, scorecard_id, profile_id, as_of, run_id, \
+             value, band, global_value, global_band) \
+             SELECT a, c, p, t, $1, v, b, g, gb \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+                         $6::float8[], $7::text[], $8::float8[], $9::text[]) \
+             AS x(a, c, p, t, v, b, g, gb){LATEST_CONFLICT}"
+        )
+    }
+
+    pub(super) async fn write_run(
+        pool: &PgPool,
+        run: &RunRecord,
+        rows: &[NewSnapshot],
+    ) -> Result<i64, WriteErr> {
+        let mut tx = pool.begin().await?;
+        let run_id: i64 = sqlx::query_scalar(
+            "INSERT INTO score_runs (scope, started_at, finished_at, accounts_scored, details) \
+             VALUES ($1, $2, NULL, 0, $3) RETURNING id",
+        )
+        .bind(&run.scope)
+        .bind(run.started_at)
+        .bind(sqlx::types::Json(serde_json::json!({})))
+        .fetch_one(&mut *tx)
+        .await?;
+        let latest = latest_sql();
+        let clock = std::time::Instant::now();
+        let (mut snapshots_ms, mut latest_ms) = (0u64, 0u64);
+        for chunk in rows.chunks(WRITE_CHUNK) {
+            let t0 = clock.elapsed().as_millis() as u64;
+            let col = |f: fn(&NewSnapshot) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
+            let num = |f: fn(&NewSnapshot) -> f64| chunk.iter().map(f).collect::<Vec<f64>>();
+            let as_of: Vec<DateTime<Utc>> = chunk.iter().map(|r| r.as_of).collect();
+            sqlx::query(SNAPSHOTS)
+                .bind(run_id)
+                .bind(col(|r| &r.account_id))
+                .bind(col(|r| &r.scorecard_id))
+                .bind(col(|r| &r.profile_id))
+                .bind(&as_of)
+                .bind(num(|r| r.value))
+                .bind(col(|r| &r.band))
+                .bind(num(|r| r.global_value.unwrap_or(r.value)))
+                .bind(col(|r| &r.sub_scores))
+                .bind(num(|r| r.momentum))
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.coverage_present)
+                        .collect::<Vec<i32>>(),
+                )
+                .bind(chunk.iter().map(|r| r.coverage_total).collect::<Vec<i32>>())
+                .bind(col(|r| &r.drivers))
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.churn_probability)
+                        .collect::<Vec<Option<f64>>>(),
+                )
+                .bind(col(|r| &r.weights_source))
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.population_fallback)
+                        .collect::<Vec<bool>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+            let t1 = clock.elapsed().as_millis() as u64;
+            snapshots_ms += t1 - t0;
+            sqlx::query(sqlx::AssertSqlSafe(latest.as_str()))
+                .bind(run_id)
+                .bind(col(|r| &r.account_id))
+                .bind(col(|r| &r.scorecard_id))
+                .bind(col(|r| &r.profile_id))
+                .bind(&as_of)
+                .bind(num(|r| r.value))
+                .bind(col(|r| &r.band))
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|r| r.global_value)
+                        .collect::<Vec<Option<f64>>>(),
+                )
+                .bind(col(|r| &r.global_band))
+                .execute(&mut *tx)
+                .await?;
+            latest_ms += clock.elapsed().as_millis() as u64 - t1;
+        }
+        sqlx::query(
+            "UPDATE score_runs SET finished_at = $1, accounts_scored = $2, details = $3 \
+             WHERE id = $4",
+        )
+        .bind(Utc::now())
+        .bind(run.accounts_scored)
+        .bind(sqlx::types::Json(&run.details))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        let t2 = clock.elapsed().as_millis() as u64;
+        tx.commit().await?;
+        tracing::debug!(
+            rows = rows.len(),
+            snapshots_ms,
+            latest_ms,
+            commit_ms = clock.elapsed().as_millis() as u64 - t2,
+            "write_run"
+        );
+        Ok(run_id)
+    }
+}
+
 /// The snapshot of (account, scorecard) in force at `at` (the latest with
 /// `as_of <= at`), or the latest one when `at` is `None`. Among snapshots with the same
 /// `as_of`, the one of the latest run wins.
@@ -441,4 +766,177 @@ pub async fn account_has_snapshots(
         .one(conn)
         .await?
         .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{backends, fresh_store};
+
+    fn snapshots(as_of: DateTime<Utc>) -> Vec<NewSnapshot> {
+        (0..2 * WRITE_CHUNK + 7)
+            .map(|i| {
+                let card = i % 3 == 2;
+                NewSnapshot {
+                    account_id: format!("acc{:05}", i / 3),
+                    scorecard_id: [PROFILE_SCORECARD, "health", "nps"][i % 3].into(),
+                    profile_id: if i % 5 == 0 { String::new() } else { "p1".into() },
+                    as_of,
+                    value: 10.0 * (i as f64 / 4000.0) + 0.123_456,
+                    band: ["red", "yellow", "green"][i % 3].into(),
+                    global_value: (!card).then_some(1.0 / (i as f64 + 3.0)),
+                    global_band: if card { String::new() } else { "green".into() },
+                    sub_scores: format!(
+                        r#"{{"categories":[{{"c":1,"v":{},"w":0.5,"p":3,"t":4}}],"global_band":"green","model":"models/7","peer_count":{i}}}"#,
+                        i as f64 / 7.0
+                    ),
+                    momentum: -0.25 * i as f64,
+                    coverage_present: (i % 17) as i32,
+                    coverage_total: 17,
+                    drivers: if card {
+                        "[]".into()
+                    } else {
+                        format!(
+                            r#"[["active_days",1,{i},0.5,6.25,0.1,-0.000001],["nps\ttab \"q\" \\ é",2,1e-7,null,10.0,0.9,{}]]"#,
+                            i as f64 * 1.5
+                        )
+                    },
+                    churn_probability: (i % 4 == 0).then_some(0.5 + i as f64 * 1e-6),
+                    weights_source: ["learned", "uniform"][i % 2].into(),
+                    population_fallback: i % 7 == 0,
+                }
+            })
+            .collect()
+    }
+
+    /// Every column of the run's snapshots (or latest rows) as the database prints it.
+    async fn dump(conn: &DatabaseConnection, table: &str, run_id: i64) -> Vec<Vec<Option<String>>> {
+        let cols: &[&str] = if table == "score_snapshots" {
+            &[
+                "account_id",
+                "scorecard_id",
+                "profile_id",
+                "as_of",
+                "value",
+                "band",
+                "global_value",
+                "sub_scores",
+                "momentum",
+                "coverage_present",
+                "coverage_total",
+                "drivers",
+                "churn_probability",
+                "weights_source",
+                "population_fallback",
+            ]
+        } else {
+            &[
+                "account_id",
+                "scorecard_id",
+                "profile_id",
+                "as_of",
+                "value",
+                "band",
+                "global_value",
+                "global_band",
+            ]
+        };
+        let backend = conn.get_database_backend();
+        let mut select: Vec<String> = cols.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
+        if backend == DbBackend::Sqlite {
+            // The storage class too: text, real, integer or null.
+            select.extend(cols.iter().map(|c| format!("typeof({c})")));
+        }
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE run_id = ? ORDER BY account_id, scorecard_id",
+            select.join(", ")
+        );
+        conn.query_all_raw(stmt(backend, &sql, vec![Value::from(run_id)]))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (0..select.len())
+                    .map(|i| r.try_get_by_index::<Option<String>>(i).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn write_run_stores_what_the_generic_statements_store() {
+        for backend in backends() {
+            let store = fresh_store(backend).await.unwrap();
+            let conn = store.conn();
+            let as_of = DateTime::parse_from_rfc3339("2026-06-30T12:34:56.789012Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let rows = snapshots(as_of);
+            let details = serde_json::json!({"as_of": as_of.to_rfc3339(), "snapshots": rows.len()});
+
+            // The generic path: start_run, write_snapshots, finish_run in one transaction.
+            let txn = store.begin_write().await.unwrap();
+            let old = start_run(&txn, "all", as_of).await.unwrap();
+            write_snapshots(&txn, old, &rows).await.unwrap();
+            finish_run(&txn, old, Utc::now(), 42, details.clone())
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+            let old_snaps = dump(conn, "score_snapshots", old).await;
+            let old_latest = dump(conn, "score_latest", old).await;
+            assert_eq!(old_snaps.len(), rows.len(), "{backend:?}");
+            assert_eq!(old_latest.len(), rows.len(), "{backend:?}");
+
+            // write_run, same rows: the same snapshots, and it takes over score_latest
+            // (same as_of).
+            let run = RunRecord {
+                scope: "all".into(),
+                started_at: as_of,
+                accounts_scored: 42,
+                details: details.clone(),
+            };
+            let new = write_run(conn, &run, &rows).await.unwrap();
+            assert!(new > old);
+            assert_eq!(
+                dump(conn, "score_snapshots", new).await,
+                old_snaps,
+                "{backend:?}"
+            );
+            assert_eq!(
+                dump(conn, "score_latest", new).await,
+                old_latest,
+                "{backend:?}"
+            );
+            assert!(dump(conn, "score_latest", old).await.is_empty());
+            let runs = score_run::Entity::find()
+                .order_by_asc(score_run::Column::Id)
+                .all(conn)
+                .await
+                .unwrap();
+            assert_eq!(runs.len(), 2);
+            assert_eq!(runs[1].scope, "all");
+            assert_eq!(runs[1].started_at, runs[0].started_at);
+            assert_eq!(runs[1].accounts_scored, 42);
+            assert_eq!(runs[1].details, details);
+            assert!(runs[1].finished_at.is_some());
+            // The stored JSON reads back as written.
+            let s = snapshot_at(conn, "acc00001", PROFILE_SCORECARD, None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(s.run_id, new);
+            let written = &rows[3];
+            assert_eq!(s.account_id, written.account_id);
+            let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+            assert_eq!(s.drivers, json(&written.drivers));
+            assert_eq!(s.sub_scores, json(&written.sub_scores));
+
+            // A past as_of only adds history: score_latest stays on the newer rows.
+            let past = snapshots(as_of - chrono::Duration::days(1));
+            let back = write_run(conn, &run, &past).await.unwrap();
+            assert!(dump(conn, "score_latest", back).await.is_empty());
+            assert_eq!(dump(conn, "score_snapshots", back).await.len(), past.len());
+            store.close().await.unwrap();
+        }
+    }
 }

@@ -11,6 +11,7 @@ mod m20261123_000003_profiles;
 mod m20261123_000004_learner;
 mod m20261123_000005_scoring;
 mod m20261123_000006_auth;
+mod m20261123_000007_snapshot_json;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_learner::Migration),
             Box::new(m20261123_000005_scoring::Migration),
             Box::new(m20261123_000006_auth::Migration),
+            Box::new(m20261123_000007_snapshot_json::Migration),
         ]
     }
 }

@@ -640,9 +640,6 @@ pub(crate) async fn run(
     // Previous latest rows, for the band changes.
     let before = ss::latest_of_accounts(conn, &ids).await?;
     let started_at = Utc::now();
-    let txn = inner.store.begin_write().await?;
-    let run_id = ss::start_run(&txn, &scope.describe(), started_at).await?;
-    ss::write_snapshots(&txn, run_id, &snapshots).await?;
     let summaries: Vec<ProfileSummary> = profiles
         .iter()
         .enumerate()
@@ -669,8 +666,18 @@ pub(crate) async fn run(
             "population_fallback": s.fallback,
         })).collect::<Vec<_>>(),
     });
-    ss::finish_run(&txn, run_id, Utc::now(), n_scored as i64, details).await?;
-    txn.commit().await?;
+    // One write transaction: the run, its snapshots, score_latest, the run's end.
+    let run_id = ss::write_run(
+        conn,
+        &ss::RunRecord {
+            scope: scope.describe(),
+            started_at,
+            accounts_scored: n_scored as i64,
+            details,
+        },
+        &snapshots,
+    )
+    .await?;
     // GetScore's cached latest scores predate this run.
     inner.latest.invalidate();
 
