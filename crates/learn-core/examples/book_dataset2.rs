@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         ] {
             let options = TrainOptions {
                 class_weight: cw,
+                class_weight_candidates: Vec::new(),
                 ..TrainOptions::default()
             };
             let t = Instant::now();
@@ -140,6 +141,7 @@ fn linfa_comparison(raw: &book::Raw) {
         &data,
         &TrainOptions {
             class_weight: ClassWeight::None,
+            class_weight_candidates: Vec::new(),
             ..TrainOptions::default()
         },
     ) {

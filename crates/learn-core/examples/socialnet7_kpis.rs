@@ -334,6 +334,34 @@ fn score_all(loaded: &Loaded, profile: &scoring::ProfileConfig) -> Result<Scored
     Ok((score, cats, pct))
 }
 
+/// Raw KPI values per observation (NaN = missing), catalogue order.
+fn raw_values(loaded: &Loaded) -> Array2<f64> {
+    let k = loaded.catalogue.len();
+    let mut raw = Array2::from_elem((loaded.observations.len(), k), f64::NAN);
+    for b in &loaded.batches {
+        for &(obs, row) in &b.observed {
+            for kk in 0..k {
+                raw[[obs, kk]] = b.matrix.get(row, kk).unwrap_or(f64::NAN);
+            }
+        }
+    }
+    raw
+}
+
+/// The folds of a backtest, one line.
+fn fold_text(bt: &learn::BacktestReport) -> String {
+    bt.folds
+        .iter()
+        .map(|f| {
+            format!(
+                "from {} test {} ({} churned) AUC {:.3} lift {:.2}",
+                f.cut, f.n_test, f.test_churned, f.auc, f.top_decile_lift
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// KPI columns worth learning from: at least two distinct present values.
 fn informative(pct: &Array2<f64>) -> Vec<usize> {
     (0..pct.ncols())
@@ -390,9 +418,69 @@ fn run(dir: &Path) -> Result<(), String> {
     println!("informative KPIs ({}): {}", cols.len(), names.join(", "));
 
     let obs = &loaded.observations;
-    let x = Array2::from_shape_fn((obs.len(), cols.len()), |(i, j)| pct[[i, cols[j]]]);
+    let raw = raw_values(&loaded);
+    // Declared directions: the log values are turned to the healthy direction with them
+    // (the percentiles already are).
+    let specs: Vec<learn::KpiSpec> = cols
+        .iter()
+        .map(|&k| learn::KpiSpec {
+            name: kpis[k].name.to_string(),
+            category: kpis[k].category.as_str().to_owned(),
+            direction: match kpis[k].direction {
+                scoring::Direction::HigherIsBetter => learn::Direction::HigherIsBetter,
+                scoring::Direction::LowerIsBetter => learn::Direction::HigherIsWorse,
+            },
+            prior_weight: 1.0,
+        })
+        .collect();
+    // Every KPI as percentile and log value (the default layout uses both); with
+    // VITALS_FEATURES one layout alone (percentile, log) or the choice among the three by
+    // the time-ordered CV inside each training part (cv).
+    let layout = learn::FeatureLayout::default();
+    let log_only = learn::FeatureLayout {
+        transforms: vec![learn::FeatureTransform::LogValue],
+    };
+    let choice = match std::env::var("VITALS_FEATURES").as_deref() {
+        Ok("percentile") => learn::LayoutChoice {
+            data: layout.clone(),
+            candidates: vec![learn::FeatureLayout::percentiles_only()],
+        },
+        Ok("log") => learn::LayoutChoice {
+            data: layout.clone(),
+            candidates: vec![log_only],
+        },
+        Ok("cv") => learn::LayoutChoice::by_cv(),
+        _ => learn::LayoutChoice::default(),
+    };
+    let layout_text = |l: &learn::FeatureLayout| {
+        l.transforms
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    println!(
+        "feature layout candidates: {}",
+        choice
+            .candidates
+            .iter()
+            .map(layout_text)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let feature_names = layout.names(&specs);
+    let mut flat = Vec::with_capacity(obs.len() * feature_names.len());
+    for i in 0..obs.len() {
+        flat.extend(layout.row(
+            &specs,
+            |j| Some(pct[[i, cols[j]]]).filter(|v| v.is_finite()),
+            |j| Some(raw[[i, cols[j]]]).filter(|v| v.is_finite()),
+        ));
+    }
+    let x = Array2::from_shape_vec((obs.len(), feature_names.len()), flat)
+        .map_err(|e| e.to_string())?;
     let all = learn::Dataset::new(
-        names.clone(),
+        feature_names,
         x,
         obs.iter().map(|o| o.churn).collect(),
         obs.iter().map(|o| o.date).collect(),
@@ -403,16 +491,6 @@ fn run(dir: &Path) -> Result<(), String> {
             .collect(),
     )
     .map_err(|e| e.to_string())?;
-    let specs: Vec<learn::KpiSpec> = cols
-        .iter()
-        .map(|&k| learn::KpiSpec {
-            name: kpis[k].name.to_string(),
-            category: kpis[k].category.as_str().to_owned(),
-            // Percentiles are already turned so that higher is healthier.
-            direction: learn::Direction::HigherIsBetter,
-            prior_weight: 1.0,
-        })
-        .collect();
     let row_of = |account_label: &str| -> usize {
         account_label
             .rsplit('#')
@@ -437,9 +515,11 @@ fn run(dir: &Path) -> Result<(), String> {
     ] {
         let data = all.subset(&subset);
         let t = Instant::now();
-        let trained =
-            learn::train(&data, &specs, data.n_churned(), &options).map_err(|e| e.to_string())?;
-        let bt = learn::backtest_model(&data, 2, &options).map_err(|e| e.to_string())?;
+        let trained_kpis = learn::train_kpis(&data, &specs, &choice, data.n_churned(), &options)
+            .map_err(|e| e.to_string())?;
+        let trained = &trained_kpis.trained;
+        let bt =
+            learn::backtest_kpis(&data, &specs, &choice, 2, &options).map_err(|e| e.to_string())?;
         let folds = learn::time_ordered_folds(&data.dates, 2).map_err(|e| e.to_string())?;
         // Health score, uniform weights (what scoring does before any learning).
         let risk_of = |scores: &[f64], test: &learn::Dataset| -> Vec<f64> {
@@ -460,7 +540,7 @@ fn run(dir: &Path) -> Result<(), String> {
         let learned_health = |train: &learn::Dataset,
                               test: &learn::Dataset,
                               with_categories: bool| {
-            let (model, _) = learn::fit_cv(train, &options)?;
+            let (model, layout) = learn::fit_kpis_cv(train, &specs, &choice, &options)?;
             let churned_accounts = {
                 let mut a: Vec<&str> = train
                     .accounts
@@ -473,7 +553,12 @@ fn run(dir: &Path) -> Result<(), String> {
                 a.dedup();
                 a.len()
             };
-            let w = learn::kpi_weights(&specs, &model.coefficients, churned_accounts, options.n0)?;
+            let w = learn::kpi_weights(
+                &layout.weight_specs(&specs),
+                &layout.kpi_coefficients(specs.len(), &model.coefficients)?,
+                churned_accounts,
+                options.n0,
+            )?;
             let mut kpi_w = vec![1.0; kpis.len()];
             for (j, &k) in cols.iter().enumerate() {
                 kpi_w[k] = w.kpis[j].weight;
@@ -550,22 +635,33 @@ fn run(dir: &Path) -> Result<(), String> {
             );
         };
         row(
-            "churn probability (L2 logistic on KPI percentiles)",
+            "**churn probability (Vitals default: class weights and lambda by CV)**",
             Some(&trained.in_sample),
             &bt,
         );
-        let unweighted = learn::TrainOptions {
-            class_weight: learn::ClassWeight::None,
-            ..options.clone()
-        };
-        let trained_nw = learn::train(&data, &specs, data.n_churned(), &unweighted)
-            .map_err(|e| e.to_string())?;
-        let bt_nw = learn::backtest_model(&data, 2, &unweighted).map_err(|e| e.to_string())?;
-        row(
-            "churn probability, no class weights",
-            Some(&trained_nw.in_sample),
-            &bt_nw,
-        );
+        for (name, cw) in [
+            ("balanced class weights", learn::ClassWeight::Balanced),
+            ("no class weights", learn::ClassWeight::None),
+        ] {
+            let fixed = learn::TrainOptions {
+                class_weight: cw,
+                class_weight_candidates: Vec::new(),
+                ..options.clone()
+            };
+            let trained_fixed = learn::train_kpis(&data, &specs, &choice, data.n_churned(), &fixed)
+                .map_err(|e| e.to_string())?;
+            let bt_fixed = learn::backtest_kpis(&data, &specs, &choice, 2, &fixed)
+                .map_err(|e| e.to_string())?;
+            row(
+                &format!("churn probability, {name} (fixed)"),
+                Some(&trained_fixed.trained.in_sample),
+                &bt_fixed,
+            );
+            details.push(format!(
+                "{label}, {name} (fixed): folds {}",
+                fold_text(&bt_fixed)
+            ));
+        }
         row(
             "health score, uniform weights",
             Some(&all_uniform),
@@ -578,14 +674,28 @@ fn run(dir: &Path) -> Result<(), String> {
             &h_learned_cat,
         );
         details.push(format!(
-            "{label}: lambda {} ({:.1} s); folds (churn probability): {}; top KPI weights: {}; contradicting: {}",
-            trained.lambda_selection.lambda,
-            t.elapsed().as_secs_f64(),
-            bt.folds
+            "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; top KPI weights: {}; contradicting: {}",
+            layout_text(&trained_kpis.layout),
+            trained_kpis
+                .layout_scores
                 .iter()
-                .map(|f| format!("from {} test {} ({} churned) AUC {:.3} lift {:.2}", f.cut, f.n_test, f.test_churned, f.auc, f.top_decile_lift))
+                .map(|s| format!("{} {:.4}", layout_text(&s.layout), s.mean_auc.unwrap_or(f64::NAN)))
                 .collect::<Vec<_>>()
-                .join("; "),
+                .join(", "),
+            trained.lambda_selection.lambda,
+            trained.lambda_selection.class_weight,
+            t.elapsed().as_secs_f64(),
+            format!(
+                "{}; chosen inside each fold's training part: {}",
+                fold_text(&bt),
+                folds
+                    .iter()
+                    .map(|f| learn::select_layout(&data.subset(&f.train), &specs, &choice, &options)
+                        .map(|(_, l, s, _)| format!("{} {:?} lambda {}", layout_text(&l), s.class_weight, s.lambda))
+                        .unwrap_or_else(|e| e.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ),
             {
                 let mut w: Vec<&learn::KpiWeight> = trained.weights.kpis.iter().collect();
                 w.sort_by(|a, b| b.weight.total_cmp(&a.weight));

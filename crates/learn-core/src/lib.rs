@@ -18,6 +18,7 @@
 pub mod backtest;
 pub mod dataset;
 pub mod error;
+pub mod features;
 pub mod logistic;
 pub mod metrics;
 pub mod standardize;
@@ -31,13 +32,15 @@ pub use dataset::{
     build_training_set, regular_observations,
 };
 pub use error::{LearnError, Result};
+pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, signed_log1p};
 pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
 pub use metrics::{
     CalibrationBin, Evaluation, auc, brier_score, calibration_table, lift, top_decile_lift,
 };
 pub use standardize::Standardizer;
 pub use train::{
-    CategorySuggestion, LambdaScore, LambdaSelection, TrainOptions, TrainedModel, backtest_model,
-    fit_cv, select_lambda, suggest_category_weights, train,
+    CategorySuggestion, LambdaScore, LambdaSelection, LayoutChoice, LayoutScore, TrainOptions,
+    TrainedKpiModel, TrainedModel, backtest_kpis, backtest_model, fit_cv, fit_kpis_cv,
+    select_lambda, select_layout, suggest_category_weights, train, train_kpis,
 };
 pub use weights::{DEFAULT_N0, Direction, KpiSpec, KpiWeight, WeightReport, kpi_weights};

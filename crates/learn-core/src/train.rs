@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backtest::{BacktestReport, backtest, time_ordered_folds};
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result};
+use crate::features::{FeatureLayout, FeatureTransform};
 use crate::logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions};
 use crate::metrics::{Evaluation, auc};
 use crate::weights::{DEFAULT_N0, Direction, KpiSpec, WeightReport, kpi_weights};
@@ -21,8 +22,13 @@ pub struct TrainOptions {
     /// `lambda` used when cross-validation is impossible (too few dates or churns in a
     /// fold); the selection then says why.
     pub fallback_lambda: f64,
-    /// Class-imbalance handling.
+    /// Class-imbalance handling when it is not chosen by cross-validation: used when
+    /// `class_weight_candidates` is empty, and as the fallback when CV is impossible.
     pub class_weight: ClassWeight,
+    /// Class weightings the time-ordered CV chooses from, together with `lambda` (every
+    /// pair is scored; the best mean CV AUC wins). Empty = `class_weight` only.
+    #[serde(default)]
+    pub class_weight_candidates: Vec<ClassWeight>,
     /// Solver stopping rules.
     pub solver: SolverOptions,
     /// Prior strength `n0` for the KPI-weight shrinkage.
@@ -38,6 +44,7 @@ impl Default for TrainOptions {
             cv_splits: 2,
             fallback_lambda: 1e-2,
             class_weight: ClassWeight::Balanced,
+            class_weight_candidates: vec![ClassWeight::Balanced, ClassWeight::None],
             solver: SolverOptions::default(),
             n0: DEFAULT_N0,
         }
@@ -45,42 +52,65 @@ impl Default for TrainOptions {
 }
 
 impl TrainOptions {
-    fn logistic(&self, lambda: f64) -> LogisticOptions {
+    fn logistic(&self, lambda: f64, class_weight: ClassWeight) -> LogisticOptions {
         LogisticOptions {
             lambda,
-            class_weight: self.class_weight,
+            class_weight,
             solver: self.solver,
         }
     }
+
+    /// The class weightings the CV tries, in order, without repeats.
+    fn class_weights(&self) -> Vec<ClassWeight> {
+        let mut out: Vec<ClassWeight> = Vec::new();
+        let given = if self.class_weight_candidates.is_empty() {
+            std::slice::from_ref(&self.class_weight)
+        } else {
+            &self.class_weight_candidates[..]
+        };
+        for cw in given {
+            if !out.contains(cw) {
+                out.push(*cw);
+            }
+        }
+        out
+    }
 }
 
-/// Cross-validated AUC of one candidate `lambda`.
+/// Cross-validated AUC of one candidate (`lambda`, class weighting).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaScore {
-    /// The candidate.
+    /// The candidate's `lambda`.
     pub lambda: f64,
+    /// The candidate's class weighting.
+    pub class_weight: ClassWeight,
     /// Test AUC in each time-ordered fold.
     pub fold_aucs: Vec<f64>,
     /// Mean of `fold_aucs`.
     pub mean_auc: f64,
 }
 
-/// How `lambda` was chosen.
+/// How `lambda` and the class weighting were chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LambdaSelection {
     /// The chosen `lambda`.
     pub lambda: f64,
+    /// The chosen class weighting.
+    pub class_weight: ClassWeight,
     /// Every candidate's CV score (empty when CV was impossible).
     pub scores: Vec<LambdaScore>,
     /// Why the fallback `lambda` was used, when it was.
     pub fallback_reason: Option<String>,
 }
 
-/// Chooses `lambda` by time-ordered cross-validation on `data`: expanding-window folds
-/// (see [`time_ordered_folds`]), each candidate fitted on the earlier part and scored by
-/// AUC on the later part; the best mean AUC wins, ties going to the stronger penalty.
-/// When the folds cannot be formed or a fold lacks a class, falls back to
-/// `options.fallback_lambda` and says why (never silently).
+/// Chooses `lambda` and the class weighting by time-ordered cross-validation on `data`:
+/// expanding-window folds (see [`time_ordered_folds`]), each candidate pair fitted on the
+/// earlier part and scored by AUC on the later part; the best mean AUC wins, ties going to
+/// the earlier class weighting in `class_weight_candidates`, then to the stronger penalty.
+/// (The top-decile lift is not a criterion: a CV test fold's top decile holds only a
+/// handful of churns, so one churn more or less moves it by far more than the candidates
+/// differ.) When the folds cannot be formed or a fold lacks a class, falls back to
+/// `options.fallback_lambda` and `options.class_weight` and says why (never silently).
 pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSelection> {
     if options.lambda_grid.is_empty() {
         return Err(LearnError::InvalidParameter {
@@ -90,6 +120,7 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     }
     let fallback = |reason: String| LambdaSelection {
         lambda: options.fallback_lambda,
+        class_weight: options.class_weight,
         scores: Vec::new(),
         fallback_reason: Some(reason),
     };
@@ -100,24 +131,31 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     // Strong to weak penalty, so each fit warm-starts from a nearby solution.
     let mut grid = options.lambda_grid.clone();
     grid.sort_by(|a, b| b.total_cmp(a));
+    let weightings = options.class_weights();
+    let candidates: Vec<(ClassWeight, f64)> = weightings
+        .iter()
+        .flat_map(|&cw| grid.iter().map(move |&l| (cw, l)))
+        .collect();
     let per_fold: Vec<Result<Vec<f64>>> = folds
         .par_iter()
         .map(|fold| {
             let train = data.subset(&fold.train);
             let test = data.subset(&fold.test);
-            let mut aucs = Vec::with_capacity(grid.len());
-            let mut warm: Option<LogisticModel> = None;
-            for &lambda in &grid {
-                let m = LogisticModel::fit_warm(
-                    &train.feature_names,
-                    train.x.view(),
-                    &train.labels,
-                    &options.logistic(lambda),
-                    warm.as_ref(),
-                )?;
-                let scores = m.decision_function(test.x.view())?;
-                aucs.push(auc(&scores, &test.labels)?);
-                warm = Some(m);
+            let mut aucs = Vec::with_capacity(candidates.len());
+            for &cw in &weightings {
+                let mut warm: Option<LogisticModel> = None;
+                for &lambda in &grid {
+                    let m = LogisticModel::fit_warm(
+                        &train.feature_names,
+                        train.x.view(),
+                        &train.labels,
+                        &options.logistic(lambda, cw),
+                        warm.as_ref(),
+                    )?;
+                    let scores = m.decision_function(test.x.view())?;
+                    aucs.push(auc(&scores, &test.labels)?);
+                    warm = Some(m);
+                }
             }
             Ok(aucs)
         })
@@ -135,38 +173,41 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
             Err(e) => return Err(e),
         }
     }
-    let scores: Vec<LambdaScore> = grid
+    let scores: Vec<LambdaScore> = candidates
         .iter()
         .enumerate()
-        .map(|(i, &lambda)| {
+        .map(|(i, &(class_weight, lambda))| {
             let fa: Vec<f64> = fold_aucs.iter().map(|f| f[i]).collect();
             LambdaScore {
                 lambda,
+                class_weight,
                 mean_auc: fa.iter().sum::<f64>() / fa.len() as f64,
                 fold_aucs: fa,
             }
         })
         .collect();
-    // Grid is strong-to-weak, so keeping the first maximum prefers the stronger penalty.
+    // Candidates are in class-weighting order, each strong-to-weak, so keeping the first
+    // maximum prefers the earlier weighting, then the stronger penalty.
     let best = scores.iter().fold(
         &scores[0],
         |b, s| if s.mean_auc > b.mean_auc { s } else { b },
     );
     Ok(LambdaSelection {
         lambda: best.lambda,
+        class_weight: best.class_weight,
         scores: scores.clone(),
         fallback_reason: None,
     })
 }
 
-/// Fits the model with the `lambda` chosen by [`select_lambda`].
+/// Fits the model with the `lambda` and class weighting chosen by [`select_lambda`].
 pub fn fit_cv(data: &Dataset, options: &TrainOptions) -> Result<(LogisticModel, LambdaSelection)> {
     let selection = select_lambda(data, options)?;
     let model = LogisticModel::fit(
         &data.feature_names,
         data.x.view(),
         &data.labels,
-        &options.logistic(selection.lambda),
+        &options.logistic(selection.lambda, selection.class_weight),
     )?;
     Ok((model, selection))
 }
@@ -213,6 +254,225 @@ pub fn train(
         lambda_selection,
         weights,
         in_sample,
+    })
+}
+
+/// Which KPI feature layouts the time-ordered CV chooses from, and the layout of the
+/// dataset they are cut from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutChoice {
+    /// The dataset's KPI columns (every candidate's transforms must be among these).
+    pub data: FeatureLayout,
+    /// Candidate layouts, in tie-breaking order (an exact tie goes to the earlier one).
+    pub candidates: Vec<FeatureLayout>,
+}
+
+impl Default for LayoutChoice {
+    /// Percentiles and log values, both used (no choice): see `docs/bench-learner.md` for
+    /// why the CV choice among layouts is not the default.
+    fn default() -> Self {
+        Self::fixed(FeatureLayout::default())
+    }
+}
+
+impl LayoutChoice {
+    /// One fixed layout (no choice).
+    pub fn fixed(layout: FeatureLayout) -> Self {
+        Self {
+            data: layout.clone(),
+            candidates: vec![layout],
+        }
+    }
+
+    /// Data with percentiles and log values; the CV chooses among both, percentiles only
+    /// and log values only.
+    pub fn by_cv() -> Self {
+        Self {
+            data: FeatureLayout::default(),
+            candidates: vec![
+                FeatureLayout::default(),
+                FeatureLayout::percentiles_only(),
+                FeatureLayout {
+                    transforms: vec![FeatureTransform::LogValue],
+                },
+            ],
+        }
+    }
+
+    fn validate(&self, kpis: &[KpiSpec], data: &Dataset) -> Result<()> {
+        self.data.validate()?;
+        if self.candidates.is_empty() {
+            return Err(LearnError::InvalidParameter {
+                name: "layout candidates",
+                reason: "no candidate".to_owned(),
+            });
+        }
+        for c in &self.candidates {
+            c.validate()?;
+            if let Some(t) = c
+                .transforms
+                .iter()
+                .find(|t| !self.data.transforms.contains(t))
+            {
+                return Err(LearnError::InvalidParameter {
+                    name: "layout candidates",
+                    reason: format!("transform {} is not in the data", t.as_str()),
+                });
+            }
+        }
+        let names = self.data.names(kpis);
+        crate::error::check_len("feature columns", names.len(), data.n_features())?;
+        if let Some((n, f)) = names.iter().zip(&data.feature_names).find(|(n, f)| n != f) {
+            return Err(LearnError::InvalidParameter {
+                name: "kpi specs",
+                reason: format!("layout column {n} does not match feature column {f}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The CV score of one candidate layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayoutScore {
+    /// The candidate.
+    pub layout: FeatureLayout,
+    /// Its best (`lambda`, class weighting) by time-ordered CV.
+    pub selection: LambdaSelection,
+    /// That selection's mean CV AUC (`None` when CV was impossible).
+    pub mean_auc: Option<f64>,
+}
+
+/// Chooses the KPI feature layout, `lambda` and the class weighting together by the
+/// time-ordered CV of [`select_lambda`], on the same folds: every candidate layout's
+/// best mean CV AUC is compared and the highest wins (exact ties: the earlier
+/// candidate). When CV is impossible the first candidate is kept with the fallback
+/// `lambda`. Returns the chosen layout's data (its columns only), its selection, and every
+/// candidate's score.
+pub fn select_layout(
+    data: &Dataset,
+    kpis: &[KpiSpec],
+    choice: &LayoutChoice,
+    options: &TrainOptions,
+) -> Result<(Dataset, FeatureLayout, LambdaSelection, Vec<LayoutScore>)> {
+    choice.validate(kpis, data)?;
+    let mut scores = Vec::with_capacity(choice.candidates.len());
+    let mut best: Option<(usize, f64)> = None;
+    for (i, layout) in choice.candidates.iter().enumerate() {
+        let names = layout.names(kpis);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let sub = data.select_features(&refs)?;
+        let selection = select_lambda(&sub, options)?;
+        let mean_auc = selection.fallback_reason.is_none().then(|| {
+            selection
+                .scores
+                .iter()
+                .find(|s| s.lambda == selection.lambda && s.class_weight == selection.class_weight)
+                .map_or(f64::NAN, |s| s.mean_auc)
+        });
+        if let Some(a) = mean_auc.filter(|a| a.is_finite())
+            && best.is_none_or(|(_, b)| a > b)
+        {
+            best = Some((i, a));
+        }
+        scores.push(LayoutScore {
+            layout: layout.clone(),
+            selection,
+            mean_auc,
+        });
+    }
+    let chosen = best.map_or(0, |(i, _)| i);
+    let layout = choice.candidates[chosen].clone();
+    let names = layout.names(kpis);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let sub = data.select_features(&refs)?;
+    let selection = scores[chosen].selection.clone();
+    Ok((sub, layout, selection, scores))
+}
+
+/// A churn model on KPI features with its layout chosen by CV ([`train_kpis`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainedKpiModel {
+    /// The model (its columns are `layout`'s), weights (one per KPI) and evaluation.
+    pub trained: TrainedModel,
+    /// The chosen layout.
+    pub layout: FeatureLayout,
+    /// Every candidate layout's CV score.
+    pub layout_scores: Vec<LayoutScore>,
+}
+
+/// Trains on a dataset whose columns are `choice.data` over `kpis` (each KPI in several
+/// forms, e.g. percentile and log value; see [`crate::features`]): the layout, `lambda`
+/// and the class weighting by time-ordered CV ([`select_layout`]), then the fit on the
+/// chosen columns; the KPI weights come from each KPI's summed healthy-direction
+/// coefficients, one weight per KPI (in `kpis` order); in-sample evaluation.
+pub fn train_kpis(
+    data: &Dataset,
+    kpis: &[KpiSpec],
+    choice: &LayoutChoice,
+    churn_outcomes: usize,
+    options: &TrainOptions,
+) -> Result<TrainedKpiModel> {
+    let (sub, layout, lambda_selection, layout_scores) =
+        select_layout(data, kpis, choice, options)?;
+    let model = LogisticModel::fit(
+        &sub.feature_names,
+        sub.x.view(),
+        &sub.labels,
+        &options.logistic(lambda_selection.lambda, lambda_selection.class_weight),
+    )?;
+    let weights = kpi_weights(
+        &layout.weight_specs(kpis),
+        &layout.kpi_coefficients(kpis.len(), &model.coefficients)?,
+        churn_outcomes,
+        options.n0,
+    )?;
+    let probabilities = model.predict_proba(sub.x.view())?;
+    let in_sample = Evaluation::of_probabilities(&probabilities, &sub.labels)?;
+    Ok(TrainedKpiModel {
+        trained: TrainedModel {
+            model,
+            lambda_selection,
+            weights,
+            in_sample,
+        },
+        layout,
+        layout_scores,
+    })
+}
+
+/// Fits a KPI model as [`train_kpis`] does (layout, `lambda` and class weighting by CV
+/// inside `train`) without the weights and evaluation; returns the model and its layout.
+pub fn fit_kpis_cv(
+    train: &Dataset,
+    kpis: &[KpiSpec],
+    choice: &LayoutChoice,
+    options: &TrainOptions,
+) -> Result<(LogisticModel, FeatureLayout)> {
+    let (sub, layout, selection, _) = select_layout(train, kpis, choice, options)?;
+    let model = LogisticModel::fit(
+        &sub.feature_names,
+        sub.x.view(),
+        &sub.labels,
+        &options.logistic(selection.lambda, selection.class_weight),
+    )?;
+    Ok((model, layout))
+}
+
+/// Time-ordered backtest of [`train_kpis`]'s procedure: in each fold the layout, `lambda`
+/// and class weighting are chosen by CV inside the training part only.
+pub fn backtest_kpis(
+    data: &Dataset,
+    kpis: &[KpiSpec],
+    choice: &LayoutChoice,
+    splits: usize,
+    options: &TrainOptions,
+) -> Result<BacktestReport> {
+    let folds = time_ordered_folds(&data.dates, splits)?;
+    backtest(data, &folds, |train, test| {
+        let (model, _) = fit_kpis_cv(train, kpis, choice, options)?;
+        let refs: Vec<&str> = model.feature_names.iter().map(String::as_str).collect();
+        model.decision_function(test.select_features(&refs)?.x.view())
     })
 }
 

@@ -137,7 +137,127 @@ fn recovers_known_weights_and_reports_contradictions() {
     assert!((w.weight("f0").unwrap() - learned("f0")).abs() < 0.01);
     assert!(trained.in_sample.auc > 0.7);
     assert!(trained.lambda_selection.fallback_reason.is_none());
-    assert_eq!(trained.lambda_selection.scores.len(), 11);
+    // 11 lambdas for each of the two class weightings the CV chooses from.
+    let scores = &trained.lambda_selection.scores;
+    assert_eq!(scores.len(), 22);
+    for cw in [ClassWeight::Balanced, ClassWeight::None] {
+        assert_eq!(scores.iter().filter(|s| s.class_weight == cw).count(), 11);
+    }
+    let best = scores
+        .iter()
+        .map(|s| s.mean_auc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let chosen = scores
+        .iter()
+        .find(|s| {
+            s.lambda == trained.lambda_selection.lambda
+                && s.class_weight == trained.lambda_selection.class_weight
+        })
+        .unwrap();
+    assert_eq!(chosen.mean_auc, best);
+    // No candidates: the given class weighting only.
+    let fixed = TrainOptions {
+        class_weight: ClassWeight::None,
+        class_weight_candidates: Vec::new(),
+        ..TrainOptions::default()
+    };
+    let s = select_lambda(&data, &fixed).unwrap();
+    assert_eq!(s.scores.len(), 11);
+    assert_eq!(s.class_weight, ClassWeight::None);
+    assert!(s.scores.iter().all(|x| x.class_weight == ClassWeight::None));
+}
+
+/// KPIs as percentile and log value (`FeatureLayout`): churn risk falls with the log of a
+/// heavy-tailed count; the weights come one per KPI, the signal KPI's dominant; the CV
+/// choice among layouts scores every candidate; bad layouts are refused.
+#[test]
+fn kpi_layouts_weights_and_layout_choice() {
+    let n = 20_000;
+    let mut rng = SplitMix64::new(11);
+    let kpis = vec![
+        KpiSpec {
+            name: "events".to_owned(),
+            category: "usage".to_owned(),
+            direction: Direction::HigherIsBetter,
+            prior_weight: 1.0,
+        },
+        KpiSpec {
+            name: "idle_days".to_owned(),
+            category: "usage".to_owned(),
+            direction: Direction::HigherIsWorse,
+            prior_weight: 1.0,
+        },
+    ];
+    let layout = FeatureLayout::default();
+    let mut flat = Vec::new();
+    let mut labels = Vec::new();
+    for _ in 0..n {
+        // A log-normal count (heavy tail) and an unrelated number of idle days.
+        let events = (2.0 + 1.5 * rng.normal()).exp().floor();
+        let idle = (rng.uniform() * 30.0).floor();
+        let eta = -1.0 - 0.9 * events.ln_1p();
+        labels.push(rng.uniform() < 1.0 / (1.0 + (-eta).exp()));
+        let raw = [events, idle];
+        // Percentile stand-ins: any increasing map to [0, 1] of the healthy direction.
+        let pct = [events / (events + 10.0), 1.0 - idle / 30.0];
+        flat.extend(layout.row(&kpis, |k| Some(pct[k]), |k| Some(raw[k])));
+    }
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let data = Dataset::new(
+        layout.names(&kpis),
+        Array2::from_shape_vec((n, 4), flat).unwrap(),
+        labels,
+        (0..n)
+            .map(|i| start + chrono::Days::new((i / 200) as u64))
+            .collect(),
+        (0..n).map(|i| format!("a{i}")).collect(),
+    )
+    .unwrap();
+    assert_eq!(
+        data.feature_names,
+        vec!["events", "idle_days", "events:log", "idle_days:log"]
+    );
+    let options = TrainOptions::default();
+    let t = train_kpis(&data, &kpis, &LayoutChoice::default(), 1_000, &options).unwrap();
+    assert_eq!(t.layout, layout);
+    assert_eq!(t.trained.model.feature_names.len(), 4);
+    assert_eq!(t.trained.weights.kpis.len(), 2);
+    let w = |name: &str| t.trained.weights.weight(name).unwrap();
+    assert!(w("events") > 0.8, "{:?}", t.trained.weights);
+    assert!(w("events") + w("idle_days") - 1.0 < 1e-9);
+    assert!(t.trained.in_sample.auc > 0.7);
+
+    let by_cv = train_kpis(&data, &kpis, &LayoutChoice::by_cv(), 1_000, &options).unwrap();
+    assert_eq!(by_cv.layout_scores.len(), 3);
+    let best = by_cv
+        .layout_scores
+        .iter()
+        .filter_map(|s| s.mean_auc)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let chosen = by_cv
+        .layout_scores
+        .iter()
+        .find(|s| s.layout == by_cv.layout)
+        .unwrap();
+    assert_eq!(chosen.mean_auc, Some(best));
+    assert_eq!(by_cv.trained.model.feature_names, by_cv.layout.names(&kpis));
+    let bt = backtest_kpis(&data, &kpis, &LayoutChoice::by_cv(), 2, &options).unwrap();
+    assert_eq!(bt.folds.len(), 2);
+    assert!(bt.mean_auc > 0.7, "{}", bt.mean_auc);
+
+    // The data must have the layout's columns; candidates only the data's transforms.
+    let pct_only = data.select_features(&["events", "idle_days"]).unwrap();
+    assert!(train_kpis(&pct_only, &kpis, &LayoutChoice::default(), 1_000, &options).is_err());
+    let wrong = LayoutChoice {
+        data: FeatureLayout::percentiles_only(),
+        candidates: vec![FeatureLayout::default()],
+    };
+    assert!(train_kpis(&pct_only, &kpis, &wrong, 1_000, &options).is_err());
+    let none = LayoutChoice {
+        data: layout.clone(),
+        candidates: Vec::new(),
+    };
+    assert!(train_kpis(&data, &kpis, &none, 1_000, &options).is_err());
 }
 
 #[test]
