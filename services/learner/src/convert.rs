@@ -316,7 +316,8 @@ pub fn coefficients(c: &StoredCoefficients) -> Vec<pb::Coefficient> {
     c.coefficients
         .iter()
         .map(|k| pb::Coefficient {
-            kpi: k.kpi.clone(),
+            // The feature column: `<kpi>` for a percentile, `<kpi>:log` for a log value.
+            kpi: k.column(),
             category: category(&k.category),
             coefficient: k.coefficient,
             declared_direction: direction(&k.declared_direction),

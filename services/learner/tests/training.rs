@@ -680,3 +680,120 @@ async fn subscriptions_booked_after_an_observation_date_do_not_leak() {
         env.stop().await;
     }
 }
+
+/// Models stored before the log-scaled KPI values existed have percentile coefficients
+/// without `transform` and `missing`: they still load, are served by GetWeights and
+/// Evaluate, and predict exactly like the same coefficients stated explicitly as
+/// percentiles with the median peer for a missing KPI (how they were fitted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
+    use vitals_store::entity::model;
+    use vitals_store::learner::{GLOBAL_MODEL, NewModel, insert_model};
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let p = Portfolio::new(48, 240, end());
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        let trained = env.train(end(), options(10.0)).await.expect("train");
+        let g = global(&trained);
+        assert!(
+            g.coefficients.iter().any(|c| c.kpi.ends_with(":log")),
+            "the new models have log-value coefficients: {:?}",
+            g.coefficients
+        );
+        let row = model::Entity::find()
+            .all(env.store.conn())
+            .await
+            .expect("models")
+            .into_iter()
+            .next()
+            .expect("the trained model");
+        // Explicit: the trained model's percentile coefficients only, missing = 0.5.
+        let mut explicit = row.coefficients.clone();
+        let list = explicit["coefficients"]
+            .as_array_mut()
+            .expect("coefficient list");
+        list.retain(|c| c["transform"] == "percentile");
+        for c in list.iter_mut() {
+            c["missing"] = serde_json::json!(0.5);
+        }
+        // Legacy: the same without the fields the log values brought.
+        let mut legacy = explicit.clone();
+        for c in legacy["coefficients"].as_array_mut().expect("list") {
+            let c = c.as_object_mut().expect("coefficient object");
+            c.remove("transform");
+            c.remove("missing");
+        }
+        let store_as = |coefficients: serde_json::Value| NewModel {
+            profile_id: GLOBAL_MODEL.to_owned(),
+            trained_at: Utc::now(),
+            n_observations: row.n_observations,
+            n_churned: row.n_churned,
+            kpi_weights: row.kpi_weights.clone(),
+            category_weights: row.category_weights.clone(),
+            coefficients,
+            metrics: row.metrics.clone(),
+        };
+        let when = end().checked_sub_days(Days::new(40)).expect("date");
+        let ids: Vec<String> = p.accounts.iter().take(12).map(|a| a.id.clone()).collect();
+        let mut c = env.client.clone();
+        let mut predictions = Vec::new();
+        for (version, coefficients) in [(2, explicit), (3, legacy)] {
+            insert_model(&env.store, store_as(coefficients))
+                .await
+                .expect("store model");
+            let name = format!("models/global-{version}");
+            let w = c
+                .get_weights(pb::GetWeightsRequest::default())
+                .await
+                .expect("weights")
+                .into_inner();
+            assert_eq!(w.model, name);
+            assert!(!w.coefficients.is_empty());
+            assert!(w.coefficients.iter().all(|c| !c.kpi.ends_with(":log")));
+            let pr = c
+                .predict_churn(pb::PredictChurnRequest {
+                    account_ids: ids.clone(),
+                    as_of: Some(ts(at(when))),
+                })
+                .await
+                .expect("predict")
+                .into_inner();
+            assert!(pr.predictions.iter().all(|q| q.model == name));
+            predictions.push(
+                pr.predictions
+                    .iter()
+                    .map(|q| q.probability)
+                    .collect::<Vec<_>>(),
+            );
+            let e = c
+                .evaluate(pb::EvaluateRequest::default())
+                .await
+                .expect("evaluate")
+                .into_inner();
+            assert_eq!(e.model, name);
+            let auc = e
+                .churn_probability
+                .and_then(|m| m.metrics)
+                .expect("metrics")
+                .auc;
+            assert!((0.0..=1.0).contains(&auc), "{auc}");
+        }
+        assert_eq!(predictions[0], predictions[1]);
+        assert!(
+            predictions[0].iter().all(|p| (0.0..=1.0).contains(p)),
+            "{predictions:?}"
+        );
+        // A row that does not parse is refused (INTERNAL; the server log names the model
+        // and the column: "model N has bad coefficients"), never read as something else.
+        insert_model(&env.store, store_as(serde_json::json!({"intercept": "x"})))
+            .await
+            .expect("store bad model");
+        let err = c
+            .get_weights(pb::GetWeightsRequest::default())
+            .await
+            .expect_err("bad model");
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        env.stop().await;
+    }
+}

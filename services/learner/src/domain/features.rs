@@ -1,6 +1,7 @@
 //! From the store's history to KPI features: scoring-core computes every KPI of every
 //! account as of a date (from the daily roll-ups and the other inputs) and ranks them
-//! within each health profile; the learner's features are those peer percentiles.
+//! within each health profile; the learner's features are those peer percentiles and the
+//! KPIs' log-scaled values (learn-core's [`FeatureLayout`]).
 //!
 //! No leakage: for an observation date `d`, KPIs are computed as of the day before `d`
 //! (scoring-core's window `(T - W, T]` with `T = d - 1`, and it ignores anything dated
@@ -10,7 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
-use vitals_learn_core::{Outcome, OutcomeKind};
+use vitals_learn_core::{
+    Direction as LearnDirection, FeatureLayout, FeatureTransform, KpiSpec, Outcome, OutcomeKind,
+};
 use vitals_scoring_core::{
     AccountAttributes, AccountInputs, Catalogue, CatalogueSpec, Category, CategoryWeights, Channel,
     ContactRole, CustomMetricSpec, CustomMetricValue, DailyUsage, Direction, Interaction,
@@ -487,18 +490,56 @@ impl Population {
         Ok(scores.results().map(|s| s.score.unwrap_or(5.0)).collect())
     }
 
-    /// The feature row of snapshot row `r`: KPI percentiles (missing = 0.5), then the five
-    /// category scores (missing = 5), then the health score (missing = 5).
-    pub fn feature_row(&self, snap: &Snapshot, r: usize) -> Vec<f64> {
+    /// Learn-core KPI specs in catalogue order, with each KPI's declared direction (the
+    /// percentiles are already direction-adjusted; the log values are turned with it).
+    pub fn kpi_specs(&self) -> Vec<KpiSpec> {
+        self.catalogue
+            .kpis()
+            .iter()
+            .map(|k| KpiSpec {
+                name: k.name.to_string(),
+                category: k.category.as_str().to_owned(),
+                direction: learn_direction(k.direction),
+                prior_weight: 1.0,
+            })
+            .collect()
+    }
+
+    /// KPI `k` of snapshot row `r` in the form `t`: its percentile (missing = 0.5) or its
+    /// healthy-direction log value (missing = NaN, which the model's standardisation
+    /// replaces by the training mean).
+    pub fn feature_value(&self, snap: &Snapshot, r: usize, k: usize, t: FeatureTransform) -> f64 {
+        t.value(
+            Some(snap.scores.percentile(r, k).unwrap_or(MISSING_PERCENTILE)),
+            snap.batch.matrix.get(r, k),
+            learn_direction(self.catalogue.kpis()[k].direction),
+        )
+    }
+
+    /// The feature row of snapshot row `r`: the KPI columns of `layout` (see
+    /// [`Population::feature_value`]), then the five category scores (missing = 5), then
+    /// the health score (missing = 5).
+    pub fn feature_row(&self, snap: &Snapshot, r: usize, layout: &FeatureLayout) -> Vec<f64> {
         let k = self.catalogue.len();
-        let mut v = Vec::with_capacity(k + 6);
-        for c in 0..k {
-            v.push(snap.scores.percentile(r, c).unwrap_or(MISSING_PERCENTILE));
-        }
+        let mut v = Vec::with_capacity(layout.n_columns(k) + 6);
+        v.extend(
+            layout
+                .columns(k)
+                .into_iter()
+                .map(|(c, t)| self.feature_value(snap, r, c, t)),
+        );
         let s = snap.scores.account(r);
         v.extend(s.categories.iter().map(|c| c.unwrap_or(5.0)));
         v.push(s.score.unwrap_or(5.0));
         v
+    }
+}
+
+/// Scoring-core's direction as learn-core's.
+pub fn learn_direction(d: Direction) -> LearnDirection {
+    match d {
+        Direction::HigherIsBetter => LearnDirection::HigherIsBetter,
+        Direction::LowerIsBetter => LearnDirection::HigherIsWorse,
     }
 }
 
@@ -528,3 +569,89 @@ pub fn observation_dates(
 
 /// Snapshots per date (computed in date order).
 pub type Snapshots = BTreeMap<NaiveDate, Snapshot>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use vitals_learn_core::LOG_SUFFIX;
+    use vitals_store::entity::{account, usage_daily};
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    fn at(d: NaiveDate) -> DateTime<Utc> {
+        d.and_hms_opt(0, 0, 0).expect("time").and_utc()
+    }
+
+    fn history(usage: &[(&str, &str, i64)]) -> History {
+        let start = day("2025-01-01");
+        History {
+            accounts: ["a", "b"]
+                .iter()
+                .map(|id| account::Model {
+                    id: (*id).to_owned(),
+                    name: (*id).to_owned(),
+                    attributes: serde_json::json!({}),
+                    profile_id: None,
+                    pinned: false,
+                    status: "active".into(),
+                    created_at: at(start),
+                    updated_at: at(start),
+                })
+                .collect(),
+            usage: usage
+                .iter()
+                .map(|(a, d, n)| usage_daily::Model {
+                    account_id: (*a).to_owned(),
+                    day: day(d),
+                    event_type: "login".into(),
+                    count: *n,
+                    distinct_users: 1,
+                    value_sum: 0.0,
+                })
+                .collect(),
+            event_types: vec!["login".into()],
+            ..History::default()
+        }
+    }
+
+    /// The log values, like the percentiles, come from the data before the observation
+    /// date only: usage on the date itself or later changes neither.
+    #[test]
+    fn log_values_use_only_data_before_the_observation_date() {
+        let past = [
+            ("a", "2025-01-20", 9),
+            ("b", "2025-01-20", 1),
+            ("a", "2025-02-09", 90),
+        ];
+        let d = day("2025-02-10");
+        let layout = FeatureLayout::default();
+        let row_of = |h: &History, account: &str| {
+            let pop = Population::build(h, &HashMap::new()).expect("population");
+            let snap = pop.snapshot(d, &[]).expect("snapshot");
+            let r = snap.row_of[&pop.index[account]];
+            let names = layout.names(&pop.kpi_specs());
+            (names, pop.feature_row(&snap, r, &layout))
+        };
+        let (names, before) = row_of(&history(&past), "a");
+        let mut with_future = past.to_vec();
+        with_future.extend([("a", "2025-02-10", 5000), ("b", "2025-02-11", 7000)]);
+        let (_, after) = row_of(&history(&with_future), "a");
+        assert_eq!(before.len(), after.len());
+        for (j, (x, y)) in before.iter().zip(&after).enumerate() {
+            assert!(
+                x == y || (x.is_nan() && y.is_nan()),
+                "{}: {x} before, {y} with later usage",
+                names[j]
+            );
+        }
+        // The log value is log1p of what happened before the date: 9 + 90 events.
+        let j = names
+            .iter()
+            .position(|n| *n == format!("all_events{LOG_SUFFIX}"))
+            .expect("all_events:log column");
+        assert!((before[j] - 100f64.ln()).abs() < 1e-9, "{}", before[j]);
+    }
+}

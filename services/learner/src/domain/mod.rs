@@ -9,10 +9,12 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{Days, NaiveDate};
 use ndarray::Axis;
+use vitals_learn_core::FeatureTransform;
 use vitals_learn_core::{
-    Dataset, Direction as LearnDirection, Evaluation as LearnEvaluation, KpiSpec, LabelOptions,
+    Dataset, Evaluation as LearnEvaluation, FeatureLayout, KpiSpec, LabelOptions, LayoutChoice,
     LearnError, ObservationPoint, Outcome, OutcomeKind, TrainOptions, build_training_set,
-    calibration_table, fit_cv, kpi_weights, suggest_category_weights, time_ordered_folds, train,
+    calibration_table, fit_kpis_cv, kpi_weights, suggest_category_weights, time_ordered_folds,
+    train_kpis,
 };
 use vitals_scoring_core::Category;
 use vitals_server::ApiError;
@@ -139,10 +141,16 @@ pub struct Prepared {
     pub pop: Population,
     /// KPIs and scores at every observation date.
     pub snapshots: Snapshots,
-    /// Observations: KPI percentiles, then category scores, then the health score.
+    /// Observations: the KPI columns of `layout`, then category scores, then the health
+    /// score.
     pub data: Dataset,
-    /// Number of KPI columns at the front of `data`.
-    pub n_kpis: usize,
+    /// Number of KPI feature columns at the front of `data`.
+    pub n_kpi_columns: usize,
+    /// The forms in which the KPIs are in `data` (`choice.data`: percentile and log value)
+    /// and the layouts a model may use.
+    pub choice: LayoutChoice,
+    /// The KPIs (catalogue order) with their declared directions.
+    pub specs: Vec<KpiSpec>,
     /// Last observation date.
     pub as_of: NaiveDate,
     /// Observations left out because their label is not known yet.
@@ -178,13 +186,11 @@ pub fn prepare(
         }
         snapshots.insert(d, snap);
     }
-    let mut names: Vec<String> = pop
-        .catalogue
-        .kpis()
-        .iter()
-        .map(|k| k.name.to_string())
-        .collect();
-    let n_kpis = names.len();
+    let choice = LayoutChoice::default();
+    let layout = choice.data.clone();
+    let specs = pop.kpi_specs();
+    let mut names = layout.names(&specs);
+    let n_kpi_columns = names.len();
     names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
     names.push(HEALTH_COLUMN.to_owned());
     let label = LabelOptions {
@@ -201,14 +207,16 @@ pub fn prepare(
             let snap = snapshots.get(&date)?;
             let i = *pop.index.get(account)?;
             let r = *snap.row_of.get(&i)?;
-            Some(pop.feature_row(snap, r))
+            Some(pop.feature_row(snap, r, &layout))
         },
     )?;
     Ok(Prepared {
         pop,
         snapshots,
         data: set.dataset,
-        n_kpis,
+        n_kpi_columns,
+        choice,
+        specs,
         as_of,
         censored: set.censored,
     })
@@ -230,7 +238,7 @@ impl Prepared {
     }
 
     fn kpi_names(&self) -> Vec<&str> {
-        self.data.feature_names[..self.n_kpis]
+        self.data.feature_names[..self.n_kpi_columns]
             .iter()
             .map(String::as_str)
             .collect()
@@ -263,20 +271,21 @@ impl Prepared {
             .sum()
     }
 
-    /// Learn-core KPI specs: features are direction-adjusted percentiles, so every one is
-    /// "higher is healthier"; uniform prior within the category.
-    fn specs(&self) -> Vec<KpiSpec> {
-        self.pop
-            .catalogue
-            .kpis()
-            .iter()
-            .map(|k| KpiSpec {
-                name: k.name.to_string(),
-                category: k.category.as_str().to_owned(),
-                direction: LearnDirection::HigherIsBetter,
-                prior_weight: 1.0,
-            })
-            .collect()
+    /// KPI weights (one per KPI, catalogue order) from the standardised coefficients of a
+    /// model whose columns follow `layout`.
+    fn weights_of(
+        &self,
+        layout: &FeatureLayout,
+        coefficients: &[f64],
+        churn_outcomes: usize,
+        n0: f64,
+    ) -> Result<vitals_learn_core::WeightReport, Error> {
+        Ok(kpi_weights(
+            &layout.weight_specs(&self.specs),
+            &layout.kpi_coefficients(self.specs.len(), coefficients)?,
+            churn_outcomes,
+            n0,
+        )?)
     }
 
     /// KPI weight vector (catalogue order) for scoring-core from stored weights; a KPI
@@ -323,12 +332,17 @@ impl Prepared {
         Ok(out)
     }
 
-    /// Churn probabilities of observations `data` with stored coefficients.
+    /// Churn probabilities of observations `data` with stored coefficients (a coefficient
+    /// whose column the data lack, e.g. a KPI no longer in the catalogue, gets its missing
+    /// value).
     fn probabilities(&self, data: &Dataset, c: &StoredCoefficients) -> Vec<f64> {
         let cols: Vec<Option<usize>> = c
             .coefficients
             .iter()
-            .map(|k| data.feature_names.iter().position(|f| *f == k.kpi))
+            .map(|k| {
+                let name = k.column();
+                data.feature_names.iter().position(|f| *f == name)
+            })
             .collect();
         data.x
             .axis_iter(Axis(0))
@@ -341,7 +355,7 @@ impl Prepared {
                             let v = col
                                 .map(|j| row[j])
                                 .filter(|v| v.is_finite())
-                                .unwrap_or(features::MISSING_PERCENTILE);
+                                .unwrap_or(k.missing);
                             k.coefficient * v
                         })
                         .sum::<f64>();
@@ -436,7 +450,6 @@ fn backtests(
     s: &Settings,
 ) -> Result<(StoredBacktest, StoredBacktest), Error> {
     let opts = s.train_options();
-    let specs = prep.specs();
     let mut churn = Vec::new();
     let mut health = Vec::new();
     for (k, fold) in time_ordered_folds(&data.dates, folds)?
@@ -454,10 +467,11 @@ fn backtests(
                 test.len()
             )));
         }
-        let (model, _) = fit_cv(&train_part, &opts)?;
-        let p = model.predict_proba(test.x.view())?;
-        let weights = kpi_weights(
-            &specs,
+        let (model, layout) = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+        let columns: Vec<&str> = model.feature_names.iter().map(String::as_str).collect();
+        let p = model.predict_proba(test.select_features(&columns)?.x.view())?;
+        let weights = prep.weights_of(
+            &layout,
             &model.coefficients,
             churned_accounts(&train_part),
             s.prior_strength,
@@ -529,27 +543,36 @@ pub fn fit_scope(
     }
     let n = prep.churn_count(scope);
     let opts = s.train_options();
-    let specs = prep.specs();
-    let trained = train(&data, &specs, n, &opts).map_err(|e| match e {
-        LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
-        other => Err(Error::Learn(other)),
-    })?;
+    let trained_kpis =
+        train_kpis(&data, &prep.specs, &prep.choice, n, &opts).map_err(|e| match e {
+            LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
+            other => Err(Error::Learn(other)),
+        })?;
+    let trained = &trained_kpis.trained;
     let (intercept, raw) = trained.model.raw_coefficients();
     let kpis = prep.pop.catalogue.kpis();
     let coefficients = StoredCoefficients {
         intercept,
         l2_penalty: trained.model.lambda,
-        coefficients: kpis
-            .iter()
-            .zip(&raw)
-            .zip(&trained.model.coefficients)
-            .map(|((k, &c), &z)| StoredCoefficient {
-                kpi: k.name.to_string(),
-                category: k.category.as_str().to_owned(),
-                coefficient: c,
-                standardized: z,
-                declared_direction: k.direction.as_str().to_owned(),
-                contradicted: z > 0.0,
+        coefficients: trained_kpis
+            .layout
+            .columns(kpis.len())
+            .into_iter()
+            .enumerate()
+            .map(|(j, (k, t))| StoredCoefficient {
+                kpi: kpis[k].name.to_string(),
+                transform: t,
+                // What the fit saw for a missing value: the percentiles were filled with
+                // the median peer, the log values with the training mean (z = 0).
+                missing: match t {
+                    FeatureTransform::Percentile => features::MISSING_PERCENTILE,
+                    FeatureTransform::LogValue => trained.model.standardizer.means[j],
+                },
+                category: kpis[k].category.as_str().to_owned(),
+                coefficient: raw[j],
+                standardized: trained.model.coefficients[j],
+                declared_direction: kpis[k].direction.as_str().to_owned(),
+                contradicted: trained.model.coefficients[j] > 0.0,
             })
             .collect(),
     };
@@ -586,9 +609,15 @@ pub fn fit_scope(
                     .collect::<Vec<_>>(),
             )
         });
-    let p = trained
+    let columns: Vec<&str> = trained
         .model
-        .predict_proba(data.x.view())
+        .feature_names
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let p = data
+        .select_features(&columns)
+        .and_then(|d| trained.model.predict_proba(d.x.view()))
         .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
@@ -711,8 +740,9 @@ pub fn predict(
                     .map(|k| {
                         let v = names
                             .get(k.kpi.as_str())
-                            .and_then(|&col| snap.scores.percentile(r, col))
-                            .unwrap_or(features::MISSING_PERCENTILE);
+                            .map(|&col| pop.feature_value(&snap, r, col, k.transform))
+                            .filter(|v| v.is_finite())
+                            .unwrap_or(k.missing);
                         k.coefficient * v
                     })
                     .sum::<f64>();

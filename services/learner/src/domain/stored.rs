@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use vitals_learn_core::CalibrationBin;
+use vitals_learn_core::{CalibrationBin, FeatureTransform};
 
 /// The settings a model was trained with, all resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -18,14 +18,26 @@ pub struct StoredOptions {
     pub l2_penalty: Option<f64>,
 }
 
-/// One coefficient.
+/// One coefficient: of one KPI in one form ([`FeatureTransform`]).
+///
+/// Versioning: models stored before the log-scaled values existed have neither
+/// `transform` nor `missing`; they read as percentile coefficients with a missing value
+/// of 0.5 (the median peer), which is exactly how they were fitted and applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCoefficient {
     /// KPI name.
     pub kpi: String,
+    /// Which form of the KPI the coefficient applies to (default: percentile).
+    #[serde(default)]
+    pub transform: FeatureTransform,
+    /// Feature value used when the KPI is missing for an account (the value the model was
+    /// fitted with: 0.5 for a percentile, the training mean for a log value).
+    #[serde(default = "median_percentile")]
+    pub missing: f64,
     /// Its category (`usage`, `conversations`, `pulse`, `contract`, `custom`).
     pub category: String,
-    /// Coefficient on the healthy-direction percentile in [0, 1].
+    /// Coefficient on the feature: the healthy-direction percentile in [0, 1], or the
+    /// healthy-direction signed log1p of the KPI value.
     pub coefficient: f64,
     /// Coefficient on the standardised percentile (what the weights are derived from).
     pub standardized: f64,
@@ -35,7 +47,18 @@ pub struct StoredCoefficient {
     pub contradicted: bool,
 }
 
-/// Intercept and coefficients: P(churn) = sigmoid(intercept + sum coefficient x percentile).
+fn median_percentile() -> f64 {
+    0.5
+}
+
+impl StoredCoefficient {
+    /// The feature's column name (`<kpi>` for a percentile, `<kpi>:log` for a log value).
+    pub fn column(&self) -> String {
+        self.transform.column_name(&self.kpi)
+    }
+}
+
+/// Intercept and coefficients: P(churn) = sigmoid(intercept + sum coefficient x feature).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCoefficients {
     /// Intercept on the percentile scale.
@@ -189,4 +212,41 @@ pub struct StoredMetrics {
     pub lambda_fallback_reason: Option<String>,
     /// Observations left out because their horizon is not over yet.
     pub censored: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coefficient as stored before the log-scaled values existed reads as a percentile
+    /// coefficient with the median peer for a missing value; a new one round-trips.
+    #[test]
+    fn coefficients_stored_before_the_log_values_read_as_percentiles() {
+        let old = serde_json::json!({
+            "intercept": -2.0,
+            "l2_penalty": 0.01,
+            "coefficients": [{
+                "kpi": "active_days",
+                "category": "usage",
+                "coefficient": -1.5,
+                "standardized": -0.4,
+                "declared_direction": "higher",
+                "contradicted": false
+            }]
+        });
+        let c: StoredCoefficients = serde_json::from_value(old).expect("legacy coefficients");
+        let k = &c.coefficients[0];
+        assert_eq!(k.transform, FeatureTransform::Percentile);
+        assert_eq!(k.missing, 0.5);
+        assert_eq!(k.column(), "active_days");
+        let new = StoredCoefficient {
+            transform: FeatureTransform::LogValue,
+            missing: 1.25,
+            ..k.clone()
+        };
+        assert_eq!(new.column(), "active_days:log");
+        let back: StoredCoefficient =
+            serde_json::from_value(serde_json::to_value(&new).expect("json")).expect("parse");
+        assert_eq!(back, new);
+    }
 }
