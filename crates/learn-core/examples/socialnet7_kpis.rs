@@ -674,7 +674,7 @@ fn run(dir: &Path) -> Result<(), String> {
             &h_learned_cat,
         );
         details.push(format!(
-            "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; top KPI weights: {}; contradicting: {}",
+            "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; chosen inside each fold's training part: {}; top KPI weights: {}; contradicting: {}",
             layout_text(&trained_kpis.layout),
             trained_kpis
                 .layout_scores
@@ -685,17 +685,14 @@ fn run(dir: &Path) -> Result<(), String> {
             trained.lambda_selection.lambda,
             trained.lambda_selection.class_weight,
             t.elapsed().as_secs_f64(),
-            format!(
-                "{}; chosen inside each fold's training part: {}",
-                fold_text(&bt),
-                folds
-                    .iter()
-                    .map(|f| learn::select_layout(&data.subset(&f.train), &specs, &choice, &options)
-                        .map(|(_, l, s, _)| format!("{} {:?} lambda {}", layout_text(&l), s.class_weight, s.lambda))
-                        .unwrap_or_else(|e| e.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            ),
+            fold_text(&bt),
+            folds
+                .iter()
+                .map(|f| learn::select_layout(&data.subset(&f.train), &specs, &choice, &options)
+                    .map(|(_, l, s, _)| format!("{} {:?} lambda {}", layout_text(&l), s.class_weight, s.lambda))
+                    .unwrap_or_else(|e| e.to_string()))
+                .collect::<Vec<_>>()
+                .join(" / "),
             {
                 let mut w: Vec<&learn::KpiWeight> = trained.weights.kpis.iter().collect();
                 w.sort_by(|a, b| b.weight.total_cmp(&a.weight));
