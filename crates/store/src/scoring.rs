@@ -174,12 +174,27 @@ pub async fn finish_run(
     Ok(())
 }
 
+/// From this many accounts on, [`latest_of_accounts`] reads `score_latest` whole.
+pub const LATEST_SCAN_FROM: usize = 10_000;
+
 /// The latest rows of these accounts (every scorecard), keyed by (account, scorecard).
 pub async fn latest_of_accounts(
     conn: &impl ConnectionTrait,
     account_ids: &[String],
 ) -> Result<HashMap<(String, String), LatestRecord>, DbErr> {
     let mut out = HashMap::with_capacity(account_ids.len());
+    if account_ids.len() >= LATEST_SCAN_FROM {
+        // A large population (a whole-portfolio run): one pass over the table instead of
+        // one `IN (...)` statement per INSERT_CHUNK ids.
+        let wanted: std::collections::HashSet<&str> =
+            account_ids.iter().map(String::as_str).collect();
+        for r in latest_row::Entity::find().all(conn).await? {
+            if wanted.contains(r.account_id.as_str()) {
+                out.insert((r.account_id.clone(), r.scorecard_id.clone()), r);
+            }
+        }
+        return Ok(out);
+    }
     for chunk in account_ids.chunks(INSERT_CHUNK) {
         let rows = latest_row::Entity::find()
             .filter(latest_row::Column::AccountId.is_in(chunk.iter().cloned()))
@@ -208,9 +223,10 @@ pub async fn write_snapshots(
              population_fallback) VALUES ",
         );
         let mut values = Vec::with_capacity(chunk.len() * 16);
-        // JSON goes in as text: PostgreSQL casts it to jsonb, SQLite stores the text.
+        // JSON goes in as text: PostgreSQL casts it to json (migration 7), SQLite stores
+        // the text.
         let json = if backend == DbBackend::Postgres {
-            "CAST(? AS jsonb)"
+            "CAST(? AS json)"
         } else {
             "?"
         };
@@ -344,8 +360,11 @@ const LATEST_CONFLICT: &str = " ON CONFLICT (account_id, scorecard_id) DO UPDATE
 /// The run on SQLite: multi-row `VALUES` bound on one pooled connection.
 mod lite {
     use super::*;
-    use sqlx::sqlite::{SqliteArguments, SqlitePool};
+    use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool};
     use sqlx::{Arguments, AssertSqlSafe};
+
+    /// Page cache of the connection writing a run, in KiB.
+    const WRITE_CACHE_KIB: u32 = 64 * 1024;
 
     fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
         sqlx::Error::Encode(e)
@@ -370,7 +389,69 @@ mod lite {
         run: &RunRecord,
         rows: &[NewSnapshot],
     ) -> Result<i64, WriteErr> {
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        // For the run, on its connection: a page cache of WRITE_CACHE_KIB (the indexes of
+        // score_snapshots and score_latest stay in memory while 100,000 rows go in; the
+        // default 2 MiB re-reads their pages), and no automatic WAL checkpoint at the
+        // commit: a run writes some 300 MB of pages to the WAL, and copying them into
+        // the database file at once would keep the caller waiting ~2-3 s for nothing the
+        // commit needs (the commit is in the WAL, durable as any other). That checkpoint
+        // runs right after, on another pooled connection, off the caller's path
+        // (PASSIVE: it never blocks readers or writers). The connection's own settings
+        // are put back before it returns to the pool.
+        let mut c = pool.acquire().await?;
+        let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *c)
+            .await?;
+        let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *c)
+            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "PRAGMA cache_size = -{WRITE_CACHE_KIB}"
+        )))
+        .execute(&mut *c)
+        .await?;
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut *c)
+            .await?;
+        let written = write(&mut c, run, rows).await;
+        let restored = async {
+            sqlx::query(AssertSqlSafe(format!("PRAGMA cache_size = {cache}")))
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "PRAGMA wal_autocheckpoint = {autocheckpoint}"
+            )))
+            .execute(&mut *c)
+            .await
+        }
+        .await;
+        if let Err(e) = restored {
+            // Never hand a connection with the run's settings back to the pool.
+            c.close_on_drop();
+            tracing::warn!(error = %e, "write_run: connection settings not restored; connection closed");
+        }
+        drop(c);
+        let run_id = written?;
+        if autocheckpoint > 0 {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(error = %e, "checkpoint after a scoring run failed");
+                }
+            });
+        }
+        Ok(run_id)
+    }
+
+    async fn write(
+        c: &mut SqliteConnection,
+        run: &RunRecord,
+        rows: &[NewSnapshot],
+    ) -> Result<i64, WriteErr> {
+        let mut tx = sqlx::Connection::begin_with(&mut *c, "BEGIN IMMEDIATE").await?;
         let run_id: i64 = sqlx::query_scalar(
             "INSERT INTO score_runs (scope, started_at, finished_at, accounts_scored, details) \
              VALUES (?, ?, NULL, 0, ?) RETURNING id",
@@ -480,7 +561,7 @@ mod pg {
     const SNAPSHOTS: &str = "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, \
         profile_id, as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
         coverage_total, drivers, churn_probability, weights_source, population_fallback) \
-        SELECT $1, a, c, p, t, v, b, g, CAST(s AS jsonb), m, cp, ct, CAST(d AS jsonb), ch, w, f \
+        SELECT $1, a, c, p, t, v, b, g, CAST(s AS json), m, cp, ct, CAST(d AS json), ch, w, f \
         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[], \
                     $7::text[], $8::float8[], $9::text[], $10::float8[], $11::int4[], \
                     $12::int4[], $13::text[], $14::float8[], $15::text[], $16::bool[]) \
@@ -930,6 +1011,18 @@ mod tests {
             let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
             assert_eq!(s.drivers, json(&written.drivers));
             assert_eq!(s.sub_scores, json(&written.sub_scores));
+
+            // The latest rows of a large population (one pass over the table) are those
+            // of the chunked look-up.
+            let mut ids: Vec<String> = rows.iter().map(|r| r.account_id.clone()).collect();
+            ids.dedup();
+            let half = &ids[..ids.len() / 2];
+            let chunked = latest_of_accounts(conn, half).await.unwrap();
+            let expected = rows.iter().filter(|r| half.contains(&r.account_id)).count();
+            assert_eq!(chunked.len(), expected, "{backend:?}");
+            let mut many = half.to_vec();
+            many.extend((0..LATEST_SCAN_FROM).map(|i| format!("absent{i}")));
+            assert_eq!(latest_of_accounts(conn, &many).await.unwrap(), chunked);
 
             // A past as_of only adds history: score_latest stays on the newer rows.
             let past = snapshots(as_of - chrono::Duration::days(1));
