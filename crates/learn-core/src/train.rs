@@ -200,15 +200,24 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     })
 }
 
-/// Fits the model with the `lambda` and class weighting chosen by [`select_lambda`].
-pub fn fit_cv(data: &Dataset, options: &TrainOptions) -> Result<(LogisticModel, LambdaSelection)> {
-    let selection = select_lambda(data, options)?;
-    let model = LogisticModel::fit(
+/// Fits `data` with the `lambda` and class weighting of `selection`.
+fn fit_selected(
+    data: &Dataset,
+    selection: &LambdaSelection,
+    options: &TrainOptions,
+) -> Result<LogisticModel> {
+    LogisticModel::fit(
         &data.feature_names,
         data.x.view(),
         &data.labels,
         &options.logistic(selection.lambda, selection.class_weight),
-    )?;
+    )
+}
+
+/// Fits the model with the `lambda` and class weighting chosen by [`select_lambda`].
+pub fn fit_cv(data: &Dataset, options: &TrainOptions) -> Result<(LogisticModel, LambdaSelection)> {
+    let selection = select_lambda(data, options)?;
+    let model = fit_selected(data, &selection, options)?;
     Ok((model, selection))
 }
 
@@ -415,12 +424,7 @@ pub fn train_kpis(
 ) -> Result<TrainedKpiModel> {
     let (sub, layout, lambda_selection, layout_scores) =
         select_layout(data, kpis, choice, options)?;
-    let model = LogisticModel::fit(
-        &sub.feature_names,
-        sub.x.view(),
-        &sub.labels,
-        &options.logistic(lambda_selection.lambda, lambda_selection.class_weight),
-    )?;
+    let model = fit_selected(&sub, &lambda_selection, options)?;
     let weights = kpi_weights(
         &layout.weight_specs(kpis),
         &layout.kpi_coefficients(kpis.len(), &model.coefficients)?,
@@ -450,12 +454,7 @@ pub fn fit_kpis_cv(
     options: &TrainOptions,
 ) -> Result<(LogisticModel, FeatureLayout)> {
     let (sub, layout, selection, _) = select_layout(train, kpis, choice, options)?;
-    let model = LogisticModel::fit(
-        &sub.feature_names,
-        sub.x.view(),
-        &sub.labels,
-        &options.logistic(selection.lambda, selection.class_weight),
-    )?;
+    let model = fit_selected(&sub, &selection, options)?;
     Ok((model, layout))
 }
 

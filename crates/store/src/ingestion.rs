@@ -32,7 +32,7 @@ use sea_orm::{
     sqlx,
 };
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, push_groups};
 
 /// Most parameters bound in one SQLite statement (SQLITE_MAX_VARIABLE_NUMBER is 32,766
 /// since 3.32).
@@ -331,30 +331,6 @@ fn max_params(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Postgres => POSTGRES_MAX_PARAMS,
         _ => SQLITE_MAX_PARAMS,
-    }
-}
-
-/// Appends `(p, p, ...)` groups for `rows` rows of `width` placeholders, numbered from
-/// `*next` on PostgreSQL.
-fn push_groups(sql: &mut String, backend: DbBackend, rows: usize, width: usize, next: &mut usize) {
-    use std::fmt::Write;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..width {
-            if c > 0 {
-                sql.push(',');
-            }
-            if backend == DbBackend::Postgres {
-                *next += 1;
-                let _ = write!(sql, "${next}");
-            } else {
-                sql.push('?');
-            }
-        }
-        sql.push(')');
     }
 }
 
@@ -862,19 +838,7 @@ mod lite {
                 String::with_capacity(head.len() + tail.len() + (end - start) * (width * 2 + 3));
             sql.push_str(head);
             sql.push_str(" VALUES ");
-            for r in start..end {
-                if r > start {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for c in 0..width {
-                    if c > 0 {
-                        sql.push(',');
-                    }
-                    sql.push('?');
-                }
-                sql.push(')');
-            }
+            push_groups(&mut sql, DbBackend::Sqlite, end - start, width, &mut 0);
             sql.push(' ');
             sql.push_str(tail);
             let mut args = SqliteArguments::default();

@@ -160,6 +160,36 @@ impl Store {
     }
 }
 
+/// Appends `(p, p, ...)` groups for `rows` rows of `width` placeholders, numbered from
+/// `*next` on PostgreSQL.
+pub(crate) fn push_groups(
+    sql: &mut String,
+    backend: DbBackend,
+    rows: usize,
+    width: usize,
+    next: &mut usize,
+) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push(',');
+            }
+            if backend == DbBackend::Postgres {
+                *next += 1;
+                let _ = write!(sql, "${next}");
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+}
+
 /// `sql` with its `?` placeholders renumbered `$n` on PostgreSQL.
 pub(crate) fn placeholders(backend: DbBackend, sql: &str) -> String {
     if backend != DbBackend::Postgres {

@@ -123,14 +123,7 @@ fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 /// `(?, ?, ...)` with `n` placeholders.
 fn tuple(n: usize) -> String {
     let mut s = String::with_capacity(2 * n + 2);
-    s.push('(');
-    for i in 0..n {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push('?');
-    }
-    s.push(')');
+    crate::push_groups(&mut s, DbBackend::Sqlite, 1, n, &mut 0);
     s
 }
 
@@ -280,13 +273,7 @@ pub async fn write_snapshots(
                 Value::from(r.global_band.clone()),
             ]);
         }
-        sql.push_str(
-            " ON CONFLICT (account_id, scorecard_id) DO UPDATE SET \
-             profile_id = excluded.profile_id, as_of = excluded.as_of, \
-             run_id = excluded.run_id, value = excluded.value, band = excluded.band, \
-             global_value = excluded.global_value, global_band = excluded.global_band \
-             WHERE excluded.as_of >= score_latest.as_of",
-        );
+        sql.push_str(LATEST_CONFLICT);
         conn.execute_raw(stmt(backend, &sql, values)).await?;
     }
     Ok(())
@@ -375,12 +362,7 @@ mod lite {
         let mut sql = String::with_capacity(head.len() + n * (2 * width + 2) + 8);
         sql.push_str(head);
         sql.push_str(" VALUES ");
-        for r in 0..n {
-            if r > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&tuple(width));
-        }
+        crate::push_groups(&mut sql, DbBackend::Sqlite, n, width, &mut 0);
         sql
     }
 

@@ -152,21 +152,29 @@ pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Durat
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            match committed_runs(&store).await {
-                Ok(n) => {
-                    if seen.is_some_and(|s| s != n) {
-                        cache.invalidate();
-                    }
-                    seen = Some(n);
-                }
-                // Unknown state: nothing cached can be trusted past this point.
-                Err(e) => {
-                    cache.invalidate();
-                    tracing::warn!(error = %e, "score cache: cannot read the run count");
-                }
-            }
+            cache.observe_runs(&mut seen, committed_runs(&store).await);
         }
     });
+}
+
+impl LatestCache {
+    /// Takes one reading of the committed-run count (`seen`: the previous one): a new
+    /// generation when it changed, or when it could not be read (nothing cached can be
+    /// trusted then).
+    fn observe_runs(&self, seen: &mut Option<i64>, count: Result<i64, DbErr>) {
+        match count {
+            Ok(n) => {
+                if seen.is_some_and(|s| s != n) {
+                    self.invalidate();
+                }
+                *seen = Some(n);
+            }
+            Err(e) => {
+                self.invalidate();
+                tracing::warn!(error = %e, "score cache: cannot read the run count");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +218,21 @@ mod tests {
         let c = LatestCache::new(0);
         c.put("a".into(), "p".into(), c.generation(), snap(1.0));
         assert!(c.get("a", "p").is_none());
+    }
+
+    #[test]
+    fn run_count_changes_and_read_errors_start_a_new_generation() {
+        let c = LatestCache::new(10);
+        let mut seen = None;
+        c.observe_runs(&mut seen, Ok(3));
+        assert_eq!(c.generation(), 0, "the first reading is the baseline");
+        c.observe_runs(&mut seen, Ok(3));
+        assert_eq!(c.generation(), 0, "no new run");
+        c.observe_runs(&mut seen, Ok(4));
+        assert_eq!(c.generation(), 1, "another replica committed a run");
+        c.observe_runs(&mut seen, Err(DbErr::Custom("down".into())));
+        assert_eq!(c.generation(), 2, "an unreadable count trusts nothing");
+        assert_eq!(seen, Some(4));
     }
 
     #[test]

@@ -717,16 +717,7 @@ async fn scorecards_global_score_and_why_it_changed() {
 }
 
 async fn value_of(c: &mut ScoringServiceClient<Channel>, account: &str) -> f64 {
-    c.get_score(pb::GetScoreRequest {
-        account_id: account.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("get score")
-    .into_inner()
-    .snapshot
-    .expect("snapshot")
-    .value
+    common::score_of(c, account).await.value
 }
 
 /// GetScore serves the latest scores from memory (docs/scoring-service.md, "Score

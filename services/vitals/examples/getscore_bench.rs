@@ -5,6 +5,7 @@
 //! cargo run --release -p vitals --example getscore_bench                  # 64 clients, SQLite
 //! cargo run --release -p vitals --example getscore_bench -- --postgres postgres://postgres@127.0.0.1:5432
 //! cargo run --release -p vitals --example getscore_bench -- --database-url URL   # an already scored database
+//! cargo run --release -p vitals --example getscore_bench -- --score-cache-entries 0   # every call reads the database
 //! ```
 //!
 //! The all-in-one server runs in this process (auth off) on a database holding scores:

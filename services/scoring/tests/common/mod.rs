@@ -196,17 +196,25 @@ impl Env {
     }
 
     pub async fn score(&mut self, account: &str) -> pb::ScoreSnapshot {
-        self.scoring
-            .get_score(pb::GetScoreRequest {
-                account_id: account.into(),
-                ..Default::default()
-            })
-            .await
-            .expect("get score")
-            .into_inner()
-            .snapshot
-            .expect("snapshot")
+        score_of(&mut self.scoring, account).await
     }
+}
+
+/// The latest profile score of `account`, from `client`.
+pub async fn score_of(
+    client: &mut ScoringServiceClient<Channel>,
+    account: &str,
+) -> pb::ScoreSnapshot {
+    client
+        .get_score(pb::GetScoreRequest {
+            account_id: account.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("get score")
+        .into_inner()
+        .snapshot
+        .expect("snapshot")
 }
 
 pub fn ts(t: chrono::DateTime<Utc>) -> prost_types::Timestamp {
