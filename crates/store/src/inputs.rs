@@ -193,6 +193,10 @@ fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
 /// two connections of the pool (when it has two): that read is most of a large load.
 pub const SPLIT_MIN_ACCOUNTS: usize = 2_000;
 
+/// Connections the other statements of a load (all but the usage read) use at most, at
+/// once, while the usage is read.
+const REST_CONNECTIONS: usize = 4;
+
 /// A value bound to a streamed statement (those bind dates and texts only).
 #[derive(Clone, Debug)]
 enum Arg {
@@ -418,13 +422,14 @@ fn clamp_u32(v: i64) -> u32 {
 /// [`SPLIT_MIN_ACCOUNTS`] accounts on they are read as two halves of the accounts at
 /// once, on two connections of the pool (when it has two).
 pub async fn load_inputs(conn: &DatabaseConnection, q: &InputQuery) -> Result<LoadedInputs, DbErr> {
-    load(conn, q, SPLIT_MIN_ACCOUNTS, UsagePath::Auto).await
+    load(conn, q, SPLIT_MIN_ACCOUNTS, ReadPath::Auto).await
 }
 
-/// How [`load`] reads the usage roll-ups of the span.
+/// How [`load`] reads the accounts and the usage roll-ups of the span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UsagePath {
-    /// Through rusqlite on a SQLite file, else through sqlx.
+enum ReadPath {
+    /// Through rusqlite on a SQLite file (accounts and usage); on PostgreSQL the usage of
+    /// a whole-portfolio run as binary COPY; else through sqlx.
     Auto,
     /// Through sqlx, always (tests compare the two).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -436,7 +441,7 @@ async fn load(
     conn: &DatabaseConnection,
     q: &InputQuery,
     split_min: usize,
-    usage_path: UsagePath,
+    read_path: ReadPath,
 ) -> Result<LoadedInputs, DbErr> {
     let backend = conn.get_database_backend();
     let t = q.as_of;
@@ -453,29 +458,39 @@ async fn load(
         head
     };
 
+    // A SQLite file is read through rusqlite (see `lite`).
+    let file = match (backend, read_path) {
+        (DbBackend::Sqlite, ReadPath::Auto) => lite::database_file(conn).await?,
+        _ => None,
+    };
+
     // ---- accounts
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT a.id, a.name, a.profile_id, a.status, a.attributes, a.created_at \
-                 FROM accounts a WHERE 1 = 1{filter} ORDER BY a.id"
-            ),
-            with(vec![]),
-        ))
-        .await?;
-    let mut accounts = Vec::with_capacity(rows.len());
-    for r in &rows {
-        accounts.push(AccountMeta {
-            id: r.try_get_by_index(0)?,
-            name: r.try_get_by_index(1)?,
-            profile_id: r.try_get_by_index(2)?,
-            status: r.try_get_by_index(3)?,
-            attributes: r.try_get_by_index(4)?,
-            created_at: r.try_get_by_index(5)?,
-        });
-    }
-    drop(rows);
+    let accounts_sql = format!(
+        "SELECT a.id, a.name, a.profile_id, a.status, a.attributes, a.created_at \
+         FROM accounts a WHERE 1 = 1{filter} ORDER BY a.id"
+    );
+    let mut accounts = if let Some(file) = &file {
+        let (file, sql, args) = (file.clone(), accounts_sql, args_of(&with(vec![]))?);
+        tokio::task::spawn_blocking(move || lite::read_accounts(&file, &sql, &args))
+            .await
+            .map_err(|e| DbErr::Custom(format!("load_inputs: accounts read task: {e}")))??
+    } else {
+        let rows = conn
+            .query_all_raw(stmt(backend, &accounts_sql, with(vec![])))
+            .await?;
+        let mut accounts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            accounts.push(AccountMeta {
+                id: r.try_get_by_index(0)?,
+                name: r.try_get_by_index(1)?,
+                profile_id: r.try_get_by_index(2)?,
+                status: r.try_get_by_index(3)?,
+                attributes: r.try_get_by_index(4)?,
+                created_at: r.try_get_by_index(5)?,
+            });
+        }
+        accounts
+    };
     // The middle account in the database's order: the usage read splits there.
     let pool_size = match backend {
         DbBackend::Sqlite => conn
@@ -551,14 +566,17 @@ async fn load(
     let mut signals = Interner::default();
     let mut contacts = Interner::default();
 
-    let data_start: Option<NaiveDate> = conn
-        .query_one_raw(stmt(backend, "SELECT MIN(day) FROM usage_daily", vec![]))
-        .await?
-        .map(|r| r.try_get_by_index::<Option<NaiveDate>>(0))
-        .transpose()?
-        .flatten();
+    let data_start_sql = stmt(backend, "SELECT MIN(day) FROM usage_daily", vec![]);
+    let first_day = |rows: &[QueryResult]| -> Result<Option<NaiveDate>, DbErr> {
+        Ok(rows
+            .first()
+            .map(|r| r.try_get_by_index::<Option<NaiveDate>>(0))
+            .transpose()?
+            .flatten())
+    };
 
     if accounts.is_empty() {
+        let data_start = first_day(&conn.query_all_raw(data_start_sql).await?)?;
         return Ok(LoadedInputs {
             as_of: t,
             spec: CatalogueSpec {
@@ -590,6 +608,115 @@ async fn load(
         head
     };
 
+    // The other statements (every one but the usage read of the span): run while the
+    // usage is read, on other pooled connections, their rows processed after it in this
+    // order (so names are interned in the same order as when run one after the other).
+    let rest = vec![
+        data_start_sql,
+        // last active day before the span, one marker per event type
+        stmt(
+            backend,
+            &format!(
+                "SELECT u.account_id, u.event_type, MAX(u.day) FROM {usage_from_sql} \
+                 WHERE u.day <= ? AND u.count > 0{usage_filter} \
+                 GROUP BY u.account_id, u.event_type"
+            ),
+            with_usage(vec![Value::from(usage_lo)]),
+        ),
+        // interactions of the two windows, with the contact's role
+        stmt(
+            backend,
+            &format!(
+                "SELECT i.account_id, i.channel, i.direction, i.occurred_at, i.replied, \
+                 i.reply_known, i.contact_id, c.role, i.sentiment \
+                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
+                 LEFT JOIN contacts c ON c.account_id = i.account_id AND c.id = i.contact_id \
+                 WHERE i.occurred_at >= ? AND i.occurred_at < ?{filter}"
+            ),
+            with(vec![Value::from(conv_lo), Value::from(end)]),
+        ),
+        // last interaction before the windows, one marker per direction
+        stmt(
+            backend,
+            &format!(
+                "SELECT i.account_id, i.direction, MAX(i.occurred_at) \
+                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
+                 WHERE i.occurred_at < ?{filter} GROUP BY i.account_id, i.direction"
+            ),
+            with(vec![Value::from(conv_lo)]),
+        ),
+        // contacts per account
+        stmt(
+            backend,
+            &format!(
+                "SELECT c.account_id, COUNT(*) FROM contacts c \
+                 JOIN accounts a ON a.id = c.account_id WHERE 1 = 1{filter} GROUP BY c.account_id"
+            ),
+            with(vec![]),
+        ),
+        // pulses up to T
+        stmt(
+            backend,
+            &format!(
+                "SELECT p.account_id, p.value, p.at FROM pulses p \
+                 JOIN accounts a ON a.id = p.account_id WHERE p.at < ?{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ),
+        // subscriptions, all of them
+        stmt(
+            backend,
+            &format!(
+                "SELECT s.account_id, s.starts_at, s.ends_at, s.mrr, s.quantity, s.is_addon, \
+                 s.discount, s.bill_period_months FROM subscriptions s \
+                 JOIN accounts a ON a.id = s.account_id WHERE 1 = 1{filter}"
+            ),
+            with(vec![]),
+        ),
+        // custom metrics: the values at each (account, metric)'s latest time up to T
+        stmt(
+            backend,
+            &format!(
+                "SELECT m.account_id, m.name, m.at, m.value FROM custom_metrics m \
+                 JOIN (SELECT account_id, name, MAX(at) AS last_at FROM custom_metrics \
+                       WHERE at < ? GROUP BY account_id, name) x \
+                   ON x.account_id = m.account_id AND x.name = m.name AND x.last_at = m.at \
+                 JOIN accounts a ON a.id = m.account_id WHERE 1 = 1{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ),
+        // custom score fields set at or before T
+        stmt(
+            backend,
+            &format!(
+                "SELECT f.account_id, f.field, f.value FROM custom_score_fields f \
+                 JOIN accounts a ON a.id = f.account_id WHERE f.updated_at < ?{filter}"
+            ),
+            with(vec![Value::from(end)]),
+        ),
+        // webhook signals of the current window
+        stmt(
+            backend,
+            &format!(
+                "SELECT s.account_id, s.name, s.value, s.at FROM webhook_signals s \
+                 JOIN accounts a ON a.id = s.account_id \
+                 WHERE s.at >= ? AND s.at < ?{filter}"
+            ),
+            with(vec![Value::from(signal_lo), Value::from(end)]),
+        ),
+    ];
+    // At most REST_CONNECTIONS at once, and not on the last two connections of the pool
+    // (the usage read's); a pool of fewer than four connections runs them after the read.
+    let concurrent = pool_size >= 4;
+    let rest_rows = futures::stream::iter(rest)
+        .map(|s| conn.query_all_raw(s))
+        .buffered(
+            (pool_size as usize)
+                .saturating_sub(2)
+                .clamp(1, REST_CONNECTIONS),
+        )
+        .collect::<Vec<Result<Vec<QueryResult>, DbErr>>>();
+
     // ---- usage roll-ups in the span, streamed (two halves at once for a large scope).
     // Rows of one account mostly come together: each stream remembers the last account
     // it saw and looks an id up only when it changes.
@@ -604,81 +731,85 @@ async fn load(
         "u.account_id",
         split.as_deref(),
     )?;
-    let file = match (backend, usage_path) {
-        (DbBackend::Sqlite, UsagePath::Auto) => lite::database_file(conn).await?,
-        _ => None,
-    };
     let usage_from = clock.elapsed().as_millis() as u64;
     let via_rusqlite = file.is_some();
-    if let Some(file) = file {
-        // SQLite file: read through rusqlite on connections of its own (see `lite`).
-        let read = lite::ReadUsage {
-            file,
-            statements,
-            split,
-            accounts,
-            index,
-            data,
-            events,
-        };
-        let read = tokio::task::spawn_blocking(move || read.run())
-            .await
-            .map_err(|e| DbErr::Custom(format!("load_inputs: usage read task: {e}")))??;
-        (accounts, index, data, events) = read;
-    } else if backend == DbBackend::Postgres
-        && usage_path == UsagePath::Auto
-        && q.scope == InputScope::All
-    {
-        // PostgreSQL, every account: binary COPY (see `pgcopy`).
-        pgcopy::read_usage(
-            conn.get_postgres_connection_pool(),
-            (usage_lo, t),
-            split.as_deref(),
-            &accounts,
-            &index,
-            &mut data,
-            &mut events,
-        )
-        .await?;
-    } else {
-        let mut last = [usize::MAX; 2];
-        stream_rows!(conn, statements, |s, (id: &str, day: NaiveDate, name: &str, count: i64, users: i64, value_sum: f64)| {
-            let i = match last[s] {
-                i if i < accounts.len() && accounts[i].id == id => i,
-                _ => match index.get(id) {
-                    Some(&i) => {
-                        last[s] = i;
-                        i
-                    }
-                    None => continue,
-                },
+    let usage = async {
+        if let Some(file) = file {
+            // SQLite file: read through rusqlite on connections of its own (see `lite`).
+            let read = lite::ReadUsage {
+                file,
+                statements,
+                split,
+                accounts: std::mem::take(&mut accounts),
+                index: std::mem::take(&mut index),
+                data: std::mem::take(&mut data),
+                events: std::mem::take(&mut events),
             };
-            data[i].usage.push(DailyUsage {
-                day,
-                event_type: events.id(name),
-                count: clamp_u32(count),
-                distinct_users: clamp_u32(users),
-                value_sum,
+            let read = tokio::task::spawn_blocking(move || read.run())
+                .await
+                .map_err(|e| DbErr::Custom(format!("load_inputs: usage read task: {e}")))??;
+            (accounts, index, data, events) = read;
+        } else if backend == DbBackend::Postgres
+            && read_path == ReadPath::Auto
+            && q.scope == InputScope::All
+        {
+            // PostgreSQL, every account: binary COPY (see `pgcopy`).
+            pgcopy::read_usage(
+                conn.get_postgres_connection_pool(),
+                (usage_lo, t),
+                split.as_deref(),
+                &accounts,
+                &index,
+                &mut data,
+                &mut events,
+            )
+            .await?;
+        } else {
+            let mut last = [usize::MAX; 2];
+            stream_rows!(conn, statements, |s, (id: &str, day: NaiveDate, name: &str, count: i64, users: i64, value_sum: f64)| {
+                let i = match last[s] {
+                    i if i < accounts.len() && accounts[i].id == id => i,
+                    _ => match index.get(id) {
+                        Some(&i) => {
+                            last[s] = i;
+                            i
+                        }
+                        None => continue,
+                    },
+                };
+                data[i].usage.push(DailyUsage {
+                    day,
+                    event_type: events.id(name),
+                    count: clamp_u32(count),
+                    distinct_users: clamp_u32(users),
+                    value_sum,
+                });
             });
-        });
-    }
+        }
+        Ok::<(), DbErr>(())
+    };
+    let rest_rows = if concurrent {
+        let (read, rest_rows) = tokio::join!(usage, rest_rows);
+        read?;
+        rest_rows
+    } else {
+        usage.await?;
+        rest_rows.await
+    };
+    let usage_ms = clock.elapsed().as_millis() as u64 - usage_from;
+    let mut rest_rows = rest_rows.into_iter();
+    let mut next_rows = || -> Result<Vec<QueryResult>, DbErr> {
+        rest_rows
+            .next()
+            .ok_or_else(|| DbErr::Custom("load_inputs: a statement's rows are missing".into()))?
+    };
+    let data_start = first_day(&next_rows()?)?;
     let slot = |r: &QueryResult| -> Result<Option<usize>, DbErr> {
         let id: String = r.try_get_by_index(0)?;
         Ok(index.get(&id).copied())
     };
-    let usage_ms = clock.elapsed().as_millis() as u64 - usage_from;
     // ---- last active day before the span, one marker per event type
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT u.account_id, u.event_type, MAX(u.day) FROM {usage_from_sql} \
-                 WHERE u.day <= ? AND u.count > 0{usage_filter} \
-                 GROUP BY u.account_id, u.event_type"
-            ),
-            with_usage(vec![Value::from(usage_lo)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let name: String = r.try_get_by_index(1)?;
@@ -719,19 +850,7 @@ async fn load(
 
     let markers_ms = clock.elapsed().as_millis() as u64 - usage_from - usage_ms;
     // ---- interactions of the two windows, with the contact's role
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT i.account_id, i.channel, i.direction, i.occurred_at, i.replied, \
-                 i.reply_known, i.contact_id, c.role, i.sentiment \
-                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
-                 LEFT JOIN contacts c ON c.account_id = i.account_id AND c.id = i.contact_id \
-                 WHERE i.occurred_at >= ? AND i.occurred_at < ?{filter}"
-            ),
-            with(vec![Value::from(conv_lo), Value::from(end)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let ch: String = r.try_get_by_index(1)?;
@@ -756,17 +875,7 @@ async fn load(
     }
     drop(rows);
     // ---- last interaction before the windows, one marker per direction
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT i.account_id, i.direction, MAX(i.occurred_at) \
-                 FROM interactions i JOIN accounts a ON a.id = i.account_id \
-                 WHERE i.occurred_at < ?{filter} GROUP BY i.account_id, i.direction"
-            ),
-            with(vec![Value::from(conv_lo)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let dir: String = r.try_get_by_index(1)?;
@@ -783,16 +892,7 @@ async fn load(
     }
 
     // ---- contacts per account
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT c.account_id, COUNT(*) FROM contacts c \
-                 JOIN accounts a ON a.id = c.account_id WHERE 1 = 1{filter} GROUP BY c.account_id"
-            ),
-            with(vec![]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let n: i64 = r.try_get_by_index(1)?;
@@ -800,16 +900,7 @@ async fn load(
     }
 
     // ---- pulses up to T
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT p.account_id, p.value, p.at FROM pulses p \
-                 JOIN accounts a ON a.id = p.account_id WHERE p.at < ?{filter}"
-            ),
-            with(vec![Value::from(end)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let v: i32 = r.try_get_by_index(1)?;
@@ -821,17 +912,7 @@ async fn load(
     }
 
     // ---- subscriptions, all of them
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT s.account_id, s.starts_at, s.ends_at, s.mrr, s.quantity, s.is_addon, \
-                 s.discount, s.bill_period_months FROM subscriptions s \
-                 JOIN accounts a ON a.id = s.account_id WHERE 1 = 1{filter}"
-            ),
-            with(vec![]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let start: DateTime<Utc> = r.try_get_by_index(1)?;
@@ -849,19 +930,7 @@ async fn load(
     }
 
     // ---- custom metrics: the values at each (account, metric)'s latest time up to T
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT m.account_id, m.name, m.at, m.value FROM custom_metrics m \
-                 JOIN (SELECT account_id, name, MAX(at) AS last_at FROM custom_metrics \
-                       WHERE at < ? GROUP BY account_id, name) x \
-                   ON x.account_id = m.account_id AND x.name = m.name AND x.last_at = m.at \
-                 JOIN accounts a ON a.id = m.account_id WHERE 1 = 1{filter}"
-            ),
-            with(vec![Value::from(end)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let name: String = r.try_get_by_index(1)?;
@@ -875,16 +944,7 @@ async fn load(
     }
 
     // ---- custom score fields set at or before T
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT f.account_id, f.field, f.value FROM custom_score_fields f \
-                 JOIN accounts a ON a.id = f.account_id WHERE f.updated_at < ?{filter}"
-            ),
-            with(vec![Value::from(end)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let name: String = r.try_get_by_index(1)?;
@@ -896,17 +956,7 @@ async fn load(
     }
 
     // ---- webhook signals of the current window
-    let rows = conn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SELECT s.account_id, s.name, s.value, s.at FROM webhook_signals s \
-                 JOIN accounts a ON a.id = s.account_id \
-                 WHERE s.at >= ? AND s.at < ?{filter}"
-            ),
-            with(vec![Value::from(signal_lo), Value::from(end)]),
-        ))
-        .await?;
+    let rows = next_rows()?;
     for r in &rows {
         let Some(i) = slot(r)? else { continue };
         let name: String = r.try_get_by_index(1)?;
@@ -1137,7 +1187,7 @@ mod pgcopy {
     }
 }
 
-/// The usage read on a SQLite file through rusqlite.
+/// The accounts and usage reads on a SQLite file through rusqlite.
 ///
 /// sqlx-sqlite costs about 5 µs per row (it copies every value, allocates each row and
 /// hands it over a channel from the connection's worker thread): 35 s for the 7.2 M
@@ -1147,7 +1197,9 @@ mod pgcopy {
 /// one per statement (the two halves run on two threads): each statement reads one
 /// consistent snapshot (its implicit read transaction; in WAL mode it never blocks the
 /// writer), exactly as the two statements of the sqlx path do on two pooled
-/// connections. In-memory databases (no file) keep the sqlx path.
+/// connections. The accounts statement runs the same way (one connection), its columns
+/// decoded exactly as sqlx decodes them (the timestamp forms of sqlx-sqlite, the JSON
+/// parsed from the stored text). In-memory databases (no file) keep the sqlx path.
 mod lite {
     use std::path::PathBuf;
 
@@ -1175,12 +1227,12 @@ mod lite {
     }
 
     fn err(e: rusqlite::Error) -> DbErr {
-        DbErr::Custom(format!("load_inputs: usage read (rusqlite): {e}"))
+        DbErr::Custom(format!("load_inputs: read (rusqlite): {e}"))
     }
 
     fn bad(what: &str, v: ValueRef<'_>) -> DbErr {
         DbErr::Custom(format!(
-            "load_inputs: usage read (rusqlite): unexpected {what} {:?}",
+            "load_inputs: read (rusqlite): unexpected {what} {:?}",
             v.data_type()
         ))
     }
@@ -1231,6 +1283,124 @@ mod lite {
             ValueRef::Text(b) => Ok(b),
             _ => Err(bad(what, v)),
         }
+    }
+
+    /// A text column as an owned string (sqlx decodes only TEXT values as strings).
+    fn string(what: &str, v: ValueRef<'_>) -> Result<String, DbErr> {
+        std::str::from_utf8(text(what, v)?)
+            .map(str::to_string)
+            .map_err(|_| bad(what, v))
+    }
+
+    /// A timestamp decoded as sqlx-sqlite decodes a `DateTime<Utc>`: TEXT in RFC 3339 or
+    /// one of SQLite's date-time forms (no offset: UTC), INTEGER as Unix seconds, REAL as
+    /// a Julian day.
+    fn datetime(what: &str, v: ValueRef<'_>) -> Result<DateTime<Utc>, DbErr> {
+        use chrono::{FixedOffset, NaiveDateTime, Offset, TimeZone};
+        let fixed: Option<DateTime<FixedOffset>> = match v {
+            ValueRef::Text(b) => std::str::from_utf8(b).ok().and_then(|t| {
+                if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+                    return Some(dt);
+                }
+                // sqlx-sqlite's list, in its order.
+                const FORMATS: [&str; 12] = [
+                    "%F %T%.f",
+                    "%F %R",
+                    "%F %RZ",
+                    "%F %R%:z",
+                    "%F %T%.fZ",
+                    "%F %T%.f%:z",
+                    "%FT%R",
+                    "%FT%RZ",
+                    "%FT%R%:z",
+                    "%FT%T%.f",
+                    "%FT%T%.fZ",
+                    "%FT%T%.f%:z",
+                ];
+                FORMATS.iter().find_map(|f| {
+                    DateTime::parse_from_str(t, f).ok().or_else(|| {
+                        NaiveDateTime::parse_from_str(t, f)
+                            .ok()
+                            .map(|dt| Utc.fix().from_utc_datetime(&dt))
+                    })
+                })
+            }),
+            ValueRef::Integer(i) => Utc.fix().timestamp_opt(i, 0).single(),
+            ValueRef::Real(f) => {
+                let seconds = (f - 2_440_587.5) * 86_400.0;
+                seconds.is_finite().then_some(()).and_then(|()| {
+                    Utc.fix()
+                        .timestamp_opt(seconds.trunc() as i64, (seconds.fract() * 1e9).abs() as u32)
+                        .single()
+                })
+            }
+            _ => None,
+        };
+        fixed
+            .map(|dt| Utc.from_utc_datetime(&dt.naive_utc()))
+            .ok_or_else(|| match v {
+                ValueRef::Text(b) => DbErr::Custom(format!(
+                    "load_inputs: read (rusqlite): invalid {what} {:?}",
+                    String::from_utf8_lossy(b)
+                )),
+                _ => bad(what, v),
+            })
+    }
+
+    /// Opens a read-only connection of its own on `file` (each statement reads one
+    /// consistent snapshot; in WAL mode it never blocks the writer).
+    fn open(file: &std::path::Path) -> Result<Connection, DbErr> {
+        let c = Connection::open_with_flags(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        Ok(c)
+    }
+
+    /// Binds `args` (`Arg` values, as sqlx binds them) to `stmt`.
+    fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<(), DbErr> {
+        for (k, a) in args.iter().enumerate() {
+            match a {
+                Arg::Date(d) => stmt.raw_bind_parameter(k + 1, d.format("%Y-%m-%d").to_string()),
+                Arg::Text(t) => stmt.raw_bind_parameter(k + 1, t.as_str()),
+            }
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// The accounts statement of [`load`] (id, name, profile_id, status, attributes,
+    /// created_at), each column decoded as the sqlx path decodes it (blocking).
+    pub(super) fn read_accounts(
+        file: &std::path::Path,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<AccountMeta>, DbErr> {
+        let c = open(file)?;
+        let mut stmt = c.prepare(sql).map_err(err)?;
+        bind(&mut stmt, args)?;
+        let mut out = Vec::new();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(err)? {
+            let col = |i: usize| row.get_ref(i).map_err(err);
+            let attributes = col(4)?;
+            out.push(AccountMeta {
+                id: string("accounts.id", col(0)?)?,
+                name: string("accounts.name", col(1)?)?,
+                profile_id: match col(2)? {
+                    ValueRef::Null => None,
+                    v => Some(string("accounts.profile_id", v)?),
+                },
+                status: string("accounts.status", col(3)?)?,
+                attributes: serde_json::from_slice(text("accounts.attributes", attributes)?)
+                    .map_err(|e| DbErr::Json(format!("load_inputs: accounts.attributes: {e}")))?,
+                created_at: datetime("accounts.created_at", col(5)?)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Everything the read owns while it runs off the async threads, handed back after.
@@ -1352,21 +1522,9 @@ mod lite {
         slice: &mut [AccountData],
         mut events: Interner,
     ) -> Result<Half, DbErr> {
-        let c = Connection::open_with_flags(
-            file,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
-        c.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
+        let c = open(file)?;
         let mut stmt = c.prepare(sql).map_err(err)?;
-        for (k, a) in args.iter().enumerate() {
-            match a {
-                Arg::Date(d) => stmt.raw_bind_parameter(k + 1, d.format("%Y-%m-%d").to_string()),
-                Arg::Text(t) => stmt.raw_bind_parameter(k + 1, t.as_str()),
-            }
-            .map_err(err)?;
-        }
+        bind(&mut stmt, args)?;
         let mut stray = Vec::new();
         // The account (absolute index) of the previous row.
         let mut last = usize::MAX;
@@ -1668,16 +1826,36 @@ mod tests {
                     }
                 }
             }
+            if store.backend() == DbBackend::Sqlite {
+                // The accounts read through rusqlite decodes the text forms of a
+                // timestamp sqlx-sqlite decodes (the column's TEXT affinity stores any
+                // number as text), a missing profile and the attributes JSON as sqlx does.
+                for (id, created) in [
+                    ("b0", "'2026-05-01 10:00:00'"),
+                    ("b1", "'2026-05-01T10:00:00.123456Z'"),
+                    ("b2", "'2026-05-01 10:00:00.5+02:00'"),
+                    ("b3", "'2026-05-01T10:00'"),
+                    ("b4", "'2026-05-01 10:00Z'"),
+                ] {
+                    conn.execute_unprepared(&format!(
+                        "UPDATE accounts SET created_at = {created}, profile_id = NULL, \
+                         attributes = '{{\"seats\": {{\"number\": 12.5}}, \"x\": [1, \"é\"]}}' \
+                         WHERE id = '{id}'"
+                    ))
+                    .await
+                    .unwrap();
+                }
+            }
             let q = InputQuery::all(d(6, 30));
-            let whole = load(conn, &q, usize::MAX, UsagePath::Auto).await.unwrap();
-            let halves = load(conn, &q, 2, UsagePath::Auto).await.unwrap();
+            let whole = load(conn, &q, usize::MAX, ReadPath::Auto).await.unwrap();
+            let halves = load(conn, &q, 2, ReadPath::Auto).await.unwrap();
             // On the SQLite file, Auto reads through rusqlite: the same inputs as sqlx,
             // to the bit and in the same order.
             assert_eq!(
-                load(conn, &q, usize::MAX, UsagePath::Sqlx).await.unwrap(),
+                load(conn, &q, usize::MAX, ReadPath::Sqlx).await.unwrap(),
                 whole
             );
-            assert_eq!(load(conn, &q, 2, UsagePath::Sqlx).await.unwrap(), halves);
+            assert_eq!(load(conn, &q, 2, ReadPath::Sqlx).await.unwrap(), halves);
             if store.backend() == DbBackend::Sqlite {
                 assert!(lite::database_file(conn).await.unwrap().is_some());
             }

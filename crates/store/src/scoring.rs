@@ -292,17 +292,20 @@ pub struct RunRecord {
     pub details: serde_json::Value,
 }
 
-/// Rows per statement of [`write_run`]: 16 values per snapshot on SQLite, under its
-/// limit of 32,766 bound parameters; one array per column on PostgreSQL.
+/// Rows per statement of [`write_run`] on SQLite: 16 values per snapshot, under its
+/// limit of 32,766 bound parameters.
 pub const WRITE_CHUNK: usize = 2000;
 
 /// Writes a whole run in one write transaction of its own: the `score_runs` row (started
 /// then finished, `finished_at` taken just before the commit), every snapshot of `rows`
 /// and the `score_latest` rows they move forward, as [`start_run`], [`write_snapshots`]
-/// and [`finish_run`] do, in fewer and cheaper statements straight on the driver
-/// (statements of [`WRITE_CHUNK`] rows; on PostgreSQL one array per column, `UNNEST`ed).
-/// Returns the run id. On SQLite the transaction is `BEGIN IMMEDIATE` (see
-/// [`crate::Store::begin_write`]).
+/// and [`finish_run`] do, in fewer and cheaper statements straight on the driver: on
+/// SQLite statements of [`WRITE_CHUNK`] rows; on PostgreSQL binary `COPY` of the
+/// snapshots into `score_snapshots` and of the latest rows into a temporary table, then
+/// one `INSERT ... SELECT ... ON CONFLICT` into `score_latest`. The rows must be unique
+/// per (account, scorecard), as a run's are (PostgreSQL refuses to update one
+/// `score_latest` row twice in one statement). Returns the run id. On SQLite the
+/// transaction is `BEGIN IMMEDIATE` (see [`crate::Store::begin_write`]).
 pub async fn write_run(
     conn: &DatabaseConnection,
     run: &RunRecord,
@@ -310,7 +313,9 @@ pub async fn write_run(
 ) -> Result<i64, DbErr> {
     let written = match conn.get_database_backend() {
         DbBackend::Sqlite => lite::write_run(conn.get_sqlite_connection_pool(), run, rows).await,
-        DbBackend::Postgres => pg::write_run(conn.get_postgres_connection_pool(), run, rows).await,
+        DbBackend::Postgres => {
+            pgcopy::write_run(conn.get_postgres_connection_pool(), run, rows).await
+        }
         other => Err(WriteErr::Db(DbErr::Custom(format!(
             "write_run: unsupported database {other:?}"
         )))),
@@ -534,29 +539,132 @@ mod lite {
     }
 }
 
-/// The run on PostgreSQL: one array per column, `UNNEST`ed by statements that do not
-/// depend on the number of rows (prepared once per connection).
-mod pg {
+/// The run on PostgreSQL as binary `COPY ... FROM STDIN`: the snapshots straight into
+/// `score_snapshots`, the `score_latest` rows into a temporary table of the transaction,
+/// moved into `score_latest` by one set-based statement.
+mod pgcopy {
     use super::*;
-    use sqlx::postgres::PgPool;
+    use sqlx::postgres::{PgConnection, PgPool};
 
-    const SNAPSHOTS: &str = "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, \
+    /// Bytes sent per `CopyData` message.
+    const SEND_BYTES: usize = 1 << 20;
+
+    /// Rows in PostgreSQL's binary COPY format, sent in pieces of [`SEND_BYTES`].
+    struct Rows {
+        buf: Vec<u8>,
+    }
+
+    impl Rows {
+        fn new() -> Self {
+            let mut buf = Vec::with_capacity(SEND_BYTES + (64 << 10));
+            buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+            buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+            Self { buf }
+        }
+
+        fn row(&mut self, fields: i16) {
+            self.buf.extend_from_slice(&fields.to_be_bytes());
+        }
+
+        fn field(&mut self, b: &[u8]) -> Result<(), WriteErr> {
+            let len = i32::try_from(b.len())
+                .map_err(|_| WriteErr::Db(DbErr::Custom("write_run: a value over 2 GiB".into())))?;
+            self.buf.extend_from_slice(&len.to_be_bytes());
+            self.buf.extend_from_slice(b);
+            Ok(())
+        }
+
+        fn null(&mut self) {
+            self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        }
+
+        fn text(&mut self, s: &str) -> Result<(), WriteErr> {
+            self.field(s.as_bytes())
+        }
+
+        fn f64(&mut self, v: f64) -> Result<(), WriteErr> {
+            self.field(&v.to_bits().to_be_bytes())
+        }
+
+        fn opt_f64(&mut self, v: Option<f64>) -> Result<(), WriteErr> {
+            match v {
+                Some(v) => self.f64(v),
+                None => {
+                    self.null();
+                    Ok(())
+                }
+            }
+        }
+
+        fn i64(&mut self, v: i64) -> Result<(), WriteErr> {
+            self.field(&v.to_be_bytes())
+        }
+
+        fn i32(&mut self, v: i32) -> Result<(), WriteErr> {
+            self.field(&v.to_be_bytes())
+        }
+
+        fn bool(&mut self, v: bool) -> Result<(), WriteErr> {
+            self.field(&[u8::from(v)])
+        }
+
+        /// A `timestamptz`: microseconds since 2000-01-01 UTC, as sqlx encodes it.
+        fn timestamp(&mut self, t: DateTime<Utc>) -> Result<(), WriteErr> {
+            let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .ok_or_else(|| WriteErr::Db(DbErr::Custom("write_run: epoch".into())))?;
+            let micros = (t.naive_utc() - epoch).num_microseconds().ok_or_else(|| {
+                WriteErr::Db(DbErr::Custom(format!(
+                    "write_run: as_of out of range for PostgreSQL: {t}"
+                )))
+            })?;
+            self.i64(micros)
+        }
+
+        /// Sends what is buffered once it reaches [`SEND_BYTES`] (`all`: whatever there is).
+        async fn flush(
+            &mut self,
+            copy: &mut sqlx::postgres::PgCopyIn<&mut PgConnection>,
+            all: bool,
+        ) -> Result<(), WriteErr> {
+            if (all && !self.buf.is_empty()) || self.buf.len() >= SEND_BYTES {
+                copy.send(self.buf.as_slice()).await?;
+                self.buf.clear();
+            }
+            Ok(())
+        }
+
+        /// Ends the stream, sends it and finishes the COPY.
+        async fn finish(
+            mut self,
+            mut copy: sqlx::postgres::PgCopyIn<&mut PgConnection>,
+        ) -> Result<u64, WriteErr> {
+            self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+            self.flush(&mut copy, true).await?;
+            Ok(copy.finish().await?)
+        }
+    }
+
+    const SNAPSHOTS: &str = "COPY score_snapshots (run_id, account_id, scorecard_id, \
         profile_id, as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
         coverage_total, drivers, churn_probability, weights_source, population_fallback) \
-        SELECT $1, a, c, p, t, v, b, g, CAST(s AS json), m, cp, ct, CAST(d AS json), ch, w, f \
-        FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[], \
-                    $7::text[], $8::float8[], $9::text[], $10::float8[], $11::int4[], \
-                    $12::int4[], $13::text[], $14::float8[], $15::text[], $16::bool[]) \
-        AS x(a, c, p, t, v, b, g, s, m, cp, ct, d, ch, w, f)";
+        FROM STDIN (FORMAT binary)";
+
+    /// The temporary table of the `score_latest` rows (dropped at the commit).
+    const LATEST_IN: &str = "CREATE TEMPORARY TABLE vitals_latest_in (account_id text, \
+        scorecard_id text, profile_id text, as_of timestamptz, value float8, band text, \
+        global_value float8, global_band text) ON COMMIT DROP";
+
+    const LATEST_COPY: &str = "COPY vitals_latest_in (account_id, scorecard_id, profile_id, \
+        as_of, value, band, global_value, global_band) FROM STDIN (FORMAT binary)";
 
     fn latest_sql() -> String {
         format!(
             "INSERT INTO score_latest (account_id, scorecard_id, profile_id, as_of, run_id, \
              value, band, global_value, global_band) \
-             SELECT a, c, p, t, $1, v, b, g, gb \
-             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::timestamptz[], \
-                         $6::float8[], $7::text[], $8::float8[], $9::text[]) \
-             AS x(a, c, p, t, v, b, g, gb){LATEST_CONFLICT}"
+             SELECT account_id, scorecard_id, profile_id, as_of, $1, value, band, \
+             global_value, global_band FROM vitals_latest_in{LATEST_CONFLICT}"
         )
     }
 
@@ -575,69 +683,57 @@ mod pg {
         .bind(sqlx::types::Json(serde_json::json!({})))
         .fetch_one(&mut *tx)
         .await?;
-        let latest = latest_sql();
         let clock = std::time::Instant::now();
-        let (mut snapshots_ms, mut latest_ms) = (0u64, 0u64);
-        for chunk in rows.chunks(WRITE_CHUNK) {
-            let t0 = clock.elapsed().as_millis() as u64;
-            let col = |f: fn(&NewSnapshot) -> &str| chunk.iter().map(f).collect::<Vec<&str>>();
-            let num = |f: fn(&NewSnapshot) -> f64| chunk.iter().map(f).collect::<Vec<f64>>();
-            let as_of: Vec<DateTime<Utc>> = chunk.iter().map(|r| r.as_of).collect();
-            sqlx::query(SNAPSHOTS)
-                .bind(run_id)
-                .bind(col(|r| &r.account_id))
-                .bind(col(|r| &r.scorecard_id))
-                .bind(col(|r| &r.profile_id))
-                .bind(&as_of)
-                .bind(num(|r| r.value))
-                .bind(col(|r| &r.band))
-                .bind(num(|r| r.global_value.unwrap_or(r.value)))
-                .bind(col(|r| &r.sub_scores))
-                .bind(num(|r| r.momentum))
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.coverage_present)
-                        .collect::<Vec<i32>>(),
-                )
-                .bind(chunk.iter().map(|r| r.coverage_total).collect::<Vec<i32>>())
-                .bind(col(|r| &r.drivers))
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.churn_probability)
-                        .collect::<Vec<Option<f64>>>(),
-                )
-                .bind(col(|r| &r.weights_source))
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.population_fallback)
-                        .collect::<Vec<bool>>(),
-                )
-                .execute(&mut *tx)
-                .await?;
-            let t1 = clock.elapsed().as_millis() as u64;
-            snapshots_ms += t1 - t0;
-            sqlx::query(sqlx::AssertSqlSafe(latest.as_str()))
-                .bind(run_id)
-                .bind(col(|r| &r.account_id))
-                .bind(col(|r| &r.scorecard_id))
-                .bind(col(|r| &r.profile_id))
-                .bind(&as_of)
-                .bind(num(|r| r.value))
-                .bind(col(|r| &r.band))
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|r| r.global_value)
-                        .collect::<Vec<Option<f64>>>(),
-                )
-                .bind(col(|r| &r.global_band))
-                .execute(&mut *tx)
-                .await?;
-            latest_ms += clock.elapsed().as_millis() as u64 - t1;
+
+        // The snapshots.
+        let mut copy = tx.copy_in_raw(SNAPSHOTS).await?;
+        let mut b = Rows::new();
+        for r in rows {
+            b.row(16);
+            b.i64(run_id)?;
+            b.text(&r.account_id)?;
+            b.text(&r.scorecard_id)?;
+            b.text(&r.profile_id)?;
+            b.timestamp(r.as_of)?;
+            b.f64(r.value)?;
+            b.text(&r.band)?;
+            b.f64(r.global_value.unwrap_or(r.value))?;
+            b.text(&r.sub_scores)?;
+            b.f64(r.momentum)?;
+            b.i32(r.coverage_present)?;
+            b.i32(r.coverage_total)?;
+            b.text(&r.drivers)?;
+            b.opt_f64(r.churn_probability)?;
+            b.text(&r.weights_source)?;
+            b.bool(r.population_fallback)?;
+            b.flush(&mut copy, false).await?;
         }
+        b.finish(copy).await?;
+        let snapshots_ms = clock.elapsed().as_millis() as u64;
+
+        // score_latest: the rows into the temporary table, then one upsert.
+        sqlx::query(LATEST_IN).execute(&mut *tx).await?;
+        let mut copy = tx.copy_in_raw(LATEST_COPY).await?;
+        let mut b = Rows::new();
+        for r in rows {
+            b.row(8);
+            b.text(&r.account_id)?;
+            b.text(&r.scorecard_id)?;
+            b.text(&r.profile_id)?;
+            b.timestamp(r.as_of)?;
+            b.f64(r.value)?;
+            b.text(&r.band)?;
+            b.opt_f64(r.global_value)?;
+            b.text(&r.global_band)?;
+            b.flush(&mut copy, false).await?;
+        }
+        b.finish(copy).await?;
+        let latest_copy_ms = clock.elapsed().as_millis() as u64 - snapshots_ms;
+        sqlx::query(sqlx::AssertSqlSafe(latest_sql()))
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        let latest_ms = clock.elapsed().as_millis() as u64 - snapshots_ms;
         sqlx::query(
             "UPDATE score_runs SET finished_at = $1, accounts_scored = $2, details = $3 \
              WHERE id = $4",
@@ -653,9 +749,10 @@ mod pg {
         tracing::debug!(
             rows = rows.len(),
             snapshots_ms,
+            latest_copy_ms,
             latest_ms,
             commit_ms = clock.elapsed().as_millis() as u64 - t2,
-            "write_run"
+            "write_run (COPY)"
         );
         Ok(run_id)
     }

@@ -26,6 +26,13 @@ struct Args {
     /// Database (default: a fresh SQLite file in the temporary folder).
     #[arg(long)]
     database_url: Option<String>,
+    /// Score the accounts already in the database (e.g. one kept by `recompute_bench
+    /// --keep`) instead of filling it.
+    #[arg(long)]
+    reuse: bool,
+    /// Scoring runs.
+    #[arg(long, default_value_t = 2)]
+    runs: u32,
 }
 
 fn placeholders(backend: DbBackend, rows: usize, cols: usize) -> String {
@@ -62,13 +69,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let store = Store::connect(&url).await?;
     store.migrate().await?;
-    vitals_profiles::assign::ensure_default_profile(&store).await?;
+    if !args.reuse {
+        vitals_profiles::assign::ensure_default_profile(&store).await?;
+    }
     let conn = store.conn();
     let backend = conn.get_database_backend();
     let now = Utc::now();
-    let today = now.date_naive();
     let t = Instant::now();
-    for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(1000) {
+    if args.reuse {
+        println!("reusing the accounts of the database");
+    } else {
+        fill(conn, backend, args.accounts, now).await?;
+        println!(
+            "filled {} accounts in {:.1} s",
+            args.accounts,
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    let service = ScoringService::new(store.clone(), &ScoringArgs::default(), None);
+    for run in 1..=args.runs {
+        let t = Instant::now();
+        let r = service.compute(Scope::All, None).await?;
+        println!(
+            "run {run}: {} accounts, {} snapshots, {} band changes in {:.2} s (load average {})",
+            r.scored,
+            r.snapshots,
+            r.band_changes,
+            t.elapsed().as_secs_f64(),
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+    }
+    store.close().await?;
+    Ok(())
+}
+
+/// Writes the synthetic accounts and roll-ups.
+async fn fill(
+    conn: &vitals_store::sea_orm::DatabaseConnection,
+    backend: DbBackend,
+    accounts: usize,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let today = now.date_naive();
+    for chunk in (0..accounts).collect::<Vec<_>>().chunks(1000) {
         let sql = format!(
             "INSERT INTO accounts (id, name, attributes, profile_id, pinned, status, created_at, updated_at) VALUES {}",
             placeholders(backend, chunk.len(), 8)
@@ -109,7 +155,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Statement::from_sql_and_values(backend, sql, v)
     };
-    for i in 0..args.accounts {
+    for i in 0..accounts {
         for d in 0..112u64 {
             if (d as usize + i).is_multiple_of(2 + i % 5) {
                 rows.push((i, d, "login", 1 + (i % 13) as i64));
@@ -125,25 +171,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !rows.is_empty() {
         conn.execute_raw(flush(rows)).await?;
     }
-    println!(
-        "filled {} accounts in {:.1} s",
-        args.accounts,
-        t.elapsed().as_secs_f64()
-    );
-
-    let service = ScoringService::new(store.clone(), &ScoringArgs::default(), None);
-    for run in 1..=2 {
-        let t = Instant::now();
-        let r = service.compute(Scope::All, None).await?;
-        println!(
-            "run {run}: {} accounts, {} snapshots, {} band changes in {:.2} s",
-            r.scored,
-            r.snapshots,
-            r.band_changes,
-            t.elapsed().as_secs_f64()
-        );
-    }
-    store.close().await?;
     Ok(())
 }
 
