@@ -489,22 +489,7 @@ pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWr
     if events.is_empty() {
         return Ok(EventsWritten::default());
     }
-    // First occurrence of each key, in key order: later repeats are duplicates, and
-    // sorted rows make concurrent PostgreSQL batches lock index entries in one order.
-    let mut order: Vec<usize> = (0..events.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&events[a], &events[b]);
-        (x.account_id.as_str(), x.event_id.as_str(), a).cmp(&(
-            y.account_id.as_str(),
-            y.event_id.as_str(),
-            b,
-        ))
-    });
-    order.dedup_by(|b, a| {
-        events[*a].account_id == events[*b].account_id && events[*a].event_id == events[*b].event_id
-    });
-    let in_batch_repeats = events.len() - order.len();
-    let sorted: Vec<&NewEvent> = order.iter().map(|&i| &events[i]).collect();
+    let (sorted, in_batch_repeats) = distinct_in_key_order(events);
     let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
 
     let accepted = match store.backend() {
@@ -531,6 +516,29 @@ pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWr
         accepted: accepted as u32,
         duplicates: (sorted.len() - accepted + in_batch_repeats) as u32,
     })
+}
+
+/// The first occurrence of each (account_id, event_id) of `events`, in key order, and
+/// the count of later repeats (duplicates within the batch). Sorted rows make concurrent
+/// PostgreSQL batches lock index entries in one order, and SQLite B-tree inserts local.
+fn distinct_in_key_order(events: &[NewEvent]) -> (Vec<&NewEvent>, usize) {
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&events[a], &events[b]);
+        (x.account_id.as_str(), x.event_id.as_str(), a).cmp(&(
+            y.account_id.as_str(),
+            y.event_id.as_str(),
+            b,
+        ))
+    });
+    order.dedup_by(|b, a| {
+        events[*a].account_id == events[*b].account_id && events[*a].event_id == events[*b].event_id
+    });
+    let in_batch_repeats = events.len() - order.len();
+    (
+        order.iter().map(|&i| &events[i]).collect(),
+        in_batch_repeats,
+    )
 }
 
 /// A driver error as the ORM would have reported it.
@@ -615,94 +623,88 @@ impl<'a> Rollups<'a> {
     }
 }
 
-/// The events path on PostgreSQL: one array per column, `UNNEST`ed by prepared
-/// statements that do not depend on the batch size.
+/// The events path on PostgreSQL: the whole batch is one statement, run in its own
+/// (implicit) transaction, so a batch is one round trip.
+///
+/// The events are bound as one array per column and `UNNEST`ed; data-modifying `WITH`
+/// parts then insert the implicit accounts, the events (`ON CONFLICT DO NOTHING
+/// RETURNING` the new ones), the distinct users of the new events (`RETURNING` those new
+/// to their day), and the `usage_daily` and `event_types` roll-ups aggregated in SQL
+/// from the new events alone: the roll-ups move exactly once per new event, whatever
+/// other transactions store at the same time (an `ON CONFLICT` on a key another
+/// transaction has just inserted waits for its commit). The statement is prepared once
+/// per connection and does not depend on the batch size.
+///
+/// Lock order: each part reads the complete output of the one before it (`(SELECT
+/// count(*) FROM ...)`), so the tables are written in the order accounts, events,
+/// `usage_daily_users`, `usage_daily`, `event_types`, each in key order (`ORDER BY`), in
+/// every batch: concurrent batches wait for each other but do not deadlock, and the
+/// event-type counters that every batch shares are locked last, until the commit.
+///
+/// Before (one `UNNEST` statement per table in an explicit transaction) a batch took 7
+/// round trips (8 when partly new: the events insert ran again with `RETURNING`), and
+/// the roll-ups were aggregated in the service and sent back.
 mod pg {
     use super::*;
     use sqlx::postgres::{PgArguments, PgPool};
     use sqlx::{Arguments, Row};
 
-    const ACCOUNTS: &str = "INSERT INTO accounts \
-        (id, name, attributes, pinned, status, created_at, updated_at) \
-        SELECT id, '', $2, false, $3, $4, $4 FROM UNNEST($1::text[]) AS t(id) \
-        ON CONFLICT (id) DO NOTHING";
-    const EVENTS: &str = "INSERT INTO events \
-        (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                             $5::timestamptz[], $6::float8[]) \
-        ON CONFLICT (account_id, event_id) DO NOTHING";
-    const EVENTS_RETURNING: &str = "INSERT INTO events \
-        (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                             $5::timestamptz[], $6::float8[]) \
-        ON CONFLICT (account_id, event_id) DO NOTHING RETURNING account_id, event_id";
-    const USERS: &str = "INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
-        SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::text[]) \
-        ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
-        RETURNING account_id, day, event_type";
-    const DAILY: &str = "INSERT INTO usage_daily \
-        (account_id, day, event_type, count, distinct_users, value_sum) \
-        SELECT * FROM UNNEST($1::text[], $2::date[], $3::text[], $4::int8[], $5::int8[], \
-                             $6::float8[]) \
-        ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
-        count = usage_daily.count + excluded.count, \
-        distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
-        value_sum = usage_daily.value_sum + excluded.value_sum";
-    const TYPES: &str = "INSERT INTO event_types \
-        (name, display_name, is_key, description, declared, event_count, created_at, updated_at) \
-        SELECT name, '', false, '', false, n, $3, $3 FROM UNNEST($1::text[], $2::int8[]) AS t(name, n) \
-        ON CONFLICT (name) DO UPDATE SET event_count = event_types.event_count + excluded.event_count";
+    const BATCH: &str = "WITH \
+        acc AS (INSERT INTO accounts \
+            (id, name, attributes, pinned, status, created_at, updated_at) \
+            SELECT id, '', $7, false, $8, $9, $9 FROM UNNEST($10::text[]) AS a(id) \
+            ON CONFLICT (id) DO NOTHING RETURNING 1), \
+        ins AS (INSERT INTO events \
+            (account_id, event_id, user_id, event_type, occurred_at, value) \
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                 $5::timestamptz[], $6::float8[]) \
+            WHERE (SELECT count(*) FROM acc) >= 0 \
+            ON CONFLICT (account_id, event_id) DO NOTHING \
+            RETURNING account_id, user_id, event_type, \
+                (occurred_at AT TIME ZONE 'UTC')::date AS day, value), \
+        users AS (INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
+            SELECT DISTINCT account_id, day, event_type, user_id FROM ins \
+            WHERE user_id IS NOT NULL ORDER BY 1, 2, 3, 4 \
+            ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING \
+            RETURNING account_id, day, event_type), \
+        daily AS (INSERT INTO usage_daily \
+            (account_id, day, event_type, count, distinct_users, value_sum) \
+            SELECT n.account_id, n.day, n.event_type, n.count, COALESCE(u.users, 0), n.value_sum \
+            FROM (SELECT account_id, day, event_type, count(*) AS count, \
+                         sum(COALESCE(value, 0)) AS value_sum \
+                  FROM ins GROUP BY account_id, day, event_type) n \
+            LEFT JOIN (SELECT account_id, day, event_type, count(*) AS users \
+                       FROM users GROUP BY account_id, day, event_type) u \
+            USING (account_id, day, event_type) \
+            ORDER BY 1, 2, 3 \
+            ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
+            count = usage_daily.count + excluded.count, \
+            distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
+            value_sum = usage_daily.value_sum + excluded.value_sum \
+            RETURNING 1), \
+        types AS (INSERT INTO event_types (name, display_name, is_key, description, \
+                                           declared, event_count, created_at, updated_at) \
+            SELECT event_type, '', false, '', false, count(*), $9, $9 FROM ins \
+            WHERE (SELECT count(*) FROM daily) >= 0 \
+            GROUP BY event_type ORDER BY 1 \
+            ON CONFLICT (name) DO UPDATE SET \
+            event_count = event_types.event_count + excluded.event_count \
+            RETURNING 1) \
+        SELECT (SELECT count(*) FROM ins) AS new, (SELECT count(*) FROM types) AS types";
 
     fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
         sqlx::Error::Encode(e)
     }
 
-    /// Writes `sorted` (distinct keys, in key order) of `accounts`; returns how many were new.
+    /// Writes `sorted` (distinct keys, in key order) of `accounts`; returns how many were
+    /// new. Returns after the commit (the driver reads up to `ReadyForQuery`, which the
+    /// server sends once the implicit transaction is committed).
     pub(super) async fn write_events(
         pool: &PgPool,
         accounts: &[&str],
         sorted: &[&NewEvent],
     ) -> Result<usize, sqlx::Error> {
         let now = Utc::now();
-        // First without RETURNING: the count of inserted rows says whether all events
-        // are new (a fresh batch) or none (a batch sent again); only when some are new
-        // is the transaction rolled back and run again, returning the new keys.
-        let mut returning = false;
-        let (mut tx, new) = loop {
-            let mut tx = pool.begin().await?;
-            match insert_events(&mut tx, accounts, sorted, now, returning).await? {
-                Some(new) => break (tx, new),
-                None => {
-                    tx.rollback().await?;
-                    returning = true;
-                }
-            }
-        };
-        if new.is_empty() {
-            tx.commit().await?;
-            return Ok(0);
-        }
-        write_rollups(&mut tx, &new, now).await?;
-        tx.commit().await?;
-        Ok(new.len())
-    }
-
-    /// Stores the implicit accounts and the events; returns the new events, or None when
-    /// some (not all, not none) are new and `returning` is off.
-    async fn insert_events<'e>(
-        tx: &mut sqlx::PgConnection,
-        accounts: &[&str],
-        sorted: &[&'e NewEvent],
-        now: DateTime<Utc>,
-        returning: bool,
-    ) -> Result<Option<Vec<&'e NewEvent>>, sqlx::Error> {
-        let mut a = PgArguments::default();
-        a.add(accounts).map_err(enc)?;
-        a.add(serde_json::json!({})).map_err(enc)?;
-        a.add(STATUS_UNASSIGNED).map_err(enc)?;
-        a.add(now).map_err(enc)?;
-        sqlx::query_with(ACCOUNTS, a).execute(&mut *tx).await?;
-
         let mut a = PgArguments::default();
         let col = |f: fn(&NewEvent) -> &str| sorted.iter().map(|e| f(e)).collect::<Vec<&str>>();
         a.add(col(|e| e.account_id.as_str())).map_err(enc)?;
@@ -724,81 +726,13 @@ mod pg {
         .map_err(enc)?;
         a.add(sorted.iter().map(|e| e.value).collect::<Vec<Option<f64>>>())
             .map_err(enc)?;
-        if !returning {
-            let n = sqlx::query_with(EVENTS, a)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            return Ok(match n {
-                0 => Some(Vec::new()),
-                n if n as usize == sorted.len() => Some(sorted.to_vec()),
-                _ => None,
-            });
-        }
-        let returned = sqlx::query_with(EVENTS_RETURNING, a)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut keys = HashSet::with_capacity(returned.len());
-        for r in &returned {
-            keys.insert((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
-        }
-        Ok(Some(new_events(sorted, &keys)))
-    }
-
-    /// Adds the new events to `usage_daily`, `usage_daily_users` and `event_types`.
-    async fn write_rollups(
-        tx: &mut sqlx::PgConnection,
-        new: &[&NewEvent],
-        now: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        let mut r = Rollups::of(new);
-        if !r.users.is_empty() {
-            let mut a = PgArguments::default();
-            a.add(r.users.iter().map(|u| u.0).collect::<Vec<&str>>())
-                .map_err(enc)?;
-            a.add(r.users.iter().map(|u| u.1).collect::<Vec<NaiveDate>>())
-                .map_err(enc)?;
-            a.add(r.users.iter().map(|u| u.2).collect::<Vec<&str>>())
-                .map_err(enc)?;
-            a.add(r.users.iter().map(|u| u.3).collect::<Vec<&str>>())
-                .map_err(enc)?;
-            let added = sqlx::query_with(USERS, a).fetch_all(&mut *tx).await?;
-            if added.len() == r.users.len() {
-                r.count_new_users(true, &[]);
-            } else {
-                let mut keys = Vec::with_capacity(added.len());
-                for row in &added {
-                    keys.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-                }
-                r.count_new_users(false, &keys);
-            }
-        }
-
-        let mut a = PgArguments::default();
-        a.add(r.days.keys().map(|k| k.0).collect::<Vec<&str>>())
-            .map_err(enc)?;
-        a.add(r.days.keys().map(|k| k.1).collect::<Vec<NaiveDate>>())
-            .map_err(enc)?;
-        a.add(r.days.keys().map(|k| k.2).collect::<Vec<&str>>())
-            .map_err(enc)?;
-        a.add(r.days.values().map(|v| v.0).collect::<Vec<i64>>())
-            .map_err(enc)?;
-        a.add(r.days.values().map(|v| v.2).collect::<Vec<i64>>())
-            .map_err(enc)?;
-        a.add(r.days.values().map(|v| v.1).collect::<Vec<f64>>())
-            .map_err(enc)?;
-        sqlx::query_with(DAILY, a).execute(&mut *tx).await?;
-
-        // Last: the event-type counters are the rows every batch shares, so they are
-        // locked for the shortest time (until the commit that follows).
-        let mut a = PgArguments::default();
-        a.add(r.per_type.keys().copied().collect::<Vec<&str>>())
-            .map_err(enc)?;
-        a.add(r.per_type.values().copied().collect::<Vec<i64>>())
-            .map_err(enc)?;
+        a.add(serde_json::json!({})).map_err(enc)?;
+        a.add(STATUS_UNASSIGNED).map_err(enc)?;
         a.add(now).map_err(enc)?;
-        sqlx::query_with(TYPES, a).execute(&mut *tx).await?;
-        Ok(())
+        a.add(accounts).map_err(enc)?;
+        let row = sqlx::query_with(BATCH, a).fetch_one(pool).await?;
+        let new: i64 = row.try_get(0)?;
+        Ok(new as usize)
     }
 }
 
@@ -1036,6 +970,315 @@ mod lite {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// The writer of event batches of one store: [`write_events`], except on a SQLite file,
+/// where batches go through one rusqlite connection of its own (see [`file_writer`]).
+///
+/// Cheap to clone (shared state inside); the ingestion service keeps one per store.
+#[derive(Clone, Debug)]
+pub struct EventWriter {
+    store: Store,
+    /// The rusqlite writer of a SQLite file, opened on first use; `None` on PostgreSQL
+    /// and in-memory SQLite (whose database is private to the sqlx pool).
+    file: Arc<tokio::sync::OnceCell<Option<Arc<std::sync::Mutex<file_writer::Writer>>>>>,
+}
+
+impl EventWriter {
+    /// A writer of events into `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            file: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// Writes a batch of events with the semantics of [`write_events`] (one transaction,
+    /// idempotent on (account_id, event_id), roll-ups moved exactly once per new event).
+    pub async fn write(&self, events: Vec<NewEvent>) -> Result<EventsWritten, StoreError> {
+        if events.is_empty() {
+            return Ok(EventsWritten::default());
+        }
+        let file = self
+            .file
+            .get_or_try_init(|| async {
+                if self.store.backend() != DbBackend::Sqlite {
+                    return Ok::<_, DbErr>(None);
+                }
+                let Some(path) = sqlite_file(self.store.conn()).await? else {
+                    return Ok(None);
+                };
+                let w = tokio::task::spawn_blocking(move || file_writer::Writer::open(&path))
+                    .await
+                    .map_err(|e| DbErr::Custom(format!("events writer: open task failed: {e}")))?
+                    .map_err(file_writer::err)?;
+                Ok(Some(Arc::new(std::sync::Mutex::new(w))))
+            })
+            .await?;
+        let Some(file) = file.clone() else {
+            return write_events(&self.store, &events).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier batch leaves no open transaction behind (its
+            // `Transaction` rolled back when dropped), so the connection stays usable.
+            let mut w = file.lock().unwrap_or_else(|p| p.into_inner());
+            let (sorted, in_batch_repeats) = distinct_in_key_order(&events);
+            let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
+            let accepted = w
+                .write(&accounts, &sorted, Utc::now())
+                .map_err(file_writer::err)?;
+            Ok(EventsWritten {
+                accepted: accepted as u32,
+                duplicates: (sorted.len() - accepted + in_batch_repeats) as u32,
+            })
+        })
+        .await
+        .map_err(|e| DbErr::Custom(format!("events writer: task failed: {e}")))?
+    }
+}
+
+/// The file of the main database behind `conn` (SQLite), `None` for an in-memory or
+/// temporary one (`PRAGMA database_list` gives it an empty file name).
+async fn sqlite_file(
+    conn: &sea_orm::DatabaseConnection,
+) -> Result<Option<std::path::PathBuf>, DbErr> {
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA database_list",
+        ))
+        .await?;
+    for r in rows {
+        let name: String = r.try_get_by_index(1)?;
+        let file: String = r.try_get_by_index(2)?;
+        if name == "main" {
+            return Ok((!file.is_empty()).then(|| std::path::PathBuf::from(file)));
+        }
+    }
+    Ok(None)
+}
+
+/// `t` as sqlx-sqlite stores a `DateTime<Utc>` (`to_rfc3339_opts(AutoSi, false)`:
+/// `2026-01-10T09:00:00+00:00`, with 3, 6 or 9 fraction digits when the nanoseconds
+/// need them), appended to `buf` without chrono's formatting machinery.
+fn push_sqlite_time(buf: &mut String, t: &DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years chrono writes with a sign, and leap seconds: its own formatter.
+        buf.push_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+        return;
+    }
+    push_sqlite_day_parts(buf, year as u32, t.month(), t.day());
+    buf.push('T');
+    push_digits(buf, t.hour(), 2);
+    buf.push(':');
+    push_digits(buf, t.minute(), 2);
+    buf.push(':');
+    push_digits(buf, t.second(), 2);
+    if nanos != 0 {
+        buf.push('.');
+        if nanos % 1_000_000 == 0 {
+            push_digits(buf, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            push_digits(buf, nanos / 1_000, 6);
+        } else {
+            push_digits(buf, nanos, 9);
+        }
+    }
+    buf.push_str("+00:00");
+}
+
+/// `d` as sqlx-sqlite stores a `NaiveDate` (`%F`: `2026-01-10`), appended to `buf`.
+fn push_sqlite_day(buf: &mut String, d: NaiveDate) {
+    use chrono::Datelike;
+    if (0..=9999).contains(&d.year()) {
+        push_sqlite_day_parts(buf, d.year() as u32, d.month(), d.day());
+    } else {
+        buf.push_str(&d.format("%F").to_string());
+    }
+}
+
+fn push_sqlite_day_parts(buf: &mut String, year: u32, month: u32, day: u32) {
+    push_digits(buf, year, 4);
+    buf.push('-');
+    push_digits(buf, month, 2);
+    buf.push('-');
+    push_digits(buf, day, 2);
+}
+
+/// `n` in decimal, zero-padded to `width` digits (`n < 10^width`).
+fn push_digits(buf: &mut String, n: u32, width: u32) {
+    let mut div = 10u32.pow(width - 1);
+    while div > 0 {
+        buf.push(char::from(b'0' + ((n / div) % 10) as u8));
+        div /= 10;
+    }
+}
+
+/// The events path on a SQLite file: one rusqlite connection, owned by the
+/// [`EventWriter`], runs each batch as one `BEGIN IMMEDIATE` transaction of single-row
+/// prepared statements stepped on the calling (blocking) thread.
+///
+/// Through sqlx, a batch was 7 round trips to the connection's worker thread (begin, 5
+/// statements, commit), each statement a 1,000-row `VALUES` list whose values are copied
+/// into sqlx's argument buffer first, and a batch that was partly new ran twice (the
+/// second time with `RETURNING`). Here every statement is prepared once per batch and
+/// stepped per row: the change count of each events insert says whether that event is
+/// new, and of each `usage_daily_users` insert whether its user is new to the day, so
+/// nothing is read back and nothing runs twice.
+///
+/// Same tables and the same stored values as the sqlx path (text timestamps in sqlx's
+/// format, `YYYY-MM-DD` days, booleans as 0/1, JSON as text); it links the same SQLite
+/// library (libsqlite3-sys 0.37, as sqlx-sqlite). SQLite has one writer per database:
+/// other writers (the sqlx pool) wait for this connection's transaction through the busy
+/// timeout, as they wait for each other.
+pub(crate) mod file_writer {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+
+    /// Page cache of the writer connection: the events table and its key index grow by
+    /// ~100 bytes per event, and B-tree inserts in key order touch the same pages.
+    const CACHE_KIB: i64 = 64 * 1024;
+
+    /// A rusqlite error as a store error.
+    pub(crate) fn err(e: rusqlite::Error) -> DbErr {
+        DbErr::Custom(format!("events writer (rusqlite): {e}"))
+    }
+
+    /// The connection of the events writer.
+    #[derive(Debug)]
+    pub(crate) struct Writer {
+        conn: Connection,
+        /// Reused text buffers (timestamps and days).
+        buf: String,
+    }
+
+    impl Writer {
+        /// Opens the existing database file `path` (already in WAL mode: the store's
+        /// pool set it when it connected) read-write, with the pool's settings:
+        /// `synchronous=NORMAL` and a 5 s busy timeout.
+        pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+            Ok(Self {
+                conn,
+                buf: String::with_capacity(64),
+            })
+        }
+
+        /// Writes `sorted` (distinct keys, in key order) of `accounts` in one
+        /// transaction; returns how many events were new.
+        pub(crate) fn write(
+            &mut self,
+            accounts: &[&str],
+            sorted: &[&NewEvent],
+            now: DateTime<Utc>,
+        ) -> rusqlite::Result<usize> {
+            let buf = &mut self.buf;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            buf.clear();
+            push_sqlite_time(buf, &now);
+            let now_text = buf.clone();
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO accounts \
+                     (id, name, attributes, pinned, status, created_at, updated_at) \
+                     VALUES (?1, '', '{}', 0, ?2, ?3, ?3) ON CONFLICT (id) DO NOTHING",
+                )?;
+                for a in accounts {
+                    st.execute(params![a, STATUS_UNASSIGNED, now_text])?;
+                }
+            }
+            let mut new = Vec::with_capacity(sorted.len());
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO events \
+                     (account_id, event_id, user_id, event_type, occurred_at, value) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (account_id, event_id) DO NOTHING",
+                )?;
+                for e in sorted {
+                    buf.clear();
+                    push_sqlite_time(buf, &e.occurred_at);
+                    let n = st.execute(params![
+                        e.account_id,
+                        e.event_id,
+                        e.user_id,
+                        e.event_type,
+                        buf.as_str(),
+                        e.value
+                    ])?;
+                    if n > 0 {
+                        new.push(*e);
+                    }
+                }
+            }
+            if new.is_empty() {
+                tx.commit()?;
+                return Ok(0);
+            }
+            let mut r = Rollups::of(&new);
+            if !r.users.is_empty() {
+                let mut st = tx.prepare(
+                    "INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (account_id, day, event_type, user_id) DO NOTHING",
+                )?;
+                for &(a, d, t, u) in &r.users {
+                    buf.clear();
+                    push_sqlite_day(buf, d);
+                    if st.execute(params![a, buf.as_str(), t, u])? > 0
+                        && let Some(v) = r.days.get_mut(&(a, d, t))
+                    {
+                        v.2 += 1;
+                    }
+                }
+            }
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO usage_daily \
+                     (account_id, day, event_type, count, distinct_users, value_sum) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
+                     count = usage_daily.count + excluded.count, \
+                     distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
+                     value_sum = usage_daily.value_sum + excluded.value_sum",
+                )?;
+                for (&(a, d, t), &(n, sum, users)) in &r.days {
+                    buf.clear();
+                    push_sqlite_day(buf, d);
+                    st.execute(params![a, buf.as_str(), t, n, users, sum])?;
+                }
+            }
+            {
+                let mut st = tx.prepare(
+                    "INSERT INTO event_types (name, display_name, is_key, description, \
+                     declared, event_count, created_at, updated_at) \
+                     VALUES (?1, '', 0, '', 0, ?2, ?3, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET \
+                     event_count = event_types.event_count + excluded.event_count",
+                )?;
+                for (t, n) in &r.per_type {
+                    st.execute(params![t, n, now_text])?;
+                }
+            }
+            tx.commit()?;
+            Ok(new.len())
+        }
     }
 }
 
@@ -1801,6 +2044,436 @@ pub async fn set_custom_score_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{Backend, backends, fresh_store};
+
+    /// A migrated store on a new SQLite file (the rusqlite writer needs a file).
+    async fn file_store(tag: &str) -> (Store, std::path::PathBuf) {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "vitals-store-events-{tag}-{}-{}.db",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        remove_db(&path);
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        (store, path)
+    }
+
+    fn remove_db(path: &std::path::Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+        }
+    }
+
+    /// Events over 3 accounts, 3 types, 3 days, 5 users (and none), with every form of
+    /// fraction sqlx writes (none, milli, micro, nano) and values present or not.
+    fn sample_event(i: u32) -> NewEvent {
+        let nanos = match i % 4 {
+            0 => 0,
+            1 => 250_000_000,
+            2 => 123_456_000,
+            _ => 987_654_321,
+        };
+        NewEvent {
+            account_id: format!("acct-{}", i % 3),
+            event_id: format!("e{i}"),
+            user_id: (i % 6 != 5).then(|| format!("u{}", i % 5)),
+            event_type: format!("type{}", i % 3 + (i / 7) % 2),
+            occurred_at: DateTime::from_timestamp(
+                1_767_225_600 + i64::from(i % 3) * 86_400 + i64::from(i) * 61,
+                nanos,
+            )
+            .unwrap(),
+            value: (i % 4 != 3).then(|| f64::from(i) * 0.5),
+        }
+    }
+
+    /// Batches that exercise every case: repeats within a batch, a partly new batch
+    /// (new events on days and users already seen, and new ones), a batch sent again,
+    /// and a single event.
+    fn sample_batches() -> Vec<Vec<NewEvent>> {
+        let mut b1: Vec<NewEvent> = (0..40).map(sample_event).collect();
+        b1.push(sample_event(3));
+        b1.push(sample_event(17));
+        b1.reverse();
+        let b2: Vec<NewEvent> = (20..70).map(sample_event).collect();
+        let b3 = b1.clone();
+        let b4 = vec![sample_event(1000)];
+        vec![b1, b2, b3, b4]
+    }
+
+    /// (accepted, duplicates) of each sample batch: 42 with 2 repeats, 50 of which 20
+    /// stored already, all 42 again, 1 new.
+    const SAMPLE_COUNTS: [(u32, u32); 4] = [(40, 2), (30, 20), (0, 42), (1, 0)];
+
+    type EventRow = (
+        String,
+        String,
+        Option<String>,
+        String,
+        DateTime<Utc>,
+        Option<f64>,
+    );
+    type DailyRow = (String, NaiveDate, String, i64, i64, f64);
+
+    /// Every row the events path writes, read back typed and sorted.
+    #[derive(Debug, PartialEq)]
+    struct Dump {
+        accounts: Vec<(String, String, String, bool, serde_json::Value)>,
+        events: Vec<EventRow>,
+        daily: Vec<DailyRow>,
+        users: Vec<(String, NaiveDate, String, String)>,
+        types: Vec<(String, String, bool, String, bool, i64)>,
+    }
+
+    async fn rows(store: &Store, sql: &str) -> Vec<QueryResult> {
+        let c = store.conn();
+        c.query_all_raw(Statement::from_string(c.get_database_backend(), sql))
+            .await
+            .expect(sql)
+    }
+
+    async fn dump(store: &Store) -> Dump {
+        let mut d = Dump {
+            accounts: Vec::new(),
+            events: Vec::new(),
+            daily: Vec::new(),
+            users: Vec::new(),
+            types: Vec::new(),
+        };
+        for r in rows(
+            store,
+            "SELECT id, name, status, pinned, attributes FROM accounts",
+        )
+        .await
+        {
+            d.accounts.push((
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+            ));
+        }
+        let sql =
+            "SELECT account_id, event_id, user_id, event_type, occurred_at, value FROM events";
+        for r in rows(store, sql).await {
+            d.events.push((
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            ));
+        }
+        let sql = "SELECT account_id, day, event_type, count, distinct_users, value_sum \
+                   FROM usage_daily";
+        for r in rows(store, sql).await {
+            d.daily.push((
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            ));
+        }
+        let sql = "SELECT account_id, day, event_type, user_id FROM usage_daily_users";
+        for r in rows(store, sql).await {
+            d.users.push((
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+            ));
+        }
+        let sql = "SELECT name, display_name, is_key, description, declared, event_count \
+                   FROM event_types";
+        for r in rows(store, sql).await {
+            d.types.push((
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            ));
+        }
+        d.accounts.sort_by(|a, b| a.0.cmp(&b.0));
+        d.events.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        d.daily
+            .sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+        d.users.sort();
+        d.types.sort_by(|a, b| a.0.cmp(&b.0));
+        d
+    }
+
+    /// The roll-ups and counters recomputed from the stored events, in the dump's order.
+    fn expected_rollups(events: &[EventRow]) -> (Vec<DailyRow>, Vec<(String, i64)>) {
+        let mut days: BTreeMap<(String, NaiveDate, String), (i64, BTreeSet<String>, f64)> =
+            BTreeMap::new();
+        let mut types: BTreeMap<String, i64> = BTreeMap::new();
+        for (a, _, u, t, at, v) in events {
+            let e = days
+                .entry((a.clone(), at.date_naive(), t.clone()))
+                .or_default();
+            e.0 += 1;
+            e.1.extend(u.clone());
+            e.2 += v.unwrap_or(0.0);
+            *types.entry(t.clone()).or_default() += 1;
+        }
+        let daily = days
+            .into_iter()
+            .map(|((a, d, t), (n, users, sum))| (a, d, t, n, users.len() as i64, sum))
+            .collect();
+        (daily, types.into_iter().collect())
+    }
+
+    /// Checks the dump against the sample batches: the distinct events, each once, and
+    /// roll-ups equal to those recomputed from them.
+    ///
+    /// `micros`: the back end keeps microseconds (PostgreSQL's `timestamptz`), so the
+    /// expected times lose their nanoseconds (truncated, as sqlx encodes them).
+    fn check_sample_dump(d: &Dump, micros: bool) {
+        let mut want: Vec<EventRow> = sample_batches()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e.account_id,
+                    e.event_id,
+                    e.user_id,
+                    e.event_type,
+                    if micros {
+                        DateTime::from_timestamp_micros(e.occurred_at.timestamp_micros()).unwrap()
+                    } else {
+                        e.occurred_at
+                    },
+                    e.value,
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        want.dedup_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1));
+        assert_eq!(d.events, want);
+        let (daily, types) = expected_rollups(&d.events);
+        assert_eq!(d.daily, daily);
+        assert_eq!(
+            d.types
+                .iter()
+                .map(|t| (t.0.clone(), t.5))
+                .collect::<Vec<_>>(),
+            types
+        );
+        let users: BTreeSet<_> = d
+            .events
+            .iter()
+            .filter_map(|(a, _, u, t, at, _)| {
+                u.clone()
+                    .map(|u| (a.clone(), at.date_naive(), t.clone(), u))
+            })
+            .collect();
+        assert_eq!(d.users, users.into_iter().collect::<Vec<_>>());
+        assert_eq!(
+            d.accounts
+                .iter()
+                .map(|a| (a.0.as_str(), a.2.as_str(), a.3))
+                .collect::<Vec<_>>(),
+            vec![
+                ("acct-0", STATUS_UNASSIGNED, false),
+                ("acct-1", STATUS_UNASSIGNED, false),
+                ("acct-2", STATUS_UNASSIGNED, false),
+            ]
+        );
+    }
+
+    /// Raw SQLite values (`quote()`: storage class and text) of the rows the events
+    /// path writes, timestamps of the accounts and event types left out (they are "now").
+    async fn raw_sqlite(store: &Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT quote(id) || quote(name) || quote(attributes) || quote(pinned) || \
+             quote(status) || typeof(created_at) || typeof(updated_at) FROM accounts ORDER BY id",
+            "SELECT quote(account_id) || quote(event_id) || quote(user_id) || \
+             quote(event_type) || quote(occurred_at) || quote(value) FROM events \
+             ORDER BY account_id, event_id",
+            "SELECT quote(account_id) || quote(day) || quote(event_type) || quote(count) || \
+             quote(distinct_users) || quote(value_sum) FROM usage_daily \
+             ORDER BY account_id, day, event_type",
+            "SELECT quote(account_id) || quote(day) || quote(event_type) || quote(user_id) \
+             FROM usage_daily_users ORDER BY 1",
+            "SELECT quote(name) || quote(display_name) || quote(is_key) || quote(description) \
+             || quote(declared) || quote(event_count) || typeof(created_at) FROM event_types \
+             ORDER BY name",
+        ] {
+            for r in rows(store, sql).await {
+                out.push(r.try_get_by_index::<String>(0).unwrap());
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_file_writer_stores_what_the_sqlx_path_stores() {
+        let (direct, p1) = file_store("direct").await;
+        let (reference, p2) = file_store("sqlx").await;
+        let writer = EventWriter::new(direct.clone());
+        for (i, b) in sample_batches().into_iter().enumerate() {
+            let w = writer.write(b.clone()).await.unwrap();
+            let r = write_events(&reference, &b).await.unwrap();
+            assert_eq!((w.accepted, w.duplicates), SAMPLE_COUNTS[i], "batch {i}");
+            assert_eq!(w, r, "batch {i}");
+        }
+        // The rusqlite writer did the writes (a file database).
+        assert!(matches!(writer.file.get(), Some(Some(_))));
+        let d = dump(&direct).await;
+        check_sample_dump(&d, false);
+        assert_eq!(d, dump(&reference).await);
+        let raw = raw_sqlite(&direct).await;
+        assert!(raw.len() > 100, "{}", raw.len());
+        assert_eq!(raw, raw_sqlite(&reference).await);
+        drop(writer);
+        direct.close().await.unwrap();
+        reference.close().await.unwrap();
+        remove_db(&p1);
+        remove_db(&p2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn event_writer_on_every_backend_counts_once() {
+        for backend in backends() {
+            let store = fresh_store(backend).await.unwrap();
+            // In-memory SQLite: the writer falls back to the sqlx path.
+            let writer = EventWriter::new(store.clone());
+            for (i, b) in sample_batches().into_iter().enumerate() {
+                let w = writer.write(b).await.unwrap();
+                assert_eq!(
+                    (w.accepted, w.duplicates),
+                    SAMPLE_COUNTS[i],
+                    "{backend:?} {i}"
+                );
+            }
+            if backend == Backend::Sqlite {
+                assert!(matches!(writer.file.get(), Some(None)));
+            }
+            check_sample_dump(&dump(&store).await, backend == Backend::Postgres);
+            store.close().await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_file_writer_failing_batch_writes_nothing() {
+        let (store, path) = file_store("fail").await;
+        let writer = EventWriter::new(store.clone());
+        // The roll-up statement fails after the events and the account were inserted.
+        store
+            .conn()
+            .execute_unprepared("DROP TABLE usage_daily")
+            .await
+            .unwrap();
+        let err = writer.write(sample_batches().remove(0)).await.unwrap_err();
+        assert!(err.to_string().contains("usage_daily"), "{err}");
+        for table in ["accounts", "events", "usage_daily_users", "event_types"] {
+            let n = rows(&store, &format!("SELECT COUNT(*) FROM {table}")).await[0]
+                .try_get_by_index::<i64>(0)
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        // The connection is usable again once the table is back.
+        use sea_orm_migration::MigratorTrait;
+        crate::migration::Migrator::fresh(store.conn())
+            .await
+            .unwrap();
+        let w = writer.write(sample_batches().remove(0)).await.unwrap();
+        assert_eq!((w.accepted, w.duplicates), SAMPLE_COUNTS[0]);
+        drop(writer);
+        store.close().await.unwrap();
+        remove_db(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_file_writer_and_sqlx_writers_at_once_count_once() {
+        let (store, path) = file_store("concurrent").await;
+        let writer = EventWriter::new(store.clone());
+        // Overlapping batches from the rusqlite writer and from the pool at once: each
+        // event counted once whichever connection stored it.
+        let mut tasks = Vec::new();
+        for s in 0..4u32 {
+            let (writer, store) = (writer.clone(), store.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut totals = (0u32, 0u32);
+                for b in 0..5u32 {
+                    let batch: Vec<NewEvent> = (0..60)
+                        .map(|i| sample_event((i + b * 60 + s * 75) % 400))
+                        .collect();
+                    let w = if s % 2 == 0 {
+                        writer.write(batch).await.unwrap()
+                    } else {
+                        write_events(&store, &batch).await.unwrap()
+                    };
+                    totals.0 += w.accepted;
+                    totals.1 += w.duplicates;
+                }
+                totals
+            }));
+        }
+        let (mut accepted, mut dups) = (0, 0);
+        for t in tasks {
+            let (a, d) = t.await.unwrap();
+            accepted += a;
+            dups += d;
+        }
+        let d = dump(&store).await;
+        assert_eq!(accepted as usize, d.events.len());
+        assert_eq!(accepted + dups, 4 * 5 * 60);
+        let (daily, types) = expected_rollups(&d.events);
+        assert_eq!(d.daily, daily);
+        assert_eq!(
+            d.types
+                .iter()
+                .map(|t| (t.0.clone(), t.5))
+                .collect::<Vec<_>>(),
+            types
+        );
+        drop(writer);
+        store.close().await.unwrap();
+        remove_db(&path);
+    }
+
+    #[test]
+    fn sqlite_time_text_is_sqlx_text() {
+        let mut buf = String::new();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..20_000u64 {
+            // A spread of instants from 1970 to 9999 with every kind of fraction.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 253_402_300_799) as i64;
+            let nanos = match i % 4 {
+                0 => 0,
+                1 => (x % 1000) as u32 * 1_000_000,
+                2 => (x % 1_000_000) as u32 * 1_000,
+                _ => (x % 1_000_000_000) as u32,
+            };
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            buf.clear();
+            push_sqlite_time(&mut buf, &t);
+            assert_eq!(buf, t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+            buf.clear();
+            push_sqlite_day(&mut buf, t.date_naive());
+            assert_eq!(buf, t.date_naive().format("%F").to_string());
+        }
+        // Outside 0..=9999 chrono's own form.
+        let far = NaiveDate::from_ymd_opt(12345, 6, 7).unwrap();
+        buf.clear();
+        push_sqlite_day(&mut buf, far);
+        assert_eq!(buf, far.format("%F").to_string());
+    }
 
     #[test]
     fn attribute_json_round_trips() {

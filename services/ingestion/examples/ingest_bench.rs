@@ -45,6 +45,10 @@ struct Args {
     /// Events per batch.
     #[arg(long, default_value = "1000")]
     batch_size: u64,
+    /// Write transactions the service runs at once on PostgreSQL
+    /// (`--ingestion-write-concurrency` of the service).
+    #[arg(long, default_value = "8")]
+    write_concurrency: u32,
     /// Load only the accounts whose id is divisible by N (a deterministic subset).
     #[arg(long)]
     account_divisor: Option<u64>,
@@ -56,7 +60,9 @@ async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
         server: ServerConfig::for_tests(url),
-        service: IngestionArgs::default(),
+        service: IngestionArgs {
+            write_concurrency: args.write_concurrency,
+        },
     };
     let server = tokio::spawn(vitals_ingestion::run(
         config,

@@ -38,7 +38,7 @@ impl IngestionService {
     /// Writes one validated batch of events.
     async fn write_events(&self, events: Vec<st::NewEvent>) -> Result<st::EventsWritten, ApiError> {
         let w = self
-            .write(|s| async move { st::write_events(&s, &events).await })
+            .write(|_| async move { self.events.write(events).await })
             .await?;
         // Counted after the commit; duplicates are not new events.
         vitals_server::metrics::events_ingested("event", u64::from(w.accepted));

@@ -64,6 +64,8 @@ pub struct IngestionService {
     /// Admits write transactions: one at a time on SQLite, so that writers queue here
     /// rather than poll SQLite's busy handler; `write_concurrency` on PostgreSQL.
     gate: Arc<tokio::sync::Semaphore>,
+    /// Writes event batches (on a SQLite file through a connection of its own).
+    events: vitals_store::ingestion::EventWriter,
     /// Run after each committed UpsertAccounts batch.
     accounts_hook: Option<AccountsHook>,
 }
@@ -73,6 +75,7 @@ impl std::fmt::Debug for IngestionService {
         f.debug_struct("IngestionService")
             .field("store", &self.store)
             .field("gate", &self.gate)
+            .field("events", &self.events)
             .field("accounts_hook", &self.accounts_hook.is_some())
             .finish()
     }
@@ -86,6 +89,7 @@ impl IngestionService {
             _ => 1,
         };
         Self {
+            events: vitals_store::ingestion::EventWriter::new(store.clone()),
             store,
             gate: Arc::new(tokio::sync::Semaphore::new(permits)),
             accounts_hook: None,
