@@ -482,9 +482,10 @@ type DayKey<'a> = (&'a str, NaiveDate, &'a str);
 ///
 /// This is the hot path of streaming ingestion, so it talks to the sqlx pool under
 /// sea-orm directly (same tables, same column encodings as the ORM's): on PostgreSQL
-/// every statement binds one array per column and reads it back with `UNNEST`, so the
-/// five statements of a batch are the same five prepared statements whatever the batch
-/// size; on SQLite they are multi-row `VALUES` lists, chunked under the parameter limit.
+/// the batch is one statement (see the `pg` module), the same prepared statement
+/// whatever the batch size; on SQLite multi-row `VALUES` lists, chunked under the
+/// parameter limit. The ingestion service writes through [`EventWriter`], which on a
+/// SQLite file uses a rusqlite connection of its own instead (same rows).
 pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWritten, StoreError> {
     if events.is_empty() {
         return Ok(EventsWritten::default());
@@ -1080,9 +1081,9 @@ fn push_sqlite_time(buf: &mut String, t: &DateTime<Utc>) {
     push_digits(buf, t.second(), 2);
     if nanos != 0 {
         buf.push('.');
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             push_digits(buf, nanos / 1_000_000, 3);
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             push_digits(buf, nanos / 1_000, 6);
         } else {
             push_digits(buf, nanos, 9);
@@ -2214,8 +2215,8 @@ mod tests {
 
     /// The roll-ups and counters recomputed from the stored events, in the dump's order.
     fn expected_rollups(events: &[EventRow]) -> (Vec<DailyRow>, Vec<(String, i64)>) {
-        let mut days: BTreeMap<(String, NaiveDate, String), (i64, BTreeSet<String>, f64)> =
-            BTreeMap::new();
+        type Day = (i64, BTreeSet<String>, f64);
+        let mut days: BTreeMap<(String, NaiveDate, String), Day> = BTreeMap::new();
         let mut types: BTreeMap<String, i64> = BTreeMap::new();
         for (a, _, u, t, at, v) in events {
             let e = days
