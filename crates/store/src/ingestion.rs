@@ -1007,7 +1007,8 @@ impl EventWriter {
                 if self.store.backend() != DbBackend::Sqlite {
                     return Ok::<_, DbErr>(None);
                 }
-                let Some(path) = sqlite_file(self.store.conn()).await? else {
+                let Some(path) = crate::inputs::sqlite_database_file(self.store.conn()).await?
+                else {
                     return Ok(None);
                 };
                 let w = tokio::task::spawn_blocking(move || file_writer::Writer::open(&path))
@@ -1037,27 +1038,6 @@ impl EventWriter {
         .await
         .map_err(|e| DbErr::Custom(format!("events writer: task failed: {e}")))?
     }
-}
-
-/// The file of the main database behind `conn` (SQLite), `None` for an in-memory or
-/// temporary one (`PRAGMA database_list` gives it an empty file name).
-async fn sqlite_file(
-    conn: &sea_orm::DatabaseConnection,
-) -> Result<Option<std::path::PathBuf>, DbErr> {
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "PRAGMA database_list",
-        ))
-        .await?;
-    for r in rows {
-        let name: String = r.try_get_by_index(1)?;
-        let file: String = r.try_get_by_index(2)?;
-        if name == "main" {
-            return Ok((!file.is_empty()).then(|| std::path::PathBuf::from(file)));
-        }
-    }
-    Ok(None)
 }
 
 /// `t` as sqlx-sqlite stores a `DateTime<Utc>` (`to_rfc3339_opts(AutoSi, false)`:

@@ -1002,6 +1002,8 @@ async fn load(
 /// bytes, parsed here in place (each field a length and its big-endian value). COPY takes
 /// no bind parameters: the statement carries the two days (formatted from dates) and the
 /// split account id as an escaped string literal (`E'...'`, every `\` and `'` doubled).
+pub(crate) use lite::database_file as sqlite_database_file;
+
 mod pgcopy {
     use super::*;
     use sea_orm::sqlx::postgres::{PgPool, PgPoolCopyExt};
@@ -1209,7 +1211,7 @@ mod lite {
 
     /// The file of the main database behind `conn` (SQLite), `None` for an in-memory or
     /// temporary one (`PRAGMA database_list` gives it an empty file name).
-    pub(super) async fn database_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr> {
+    pub(crate) async fn database_file(conn: &DatabaseConnection) -> Result<Option<PathBuf>, DbErr> {
         let rows = conn
             .query_all_raw(Statement::from_string(
                 DbBackend::Sqlite,
