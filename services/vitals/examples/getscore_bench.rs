@@ -15,6 +15,14 @@
 //! back to back for pseudo-random accounts (full view, the profile scorecard) for
 //! `--warmup` seconds (not recorded) and `--seconds` seconds (recorded). Client and
 //! server share the machine's cores. Figures go to docs/bench-scoring-service.md.
+//!
+//! With `--server-bin PATH` (e.g. `target/release/vitals`, built by
+//! `cargo build --release -p vitals`), the set-up still runs in this process, then the
+//! in-process server stops and `PATH serve` (auth off, the score cache as configured)
+//! serves the measured calls from its own process, as in production: the clients' and the
+//! server's runtimes no longer share one scheduler. `--client-threads N` and
+//! `--server-threads N` set the worker threads of the clients' runtime and of the server's
+//! (default: tokio's, one per core each).
 
 mod bench_common;
 
@@ -23,7 +31,12 @@ mod bench_common;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
 
 use bench_common::{BenchDb, Error, Rng, Server, account_id, create_profiles, generate, loadavg};
 use vitals_proto::profiles::v1 as ppb;
@@ -39,6 +52,9 @@ struct Args {
     database_url: Option<String>,
     postgres: Option<String>,
     cache_entries: Option<u64>,
+    server_bin: Option<std::path::PathBuf>,
+    client_threads: Option<usize>,
+    server_threads: Option<usize>,
 }
 
 fn parse() -> Result<Args, Error> {
@@ -50,6 +66,9 @@ fn parse() -> Result<Args, Error> {
         database_url: None,
         postgres: None,
         cache_entries: None,
+        server_bin: None,
+        client_threads: None,
+        server_threads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,11 +81,15 @@ fn parse() -> Result<Args, Error> {
             "--database-url" => a.database_url = Some(val()?),
             "--postgres" => a.postgres = Some(val()?),
             "--score-cache-entries" => a.cache_entries = Some(val()?.parse()?),
+            "--server-bin" => a.server_bin = Some(val()?.into()),
+            "--client-threads" => a.client_threads = Some(val()?.parse()?),
+            "--server-threads" => a.server_threads = Some(val()?.parse()?),
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; flags: --accounts N --clients N --seconds N \
                      --warmup N --database-url URL | --postgres SERVER_URL \
-                     --score-cache-entries N"
+                     --score-cache-entries N --server-bin PATH --client-threads N \
+                     --server-threads N"
                 )
                 .into());
             }
@@ -75,9 +98,18 @@ fn parse() -> Result<Args, Error> {
     Ok(a)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
+fn main() -> Result<(), Error> {
     let args = parse()?;
+    // This process's runtime: tokio's default (one worker per core, or
+    // TOKIO_WORKER_THREADS) unless `--client-threads` says.
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.client_threads {
+        rt.worker_threads(n.max(1));
+    }
+    rt.enable_all().build()?.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Error> {
     let db = BenchDb::open(
         "getscore-bench",
         args.database_url.as_deref(),
@@ -158,16 +190,54 @@ async fn main() -> Result<(), Error> {
     if accounts.is_empty() {
         return Err("no account to read".into());
     }
+    // What one answer holds, so that a run reading empty or trimmed snapshots shows.
+    let sample = scoring
+        .get_score(spb::GetScoreRequest {
+            account_id: accounts[0].clone(),
+            scorecard: String::new(),
+            as_of: None,
+        })
+        .await?
+        .into_inner();
+    let snapshot = sample
+        .snapshot
+        .as_ref()
+        .ok_or("GetScore answered no snapshot")?;
+    println!(
+        "one answer ({}): {} bytes encoded, {} drivers, {} category scores",
+        snapshot.account_id,
+        prost::Message::encoded_len(&sample),
+        snapshot.drivers.len(),
+        snapshot.category_scores.len()
+    );
     let accounts = std::sync::Arc::new(accounts);
+
+    // The server the clients call: this process's, or the `vitals` binary in its own
+    // process (`--server-bin`), started on the same database once the set-up is done.
+    let target = match &args.server_bin {
+        None => Target::InProcess(server),
+        Some(bin) => {
+            drop(scoring);
+            drop(channel);
+            server.stop().await?;
+            Target::Child(
+                ChildServer::start(bin, &url, args.cache_entries, args.server_threads).await?,
+            )
+        }
+    };
 
     println!(
         "GetScore bench: {} clients (one connection each), {} s warm-up + {} s measured, \
-         {} accounts, database {}",
+         {} accounts, database {}, server {}",
         args.clients,
         args.warmup,
         args.seconds,
         accounts.len(),
-        vitals_store::redact_url(&url)
+        vitals_store::redact_url(&url),
+        match &target {
+            Target::InProcess(_) => "in this process".to_string(),
+            Target::Child(c) => format!("{} (pid {})", c.bin.display(), c.child.id().unwrap_or(0)),
+        }
     );
     let load_before = loadavg();
     let start = Instant::now();
@@ -175,7 +245,7 @@ async fn main() -> Result<(), Error> {
     let end = record_from + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let mut client = ScoringServiceClient::new(server.channel().await?);
+        let mut client = ScoringServiceClient::new(target.channel().await?);
         let accounts = accounts.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(1000 + u64::from(c));
@@ -223,13 +293,125 @@ async fn main() -> Result<(), Error> {
         all.len() as f64 / args.seconds as f64,
         loadavg()
     );
-    // The process's memory (server, clients and, when on, the score cache).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    for l in status.lines() {
-        if l.starts_with("VmRSS") || l.starts_with("VmHWM") {
-            println!("{l}");
+    // The memory of this process (clients, and the server when it runs here) and of the
+    // server's process.
+    print_memory("this process", "/proc/self/status");
+    match target {
+        Target::InProcess(server) => server.stop().await?,
+        Target::Child(child) => {
+            print_memory(
+                "server process",
+                &format!("/proc/{}/status", child.child.id().unwrap_or(0)),
+            );
+            child.stop().await?;
         }
     }
-    server.stop().await?;
     db.remove().await
+}
+
+fn print_memory(what: &str, status_file: &str) {
+    let status = std::fs::read_to_string(status_file).unwrap_or_default();
+    for l in status.lines() {
+        if l.starts_with("VmRSS") || l.starts_with("VmHWM") {
+            println!("{what}: {l}");
+        }
+    }
+}
+
+/// Where the clients' calls go.
+enum Target {
+    InProcess(Server),
+    Child(ChildServer),
+}
+
+impl Target {
+    async fn channel(&self) -> Result<Channel, Error> {
+        match self {
+            Self::InProcess(s) => s.channel().await,
+            Self::Child(c) => Ok(connect(c.addr).await?),
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+}
+
+/// `vitals serve` in its own process, as it runs in production (auth off, logs on
+/// stderr, which is discarded here).
+struct ChildServer {
+    bin: PathBuf,
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts `bin serve` on a free loopback port over `database_url`; returns once its
+    /// health check says SERVING.
+    async fn start(
+        bin: &Path,
+        database_url: &str,
+        cache_entries: Option<u64>,
+        threads: Option<usize>,
+    ) -> Result<Self, Error> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("serve")
+            .env("VITALS_LISTEN", addr.to_string())
+            .env("DATABASE_URL", database_url)
+            .env("VITALS_AUTH", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        // The server's runtime: tokio's default (one worker per core), or `--server-threads`
+        // through the variable tokio reads, never this process's own setting.
+        cmd.env_remove("TOKIO_WORKER_THREADS");
+        if let Some(n) = threads {
+            cmd.env("TOKIO_WORKER_THREADS", n.max(1).to_string());
+        }
+        if let Some(n) = cache_entries {
+            cmd.arg("--score-cache-entries").arg(n.to_string());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(
+                    format!("{} serve exited while starting: {status}", bin.display()).into(),
+                );
+            }
+            if let Ok(ch) = connect(addr).await {
+                let r = tonic_health::pb::health_client::HealthClient::new(ch)
+                    .check(tonic_health::pb::HealthCheckRequest::default())
+                    .await;
+                if r.is_ok_and(|r| {
+                    r.into_inner().status()
+                        == tonic_health::pb::health_check_response::ServingStatus::Serving
+                }) {
+                    return Ok(Self {
+                        bin: bin.to_path_buf(),
+                        child,
+                        addr,
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} serve did not start within 120 s", bin.display()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process (SIGKILL: nothing of the bench is left to drain) and waits for it.
+    async fn stop(mut self) -> Result<(), Error> {
+        self.child.kill().await?;
+        Ok(())
+    }
 }
