@@ -28,6 +28,9 @@ use crate::weights::{Direction, KpiSpec};
 /// Suffix of the column name of a KPI's log-scaled value.
 pub const LOG_SUFFIX: &str = ":log";
 
+/// Suffix of the column name of a KPI's direction-adjusted raw value.
+pub const VALUE_SUFFIX: &str = ":value";
+
 /// One form in which a KPI enters the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +40,9 @@ pub enum FeatureTransform {
     Percentile,
     /// The direction-adjusted signed `log1p` of the raw KPI value (higher = healthier).
     LogValue,
+    /// The direction-adjusted raw KPI value, `s * v` (higher = healthier): the form the
+    /// book's preparation ([`crate::prepare`]) keeps for KPIs that are not fat-tailed.
+    Value,
 }
 
 impl FeatureTransform {
@@ -45,6 +51,7 @@ impl FeatureTransform {
         match self {
             FeatureTransform::Percentile => "percentile",
             FeatureTransform::LogValue => "log_value",
+            FeatureTransform::Value => "value",
         }
     }
 
@@ -53,6 +60,7 @@ impl FeatureTransform {
         match self {
             FeatureTransform::Percentile => kpi.to_owned(),
             FeatureTransform::LogValue => format!("{kpi}{LOG_SUFFIX}"),
+            FeatureTransform::Value => format!("{kpi}{VALUE_SUFFIX}"),
         }
     }
 
@@ -63,6 +71,7 @@ impl FeatureTransform {
         let v = match self {
             FeatureTransform::Percentile => percentile,
             FeatureTransform::LogValue => raw.map(|v| direction.sign() * signed_log1p(v)),
+            FeatureTransform::Value => raw.map(|v| direction.sign() * v),
         };
         v.filter(|v| v.is_finite()).unwrap_or(f64::NAN)
     }
