@@ -43,8 +43,8 @@ pub use prepare::{
 };
 pub use standardize::Standardizer;
 pub use train::{
-    CategorySuggestion, FittedForm, KpiForm, LambdaScore, LambdaSelection, LayoutChoice, LayoutScore, TrainOptions,
-    TrainedKpiModel, TrainedModel, backtest_kpis, backtest_model, fit_cv, fit_kpis_cv,
-    select_lambda, select_layout, suggest_category_weights, train, train_kpis,
+    CategorySuggestion, FittedForm, KpiForm, LambdaScore, LambdaSelection, LayoutChoice,
+    LayoutScore, TrainOptions, TrainedKpiModel, TrainedModel, backtest_kpis, backtest_model,
+    fit_cv, fit_kpis_cv, select_lambda, select_layout, suggest_category_weights, train, train_kpis,
 };
 pub use weights::{DEFAULT_N0, Direction, KpiSpec, KpiWeight, WeightReport, kpi_weights};

@@ -180,7 +180,8 @@ impl Preparation {
     pub fn required_columns(kpis: &[KpiSpec]) -> Vec<String> {
         kpis.iter()
             .flat_map(|k| {
-                [FeatureTransform::Value, FeatureTransform::LogValue].map(|t| t.column_name(&k.name))
+                [FeatureTransform::Value, FeatureTransform::LogValue]
+                    .map(|t| t.column_name(&k.name))
             })
             .collect()
     }
@@ -235,7 +236,13 @@ impl Preparation {
             }
             z_cols.push(
                 col.iter()
-                    .map(|&v| if v.is_finite() { (v - mean) / scale } else { 0.0 })
+                    .map(|&v| {
+                        if v.is_finite() {
+                            (v - mean) / scale
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect(),
             );
             prepared.push(PreparedKpi {
@@ -264,7 +271,10 @@ impl Preparation {
                 (z.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / rows).sqrt()
             })
             .collect();
-        let mu: Vec<f64> = z_cols.iter().map(|z| z.iter().sum::<f64>() / rows).collect();
+        let mu: Vec<f64> = z_cols
+            .iter()
+            .map(|z| z.iter().sum::<f64>() / rows)
+            .collect();
         let mut corr = Array2::<f64>::eye(m);
         for i in 0..m {
             for j in i + 1..m {
@@ -362,5 +372,180 @@ impl Preparation {
             });
         }
         Ok((intercept, terms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::{FeatureLayout, FeatureTransform};
+    use crate::weights::Direction;
+    use chrono::NaiveDate;
+
+    fn spec(name: &str, direction: Direction) -> KpiSpec {
+        KpiSpec {
+            name: name.to_owned(),
+            category: "usage".to_owned(),
+            direction,
+            prior_weight: 1.0,
+        }
+    }
+
+    /// A dataset with every KPI's value and log value (percentiles 0.5) from raw columns.
+    fn data(kpis: &[KpiSpec], raw: &[Vec<f64>]) -> Dataset {
+        let layout = FeatureLayout {
+            transforms: vec![FeatureTransform::LogValue, FeatureTransform::Value],
+        };
+        let n = raw[0].len();
+        let mut flat = Vec::new();
+        for r in 0..n {
+            flat.extend(layout.row(
+                kpis,
+                |_| Some(0.5),
+                |k| Some(raw[k][r]).filter(|v| v.is_finite()),
+            ));
+        }
+        let day = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        Dataset::new(
+            layout.names(kpis),
+            Array2::from_shape_vec((n, layout.n_columns(kpis.len())), flat).unwrap(),
+            (0..n).map(|i| i % 3 == 0).collect(),
+            vec![day; n],
+            (0..n).map(|i| format!("a{i}")).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn skewness_matches_the_textbook_values() {
+        // Symmetric: 0. Population skewness of {1, 2, 3, 10}: m3 / m2^1.5.
+        assert_eq!(skewness([1.0, 2.0, 3.0].into_iter()), 0.0);
+        let xs = [1.0, 2.0, 3.0, 10.0];
+        let mean = 4.0;
+        let m2 = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / 4.0;
+        let m3 = xs
+            .iter()
+            .map(|x| (x - mean) * (x - mean) * (x - mean))
+            .sum::<f64>()
+            / 4.0;
+        assert!((skewness(xs.into_iter()) - m3 / m2.powf(1.5)).abs() < 1e-12);
+        // Missing values are ignored; constants and single values have no skew.
+        assert_eq!(
+            skewness([f64::NAN, 1.0, 10.0, 1.0, 10.0].into_iter()),
+            skewness([1.0, 10.0, 1.0, 10.0].into_iter())
+        );
+        assert_eq!(skewness([5.0, 5.0, 5.0].into_iter()), 0.0);
+        assert_eq!(skewness([5.0].into_iter()), 0.0);
+    }
+
+    #[test]
+    fn correlation_groups_link_transitively_above_the_threshold() {
+        let corr = ndarray::array![
+            [1.0, 0.9, 0.1, 0.0],
+            [0.9, 1.0, 0.7, 0.0],
+            [0.1, 0.7, 1.0, 0.65],
+            [0.0, 0.0, 0.65, 1.0]
+        ];
+        // 0–1 and 1–2 exceed 0.65 (so 0 and 2 join through 1); 2–3 only equals it.
+        assert_eq!(
+            correlation_groups(&corr, 0.65),
+            vec![vec![0, 1, 2], vec![3]]
+        );
+        assert_eq!(
+            correlation_groups(&corr, 0.95),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
+    }
+
+    /// The skew rule logs the fat-tailed count only: not the symmetric KPI, not the skewed
+    /// KPI with negative values, and it is decided on the rows given (the training part).
+    #[test]
+    fn skew_rule_logs_only_skewed_non_negative_kpis() {
+        let kpis = [
+            spec("count", Direction::HigherIsBetter),
+            spec("even", Direction::HigherIsBetter),
+            spec("signed", Direction::HigherIsBetter),
+            spec("idle", Direction::HigherIsWorse),
+        ];
+        let n = 400;
+        // Powers of 3 for one row in 20: skewness far above 4.
+        let count: Vec<f64> = (0..n)
+            .map(|i| {
+                if i % 20 == 0 {
+                    3f64.powi(8)
+                } else {
+                    (i % 5) as f64
+                }
+            })
+            .collect();
+        let even: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
+        let signed: Vec<f64> = count.iter().map(|v| v - 2.0).collect();
+        // Skewed and lower-is-better: the rule looks at the raw value, not the turned one.
+        let idle: Vec<f64> = count
+            .iter()
+            .map(|v| v * 0.5 + ((v.to_bits() % 3) as f64))
+            .collect();
+        let d = data(&kpis, &[count.clone(), even, signed, idle]);
+        assert!(skewness(count.iter().copied()) > 4.0);
+        let p = Preparation::fit(&d, &kpis, PreparationOptions::default()).unwrap();
+        let t: Vec<FeatureTransform> = p.kpis.iter().map(|k| k.transform).collect();
+        assert_eq!(
+            t,
+            vec![
+                FeatureTransform::LogValue,
+                FeatureTransform::Value,
+                FeatureTransform::Value,
+                FeatureTransform::LogValue
+            ]
+        );
+        // Fitted on rows without the outliers, the same KPI is not skewed: not logged.
+        let calm: Vec<usize> = (0..n).filter(|i| i % 20 != 0).collect();
+        let p = Preparation::fit(&d.subset(&calm), &kpis, PreparationOptions::default()).unwrap();
+        assert_eq!(p.kpis[0].transform, FeatureTransform::Value);
+    }
+
+    /// Correlated KPIs are averaged into one column (z-scores, healthy direction: a
+    /// lower-is-better KPI that falls as another rises joins it), others stay alone;
+    /// constant KPIs are left out; transform reproduces the averages.
+    #[test]
+    fn grouping_merges_correlated_kpis() {
+        let kpis = [
+            spec("a", Direction::HigherIsBetter),
+            spec("b", Direction::HigherIsBetter),
+            spec("c", Direction::HigherIsBetter),
+            spec("worse", Direction::HigherIsWorse),
+            spec("flat", Direction::HigherIsBetter),
+        ];
+        let n = 300;
+        let a: Vec<f64> = (0..n).map(|i| (i % 10) as f64).collect();
+        let b: Vec<f64> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| 2.0 * v + (i % 3) as f64)
+            .collect();
+        let c: Vec<f64> = (0..n).map(|i| ((i * 7) % 11) as f64).collect();
+        let worse: Vec<f64> = a.iter().map(|v| 20.0 - v).collect();
+        let flat = vec![3.0; n];
+        let d = data(&kpis, &[a.clone(), b, c, worse, flat]);
+        let p = Preparation::fit(&d, &kpis, PreparationOptions::default()).unwrap();
+        assert_eq!(p.kpis.len(), 4, "the constant KPI is left out");
+        assert_eq!(p.names, vec!["a+b+worse", "c"]);
+        assert_eq!(p.groups, vec![vec![0, 1, 3], vec![2]]);
+        let x = p.transform(&d).unwrap();
+        assert_eq!(x.feature_names, p.names);
+        for r in [0, 17, 123] {
+            let z = |k: usize, v: f64| (v - p.kpis[k].mean) / p.kpis[k].scale;
+            let want = (z(0, d.x[[r, 5]]) + z(1, d.x[[r, 6]]) + z(3, d.x[[r, 8]])) / 3.0;
+            assert!((x.x[[r, 0]] - want).abs() < 1e-12);
+        }
+        // Without grouping (threshold above 1) every KPI is its own column.
+        let apart = PreparationOptions {
+            correlation_threshold: 1.01,
+            ..PreparationOptions::default()
+        };
+        assert_eq!(Preparation::fit(&d, &kpis, apart).unwrap().groups.len(), 4);
+        // The columns it needs must be there.
+        let pct = d.select_features(&["a:log"]).unwrap();
+        assert!(Preparation::fit(&pct, &kpis, PreparationOptions::default()).is_err());
     }
 }

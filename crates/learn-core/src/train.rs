@@ -490,11 +490,7 @@ impl LayoutChoice {
             if let KpiForm::Layout(l) = c {
                 l.validate()?;
             }
-            if let Some(t) = c
-                .needs()
-                .iter()
-                .find(|t| !self.data.transforms.contains(t))
-            {
+            if let Some(t) = c.needs().iter().find(|t| !self.data.transforms.contains(t)) {
                 return Err(LearnError::InvalidParameter {
                     name: "layout candidates",
                     reason: format!("transform {} is not in the data", t.as_str()),
@@ -594,8 +590,7 @@ pub fn train_kpis(
     churn_outcomes: usize,
     options: &TrainOptions,
 ) -> Result<TrainedKpiModel> {
-    let (sub, form, lambda_selection, layout_scores) =
-        select_layout(data, kpis, choice, options)?;
+    let (sub, form, lambda_selection, layout_scores) = select_layout(data, kpis, choice, options)?;
     let model = fit_selected(&sub, &lambda_selection, options)?;
     let weights = kpi_weights(
         &choice.data.weight_specs(kpis),
