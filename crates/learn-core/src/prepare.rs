@@ -398,11 +398,14 @@ mod tests {
         };
         let n = raw[0].len();
         let mut flat = Vec::new();
-        for r in 0..n {
+        let rows: Vec<Vec<f64>> = (0..n)
+            .map(|r| raw.iter().map(|col| col[r]).collect())
+            .collect();
+        for row in &rows {
             flat.extend(layout.row(
                 kpis,
                 |_| Some(0.5),
-                |k| Some(raw[k][r]).filter(|v| v.is_finite()),
+                |k| Some(row[k]).filter(|v| v.is_finite()),
             ));
         }
         let day = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
