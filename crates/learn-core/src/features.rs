@@ -1,6 +1,6 @@
 //! How KPIs become the churn model's feature columns.
 //!
-//! A KPI can enter the model in two forms ([`FeatureTransform`]):
+//! A KPI can enter the model in three forms ([`FeatureTransform`]):
 //!
 //! - its **peer percentile** (scoring-core's mid-rank percentile, already turned so that
 //!   higher is healthier), in `[0, 1]`: robust to outliers and comparable across KPIs, but
@@ -11,11 +11,13 @@
 //!   counts and days this is `log1p`; for signed KPIs (percent changes, slopes) the same
 //!   curve mirrored. It keeps the tail the percentile caps (the book's models use log or
 //!   asinh transforms of fat-tailed metrics for the same reason) and is comparable across
-//!   dates (a percentile is relative to that day's peers).
+//!   dates (a percentile is relative to that day's peers);
+//! - its **value** `s * v` (higher = healthier), which the book's preparation
+//!   ([`crate::prepare`]) uses for KPIs that are not fat-tailed.
 //!
 //! [`FeatureLayout`] lists the forms used; its columns are transform-major: every KPI's
 //! percentile (named like the KPI, as before the log values existed), then every KPI's
-//! log value (named `<kpi>:log`). A missing value is NaN, which the model's
+//! log value (named `<kpi>:log`), then every value (`<kpi>:value`) when listed. A missing value is NaN, which the model's
 //! standardisation replaces by the training mean (z = 0). The KPI weights take each KPI's
 //! healthy effect as the sum of its columns' standardised effects
 //! ([`FeatureLayout::kpi_coefficients`]).
