@@ -524,8 +524,9 @@ pub struct LayoutScore {
 /// CV of [`select_lambda`], on the same folds: every candidate's best mean CV AUC is
 /// compared and the highest wins (exact ties: the earlier candidate). A form with
 /// fitted statistics (the book's preparation) is fitted on the whole of `data` before the
-/// CV; it uses no label. When CV is impossible the first candidate is kept with the
-/// fallback `lambda`. Returns the chosen form's model input, the fitted form, its
+/// CV; it uses no label. A form that cannot be fitted (the book's preparation when every KPI
+/// is constant) is skipped, its score saying why. When CV is impossible the first usable
+/// candidate is kept with the fallback `lambda`. Returns the chosen form's model input, the fitted form, its
 /// selection, and every candidate's score.
 pub fn select_layout(
     data: &Dataset,
@@ -537,8 +538,29 @@ pub fn select_layout(
     let mut scores = Vec::with_capacity(choice.candidates.len());
     let mut fitted = Vec::with_capacity(choice.candidates.len());
     let mut best: Option<(usize, f64)> = None;
+    let mut first_error = None;
     for (i, form) in choice.candidates.iter().enumerate() {
-        let f = form.fit(data, kpis)?;
+        // A form that cannot be fitted on this training part (the book's preparation when
+        // every KPI is constant in it) is skipped and says why; the others compete.
+        let f = match form.fit(data, kpis) {
+            Ok(f) => f,
+            Err(e @ LearnError::InvalidParameter { .. }) => {
+                scores.push(LayoutScore {
+                    layout: form.clone(),
+                    selection: LambdaSelection {
+                        lambda: options.fallback_lambda,
+                        class_weight: options.class_weight,
+                        scores: Vec::new(),
+                        fallback_reason: Some(format!("form not usable: {e}")),
+                    },
+                    mean_auc: None,
+                });
+                fitted.push(None);
+                first_error.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let sub = f.apply(data, kpis)?;
         let selection = select_lambda(&sub, options)?;
         let mean_auc = selection.fallback_reason.is_none().then(|| {
@@ -558,10 +580,27 @@ pub fn select_layout(
             selection,
             mean_auc,
         });
-        fitted.push((f, sub));
+        fitted.push(Some((f, sub)));
     }
-    let chosen = best.map_or(0, |(i, _)| i);
-    let (form, sub) = fitted.swap_remove(chosen);
+    // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
+    let chosen = match best {
+        Some((i, _)) => i,
+        None => match fitted.iter().position(Option::is_some) {
+            Some(i) => i,
+            None => {
+                return Err(first_error.unwrap_or(LearnError::InvalidParameter {
+                    name: "layout candidates",
+                    reason: "no usable candidate".to_owned(),
+                }));
+            }
+        },
+    };
+    let (form, sub) = fitted
+        .swap_remove(chosen)
+        .ok_or_else(|| LearnError::InvalidParameter {
+            name: "layout candidates",
+            reason: "the chosen candidate was not fitted".to_owned(),
+        })?;
     let selection = scores[chosen].selection.clone();
     Ok((sub, form, selection, scores))
 }

@@ -400,6 +400,56 @@ fn book_preparation_trains_and_its_per_kpi_form_predicts_the_same() {
     assert_eq!(d.layout_scores[0].layout, KpiForm::book());
 }
 
+/// When every KPI is constant in the training part the book's preparation has nothing to
+/// work with: alone it is refused, in the default choice it is skipped (its score says why)
+/// and the other form trains.
+#[test]
+fn an_unusable_book_preparation_is_skipped_in_the_default_choice() {
+    let n = 2_000;
+    let kpis = vec![KpiSpec {
+        name: "seats".to_owned(),
+        category: "contract".to_owned(),
+        direction: Direction::HigherIsBetter,
+        prior_weight: 1.0,
+    }];
+    let full = LayoutChoice::full_data();
+    let mut flat = Vec::new();
+    for _ in 0..n {
+        flat.extend(full.row(&kpis, |_| Some(0.5), |_| Some(3.0)));
+    }
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let data = Dataset::new(
+        full.names(&kpis),
+        Array2::from_shape_vec((n, 3), flat).unwrap(),
+        (0..n).map(|i| i % 10 == 0).collect(),
+        (0..n)
+            .map(|i| start + chrono::Days::new((i / 100) as u64))
+            .collect(),
+        (0..n).map(|i| format!("a{i}")).collect(),
+    )
+    .unwrap();
+    let options = TrainOptions::default();
+    let book = LayoutChoice::only(KpiForm::book());
+    assert!(matches!(
+        train_kpis(&data, &kpis, &book, 10, &options),
+        Err(LearnError::InvalidParameter { .. })
+    ));
+    let t = train_kpis(&data, &kpis, &LayoutChoice::default(), 10, &options).unwrap();
+    assert_eq!(t.form, FittedForm::Layout(FeatureLayout::default()));
+    let skipped = &t.layout_scores[0];
+    assert_eq!(skipped.layout, KpiForm::book());
+    assert_eq!(skipped.mean_auc, None);
+    assert!(
+        skipped
+            .selection
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("not usable")),
+        "{skipped:?}"
+    );
+    assert!(backtest_kpis(&data, &kpis, &LayoutChoice::default(), 2, &options).is_ok());
+}
+
 #[test]
 fn more_outcomes_move_weights_toward_the_learned_ones() {
     let data = logistic_dataset(40_000, -2.5, &TRUTH, 6);
