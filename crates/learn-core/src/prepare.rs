@@ -10,8 +10,10 @@
 //! 3. **groups**: KPIs whose z-scores correlate above
 //!    [`PreparationOptions::correlation_threshold`] (0.65) are linked, and every connected
 //!    set of linked KPIs (the book's single-linkage clustering of `1 − correlation` cut at
-//!    0.35) becomes one column, the average of its members' z-scores. A KPI linked to no
-//!    other stays a column of its own.
+//!    0.35: listing 6.4, `find_correlation_clusters`, of the book's code) becomes one
+//!    column, the average of its members' z-scores (the book's loadings are the same up to
+//!    a constant factor, and it rescales each group to unit variance, as the model's own
+//!    standardisation does). A KPI linked to no other stays a column of its own.
 //!
 //! The model (an L2 logistic regression, [`crate::LogisticModel`]) is then fitted on these
 //! columns. Because every step is linear in the transformed KPI values, the fitted model
