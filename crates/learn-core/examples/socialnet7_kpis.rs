@@ -433,38 +433,29 @@ fn run(dir: &Path) -> Result<(), String> {
             prior_weight: 1.0,
         })
         .collect();
-    // Every KPI as percentile and log value (the default layout uses both); with
-    // VITALS_FEATURES one layout alone (percentile, log) or the choice among the three by
-    // the time-ordered CV inside each training part (cv).
-    let layout = learn::FeatureLayout::default();
+    // Every KPI as percentile, log value and value. The default lets the time-ordered CV
+    // inside each training part choose between the book's preparation and percentiles +
+    // log values; VITALS_FEATURES fixes one form (percentile, log, current = percentile +
+    // log, book) or lets the CV choose among the three layouts of before (cv).
+    let layout = learn::LayoutChoice::full_data();
     let log_only = learn::FeatureLayout {
         transforms: vec![learn::FeatureTransform::LogValue],
     };
+    let fixed = |l: learn::FeatureLayout| learn::LayoutChoice::only(learn::KpiForm::Layout(l));
     let choice = match std::env::var("VITALS_FEATURES").as_deref() {
-        Ok("percentile") => learn::LayoutChoice {
-            data: layout.clone(),
-            candidates: vec![learn::FeatureLayout::percentiles_only()],
-        },
-        Ok("log") => learn::LayoutChoice {
-            data: layout.clone(),
-            candidates: vec![log_only],
-        },
+        Ok("percentile") => fixed(learn::FeatureLayout::percentiles_only()),
+        Ok("log") => fixed(log_only),
+        Ok("current") => fixed(learn::FeatureLayout::default()),
+        Ok("book") => learn::LayoutChoice::only(learn::KpiForm::book()),
         Ok("cv") => learn::LayoutChoice::by_cv(),
         _ => learn::LayoutChoice::default(),
-    };
-    let layout_text = |l: &learn::FeatureLayout| {
-        l.transforms
-            .iter()
-            .map(|t| t.as_str())
-            .collect::<Vec<_>>()
-            .join("+")
     };
     println!(
         "feature layout candidates: {}",
         choice
             .candidates
             .iter()
-            .map(layout_text)
+            .map(learn::KpiForm::describe)
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -540,7 +531,7 @@ fn run(dir: &Path) -> Result<(), String> {
         let learned_health = |train: &learn::Dataset,
                               test: &learn::Dataset,
                               with_categories: bool| {
-            let (model, layout) = learn::fit_kpis_cv(train, &specs, &choice, &options)?;
+            let (model, form) = learn::fit_kpis_cv(train, &specs, &choice, &options)?;
             let churned_accounts = {
                 let mut a: Vec<&str> = train
                     .accounts
@@ -555,7 +546,7 @@ fn run(dir: &Path) -> Result<(), String> {
             };
             let w = learn::kpi_weights(
                 &layout.weight_specs(&specs),
-                &layout.kpi_coefficients(specs.len(), &model.coefficients)?,
+                &form.kpi_coefficients(&model, specs.len())?,
                 churned_accounts,
                 options.n0,
             )?;
@@ -675,11 +666,11 @@ fn run(dir: &Path) -> Result<(), String> {
         );
         details.push(format!(
             "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; chosen inside each fold's training part: {}; top KPI weights: {}; contradicting: {}",
-            layout_text(&trained_kpis.layout),
+            trained_kpis.form.describe(),
             trained_kpis
                 .layout_scores
                 .iter()
-                .map(|s| format!("{} {:.4}", layout_text(&s.layout), s.mean_auc.unwrap_or(f64::NAN)))
+                .map(|s| format!("{} {:.4}", s.layout.describe(), s.mean_auc.unwrap_or(f64::NAN)))
                 .collect::<Vec<_>>()
                 .join(", "),
             trained.lambda_selection.lambda,
@@ -689,7 +680,7 @@ fn run(dir: &Path) -> Result<(), String> {
             folds
                 .iter()
                 .map(|f| learn::select_layout(&data.subset(&f.train), &specs, &choice, &options)
-                    .map(|(_, l, s, _)| format!("{} {:?} lambda {}", layout_text(&l), s.class_weight, s.lambda))
+                    .map(|(_, l, s, _)| format!("{} {:?} lambda {}", l.describe(), s.class_weight, s.lambda))
                     .unwrap_or_else(|e| e.to_string()))
                 .collect::<Vec<_>>()
                 .join(" / "),

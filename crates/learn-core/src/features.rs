@@ -1,6 +1,6 @@
 //! How KPIs become the churn model's feature columns.
 //!
-//! A KPI can enter the model in two forms ([`FeatureTransform`]):
+//! A KPI can enter the model in three forms ([`FeatureTransform`]):
 //!
 //! - its **peer percentile** (scoring-core's mid-rank percentile, already turned so that
 //!   higher is healthier), in `[0, 1]`: robust to outliers and comparable across KPIs, but
@@ -11,11 +11,13 @@
 //!   counts and days this is `log1p`; for signed KPIs (percent changes, slopes) the same
 //!   curve mirrored. It keeps the tail the percentile caps (the book's models use log or
 //!   asinh transforms of fat-tailed metrics for the same reason) and is comparable across
-//!   dates (a percentile is relative to that day's peers).
+//!   dates (a percentile is relative to that day's peers);
+//! - its **value** `s * v` (higher = healthier), which the book's preparation
+//!   ([`crate::prepare`]) uses for KPIs that are not fat-tailed.
 //!
 //! [`FeatureLayout`] lists the forms used; its columns are transform-major: every KPI's
 //! percentile (named like the KPI, as before the log values existed), then every KPI's
-//! log value (named `<kpi>:log`). A missing value is NaN, which the model's
+//! log value (named `<kpi>:log`), then every value (`<kpi>:value`) when listed. A missing value is NaN, which the model's
 //! standardisation replaces by the training mean (z = 0). The KPI weights take each KPI's
 //! healthy effect as the sum of its columns' standardised effects
 //! ([`FeatureLayout::kpi_coefficients`]).
@@ -28,6 +30,9 @@ use crate::weights::{Direction, KpiSpec};
 /// Suffix of the column name of a KPI's log-scaled value.
 pub const LOG_SUFFIX: &str = ":log";
 
+/// Suffix of the column name of a KPI's direction-adjusted raw value.
+pub const VALUE_SUFFIX: &str = ":value";
+
 /// One form in which a KPI enters the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +42,9 @@ pub enum FeatureTransform {
     Percentile,
     /// The direction-adjusted signed `log1p` of the raw KPI value (higher = healthier).
     LogValue,
+    /// The direction-adjusted raw KPI value, `s * v` (higher = healthier): the form the
+    /// book's preparation ([`crate::prepare`]) keeps for KPIs that are not fat-tailed.
+    Value,
 }
 
 impl FeatureTransform {
@@ -45,6 +53,7 @@ impl FeatureTransform {
         match self {
             FeatureTransform::Percentile => "percentile",
             FeatureTransform::LogValue => "log_value",
+            FeatureTransform::Value => "value",
         }
     }
 
@@ -53,6 +62,7 @@ impl FeatureTransform {
         match self {
             FeatureTransform::Percentile => kpi.to_owned(),
             FeatureTransform::LogValue => format!("{kpi}{LOG_SUFFIX}"),
+            FeatureTransform::Value => format!("{kpi}{VALUE_SUFFIX}"),
         }
     }
 
@@ -63,6 +73,7 @@ impl FeatureTransform {
         let v = match self {
             FeatureTransform::Percentile => percentile,
             FeatureTransform::LogValue => raw.map(|v| direction.sign() * signed_log1p(v)),
+            FeatureTransform::Value => raw.map(|v| direction.sign() * v),
         };
         v.filter(|v| v.is_finite()).unwrap_or(f64::NAN)
     }

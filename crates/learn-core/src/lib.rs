@@ -21,6 +21,7 @@ pub mod error;
 pub mod features;
 pub mod logistic;
 pub mod metrics;
+pub mod prepare;
 pub mod standardize;
 pub mod synthetic;
 pub mod train;
@@ -32,15 +33,18 @@ pub use dataset::{
     build_training_set, regular_observations,
 };
 pub use error::{LearnError, Result};
-pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, signed_log1p};
+pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
 pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
 pub use metrics::{
     CalibrationBin, Evaluation, auc, brier_score, calibration_table, lift, top_decile_lift,
 };
+pub use prepare::{
+    KpiTerm, Preparation, PreparationOptions, PreparedKpi, correlation_groups, skewness,
+};
 pub use standardize::Standardizer;
 pub use train::{
-    CategorySuggestion, LambdaScore, LambdaSelection, LayoutChoice, LayoutScore, TrainOptions,
-    TrainedKpiModel, TrainedModel, backtest_kpis, backtest_model, fit_cv, fit_kpis_cv,
-    select_lambda, select_layout, suggest_category_weights, train, train_kpis,
+    CategorySuggestion, FittedForm, KpiForm, LambdaScore, LambdaSelection, LayoutChoice,
+    LayoutScore, TrainOptions, TrainedKpiModel, TrainedModel, backtest_kpis, backtest_model,
+    fit_cv, fit_kpis_cv, select_lambda, select_layout, suggest_category_weights, train, train_kpis,
 };
 pub use weights::{DEFAULT_N0, Direction, KpiSpec, KpiWeight, WeightReport, kpi_weights};

@@ -10,6 +10,7 @@ use crate::error::{LearnError, Result};
 use crate::features::{FeatureLayout, FeatureTransform};
 use crate::logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions};
 use crate::metrics::{Evaluation, auc};
+use crate::prepare::{KpiTerm, Preparation, PreparationOptions};
 use crate::weights::{DEFAULT_N0, Direction, KpiSpec, WeightReport, kpi_weights};
 
 /// Options of a training run.
@@ -266,44 +267,213 @@ pub fn train(
     })
 }
 
-/// Which KPI feature layouts the time-ordered CV chooses from, and the layout of the
-/// dataset they are cut from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A way of turning the dataset's KPI columns into the model's columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KpiForm {
+    /// Fixed columns: the layout's transforms of every KPI (see [`crate::features`]).
+    Layout(FeatureLayout),
+    /// The book's preparation (skew rule, z-scores, correlated KPIs averaged into groups;
+    /// [`crate::prepare`]), fitted on each training part.
+    Book(PreparationOptions),
+}
+
+impl KpiForm {
+    /// The book's preparation with the book's thresholds.
+    pub fn book() -> Self {
+        KpiForm::Book(PreparationOptions::default())
+    }
+
+    /// Short text: the layout's transforms joined by `+`, or `book`.
+    pub fn describe(&self) -> String {
+        match self {
+            KpiForm::Layout(l) => l
+                .transforms
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+            KpiForm::Book(_) => "book".to_owned(),
+        }
+    }
+
+    /// The transforms this form reads from the data.
+    fn needs(&self) -> Vec<FeatureTransform> {
+        match self {
+            KpiForm::Layout(l) => l.transforms.clone(),
+            KpiForm::Book(_) => vec![FeatureTransform::Value, FeatureTransform::LogValue],
+        }
+    }
+
+    /// Fits the form on a training part whose columns are a [`FeatureLayout`] over `kpis`.
+    pub fn fit(&self, data: &Dataset, kpis: &[KpiSpec]) -> Result<FittedForm> {
+        Ok(match self {
+            KpiForm::Layout(l) => FittedForm::Layout(l.clone()),
+            KpiForm::Book(o) => FittedForm::Book(Preparation::fit(data, kpis, *o)?),
+        })
+    }
+}
+
+/// A [`KpiForm`] fitted on a training part: how the model's columns come from the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FittedForm {
+    /// The layout's columns as they are.
+    Layout(FeatureLayout),
+    /// The book's preparation as fitted.
+    Book(Preparation),
+}
+
+impl FittedForm {
+    /// The model's input from a dataset with the data layout's columns (any rows).
+    pub fn apply(&self, data: &Dataset, kpis: &[KpiSpec]) -> Result<Dataset> {
+        match self {
+            FittedForm::Layout(l) => {
+                let names = l.names(kpis);
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                data.select_features(&refs)
+            }
+            FittedForm::Book(p) => p.transform(data),
+        }
+    }
+
+    /// Short text: the layout's transforms, or `book` with its groups.
+    pub fn describe(&self) -> String {
+        match self {
+            FittedForm::Layout(l) => KpiForm::Layout(l.clone()).describe(),
+            FittedForm::Book(p) => format!(
+                "book ({} KPIs, {} log-transformed, {} columns; groups: {})",
+                p.kpis.len(),
+                p.kpis
+                    .iter()
+                    .filter(|k| k.transform == FeatureTransform::LogValue)
+                    .count(),
+                p.groups.len(),
+                p.names
+                    .iter()
+                    .filter(|n| n.contains('+'))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// `model` (fitted on [`FittedForm::apply`]'s columns) written per KPI column: the
+    /// intercept and, for each column of each KPI, its transform, coefficient on the
+    /// transformed value, standardised coefficient and the value used when it is missing
+    /// (the training mean), such that `intercept + Σ coefficient · value` is the model's
+    /// log-odds. For the book's preparation a group's coefficient is shared equally among
+    /// its members (see [`Preparation::kpi_terms`]).
+    pub fn kpi_terms(&self, model: &LogisticModel, n_kpis: usize) -> Result<(f64, Vec<KpiTerm>)> {
+        match self {
+            FittedForm::Layout(l) => {
+                crate::error::check_len(
+                    "model columns",
+                    l.n_columns(n_kpis),
+                    model.coefficients.len(),
+                )?;
+                let (intercept, raw) = model.raw_coefficients();
+                let terms = l
+                    .columns(n_kpis)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (k, t))| KpiTerm {
+                        kpi: k,
+                        transform: t,
+                        coefficient: raw[j],
+                        standardized: model.coefficients[j],
+                        missing: model.standardizer.means[j],
+                        group: None,
+                    })
+                    .collect();
+                Ok((intercept, terms))
+            }
+            FittedForm::Book(p) => p.kpi_terms(model),
+        }
+    }
+
+    /// Each KPI's coefficient on the healthy-direction scale (positive = more churn risk):
+    /// the sum of its terms' standardised coefficients (0 for a KPI the model does not
+    /// use). Feed it to [`crate::kpi_weights`] with [`FeatureLayout::weight_specs`].
+    pub fn kpi_coefficients(&self, model: &LogisticModel, n_kpis: usize) -> Result<Vec<f64>> {
+        let (_, terms) = self.kpi_terms(model, n_kpis)?;
+        let mut out = vec![0.0; n_kpis];
+        for t in terms {
+            out[t.kpi] += t.standardized;
+        }
+        Ok(out)
+    }
+}
+
+/// Which KPI forms the time-ordered CV chooses from, and the layout of the dataset they
+/// are cut from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutChoice {
     /// The dataset's KPI columns (every candidate's transforms must be among these).
     pub data: FeatureLayout,
-    /// Candidate layouts, in tie-breaking order (an exact tie goes to the earlier one).
-    pub candidates: Vec<FeatureLayout>,
+    /// Candidate forms, in tie-breaking order (an exact tie goes to the earlier one).
+    pub candidates: Vec<KpiForm>,
 }
 
 impl Default for LayoutChoice {
-    /// Percentiles and log values, both used (no choice): see `docs/bench-learner.md` for
-    /// why the CV choice among layouts is not the default.
+    /// [`LayoutChoice::book_or_layout`]: the CV inside the training part chooses between
+    /// the book's preparation and percentiles + log values (ties: the book's). See
+    /// `docs/bench-learner.md` for the rule that made it the default.
     fn default() -> Self {
-        Self::fixed(FeatureLayout::default())
+        Self::book_or_layout()
     }
 }
 
 impl LayoutChoice {
+    /// The data layout every choice below reads: percentile, log value and value of every
+    /// KPI.
+    pub fn full_data() -> FeatureLayout {
+        FeatureLayout {
+            transforms: vec![
+                FeatureTransform::Percentile,
+                FeatureTransform::LogValue,
+                FeatureTransform::Value,
+            ],
+        }
+    }
+
     /// One fixed layout (no choice).
     pub fn fixed(layout: FeatureLayout) -> Self {
         Self {
             data: layout.clone(),
-            candidates: vec![layout],
+            candidates: vec![KpiForm::Layout(layout)],
         }
     }
 
-    /// Data with percentiles and log values; the CV chooses among both, percentiles only
-    /// and log values only.
+    /// One form, read from [`LayoutChoice::full_data`].
+    pub fn only(form: KpiForm) -> Self {
+        Self {
+            data: Self::full_data(),
+            candidates: vec![form],
+        }
+    }
+
+    /// The default: the book's preparation or percentiles + log values, whichever has the
+    /// better time-ordered CV AUC inside the training part (exact ties: the book's).
+    pub fn book_or_layout() -> Self {
+        Self {
+            data: Self::full_data(),
+            candidates: vec![KpiForm::book(), KpiForm::Layout(FeatureLayout::default())],
+        }
+    }
+
+    /// The CV chooses among percentiles + log values, percentiles only and log values
+    /// only (read from [`LayoutChoice::full_data`]).
     pub fn by_cv() -> Self {
         Self {
-            data: FeatureLayout::default(),
+            data: Self::full_data(),
             candidates: vec![
-                FeatureLayout::default(),
-                FeatureLayout::percentiles_only(),
-                FeatureLayout {
+                KpiForm::Layout(FeatureLayout::default()),
+                KpiForm::Layout(FeatureLayout::percentiles_only()),
+                KpiForm::Layout(FeatureLayout {
                     transforms: vec![FeatureTransform::LogValue],
-                },
+                }),
             ],
         }
     }
@@ -317,12 +487,10 @@ impl LayoutChoice {
             });
         }
         for c in &self.candidates {
-            c.validate()?;
-            if let Some(t) = c
-                .transforms
-                .iter()
-                .find(|t| !self.data.transforms.contains(t))
-            {
+            if let KpiForm::Layout(l) = c {
+                l.validate()?;
+            }
+            if let Some(t) = c.needs().iter().find(|t| !self.data.transforms.contains(t)) {
                 return Err(LearnError::InvalidParameter {
                     name: "layout candidates",
                     reason: format!("transform {} is not in the data", t.as_str()),
@@ -341,36 +509,59 @@ impl LayoutChoice {
     }
 }
 
-/// The CV score of one candidate layout.
+/// The CV score of one candidate form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutScore {
     /// The candidate.
-    pub layout: FeatureLayout,
+    pub layout: KpiForm,
     /// Its best (`lambda`, class weighting) by time-ordered CV.
     pub selection: LambdaSelection,
     /// That selection's mean CV AUC (`None` when CV was impossible).
     pub mean_auc: Option<f64>,
 }
 
-/// Chooses the KPI feature layout, `lambda` and the class weighting together by the
-/// time-ordered CV of [`select_lambda`], on the same folds: every candidate layout's
-/// best mean CV AUC is compared and the highest wins (exact ties: the earlier
-/// candidate). When CV is impossible the first candidate is kept with the fallback
-/// `lambda`. Returns the chosen layout's data (its columns only), its selection, and every
-/// candidate's score.
+/// Chooses the KPI form, `lambda` and the class weighting together by the time-ordered
+/// CV of [`select_lambda`], on the same folds: every candidate's best mean CV AUC is
+/// compared and the highest wins (exact ties: the earlier candidate). A form with
+/// fitted statistics (the book's preparation) is fitted on the whole of `data` before the
+/// CV; it uses no label. A form that cannot be fitted (the book's preparation when every KPI
+/// is constant) is skipped, its score saying why. When CV is impossible the first usable
+/// candidate is kept with the fallback `lambda`. Returns the chosen form's model input, the fitted form, its
+/// selection, and every candidate's score.
 pub fn select_layout(
     data: &Dataset,
     kpis: &[KpiSpec],
     choice: &LayoutChoice,
     options: &TrainOptions,
-) -> Result<(Dataset, FeatureLayout, LambdaSelection, Vec<LayoutScore>)> {
+) -> Result<(Dataset, FittedForm, LambdaSelection, Vec<LayoutScore>)> {
     choice.validate(kpis, data)?;
     let mut scores = Vec::with_capacity(choice.candidates.len());
+    let mut fitted = Vec::with_capacity(choice.candidates.len());
     let mut best: Option<(usize, f64)> = None;
-    for (i, layout) in choice.candidates.iter().enumerate() {
-        let names = layout.names(kpis);
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let sub = data.select_features(&refs)?;
+    let mut first_error = None;
+    for (i, form) in choice.candidates.iter().enumerate() {
+        // A form that cannot be fitted on this training part (the book's preparation when
+        // every KPI is constant in it) is skipped and says why; the others compete.
+        let f = match form.fit(data, kpis) {
+            Ok(f) => f,
+            Err(e @ LearnError::InvalidParameter { .. }) => {
+                scores.push(LayoutScore {
+                    layout: form.clone(),
+                    selection: LambdaSelection {
+                        lambda: options.fallback_lambda,
+                        class_weight: options.class_weight,
+                        scores: Vec::new(),
+                        fallback_reason: Some(format!("form not usable: {e}")),
+                    },
+                    mean_auc: None,
+                });
+                fitted.push(None);
+                first_error.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let sub = f.apply(data, kpis)?;
         let selection = select_lambda(&sub, options)?;
         let mean_auc = selection.fallback_reason.is_none().then(|| {
             selection
@@ -385,36 +576,52 @@ pub fn select_layout(
             best = Some((i, a));
         }
         scores.push(LayoutScore {
-            layout: layout.clone(),
+            layout: form.clone(),
             selection,
             mean_auc,
         });
+        fitted.push(Some((f, sub)));
     }
-    let chosen = best.map_or(0, |(i, _)| i);
-    let layout = choice.candidates[chosen].clone();
-    let names = layout.names(kpis);
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let sub = data.select_features(&refs)?;
+    // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
+    let chosen = match best {
+        Some((i, _)) => i,
+        None => match fitted.iter().position(Option::is_some) {
+            Some(i) => i,
+            None => {
+                return Err(first_error.unwrap_or(LearnError::InvalidParameter {
+                    name: "layout candidates",
+                    reason: "no usable candidate".to_owned(),
+                }));
+            }
+        },
+    };
+    let (form, sub) = fitted
+        .swap_remove(chosen)
+        .ok_or_else(|| LearnError::InvalidParameter {
+            name: "layout candidates",
+            reason: "the chosen candidate was not fitted".to_owned(),
+        })?;
     let selection = scores[chosen].selection.clone();
-    Ok((sub, layout, selection, scores))
+    Ok((sub, form, selection, scores))
 }
 
-/// A churn model on KPI features with its layout chosen by CV ([`train_kpis`]).
+/// A churn model on KPI features with its form chosen by CV ([`train_kpis`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainedKpiModel {
-    /// The model (its columns are `layout`'s), weights (one per KPI) and evaluation.
+    /// The model (its columns are `form`'s), weights (one per KPI) and evaluation.
     pub trained: TrainedModel,
-    /// The chosen layout.
-    pub layout: FeatureLayout,
-    /// Every candidate layout's CV score.
+    /// The chosen form, as fitted.
+    pub form: FittedForm,
+    /// Every candidate form's CV score.
     pub layout_scores: Vec<LayoutScore>,
 }
 
 /// Trains on a dataset whose columns are `choice.data` over `kpis` (each KPI in several
-/// forms, e.g. percentile and log value; see [`crate::features`]): the layout, `lambda`
-/// and the class weighting by time-ordered CV ([`select_layout`]), then the fit on the
-/// chosen columns; the KPI weights come from each KPI's summed healthy-direction
-/// coefficients, one weight per KPI (in `kpis` order); in-sample evaluation.
+/// forms, e.g. percentile, log value and value; see [`crate::features`]): the form,
+/// `lambda` and the class weighting by time-ordered CV ([`select_layout`]), then the fit
+/// on the chosen form's columns; the KPI weights come from each KPI's summed
+/// healthy-direction standardised coefficients ([`FittedForm::kpi_coefficients`]), one
+/// weight per KPI (in `kpis` order); in-sample evaluation.
 pub fn train_kpis(
     data: &Dataset,
     kpis: &[KpiSpec],
@@ -422,12 +629,11 @@ pub fn train_kpis(
     churn_outcomes: usize,
     options: &TrainOptions,
 ) -> Result<TrainedKpiModel> {
-    let (sub, layout, lambda_selection, layout_scores) =
-        select_layout(data, kpis, choice, options)?;
+    let (sub, form, lambda_selection, layout_scores) = select_layout(data, kpis, choice, options)?;
     let model = fit_selected(&sub, &lambda_selection, options)?;
     let weights = kpi_weights(
-        &layout.weight_specs(kpis),
-        &layout.kpi_coefficients(kpis.len(), &model.coefficients)?,
+        &choice.data.weight_specs(kpis),
+        &form.kpi_coefficients(&model, kpis.len())?,
         churn_outcomes,
         options.n0,
     )?;
@@ -440,26 +646,28 @@ pub fn train_kpis(
             weights,
             in_sample,
         },
-        layout,
+        form,
         layout_scores,
     })
 }
 
-/// Fits a KPI model as [`train_kpis`] does (layout, `lambda` and class weighting by CV
-/// inside `train`) without the weights and evaluation; returns the model and its layout.
+/// Fits a KPI model as [`train_kpis`] does (form, `lambda` and class weighting by CV
+/// inside `train`) without the weights and evaluation; returns the model and its fitted
+/// form (apply it to new rows with [`FittedForm::apply`]).
 pub fn fit_kpis_cv(
     train: &Dataset,
     kpis: &[KpiSpec],
     choice: &LayoutChoice,
     options: &TrainOptions,
-) -> Result<(LogisticModel, FeatureLayout)> {
-    let (sub, layout, selection, _) = select_layout(train, kpis, choice, options)?;
+) -> Result<(LogisticModel, FittedForm)> {
+    let (sub, form, selection, _) = select_layout(train, kpis, choice, options)?;
     let model = fit_selected(&sub, &selection, options)?;
-    Ok((model, layout))
+    Ok((model, form))
 }
 
-/// Time-ordered backtest of [`train_kpis`]'s procedure: in each fold the layout, `lambda`
-/// and class weighting are chosen by CV inside the training part only.
+/// Time-ordered backtest of [`train_kpis`]'s procedure: in each fold the form (and its
+/// statistics), `lambda` and class weighting are chosen by CV inside the training part
+/// only.
 pub fn backtest_kpis(
     data: &Dataset,
     kpis: &[KpiSpec],
@@ -469,9 +677,8 @@ pub fn backtest_kpis(
 ) -> Result<BacktestReport> {
     let folds = time_ordered_folds(&data.dates, splits)?;
     backtest(data, &folds, |train, test| {
-        let (model, _) = fit_kpis_cv(train, kpis, choice, options)?;
-        let refs: Vec<&str> = model.feature_names.iter().map(String::as_str).collect();
-        model.decision_function(test.select_features(&refs)?.x.view())
+        let (model, form) = fit_kpis_cv(train, kpis, choice, options)?;
+        model.decision_function(form.apply(test, kpis)?.x.view())
     })
 }
 

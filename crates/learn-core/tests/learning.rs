@@ -189,6 +189,7 @@ fn kpi_layouts_weights_and_layout_choice() {
         },
     ];
     let layout = FeatureLayout::default();
+    let full = LayoutChoice::full_data();
     let mut flat = Vec::new();
     let mut labels = Vec::new();
     for _ in 0..n {
@@ -200,12 +201,12 @@ fn kpi_layouts_weights_and_layout_choice() {
         let raw = [events, idle];
         // Percentile stand-ins: any increasing map to [0, 1] of the healthy direction.
         let pct = [events / (events + 10.0), 1.0 - idle / 30.0];
-        flat.extend(layout.row(&kpis, |k| Some(pct[k]), |k| Some(raw[k])));
+        flat.extend(full.row(&kpis, |k| Some(pct[k]), |k| Some(raw[k])));
     }
     let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
     let data = Dataset::new(
-        layout.names(&kpis),
-        Array2::from_shape_vec((n, 4), flat).unwrap(),
+        full.names(&kpis),
+        Array2::from_shape_vec((n, 6), flat).unwrap(),
         labels,
         (0..n)
             .map(|i| start + chrono::Days::new((i / 200) as u64))
@@ -215,11 +216,19 @@ fn kpi_layouts_weights_and_layout_choice() {
     .unwrap();
     assert_eq!(
         data.feature_names,
-        vec!["events", "idle_days", "events:log", "idle_days:log"]
+        vec![
+            "events",
+            "idle_days",
+            "events:log",
+            "idle_days:log",
+            "events:value",
+            "idle_days:value"
+        ]
     );
     let options = TrainOptions::default();
-    let t = train_kpis(&data, &kpis, &LayoutChoice::default(), 1_000, &options).unwrap();
-    assert_eq!(t.layout, layout);
+    let current = LayoutChoice::only(KpiForm::Layout(layout.clone()));
+    let t = train_kpis(&data, &kpis, &current, 1_000, &options).unwrap();
+    assert_eq!(t.form, FittedForm::Layout(layout.clone()));
     assert_eq!(t.trained.model.feature_names.len(), 4);
     assert_eq!(t.trained.weights.kpis.len(), 2);
     let w = |name: &str| t.trained.weights.weight(name).unwrap();
@@ -237,10 +246,19 @@ fn kpi_layouts_weights_and_layout_choice() {
     let chosen = by_cv
         .layout_scores
         .iter()
-        .find(|s| s.layout == by_cv.layout)
+        .find(|s| match (&s.layout, &by_cv.form) {
+            (KpiForm::Layout(a), FittedForm::Layout(b)) => a == b,
+            _ => false,
+        })
         .unwrap();
     assert_eq!(chosen.mean_auc, Some(best));
-    assert_eq!(by_cv.trained.model.feature_names, by_cv.layout.names(&kpis));
+    let FittedForm::Layout(chosen_layout) = &by_cv.form else {
+        panic!("the book's preparation is not a candidate here");
+    };
+    assert_eq!(
+        by_cv.trained.model.feature_names,
+        chosen_layout.names(&kpis)
+    );
     let bt = backtest_kpis(&data, &kpis, &LayoutChoice::by_cv(), 2, &options).unwrap();
     assert_eq!(bt.folds.len(), 2);
     assert!(bt.mean_auc > 0.7, "{}", bt.mean_auc);
@@ -248,16 +266,188 @@ fn kpi_layouts_weights_and_layout_choice() {
     // The data must have the layout's columns; candidates only the data's transforms.
     let pct_only = data.select_features(&["events", "idle_days"]).unwrap();
     assert!(train_kpis(&pct_only, &kpis, &LayoutChoice::default(), 1_000, &options).is_err());
+    assert!(
+        train_kpis(
+            &data,
+            &kpis,
+            &LayoutChoice::fixed(layout.clone()),
+            1_000,
+            &options
+        )
+        .is_err()
+    );
     let wrong = LayoutChoice {
         data: FeatureLayout::percentiles_only(),
-        candidates: vec![FeatureLayout::default()],
+        candidates: vec![KpiForm::Layout(FeatureLayout::default())],
+    };
+    assert!(train_kpis(&pct_only, &kpis, &wrong, 1_000, &options).is_err());
+    // The book's preparation needs the value and log-value columns.
+    let wrong = LayoutChoice {
+        data: FeatureLayout::percentiles_only(),
+        candidates: vec![KpiForm::book()],
     };
     assert!(train_kpis(&pct_only, &kpis, &wrong, 1_000, &options).is_err());
     let none = LayoutChoice {
-        data: layout.clone(),
+        data: full.clone(),
         candidates: Vec::new(),
     };
     assert!(train_kpis(&data, &kpis, &none, 1_000, &options).is_err());
+}
+
+/// The book's preparation end to end: the skewed count is logged, the count correlated
+/// with it joins its group, the others stay alone; the model written per KPI
+/// (`FittedForm::kpi_terms`) gives exactly the model's log-odds, missing values included;
+/// the group's members share its coefficient and so get equal weights.
+#[test]
+fn book_preparation_trains_and_its_per_kpi_form_predicts_the_same() {
+    let n = 20_000;
+    let mut rng = SplitMix64::new(23);
+    let spec = |name: &str, direction| KpiSpec {
+        name: name.to_owned(),
+        category: "usage".to_owned(),
+        direction,
+        prior_weight: 1.0,
+    };
+    let kpis = vec![
+        spec("events", Direction::HigherIsBetter),
+        spec("sessions", Direction::HigherIsBetter),
+        spec("tenure", Direction::HigherIsBetter),
+        spec("idle_days", Direction::HigherIsWorse),
+    ];
+    let full = LayoutChoice::full_data();
+    let mut flat = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let level = 2.0 + 1.6 * rng.normal();
+        let events = level.exp().floor();
+        let sessions = (level + 0.2 * rng.normal()).exp().floor();
+        let tenure = rng.uniform() * 24.0;
+        let idle = (rng.uniform() * 30.0).floor();
+        let eta = -2.0 - 0.6 * events.ln_1p() - 0.05 * tenure + 0.02 * idle;
+        labels.push(rng.uniform() < 1.0 / (1.0 + (-eta).exp()));
+        // Every 50th row misses its session count.
+        let raw = [
+            Some(events),
+            (i % 50 != 0).then_some(sessions),
+            Some(tenure),
+            Some(idle),
+        ];
+        flat.extend(full.row(&kpis, |_| Some(0.5), |k| raw[k]));
+    }
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let data = Dataset::new(
+        full.names(&kpis),
+        Array2::from_shape_vec((n, 12), flat).unwrap(),
+        labels,
+        (0..n)
+            .map(|i| start + chrono::Days::new((i / 200) as u64))
+            .collect(),
+        (0..n).map(|i| format!("a{i}")).collect(),
+    )
+    .unwrap();
+    let options = TrainOptions::default();
+    let t = train_kpis(
+        &data,
+        &kpis,
+        &LayoutChoice::only(KpiForm::book()),
+        1_000,
+        &options,
+    )
+    .unwrap();
+    let FittedForm::Book(prep) = &t.form else {
+        panic!("the book's preparation is the only candidate");
+    };
+    let transform = |name: &str| prep.kpis.iter().find(|k| k.name == name).unwrap().transform;
+    assert_eq!(transform("events"), FeatureTransform::LogValue);
+    assert_eq!(transform("sessions"), FeatureTransform::LogValue);
+    assert_eq!(transform("tenure"), FeatureTransform::Value);
+    assert_eq!(transform("idle_days"), FeatureTransform::Value);
+    assert_eq!(prep.names, vec!["events+sessions", "tenure", "idle_days"]);
+    assert_eq!(t.trained.model.feature_names, prep.names);
+
+    // Per-KPI form == the model on the prepared columns, on every row.
+    let (intercept, terms) = t.form.kpi_terms(&t.trained.model, kpis.len()).unwrap();
+    let direct = t
+        .trained
+        .model
+        .decision_function(t.form.apply(&data, &kpis).unwrap().x.view())
+        .unwrap();
+    let names = data.feature_names.clone();
+    for (r, want) in direct.iter().enumerate() {
+        let eta = intercept
+            + terms
+                .iter()
+                .map(|term| {
+                    let col = term.transform.column_name(&kpis[term.kpi].name);
+                    let j = names.iter().position(|c| *c == col).unwrap();
+                    let v = data.x[[r, j]];
+                    term.coefficient * if v.is_finite() { v } else { term.missing }
+                })
+                .sum::<f64>();
+        assert!((eta - want).abs() < 1e-9, "row {r}: {eta} vs {want}");
+    }
+    // The group's coefficient is shared: equal standardised effects, equal weights.
+    let std_of = |k: usize| terms.iter().find(|t| t.kpi == k).unwrap().standardized;
+    assert_eq!(std_of(0), std_of(1));
+    assert!(std_of(0) < 0.0, "more events, less churn: {}", std_of(0));
+    let w = |name: &str| t.trained.weights.weight(name).unwrap();
+    assert!((w("events") - w("sessions")).abs() < 1e-12);
+    assert!(w("events") > w("idle_days"), "{:?}", t.trained.weights);
+
+    // In the default choice the book's preparation competes with percentiles + log values.
+    let d = train_kpis(&data, &kpis, &LayoutChoice::default(), 1_000, &options).unwrap();
+    assert_eq!(d.layout_scores.len(), 2);
+    assert_eq!(d.layout_scores[0].layout, KpiForm::book());
+}
+
+/// When every KPI is constant in the training part the book's preparation has nothing to
+/// work with: alone it is refused, in the default choice it is skipped (its score says why)
+/// and the other form trains.
+#[test]
+fn an_unusable_book_preparation_is_skipped_in_the_default_choice() {
+    let n = 2_000;
+    let kpis = vec![KpiSpec {
+        name: "seats".to_owned(),
+        category: "contract".to_owned(),
+        direction: Direction::HigherIsBetter,
+        prior_weight: 1.0,
+    }];
+    let full = LayoutChoice::full_data();
+    let mut flat = Vec::new();
+    for _ in 0..n {
+        flat.extend(full.row(&kpis, |_| Some(0.5), |_| Some(3.0)));
+    }
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let data = Dataset::new(
+        full.names(&kpis),
+        Array2::from_shape_vec((n, 3), flat).unwrap(),
+        (0..n).map(|i| i % 10 == 0).collect(),
+        (0..n)
+            .map(|i| start + chrono::Days::new((i / 100) as u64))
+            .collect(),
+        (0..n).map(|i| format!("a{i}")).collect(),
+    )
+    .unwrap();
+    let options = TrainOptions::default();
+    let book = LayoutChoice::only(KpiForm::book());
+    assert!(matches!(
+        train_kpis(&data, &kpis, &book, 10, &options),
+        Err(LearnError::InvalidParameter { .. })
+    ));
+    let t = train_kpis(&data, &kpis, &LayoutChoice::default(), 10, &options).unwrap();
+    assert_eq!(t.form, FittedForm::Layout(FeatureLayout::default()));
+    let skipped = &t.layout_scores[0];
+    assert_eq!(skipped.layout, KpiForm::book());
+    assert_eq!(skipped.mean_auc, None);
+    assert!(
+        skipped
+            .selection
+            .fallback_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("not usable")),
+        "{skipped:?}"
+    );
+    assert!(backtest_kpis(&data, &kpis, &LayoutChoice::default(), 2, &options).is_ok());
 }
 
 #[test]

@@ -316,7 +316,8 @@ pub fn coefficients(c: &StoredCoefficients) -> Vec<pb::Coefficient> {
     c.coefficients
         .iter()
         .map(|k| pb::Coefficient {
-            // The feature column: `<kpi>` for a percentile, `<kpi>:log` for a log value.
+            // The feature column: `<kpi>` for a percentile, `<kpi>:log` for a log value,
+            // `<kpi>:value` for a value.
             kpi: k.column(),
             category: category(&k.category),
             coefficient: k.coefficient,

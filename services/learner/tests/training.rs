@@ -301,10 +301,12 @@ async fn a_planted_signal_is_learned_evaluated_and_served() {
             .map(|k| k.weight)
             .sum();
         assert!((usage_sum - 1.0).abs() < 1e-6, "{usage_sum}");
+        // Its first column: the percentile (percentiles + log values) or its one value or
+        // log value (the book's preparation), whichever form the CV chose.
         let coef = g
             .coefficients
             .iter()
-            .find(|c| c.kpi == SIGNAL_KPI)
+            .find(|c| c.kpi.split(':').next() == Some(SIGNAL_KPI))
             .expect("coefficient");
         assert!(coef.coefficient < 0.0 && !coef.contradicted);
         assert!(
@@ -684,7 +686,8 @@ async fn subscriptions_booked_after_an_observation_date_do_not_leak() {
 /// Models stored before the log-scaled KPI values existed have percentile coefficients
 /// without `transform` and `missing`: they still load, are served by GetWeights and
 /// Evaluate, and predict exactly like the same coefficients stated explicitly as
-/// percentiles with the median peer for a missing KPI (how they were fitted).
+/// percentiles with the median peer for a missing KPI (how they were fitted). (The
+/// percentile coefficients are made from the trained model's KPIs, whatever form it chose.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
     use vitals_store::entity::model;
@@ -696,11 +699,7 @@ async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
         env.record(p.churn_outcomes()).await;
         let trained = env.train(end(), options(10.0)).await.expect("train");
         let g = global(&trained);
-        assert!(
-            g.coefficients.iter().any(|c| c.kpi.ends_with(":log")),
-            "the new models have log-value coefficients: {:?}",
-            g.coefficients
-        );
+        assert!(!g.coefficients.is_empty());
         let row = model::Entity::find()
             .all(env.store.conn())
             .await
@@ -708,14 +707,27 @@ async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
             .into_iter()
             .next()
             .expect("the trained model");
-        // Explicit: the trained model's percentile coefficients only, missing = 0.5.
+        // New models name the form of every coefficient.
+        let stored = row.coefficients["coefficients"]
+            .as_array()
+            .expect("coefficient list");
+        assert!(
+            stored.iter().all(|c| c["transform"].is_string()),
+            "{stored:?}"
+        );
+        // Explicit: one percentile coefficient per KPI of the trained model, missing = 0.5.
         let mut explicit = row.coefficients.clone();
         let list = explicit["coefficients"]
             .as_array_mut()
             .expect("coefficient list");
-        list.retain(|c| c["transform"] == "percentile");
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|c| seen.insert(c["kpi"].as_str().unwrap_or_default().to_owned()));
         for c in list.iter_mut() {
+            c["transform"] = serde_json::json!("percentile");
             c["missing"] = serde_json::json!(0.5);
+            c.as_object_mut()
+                .expect("coefficient object")
+                .remove("group");
         }
         // Legacy: the same without the fields the log values brought.
         let mut legacy = explicit.clone();
@@ -750,7 +762,7 @@ async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
                 .into_inner();
             assert_eq!(w.model, name);
             assert!(!w.coefficients.is_empty());
-            assert!(w.coefficients.iter().all(|c| !c.kpi.ends_with(":log")));
+            assert!(w.coefficients.iter().all(|c| !c.kpi.contains(':')));
             let pr = c
                 .predict_churn(pb::PredictChurnRequest {
                     account_ids: ids.clone(),

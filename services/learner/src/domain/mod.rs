@@ -11,10 +11,10 @@ use chrono::{Days, NaiveDate};
 use ndarray::Axis;
 use vitals_learn_core::FeatureTransform;
 use vitals_learn_core::{
-    Dataset, Evaluation as LearnEvaluation, FeatureLayout, KpiSpec, LabelOptions, LayoutChoice,
-    LearnError, ObservationPoint, Outcome, OutcomeKind, TrainOptions, build_training_set,
-    calibration_table, fit_kpis_cv, kpi_weights, suggest_category_weights, time_ordered_folds,
-    train_kpis,
+    Dataset, Evaluation as LearnEvaluation, FittedForm, KpiSpec, LabelOptions, LayoutChoice,
+    LearnError, LogisticModel, ObservationPoint, Outcome, OutcomeKind, TrainOptions,
+    build_training_set, calibration_table, fit_kpis_cv, kpi_weights, suggest_category_weights,
+    time_ordered_folds, train_kpis,
 };
 use vitals_scoring_core::Category;
 use vitals_server::ApiError;
@@ -141,13 +141,13 @@ pub struct Prepared {
     pub pop: Population,
     /// KPIs and scores at every observation date.
     pub snapshots: Snapshots,
-    /// Observations: the KPI columns of `layout`, then category scores, then the health
-    /// score.
+    /// Observations: the KPI columns of `choice.data`, then category scores, then the
+    /// health score.
     pub data: Dataset,
     /// Number of KPI feature columns at the front of `data`.
     pub n_kpi_columns: usize,
-    /// The forms in which the KPIs are in `data` (`choice.data`: percentile and log value)
-    /// and the layouts a model may use.
+    /// The forms in which the KPIs are in `data` (`choice.data`: percentile, log value and
+    /// value) and the forms a model may use (the CV chooses).
     pub choice: LayoutChoice,
     /// The KPIs (catalogue order) with their declared directions.
     pub specs: Vec<KpiSpec>,
@@ -271,18 +271,19 @@ impl Prepared {
             .sum()
     }
 
-    /// KPI weights (one per KPI, catalogue order) from the standardised coefficients of a
-    /// model whose columns follow `layout`.
+    /// KPI weights (one per KPI, catalogue order) from a model on the columns of `form`
+    /// (each KPI's standardised healthy-direction effects summed; a group's coefficient of
+    /// the book's preparation shared equally among its members).
     fn weights_of(
         &self,
-        layout: &FeatureLayout,
-        coefficients: &[f64],
+        form: &FittedForm,
+        model: &LogisticModel,
         churn_outcomes: usize,
         n0: f64,
     ) -> Result<vitals_learn_core::WeightReport, Error> {
         Ok(kpi_weights(
-            &layout.weight_specs(&self.specs),
-            &layout.kpi_coefficients(self.specs.len(), coefficients)?,
+            &self.choice.data.weight_specs(&self.specs),
+            &form.kpi_coefficients(model, self.specs.len())?,
             churn_outcomes,
             n0,
         )?)
@@ -467,12 +468,11 @@ fn backtests(
                 test.len()
             )));
         }
-        let (model, layout) = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
-        let columns: Vec<&str> = model.feature_names.iter().map(String::as_str).collect();
-        let p = model.predict_proba(test.select_features(&columns)?.x.view())?;
+        let (model, form) = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+        let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
         let weights = prep.weights_of(
-            &layout,
-            &model.coefficients,
+            &form,
+            &model,
             churned_accounts(&train_part),
             s.prior_strength,
         )?;
@@ -500,7 +500,7 @@ fn backtests(
 /// Everything a training run produces for one scope, ready to store.
 #[derive(Debug, Clone)]
 pub struct Fitted {
-    /// Coefficients on the percentile features.
+    /// Coefficients per KPI column (percentile, log value or value).
     pub coefficients: StoredCoefficients,
     /// KPI weights after shrinkage.
     pub kpi_weights: Vec<StoredKpiWeight>,
@@ -549,30 +549,33 @@ pub fn fit_scope(
             other => Err(Error::Learn(other)),
         })?;
     let trained = &trained_kpis.trained;
-    let (intercept, raw) = trained.model.raw_coefficients();
     let kpis = prep.pop.catalogue.kpis();
+    // The model written per KPI column: for the book's preparation each KPI's value or log
+    // value with its share of its group's coefficient.
+    let (intercept, terms) = trained_kpis
+        .form
+        .kpi_terms(&trained.model, kpis.len())
+        .map_err(|e| Err(e.into()))?;
     let coefficients = StoredCoefficients {
         intercept,
         l2_penalty: trained.model.lambda,
-        coefficients: trained_kpis
-            .layout
-            .columns(kpis.len())
+        coefficients: terms
             .into_iter()
-            .enumerate()
-            .map(|(j, (k, t))| StoredCoefficient {
-                kpi: kpis[k].name.to_string(),
-                transform: t,
+            .map(|t| StoredCoefficient {
+                kpi: kpis[t.kpi].name.to_string(),
+                transform: t.transform,
                 // What the fit saw for a missing value: the percentiles were filled with
-                // the median peer, the log values with the training mean (z = 0).
-                missing: match t {
+                // the median peer, the other forms with the training mean (z = 0).
+                missing: match t.transform {
                     FeatureTransform::Percentile => features::MISSING_PERCENTILE,
-                    FeatureTransform::LogValue => trained.model.standardizer.means[j],
+                    FeatureTransform::LogValue | FeatureTransform::Value => t.missing,
                 },
-                category: kpis[k].category.as_str().to_owned(),
-                coefficient: raw[j],
-                standardized: trained.model.coefficients[j],
-                declared_direction: kpis[k].direction.as_str().to_owned(),
-                contradicted: trained.model.coefficients[j] > 0.0,
+                group: t.group.map(|g| g as u32),
+                category: kpis[t.kpi].category.as_str().to_owned(),
+                coefficient: t.coefficient,
+                standardized: t.standardized,
+                declared_direction: kpis[t.kpi].direction.as_str().to_owned(),
+                contradicted: t.standardized > 0.0,
             })
             .collect(),
     };
@@ -609,14 +612,9 @@ pub fn fit_scope(
                     .collect::<Vec<_>>(),
             )
         });
-    let columns: Vec<&str> = trained
-        .model
-        .feature_names
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let p = data
-        .select_features(&columns)
+    let p = trained_kpis
+        .form
+        .apply(&data, &prep.specs)
         .and_then(|d| trained.model.predict_proba(d.x.view()))
         .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
@@ -749,4 +747,192 @@ pub fn predict(
             Ok(sigmoid(eta))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use vitals_learn_core::KpiForm;
+    use vitals_learn_core::synthetic::SplitMix64;
+    use vitals_store::entity::{account, usage_daily};
+    use vitals_store::learner::outcome_row;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+    }
+
+    fn at(d: NaiveDate) -> DateTime<Utc> {
+        d.and_hms_opt(0, 0, 0).expect("time").and_utc()
+    }
+
+    /// 150 accounts with a heavy-tailed activity level (logins and posts both follow it),
+    /// churning more often the less active they are; usage stops at the churn date.
+    fn portfolio() -> (History, Vec<OutcomeRecord>) {
+        let start = day("2025-01-01");
+        let mut rng = SplitMix64::new(5);
+        let mut history = History {
+            event_types: vec!["login".into(), "post".into()],
+            ..History::default()
+        };
+        let mut outcomes = Vec::new();
+        for a in 0..150 {
+            let id = format!("acct-{a:03}");
+            let level = 1.0 + 1.2 * rng.normal();
+            let p_churn = 1.0 / (1.0 + (1.0 + 1.2 * level).exp());
+            let churn = (rng.uniform() < p_churn)
+                .then(|| start + Days::new(45 + (rng.uniform() * 150.0) as u64));
+            history.accounts.push(account::Model {
+                id: id.clone(),
+                name: id.clone(),
+                attributes: serde_json::json!({}),
+                profile_id: None,
+                pinned: false,
+                status: "active".into(),
+                created_at: at(start),
+                updated_at: at(start),
+            });
+            for d in 0..210 {
+                let when = start + Days::new(d);
+                if churn.is_some_and(|c| when >= c) {
+                    break;
+                }
+                for (kind, share) in [("login", 1.0), ("post", 0.3)] {
+                    let n = (share * level.exp() * (0.5 + rng.uniform())).floor() as i64;
+                    if n > 0 {
+                        history.usage.push(usage_daily::Model {
+                            account_id: id.clone(),
+                            day: when,
+                            event_type: kind.into(),
+                            count: n,
+                            distinct_users: 1,
+                            value_sum: 0.0,
+                        });
+                    }
+                }
+            }
+            if let Some(c) = churn {
+                outcomes.push(outcome_row::Model {
+                    account_id: id,
+                    kind: "churned".into(),
+                    at: at(c),
+                    recorded_at: at(c),
+                    note: String::new(),
+                });
+            }
+        }
+        (history, outcomes)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            horizon_days: 30,
+            interval_days: 14,
+            prior_strength: 50.0,
+            l2_penalty: None,
+        }
+    }
+
+    /// A model on the book's preparation is stored per KPI (value or log value, with its
+    /// share of its group's coefficient) and the stored form gives exactly the fitted
+    /// model's probabilities, in `Evaluate` (`probabilities`) and in `PredictChurn`
+    /// (`predict`); members of a group carry equal standardised coefficients.
+    #[test]
+    fn a_book_model_is_stored_per_kpi_and_predicts_as_fitted() {
+        let (history, outcomes) = portfolio();
+        let s = settings();
+        let mut prep = prepare(&history, &outcomes, day("2025-07-25"), &s).expect("prepare");
+        prep.choice = LayoutChoice::only(KpiForm::book());
+        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit");
+        let c = &fitted.coefficients;
+        assert!(
+            c.coefficients.iter().all(|k| k.group.is_some()
+                && matches!(
+                    k.transform,
+                    FeatureTransform::Value | FeatureTransform::LogValue
+                )),
+            "{c:?}"
+        );
+        let mut by_group: HashMap<u32, Vec<f64>> = HashMap::new();
+        for k in &c.coefficients {
+            by_group
+                .entry(k.group.expect("group"))
+                .or_default()
+                .push(k.standardized);
+        }
+        assert!(
+            by_group.values().any(|v| v.len() > 1),
+            "correlated KPIs are grouped: {c:?}"
+        );
+        for v in by_group.values() {
+            assert!(v.iter().all(|x| *x == v[0]), "{v:?}");
+        }
+        // The stored coefficients reproduce the fitted model's in-sample probabilities.
+        let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
+        let p = prep.probabilities(&data, c);
+        let e = eval_probabilities(&p, &data.labels, false).expect("eval");
+        let t = &fitted.metrics.training;
+        assert!(
+            (e.brier_score - t.brier_score).abs() < 1e-12,
+            "{e:?} vs {t:?}"
+        );
+        assert!((e.log_loss - t.log_loss).abs() < 1e-12);
+        assert_eq!(e.auc, t.auc);
+        // PredictChurn computes the same from a fresh snapshot.
+        let d = *data.dates.iter().max().expect("dates");
+        let rows: Vec<usize> = (0..data.len()).filter(|&r| data.dates[r] == d).collect();
+        let accounts: Vec<usize> = rows
+            .iter()
+            .map(|&r| prep.pop.index[&data.accounts[r]])
+            .collect();
+        let q = predict(&prep.pop, d, &accounts, &vec![c; accounts.len()]).expect("predict");
+        for (&r, q) in rows.iter().zip(q) {
+            assert!((p[r] - q).abs() < 1e-12, "{} vs {q}", p[r]);
+        }
+    }
+
+    /// A model stored before the book's preparation (percentile and log-value
+    /// coefficients, no `group`) reads and predicts as it states: σ(intercept + Σ
+    /// coefficient · feature), the log value's missing value where it is absent.
+    #[test]
+    fn a_model_stored_before_the_book_preparation_predicts_as_stated() {
+        let (history, outcomes) = portfolio();
+        let prep = prepare(&history, &outcomes, day("2025-07-25"), &settings()).expect("prepare");
+        let stored: StoredCoefficients = serde_json::from_value(serde_json::json!({
+            "intercept": -3.0,
+            "l2_penalty": 0.01,
+            "coefficients": [
+                {"kpi": "all_events", "transform": "percentile", "missing": 0.5,
+                 "category": "usage", "coefficient": -1.0, "standardized": -0.3,
+                 "declared_direction": "higher", "contradicted": false},
+                {"kpi": "all_events", "transform": "log_value", "missing": 2.0,
+                 "category": "usage", "coefficient": -0.5, "standardized": -0.4,
+                 "declared_direction": "higher", "contradicted": false},
+                {"kpi": "active_days", "transform": "log_value", "missing": 1.5,
+                 "category": "usage", "coefficient": -0.25, "standardized": -0.2,
+                 "declared_direction": "higher", "contradicted": false}
+            ]
+        }))
+        .expect("coefficients as stored before");
+        assert!(stored.coefficients.iter().all(|k| k.group.is_none()));
+        let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
+        let p = prep.probabilities(&data, &stored);
+        let col = |name: &str| {
+            data.feature_names
+                .iter()
+                .position(|f| f == name)
+                .expect("column")
+        };
+        let (pct, log, days) = (
+            col("all_events"),
+            col("all_events:log"),
+            col("active_days:log"),
+        );
+        let or = |v: f64, missing: f64| if v.is_finite() { v } else { missing };
+        for (r, p) in p.iter().enumerate() {
+            let x = data.x.row(r);
+            let eta = -3.0 - or(x[pct], 0.5) - 0.5 * or(x[log], 2.0) - 0.25 * or(x[days], 1.5);
+            assert!((p - sigmoid(eta)).abs() < 1e-15, "row {r}");
+        }
+    }
 }

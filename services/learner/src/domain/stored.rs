@@ -22,7 +22,9 @@ pub struct StoredOptions {
 ///
 /// Versioning: models stored before the log-scaled values existed have neither
 /// `transform` nor `missing`; they read as percentile coefficients with a missing value
-/// of 0.5 (the median peer), which is exactly how they were fitted and applied.
+/// of 0.5 (the median peer), which is exactly how they were fitted and applied. Models
+/// stored before the book's preparation have no `group` and no `value` transform; they
+/// read unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCoefficient {
     /// KPI name.
@@ -31,15 +33,19 @@ pub struct StoredCoefficient {
     #[serde(default)]
     pub transform: FeatureTransform,
     /// Feature value used when the KPI is missing for an account (the value the model was
-    /// fitted with: 0.5 for a percentile, the training mean for a log value).
+    /// fitted with: 0.5 for a percentile, the training mean for a log value or value).
     #[serde(default = "median_percentile")]
     pub missing: f64,
+    /// For a model on the book's preparation: the group (model column) of correlated KPIs
+    /// the KPI was averaged into; its coefficient is its share of the group's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
     /// Its category (`usage`, `conversations`, `pulse`, `contract`, `custom`).
     pub category: String,
-    /// Coefficient on the feature: the healthy-direction percentile in [0, 1], or the
-    /// healthy-direction signed log1p of the KPI value.
+    /// Coefficient on the feature: the healthy-direction percentile in [0, 1], the
+    /// healthy-direction signed log1p of the KPI value, or the healthy-direction value.
     pub coefficient: f64,
-    /// Coefficient on the standardised percentile (what the weights are derived from).
+    /// Coefficient on the standardised feature (what the weights are derived from).
     pub standardized: f64,
     /// Declared direction of the raw KPI (`higher` or `lower` is better).
     pub declared_direction: String,
@@ -52,7 +58,8 @@ fn median_percentile() -> f64 {
 }
 
 impl StoredCoefficient {
-    /// The feature's column name (`<kpi>` for a percentile, `<kpi>:log` for a log value).
+    /// The feature's column name (`<kpi>` for a percentile, `<kpi>:log` for a log value,
+    /// `<kpi>:value` for a value).
     pub fn column(&self) -> String {
         self.transform.column_name(&self.kpi)
     }
@@ -239,12 +246,16 @@ mod tests {
         assert_eq!(k.transform, FeatureTransform::Percentile);
         assert_eq!(k.missing, 0.5);
         assert_eq!(k.column(), "active_days");
+        assert_eq!(k.group, None);
         let new = StoredCoefficient {
             transform: FeatureTransform::LogValue,
             missing: 1.25,
             ..k.clone()
         };
         assert_eq!(new.column(), "active_days:log");
+        // A model stored before the book's preparation has no `group` and writes none.
+        let json = serde_json::to_value(&new).expect("json");
+        assert!(json.get("group").is_none(), "{json}");
         let back: StoredCoefficient =
             serde_json::from_value(serde_json::to_value(&new).expect("json")).expect("parse");
         assert_eq!(back, new);
