@@ -65,18 +65,23 @@ const KEY_COLUMNS: &[(&str, &[&str])] = &[
     ("webhook_signals", &["account_id", "name"]),
 ];
 
-/// `ALTER TABLE t ALTER COLUMN c TYPE varchar COLLATE <collation>, ...` for each table.
-fn statements(collation: &str) -> Vec<String> {
-    KEY_COLUMNS
-        .iter()
-        .map(|(table, cols)| {
-            let alters: Vec<String> = cols
-                .iter()
-                .map(|c| format!("ALTER COLUMN {c} TYPE varchar COLLATE {collation}"))
-                .collect();
-            format!("ALTER TABLE {table} {}", alters.join(", "))
-        })
-        .collect()
+/// Gives every column of [`KEY_COLUMNS`] `collation`, one `ALTER TABLE` per table
+/// (PostgreSQL; nothing on SQLite).
+async fn set_collation(manager: &SchemaManager<'_>, collation: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    for (table, cols) in KEY_COLUMNS {
+        let alters: Vec<String> = cols
+            .iter()
+            .map(|c| format!("ALTER COLUMN {c} TYPE varchar COLLATE {collation}"))
+            .collect();
+        manager
+            .get_connection()
+            .execute_unprepared(&format!("ALTER TABLE {table} {}", alters.join(", ")))
+            .await?;
+    }
+    Ok(())
 }
 
 // The trait's `&SchemaManager` has an elided lifetime; naming it makes it early-bound and
@@ -85,24 +90,10 @@ fn statements(collation: &str) -> Vec<String> {
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        for sql in statements("\"C\"") {
-            db.execute_unprepared(&sql).await?;
-        }
-        Ok(())
+        set_collation(manager, "\"C\"").await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        for sql in statements("\"default\"") {
-            db.execute_unprepared(&sql).await?;
-        }
-        Ok(())
+        set_collation(manager, "\"default\"").await
     }
 }
