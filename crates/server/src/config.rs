@@ -156,6 +156,10 @@ mod tests {
         assert_eq!(c.auth, AuthMode::On, "auth is on unless turned off");
         assert!(c.tls_cert.is_none() && c.tokens_file.is_none());
         assert_eq!(
+            c.database_max_connections, None,
+            "the store's per-backend default"
+        );
+        assert_eq!(
             ServerConfig::for_tests("sqlite::memory:").auth,
             AuthMode::Off
         );
@@ -195,6 +199,17 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("drain-timeout"), "{err}");
+        for bad in ["0", "1025", "many"] {
+            let err = Cli::try_parse_from(["x", "--database-max-connections", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("--database-max-connections"), "{err}");
+        }
+        let c = Cli::try_parse_from(["x", "--database-max-connections", "48"])
+            .unwrap()
+            .server;
+        assert_eq!(c.database_max_connections, Some(48));
         let err = Cli::try_parse_from(["x", "--concurrency-limit", "0"])
             .err()
             .unwrap()

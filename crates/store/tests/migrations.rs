@@ -329,3 +329,49 @@ async fn collation_and_event_type_counts_migrations_keep_existing_rows() {
         }
     }
 }
+
+#[tokio::test]
+async fn pool_size_is_the_backend_default_unless_given() {
+    use vitals_store::testing::{Backend, fresh_url};
+    use vitals_store::{DEFAULT_POSTGRES_MAX_CONNECTIONS, DEFAULT_SQLITE_MAX_CONNECTIONS};
+    fn max(store: &Store) -> u32 {
+        match store.backend() {
+            sea_orm::DbBackend::Postgres => store
+                .conn()
+                .get_postgres_connection_pool()
+                .options()
+                .get_max_connections(),
+            _ => store
+                .conn()
+                .get_sqlite_connection_pool()
+                .options()
+                .get_max_connections(),
+        }
+    }
+    let file = std::env::temp_dir().join(format!("vitals-pool-{}.db", std::process::id()));
+    let sqlite_file = format!("sqlite://{}?mode=rwc", file.display());
+    let memory = Store::connect_with_pool_size("sqlite::memory:", Some(5))
+        .await
+        .unwrap();
+    assert_eq!(max(&memory), 1, "an in-memory database is one connection");
+    let s = Store::connect(&sqlite_file).await.unwrap();
+    assert_eq!(max(&s), DEFAULT_SQLITE_MAX_CONNECTIONS);
+    s.close().await.unwrap();
+    let s = Store::connect_with_pool_size(&sqlite_file, Some(3))
+        .await
+        .unwrap();
+    assert_eq!(max(&s), 3);
+    s.close().await.unwrap();
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", file.display()));
+    }
+    if backends().contains(&Backend::Postgres) {
+        let url = fresh_url(Backend::Postgres).await.unwrap();
+        let s = Store::connect(&url).await.unwrap();
+        assert_eq!(max(&s), DEFAULT_POSTGRES_MAX_CONNECTIONS);
+        s.close().await.unwrap();
+        let s = Store::connect_with_pool_size(&url, Some(40)).await.unwrap();
+        assert_eq!(max(&s), 40);
+        s.close().await.unwrap();
+    }
+}
