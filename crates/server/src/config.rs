@@ -40,6 +40,14 @@ pub struct ServerConfig {
     )]
     pub database_url: String,
 
+    /// Connections in the database pool (1..=1024); default 32 on PostgreSQL, 8 on a
+    /// SQLite file (an in-memory SQLite database always has one). On PostgreSQL keep it
+    /// above `--ingestion-write-concurrency` so that reads find a connection while a load
+    /// runs, and the sum over the processes on one server under its `max_connections`.
+    #[arg(long, env = "VITALS_DATABASE_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub database_max_connections: Option<u32>,
+
     /// Log format.
     #[arg(long, env = "VITALS_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
@@ -100,6 +108,7 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
+            database_max_connections: None,
             log_format: LogFormat::Pretty,
             drain_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(60),
@@ -147,6 +156,10 @@ mod tests {
         assert_eq!(c.auth, AuthMode::On, "auth is on unless turned off");
         assert!(c.tls_cert.is_none() && c.tokens_file.is_none());
         assert_eq!(
+            c.database_max_connections, None,
+            "the store's per-backend default"
+        );
+        assert_eq!(
             ServerConfig::for_tests("sqlite::memory:").auth,
             AuthMode::Off
         );
@@ -186,6 +199,17 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("drain-timeout"), "{err}");
+        for bad in ["0", "1025", "many"] {
+            let err = Cli::try_parse_from(["x", "--database-max-connections", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("--database-max-connections"), "{err}");
+        }
+        let c = Cli::try_parse_from(["x", "--database-max-connections", "48"])
+            .unwrap()
+            .server;
+        assert_eq!(c.database_max_connections, Some(48));
         let err = Cli::try_parse_from(["x", "--concurrency-limit", "0"])
             .err()
             .unwrap()

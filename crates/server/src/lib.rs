@@ -56,7 +56,11 @@ impl RunError {
 
 /// Opens and migrates the database of `config`.
 pub async fn open_store(config: &ServerConfig) -> Result<vitals_store::Store, RunError> {
-    let store = vitals_store::Store::connect(&config.database_url).await?;
+    let store = vitals_store::Store::connect_with_pool_size(
+        &config.database_url,
+        config.database_max_connections,
+    )
+    .await?;
     store.migrate().await?;
     Ok(store)
 }

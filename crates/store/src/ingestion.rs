@@ -636,11 +636,17 @@ impl<'a> Rollups<'a> {
 /// transaction has just inserted waits for its commit). The statement is prepared once
 /// per connection and does not depend on the batch size.
 ///
+/// The event types seen are created if new (`ON CONFLICT DO NOTHING`: an existing row
+/// is neither changed nor locked), and their counts go to `event_type_counts`, in the
+/// slot of the connection (`pg_backend_pid() % 64`), not to `event_types.event_count`:
+/// every batch adds to the same few event types, and one row per type made concurrent
+/// batches wait for each other's commit (see the migration `m20261204_000009`).
+///
 /// Lock order: each part reads the complete output of the one before it (`(SELECT
 /// count(*) FROM ...)`), so the tables are written in the order accounts, events,
-/// `usage_daily_users`, `usage_daily`, `event_types`, each in key order (`ORDER BY`), in
-/// every batch: concurrent batches wait for each other but do not deadlock, and the
-/// event-type counters that every batch shares are locked last, until the commit.
+/// `usage_daily_users`, `usage_daily`, `event_types`, `event_type_counts`, each in key
+/// order (`ORDER BY`), in every batch: concurrent batches wait for each other but do
+/// not deadlock.
 ///
 /// Before (one `UNNEST` statement per table in an explicit transaction) a batch took 7
 /// round trips (8 when partly new: the events insert ran again with `RETURNING`), and
@@ -685,13 +691,19 @@ mod pg {
             RETURNING 1), \
         types AS (INSERT INTO event_types (name, display_name, is_key, description, \
                                            declared, event_count, created_at, updated_at) \
-            SELECT event_type, '', false, '', false, count(*), $9, $9 FROM ins \
+            SELECT DISTINCT event_type, '', false, '', false, 0::bigint, $9, $9 FROM ins \
             WHERE (SELECT count(*) FROM daily) >= 0 \
+            ORDER BY 1 \
+            ON CONFLICT (name) DO NOTHING \
+            RETURNING 1), \
+        counts AS (INSERT INTO event_type_counts (name, slot, event_count) \
+            SELECT event_type, pg_backend_pid() % 64, count(*) FROM ins \
+            WHERE (SELECT count(*) FROM types) >= 0 \
             GROUP BY event_type ORDER BY 1 \
-            ON CONFLICT (name) DO UPDATE SET \
-            event_count = event_types.event_count + excluded.event_count \
+            ON CONFLICT (name, slot) DO UPDATE SET \
+            event_count = event_type_counts.event_count + excluded.event_count \
             RETURNING 1) \
-        SELECT (SELECT count(*) FROM ins) AS new, (SELECT count(*) FROM types) AS types";
+        SELECT (SELECT count(*) FROM ins) AS new, (SELECT count(*) FROM counts) AS counts";
 
     fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
         sqlx::Error::Encode(e)
@@ -1923,6 +1935,12 @@ pub async fn upsert_event_types(
     .await
 }
 
+/// The events stored so far of the `event_types` row in scope: its own count (SQLite
+/// writers, and every row stored before `event_type_counts` existed) plus its slots in
+/// `event_type_counts` (PostgreSQL writers). A bigint on both back ends.
+pub const EVENT_COUNT: &str = "(event_types.event_count + COALESCE((SELECT CAST(sum(c.event_count) \
+     AS bigint) FROM event_type_counts c WHERE c.name = event_types.name), 0))";
+
 /// A page of event types by name (byte order) after `after`.
 pub async fn list_event_types(
     store: &Store,
@@ -1944,8 +1962,8 @@ pub async fn list_event_types(
         None => (String::new(), Vec::new()),
     };
     let sql = format!(
-        "SELECT name, display_name, is_key, description, declared, event_count FROM event_types\
-         {cond} ORDER BY name{collate} LIMIT {limit}"
+        "SELECT name, display_name, is_key, description, declared, {EVENT_COUNT} AS event_count \
+         FROM event_types{cond} ORDER BY name{collate} LIMIT {limit}"
     );
     let rows = c
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -2172,9 +2190,11 @@ mod tests {
                 r.try_get_by_index(3).unwrap(),
             ));
         }
-        let sql = "SELECT name, display_name, is_key, description, declared, event_count \
-                   FROM event_types";
-        for r in rows(store, sql).await {
+        let sql = format!(
+            "SELECT name, display_name, is_key, description, declared, {EVENT_COUNT} \
+             FROM event_types"
+        );
+        for r in rows(store, &sql).await {
             d.types.push((
                 r.try_get_by_index(0).unwrap(),
                 r.try_get_by_index(1).unwrap(),

@@ -48,6 +48,15 @@ pub enum StoreError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// Connections in the pool of a PostgreSQL store unless told otherwise: room for the
+/// ingestion service's 16 concurrent write transactions (its default
+/// `--ingestion-write-concurrency` on PostgreSQL) with as many left for reads and the
+/// other services of an all-in-one process.
+pub const DEFAULT_POSTGRES_MAX_CONNECTIONS: u32 = 32;
+/// Connections in the pool of a SQLite file store unless told otherwise (one writer at a
+/// time; the rest read in WAL mode).
+pub const DEFAULT_SQLITE_MAX_CONNECTIONS: u32 = 8;
+
 /// A handle on the database: cheap to clone (a pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -92,8 +101,23 @@ impl Store {
     /// SQLite files run in WAL mode with `synchronous=NORMAL` (durable across process
     /// crashes, at most the last commits lost on power loss) and a 5 s busy timeout, so
     /// readers never wait for the single writer.
+    ///
+    /// The pool holds [`DEFAULT_POSTGRES_MAX_CONNECTIONS`] connections on PostgreSQL,
+    /// [`DEFAULT_SQLITE_MAX_CONNECTIONS`] on a SQLite file and one for `:memory:`; see
+    /// [`Store::connect_with_pool_size`] to choose.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_pool_size(url, None).await
+    }
+
+    /// [`Store::connect`] with a pool of at most `max_connections` connections (`None`:
+    /// the back end's default; 0 counts as 1). An in-memory SQLite database always has one connection
+    /// (every connection to `:memory:` would be its own database).
+    pub async fn connect_with_pool_size(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<Self, StoreError> {
         let shown = redact_url(url);
+        let max_connections = max_connections.map(|n| n.max(1));
         let backend = if url.starts_with("sqlite:") {
             DbBackend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -115,14 +139,15 @@ impl Store {
                 opts.max_connections(1).min_connections(1);
             }
             DbBackend::Sqlite => {
-                opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                        .busy_timeout(Duration::from_secs(5))
-                });
+                opts.max_connections(max_connections.unwrap_or(DEFAULT_SQLITE_MAX_CONNECTIONS))
+                    .map_sqlx_sqlite_opts(|o| {
+                        o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                            .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                            .busy_timeout(Duration::from_secs(5))
+                    });
             }
             _ => {
-                opts.max_connections(16);
+                opts.max_connections(max_connections.unwrap_or(DEFAULT_POSTGRES_MAX_CONNECTIONS));
             }
         }
         let db = Database::connect(opts)

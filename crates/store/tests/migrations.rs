@@ -77,3 +77,301 @@ async fn bad_urls_are_refused_with_a_clear_error() {
     assert!(msg.contains("cannot connect"), "{msg}");
     assert!(!msg.contains("secret"), "password leaked: {msg}");
 }
+
+/// Migrations 8 (`COLLATE "C"` on the identifier columns, PostgreSQL) and 9 (the
+/// `event_type_counts` slots) applied to a database that already holds rows: the rows
+/// stay, the keys stay unique, the event-type counts go on from where they were, and
+/// `down` gives the counts back to `event_types.event_count`.
+#[tokio::test]
+async fn collation_and_event_type_counts_migrations_keep_existing_rows() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+    use vitals_store::ingestion::{NewEvent, list_event_types, write_events};
+    use vitals_store::migration::Migrator;
+    use vitals_store::testing::fresh_url;
+
+    async fn int(store: &Store, sql: &str) -> i64 {
+        let c = store.conn();
+        c.query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            format!("SELECT CAST(({sql}) AS BIGINT) AS n"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+    }
+    async fn collation(store: &Store, table: &str, column: &str) -> Option<String> {
+        let c = store.conn();
+        c.query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            format!(
+                "SELECT collation_name FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = '{table}' \
+                 AND column_name = '{column}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<Option<String>>("", "collation_name")
+        .unwrap()
+    }
+    fn events(from: u32, n: u32) -> Vec<NewEvent> {
+        let at = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+        (from..from + n)
+            .map(|i| NewEvent {
+                account_id: format!("acct-{}", i % 7),
+                event_id: format!("ev-{i:05}"),
+                user_id: Some(format!("u{}", i % 3)),
+                event_type: ["login", "report", "Zed", "éclair"][i as usize % 4].to_string(),
+                occurred_at: at + chrono::Duration::minutes(i as i64),
+                value: Some(1.0),
+            })
+            .collect()
+    }
+    /// `evs` and their roll-ups as rows, the way the event writers before migration 9
+    /// stored them.
+    async fn old_rows(store: &Store, evs: &[NewEvent]) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let c = store.conn();
+        let run = |sql: String| async move {
+            c.execute_unprepared(&sql).await.unwrap();
+        };
+        let ts = "'2024-03-01T12:00:00Z'";
+        let accounts: BTreeSet<&str> = evs.iter().map(|e| e.account_id.as_str()).collect();
+        for a in accounts {
+            run(format!(
+                "INSERT INTO accounts (id, name, attributes, pinned, status, created_at, \
+                 updated_at) VALUES ('{a}', '', '{{}}', false, 'unassigned', {ts}, {ts})"
+            ))
+            .await;
+        }
+        let mut days: BTreeMap<(&str, String, &str), (i64, BTreeSet<&str>)> = BTreeMap::new();
+        let mut types: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in evs {
+            run(format!(
+                "INSERT INTO events (account_id, event_id, user_id, event_type, occurred_at, \
+                 value) VALUES ('{}', '{}', '{}', '{}', '{}', 1.0)",
+                e.account_id,
+                e.event_id,
+                e.user_id.as_deref().unwrap(),
+                e.event_type,
+                e.occurred_at.to_rfc3339()
+            ))
+            .await;
+            let d = days
+                .entry((
+                    e.account_id.as_str(),
+                    e.occurred_at.date_naive().to_string(),
+                    e.event_type.as_str(),
+                ))
+                .or_default();
+            d.0 += 1;
+            d.1.insert(e.user_id.as_deref().unwrap());
+            *types.entry(e.event_type.as_str()).or_default() += 1;
+        }
+        for ((a, day, t), (n, us)) in &days {
+            run(format!(
+                "INSERT INTO usage_daily (account_id, day, event_type, count, distinct_users, \
+                 value_sum) VALUES ('{a}', '{day}', '{t}', {n}, {}, {n})",
+                us.len()
+            ))
+            .await;
+            for u in us {
+                run(format!(
+                    "INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
+                     VALUES ('{a}', '{day}', '{t}', '{u}')"
+                ))
+                .await;
+            }
+        }
+        for (t, n) in types {
+            run(format!(
+                "INSERT INTO event_types (name, display_name, is_key, description, declared, \
+                 event_count, created_at, updated_at) VALUES ('{t}', '', false, '', false, \
+                 {n}, {ts}, {ts})"
+            ))
+            .await;
+        }
+    }
+    async fn type_counts(store: &Store) -> Vec<(String, i64)> {
+        list_event_types(store, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.event_count))
+            .collect()
+    }
+
+    for backend in backends() {
+        // A file for SQLite: the migrations run on one connection, the writes on others.
+        let url = match backend {
+            vitals_store::testing::Backend::Sqlite => {
+                let path = std::env::temp_dir()
+                    .join(format!("vitals-migration-8-9-{}.db", std::process::id()));
+                for ext in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+                }
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+            vitals_store::testing::Backend::Postgres => fresh_url(backend).await.unwrap(),
+        };
+        let store = Store::connect(&url).await.unwrap();
+        // The schema as it was before migration 8, with rows as the writers of then left
+        // them (the event-type counts in `event_types.event_count`).
+        Migrator::up(store.conn(), Some(7)).await.unwrap();
+        old_rows(&store, &events(0, 400)).await;
+        if backend == vitals_store::testing::Backend::Postgres {
+            assert_eq!(collation(&store, "events", "account_id").await, None);
+        }
+        assert_eq!(
+            int(&store, "SELECT SUM(event_count) FROM event_types").await,
+            400
+        );
+        // 400 events over 4 types; byte order puts upper case first and "é" last.
+        let before = vec![
+            ("Zed".to_string(), 100),
+            ("login".to_string(), 100),
+            ("report".to_string(), 100),
+            ("éclair".to_string(), 100),
+        ];
+        let days = int(&store, "SELECT COUNT(*) FROM usage_daily").await;
+        let users = int(&store, "SELECT COUNT(*) FROM usage_daily_users").await;
+
+        store.migrate().await.unwrap();
+
+        // Every row is still there and the counts are the same.
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM events").await, 400);
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM accounts").await, 7);
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM usage_daily").await, days);
+        assert_eq!(
+            int(&store, "SELECT COUNT(*) FROM usage_daily_users").await,
+            users
+        );
+        assert_eq!(type_counts(&store).await, before, "{backend:?}");
+        if backend == vitals_store::testing::Backend::Postgres {
+            for (table, column) in [
+                ("events", "account_id"),
+                ("events", "event_id"),
+                ("events", "user_id"),
+                ("events", "event_type"),
+                ("accounts", "id"),
+                ("usage_daily", "account_id"),
+                ("usage_daily_users", "user_id"),
+                ("event_types", "name"),
+                ("event_type_counts", "name"),
+                ("score_latest", "scorecard_id"),
+            ] {
+                assert_eq!(
+                    collation(&store, table, column).await.as_deref(),
+                    Some("C"),
+                    "{table}.{column}"
+                );
+            }
+            // Shown to people: the database's collation.
+            assert_eq!(collation(&store, "accounts", "name").await, None);
+            // The rebuilt indexes are valid and are the primary keys still.
+            assert_eq!(
+                int(
+                    &store,
+                    "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+                     WHERE c.relname IN ('events', 'usage_daily', 'usage_daily_users', \
+                     'accounts', 'event_types') AND i.indisprimary AND i.indisvalid"
+                )
+                .await,
+                5
+            );
+        }
+
+        // The same events again are duplicates (the primary key still holds), new ones
+        // add to the counts, now through `event_type_counts` on PostgreSQL.
+        let w = write_events(&store, &events(0, 400)).await.unwrap();
+        assert_eq!((w.accepted, w.duplicates), (0, 400), "{backend:?}");
+        let w = write_events(&store, &events(400, 40)).await.unwrap();
+        assert_eq!(w.accepted, 40, "{backend:?}");
+        let after: Vec<(String, i64)> = before.iter().map(|(n, c)| (n.clone(), c + 10)).collect();
+        assert_eq!(type_counts(&store).await, after, "{backend:?}");
+        let slots = int(&store, "SELECT COUNT(*) FROM event_type_counts").await;
+        match backend {
+            vitals_store::testing::Backend::Postgres => assert!(slots >= 4, "{slots}"),
+            vitals_store::testing::Backend::Sqlite => assert_eq!(slots, 0),
+        }
+        assert_eq!(
+            int(&store, "SELECT SUM(count) FROM usage_daily").await,
+            440,
+            "{backend:?}"
+        );
+
+        // Down to 7: the slots are folded back, the collation is the database's again.
+        Migrator::down(store.conn(), Some(2)).await.unwrap();
+        assert_eq!(
+            int(&store, "SELECT SUM(event_count) FROM event_types").await,
+            440,
+            "{backend:?}"
+        );
+        if backend == vitals_store::testing::Backend::Postgres {
+            assert_eq!(collation(&store, "events", "account_id").await, None);
+        }
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM events").await, 440);
+        // And up again.
+        store.migrate().await.unwrap();
+        assert_eq!(type_counts(&store).await, after, "{backend:?}");
+        store.close().await.unwrap();
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .and_then(|u| u.strip_suffix("?mode=rwc"))
+        {
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{ext}"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn pool_size_is_the_backend_default_unless_given() {
+    use vitals_store::testing::{Backend, fresh_url};
+    use vitals_store::{DEFAULT_POSTGRES_MAX_CONNECTIONS, DEFAULT_SQLITE_MAX_CONNECTIONS};
+    fn max(store: &Store) -> u32 {
+        match store.backend() {
+            sea_orm::DbBackend::Postgres => store
+                .conn()
+                .get_postgres_connection_pool()
+                .options()
+                .get_max_connections(),
+            _ => store
+                .conn()
+                .get_sqlite_connection_pool()
+                .options()
+                .get_max_connections(),
+        }
+    }
+    let file = std::env::temp_dir().join(format!("vitals-pool-{}.db", std::process::id()));
+    let sqlite_file = format!("sqlite://{}?mode=rwc", file.display());
+    let memory = Store::connect_with_pool_size("sqlite::memory:", Some(5))
+        .await
+        .unwrap();
+    assert_eq!(max(&memory), 1, "an in-memory database is one connection");
+    let s = Store::connect(&sqlite_file).await.unwrap();
+    assert_eq!(max(&s), DEFAULT_SQLITE_MAX_CONNECTIONS);
+    s.close().await.unwrap();
+    let s = Store::connect_with_pool_size(&sqlite_file, Some(3))
+        .await
+        .unwrap();
+    assert_eq!(max(&s), 3);
+    s.close().await.unwrap();
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", file.display()));
+    }
+    if backends().contains(&Backend::Postgres) {
+        let url = fresh_url(Backend::Postgres).await.unwrap();
+        let s = Store::connect(&url).await.unwrap();
+        assert_eq!(max(&s), DEFAULT_POSTGRES_MAX_CONNECTIONS);
+        s.close().await.unwrap();
+        let s = Store::connect_with_pool_size(&url, Some(40)).await.unwrap();
+        assert_eq!(max(&s), 40);
+        s.close().await.unwrap();
+    }
+}

@@ -36,34 +36,50 @@ struct Args {
     /// Skip the SQLite run.
     #[arg(long)]
     skip_sqlite: bool,
-    /// IngestEvents streams.
-    #[arg(long, default_value = "3")]
-    streams: u64,
-    /// Batches in flight per stream.
-    #[arg(long, default_value = "4")]
-    in_flight: u64,
-    /// Events per batch.
-    #[arg(long, default_value = "1000")]
-    batch_size: u64,
-    /// Write transactions the service runs at once on PostgreSQL
-    /// (`--ingestion-write-concurrency` of the service).
-    #[arg(long, default_value = "8")]
-    write_concurrency: u32,
+    /// IngestEvents streams (default: the loader's, `vitals load --streams`).
+    #[arg(long)]
+    streams: Option<u64>,
+    /// Batches in flight per stream (default: the loader's).
+    #[arg(long)]
+    in_flight: Option<u64>,
+    /// Events per batch (default: the loader's).
+    #[arg(long)]
+    batch_size: Option<u64>,
+    /// Write transactions the service runs at once on PostgreSQL (default: the
+    /// service's `--ingestion-write-concurrency`).
+    #[arg(long)]
+    write_concurrency: Option<u32>,
+    /// Connections in the service's database pool (default: the server's
+    /// `--database-max-connections`).
+    #[arg(long)]
+    database_max_connections: Option<u32>,
     /// Load only the accounts whose id is divisible by N (a deterministic subset).
     #[arg(long)]
     account_divisor: Option<u64>,
+}
+
+/// The loader's settings: its defaults, with the flags given.
+fn load_args(args: &Args, addr: String) -> LoadArgs {
+    let mut l = LoadArgs::new(&args.dir, addr);
+    l.no_outcomes = true;
+    l.streams = args.streams.unwrap_or(l.streams);
+    l.in_flight = args.in_flight.unwrap_or(l.in_flight);
+    l.batch_size = args.batch_size.unwrap_or(l.batch_size);
+    l.account_divisor = args.account_divisor;
+    l
 }
 
 async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let config = Config {
-        server: ServerConfig::for_tests(url),
-        service: IngestionArgs {
-            write_concurrency: args.write_concurrency,
-        },
-    };
+    let mut server = ServerConfig::for_tests(url);
+    server.database_max_connections = args.database_max_connections;
+    let mut service = IngestionArgs::default();
+    if let Some(n) = args.write_concurrency {
+        service.write_concurrency = n;
+    }
+    let config = Config { server, service };
     let server = tokio::spawn(vitals_ingestion::run(
         config,
         listener,
@@ -77,12 +93,7 @@ async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
         tries += 1;
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let mut load_args = LoadArgs::new(&args.dir, format!("http://{addr}"));
-    load_args.no_outcomes = true;
-    load_args.streams = args.streams;
-    load_args.in_flight = args.in_flight;
-    load_args.batch_size = args.batch_size;
-    load_args.account_divisor = args.account_divisor;
+    let load_args = load_args(args, format!("http://{addr}"));
     let s = load(&load_args).await?;
     println!("{}", s.report());
     let _ = tx.send(());
@@ -93,12 +104,23 @@ async fn run_one(url: &str, args: &Args) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let l = load_args(&args, String::new());
+    let service = IngestionArgs::default();
     println!(
-        "data: {}\nbatch {} events, {} streams x {} in flight\n",
+        "data: {}\nbatch {} events, {} streams x {} in flight, PostgreSQL write concurrency {}, \
+         pool {}\n",
         args.dir.display(),
-        args.batch_size,
-        args.streams,
-        args.in_flight
+        l.batch_size,
+        l.streams,
+        l.in_flight,
+        args.write_concurrency.unwrap_or(service.write_concurrency),
+        args.database_max_connections.map_or_else(
+            || format!(
+                "default ({} on PostgreSQL)",
+                vitals_store::DEFAULT_POSTGRES_MAX_CONNECTIONS
+            ),
+            |n| n.to_string()
+        ),
     );
     let mut lines = Vec::new();
     if !args.skip_sqlite {

@@ -19,17 +19,18 @@ use vitals_store::Store;
 /// Settings of the ingestion service beyond the common server ones.
 #[derive(Clone, Debug, clap::Args)]
 pub struct IngestionArgs {
-    /// Write transactions run at once on PostgreSQL (1..=64); further batches wait.
-    /// SQLite always runs one at a time (it has a single writer).
+    /// Write transactions run at once on PostgreSQL (1..=64); further batches wait. Each
+    /// holds a pooled connection while it runs: keep it below `--database-max-connections`
+    /// (default 32). SQLite always runs one at a time (it has a single writer).
     #[arg(long = "ingestion-write-concurrency", env = "VITALS_INGESTION_WRITE_CONCURRENCY",
-          default_value = "8", value_parser = clap::value_parser!(u32).range(1..=64))]
+          default_value = "16", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub write_concurrency: u32,
 }
 
 impl Default for IngestionArgs {
     fn default() -> Self {
         Self {
-            write_concurrency: 8,
+            write_concurrency: 16,
         }
     }
 }

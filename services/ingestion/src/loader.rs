@@ -38,6 +38,9 @@ use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_server::client::{self, ClientError, ClientTls};
 use vitals_server::tls::TlsError;
 
+/// IngestEvents streams of a load unless told otherwise (`--streams`).
+pub const DEFAULT_STREAMS: u64 = 16;
+
 /// Settings of `vitals load`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct LoadArgs {
@@ -76,8 +79,11 @@ pub struct LoadArgs {
     /// Events per IngestEvents batch (1..=10000).
     #[arg(long, default_value = "1000", value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_size: u64,
-    /// IngestEvents streams used at once.
-    #[arg(long, default_value = "3", value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// IngestEvents streams used at once. The server writes the batches of one stream one
+    /// after the other, so this is how many event transactions a load keeps busy: 16
+    /// matches the server's default `--ingestion-write-concurrency` on PostgreSQL (a
+    /// SQLite server writes one at a time whatever the count).
+    #[arg(long, default_value_t = DEFAULT_STREAMS, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub streams: u64,
     /// Unacknowledged batches allowed on each stream.
     #[arg(long, default_value = "4", value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -106,7 +112,7 @@ impl LoadArgs {
             client_key: None,
             token: None,
             batch_size: 1000,
-            streams: 3,
+            streams: DEFAULT_STREAMS,
             in_flight: 4,
             account_divisor: None,
             churn_cutoff: None,

@@ -409,7 +409,11 @@ async fn concurrent_streams_for_one_account_count_once() {
             7
         );
         assert_eq!(
-            env.int("SELECT SUM(event_count) FROM event_types").await,
+            env.int(&format!(
+                "SELECT SUM({}) FROM event_types",
+                vitals_store::ingestion::EVENT_COUNT
+            ))
+            .await,
             900
         );
         env.stop().await;

@@ -131,7 +131,11 @@ async fn loader_matches_the_files_and_is_idempotent() {
             events
         );
         assert_eq!(
-            env.int("SELECT SUM(event_count) FROM event_types").await as u64,
+            env.int(&format!(
+                "SELECT SUM({}) FROM event_types",
+                vitals_store::ingestion::EVENT_COUNT
+            ))
+            .await as u64,
             events
         );
         assert_eq!(
