@@ -1002,6 +1002,10 @@ async fn load(
 /// bytes, parsed here in place (each field a length and its big-endian value). COPY takes
 /// no bind parameters: the statement carries the two days (formatted from dates) and the
 /// split account id as an escaped string literal (`E'...'`, every `\` and `'` doubled).
+/// The split compares in the "C" collation (byte order): any order gives a partition of
+/// the rows, and the server's default collation (e.g. `C.UTF-8`, which PostgreSQL 15 does
+/// not treat as "C") compares through `strcoll`, which cost ~0.5 s of server CPU per half
+/// over the 7.2 M roll-ups of the bench (1.52 s -> 1.02 s per half, measured in `psql`).
 pub(crate) use lite::database_file as sqlite_database_file;
 
 mod pgcopy {
@@ -1166,7 +1170,12 @@ mod pgcopy {
             None => vec![base],
             Some(mid) => ["<", ">="]
                 .iter()
-                .map(|op| format!("{base} AND u.account_id {op} {}", literal(mid)))
+                .map(|op| {
+                    format!(
+                        "{base} AND u.account_id COLLATE \"C\" {op} {}",
+                        literal(mid)
+                    )
+                })
                 .collect(),
         };
         let mut streams = futures::stream::SelectAll::new();

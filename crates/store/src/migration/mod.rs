@@ -12,6 +12,7 @@ mod m20261123_000004_learner;
 mod m20261123_000005_scoring;
 mod m20261123_000006_auth;
 mod m20261123_000007_snapshot_json;
+mod m20261204_000008_snapshot_drivers_bin;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_scoring::Migration),
             Box::new(m20261123_000006_auth::Migration),
             Box::new(m20261123_000007_snapshot_json::Migration),
+            Box::new(m20261204_000008_snapshot_drivers_bin::Migration),
         ]
     }
 }
