@@ -223,7 +223,9 @@ fn query_err(e: sqlx::Error) -> DbErr {
 
 /// The streamed statements of `sql` (with `?` placeholders, bound to `values`): the whole
 /// of it, or, with `split` (an account id), the rows below it and the rows from it on
-/// (`account_col` compared in the database's collation: any split is a partition).
+/// (any order makes a partition: `account_col` is compared in byte order, as the COPY
+/// read of `pgcopy` does, so both paths run the same plan and return the rows in the same
+/// order; SQLite compares texts in byte order already).
 fn split_statements(
     backend: DbBackend,
     sql: &str,
@@ -239,8 +241,13 @@ fn split_statements(
             .map(|op| {
                 let mut a = args.clone();
                 a.push(Arg::Text(mid.to_string()));
+                let collate = if backend == DbBackend::Postgres {
+                    " COLLATE \"C\""
+                } else {
+                    ""
+                };
                 (
-                    placeholders(backend, &format!("{sql} AND {account_col} {op} ?")),
+                    placeholders(backend, &format!("{sql} AND {account_col}{collate} {op} ?")),
                     a,
                 )
             })
