@@ -803,7 +803,7 @@ async fn snapshots_with_json_drivers_from_before_migration_8_read_the_same() {
         env.compute_all().await;
         let account = ids[3].clone();
         let later = common::ts(chrono::Utc::now() + chrono::Duration::days(1));
-        let mut reads = async |scoring: &mut ScoringServiceClient<Channel>| {
+        let reads = async |scoring: &mut ScoringServiceClient<Channel>| {
             let explained = scoring
                 .explain_score(pb::ExplainScoreRequest {
                     account_id: account.clone(),
