@@ -223,7 +223,9 @@ fn query_err(e: sqlx::Error) -> DbErr {
 
 /// The streamed statements of `sql` (with `?` placeholders, bound to `values`): the whole
 /// of it, or, with `split` (an account id), the rows below it and the rows from it on
-/// (`account_col` compared in the database's collation: any split is a partition).
+/// (any order makes a partition: `account_col` is compared in byte order, as the COPY
+/// read of `pgcopy` does, so both paths run the same plan and return the rows in the same
+/// order; SQLite compares texts in byte order already).
 fn split_statements(
     backend: DbBackend,
     sql: &str,
@@ -239,8 +241,13 @@ fn split_statements(
             .map(|op| {
                 let mut a = args.clone();
                 a.push(Arg::Text(mid.to_string()));
+                let collate = if backend == DbBackend::Postgres {
+                    " COLLATE \"C\""
+                } else {
+                    ""
+                };
                 (
-                    placeholders(backend, &format!("{sql} AND {account_col} {op} ?")),
+                    placeholders(backend, &format!("{sql} AND {account_col}{collate} {op} ?")),
                     a,
                 )
             })
@@ -1002,6 +1009,10 @@ async fn load(
 /// bytes, parsed here in place (each field a length and its big-endian value). COPY takes
 /// no bind parameters: the statement carries the two days (formatted from dates) and the
 /// split account id as an escaped string literal (`E'...'`, every `\` and `'` doubled).
+/// The split compares in the "C" collation (byte order): any order gives a partition of
+/// the rows, and the server's default collation (e.g. `C.UTF-8`, which PostgreSQL 15 does
+/// not treat as "C") compares through `strcoll`, which cost ~0.5 s of server CPU per half
+/// over the 7.2 M roll-ups of the bench (1.52 s -> 1.02 s per half, measured in `psql`).
 pub(crate) use lite::database_file as sqlite_database_file;
 
 mod pgcopy {
@@ -1166,7 +1177,12 @@ mod pgcopy {
             None => vec![base],
             Some(mid) => ["<", ">="]
                 .iter()
-                .map(|op| format!("{base} AND u.account_id {op} {}", literal(mid)))
+                .map(|op| {
+                    format!(
+                        "{base} AND u.account_id COLLATE \"C\" {op} {}",
+                        literal(mid)
+                    )
+                })
                 .collect(),
         };
         let mut streams = futures::stream::SelectAll::new();

@@ -5,9 +5,11 @@
 //! - `score_snapshots.scorecard_id` is [`PROFILE_SCORECARD`] for the built-in profile
 //!   score, else the scorecard id; `profile_id` is the account's profile at the time (empty
 //!   when it had none); `band` and `global_band` are `red`, `yellow`, `green` (or empty).
-//! - `sub_scores` and `drivers` are JSON written and read by the scoring service only
-//!   (its `domain::stored` types): the category sub-scores and the other per-snapshot
-//!   details, and every present KPI's contribution (so explanations never recompute).
+//! - `sub_scores` is JSON and `drivers_bin` bytes, written and read by the scoring
+//!   service only (its `domain::stored` types): the category sub-scores and the other
+//!   per-snapshot details, and every present KPI's contribution (so explanations never
+//!   recompute). Rows written before migration 10 hold the contributions as JSON in
+//!   `drivers` (and NULL in `drivers_bin`); rows written since hold JSON `null` there.
 //! - A snapshot replaces the `score_latest` row of its (account, scorecard) unless that
 //!   row is newer (a backfill with a past `as_of` only adds history).
 //!
@@ -105,8 +107,9 @@ pub struct NewSnapshot {
     pub coverage_present: i32,
     /// KPIs counted.
     pub coverage_total: i32,
-    /// Contributions (service JSON, as text).
-    pub drivers: String,
+    /// Contributions in the service's binary form (stored in `drivers_bin`; the JSON
+    /// `drivers` column gets `null`).
+    pub drivers: Vec<u8>,
     /// Churn probability, when a model exists.
     pub churn_probability: Option<f64>,
     /// `learned`, `last_known` or `uniform`.
@@ -213,9 +216,9 @@ pub async fn write_snapshots(
             "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, profile_id, as_of, \
              value, band, global_value, sub_scores, momentum, coverage_present, \
              coverage_total, drivers, churn_probability, weights_source, \
-             population_fallback) VALUES ",
+             population_fallback, drivers_bin) VALUES ",
         );
-        let mut values = Vec::with_capacity(chunk.len() * 16);
+        let mut values = Vec::with_capacity(chunk.len() * 17);
         // JSON goes in as text: PostgreSQL casts it to json (migration 7), SQLite stores
         // the text.
         let json = if backend == DbBackend::Postgres {
@@ -223,7 +226,7 @@ pub async fn write_snapshots(
         } else {
             "?"
         };
-        let t = format!("(?,?,?,?,?,?,?,?,{json},?,?,?,{json},?,?,?)");
+        let t = format!("(?,?,?,?,?,?,?,?,{json},?,?,?,{json},?,?,?,?)");
         for (i, r) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push(',');
@@ -242,10 +245,11 @@ pub async fn write_snapshots(
                 Value::from(r.momentum),
                 Value::from(r.coverage_present),
                 Value::from(r.coverage_total),
-                Value::from(r.drivers.clone()),
+                Value::from(DRIVERS_JSON),
                 Value::from(r.churn_probability),
                 Value::from(r.weights_source.clone()),
                 Value::from(r.population_fallback),
+                Value::from(r.drivers.clone()),
             ]);
         }
         conn.execute_raw(stmt(backend, &sql, values)).await?;
@@ -292,9 +296,12 @@ pub struct RunRecord {
     pub details: serde_json::Value,
 }
 
-/// Rows per statement of [`write_run`] on SQLite: 16 values per snapshot, under its
+/// Rows per statement of [`write_run`] on SQLite: 17 values per snapshot, under its
 /// limit of 32,766 bound parameters.
-pub const WRITE_CHUNK: usize = 2000;
+pub const WRITE_CHUNK: usize = 1900;
+
+/// What new rows store in the JSON `drivers` column (the drivers are in `drivers_bin`).
+const DRIVERS_JSON: &str = "null";
 
 /// Writes a whole run in one write transaction of its own: the `score_runs` row (started
 /// then finished, `finished_at` taken just before the commit), every snapshot of `rows`
@@ -456,12 +463,12 @@ mod lite {
                 "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, profile_id, \
                  as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
                  coverage_total, drivers, churn_probability, weights_source, \
-                 population_fallback)",
+                 population_fallback, drivers_bin)",
                 chunk.len(),
-                16,
+                17,
             );
             let mut a = SqliteArguments::default();
-            a.reserve(chunk.len() * 16, 0);
+            a.reserve(chunk.len() * 17, 0);
             for r in chunk {
                 (|| {
                     a.add(run_id)?;
@@ -476,10 +483,11 @@ mod lite {
                     a.add(r.momentum)?;
                     a.add(r.coverage_present)?;
                     a.add(r.coverage_total)?;
-                    a.add(r.drivers.as_str())?;
+                    a.add(DRIVERS_JSON)?;
                     a.add(r.churn_probability)?;
                     a.add(r.weights_source.as_str())?;
-                    a.add(r.population_fallback)
+                    a.add(r.population_fallback)?;
+                    a.add(r.drivers.as_slice())
                 })()
                 .map_err(enc)?;
             }
@@ -648,8 +656,8 @@ mod pgcopy {
 
     const SNAPSHOTS: &str = "COPY score_snapshots (run_id, account_id, scorecard_id, \
         profile_id, as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
-        coverage_total, drivers, churn_probability, weights_source, population_fallback) \
-        FROM STDIN (FORMAT binary)";
+        coverage_total, drivers, churn_probability, weights_source, population_fallback, \
+        drivers_bin) FROM STDIN (FORMAT binary)";
 
     /// The temporary table of the `score_latest` rows (dropped at the commit).
     const LATEST_IN: &str = "CREATE TEMPORARY TABLE vitals_latest_in (account_id text, \
@@ -689,7 +697,7 @@ mod pgcopy {
         let mut copy = tx.copy_in_raw(SNAPSHOTS).await?;
         let mut b = Rows::new();
         for r in rows {
-            b.row(16);
+            b.row(17);
             b.i64(run_id)?;
             b.text(&r.account_id)?;
             b.text(&r.scorecard_id)?;
@@ -702,10 +710,11 @@ mod pgcopy {
             b.f64(r.momentum)?;
             b.i32(r.coverage_present)?;
             b.i32(r.coverage_total)?;
-            b.text(&r.drivers)?;
+            b.text(DRIVERS_JSON)?;
             b.opt_f64(r.churn_probability)?;
             b.text(&r.weights_source)?;
             b.bool(r.population_fallback)?;
+            b.field(&r.drivers)?;
             b.flush(&mut copy, false).await?;
         }
         b.finish(copy).await?;
@@ -953,13 +962,13 @@ mod tests {
                     momentum: -0.25 * i as f64,
                     coverage_present: (i % 17) as i32,
                     coverage_total: 17,
+                    // Any bytes (zeros, bytes that are not UTF-8); none for scorecards.
                     drivers: if card {
-                        "[]".into()
+                        Vec::new()
                     } else {
-                        format!(
-                            r#"[["active_days",1,{i},0.5,6.25,0.1,-0.000001],["nps\ttab \"q\" \\ é",2,1e-7,null,10.0,0.9,{}]]"#,
-                            i as f64 * 1.5
-                        )
+                        let mut b = vec![1, 0, 0xff, b'\'', b'\\', 0x80];
+                        b.extend((0..i % 300).map(|k| (k * 7 + i) as u8));
+                        b
                     },
                     churn_probability: (i % 4 == 0).then_some(0.5 + i as f64 * 1e-6),
                     weights_source: ["learned", "uniform"][i % 2].into(),
@@ -988,6 +997,7 @@ mod tests {
                 "churn_probability",
                 "weights_source",
                 "population_fallback",
+                "drivers_bin",
             ]
         } else {
             &[
@@ -1002,7 +1012,14 @@ mod tests {
             ]
         };
         let backend = conn.get_database_backend();
-        let mut select: Vec<String> = cols.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
+        let mut select: Vec<String> = cols
+            .iter()
+            .map(|c| match (*c, backend) {
+                ("drivers_bin", DbBackend::Postgres) => format!("encode({c}, 'hex')"),
+                ("drivers_bin", _) => format!("hex({c})"),
+                _ => format!("CAST({c} AS TEXT)"),
+            })
+            .collect();
         if backend == DbBackend::Sqlite {
             // The storage class too: text, real, integer or null.
             select.extend(cols.iter().map(|c| format!("typeof({c})")));
@@ -1021,6 +1038,98 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn snapshots_written_before_migration_10_read_as_before() {
+        use crate::testing::fresh_url;
+        use sea_orm_migration::MigratorTrait;
+        for backend in backends() {
+            let store = crate::Store::connect(&fresh_url(backend).await.unwrap())
+                .await
+                .unwrap();
+            let conn = store.conn();
+            // The schema as it was before migration 10, and a snapshot written by the
+            // statement of that time (drivers as JSON).
+            crate::migration::Migrator::up(conn, Some(7)).await.unwrap();
+            let drivers = r#"[["mrr",4,421.251168,0.340703,3.407026,0.025,-0.270963]]"#;
+            let sql = format!(
+                "INSERT INTO score_snapshots (run_id, account_id, scorecard_id, profile_id, \
+                 as_of, value, band, global_value, sub_scores, momentum, coverage_present, \
+                 coverage_total, drivers, churn_probability, weights_source, \
+                 population_fallback) VALUES {}",
+                if backend == crate::testing::Backend::Postgres {
+                    "(?,?,?,?,?,?,?,?,CAST(? AS json),?,?,?,CAST(? AS json),?,?,?)".to_string()
+                } else {
+                    tuple(16)
+                }
+            );
+            let at = Utc::now();
+            conn.execute_raw(stmt(
+                conn.get_database_backend(),
+                &sql,
+                vec![
+                    Value::from(1i64),
+                    Value::from("old"),
+                    Value::from(PROFILE_SCORECARD),
+                    Value::from("p1"),
+                    Value::from(at),
+                    Value::from(4.5),
+                    Value::from("yellow"),
+                    Value::from(4.5),
+                    Value::from(r#"{"global_band":"yellow"}"#),
+                    Value::from(0.0),
+                    Value::from(1),
+                    Value::from(1),
+                    Value::from(drivers),
+                    Value::from(None::<f64>),
+                    Value::from("uniform"),
+                    Value::from(false),
+                ],
+            ))
+            .await
+            .unwrap();
+            // Every migration since, then a new run beside it.
+            store.migrate().await.unwrap();
+            let run = RunRecord {
+                scope: "all".into(),
+                started_at: at,
+                accounts_scored: 1,
+                details: serde_json::json!({}),
+            };
+            let mut new = snapshots(at);
+            new.truncate(1);
+            write_run(conn, &run, &new).await.unwrap();
+            let old = snapshot_at(conn, "old", PROFILE_SCORECARD, None)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(old.drivers_bin, None, "{backend:?}");
+            assert_eq!(
+                old.drivers,
+                serde_json::from_str::<serde_json::Value>(drivers).unwrap()
+            );
+            assert_eq!(old.value, 4.5);
+            let (listed, n) = list_latest(
+                conn,
+                &LatestFilter::default(),
+                LatestOrder::AccountId,
+                0,
+                10,
+            )
+            .await
+            .unwrap();
+            assert_eq!(n, 1, "only the new run moved score_latest");
+            assert_eq!(
+                listed[0].drivers_bin.as_deref(),
+                Some(new[0].drivers.as_slice())
+            );
+            let h = history(conn, "old", PROFILE_SCORECARD, None, None, 0, 10)
+                .await
+                .unwrap();
+            assert_eq!(h, vec![old]);
+            store.close().await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -1088,7 +1197,8 @@ mod tests {
             let written = &rows[3];
             assert_eq!(s.account_id, written.account_id);
             let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
-            assert_eq!(s.drivers, json(&written.drivers));
+            assert_eq!(s.drivers, serde_json::Value::Null);
+            assert_eq!(s.drivers_bin.as_deref(), Some(written.drivers.as_slice()));
             assert_eq!(s.sub_scores, json(&written.sub_scores));
 
             // The latest rows of a large population (one pass over the table) are those

@@ -245,9 +245,17 @@ pub fn details(r: &SnapshotRecord) -> StoredDetails {
     StoredDetails::deserialize(&r.sub_scores).unwrap_or_default()
 }
 
-/// The stored contributions of a snapshot (read in place).
+/// The stored contributions of a snapshot: the binary `drivers_bin` of rows written
+/// since migration 10, else the JSON `drivers` of older rows (read in place). Unreadable
+/// drivers read as none, as unreadable JSON always did, with a warning.
 pub fn drivers(r: &SnapshotRecord) -> Vec<StoredDriver> {
-    Vec::<StoredDriver>::deserialize(&r.drivers).unwrap_or_default()
+    match &r.drivers_bin {
+        Some(b) => crate::domain::stored::decode_drivers(b).unwrap_or_else(|e| {
+            tracing::warn!(account = %r.account_id, run = r.run_id, error = %e, "stored drivers unreadable");
+            Vec::new()
+        }),
+        None => Vec::<StoredDriver>::deserialize(&r.drivers).unwrap_or_default(),
+    }
 }
 
 /// A stored contribution as a proto driver.

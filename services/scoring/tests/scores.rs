@@ -792,3 +792,84 @@ async fn get_score_cache_follows_runs_of_this_and_other_replicas() {
         env.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_with_json_drivers_from_before_migration_10_read_the_same() {
+    use vitals_scoring::domain::stored::decode_drivers;
+    use vitals_store::sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        let ids = env.ladder().await;
+        env.compute_all().await;
+        let account = ids[3].clone();
+        let later = common::ts(chrono::Utc::now() + chrono::Duration::days(1));
+        let reads = async |scoring: &mut ScoringServiceClient<Channel>| {
+            let explained = scoring
+                .explain_score(pb::ExplainScoreRequest {
+                    account_id: account.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("explain")
+                .into_inner();
+            // With an as_of: read from the database, not the score cache.
+            let got = scoring
+                .get_score(pb::GetScoreRequest {
+                    account_id: account.clone(),
+                    as_of: Some(later),
+                    ..Default::default()
+                })
+                .await
+                .expect("get score")
+                .into_inner()
+                .snapshot
+                .expect("snapshot");
+            let listed = scoring
+                .list_scores(pb::ListScoresRequest {
+                    view: pb::ScoreView::Full as i32,
+                    ..Default::default()
+                })
+                .await
+                .expect("list")
+                .into_inner()
+                .snapshots;
+            (explained, got, listed)
+        };
+        let new_form = reads(&mut env.scoring).await;
+        assert!(new_form.0.drivers.len() > 3, "{backend:?}");
+        assert!(!new_form.1.drivers.is_empty());
+        assert!(new_form.2.iter().all(|s| !s.drivers.is_empty()));
+
+        // The row as the code before migration 10 wrote it: the drivers as JSON arrays
+        // in `drivers`, nothing in `drivers_bin`.
+        let conn = env.store.conn();
+        let row = vitals_store::scoring::snapshot_at(conn, &account, "profile", None)
+            .await
+            .expect("read")
+            .expect("snapshot");
+        assert_eq!(row.drivers, serde_json::Value::Null);
+        let drivers =
+            decode_drivers(row.drivers_bin.as_deref().expect("binary drivers")).expect("decodes");
+        let json = serde_json::to_string(&drivers).expect("json");
+        assert!(json.starts_with("[[\""), "{json}");
+        let b = conn.get_database_backend();
+        let sql = if b == DbBackend::Postgres {
+            "UPDATE score_snapshots SET drivers = CAST($1 AS json), drivers_bin = NULL WHERE id = $2"
+        } else {
+            "UPDATE score_snapshots SET drivers = ?, drivers_bin = NULL WHERE id = ?"
+        };
+        let done = conn
+            .execute_raw(Statement::from_sql_and_values(
+                b,
+                sql,
+                [Value::from(json), Value::from(row.id)],
+            ))
+            .await
+            .expect("rewrite");
+        assert_eq!(done.rows_affected(), 1);
+
+        let old_form = reads(&mut env.scoring).await;
+        assert_eq!(old_form, new_form, "{backend:?}");
+        env.stop().await;
+    }
+}

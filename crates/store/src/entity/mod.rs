@@ -276,11 +276,16 @@ entity!(
         momentum: f64,
         coverage_present: i32,
         coverage_total: i32,
+        /// Rows written before migration 10: the drivers as JSON; since then JSON `null`
+        /// (the drivers are in `drivers_bin`).
         #[sea_orm(column_type = "JsonBinary")]
         drivers: Json,
         churn_probability: Option<f64>,
         weights_source: String,
         population_fallback: bool,
+        /// Since migration 10: the drivers in the scoring service's binary form (NULL in
+        /// rows written before it).
+        drivers_bin: Option<Vec<u8>>,
     }
 );
 

@@ -14,6 +14,7 @@ mod m20261123_000006_auth;
 mod m20261123_000007_snapshot_json;
 mod m20261204_000008_c_collation;
 mod m20261204_000009_event_type_counts;
+mod m20261204_000010_snapshot_drivers_bin;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_snapshot_json::Migration),
             Box::new(m20261204_000008_c_collation::Migration),
             Box::new(m20261204_000009_event_type_counts::Migration),
+            Box::new(m20261204_000010_snapshot_drivers_bin::Migration),
         ]
     }
 }

@@ -381,8 +381,7 @@ fn compute(
                     momentum: r6(momentum.unwrap_or(0.0)),
                     coverage_present: i32::from(e.score.coverage.present),
                     coverage_total: i32::from(e.score.coverage.total),
-                    drivers: serde_json::to_string(&drivers)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
+                    drivers: stored::encode_drivers(&drivers),
                     churn_probability: churn,
                     weights_source: prof.weights.source.as_str().to_string(),
                     population_fallback: e.score.fallback,
@@ -540,17 +539,24 @@ pub(crate) async fn run(
         None => (0..loaded.accounts.len()).collect(),
     };
 
+    // The previous latest rows of the accounts to write (for the band changes), read
+    // while the CPU part runs: runs are serialised, so they are the same as after it.
+    let write_ids: Vec<String> = write
+        .iter()
+        .map(|&i| loaded.accounts[i].id.clone())
+        .collect();
     let loaded = Arc::new(loaded);
     let profiles = Arc::new(profiles);
-    let (computed, loaded, profiles) = {
+    let (computed, loaded, profiles, before) = {
         let (l, p) = (loaded.clone(), profiles.clone());
-        let c = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             compute(&l, &p, &profile_of, &write, window, as_of)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("scoring task: {e}")))??;
-        (c, loaded, profiles)
+        });
+        let (c, before) = tokio::join!(task, ss::latest_of_accounts(conn, &write_ids));
+        let c = c.map_err(|e| ApiError::Internal(format!("scoring task: {e}")))??;
+        (c, loaded, profiles, before?)
     };
+    drop(write_ids);
 
     let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
     // Scorecards of the scored accounts, then the global score.
@@ -610,7 +616,7 @@ pub(crate) async fn run(
                     momentum: 0.0,
                     coverage_present: 0,
                     coverage_total: 0,
-                    drivers: "[]".to_string(),
+                    drivers: stored::encode_drivers(&[]),
                     churn_probability: None,
                     weights_source: base.weights_source.clone(),
                     population_fallback: false,
@@ -637,8 +643,6 @@ pub(crate) async fn run(
     snapshots.extend(card_snaps);
 
     let write_from = started.elapsed().as_millis() as u64;
-    // Previous latest rows, for the band changes.
-    let before = ss::latest_of_accounts(conn, &ids).await?;
     let started_at = Utc::now();
     let summaries: Vec<ProfileSummary> = profiles
         .iter()
