@@ -190,10 +190,11 @@ impl FeatureLayout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(name: &str, direction: Direction) -> KpiSpec {
+    /// A usage KPI of prior weight 1 (shared with the other modules' tests).
+    pub(crate) fn spec(name: &str, direction: Direction) -> KpiSpec {
         KpiSpec {
             name: name.to_owned(),
             category: "usage".to_owned(),

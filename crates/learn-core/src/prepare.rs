@@ -380,18 +380,10 @@ impl Preparation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::tests::spec;
     use crate::features::{FeatureLayout, FeatureTransform};
     use crate::weights::Direction;
     use chrono::NaiveDate;
-
-    fn spec(name: &str, direction: Direction) -> KpiSpec {
-        KpiSpec {
-            name: name.to_owned(),
-            category: "usage".to_owned(),
-            direction,
-            prior_weight: 1.0,
-        }
-    }
 
     /// A dataset with every KPI's value and log value (percentiles 0.5) from raw columns.
     fn data(kpis: &[KpiSpec], raw: &[Vec<f64>]) -> Dataset {

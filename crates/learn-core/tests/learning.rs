@@ -203,17 +203,7 @@ fn kpi_layouts_weights_and_layout_choice() {
         let pct = [events / (events + 10.0), 1.0 - idle / 30.0];
         flat.extend(full.row(&kpis, |k| Some(pct[k]), |k| Some(raw[k])));
     }
-    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let data = Dataset::new(
-        full.names(&kpis),
-        Array2::from_shape_vec((n, 6), flat).unwrap(),
-        labels,
-        (0..n)
-            .map(|i| start + chrono::Days::new((i / 200) as u64))
-            .collect(),
-        (0..n).map(|i| format!("a{i}")).collect(),
-    )
-    .unwrap();
+    let data = dated_dataset(full.names(&kpis), flat, labels, 200);
     assert_eq!(
         data.feature_names,
         vec![
@@ -334,17 +324,7 @@ fn book_preparation_trains_and_its_per_kpi_form_predicts_the_same() {
         ];
         flat.extend(full.row(&kpis, |_| Some(0.5), |k| raw[k]));
     }
-    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let data = Dataset::new(
-        full.names(&kpis),
-        Array2::from_shape_vec((n, 12), flat).unwrap(),
-        labels,
-        (0..n)
-            .map(|i| start + chrono::Days::new((i / 200) as u64))
-            .collect(),
-        (0..n).map(|i| format!("a{i}")).collect(),
-    )
-    .unwrap();
+    let data = dated_dataset(full.names(&kpis), flat, labels, 200);
     let options = TrainOptions::default();
     let t = train_kpis(
         &data,
@@ -417,17 +397,12 @@ fn an_unusable_book_preparation_is_skipped_in_the_default_choice() {
     for _ in 0..n {
         flat.extend(full.row(&kpis, |_| Some(0.5), |_| Some(3.0)));
     }
-    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let data = Dataset::new(
+    let data = dated_dataset(
         full.names(&kpis),
-        Array2::from_shape_vec((n, 3), flat).unwrap(),
+        flat,
         (0..n).map(|i| i % 10 == 0).collect(),
-        (0..n)
-            .map(|i| start + chrono::Days::new((i / 100) as u64))
-            .collect(),
-        (0..n).map(|i| format!("a{i}")).collect(),
-    )
-    .unwrap();
+        100,
+    );
     let options = TrainOptions::default();
     let book = LayoutChoice::only(KpiForm::book());
     assert!(matches!(
@@ -612,4 +587,21 @@ fn model_round_trips_and_scores_one_account() {
     let back: LogisticModel = serde_json::from_str(&json).unwrap();
     let again = back.predict_proba(data.x.view()).unwrap();
     assert!(again.iter().zip(&all).all(|(a, b)| (a - b).abs() < 1e-12));
+}
+
+/// `flat` (row-major, one column per name) as a dataset: one account per row, `per_day`
+/// rows per observation date from 2020-01-01 on.
+fn dated_dataset(names: Vec<String>, flat: Vec<f64>, labels: Vec<bool>, per_day: usize) -> Dataset {
+    let (n, cols) = (labels.len(), names.len());
+    let start = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    Dataset::new(
+        names,
+        Array2::from_shape_vec((n, cols), flat).unwrap(),
+        labels,
+        (0..n)
+            .map(|i| start + chrono::Days::new((i / per_day) as u64))
+            .collect(),
+        (0..n).map(|i| format!("a{i}")).collect(),
+    )
+    .unwrap()
 }

@@ -36,9 +36,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use bench_common::{BenchDb, Error, Rng, Server, account_id, create_profiles, generate, loadavg};
+use bench_common::{
+    BenchDb, Error, Rng, Server, account_id, connect, create_profiles, generate, loadavg, serving,
+};
 use vitals_proto::profiles::v1 as ppb;
 use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
 use vitals_proto::scoring::v1 as spb;
@@ -333,14 +335,6 @@ impl Target {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-}
-
 /// `vitals serve` in its own process, as it runs in production (auth off, logs on
 /// stderr, which is discarded here).
 struct ChildServer {
@@ -387,20 +381,12 @@ impl ChildServer {
                     format!("{} serve exited while starting: {status}", bin.display()).into(),
                 );
             }
-            if let Ok(ch) = connect(addr).await {
-                let r = tonic_health::pb::health_client::HealthClient::new(ch)
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                if r.is_ok_and(|r| {
-                    r.into_inner().status()
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving
-                }) {
-                    return Ok(Self {
-                        bin: bin.to_path_buf(),
-                        child,
-                        addr,
-                    });
-                }
+            if serving(addr).await {
+                return Ok(Self {
+                    bin: bin.to_path_buf(),
+                    child,
+                    addr,
+                });
             }
             if Instant::now() > deadline {
                 return Err(format!("{} serve did not start within 120 s", bin.display()).into());

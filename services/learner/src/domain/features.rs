@@ -571,18 +571,34 @@ pub fn observation_dates(
 pub type Snapshots = BTreeMap<NaiveDate, Snapshot>;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
     use vitals_learn_core::LOG_SUFFIX;
     use vitals_store::entity::{account, usage_daily};
 
-    fn day(s: &str) -> NaiveDate {
+    /// `YYYY-MM-DD` (shared with the other modules' tests).
+    pub(crate) fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
     }
 
-    fn at(d: NaiveDate) -> DateTime<Utc> {
+    /// Midnight UTC of `d`.
+    pub(crate) fn at(d: NaiveDate) -> DateTime<Utc> {
         d.and_hms_opt(0, 0, 0).expect("time").and_utc()
+    }
+
+    /// An active account without attributes or profile, created at midnight of `since`.
+    pub(crate) fn active_account(id: &str, since: NaiveDate) -> account::Model {
+        account::Model {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            attributes: serde_json::json!({}),
+            profile_id: None,
+            pinned: false,
+            status: "active".into(),
+            created_at: at(since),
+            updated_at: at(since),
+        }
     }
 
     fn history(usage: &[(&str, &str, i64)]) -> History {
@@ -590,16 +606,7 @@ mod tests {
         History {
             accounts: ["a", "b"]
                 .iter()
-                .map(|id| account::Model {
-                    id: (*id).to_owned(),
-                    name: (*id).to_owned(),
-                    attributes: serde_json::json!({}),
-                    profile_id: None,
-                    pinned: false,
-                    status: "active".into(),
-                    created_at: at(start),
-                    updated_at: at(start),
-                })
+                .map(|id| active_account(id, start))
                 .collect(),
             usage: usage
                 .iter()

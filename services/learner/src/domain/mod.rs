@@ -752,19 +752,11 @@ pub fn predict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, Utc};
+    use crate::domain::features::tests::{active_account, at, day};
     use vitals_learn_core::KpiForm;
     use vitals_learn_core::synthetic::SplitMix64;
-    use vitals_store::entity::{account, usage_daily};
+    use vitals_store::entity::usage_daily;
     use vitals_store::learner::outcome_row;
-
-    fn day(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
-    }
-
-    fn at(d: NaiveDate) -> DateTime<Utc> {
-        d.and_hms_opt(0, 0, 0).expect("time").and_utc()
-    }
 
     /// 150 accounts with a heavy-tailed activity level (logins and posts both follow it),
     /// churning more often the less active they are; usage stops at the churn date.
@@ -782,16 +774,7 @@ mod tests {
             let p_churn = 1.0 / (1.0 + (1.0 + 1.2 * level).exp());
             let churn = (rng.uniform() < p_churn)
                 .then(|| start + Days::new(45 + (rng.uniform() * 150.0) as u64));
-            history.accounts.push(account::Model {
-                id: id.clone(),
-                name: id.clone(),
-                attributes: serde_json::json!({}),
-                profile_id: None,
-                pinned: false,
-                status: "active".into(),
-                created_at: at(start),
-                updated_at: at(start),
-            });
+            history.accounts.push(active_account(&id, start));
             for d in 0..210 {
                 let when = start + Days::new(d);
                 if churn.is_some_and(|c| when >= c) {

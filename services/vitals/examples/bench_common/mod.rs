@@ -190,16 +190,8 @@ impl Server {
             if server.handle.is_finished() {
                 return Err("the server stopped while starting".into());
             }
-            if let Ok(ch) = server.try_channel().await {
-                let r = tonic_health::pb::health_client::HealthClient::new(ch)
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                if r.is_ok_and(|r| {
-                    r.into_inner().status()
-                        == tonic_health::pb::health_check_response::ServingStatus::Serving
-                }) {
-                    return Ok(server);
-                }
+            if serving(server.addr).await {
+                return Ok(server);
             }
             if Instant::now() > deadline {
                 return Err("the server did not start within 120 s".into());
@@ -212,17 +204,9 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    async fn try_channel(&self) -> Result<Channel, tonic::transport::Error> {
-        Endpoint::from_shared(self.url())?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(1))
-            .connect()
-            .await
-    }
-
     /// A new connection to the server.
     pub async fn channel(&self) -> Result<Channel, Error> {
-        Ok(self.try_channel().await?)
+        Ok(connect(self.addr).await?)
     }
 
     pub async fn stop(mut self) -> Result<(), Error> {
@@ -232,6 +216,29 @@ impl Server {
         self.handle.await??;
         Ok(())
     }
+}
+
+/// A new connection to the server at `addr` (TCP_NODELAY, 1 s to connect).
+pub async fn connect(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+}
+
+/// Whether the server at `addr` answers its health check with SERVING.
+pub async fn serving(addr: SocketAddr) -> bool {
+    let Ok(ch) = connect(addr).await else {
+        return false;
+    };
+    tonic_health::pb::health_client::HealthClient::new(ch)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .is_ok_and(|r| {
+            r.into_inner().status()
+                == tonic_health::pb::health_check_response::ServingStatus::Serving
+        })
 }
 
 /// The three plans: (name, share of accounts, MRR, profile id, priority).
