@@ -2044,6 +2044,7 @@ pub async fn set_custom_score_fields(
 mod tests {
     use super::*;
     use crate::testing::{Backend, backends, fresh_store};
+    use sea_orm::TryGetableMany;
 
     /// A migrated store on a new SQLite file (the rusqlite writer needs a file).
     async fn file_store(tag: &str) -> (Store, std::path::PathBuf) {
@@ -2128,82 +2129,46 @@ mod tests {
         types: Vec<(String, String, bool, String, bool, i64)>,
     }
 
-    async fn rows(store: &Store, sql: &str) -> Vec<QueryResult> {
+    /// The rows of `sql`, each decoded column by column into `T` (a value or a tuple).
+    async fn rows<T: TryGetableMany>(store: &Store, sql: &str) -> Vec<T> {
         let c = store.conn();
         c.query_all_raw(Statement::from_string(c.get_database_backend(), sql))
             .await
             .expect(sql)
+            .iter()
+            .map(|r| r.try_get_many_by_index().expect(sql))
+            .collect()
     }
 
     async fn dump(store: &Store) -> Dump {
-        let mut d = Dump {
-            accounts: Vec::new(),
-            events: Vec::new(),
-            daily: Vec::new(),
-            users: Vec::new(),
-            types: Vec::new(),
-        };
-        for r in rows(
-            store,
-            "SELECT id, name, status, pinned, attributes FROM accounts",
-        )
-        .await
-        {
-            d.accounts.push((
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-                r.try_get_by_index(3).unwrap(),
-                r.try_get_by_index(4).unwrap(),
-            ));
-        }
-        let sql =
-            "SELECT account_id, event_id, user_id, event_type, occurred_at, value FROM events";
-        for r in rows(store, sql).await {
-            d.events.push((
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-                r.try_get_by_index(3).unwrap(),
-                r.try_get_by_index(4).unwrap(),
-                r.try_get_by_index(5).unwrap(),
-            ));
-        }
-        let sql = "SELECT account_id, day, event_type, count, distinct_users, value_sum \
-                   FROM usage_daily";
-        for r in rows(store, sql).await {
-            d.daily.push((
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-                r.try_get_by_index(3).unwrap(),
-                r.try_get_by_index(4).unwrap(),
-                r.try_get_by_index(5).unwrap(),
-            ));
-        }
-        let sql = "SELECT account_id, day, event_type, user_id FROM usage_daily_users";
-        for r in rows(store, sql).await {
-            d.users.push((
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-                r.try_get_by_index(3).unwrap(),
-            ));
-        }
         let sql = format!(
             "SELECT name, display_name, is_key, description, declared, {EVENT_COUNT} \
              FROM event_types"
         );
-        for r in rows(store, &sql).await {
-            d.types.push((
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-                r.try_get_by_index(3).unwrap(),
-                r.try_get_by_index(4).unwrap(),
-                r.try_get_by_index(5).unwrap(),
-            ));
-        }
+        let mut d = Dump {
+            accounts: rows(
+                store,
+                "SELECT id, name, status, pinned, attributes FROM accounts",
+            )
+            .await,
+            events: rows(
+                store,
+                "SELECT account_id, event_id, user_id, event_type, occurred_at, value FROM events",
+            )
+            .await,
+            daily: rows(
+                store,
+                "SELECT account_id, day, event_type, count, distinct_users, value_sum \
+                 FROM usage_daily",
+            )
+            .await,
+            users: rows(
+                store,
+                "SELECT account_id, day, event_type, user_id FROM usage_daily_users",
+            )
+            .await,
+            types: rows(store, &sql).await,
+        };
         d.accounts.sort_by(|a, b| a.0.cmp(&b.0));
         d.events.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         d.daily
@@ -2311,9 +2276,7 @@ mod tests {
              || quote(declared) || quote(event_count) || typeof(created_at) FROM event_types \
              ORDER BY name",
         ] {
-            for r in rows(store, sql).await {
-                out.push(r.try_get_by_index::<String>(0).unwrap());
-            }
+            out.extend(rows::<String>(store, sql).await);
         }
         out
     }
@@ -2379,9 +2342,7 @@ mod tests {
         let err = writer.write(sample_batches().remove(0)).await.unwrap_err();
         assert!(err.to_string().contains("usage_daily"), "{err}");
         for table in ["accounts", "events", "usage_daily_users", "event_types"] {
-            let n = rows(&store, &format!("SELECT COUNT(*) FROM {table}")).await[0]
-                .try_get_by_index::<i64>(0)
-                .unwrap();
+            let n = rows::<i64>(&store, &format!("SELECT COUNT(*) FROM {table}")).await[0];
             assert_eq!(n, 0, "{table}");
         }
         // The connection is usable again once the table is back.

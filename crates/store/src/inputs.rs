@@ -1001,6 +1001,9 @@ async fn load(
     })
 }
 
+/// The SQLite file behind a connection (shared with the ingestion writer).
+pub(crate) use lite::database_file as sqlite_database_file;
+
 /// The usage read of the whole portfolio on PostgreSQL as binary `COPY ... TO STDOUT`.
 ///
 /// Through sqlx's row path each of the 7.2 M roll-ups of 100,000 accounts is a message
@@ -1013,8 +1016,6 @@ async fn load(
 /// the rows, and the server's default collation (e.g. `C.UTF-8`, which PostgreSQL 15 does
 /// not treat as "C") compares through `strcoll`, which cost ~0.5 s of server CPU per half
 /// over the 7.2 M roll-ups of the bench (1.52 s -> 1.02 s per half, measured in `psql`).
-pub(crate) use lite::database_file as sqlite_database_file;
-
 mod pgcopy {
     use super::*;
     use sea_orm::sqlx::postgres::{PgPool, PgPoolCopyExt};
