@@ -2199,6 +2199,15 @@ mod tests {
         (daily, types.into_iter().collect())
     }
 
+    /// Checks that the dump's roll-ups and event-type counts are those recomputed from its
+    /// events.
+    fn assert_rollups_of_events(d: &Dump) {
+        let (daily, types) = expected_rollups(&d.events);
+        assert_eq!(d.daily, daily);
+        let counted: Vec<(String, i64)> = d.types.iter().map(|t| (t.0.clone(), t.5)).collect();
+        assert_eq!(counted, types);
+    }
+
     /// Checks the dump against the sample batches: the distinct events, each once, and
     /// roll-ups equal to those recomputed from them.
     ///
@@ -2226,15 +2235,7 @@ mod tests {
         want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         want.dedup_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1));
         assert_eq!(d.events, want);
-        let (daily, types) = expected_rollups(&d.events);
-        assert_eq!(d.daily, daily);
-        assert_eq!(
-            d.types
-                .iter()
-                .map(|t| (t.0.clone(), t.5))
-                .collect::<Vec<_>>(),
-            types
-        );
+        assert_rollups_of_events(d);
         let users: BTreeSet<_> = d
             .events
             .iter()
@@ -2392,15 +2393,7 @@ mod tests {
         let d = dump(&store).await;
         assert_eq!(accepted as usize, d.events.len());
         assert_eq!(accepted + dups, 4 * 5 * 60);
-        let (daily, types) = expected_rollups(&d.events);
-        assert_eq!(d.daily, daily);
-        assert_eq!(
-            d.types
-                .iter()
-                .map(|t| (t.0.clone(), t.5))
-                .collect::<Vec<_>>(),
-            types
-        );
+        assert_rollups_of_events(&d);
         drop(writer);
         store.close().await.unwrap();
         remove_db(&path);
