@@ -282,6 +282,64 @@ impl Builtin {
 /// Number of built-in KPIs (the dynamic ones come after them).
 pub const BUILTIN_COUNT: usize = BUILTIN_DEFS.len();
 
+/// The per key event type KPIs that come after the `events_<type>` counts, one family
+/// after the other, each in key event type order.
+///
+/// Their names put `__` between the type and the family: a slug never holds `__`, so no
+/// event type, built-in, custom metric or score field can ever take one of these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventDetail {
+    /// `events_<type>__share`: the type's share of the window's key events (missing when
+    /// the window has none).
+    Share,
+    /// `events_<type>__days_since`: days from the type's last event before or on T to T (else
+    /// from the first contract, else from the account's creation).
+    DaysSince,
+    /// `events_<type>__change_pct`: percent change of the type's events vs the previous
+    /// window.
+    ChangePct,
+}
+
+impl EventDetail {
+    /// Every family, in column order.
+    pub const ALL: [EventDetail; 3] = [
+        EventDetail::Share,
+        EventDetail::DaysSince,
+        EventDetail::ChangePct,
+    ];
+
+    fn def(self, slug: &str, name: &str) -> KpiDef {
+        let (kpi, direction, doc) = match self {
+            EventDetail::Share => (
+                format!("events_{slug}__share"),
+                Direction::HigherIsBetter,
+                format!("Share of the window's key events that are of type `{name}`."),
+            ),
+            EventDetail::DaysSince => (
+                format!("events_{slug}__days_since"),
+                Direction::LowerIsBetter,
+                format!(
+                    "Days from the last event of type `{name}` to T (else from the first \
+                     contract, else creation)."
+                ),
+            ),
+            EventDetail::ChangePct => (
+                format!("events_{slug}__change_pct"),
+                Direction::HigherIsBetter,
+                format!("Percent change of `{name}` events vs the previous window."),
+            ),
+        };
+        KpiDef {
+            name: Cow::Owned(kpi),
+            category: Category::Usage,
+            direction,
+            mode: ScoreMode::Comparative,
+            trend: false,
+            doc: Cow::Owned(doc),
+        }
+    }
+}
+
 /// A custom metric the tenant sends (ROI, credits consumed, ...).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomMetricSpec {
@@ -347,6 +405,7 @@ impl Catalogue {
             None => (0..spec.event_types.len() as u32).collect(),
         };
         let mut n_key = 0usize;
+        let mut key_names: Vec<(String, &String)> = Vec::with_capacity(keys.len());
         for &id in &keys {
             let slot =
                 key_index
@@ -361,14 +420,24 @@ impl Catalogue {
             *slot = n_key as u32;
             n_key += 1;
             let name = &spec.event_types[id as usize];
+            let key_slug = nonempty_slug(name, "event_types")?;
             kpis.push(KpiDef {
-                name: Cow::Owned(format!("events_{}", nonempty_slug(name, "event_types")?)),
+                name: Cow::Owned(format!("events_{key_slug}")),
                 category: Category::Usage,
                 direction: Direction::HigherIsBetter,
                 mode: ScoreMode::Comparative,
                 trend: false,
                 doc: Cow::Owned(format!("Events of key type `{name}` in the window.")),
             });
+            key_names.push((key_slug, name));
+        }
+        // The per-type detail KPIs, each family in key event type order (see
+        // `event_detail_kpi`): share of the window's key events, days since the type was
+        // last used, percent change vs the previous window.
+        for detail in EventDetail::ALL {
+            for (s, name) in &key_names {
+                kpis.push(detail.def(s, name));
+            }
         }
         let first_custom = kpis.len();
         for m in &spec.custom_metrics {
@@ -468,6 +537,17 @@ impl Catalogue {
         (pos < self.n_key).then_some(BUILTIN_COUNT + pos)
     }
 
+    /// Column of the `detail` KPI (share, days since, change) of the `pos`-th key event
+    /// type.
+    pub fn event_detail_kpi(&self, detail: EventDetail, pos: usize) -> Option<usize> {
+        let family = match detail {
+            EventDetail::Share => 1,
+            EventDetail::DaysSince => 2,
+            EventDetail::ChangePct => 3,
+        };
+        (pos < self.n_key).then_some(BUILTIN_COUNT + family * self.n_key + pos)
+    }
+
     /// Column of the KPI of custom metric `id`.
     pub fn custom_metric_kpi(&self, id: u32) -> Option<usize> {
         ((id as usize) < self.n_custom).then_some(self.first_custom + id as usize)
@@ -546,7 +626,8 @@ mod tests {
             score_fields: vec!["Exec sponsor".into()],
         };
         let c = Catalogue::new(&spec).unwrap();
-        assert_eq!(c.len(), BUILTIN_COUNT + 4);
+        // 2 key types x (count, share, days since, change) + 1 custom metric + 1 field.
+        assert_eq!(c.len(), BUILTIN_COUNT + 10);
         for k in c.kpis() {
             assert!(
                 k.name
@@ -558,10 +639,35 @@ mod tests {
         }
         assert_eq!(c.index_of("events_log_in"), Some(BUILTIN_COUNT));
         assert_eq!(c.index_of("events_report_export"), Some(BUILTIN_COUNT + 1));
-        assert_eq!(c.index_of("custom_roi"), Some(BUILTIN_COUNT + 2));
+        let detail = [
+            ("events_log_in__share", EventDetail::Share, 0),
+            ("events_report_export__share", EventDetail::Share, 1),
+            ("events_log_in__days_since", EventDetail::DaysSince, 0),
+            (
+                "events_report_export__days_since",
+                EventDetail::DaysSince,
+                1,
+            ),
+            ("events_log_in__change_pct", EventDetail::ChangePct, 0),
+            (
+                "events_report_export__change_pct",
+                EventDetail::ChangePct,
+                1,
+            ),
+        ];
+        for (i, (name, family, pos)) in detail.into_iter().enumerate() {
+            assert_eq!(c.index_of(name), Some(BUILTIN_COUNT + 2 + i), "{name}");
+            assert_eq!(c.event_detail_kpi(family, pos), Some(BUILTIN_COUNT + 2 + i));
+            let def = &c.kpis()[BUILTIN_COUNT + 2 + i];
+            assert_eq!(def.category, Category::Usage);
+            let lower = family == EventDetail::DaysSince;
+            assert_eq!(def.direction == Direction::LowerIsBetter, lower, "{name}");
+        }
+        assert_eq!(c.event_detail_kpi(EventDetail::Share, 2), None);
+        assert_eq!(c.index_of("custom_roi"), Some(BUILTIN_COUNT + 8));
         assert_eq!(
             c.index_of("score_field_exec_sponsor"),
-            Some(BUILTIN_COUNT + 3)
+            Some(BUILTIN_COUNT + 9)
         );
         assert_eq!(c.key_position(2), None);
         assert_eq!(c.key_position(1), Some(1));
@@ -594,6 +700,29 @@ mod tests {
             Catalogue::new(&bad),
             Err(ScoringError::InvalidConfig { .. })
         ));
+    }
+
+    #[test]
+    fn event_types_named_like_other_kpis_do_not_collide_with_the_detail_kpis() {
+        // "last activity" gives `events_last_activity`; its days-since KPI must not be the
+        // built-in `days_since_last_activity`, and "x share" must not meet x's share.
+        let spec = CatalogueSpec {
+            event_types: vec![
+                "last activity".into(),
+                "x".into(),
+                "x share".into(),
+                "x days since".into(),
+            ],
+            ..Default::default()
+        };
+        let c = Catalogue::new(&spec).unwrap();
+        assert_eq!(c.len(), BUILTIN_COUNT + 16);
+        assert_eq!(c.index_of("events_x_share"), Some(BUILTIN_COUNT + 2));
+        assert_eq!(c.index_of("events_x__share"), Some(BUILTIN_COUNT + 5));
+        assert_eq!(
+            c.index_of("events_last_activity__days_since"),
+            Some(BUILTIN_COUNT + 8)
+        );
     }
 
     #[test]

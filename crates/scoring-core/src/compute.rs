@@ -8,7 +8,7 @@
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 
-use crate::catalogue::{BUILTIN_COUNT, Builtin, Catalogue};
+use crate::catalogue::{BUILTIN_COUNT, Builtin, Catalogue, EventDetail};
 use crate::inputs::{
     AccountInputs, Channel, ContactRole, DailyUsage, InteractionDirection, Subscription,
 };
@@ -85,6 +85,8 @@ pub struct KpiScratch {
     dau: Vec<u32>,
     value: Vec<f64>,
     seen: Vec<bool>,
+    type_prev: Vec<f64>,
+    type_last: Vec<i32>,
     contacts: Vec<u32>,
     decision_makers: Vec<u32>,
     champions: Vec<u32>,
@@ -232,6 +234,10 @@ fn compute_unchecked(
     s.value.resize(span, 0.0);
     s.seen.clear();
     s.seen.resize(n_win * n_key, false);
+    s.type_prev.clear();
+    s.type_prev.resize(n_key, 0.0);
+    s.type_last.clear();
+    s.type_last.resize(n_key, i32::MIN);
 
     let created = inp.attributes.created_at.map(day_num);
     let first_start = inp
@@ -264,8 +270,14 @@ fn compute_unchecked(
         let Some(pos) = cat.key_position(u.event_type) else {
             continue;
         };
-        if u.count > 0 && last_active.is_none_or(|l| d > l) {
-            last_active = Some(d);
+        if u.count > 0 {
+            if last_active.is_none_or(|l| d > l) {
+                last_active = Some(d);
+            }
+            s.type_last[pos] = s.type_last[pos].max(d);
+        }
+        if (w as usize..2 * w as usize).contains(&off) {
+            s.type_prev[pos] += f64::from(u.count);
         }
         if off < span {
             s.events[off] += f64::from(u.count);
@@ -454,6 +466,25 @@ fn compute_unchecked(
             Builtin::BreadthChange,
             breadth_of(&cur) - breadth_of(&prev),
         );
+    }
+
+    // ---- per key event type: share, days since last use, change vs the previous window
+    let since_start = first_start.or(created).filter(|&d| d <= t);
+    let prev_usable = n_win > 1 && window_usable(1);
+    for pos in 0..n_key {
+        let now = row[event_col + pos];
+        let col = |detail| {
+            cat.event_detail_kpi(detail, pos)
+                .expect("pos < key_event_count")
+        };
+        row[col(EventDetail::Share)] = ratio(now, cur.events);
+        let last = Some(s.type_last[pos])
+            .filter(|&d| d != i32::MIN)
+            .or(since_start);
+        row[col(EventDetail::DaysSince)] = last.map_or(f64::NAN, |d| f64::from(t - d));
+        if prev_usable {
+            row[col(EventDetail::ChangePct)] = pct_change(now, s.type_prev[pos]);
+        }
     }
 
     // ---- trend: the trend KPIs in each usable past window

@@ -77,7 +77,7 @@ mod trend;
 
 pub use catalogue::{
     BUILTIN_COUNT, Builtin, Catalogue, CatalogueSpec, Category, CustomMetricSpec, Direction,
-    KpiDef, ScoreMode, slug,
+    EventDetail, KpiDef, ScoreMode, slug,
 };
 pub use compute::{
     AccountSignals, KpiBatch, KpiConfig, KpiScratch, compute_account, compute_kpis, event_count,

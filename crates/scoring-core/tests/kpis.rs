@@ -291,6 +291,17 @@ fn every_builtin_by_hand() {
     close(v(WeeklyEventsSlope), 0.48);
     close(row[cat.index_of("events_login").unwrap()], 9.0);
     close(row[cat.index_of("events_report").unwrap()], 1.0);
+    // Per key type: share of the window's 10 key events, days since the type's last event
+    // (login on 03-31, report on 03-30), change vs the previous window (login 5 -> 9,
+    // report 2 -> 1).
+    let k = |name: &str| row[cat.index_of(name).unwrap()];
+    close(k("events_login__share"), 0.9);
+    close(k("events_report__share"), 0.1);
+    close(k("events_login__days_since"), 0.0);
+    close(k("events_report__days_since"), 1.0);
+    close(k("events_login__change_pct"), 80.0);
+    close(k("events_report__change_pct"), -50.0);
+    assert_eq!(cat.index_of("events_noise__share"), None);
 
     close(v(Interactions), 4.0);
     close(v(InboundInteractions), 2.0);
@@ -379,6 +390,43 @@ fn missing_rather_than_zero_when_not_applicable() {
     assert_eq!(row[MeanGapBetweenActiveDays.index()], 28.0);
     assert!(row[cat.index_of("custom_roi").unwrap()].is_nan());
     assert_eq!(sig.webhook, None);
+    // No key events in the window: no share; never used and no start: no days since.
+    for kpi in ["events_login__share", "events_report__days_since"] {
+        assert!(row[cat.index_of(kpi).unwrap()].is_nan(), "{kpi}");
+    }
+    assert_eq!(row[cat.index_of("events_login__change_pct").unwrap()], 0.0);
+
+    // A type never used counts its days since from the first contract.
+    let subs = [Subscription {
+        start: d(2024, 3, 1),
+        end: None,
+        mrr: 10.0,
+        quantity: None,
+        add_on: false,
+        discount: 0.0,
+        billing_period_months: 1,
+    }];
+    let usage = [u(d(2024, 3, 20), 0, 1, 1, 0.0)];
+    let inp = AccountInputs {
+        subscriptions: &subs,
+        usage: &usage,
+        ..AccountInputs::default()
+    };
+    compute_account(
+        &cat,
+        &config(),
+        d(2024, 3, 31),
+        &inp,
+        &mut row,
+        &mut KpiScratch::new(),
+    )
+    .unwrap();
+    assert_eq!(row[cat.index_of("events_login__days_since").unwrap()], 11.0);
+    assert_eq!(
+        row[cat.index_of("events_report__days_since").unwrap()],
+        30.0
+    );
+    assert_eq!(row[cat.index_of("events_report__share").unwrap()], 0.0);
 }
 
 #[test]
@@ -401,6 +449,7 @@ fn data_start_makes_past_windows_missing_not_zero() {
     .unwrap();
     assert!(row[Builtin::KeyEventsChangePct.index()].is_nan());
     assert!(row[Builtin::InteractionsChangePct.index()].is_nan());
+    assert!(row[cat.index_of("events_login__change_pct").unwrap()].is_nan());
     assert_eq!(sig.momentum, None);
 }
 
