@@ -293,7 +293,15 @@ async fn a_planted_signal_is_learned_evaluated_and_served() {
             .filter(|k| k.category == ScoreCategory::Usage as i32)
             .max_by(|a, b| a.learned_weight.total_cmp(&b.learned_weight))
             .expect("usage weights");
-        assert_eq!(top.kpi, SIGNAL_KPI, "{:?}", g.kpi_weights);
+        // The planted type's share of the events carries the same signal as its count
+        // (the other types are unchanged), so either may be on top; the count itself must
+        // be within 10 % of it.
+        assert!(
+            top.kpi == SIGNAL_KPI || top.kpi == format!("{SIGNAL_KPI}__share"),
+            "{:?}",
+            g.kpi_weights
+        );
+        assert!(w.learned_weight >= 0.9 * top.learned_weight, "{top:?} {w:?}");
         let usage_sum: f64 = g
             .kpi_weights
             .iter()
