@@ -3,8 +3,9 @@
 //! (scorecard preview) and the learner (KPI features).
 //!
 //! The pipeline, as in DESIGN §3 and docs/scoring.md:
-//! 1. [`Catalogue::new`] lists the KPIs (55 built-ins + one per key event type, custom
-//!    metric and custom score field).
+//! 1. [`Catalogue::new`] lists the KPIs (55 built-ins + four per key event type: its
+//!    count, share, days since last use and change, see [`EventDetail`] + one per
+//!    custom metric and custom score field).
 //! 2. [`compute_kpis`] turns per-account inputs ([`AccountInputs`]: daily roll-ups,
 //!    interactions, pulses, subscriptions, custom values, webhook signals) into a
 //!    [`KpiMatrix`] plus each account's momentum and webhook adjustment, as of a day T.

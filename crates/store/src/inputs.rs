@@ -1971,6 +1971,11 @@ mod tests {
             .unwrap();
             let k = vitals_scoring_core::Builtin::DaysSinceLastActivity.index();
             assert_eq!(kpis.matrix.get(0, k), Some(0.0));
+            // Per key event type: login on T, report last on 03-14 (108 days before).
+            let per_type = |kpi: &str| kpis.matrix.get(0, cat.index_of(kpi).unwrap());
+            assert_eq!(per_type("events_login__days_since"), Some(0.0));
+            assert_eq!(per_type("events_report__days_since"), Some(108.0));
+            assert_eq!(per_type("events_login__share"), Some(1.0));
             // Scopes.
             let one = load_inputs(
                 conn,

@@ -301,7 +301,10 @@ async fn a_planted_signal_is_learned_evaluated_and_served() {
             "{:?}",
             g.kpi_weights
         );
-        assert!(w.learned_weight >= 0.9 * top.learned_weight, "{top:?} {w:?}");
+        assert!(
+            w.learned_weight >= 0.9 * top.learned_weight,
+            "{top:?} {w:?}"
+        );
         let usage_sum: f64 = g
             .kpi_weights
             .iter()

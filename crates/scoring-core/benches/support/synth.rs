@@ -29,9 +29,17 @@ impl Rng {
     }
 }
 
-/// 8 event types (as in the socialnet sample), 4 custom metrics, 3 score fields:
-/// 55 built-ins + 15 = 70 KPIs.
+/// 8 event types (as in the socialnet sample), all key, 4 custom metrics, 3 score fields:
+/// 55 built-ins + 8 x 4 per key event type (count, share, days since, change) + 4 + 3 =
+/// 94 KPIs (70 before the per-type detail KPIs of 2026-12-04).
 pub fn catalogue() -> Catalogue {
+    catalogue_with_keys(None)
+}
+
+/// The same with only these event types key: `Some(vec![0, 1])` gives 55 + 2 x 4 + 4 + 3 =
+/// 70 KPIs, the shape of the scoring target.
+#[allow(dead_code)]
+pub fn catalogue_with_keys(key_event_types: Option<Vec<u32>>) -> Catalogue {
     let names = [
         "like",
         "newfriend",
@@ -44,7 +52,7 @@ pub fn catalogue() -> Catalogue {
     ];
     Catalogue::new(&CatalogueSpec {
         event_types: names.iter().map(|s| s.to_string()).collect(),
-        key_event_types: None,
+        key_event_types,
         custom_metrics: ["roi", "credits", "leads", "nps"]
             .iter()
             .map(|s| CustomMetricSpec {
