@@ -31,16 +31,8 @@ fn bench(c: &mut Criterion) {
             .sample_size(10)
             .measurement_time(Duration::from_secs(3));
         for &n in sizes {
-            let m = synth::matrix(n, &cat, 42);
-            let profile_of: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
-            let signals = synth::signals(n, 3);
-            let input = PopulationInput {
-                kpis: cat.kpis(),
-                matrix: &m,
-                profile_of: &profile_of,
-                profiles: &profiles,
-                signals: Some(&signals),
-            };
+            let data = synth::Scored::new(n, &cat);
+            let input = data.input(&cat, &profiles);
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::new("accounts", n), &n, |b, _| {
                 b.iter(|| {

@@ -28,16 +28,9 @@ fn main() {
         .unwrap_or(100_000);
     let cat = synth::catalogue();
     let profiles = synth::profiles(&cat, 7);
-    let m = synth::matrix(n, &cat, 42);
-    let profile_of: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
-    let signals = synth::signals(n, 3);
-    let input = PopulationInput {
-        kpis: cat.kpis(),
-        matrix: &m,
-        profile_of: &profile_of,
-        profiles: &profiles,
-        signals: Some(&signals),
-    };
+    let data = synth::Scored::new(n, &cat);
+    let input = data.input(&cat, &profiles);
+    let m = &data.matrix;
     // Warm the thread pool so its stacks are not counted as scoring memory.
     rayon::broadcast(|_| ());
     let _ = std::fs::write("/proc/self/clear_refs", "5");

@@ -38,7 +38,6 @@ pub fn catalogue() -> Catalogue {
 
 /// The same with only these event types key: `Some(vec![0, 1])` gives 55 + 2 x 4 + 4 + 3 =
 /// 70 KPIs, the shape of the scoring target.
-#[allow(dead_code)]
 pub fn catalogue_with_keys(key_event_types: Option<Vec<u32>>) -> Catalogue {
     let names = [
         "like",
@@ -123,6 +122,39 @@ pub fn signals(n: usize, seed: u64) -> Vec<AccountSignals> {
             webhook: (rng.f() < 0.2).then(|| webhook_points((1 + rng.below(5)) as f64)),
         })
         .collect()
+}
+
+/// What scoring a synthetic population of `n` accounts needs besides the catalogue and
+/// the profiles: the KPI matrix (seed 42), account i in profile i mod 10, and the signals
+/// (seed 3).
+pub struct Scored {
+    pub matrix: KpiMatrix,
+    pub profile_of: Vec<u32>,
+    pub signals: Vec<AccountSignals>,
+}
+
+impl Scored {
+    pub fn new(n: usize, cat: &Catalogue) -> Self {
+        Self {
+            matrix: matrix(n, cat, 42),
+            profile_of: (0..n as u32).map(|i| i % 10).collect(),
+            signals: signals(n, 3),
+        }
+    }
+
+    pub fn input<'a>(
+        &'a self,
+        cat: &'a Catalogue,
+        profiles: &'a [ProfileConfig],
+    ) -> PopulationInput<'a> {
+        PopulationInput {
+            kpis: cat.kpis(),
+            matrix: &self.matrix,
+            profile_of: &self.profile_of,
+            profiles,
+            signals: Some(&self.signals),
+        }
+    }
 }
 
 /// Flat storage of every account's inputs; [`Population::inputs`] slices it per account.
