@@ -19,6 +19,7 @@
 //!   is kept as its integer count of millionths when that reproduces it bit for bit, else
 //!   as its 8 bytes.
 
+use prost::encoding::{decode_varint, encode_varint};
 use serde::{Deserialize, Serialize};
 use vitals_scoring_core::{Category, ChangeItem, Explanation, KpiContribution};
 
@@ -242,14 +243,6 @@ const KNOWN_KPIS: &[&str] = &[
     "renewals",
 ];
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -274,7 +267,7 @@ fn put_number(out: &mut Vec<u8>, x: Option<f64>) {
     // is kept as its bits).
     let micros = (k.abs() < MAX_MICROS).then_some(k as i64);
     if let Some(m) = micros.filter(|&m| (m as f64 / 1e6).to_bits() == x.to_bits()) {
-        put_varint(out, 2 + zigzag(m));
+        encode_varint(2 + zigzag(m), out);
     } else {
         out.push(1);
         out.extend_from_slice(&x.to_bits().to_le_bytes());
@@ -284,21 +277,21 @@ fn put_number(out: &mut Vec<u8>, x: Option<f64>) {
 /// The binary form of `drivers` (see the module's doc): a version byte, the number of
 /// drivers, then for each: its name (`1 + i` for [`KNOWN_KPIS`]`[i]`, or `0`, the
 /// length and the UTF-8 bytes), its category (zigzag), then the five numbers of
-/// [`put_number`]. Integers are LEB128 varints.
+/// [`put_number`]. Integers are LEB128 varints (protobuf's, through `prost::encoding`).
 pub fn encode_drivers(drivers: &[StoredDriver]) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + drivers.len() * 24);
     out.push(DRIVERS_V1);
-    put_varint(&mut out, drivers.len() as u64);
+    encode_varint(drivers.len() as u64, &mut out);
     for d in drivers {
         match KNOWN_KPIS.iter().position(|k| *k == d.0) {
-            Some(i) => put_varint(&mut out, 1 + i as u64),
+            Some(i) => encode_varint(1 + i as u64, &mut out),
             None => {
                 out.push(0);
-                put_varint(&mut out, d.0.len() as u64);
+                encode_varint(d.0.len() as u64, &mut out);
                 out.extend_from_slice(d.0.as_bytes());
             }
         }
-        put_varint(&mut out, zigzag(i64::from(d.1)));
+        encode_varint(zigzag(i64::from(d.1)), &mut out);
         put_number(&mut out, Some(d.2));
         put_number(&mut out, d.3);
         put_number(&mut out, Some(d.4));
@@ -322,15 +315,14 @@ impl Reader<'_> {
     }
 
     fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+        let mut rest = &self.b[self.pos..];
+        let before = rest.len();
+        if before == 0 {
+            return Err("truncated".into());
         }
-        Err("varint too long".into())
+        let v = decode_varint(&mut rest).map_err(|_| "truncated or overlong varint")?;
+        self.pos += before - rest.len();
+        Ok(v)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&[u8], String> {
@@ -523,7 +515,7 @@ mod tests {
         );
         // A KPI number past the table.
         let mut unknown = vec![DRIVERS_V1, 1];
-        put_varint(&mut unknown, KNOWN_KPIS.len() as u64 + 1);
+        encode_varint(KNOWN_KPIS.len() as u64 + 1, &mut unknown);
         unknown.extend_from_slice(&[2, 2, 2, 2, 2, 2]);
         assert!(
             decode_drivers(&unknown)
@@ -539,6 +531,18 @@ mod tests {
         assert_eq!(
             decode_drivers(&[DRIVERS_V1, 0xff, 0xff, 0xff, 0x7f]).unwrap_err(),
             "truncated"
+        );
+        // A count cut in the middle of its varint, and one longer than 10 bytes.
+        assert_eq!(
+            decode_drivers(&[DRIVERS_V1, 0xff, 0xff]).unwrap_err(),
+            "truncated or overlong varint"
+        );
+        let mut overlong = vec![DRIVERS_V1];
+        overlong.extend_from_slice(&[0x80; 11]);
+        overlong.push(0);
+        assert_eq!(
+            decode_drivers(&overlong).unwrap_err(),
+            "truncated or overlong varint"
         );
     }
 
