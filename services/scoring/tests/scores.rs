@@ -246,6 +246,34 @@ async fn scores_are_stored_listed_paged_and_explained() {
             .kpis;
         let names: HashSet<&str> = kpis.iter().map(|k| k.name.as_str()).collect();
         assert!(names.contains("active_days") && names.contains("events_login"));
+        // Each key event type's detail KPIs, named, described and with their unit.
+        for (name, display, unit, direction) in [
+            (
+                "events_login__share",
+                "Events login: share",
+                "ratio",
+                cpb::KpiDirection::HigherIsBetter,
+            ),
+            (
+                "events_login__days_since",
+                "Events login: days since",
+                "days",
+                cpb::KpiDirection::LowerIsBetter,
+            ),
+            (
+                "events_login__change_pct",
+                "Events login: change pct",
+                "percent",
+                cpb::KpiDirection::HigherIsBetter,
+            ),
+        ] {
+            let k = kpis.iter().find(|k| k.name == name).expect(name);
+            assert_eq!(k.display_name, display);
+            assert_eq!(k.unit, unit, "{name}");
+            assert_eq!(k.direction, direction as i32, "{name}");
+            assert_eq!(k.category, cpb::ScoreCategory::Usage as i32, "{name}");
+            assert!(k.description.contains("`login`"), "{}", k.description);
+        }
         let usage = env
             .scoring
             .list_kpis(pb::ListKpisRequest {

@@ -351,6 +351,7 @@ pub(crate) async fn list_kpis(
             unit: units
                 .get(k.name.as_ref())
                 .copied()
+                .or_else(|| detail_unit(&k.name))
                 .unwrap_or_else(|| default_unit(k.category))
                 .to_string(),
         })
@@ -364,13 +365,24 @@ pub(crate) async fn list_kpis(
     Ok(pb::ListKpisResponse { kpis })
 }
 
-/// "days_since_last_activity" -> "Days since last activity".
+/// "days_since_last_activity" -> "Days since last activity";
+/// "events_login__days_since" -> "Events login: days since".
 fn display_name(name: &str) -> String {
-    let s = name.replace('_', " ");
+    let s = name.replace("__", ": ").replace('_', " ");
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => s,
+    }
+}
+
+/// Unit of a per key event type detail KPI (`events_<type>__share`, ...), from its family.
+fn detail_unit(name: &str) -> Option<&'static str> {
+    match name.rsplit_once("__")?.1 {
+        "share" => Some("ratio"),
+        "days_since" => Some("days"),
+        "change_pct" => Some("percent"),
+        _ => None,
     }
 }
 
