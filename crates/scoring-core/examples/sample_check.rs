@@ -1,5 +1,5 @@
 //! Sanity check of the whole method on the sample data (not a unit test: it needs
-//! /work/shared/data, which a fresh clone may not have).
+//! ../shared/data next to the repository, which a fresh clone may not have).
 //!
 //! `cargo run --release -p vitals-scoring-core --example sample_check -- [DATA_DIR]`
 //! (default `../shared/data/socialnet7-small` next to the repository).
@@ -21,7 +21,7 @@ use vitals_scoring_core::*;
 fn lines(path: &Path) -> Vec<String> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| {
         eprintln!(
-            "cannot open {}: {e} (the sample data from /work/shared/data is needed)",
+            "cannot open {}: {e} (the sample data from ../shared/data is needed)",
             path.display()
         );
         std::process::exit(2)

@@ -161,7 +161,11 @@ async fn main() -> anyhow::Result<()> {
             .map(|r| r.try_get::<i64>("", "n"))
             .transpose()?
             .unwrap_or(0);
-        let file = format!("/tmp/vitals_bench_events_{}.csv", std::process::id());
+        // PostgreSQL runs on this machine (loopback): it writes and reads the file itself.
+        let file = std::env::temp_dir()
+            .join(format!("vitals_bench_events_{}.csv", std::process::id()))
+            .display()
+            .to_string();
         c.execute_unprepared("CREATE TABLE events_copy (LIKE events INCLUDING ALL)")
             .await?;
         c.execute_unprepared(&format!("COPY events TO '{file}' (FORMAT csv)"))

@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release -p vitals-learner --example socialnet7_service [DIR]`
 //! (DIR defaults to the repository's `tests/data/socialnet7-small`; the full set is
-//! `/work/shared/data/socialnet7`). Figures: docs/bench-learner.md.
+//! `../shared/data/socialnet7` next to the repository). Figures: docs/bench-learner.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,7 +52,7 @@ async fn main() -> ExitCode {
     if !dir.join("event.csv.gz").is_file() {
         eprintln!(
             "{} has no event.csv.gz: pass the folder of the sample data (see \
-             /work/shared/data/README.md)",
+             ../shared/data/README.md next to the repository)",
             dir.display()
         );
         return ExitCode::from(2);
