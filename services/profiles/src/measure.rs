@@ -435,12 +435,18 @@ pub async fn preview(
     let s = req
         .scorecard
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
-    let fields = scorecard_fields("scorecard", &s, true)?;
     let as_of = match &req.as_of {
         Some(t) => convert::from_timestamp("as_of", t)?,
         None => Utc::now(),
     };
-    let segment = Rule::compile_segment_optional("scorecard.segment", &fields.segment)?;
+    // Validation compiles the segment: CPU work (milliseconds for a long rule), kept off
+    // the async workers as any request with a read token can send one.
+    let (fields, segment) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let fields = scorecard_fields("scorecard", &s, true)?;
+        let segment = Rule::compile_segment_optional("scorecard.segment", &fields.segment)?;
+        Ok((fields, segment))
+    })
+    .await??;
     let mapping = core::ScoreMapping::new(fields.worst, fields.best)
         .map_err(|e| ApiError::invalid("scorecard.best_value", e.to_string()))?;
     let bands = core::BandThresholds::new(fields.yellow_from, fields.green_from)
