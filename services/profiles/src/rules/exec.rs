@@ -193,3 +193,72 @@ where
     drop(guard);
     out.map_err(|_| ApiError::Internal("cel evaluation panicked".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn dropping_the_caller_cancels_the_batch() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let batch = run_with(Meter::new(u64::MAX, Duration::from_secs(60)), move |m| {
+            let why = loop {
+                if let Err(s) = m.tick() {
+                    break s;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            let _ = tx.send(why);
+        });
+        // The caller gives up after 100 ms: the future is dropped.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), batch)
+                .await
+                .is_err()
+        );
+        let why = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(why, Ok(Stop::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_an_internal_error_not_the_end_of_the_process() {
+        let e = run(|_| -> u32 { panic!("boom") }).await.unwrap_err();
+        assert!(matches!(e, ApiError::Internal(_)), "{e}");
+        assert_eq!(run(|_| 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_workers_batches_run_at_once() {
+        static NOW: AtomicUsize = AtomicUsize::new(0);
+        static MAX: AtomicUsize = AtomicUsize::new(0);
+        let batches = (0..workers() * 3).map(|_| {
+            run(|_| {
+                let n = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+                MAX.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                NOW.fetch_sub(1, Ordering::SeqCst);
+            })
+        });
+        for r in futures_join_all(batches).await {
+            r.unwrap();
+        }
+        assert_eq!(MAX.load(Ordering::SeqCst), workers());
+    }
+
+    /// Awaits every future (a tiny join_all: no extra dependency for one test).
+    async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handles: Vec<_> = fs.map(tokio::spawn).collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.unwrap());
+        }
+        out
+    }
+}
