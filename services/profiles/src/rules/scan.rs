@@ -29,12 +29,19 @@ struct Frame {
     best: u32,
     /// Terms joined by `&&` / `||` (a balanced tree: log2 of them add levels).
     logic: u32,
+    /// `?` seen in this level: the parser nests the rest of the level in the else
+    /// branch, so every later term is one level deeper per `?`, whatever joins them.
+    ternary: u32,
 }
 
 impl Frame {
     /// Ends the current term (at `,`, `&&`, `||`).
     fn end_term(&mut self) {
-        self.best = self.best.max(self.ops.saturating_add(self.child));
+        let term = self
+            .ops
+            .saturating_add(self.child)
+            .saturating_add(self.ternary);
+        self.best = self.best.max(term);
         self.ops = 0;
         self.child = 0;
     }
@@ -118,7 +125,11 @@ pub fn scan(source: &str) -> Scan {
                 }
                 i += 1;
             }
-            b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'!' | b'<' | b'>' | b'?' | b'.' => {
+            b'?' => {
+                stack[top].ternary = stack[top].ternary.saturating_add(1);
+                i += 1;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'!' | b'<' | b'>' | b'.' => {
                 // Two-character operators (`==`, `!=`, `<=`, `>=`) count once.
                 if b.get(i + 1) == Some(&b'=') {
                     i += 1;
@@ -199,6 +210,8 @@ mod tests {
         assert!(depth(&format!("x{}", "[0]".repeat(100))) >= 100);
         assert!(depth(&format!("{}1{}", "(".repeat(50), ")".repeat(50))) >= 100);
         assert!(depth(&format!("{}1{}", "[".repeat(50), "]".repeat(50))) >= 100);
+        // Ternaries nest their else branch, even across `||`.
+        assert!(depth(&"a ? b : c || ".repeat(100)) >= 100);
     }
 
     #[test]
