@@ -29,6 +29,12 @@ pub enum ApiError {
     /// A dependency (database, another service) is down; the call may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A budget ran out (e.g. a CEL rule's evaluation steps); the message says which.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The work ran past its deadline and was abandoned.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The RPC belongs to a part of Vitals that is not built yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -54,6 +60,8 @@ impl ApiError {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }

@@ -17,7 +17,7 @@ use vitals_store::profiles::{
 use vitals_store::sea_orm::ConnectionTrait;
 
 use crate::error::{ProfilesError, Result};
-use crate::rules::{AccountVars, Rule};
+use crate::rules::{self, AccountVars, Failures, Meter, Rule, Stop};
 
 /// Id of the profile created on first start.
 pub const DEFAULT_PROFILE_ID: &str = "default";
@@ -59,16 +59,24 @@ impl RuleSet {
         })
     }
 
-    /// The profile `account` belongs to by the rules, and why.
-    pub fn decide(&self, account: &AccountRecord) -> (String, AssignmentSource) {
+    /// The profile `account` belongs to by the rules, and why (on the CEL pool, under
+    /// `meter`). A rule that fails on the account (a type error, its step budget spent)
+    /// does not match it and is recorded in `failures`; only the end of the batch
+    /// (deadline, caller gone) stops the decision.
+    pub fn decide(
+        &self,
+        account: &AccountRecord,
+        meter: &Meter,
+        failures: &mut Failures,
+    ) -> Result<(String, AssignmentSource), Stop> {
         let vars = AccountVars::new(account, None);
-        let ctx = vars.context();
+        let ctx = vars.context(meter);
         for (id, rule) in &self.ordered {
-            if rule.matches(&ctx) {
-                return (id.clone(), AssignmentSource::Rule);
+            if rules::eval_stored(rule, &ctx, meter, id, failures)? {
+                return Ok((id.clone(), AssignmentSource::Rule));
             }
         }
-        (self.default_id.clone(), AssignmentSource::Default)
+        Ok((self.default_id.clone(), AssignmentSource::Default))
     }
 
     /// The default profile's id.
@@ -259,21 +267,26 @@ pub async fn reassign(store: &Store, options: RunOptions) -> Result<Report> {
     Ok(report)
 }
 
-/// Runs the rules on a blocking thread: CEL over a large portfolio is CPU work.
+/// Runs the rules on the CEL pool (CEL over a large portfolio is CPU work) under its
+/// budget; rules that failed on some accounts are logged once, by profile.
 async fn decide_all(
-    rules: Arc<RuleSet>,
+    rule_set: Arc<RuleSet>,
     accounts: Vec<AccountRecord>,
 ) -> Result<Vec<(AccountRecord, String, AssignmentSource)>> {
-    Ok(tokio::task::spawn_blocking(move || {
-        accounts
-            .into_iter()
-            .map(|a| {
-                let (to, source) = rules.decide(&a);
-                (a, to, source)
-            })
-            .collect()
+    let decided = rules::exec::run(move |meter| {
+        let mut failures = Failures::default();
+        let mut out = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            match rule_set.decide(&a, meter, &mut failures) {
+                Ok((to, source)) => out.push((a, to, source)),
+                Err(stop) => return Err(rules::stop_error("assignment_rule", stop, &a.id)),
+            }
+        }
+        failures.report("profile");
+        Ok(out)
     })
-    .await?)
+    .await??;
+    Ok(decided)
 }
 
 /// Assigns these accounts by the rules (pinned ones stay where they are): what the
@@ -357,12 +370,7 @@ async fn select(
         }
         Selector::Filter(rule) => {
             let all = sp::load_accounts(conn).await?;
-            Ok(tokio::task::spawn_blocking(move || {
-                all.into_iter()
-                    .filter(|a| rule.matches(&AccountVars::new(a, None).context()))
-                    .collect()
-            })
-            .await?)
+            Ok(rules::select_for_request("filter", rule, all).await?)
         }
     }
 }

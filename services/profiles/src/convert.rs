@@ -692,7 +692,7 @@ pub fn scorecard_fields(
             ));
         }
     };
-    Rule::compile_optional(&f("segment"), &s.segment)?;
+    Rule::compile_segment_optional(&f("segment"), &s.segment)?;
     if s.tags.len() > MAX_TAGS {
         return Err(ApiError::invalid(
             f("tags"),

@@ -13,7 +13,7 @@ use vitals_store::profiles::{self as sp, AccountRecord, AttrValue, StoredMeasure
 
 use crate::convert::{self, scorecard_fields};
 use crate::error::{ProfilesError, Result};
-use crate::rules::{AccountVars, Rule};
+use crate::rules::{self, Rule};
 
 /// Default KPI window when an account's profile sets none.
 const DEFAULT_WINDOW: u32 = 28;
@@ -29,24 +29,6 @@ pub fn scored(accounts: Vec<AccountRecord>) -> Vec<AccountRecord> {
     accounts
         .into_iter()
         .filter(|a| a.status != "churned")
-        .collect()
-}
-
-/// The accounts of `accounts` in `segment` (all when `None`); segments see `profile`.
-pub fn in_segment(accounts: Vec<AccountRecord>, segment: Option<&Rule>) -> Vec<AccountRecord> {
-    let Some(rule) = segment else {
-        return accounts;
-    };
-    accounts
-        .into_iter()
-        .filter(|a| {
-            let profile = a
-                .profile_id
-                .as_ref()
-                .map(|p| format!("profiles/{p}"))
-                .unwrap_or_default();
-            rule.matches(&AccountVars::new(a, Some(&profile)).context())
-        })
         .collect()
 }
 
@@ -453,12 +435,18 @@ pub async fn preview(
     let s = req
         .scorecard
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
-    let fields = scorecard_fields("scorecard", &s, true)?;
     let as_of = match &req.as_of {
         Some(t) => convert::from_timestamp("as_of", t)?,
         None => Utc::now(),
     };
-    let segment = Rule::compile_optional("scorecard.segment", &fields.segment)?;
+    // Validation compiles the segment: CPU work (milliseconds for a long rule), kept off
+    // the async workers as any request with a read token can send one.
+    let (fields, segment) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let fields = scorecard_fields("scorecard", &s, true)?;
+        let segment = Rule::compile_segment_optional("scorecard.segment", &fields.segment)?;
+        Ok((fields, segment))
+    })
+    .await??;
     let mapping = core::ScoreMapping::new(fields.worst, fields.best)
         .map_err(|e| ApiError::invalid("scorecard.best_value", e.to_string()))?;
     let bands = core::BandThresholds::new(fields.yellow_from, fields.green_from)
@@ -469,7 +457,10 @@ pub async fn preview(
         impact: core::Impact::Medium,
     };
     let accounts = scored(sp::load_accounts(store.conn()).await?);
-    let accounts = in_segment(accounts, segment.as_ref());
+    let accounts = match segment {
+        Some(rule) => rules::select_for_request("scorecard.segment", rule, accounts).await?,
+        None => accounts,
+    };
     let values = measure_values(store, &fields.measure, &accounts, as_of).await?;
     let mut raw: Vec<f64> = values.iter().flatten().copied().collect();
     let scores: Vec<f64> = raw

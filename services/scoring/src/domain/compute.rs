@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use vitals_profiles::measure;
-use vitals_profiles::rules::Rule;
+use vitals_profiles::rules::{self, Rule};
 use vitals_scoring_core as core;
 use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
@@ -413,7 +413,7 @@ fn cards(records: Vec<ScorecardRecord>) -> Vec<Card> {
         .filter_map(|record| {
             let mapping = core::ScoreMapping::new(record.worst, record.best).ok()?;
             let bands = core::BandThresholds::new(record.yellow_from, record.green_from).ok()?;
-            let segment = match Rule::compile_optional("segment", &record.segment) {
+            let segment = match Rule::compile_segment_optional("segment", &record.segment) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(scorecard = %record.id, error = %e, "scorecard segment does not compile; skipped");
@@ -582,7 +582,17 @@ pub(crate) async fn run(
     if !cards.is_empty() && !ids.is_empty() {
         let accounts = sp::load_accounts_by_id(conn, &ids).await?;
         for c in &cards {
-            let members = measure::in_segment(accounts.clone(), c.segment.as_ref());
+            let members = match &c.segment {
+                Some(rule) => {
+                    rules::select_stored(
+                        &format!("scorecards/{}", c.record.id),
+                        rule.clone(),
+                        accounts.clone(),
+                    )
+                    .await?
+                }
+                None => accounts.clone(),
+            };
             let values = measure::measure_values(&inner.store, &c.record.measure, &members, as_of)
                 .await
                 .map_err(ApiError::from)?;
