@@ -455,7 +455,7 @@ pub async fn preview(
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
     let fields = scorecard_fields("scorecard", &s, true)?;
     let as_of = match &req.as_of {
-        Some(t) => convert::from_timestamp("as_of", t)?,
+        Some(t) => convert::as_of("as_of", t)?,
         None => Utc::now(),
     };
     let segment = Rule::compile_optional("scorecard.segment", &fields.segment)?;
