@@ -186,4 +186,40 @@ mod tests {
         assert!(value("v", 1e15 + 1.0).is_err());
         assert!(value("v", -f64::MAX).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        #[test]
+        fn any_input_is_accepted_within_the_rules_or_named(
+            s in proptest::prelude::any::<String>(),
+            x in proptest::prelude::any::<f64>(),
+            seconds in proptest::prelude::any::<i64>(),
+            nanos in proptest::prelude::any::<i32>(),
+        ) {
+            let field = "items[1].field";
+            let named = |e: ApiError| {
+                assert!(e.to_string().starts_with("items[1].field: "), "{e}");
+                assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            };
+            match no_nul(field, &s) {
+                Ok(()) => assert!(!s.contains('\0')),
+                Err(e) => named(e),
+            }
+            match value(field, x) {
+                Ok(v) => assert!(v.is_finite() && v.abs() <= MAX_ABS_VALUE),
+                Err(e) => named(e),
+            }
+            let now = Utc::now();
+            let t = prost_types::Timestamp { seconds, nanos };
+            match data_time(field, &t, now) {
+                Ok(at) => assert!(at >= EARLIEST && at <= now + MAX_AHEAD),
+                Err(e) => named(e),
+            }
+            match timestamp(field, &t) {
+                Ok(at) => assert!((TIMESTAMP_MIN_SECS..=TIMESTAMP_MAX_SECS).contains(&at.timestamp())),
+                Err(e) => named(e),
+            }
+        }
+    }
 }
