@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod validate;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -8,6 +8,7 @@
 //! server.stop().await.unwrap();
 //! ```
 
+pub mod arb;
 pub mod tls;
 
 use std::future::Future;

@@ -102,6 +102,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let r = request.into_inner();
         let size = validate::page_size(r.page_size, 100, 1000)?;
+        vitals_server::validate::no_nul("profile", &r.profile)?;
         let profile_id = if r.profile.is_empty() {
             None
         } else {

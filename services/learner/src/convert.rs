@@ -1,10 +1,11 @@
 //! Proto <-> domain conversion and request validation (field paths in every error).
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use prost_types::Timestamp;
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::validate as sv;
 use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeRecord};
 
 use crate::LearnerArgs;
@@ -99,12 +100,23 @@ pub fn parse_model_name(name: &str) -> Result<(String, i32), ApiError> {
     Ok((profile.to_owned(), version))
 }
 
-/// Timestamp -> UTC time.
+/// Timestamp -> UTC time, checked: well-formed (0001-01-01..9999-12-31; the filters of
+/// ListOutcomes take any such time).
 pub fn time(field: &str, t: &Timestamp) -> Result<DateTime<Utc>, ApiError> {
-    let nanos = u32::try_from(t.nanos).map_err(|_| ApiError::invalid(field, "negative nanos"))?;
-    Utc.timestamp_opt(t.seconds, nanos)
-        .single()
-        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+    sv::timestamp(field, t)
+}
+
+/// The `as_of` of Train or PredictChurn: `now` when unset, else from 2000-01-01 to 24 h
+/// past `now` (the rule of every service, [`vitals_server::validate::data_time`]).
+pub fn as_of(
+    field: &str,
+    t: Option<&Timestamp>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    match t {
+        None => Ok(now),
+        Some(t) => sv::data_time(field, t, now),
+    }
 }
 
 /// UTC time -> Timestamp.
@@ -152,10 +164,6 @@ pub fn new_outcomes(
             format!("must hold 1 to 10,000 outcomes, got {}", items.len()),
         ));
     }
-    let earliest = Utc
-        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default();
     items
         .iter()
         .enumerate()
@@ -167,19 +175,11 @@ pub fn new_outcomes(
                 .occur_time
                 .as_ref()
                 .ok_or_else(|| ApiError::invalid(f("occur_time"), "must be set"))?;
-            let at = time(&f("occur_time"), t)?;
-            if at < earliest {
-                return Err(ApiError::invalid(f("occur_time"), "before 2000-01-01"));
-            }
-            if at > now + Duration::hours(24) {
-                return Err(ApiError::invalid(
-                    f("occur_time"),
-                    "more than 24 h in the future",
-                ));
-            }
+            let at = sv::data_time(&f("occur_time"), t, now)?;
             if o.note.len() > MAX_NOTE_BYTES {
                 return Err(ApiError::invalid(f("note"), "longer than 4,096 bytes"));
             }
+            sv::no_nul(&f("note"), &o.note)?;
             Ok(NewOutcome {
                 account_id: o.account_id.clone(),
                 kind: kind.to_owned(),
@@ -240,6 +240,11 @@ pub fn encode_token(parts: &[&str]) -> String {
 pub fn decode_token(token: &str, n: usize) -> Result<Vec<String>, ApiError> {
     let bad = || ApiError::invalid("page_token", "not a token from a previous response");
     let s = unhex(token).ok_or_else(bad)?;
+    // Never made by `encode_token` (ids hold no control character), and PostgreSQL text
+    // cannot hold a NUL.
+    if s.contains('\0') {
+        return Err(bad());
+    }
     let parts: Vec<String> = s.split('\u{1f}').map(str::to_owned).collect();
     if parts.len() != n {
         return Err(bad());

@@ -19,17 +19,7 @@ pub const MAX_FOLDS: u32 = 10;
 pub const DEFAULT_FOLDS: u32 = 2;
 
 fn as_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, ApiError> {
-    let now = Utc::now();
-    match t {
-        None => Ok(now),
-        Some(t) => {
-            let at = convert::time(field, t)?;
-            if at > now + chrono::Duration::hours(24) {
-                return Err(ApiError::invalid(field, "more than 24 h in the future"));
-            }
-            Ok(at)
-        }
-    }
+    convert::as_of(field, t, Utc::now())
 }
 
 fn evaluation(e: &StoredEval, b: &StoredBacktest) -> pb::Evaluation {

@@ -5,6 +5,8 @@
 //! RPCs, the settings of [`LearnerArgs`] and the limits.
 
 mod convert;
+#[cfg(test)]
+mod convert_props;
 pub mod domain;
 mod grpc;
 mod service;

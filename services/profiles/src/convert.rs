@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::profiles::v1 as pb;
 use vitals_scoring_core::Catalogue;
 use vitals_server::ApiError;
+use vitals_server::validate as sv;
 use vitals_store::profiles::{ProfileRecord, ScorecardRecord, StoredMeasure, StoredWeights};
 
 use crate::rules::Rule;
@@ -27,12 +28,10 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-/// Time of a timestamp, checked.
-pub fn from_timestamp(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| Utc.timestamp_opt(t.seconds, n).single())
-        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+/// An `as_of` a client sends: from 2000-01-01 to 24 h past the server's clock (the rule
+/// of every service, [`vitals_server::validate::data_time`]).
+pub fn as_of(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
+    sv::data_time(field, t, Utc::now())
 }
 
 /// Checks an id of a Vitals-owned resource: `[a-z]([a-z0-9-]*[a-z0-9])?`, 1..63 chars.
@@ -102,6 +101,13 @@ fn check_text(field: &str, v: &str, min: usize, max: usize) -> Result<(), ApiErr
     if v.len() > max {
         return Err(ApiError::invalid(field, format!("longer than {max} bytes")));
     }
+    sv::no_nul(field, v)
+}
+
+/// A CEL rule's text as stored: the compiler sees it only once it holds no NUL.
+fn check_rule(field: &str, rule: &str) -> Result<(), ApiError> {
+    sv::no_nul(field, rule)?;
+    Rule::compile_optional(field, rule)?;
     Ok(())
 }
 
@@ -112,6 +118,8 @@ fn check_weight(field: &str, w: f64) -> Result<(), ApiError> {
     if w < 0.0 {
         return Err(ApiError::invalid(field, "must be >= 0"));
     }
+    // Weights are summed (normalised over a profile): bounded so no sum overflows.
+    sv::value(field, w)?;
     Ok(())
 }
 
@@ -266,7 +274,7 @@ pub fn profile_fields(prefix: &str, p: &pb::HealthProfile) -> Result<ProfileFiel
     check_text(&f("display_name"), &p.display_name, 1, 200)?;
     check_text(&f("description"), &p.description, 0, 4096)?;
     let weights = weights(&f("category_weights"), p.category_weights.as_ref())?;
-    Rule::compile_optional(&f("assignment_rule"), &p.assignment_rule)?;
+    check_rule(&f("assignment_rule"), &p.assignment_rule)?;
     if !(0..=1_000_000).contains(&p.priority) {
         return Err(ApiError::invalid(f("priority"), "must be in 0..1000000"));
     }
@@ -285,6 +293,7 @@ pub fn profile_fields(prefix: &str, p: &pb::HealthProfile) -> Result<ProfileFiel
         ));
     }
     for (i, k) in p.kpis.iter().enumerate() {
+        sv::no_nul(&format!("{prefix}.kpis[{i}]"), k)?;
         if !known_kpi(k) {
             return Err(ApiError::invalid(
                 format!("{prefix}.kpis[{i}]"),
@@ -672,6 +681,8 @@ pub fn scorecard_fields(
         if !v.is_finite() {
             return Err(ApiError::invalid(f(name), "must be finite"));
         }
+        // best - worst must not overflow.
+        sv::value(&f(name), v)?;
     }
     if s.worst_value == s.best_value {
         return Err(ApiError::invalid(
@@ -692,6 +703,7 @@ pub fn scorecard_fields(
             ));
         }
     };
+    sv::no_nul(&f("segment"), &s.segment)?;
     Rule::compile_segment_optional(&f("segment"), &s.segment)?;
     if s.tags.len() > MAX_TAGS {
         return Err(ApiError::invalid(

@@ -10,6 +10,8 @@
 
 pub mod assign;
 mod convert;
+#[cfg(test)]
+mod convert_props;
 mod domain;
 pub mod error;
 mod grpc;

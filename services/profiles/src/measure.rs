@@ -436,7 +436,7 @@ pub async fn preview(
         .scorecard
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
     let as_of = match &req.as_of {
-        Some(t) => convert::from_timestamp("as_of", t)?,
+        Some(t) => convert::as_of("as_of", t)?,
         None => Utc::now(),
     };
     // Validation compiles the segment: CPU work (milliseconds for a long rule), kept off

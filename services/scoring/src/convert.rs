@@ -1,10 +1,11 @@
 //! Proto <-> domain for the scoring service, with the validation of every request field.
 
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::Deserialize;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::stored::{StoredDetails, StoredDriver};
@@ -16,13 +17,25 @@ pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
 }
 
-/// A proto timestamp, checked.
+/// A proto timestamp, checked: well-formed (0001-01-01..9999-12-31; the filters of the
+/// reads take any such time).
 pub fn from_timestamp(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| Utc.timestamp_opt(t.seconds, n).single())
-        .map(truncate)
-        .ok_or_else(|| ApiError::invalid(field, "not a valid timestamp"))
+    sv::timestamp(field, t).map(truncate)
+}
+
+/// The `as_of` of a scoring run: from 2000-01-01 (the rule of every service,
+/// [`vitals_server::validate::data_time`]) and not after `now`: a snapshot from the
+/// future would shadow every later one.
+pub fn run_as_of(
+    field: &str,
+    t: &prost_types::Timestamp,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    let at = sv::data_time(field, t, now)?;
+    if at > now {
+        return Err(ApiError::invalid(field, "must not be in the future"));
+    }
+    Ok(truncate(at))
 }
 
 /// To a proto timestamp.

@@ -73,13 +73,7 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         let req = request.into_inner();
         let scope = scope(&req)?;
         let as_of = match &req.as_of {
-            Some(t) => {
-                let t = convert::from_timestamp("as_of", t)?;
-                if t > chrono::Utc::now() {
-                    return Err(ApiError::invalid("as_of", "must not be in the future").into());
-                }
-                Some(t)
-            }
+            Some(t) => Some(convert::run_as_of("as_of", t, chrono::Utc::now())?),
             None => None,
         };
         let r = self.compute(scope, as_of).await?;

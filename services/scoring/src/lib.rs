@@ -9,6 +9,8 @@
 
 mod cache;
 mod convert;
+#[cfg(test)]
+mod convert_props;
 pub mod domain;
 mod grpc;
 pub mod weights;

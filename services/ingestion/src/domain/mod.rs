@@ -96,9 +96,10 @@ fn account(a: &pb::Account, p: &str, now: DateTime<Utc>) -> Result<st::AccountUp
                 if s.len() > MAX_ATTRIBUTE_STRING {
                     return Err(ApiError::invalid(f, "string longer than 4096 bytes"));
                 }
+                vitals_server::validate::no_nul(&f, s)?;
                 Some(st::AttributeValue::String(s.clone()))
             }
-            Some(Kind::NumberValue(x)) => Some(st::AttributeValue::Number(v::finite(&f, *x)?)),
+            Some(Kind::NumberValue(x)) => Some(st::AttributeValue::Number(v::value(&f, *x)?)),
             Some(Kind::BoolValue(b)) => Some(st::AttributeValue::Bool(*b)),
             Some(Kind::TimestampValue(t)) => {
                 Some(st::AttributeValue::Timestamp(v::any_time(&f, t)?))
@@ -228,7 +229,7 @@ pub fn event(e: &pb::Event, p: &str, now: DateTime<Utc>) -> Result<st::NewEvent,
         event_type: v::name(&format!("{p}.event_type"), &e.event_type)?,
         occurred_at: v::required_time(&format!("{p}.occur_time"), e.occur_time.as_ref(), now)?,
         value: match e.value {
-            Some(x) => Some(v::finite(&format!("{p}.value"), x)?),
+            Some(x) => Some(v::value(&format!("{p}.value"), x)?),
             None => None,
         },
     })
@@ -265,7 +266,8 @@ fn event_fast(e: pb::Event, i: usize, now: DateTime<Utc>) -> Result<st::NewEvent
         && !e.event_type.is_empty()
         && e.event_type.len() <= v::MAX_NAME_BYTES
         && !e.event_type.chars().any(char::is_control)
-        && e.value.is_none_or(f64::is_finite);
+        && e.value
+            .is_none_or(|x| x.is_finite() && x.abs() <= v::MAX_ABS_VALUE);
     let at = e.occur_time.as_ref().and_then(|t| {
         let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
         let at = DateTime::from_timestamp(t.seconds, nanos)?;
@@ -392,7 +394,7 @@ pub fn subscriptions_batch(
                 }
                 None => None,
             };
-            let mrr = v::finite(&format!("{p}.mrr"), x.mrr)?;
+            let mrr = v::value(&format!("{p}.mrr"), x.mrr)?;
             if mrr < 0.0 {
                 return Err(ApiError::invalid(
                     format!("{p}.mrr"),
@@ -401,7 +403,7 @@ pub fn subscriptions_batch(
             }
             let quantity = match x.quantity {
                 Some(q) => {
-                    let q = v::finite(&format!("{p}.quantity"), q)?;
+                    let q = v::value(&format!("{p}.quantity"), q)?;
                     if q < 0.0 {
                         return Err(ApiError::invalid(
                             format!("{p}.quantity"),
@@ -520,7 +522,7 @@ pub fn custom_metrics_batch(
             Ok(st::CustomMetricRow {
                 account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
                 name: v::snake_name(&format!("{p}.name"), &x.name)?,
-                value: v::finite(&format!("{p}.value"), x.value)?,
+                value: v::value(&format!("{p}.value"), x.value)?,
                 at: v::required_time(&format!("{p}.occur_time"), x.occur_time.as_ref(), now)?,
             })
         })
@@ -603,6 +605,11 @@ pub mod page_token {
             })
             .collect::<Result<Vec<u8>, _>>()?;
         let s = String::from_utf8(bytes).map_err(|_| bad())?;
+        // Never made by `encode` (ids hold no control character), and PostgreSQL text
+        // cannot hold a NUL.
+        if s.contains('\0') {
+            return Err(bad());
+        }
         Ok(s.split('\u{1f}').map(str::to_string).collect())
     }
 }

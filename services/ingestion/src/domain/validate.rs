@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use vitals_server::ApiError;
+use vitals_server::validate as sv;
 
 /// Most items in one batch RPC (and in one IngestEvents message).
 pub const MAX_BATCH: usize = 10_000;
@@ -12,10 +13,13 @@ pub const MAX_BATCH: usize = 10_000;
 pub const MAX_ID_BYTES: usize = 256;
 /// Longest name (event type, metric, field, signal), in bytes.
 pub const MAX_NAME_BYTES: usize = 128;
-/// Earliest accepted time: 2000-01-01T00:00:00Z.
-pub const MIN_TIME_SECS: i64 = 946_684_800;
+/// Earliest accepted time: 2000-01-01T00:00:00Z (the rule of every service:
+/// [`vitals_server::validate`]).
+pub const MIN_TIME_SECS: i64 = sv::EARLIEST_SECS;
 /// How far in the future a time may be.
-pub const MAX_FUTURE: TimeDelta = TimeDelta::hours(24);
+pub const MAX_FUTURE: TimeDelta = sv::MAX_AHEAD;
+/// Largest magnitude of a stored, summed number (event values, metric samples, MRR...).
+pub const MAX_ABS_VALUE: f64 = sv::MAX_ABS_VALUE;
 
 /// Checks that a batch holds 1..=[`MAX_BATCH`] items.
 pub fn batch_len(field: &str, len: usize) -> Result<(), ApiError> {
@@ -83,11 +87,12 @@ pub fn snake_name(field: &str, s: &str) -> Result<String, ApiError> {
     Ok(s)
 }
 
-/// Optional free text of at most `max` bytes; empty means none.
+/// Optional free text of at most `max` bytes without NUL; empty means none.
 pub fn text(field: &str, s: &str, max: usize) -> Result<Option<String>, ApiError> {
     if s.len() > max {
         return Err(ApiError::invalid(field, format!("longer than {max} bytes")));
     }
+    sv::no_nul(field, s)?;
     Ok(if s.is_empty() {
         None
     } else {
@@ -103,6 +108,12 @@ pub fn finite(field: &str, x: f64) -> Result<f64, ApiError> {
     Ok(x)
 }
 
+/// A stored number that may be summed: finite and within -1e15..1e15
+/// ([`MAX_ABS_VALUE`]), so that no daily or window sum can overflow.
+pub fn value(field: &str, x: f64) -> Result<f64, ApiError> {
+    sv::value(field, x)
+}
+
 /// A 1..5 rating.
 pub fn rating(field: &str, v: i32) -> Result<i32, ApiError> {
     if !(1..=5).contains(&v) {
@@ -114,14 +125,10 @@ pub fn rating(field: &str, v: i32) -> Result<i32, ApiError> {
     Ok(v)
 }
 
-/// Any valid timestamp (no range rule: e.g. a date-of-birth attribute).
+/// Any well-formed timestamp (0001-01-01..9999-12-31, no other range rule: e.g. a
+/// date-of-birth attribute, the end of a contract).
 pub fn any_time(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, ApiError> {
-    let nanos = u32::try_from(t.nanos)
-        .ok()
-        .filter(|n| *n < 1_000_000_000)
-        .ok_or_else(|| ApiError::invalid(field, "nanos out of range"))?;
-    DateTime::from_timestamp(t.seconds, nanos)
-        .ok_or_else(|| ApiError::invalid(field, "out of range"))
+    sv::timestamp(field, t)
 }
 
 /// A time from 2000-01-01 to 24 h from `now`.
@@ -130,14 +137,7 @@ pub fn time_at(
     t: &prost_types::Timestamp,
     now: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, ApiError> {
-    let at = any_time(field, t)?;
-    if at.timestamp() < MIN_TIME_SECS {
-        return Err(ApiError::invalid(field, "before 2000-01-01"));
-    }
-    if at > now + MAX_FUTURE {
-        return Err(ApiError::invalid(field, "more than 24h in the future"));
-    }
-    Ok(at)
+    sv::data_time(field, t, now)
 }
 
 /// A required time from 2000-01-01 to 24 h from `now`.

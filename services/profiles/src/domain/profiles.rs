@@ -171,6 +171,8 @@ pub async fn cross_product(
                 )
                 .into());
             }
+            vitals_server::validate::no_nul(&format!("{fv}.label"), &v.label)?;
+            vitals_server::validate::no_nul(&format!("{fv}.rule"), &v.rule)?;
             if !labels.insert(v.label.as_str()) {
                 return Err(ApiError::invalid(
                     format!("{fv}.label"),
@@ -326,8 +328,12 @@ pub async fn account_profile(
     store: &Store,
     account_id: &str,
 ) -> Result<pb::GetAccountProfileResponse> {
-    if account_id.is_empty() || account_id.len() > 256 {
-        return Err(ApiError::invalid("account_id", "must be 1..256 bytes").into());
+    if account_id.is_empty() || account_id.len() > 256 || account_id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "account_id",
+            "must be 1..256 bytes without control characters",
+        )
+        .into());
     }
     let accounts = sp::load_accounts_by_id(store.conn(), &[account_id.to_string()]).await?;
     let Some(account) = accounts.into_iter().next() else {
