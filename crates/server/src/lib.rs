@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;

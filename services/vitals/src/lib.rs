@@ -60,6 +60,8 @@ pub async fn run(
         );
     }
     let mut grpc = GrpcServer::new();
+    // Health follows the database: NOT_SERVING while it cannot be reached.
+    grpc.readiness(&store);
     // Accounts get their health profile as soon as UpsertAccounts commits.
     let assign = vitals_profiles::assign::accounts_hook(store.clone());
     vitals_ingestion::register_with_hook(
