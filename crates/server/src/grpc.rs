@@ -91,7 +91,8 @@ impl GrpcServer {
 
     /// Makes health follow the database: every service of this process is reported
     /// NOT_SERVING while `store` does not answer a probe (see [`READINESS_INTERVAL`]),
-    /// SERVING again once it does.
+    /// SERVING again once it does. The whole server (`""`, the liveness check) stays
+    /// SERVING.
     pub fn readiness(&mut self, store: &vitals_store::Store) -> &mut Self {
         self.database = Some(store.clone());
         self
@@ -251,9 +252,12 @@ pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a readiness probe may take before the database counts as unreachable.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Probes `store` every [`READINESS_INTERVAL`] and sets every service of `names` (and the
-/// whole server, `""`) SERVING or NOT_SERVING accordingly, logging each change. Runs
-/// until aborted.
+/// Probes `store` every [`READINESS_INTERVAL`] and sets every service of `names` SERVING
+/// or NOT_SERVING accordingly, logging each change. Runs until aborted.
+///
+/// The whole server (`""`) stays SERVING: it answers for the process (the Kubernetes
+/// liveness probe checks it), and a database outage must not get every pod restarted;
+/// the readiness probes check the services, which take the pods out of traffic.
 async fn follow_database(
     store: vitals_store::Store,
     reporter: tonic_health::server::HealthReporter,
@@ -295,7 +299,7 @@ async fn follow_database(
         } else {
             ServingStatus::NotServing
         };
-        for name in names.iter().chain(std::iter::once(&"")) {
+        for name in &names {
             reporter.set_service_status(name, status).await;
         }
     }

@@ -99,6 +99,11 @@ where
             return Box::pin(async move { inner.call(req).await });
         }
         let (deadline, why) = deadline(req.headers(), self.limits.request_timeout);
+        // The deadline as the caller set it (the client's without the margin).
+        let shown = match why {
+            DeadlineBy::Client => deadline + CLIENT_DEADLINE_MARGIN,
+            DeadlineBy::Server => deadline,
+        };
         // The timer starts now (not at the first poll), as the client's does.
         let sleep = tokio::time::sleep(deadline);
         let slots = self.limits.slots.clone();
@@ -115,7 +120,7 @@ where
                 r = &mut call => r,
                 _ = sleep => {
                     tracing::info!(rpc, timeout_ms = deadline.as_millis() as u64, by = why.setting(), "deadline exceeded");
-                    Ok(Status::deadline_exceeded(why.message(deadline)).into_http())
+                    Ok(Status::deadline_exceeded(why.message(shown)).into_http())
                 }
             }
         })
