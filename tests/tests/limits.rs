@@ -104,6 +104,11 @@ async fn client_deadline_answers_deadline_exceeded() {
         .expect_err("past its deadline");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(
+        err.message().contains("the client's deadline of 400 ms"),
+        "{}",
+        err.message()
+    );
+    assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
         start.elapsed()
