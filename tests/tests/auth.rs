@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -248,32 +247,37 @@ fn the_roles_match_the_issue() {
     }
 }
 
+/// Everything a child wrote on `pipe` until it ends (call after the child is gone).
+fn drain(pipe: Option<impl std::io::Read>) -> String {
+    let mut out = String::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_string(&mut out);
+    }
+    out
+}
+
 #[tokio::test]
-async fn first_start_admin_token_is_printed_once_and_accepted() {
+async fn first_start_admin_token_goes_to_a_private_file_not_to_the_logs() {
     let db = common::temp_db("first-start");
     let url = format!("sqlite://{}?mode=rwc", db.display());
     let env = [("DATABASE_URL", url.as_str()), ("VITALS_AUTH", "on")];
+    let token_file = std::path::PathBuf::from(format!("{}.admin-token", db.display()));
 
-    // First start: the token is printed on stdout.
+    // First start: the token is written next to the database, mode 0600; stdout (not a
+    // terminal here, as in a pod) and the log name the file, never the token.
     let (mut child, addr) = common::spawn_vitals(&env);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let token = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("vitals printed the first-start token");
-        if let Some(t) = line.trim().strip_prefix("export VITALS_TOKEN=") {
-            break t.to_string();
-        }
-    };
     wait_serving(&mut child, addr).await;
+    let token = std::fs::read_to_string(&token_file)
+        .expect("vitals wrote the first-start token next to the database")
+        .trim()
+        .to_string();
+    assert!(token.starts_with("vitals_"), "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -288,7 +292,17 @@ async fn first_start_admin_token_is_printed_once_and_accepted() {
         Code::Unauthenticated
     );
     assert_eq!(call(channel, &list, Some(&token)).await, Code::Ok);
-    drop(child);
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let (out, err) = (drain(child.0.stdout.take()), drain(child.0.stderr.take()));
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "the token is in the output: {out} {err}"
+    );
+    assert!(
+        err.contains(&token_file.display().to_string()),
+        "the log names the file: {err}"
+    );
 
     // Only the hash is stored.
     let store = vitals_store::Store::connect(&url).await.unwrap();
@@ -298,7 +312,8 @@ async fn first_start_admin_token_is_printed_once_and_accepted() {
     assert!(!stored[0].token_sha256.contains(&token["vitals_".len()..]));
     store.close().await.unwrap();
 
-    // Second start: nothing printed, the same token still works.
+    // Second start: the file is left alone, the same token still works.
+    std::fs::remove_file(&token_file).unwrap();
     let (mut child, addr) = common::spawn_vitals(&env);
     wait_serving(&mut child, addr).await;
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -309,15 +324,45 @@ async fn first_start_admin_token_is_printed_once_and_accepted() {
     assert_eq!(call(channel, &list, Some(&token)).await, Code::Ok);
     let _ = child.0.kill();
     let _ = child.0.wait();
-    let mut out = String::new();
-    if let Some(mut stdout) = child.0.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-    }
+    assert!(!token_file.exists(), "a token file was written again");
+    let _ = std::fs::remove_file(&db);
+}
+
+#[tokio::test]
+async fn first_start_token_file_that_cannot_be_written_stops_the_start_and_keeps_no_token() {
+    let db = common::temp_db("first-start-unwritable");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let bad = std::env::temp_dir().join("vitals-no-such-folder/admin-token");
+    let bad_s = bad.display().to_string();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("VITALS_AUTH", "on"),
+        ("VITALS_ADMIN_TOKEN_FILE", bad_s.as_str()),
+    ];
+    let (mut child, _addr) = common::spawn_vitals(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "vitals did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(64));
+    let err = drain(child.0.stderr.take());
     assert!(
-        !out.contains("VITALS_TOKEN="),
-        "the token was printed again: {out}"
+        err.contains("VITALS_ADMIN_TOKEN_FILE") && err.contains(&bad_s),
+        "{err}"
     );
+    let store = vitals_store::Store::connect(&url).await.unwrap();
+    assert!(
+        vitals_store::auth::list_tokens(&store)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a token nobody received is kept"
+    );
+    store.close().await.unwrap();
     let _ = std::fs::remove_file(&db);
 }
 

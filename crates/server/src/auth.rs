@@ -13,7 +13,7 @@
 //! configured hash in constant time, without an early exit.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -429,7 +429,8 @@ pub const FIRST_START_LABEL: &str = "first-start admin token";
 /// The all-in-one's first-start admin token. When auth is on and no tokens file is
 /// configured, accepts the admin token whose hash the database keeps (table
 /// `auth_tokens`, see docs/security.md), creating it first when there is none: the new
-/// token is returned (to be shown once) and only its SHA-256 is stored. Does nothing
+/// token is returned (for the caller to hand over once: [`write_token_file`]) and only
+/// its SHA-256 is stored. Does nothing
 /// (and returns `None`) when auth is off or tokens are configured (a tokens file, or
 /// `extra_tokens` set by an embedder): configured tokens then replace the stored one.
 pub async fn first_start_admin_token(
@@ -469,14 +470,61 @@ pub async fn first_start_admin_token(
     Ok(created)
 }
 
-/// The text the all-in-one prints (once, on stdout) when it creates the first-start
-/// admin token.
-pub fn first_start_message(token: &str) -> String {
+/// Where the all-in-one writes a new first-start admin token unless told otherwise
+/// (`VITALS_ADMIN_TOKEN_FILE`): next to a SQLite database file, `<file>.admin-token`;
+/// for any other database, `vitals-admin-token` in the working directory.
+pub fn default_token_file(database_url: &str) -> PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|f| {
+            !f.is_empty() && !f.contains(":memory:") && !database_url.contains("mode=memory")
+        });
+    match file {
+        Some(f) => PathBuf::from(format!("{f}.admin-token")),
+        None => PathBuf::from("vitals-admin-token"),
+    }
+}
+
+/// Writes `token` (and a newline) to `path`, readable and writable by its owner only
+/// (mode 0600 on Unix), replacing the file at once (written aside, then renamed).
+pub fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".new");
+    let aside = PathBuf::from(aside);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(&aside)?;
+        // A file left from before keeps its mode through `open`: set it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        writeln!(f, "{token}")?;
+        f.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = options.open(&aside)?;
+        writeln!(f, "{token}")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&aside, path)
+}
+
+/// The text the all-in-one prints on a terminal when it creates the first-start admin
+/// token (written to `path`); the token itself is not in it.
+pub fn first_start_message(path: &Path) -> String {
+    let shown = path.display();
     format!(
         "\n\
-         Vitals created an admin token. It is shown only this once (the database keeps\n\
-         only its SHA-256, table auth_tokens); keep it somewhere safe:\n\
-         \n    export VITALS_TOKEN={token}\n\n\
+         Vitals created an admin token and wrote it to {shown}\n\
+         (readable by you only; the database keeps only its SHA-256, table auth_tokens).\n\
+         Use it with:\n\
+         \n    export VITALS_TOKEN=$(cat {shown})\n\n\
          Clients send it as `authorization: Bearer $VITALS_TOKEN` (vitals load reads\n\
          VITALS_TOKEN). To use your own tokens instead, set VITALS_TOKENS_FILE\n\
          (docs/security.md).\n"
@@ -827,7 +875,12 @@ mod tests {
                 .await
                 .unwrap()
                 .expect("a new token");
-            assert!(first_start_message(&token).contains(&format!("VITALS_TOKEN={token}")));
+            let shown = first_start_message(Path::new("db.admin-token"));
+            assert!(
+                shown.contains("export VITALS_TOKEN=$(cat db.admin-token)")
+                    && !shown.contains(&token),
+                "{shown}"
+            );
             let stored = vitals_store::auth::list_tokens(&store).await.unwrap();
             assert_eq!(stored.len(), 1);
             assert_eq!(stored[0].role, "admin");
@@ -856,6 +909,39 @@ mod tests {
             assert_eq!(p.role, Role::Admin);
             assert_eq!(p.label, FIRST_START_LABEL);
         }
+    }
+
+    #[test]
+    fn token_file_default_is_next_to_the_database() {
+        for (url, want) in [
+            ("sqlite://vitals.db?mode=rwc", "vitals.db.admin-token"),
+            ("sqlite://data/x.db", "data/x.db.admin-token"),
+            ("sqlite:x.db", "x.db.admin-token"),
+            ("sqlite::memory:", "vitals-admin-token"),
+            ("sqlite://x.db?mode=memory", "vitals-admin-token"),
+            ("postgres://u@h/db", "vitals-admin-token"),
+        ] {
+            assert_eq!(default_token_file(url), PathBuf::from(want), "{url}");
+        }
+    }
+
+    #[test]
+    fn token_file_is_private_and_replaced() {
+        let dir = std::env::temp_dir().join(format!("vitals-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.admin-token");
+        std::fs::write(&path, "old").unwrap();
+        write_token_file(&path, "vitals_abc").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "vitals_abc\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
+        let err = write_token_file(&dir.join("missing/t"), "x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

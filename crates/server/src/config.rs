@@ -52,21 +52,27 @@ pub struct ServerConfig {
     #[arg(long, env = "VITALS_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 
-    /// Seconds to let in-flight calls finish after SIGTERM/SIGINT before closing anyway.
+    /// Seconds to let in-flight calls finish after SIGTERM/SIGINT before closing anyway;
+    /// the process exits at most `CLOSE_GRACE` + the telemetry flush later, abandoning
+    /// blocking work still running.
     #[arg(long, env = "VITALS_DRAIN_TIMEOUT", default_value = "20", value_parser = seconds)]
     pub drain_timeout: Duration,
 
-    /// Seconds a unary call may take before it fails with DEADLINE_EXCEEDED (a client's
-    /// shorter `grpc-timeout` wins). Streams are bounded by their client, not by this.
+    /// Seconds a unary call may take, its wait for a slot included, before it fails with
+    /// DEADLINE_EXCEEDED (a client's shorter `grpc-timeout` wins). Streams are bounded by
+    /// their client, not by this (it bounds only the time to their response headers).
+    /// Health and reflection have no deadline.
     #[arg(long, env = "VITALS_REQUEST_TIMEOUT", default_value = "60", value_parser = seconds)]
     pub request_timeout: Duration,
 
-    /// Calls served at once by this process; further calls wait for a slot (1..=65536).
+    /// Calls served at once by this process; further calls wait for a slot, within their
+    /// deadline (1..=65536). Health and reflection take no slot.
     #[arg(long, env = "VITALS_CONCURRENCY_LIMIT", default_value = "512",
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub concurrency_limit: u32,
 
-    /// Largest gRPC message accepted or sent, in bytes (1 KiB..=256 MiB).
+    /// Largest gRPC message accepted or sent, in bytes (1 KiB..=256 MiB); a larger
+    /// request message fails with RESOURCE_EXHAUSTED naming this setting.
     #[arg(long, env = "VITALS_MAX_MESSAGE_BYTES", default_value = "16777216",
           value_parser = clap::value_parser!(u32).range(1024..=268_435_456))]
     pub max_message_bytes: u32,

@@ -79,24 +79,27 @@ impl From<ApiError> for Status {
 }
 
 impl From<vitals_store::StoreError> for ApiError {
+    /// A database that cannot be reached (see [`vitals_store::is_unavailable`]) is
+    /// UNAVAILABLE, so that clients retry; any other storage failure is INTERNAL.
     fn from(e: vitals_store::StoreError) -> Self {
-        match e {
-            vitals_store::StoreError::Connect { .. } => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable(DATABASE_UNAVAILABLE.into())
+        } else {
+            Self::Internal(e.to_string())
         }
     }
 }
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        match e {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
-                Self::Unavailable(format!("database unavailable: {e}"))
-            }
-            other => Self::Internal(other.to_string()),
-        }
+        vitals_store::StoreError::from(e).into()
     }
 }
+
+/// The message of UNAVAILABLE when the database cannot be reached (the driver's detail
+/// goes to the log).
+pub const DATABASE_UNAVAILABLE: &str = "database unavailable: retry later";
 
 /// The answer of an RPC whose part of Vitals is not built yet: UNIMPLEMENTED, saying so.
 pub fn not_yet(rpc: &str, issue: &str) -> Status {
@@ -121,5 +124,50 @@ mod tests {
         assert_eq!(s.code(), Code::Internal);
         assert!(!s.message().contains("secret"));
         assert_eq!(not_yet("Train", "issue 6").code(), Code::Unimplemented);
+    }
+
+    #[test]
+    fn unreachable_database_is_unavailable_and_other_storage_errors_internal() {
+        use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+        use std::sync::Arc;
+        let io = |kind| {
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(
+                std::io::Error::from(kind),
+            ))))
+        };
+        let unavailable = [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            io(std::io::ErrorKind::ConnectionReset),
+            io(std::io::ErrorKind::ConnectionRefused),
+            io(std::io::ErrorKind::UnexpectedEof),
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(
+                sea_orm::sqlx::Error::PoolTimedOut,
+            ))),
+            // What a connection closed at once by a proxy gives on PostgreSQL.
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(
+                sea_orm::sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into()),
+            ))),
+        ];
+        for e in unavailable {
+            // Through the store's error (ingestion, learner) and directly (profiles, scoring).
+            let via_store: Status =
+                ApiError::from(vitals_store::StoreError::from(e.clone())).into();
+            let direct: Status = ApiError::from(e.clone()).into();
+            for s in [via_store, direct] {
+                assert_eq!(s.code(), Code::Unavailable, "{e}");
+                assert_eq!(s.message(), DATABASE_UNAVAILABLE);
+            }
+        }
+        for e in [
+            DbErr::Custom("bad row".into()),
+            DbErr::RecordNotFound("x".into()),
+            DbErr::Query(RuntimeErr::SqlxError(Arc::new(
+                sea_orm::sqlx::Error::RowNotFound,
+            ))),
+        ] {
+            let s: Status = ApiError::from(vitals_store::StoreError::from(e.clone())).into();
+            assert_eq!(s.code(), Code::Internal, "{e}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -13,12 +14,12 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::auth::{AuthError, AuthLayer, Authenticator};
 use crate::config::ServerConfig;
+use crate::limits::CallLimitsLayer;
 use crate::metrics::RpcMetricsLayer;
 use crate::telemetry::GrpcMakeSpan;
 use crate::tls::TlsError;
@@ -52,12 +53,14 @@ impl ServeError {
 pub struct GrpcServer {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    database: Option<vitals_store::Store>,
 }
 
 impl std::fmt::Debug for GrpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcServer")
             .field("services", &self.names)
+            .field("database", &self.database.is_some())
             .finish()
     }
 }
@@ -86,6 +89,15 @@ impl GrpcServer {
         self
     }
 
+    /// Makes health follow the database: every service of this process is reported
+    /// NOT_SERVING while `store` does not answer a probe (see [`READINESS_INTERVAL`]),
+    /// SERVING again once it does. The whole server (`""`, the liveness check) stays
+    /// SERVING.
+    pub fn readiness(&mut self, store: &vitals_store::Store) -> &mut Self {
+        self.database = Some(store.clone());
+        self
+    }
+
     /// The fully-qualified names of the services added so far.
     pub fn service_names(&self) -> &[&'static str] {
         &self.names
@@ -97,8 +109,9 @@ impl GrpcServer {
     ///
     /// Every call goes through, outermost first: a tracing span per call (child of the
     /// caller's W3C trace context), the RPC metrics, bearer-token auth (when
-    /// `config.auth` is on; health and reflection are public), the concurrency limit and
-    /// the request timeout. With `config.tls_cert` the server speaks TLS only (and with
+    /// `config.auth` is on; health and reflection are public), then the concurrency limit,
+    /// the deadline and the message size limit ([`CallLimitsLayer`]; health and reflection
+    /// are outside the first two). With `config.tls_cert` the server speaks TLS only (and with
     /// `config.tls_client_ca` requires client certificates). Auth and TLS settings are
     /// checked before anything is served: a mistake is a [`ServeError::is_config`] error.
     pub async fn serve<F>(
@@ -157,6 +170,13 @@ impl GrpcServer {
             }
             b
         };
+        let readiness = self.database.as_ref().map(|store| {
+            tokio::spawn(follow_database(
+                store.clone(),
+                reporter.clone(),
+                self.names.clone(),
+            ))
+        });
         let mut routes = self.routes;
         routes
             .add_service(health)
@@ -170,6 +190,11 @@ impl GrpcServer {
             let names = self.names.clone();
             async move {
                 shutdown.await;
+                // Draining is NOT_SERVING for good: the probe stops before it is set.
+                if let Some(probe) = readiness {
+                    probe.abort();
+                    let _ = probe.await;
+                }
                 for name in names.iter().chain(std::iter::once(&"")) {
                     reporter
                         .set_service_status(name, ServingStatus::NotServing)
@@ -182,6 +207,9 @@ impl GrpcServer {
 
         // Auth sits inside the metrics and the span (refusals are counted and logged in
         // the call's span) and outside the concurrency limit (a refused call takes no slot).
+        // The deadline is applied here, not by tonic's `Server::timeout` (which answers
+        // CANCELLED); it covers the wait for a slot and, for a stream, the time to its
+        // first response headers (as tonic's did), not the stream itself.
         let layers = ServiceBuilder::new()
             .layer(
                 TraceLayer::new_for_grpc()
@@ -190,12 +218,13 @@ impl GrpcServer {
             )
             .layer(RpcMetricsLayer)
             .option_layer(auth.map(AuthLayer::new))
-            .layer(GlobalConcurrencyLimitLayer::new(
+            .layer(CallLimitsLayer::new(
                 config.concurrency_limit as usize,
+                config.request_timeout,
+                config.max_message_bytes as usize,
             ))
             .into_inner();
         let server = builder
-            .timeout(config.request_timeout)
             .tcp_nodelay(true)
             .layer(layers)
             .add_routes(routes.routes())
@@ -215,6 +244,64 @@ impl GrpcServer {
             }
         }
         Ok(())
+    }
+}
+
+/// How often the database is probed for readiness.
+pub const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a readiness probe may take before the database counts as unreachable.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Probes `store` every [`READINESS_INTERVAL`] and sets every service of `names` SERVING
+/// or NOT_SERVING accordingly, logging each change. Runs until aborted.
+///
+/// The whole server (`""`) stays SERVING: it answers for the process (the Kubernetes
+/// liveness probe checks it), and a database outage must not get every pod restarted;
+/// the readiness probes check the services, which take the pods out of traffic.
+async fn follow_database(
+    store: vitals_store::Store,
+    reporter: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+) {
+    let probe = store.probe();
+    let mut up = true;
+    let mut tick = tokio::time::interval(READINESS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now_up = match tokio::time::timeout(READINESS_TIMEOUT, probe.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if up {
+                    tracing::warn!(error = %e, "database unreachable: reporting NOT_SERVING");
+                }
+                false
+            }
+            Err(_) => {
+                if up {
+                    tracing::warn!(
+                        timeout_s = READINESS_TIMEOUT.as_secs(),
+                        "database probe timed out: reporting NOT_SERVING"
+                    );
+                }
+                false
+            }
+        };
+        if now_up == up {
+            continue;
+        }
+        if now_up {
+            tracing::info!("database reachable again: reporting SERVING");
+        }
+        up = now_up;
+        let status = if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for name in &names {
+            reporter.set_service_status(name, status).await;
+        }
     }
 }
 

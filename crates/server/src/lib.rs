@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
@@ -19,6 +20,7 @@ pub mod validate;
 
 use std::future::Future;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub use config::{AuthMode, LogFormat, ServerConfig};
 pub use error::{ApiError, not_yet};
@@ -84,16 +86,33 @@ pub fn parse_args<C: clap::Parser>() -> C {
     }
 }
 
+/// After the drain timeout, how long closing the database may take before the process
+/// stops waiting for it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// After telemetry is flushed, how long the runtime waits for blocking work still running
+/// (a training fit, say) before the process exits without it.
+pub const BLOCKING_GRACE: Duration = Duration::from_millis(500);
+
 /// The body of every service `main`: builds the runtime, sets up telemetry, binds
 /// `config.listen`, runs `run(config, listener, shutdown-on-signal)`, flushes telemetry, and
 /// turns the outcome into an exit code (0, 64 for configuration, 1 otherwise).
+///
+/// Shutdown is bounded: once SIGTERM/SIGINT arrives, `run` has the drain timeout plus
+/// [`CLOSE_GRACE`] to return; then telemetry is flushed (at most 5 s) and the process
+/// exits, abandoning blocking work still running after [`BLOCKING_GRACE`] (dropping a
+/// tokio runtime would wait for it).
 pub fn main_with<F, Fut>(service: &'static str, config: ServerConfig, run: F) -> ExitCode
 where
     F: FnOnce(ServerConfig, tokio::net::TcpListener, shutdown::Signal) -> Fut,
     Fut: Future<Output = Result<(), RunError>>,
 {
     let log_format = config.log_format;
-    block_on(async move {
+    let drain_timeout = config.drain_timeout;
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let code = runtime.block_on(async move {
         let telemetry = match telemetry::init(service, log_format) {
             Ok(t) => t,
             Err(e) => {
@@ -101,6 +120,11 @@ where
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal: shutdown::Signal = Box::pin(async move {
+            shutdown::signal().await;
+            let _ = signalled_tx.send(());
+        });
         let outcome = async {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -110,9 +134,26 @@ where
                         config.listen
                     ))
                 })?;
-            run(config, listener, Box::pin(shutdown::signal())).await
-        }
-        .await;
+            run(config, listener, signal).await
+        };
+        let bound = async {
+            match signalled_rx.await {
+                Ok(()) => tokio::time::sleep(drain_timeout + CLOSE_GRACE).await,
+                // `run` ended without a signal: it decides.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            o = outcome => o,
+            () = bound => {
+                tracing::warn!(
+                    service,
+                    timeout_s = (drain_timeout + CLOSE_GRACE).as_secs_f64(),
+                    "shutdown not finished within the drain timeout: exiting, cancelling what is left"
+                );
+                Ok(())
+            }
+        };
         let code = match outcome {
             Ok(()) => {
                 tracing::info!(service, "stopped");
@@ -131,21 +172,24 @@ where
         };
         telemetry.shutdown().await;
         code
-    })
-    .unwrap_or_else(|code| code)
+    });
+    // Not a plain drop: that would wait for every blocking task to finish.
+    runtime.shutdown_timeout(BLOCKING_GRACE);
+    code
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Runs `fut` to completion on a new multi-threaded tokio runtime: what every command's
 /// `main` does. When the runtime cannot start, says so on stderr and gives exit code 1.
 pub fn block_on<F: Future>(fut: F) -> Result<F::Output, ExitCode> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => Ok(runtime.block_on(fut)),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            Err(ExitCode::FAILURE)
-        }
-    }
+    runtime().map(|r| r.block_on(fut))
 }

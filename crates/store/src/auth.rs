@@ -1,6 +1,7 @@
 //! Storage of the tokens Vitals creates itself: today only the all-in-one's first-start
 //! admin token. Only the SHA-256 of a token is stored (`auth_tokens.token_sha256`, 64
-//! lowercase hex digits); the token itself is shown once and never written anywhere.
+//! lowercase hex digits); the token itself is given to its owner once (the all-in-one
+//! writes it to a file of mode 0600) and never stored here.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
@@ -74,6 +75,23 @@ pub async fn insert_token_if_absent(
     Ok(res.rows_affected() == 1)
 }
 
+/// Deletes the token named `name`; returns whether there was one. The all-in-one uses it
+/// when it cannot hand a new first-start token to anyone (its file cannot be written),
+/// so that the next start makes a new one instead of accepting a token nobody has.
+pub async fn delete_token(store: &Store, name: &str) -> Result<bool, StoreError> {
+    let q = Query::delete()
+        .from_table(Alias::new("auth_tokens"))
+        .and_where(sea_orm::sea_query::ExprTrait::eq(
+            Expr::col(Alias::new("name")),
+            name,
+        ))
+        .to_owned();
+    let db = store.conn();
+    let stmt = db.get_database_backend().build(&q);
+    let res = db.execute_raw(stmt).await?;
+    Ok(res.rows_affected() == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +118,10 @@ mod tests {
             assert!(insert_token_if_absent(&store, &a).await.unwrap());
             assert!(!insert_token_if_absent(&store, &b).await.unwrap());
             assert_eq!(list_tokens(&store).await.unwrap(), vec![a]);
+            assert!(delete_token(&store, FIRST_START_ADMIN).await.unwrap());
+            assert!(!delete_token(&store, FIRST_START_ADMIN).await.unwrap());
+            assert!(list_tokens(&store).await.unwrap().is_empty());
+            assert!(insert_token_if_absent(&store, &b).await.unwrap());
         }
     }
 }

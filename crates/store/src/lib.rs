@@ -43,9 +43,79 @@ pub enum StoreError {
         /// The driver's error.
         source: sea_orm::DbErr,
     },
+    /// The database cannot be reached right now (connection refused, reset or closed,
+    /// the pool timed out waiting for a connection, the server shutting down, starting up
+    /// or out of connections): the call may be retried. See [`is_unavailable`].
+    #[error("database unavailable: {0}")]
+    Unavailable(sea_orm::DbErr),
     /// A query or a migration failed.
     #[error("database error: {0}")]
-    Db(#[from] sea_orm::DbErr),
+    Db(sea_orm::DbErr),
+}
+
+impl From<DbErr> for StoreError {
+    /// Classifies a driver error: connection-level failures are [`StoreError::Unavailable`],
+    /// the rest [`StoreError::Db`].
+    fn from(e: DbErr) -> Self {
+        if is_unavailable(&e) {
+            Self::Unavailable(e)
+        } else {
+            Self::Db(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database was unreachable (the operation may succeed if retried later).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Connect { source, .. } => is_unavailable(source),
+            Self::InvalidUrl { .. } | Self::Db(_) => false,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean "the server cannot serve this connection now": class 08
+/// (connection exception), 53300 too_many_connections, 57P01 admin_shutdown,
+/// 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up or shutting down).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+}
+
+/// Whether a driver error means the database is unreachable rather than that the
+/// statement failed: the one place that decides which storage errors are UNAVAILABLE
+/// (retry later) for the API. Connection-level failures are: the pool timed out or is
+/// closed, an I/O error (connection refused, reset, closed mid-query), a connection that
+/// broke mid-protocol, a worker crashed, a TLS failure, and the PostgreSQL SQLSTATEs of a server that is down, starting,
+/// shutting down or out of connections.
+pub fn is_unavailable(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => sqlx_unavailable(s),
+        // sea-orm's own connection errors (e.g. a closed connection) carry no driver error.
+        DbErr::Conn(RuntimeErr::Internal(_)) => true,
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match e {
+        // Protocol: the connection ended or broke mid-exchange (e.g. closed by a proxy
+        // whose database is gone: "unexpected response from SSLRequest").
+        Error::Io(_)
+        | Error::Protocol(_)
+        | Error::Tls(_)
+        | Error::PoolTimedOut
+        | Error::PoolClosed
+        | Error::WorkerCrashed => true,
+        Error::Database(db) => db.code().is_some_and(|c| unavailable_sqlstate(&c)),
+        _ => false,
+    }
 }
 
 /// Connections in the pool of a PostgreSQL store unless told otherwise: room for the
@@ -57,10 +127,32 @@ pub const DEFAULT_POSTGRES_MAX_CONNECTIONS: u32 = 32;
 /// time; the rest read in WAL mode).
 pub const DEFAULT_SQLITE_MAX_CONNECTIONS: u32 = 8;
 
+/// How long the readiness probe's connection may take to open or be acquired.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A handle on the database: cheap to clone (a pool inside).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// A pool of one connection, opened on first use, for [`Store::probe`]; `None` for an
+    /// in-memory SQLite database (which cannot become unreachable).
+    probe: Option<DatabaseConnection>,
+}
+
+/// A readiness probe of the database (see [`Store::probe`]).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    db: Option<DatabaseConnection>,
+}
+
+impl Probe {
+    /// Checks that the database answers, on the probe's own connection.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Some(db) => Ok(db.ping().await?),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Hides the password of a database URL so it can be logged.
@@ -150,10 +242,30 @@ impl Store {
                 opts.max_connections(max_connections.unwrap_or(DEFAULT_POSTGRES_MAX_CONNECTIONS));
             }
         }
+        // The probe has a connection of its own, so that a busy pool (every connection
+        // taken by long work) does not look like an unreachable database.
+        let probe = if memory {
+            None
+        } else {
+            let mut p = opts.clone();
+            p.max_connections(1)
+                .min_connections(0)
+                .connect_timeout(PROBE_TIMEOUT)
+                .acquire_timeout(PROBE_TIMEOUT)
+                .connect_lazy(true);
+            Some(
+                Database::connect(p)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?,
+            )
+        };
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Self { db })
+        Ok(Self { db, probe })
     }
 
     /// Applies every pending migration; a no-op on an up-to-date database.
@@ -178,8 +290,19 @@ impl Store {
         Ok(())
     }
 
+    /// A readiness probe: pings the database on a connection of its own (opened on first
+    /// use, at most [`PROBE_TIMEOUT`] to connect), not the shared pool's.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            db: self.probe.clone(),
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
+        if let Some(p) = self.probe {
+            p.close().await?;
+        }
         self.db.close().await?;
         Ok(())
     }

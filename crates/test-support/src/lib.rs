@@ -9,6 +9,7 @@
 //! ```
 
 pub mod arb;
+pub mod proxy;
 pub mod tls;
 
 use std::future::Future;
@@ -89,6 +90,14 @@ impl TestServer {
     /// If it is not SERVING within [`WAIT`], or the server task ended.
     pub async fn wait_for_serving(&self, service: &str) {
         wait_for_status(self.addr, service, ServingStatus::Serving, &self.handle).await;
+    }
+
+    /// Waits until health reports `service` (`""` for the whole server) as `want`.
+    ///
+    /// # Panics
+    /// If it is not so within [`WAIT`], or the server task ended.
+    pub async fn wait_for_status(&self, service: &str, want: ServingStatus) {
+        wait_for_status(self.addr, service, want, &self.handle).await;
     }
 
     /// Sends the shutdown signal and waits for the server to drain and return.

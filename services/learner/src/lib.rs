@@ -147,6 +147,8 @@ pub fn register(
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config.server).await?;
     let mut grpc = GrpcServer::new();
+    // Health follows the database: NOT_SERVING while it cannot be reached.
+    grpc.readiness(&store);
     register(&mut grpc, store.clone(), &config.service, &config.server)?;
     grpc.serve(&config.server, listener, shutdown).await?;
     store.close().await?;

@@ -25,6 +25,12 @@ pub struct ServeConfig {
     /// Learner settings.
     #[command(flatten)]
     pub learner: vitals_learner::LearnerArgs,
+    /// Where the first-start admin token is written (mode 0600) when auth is on, no
+    /// tokens file is set and the database has no token yet. Default: next to a SQLite
+    /// database file (`<file>.admin-token`), else `vitals-admin-token` in the working
+    /// directory.
+    #[arg(long, env = "VITALS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 impl ServeConfig {
@@ -37,6 +43,7 @@ impl ServeConfig {
             profiles: Default::default(),
             scoring: Default::default(),
             learner: Default::default(),
+            admin_token_file: None,
         }
     }
 }
@@ -48,18 +55,17 @@ pub async fn run(
     shutdown: Signal,
 ) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config.server).await?;
-    // Auth on and no tokens file: accept (and on the very first start, create and show)
-    // the admin token whose hash the database keeps.
+    // Auth on and no tokens file: accept (and on the very first start, create and hand
+    // over) the admin token whose hash the database keeps.
     let mut config = config;
     if let Some(token) =
         vitals_server::auth::first_start_admin_token(&mut config.server, &store).await?
     {
-        print!("{}", vitals_server::auth::first_start_message(&token));
-        tracing::warn!(
-            "created the first-start admin token: printed once on stdout, only its hash is stored"
-        );
+        hand_over_token(&config, &store, &token).await?;
     }
     let mut grpc = GrpcServer::new();
+    // Health follows the database: NOT_SERVING while it cannot be reached.
+    grpc.readiness(&store);
     // Accounts get their health profile as soon as UpsertAccounts commits.
     let assign = vitals_profiles::assign::accounts_hook(store.clone());
     vitals_ingestion::register_with_hook(
@@ -88,6 +94,37 @@ pub async fn run(
     vitals_learner::register(&mut grpc, store.clone(), &config.learner, &config.server)?;
     grpc.serve(&config.server, listener, shutdown).await?;
     store.close().await?;
+    Ok(())
+}
+
+/// Writes a new first-start admin token to its file (never to stdout or the log, which
+/// end up in collected logs); on a terminal, says where it is and how to use it. When the
+/// file cannot be written, forgets the token (nobody could use it) and fails the start
+/// naming the setting.
+async fn hand_over_token(
+    config: &ServeConfig,
+    store: &vitals_store::Store,
+    token: &str,
+) -> Result<(), RunError> {
+    use std::io::IsTerminal;
+    let path = config
+        .admin_token_file
+        .clone()
+        .unwrap_or_else(|| vitals_server::auth::default_token_file(&config.server.database_url));
+    if let Err(e) = vitals_server::auth::write_token_file(&path, token) {
+        vitals_store::auth::delete_token(store, vitals_store::auth::FIRST_START_ADMIN).await?;
+        return Err(RunError::Config(format!(
+            "cannot write the first-start admin token to {} (VITALS_ADMIN_TOKEN_FILE): {e}",
+            path.display()
+        )));
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "created the first-start admin token: written to this file (mode 0600), only its hash is stored"
+    );
+    if std::io::stdout().is_terminal() {
+        print!("{}", vitals_server::auth::first_start_message(&path));
+    }
     Ok(())
 }
 
