@@ -29,6 +29,10 @@ pub enum ApiError {
     /// A dependency (database, another service) is down; the call may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A bounded resource is used up (e.g. every heavy-work slot is busy, or the request
+    /// would build a training set over the memory bound); the message names the limit.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The RPC belongs to a part of Vitals that is not built yet.
     #[error("{0}")]
     Unimplemented(String),
@@ -54,6 +58,7 @@ impl ApiError {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::Unimplemented(_) => Code::Unimplemented,
             Self::Internal(_) => Code::Internal,
         }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod work;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 pub use config::{AuthMode, LogFormat, ServerConfig};
 pub use error::{ApiError, not_yet};
 pub use grpc::{GrpcServer, ServeError};
+pub use work::{CancelFlag, Cancelled, Work, WorkBudget};
 
 /// Exit code for bad configuration (EX_USAGE), as with a bad flag or `DATABASE_URL`.
 pub const EXIT_CONFIG: u8 = 64;
