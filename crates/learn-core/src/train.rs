@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backtest::{BacktestReport, backtest, time_ordered_folds};
+use crate::cancel::Cancel;
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result};
 use crate::features::{FeatureLayout, FeatureTransform};
@@ -34,6 +35,10 @@ pub struct TrainOptions {
     pub solver: SolverOptions,
     /// Prior strength `n0` for the KPI-weight shrinkage.
     pub n0: f64,
+    /// Checked per `lambda` of the cross-validation, per KPI form and before each final
+    /// fit; once it says stop, the call returns [`LearnError::Cancelled`].
+    #[serde(skip)]
+    pub cancel: Cancel,
 }
 
 impl Default for TrainOptions {
@@ -48,6 +53,7 @@ impl Default for TrainOptions {
             class_weight_candidates: vec![ClassWeight::Balanced, ClassWeight::None],
             solver: SolverOptions::default(),
             n0: DEFAULT_N0,
+            cancel: Cancel::never(),
         }
     }
 }
@@ -146,6 +152,7 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
             for &cw in &weightings {
                 let mut warm: Option<LogisticModel> = None;
                 for &lambda in &grid {
+                    options.cancel.check()?;
                     let m = LogisticModel::fit_warm(
                         &train.feature_names,
                         train.x.view(),
@@ -207,6 +214,7 @@ fn fit_selected(
     selection: &LambdaSelection,
     options: &TrainOptions,
 ) -> Result<LogisticModel> {
+    options.cancel.check()?;
     LogisticModel::fit(
         &data.feature_names,
         data.x.view(),
@@ -540,6 +548,7 @@ pub fn select_layout(
     let mut best: Option<(usize, f64)> = None;
     let mut first_error = None;
     for (i, form) in choice.candidates.iter().enumerate() {
+        options.cancel.check()?;
         // A form that cannot be fitted on this training part (the book's preparation when
         // every KPI is constant in it) is skipped and says why; the others compete.
         let f = match form.fit(data, kpis) {
