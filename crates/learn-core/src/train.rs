@@ -544,7 +544,9 @@ pub fn select_layout(
 ) -> Result<(Dataset, FittedForm, LambdaSelection, Vec<LayoutScore>)> {
     choice.validate(kpis, data)?;
     let mut scores = Vec::with_capacity(choice.candidates.len());
-    let mut fitted = Vec::with_capacity(choice.candidates.len());
+    // Only the candidate chosen so far keeps its model input (memory: one copy of the
+    // training part per form would otherwise be held until the end).
+    let mut kept: Option<(usize, FittedForm, Dataset)> = None;
     let mut best: Option<(usize, f64)> = None;
     let mut first_error = None;
     for (i, form) in choice.candidates.iter().enumerate() {
@@ -564,7 +566,6 @@ pub fn select_layout(
                     },
                     mean_auc: None,
                 });
-                fitted.push(None);
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -579,9 +580,10 @@ pub fn select_layout(
                 .find(|s| s.lambda == selection.lambda && s.class_weight == selection.class_weight)
                 .map_or(f64::NAN, |s| s.mean_auc)
         });
-        if let Some(a) = mean_auc.filter(|a| a.is_finite())
-            && best.is_none_or(|(_, b)| a > b)
-        {
+        let better = mean_auc
+            .filter(|a| a.is_finite())
+            .filter(|&a| best.is_none_or(|(_, b)| a > b));
+        if let Some(a) = better {
             best = Some((i, a));
         }
         scores.push(LayoutScore {
@@ -589,27 +591,17 @@ pub fn select_layout(
             selection,
             mean_auc,
         });
-        fitted.push(Some((f, sub)));
+        // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
+        if better.is_some() || (best.is_none() && kept.is_none()) {
+            kept = Some((i, f, sub));
+        }
     }
-    // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
-    let chosen = match best {
-        Some((i, _)) => i,
-        None => match fitted.iter().position(Option::is_some) {
-            Some(i) => i,
-            None => {
-                return Err(first_error.unwrap_or(LearnError::InvalidParameter {
-                    name: "layout candidates",
-                    reason: "no usable candidate".to_owned(),
-                }));
-            }
-        },
-    };
-    let (form, sub) = fitted
-        .swap_remove(chosen)
-        .ok_or_else(|| LearnError::InvalidParameter {
+    let Some((chosen, form, sub)) = kept else {
+        return Err(first_error.unwrap_or(LearnError::InvalidParameter {
             name: "layout candidates",
-            reason: "the chosen candidate was not fitted".to_owned(),
-        })?;
+            reason: "no usable candidate".to_owned(),
+        }));
+    };
     let selection = scores[chosen].selection.clone();
     Ok((sub, form, selection, scores))
 }

@@ -169,6 +169,7 @@ impl LearnerService {
             .blocking(move |flag| {
                 let prep =
                     domain::prepare(&history, &outcomes, date, &settings, &learn_cancel(flag))?;
+                drop((history, outcomes));
                 let scopes: Vec<(String, Option<Scope>)> = match profile {
                     Some(p) => {
                         let scope = profile_scope(&prep, &p);
@@ -267,8 +268,11 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                let prep =
+                let mut prep =
                     domain::prepare(&history, &outcomes, as_of, &settings, &learn_cancel(flag))?;
+                // The training set holds what the evaluation needs: free the history
+                // before the backtest makes its copies.
+                drop((history, outcomes));
                 let scope = match &profile {
                     Some(p) => profile_scope(&prep, p).ok_or_else(|| {
                         ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))
@@ -276,7 +280,7 @@ impl LearnerService {
                     None => Scope::Global,
                 };
                 Ok(domain::evaluate(
-                    &prep,
+                    &mut prep,
                     scope,
                     &coefficients,
                     &kpi_weights,

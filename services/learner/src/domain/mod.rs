@@ -301,8 +301,11 @@ impl Prepared {
             .collect()
     }
 
-    /// The KPI-feature dataset of some rows.
+    /// The KPI-feature dataset of some rows (all of them: one copy, not two).
     pub fn kpi_data(&self, rows: &[usize]) -> Result<Dataset, Error> {
+        if rows.len() == self.data.len() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(self.data.select_features(&self.kpi_names())?);
+        }
         Ok(self.data.subset(rows).select_features(&self.kpi_names())?)
     }
 
@@ -730,8 +733,10 @@ pub struct Evaluated {
 }
 
 /// Evaluates a stored model on the scope's observations, with a `folds`-fold backtest.
+/// Frees `prep.data` once the KPI columns of the scope are taken from it (the evaluation
+/// needs nothing else of it), so the backtest's copies are the only others held.
 pub fn evaluate(
-    prep: &Prepared,
+    prep: &mut Prepared,
     scope: Scope,
     coefficients: &StoredCoefficients,
     weights: &[StoredKpiWeight],
@@ -740,6 +745,8 @@ pub fn evaluate(
 ) -> Result<Evaluated, Error> {
     let rows = prep.rows(scope);
     let data = prep.kpi_data(&rows)?;
+    prep.data = prep.data.subset(&[]);
+    let prep = &*prep;
     let churned = data.n_churned();
     if churned == 0 || churned == data.len() {
         return Err(Error::FailedPrecondition(format!(
@@ -1089,8 +1096,9 @@ mod budget_tests {
             Err(Err(Error::Learn(LearnError::Cancelled))) => {}
             other => panic!("fit went on: {other:?}"),
         }
+        let mut prep = prep;
         match evaluate(
-            &prep,
+            &mut prep,
             Scope::Global,
             &fitted.coefficients,
             &fitted.kpi_weights,
