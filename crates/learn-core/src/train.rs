@@ -1,7 +1,6 @@
 //! The training pipeline the learner service calls: choose `lambda` by time-ordered
 //! cross-validation, fit, derive KPI weights, evaluate, backtest.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backtest::{BacktestReport, backtest, time_ordered_folds};
@@ -143,8 +142,11 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
         .iter()
         .flat_map(|&cw| grid.iter().map(move |&l| (cw, l)))
         .collect();
+    // One fold at a time: each holds copies of its training and test rows (and the fit
+    // its standardised copy), so folds in parallel held them all at once; the fits use
+    // every core anyway (the solver's passes are parallel over row chunks).
     let per_fold: Vec<Result<Vec<f64>>> = folds
-        .par_iter()
+        .iter()
         .map(|fold| {
             let train = data.subset(&fold.train);
             let test = data.subset(&fold.test);

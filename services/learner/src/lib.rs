@@ -26,7 +26,7 @@ pub const DEFAULT_PRIOR_STRENGTH: f64 = 50.0;
 pub const DEFAULT_RETRAIN_AFTER: u64 = 100;
 /// Default of `--learner-max-dataset-cells`: the memory bound of one training or
 /// evaluation (see docs/reliability.md for the peak RSS it gives).
-pub const DEFAULT_MAX_DATASET_CELLS: u64 = 20_000_000;
+pub const DEFAULT_MAX_DATASET_CELLS: u64 = 16_000_000;
 
 /// Settings of the learner service beyond the common server ones.
 #[derive(Clone, Debug, clap::Args)]
