@@ -51,6 +51,10 @@ pub enum LearnError {
         /// Why it is rejected.
         reason: String,
     },
+    /// The computation was cancelled through its [`crate::Cancel`] check (the caller went
+    /// away or the server is shutting down).
+    #[error("cancelled")]
+    Cancelled,
     /// The Newton solver's linear system could not be solved even after regularising it.
     #[error("the hessian is not positive definite (lambda {lambda}); add regularisation")]
     Singular {

@@ -16,6 +16,7 @@
 //! `docs/learning.md` gives the method, the formulas and the measured figures.
 
 pub mod backtest;
+pub mod cancel;
 pub mod dataset;
 pub mod error;
 pub mod features;
@@ -28,6 +29,7 @@ pub mod train;
 pub mod weights;
 
 pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
+pub use cancel::Cancel;
 pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
     build_training_set, regular_observations,

@@ -1,10 +1,10 @@
 //! The training pipeline the learner service calls: choose `lambda` by time-ordered
 //! cross-validation, fit, derive KPI weights, evaluate, backtest.
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::backtest::{BacktestReport, backtest, time_ordered_folds};
+use crate::cancel::Cancel;
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result};
 use crate::features::{FeatureLayout, FeatureTransform};
@@ -34,6 +34,10 @@ pub struct TrainOptions {
     pub solver: SolverOptions,
     /// Prior strength `n0` for the KPI-weight shrinkage.
     pub n0: f64,
+    /// Checked per `lambda` of the cross-validation, per KPI form and before each final
+    /// fit; once it says stop, the call returns [`LearnError::Cancelled`].
+    #[serde(skip)]
+    pub cancel: Cancel,
 }
 
 impl Default for TrainOptions {
@@ -48,6 +52,7 @@ impl Default for TrainOptions {
             class_weight_candidates: vec![ClassWeight::Balanced, ClassWeight::None],
             solver: SolverOptions::default(),
             n0: DEFAULT_N0,
+            cancel: Cancel::never(),
         }
     }
 }
@@ -137,8 +142,11 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
         .iter()
         .flat_map(|&cw| grid.iter().map(move |&l| (cw, l)))
         .collect();
+    // One fold at a time: each holds copies of its training and test rows (and the fit
+    // its standardised copy), so folds in parallel held them all at once; the fits use
+    // every core anyway (the solver's passes are parallel over row chunks).
     let per_fold: Vec<Result<Vec<f64>>> = folds
-        .par_iter()
+        .iter()
         .map(|fold| {
             let train = data.subset(&fold.train);
             let test = data.subset(&fold.test);
@@ -146,6 +154,7 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
             for &cw in &weightings {
                 let mut warm: Option<LogisticModel> = None;
                 for &lambda in &grid {
+                    options.cancel.check()?;
                     let m = LogisticModel::fit_warm(
                         &train.feature_names,
                         train.x.view(),
@@ -207,6 +216,7 @@ fn fit_selected(
     selection: &LambdaSelection,
     options: &TrainOptions,
 ) -> Result<LogisticModel> {
+    options.cancel.check()?;
     LogisticModel::fit(
         &data.feature_names,
         data.x.view(),
@@ -536,10 +546,13 @@ pub fn select_layout(
 ) -> Result<(Dataset, FittedForm, LambdaSelection, Vec<LayoutScore>)> {
     choice.validate(kpis, data)?;
     let mut scores = Vec::with_capacity(choice.candidates.len());
-    let mut fitted = Vec::with_capacity(choice.candidates.len());
+    // Only the candidate chosen so far keeps its model input (memory: one copy of the
+    // training part per form would otherwise be held until the end).
+    let mut kept: Option<(usize, FittedForm, Dataset)> = None;
     let mut best: Option<(usize, f64)> = None;
     let mut first_error = None;
     for (i, form) in choice.candidates.iter().enumerate() {
+        options.cancel.check()?;
         // A form that cannot be fitted on this training part (the book's preparation when
         // every KPI is constant in it) is skipped and says why; the others compete.
         let f = match form.fit(data, kpis) {
@@ -555,7 +568,6 @@ pub fn select_layout(
                     },
                     mean_auc: None,
                 });
-                fitted.push(None);
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -570,9 +582,10 @@ pub fn select_layout(
                 .find(|s| s.lambda == selection.lambda && s.class_weight == selection.class_weight)
                 .map_or(f64::NAN, |s| s.mean_auc)
         });
-        if let Some(a) = mean_auc.filter(|a| a.is_finite())
-            && best.is_none_or(|(_, b)| a > b)
-        {
+        let better = mean_auc
+            .filter(|a| a.is_finite())
+            .filter(|&a| best.is_none_or(|(_, b)| a > b));
+        if let Some(a) = better {
             best = Some((i, a));
         }
         scores.push(LayoutScore {
@@ -580,27 +593,17 @@ pub fn select_layout(
             selection,
             mean_auc,
         });
-        fitted.push(Some((f, sub)));
+        // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
+        if better.is_some() || (best.is_none() && kept.is_none()) {
+            kept = Some((i, f, sub));
+        }
     }
-    // The best CV AUC, else (CV impossible everywhere) the first usable candidate.
-    let chosen = match best {
-        Some((i, _)) => i,
-        None => match fitted.iter().position(Option::is_some) {
-            Some(i) => i,
-            None => {
-                return Err(first_error.unwrap_or(LearnError::InvalidParameter {
-                    name: "layout candidates",
-                    reason: "no usable candidate".to_owned(),
-                }));
-            }
-        },
-    };
-    let (form, sub) = fitted
-        .swap_remove(chosen)
-        .ok_or_else(|| LearnError::InvalidParameter {
+    let Some((chosen, form, sub)) = kept else {
+        return Err(first_error.unwrap_or(LearnError::InvalidParameter {
             name: "layout candidates",
-            reason: "the chosen candidate was not fitted".to_owned(),
-        })?;
+            reason: "no usable candidate".to_owned(),
+        }));
+    };
     let selection = scores[chosen].selection.clone();
     Ok((sub, form, selection, scores))
 }

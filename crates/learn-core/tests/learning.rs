@@ -605,3 +605,40 @@ fn dated_dataset(names: Vec<String>, flat: Vec<f64>, labels: Vec<bool>, per_day:
     )
     .unwrap()
 }
+
+/// A cancelled check stops the cross-validation at its next `lambda`: the search counts
+/// its fits and returns `Cancelled` after the one during which the flag was raised,
+/// instead of running the whole grid (22 fits per fold here).
+#[test]
+fn a_cancelled_training_stops_at_the_next_lambda() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let data = logistic_dataset(2_000, -1.5, &TRUTH, 3);
+    let checks = Arc::new(AtomicUsize::new(0));
+    let seen = checks.clone();
+    // Cancelled from the third check on.
+    let options = TrainOptions {
+        cancel: Cancel::new(move || seen.fetch_add(1, Ordering::SeqCst) >= 2),
+        ..TrainOptions::default()
+    };
+    assert_eq!(
+        select_lambda(&data, &options).unwrap_err(),
+        LearnError::Cancelled
+    );
+    assert!(
+        checks.load(Ordering::SeqCst) <= 4,
+        "stopped within a check per fold after the flag: {} checks",
+        checks.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        train(&data, &specs(), 100, &options).unwrap_err(),
+        LearnError::Cancelled
+    );
+    // The same options without the check train as before.
+    let options = TrainOptions {
+        cancel: Cancel::never(),
+        ..options
+    };
+    assert!(train(&data, &specs(), 100, &options).is_ok());
+}

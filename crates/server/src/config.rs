@@ -71,6 +71,18 @@ pub struct ServerConfig {
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub concurrency_limit: u32,
 
+    /// Heavy operations (training, evaluation, scoring runs) run at once by this process
+    /// (1..=64); further ones queue for at most `--heavy-queue-timeout` seconds, then get
+    /// RESOURCE_EXHAUSTED. See docs/reliability.md.
+    #[arg(long, env = "VITALS_HEAVY_CONCURRENCY", default_value = "2",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub heavy_concurrency: u32,
+
+    /// Seconds a heavy operation waits for a free slot before RESOURCE_EXHAUSTED (0: no
+    /// wait).
+    #[arg(long, env = "VITALS_HEAVY_QUEUE_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub heavy_queue_timeout: Duration,
+
     /// Largest gRPC message accepted or sent, in bytes (1 KiB..=256 MiB); a larger
     /// request message fails with RESOURCE_EXHAUSTED naming this setting.
     #[arg(long, env = "VITALS_MAX_MESSAGE_BYTES", default_value = "16777216",
@@ -119,6 +131,8 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(20),
             request_timeout: Duration::from_secs(60),
             concurrency_limit: 512,
+            heavy_concurrency: 2,
+            heavy_queue_timeout: Duration::from_secs(30),
             max_message_bytes: 16 * 1024 * 1024,
             auth: AuthMode::Off,
             tokens_file: None,

@@ -17,6 +17,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod work;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use config::{AuthMode, LogFormat, ServerConfig};
 pub use error::{ApiError, not_yet};
 pub use grpc::{GrpcServer, ServeError};
+pub use work::{CancelFlag, Cancelled, Work, WorkBudget};
 
 /// Exit code for bad configuration (EX_USAGE), as with a bad flag or `DATABASE_URL`.
 pub const EXIT_CONFIG: u8 = 64;

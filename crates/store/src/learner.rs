@@ -289,12 +289,45 @@ pub type ModelRow = model::Model;
 /// transaction; the unique (profile, version) index guards against a concurrent writer.
 pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreError> {
     let txn = store.begin_write().await?;
+    let row = insert_in(&txn, m).await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Stores models (each the next version of its profile) in one transaction, committed
+/// only if `still_wanted()` holds right before the commit: `None` (and nothing stored)
+/// when it does not, e.g. the training run was cancelled meanwhile.
+pub async fn insert_models(
+    store: &Store,
+    models: Vec<NewModel>,
+    still_wanted: impl Fn() -> bool,
+) -> Result<Option<Vec<ModelRow>>, StoreError> {
+    if !still_wanted() {
+        return Ok(None);
+    }
+    let txn = store.begin_write().await?;
+    let mut rows = Vec::with_capacity(models.len());
+    for m in models {
+        rows.push(insert_in(&txn, m).await?);
+    }
+    if !still_wanted() {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    txn.commit().await?;
+    Ok(Some(rows))
+}
+
+async fn insert_in(
+    txn: &sea_orm::DatabaseTransaction,
+    m: NewModel,
+) -> Result<ModelRow, StoreError> {
     let last: Option<Option<i32>> = model::Entity::find()
         .select_only()
         .column_as(Expr::col(model::Column::Version).max(), "v")
         .filter(model::Column::ProfileId.eq(m.profile_id.clone()))
         .into_tuple()
-        .one(&txn)
+        .one(txn)
         .await?;
     let version = last.flatten().unwrap_or(0) + 1;
     let am = model::ActiveModel {
@@ -309,12 +342,11 @@ pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreE
         coefficients: sea_orm::ActiveValue::Set(m.coefficients),
         metrics: sea_orm::ActiveValue::Set(m.metrics),
     };
-    let res = model::Entity::insert(am).exec(&txn).await?;
+    let res = model::Entity::insert(am).exec(txn).await?;
     let row = model::Entity::find_by_id(res.last_insert_id)
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("inserted model".to_owned()))?;
-    txn.commit().await?;
     Ok(row)
 }
 
@@ -516,4 +548,68 @@ pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History
         .into_iter()
         .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::testing::{backends, fresh_store};
+
+    fn new_model(profile: &str) -> NewModel {
+        NewModel {
+            profile_id: profile.to_owned(),
+            trained_at: Utc::now(),
+            n_observations: 10,
+            n_churned: 2,
+            kpi_weights: serde_json::json!([]),
+            category_weights: serde_json::json!(null),
+            coefficients: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+        }
+    }
+
+    /// A batch of models is committed whole, and only while the run is still wanted:
+    /// withdrawn right before the commit, nothing of it is stored.
+    #[tokio::test]
+    async fn models_are_committed_together_only_while_still_wanted() {
+        for backend in backends() {
+            let store = fresh_store(backend).await.expect("store");
+            // Wanted at the first check, withdrawn at the one before the commit.
+            let checks = AtomicUsize::new(0);
+            let r = insert_models(
+                &store,
+                vec![new_model("a"), new_model(GLOBAL_MODEL)],
+                || checks.fetch_add(1, Ordering::SeqCst) == 0,
+            )
+            .await
+            .expect("insert");
+            assert!(r.is_none(), "{backend:?}");
+            assert_eq!(checks.load(Ordering::SeqCst), 2);
+            assert!(latest_model(&store, "a").await.expect("read").is_none());
+            assert!(
+                latest_model(&store, GLOBAL_MODEL)
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+            let rows = insert_models(
+                &store,
+                vec![new_model("a"), new_model(GLOBAL_MODEL)],
+                || true,
+            )
+            .await
+            .expect("insert")
+            .expect("committed");
+            assert_eq!(
+                rows.iter()
+                    .map(|r| (r.profile_id.as_str(), r.version))
+                    .collect::<Vec<_>>(),
+                [("a", 1), (GLOBAL_MODEL, 1)],
+                "{backend:?}: the withdrawn batch took no version"
+            );
+            store.close().await.expect("close");
+        }
+    }
 }

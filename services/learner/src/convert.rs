@@ -292,6 +292,7 @@ pub fn settings(o: Option<&pb::TrainingOptions>, args: &LearnerArgs) -> Result<S
         interval_days: interval,
         prior_strength: prior,
         l2_penalty: o.l2_penalty,
+        max_dataset_cells: args.max_dataset_cells,
     })
 }
 

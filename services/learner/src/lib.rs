@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use vitals_proto::learner::v1::learner_service_server::LearnerServiceServer;
-use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
+use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
 
 /// Default of `--learner-horizon-days`.
@@ -26,6 +26,9 @@ pub const DEFAULT_INTERVAL_DAYS: u32 = 28;
 pub const DEFAULT_PRIOR_STRENGTH: f64 = 50.0;
 /// Default of `--retrain-after-outcomes`.
 pub const DEFAULT_RETRAIN_AFTER: u64 = 100;
+/// Default of `--learner-max-dataset-cells`: the memory bound of one training or
+/// evaluation (see docs/reliability.md for the peak RSS it gives).
+pub const DEFAULT_MAX_DATASET_CELLS: u64 = 16_000_000;
 
 /// Settings of the learner service beyond the common server ones.
 #[derive(Clone, Debug, clap::Args)]
@@ -67,6 +70,17 @@ pub struct LearnerArgs {
         default_value_t = DEFAULT_RETRAIN_AFTER
     )]
     pub retrain_after_outcomes: u64,
+
+    /// Most cells (observations x feature columns) one training set may hold: the memory
+    /// bound of Train and Evaluate. A request over it gets RESOURCE_EXHAUSTED naming
+    /// `observation_interval_days` before any KPI is computed. 1,000..=1,000,000,000.
+    #[arg(
+        long = "learner-max-dataset-cells",
+        env = "VITALS_LEARNER_MAX_DATASET_CELLS",
+        default_value_t = DEFAULT_MAX_DATASET_CELLS,
+        value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000)
+    )]
+    pub max_dataset_cells: u64,
 }
 
 /// A finite number >= 0.
@@ -84,6 +98,7 @@ impl Default for LearnerArgs {
             observation_interval_days: DEFAULT_INTERVAL_DAYS,
             prior_strength: DEFAULT_PRIOR_STRENGTH,
             retrain_after_outcomes: DEFAULT_RETRAIN_AFTER,
+            max_dataset_cells: DEFAULT_MAX_DATASET_CELLS,
         }
     }
 }
@@ -113,30 +128,55 @@ pub struct LearnerService {
     training: Arc<tokio::sync::Mutex<service::TrainState>>,
     /// Set while an automatic training task waits for the lock.
     auto_pending: Arc<service::AutoPending>,
+    /// The process's budget of heavy work: Train, Evaluate, PredictChurn and automatic
+    /// training each hold a slot while they run, and stop when it cancels them.
+    work: WorkBudget,
 }
 
 impl LearnerService {
-    /// A service over `store`.
+    /// A service over `store` with a budget of its own at the default limits (an
+    /// embedder that runs other heavy services should share one: [`LearnerService::with_budget`]).
     pub fn new(store: Store, args: LearnerArgs) -> Self {
+        Self::with_budget(store, args, WorkBudget::default())
+    }
+
+    /// A service over `store` whose heavy work runs under `work` (shared with the other
+    /// services of the process; [`WorkBudget::shutdown`] cancels it).
+    pub fn with_budget(store: Store, args: LearnerArgs, work: WorkBudget) -> Self {
         Self {
             store,
             args,
             training: Arc::default(),
             auto_pending: Arc::default(),
+            work,
         }
     }
 }
 
-/// Adds the learner service to `grpc`, with the message size limits of `server`.
+/// Adds the learner service to `grpc`, with the message size limits of `server` and a
+/// heavy-work budget of its own from `server` (see [`register_with_budget`] to share one
+/// and cancel it on shutdown).
 pub fn register(
     grpc: &mut GrpcServer,
     store: Store,
     args: &LearnerArgs,
     server: &ServerConfig,
 ) -> Result<(), RunError> {
+    register_with_budget(grpc, store, args, server, WorkBudget::from_config(server))
+}
+
+/// Adds the learner service to `grpc`, with the message size limits of `server`; its
+/// heavy work runs under `work`.
+pub fn register_with_budget(
+    grpc: &mut GrpcServer,
+    store: Store,
+    args: &LearnerArgs,
+    server: &ServerConfig,
+    work: WorkBudget,
+) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
     grpc.add(
-        LearnerServiceServer::new(LearnerService::new(store, args.clone()))
+        LearnerServiceServer::new(LearnerService::with_budget(store, args.clone(), work))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
     );
@@ -145,12 +185,31 @@ pub fn register(
 
 /// Serves the learner service alone on `listener` until `shutdown` completes, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
+    let work = WorkBudget::from_config(&config.server);
+    run_with_budget(config, listener, shutdown, work).await
+}
+
+/// [`run`] with the heavy-work budget given: the shutdown signal cancels every heavy
+/// operation in flight (so the drain ends within its timeout) before the server drains.
+pub async fn run_with_budget(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Signal,
+    work: WorkBudget,
+) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config.server).await?;
     let mut grpc = GrpcServer::new();
     // Health follows the database: NOT_SERVING while it cannot be reached.
     grpc.readiness(&store);
-    register(&mut grpc, store.clone(), &config.service, &config.server)?;
-    grpc.serve(&config.server, listener, shutdown).await?;
+    register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.service,
+        &config.server,
+        work.clone(),
+    )?;
+    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
+        .await?;
     store.close().await?;
     Ok(())
 }

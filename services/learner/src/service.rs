@@ -1,12 +1,18 @@
 //! The learner's operations: store reads and writes around the domain's CPU work, which
 //! runs on blocking threads (`spawn_blocking`), never on the async ones.
+//!
+//! Train, Evaluate, PredictChurn and automatic training are heavy work: each holds a slot
+//! of the process's [`vitals_server::WorkBudget`] and is cancelled when its caller goes
+//! away (tonic drops the handler future and with it the [`Work`]) or the server drains;
+//! the CPU part stops at its next check and nothing is committed after that.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use vitals_server::ApiError;
+use vitals_learn_core::Cancel;
+use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::learner::{
     self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomesWritten,
 };
@@ -39,14 +45,10 @@ pub struct TrainResult {
     pub skipped: Vec<(String, String)>,
 }
 
-async fn blocking<T, F>(f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(format!("learner task failed: {e}")))?
+/// The learn-core check of a heavy operation's flag.
+fn learn_cancel(flag: &CancelFlag) -> Cancel {
+    let flag = flag.clone();
+    Cancel::new(move || flag.is_cancelled())
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
@@ -95,6 +97,8 @@ impl LearnerService {
         });
     }
 
+    /// Trains automatically when enough outcomes are new; takes a heavy-work slot only
+    /// then (and gives up, logged, when none frees up in time or the server drains).
     async fn auto_train(&self, state: &mut TrainState) -> Result<()> {
         let last_model = store::last_trained_at(&self.store).await?;
         let since = match (last_model, state.last_auto_start) {
@@ -108,8 +112,9 @@ impl LearnerService {
         let start = Utc::now();
         state.last_auto_start = Some(start);
         let settings = crate::convert::settings(None, &self.args)?;
+        let work = self.work.start("automatic training").await?;
         tracing::info!(new_outcomes = new, "automatic training started");
-        match self.train_locked(None, settings, start).await {
+        match self.train_locked(&work, None, settings, start).await {
             Ok(r) => tracing::info!(
                 models = r.models.len(),
                 skipped = r.skipped.len(),
@@ -123,26 +128,24 @@ impl LearnerService {
         Ok(())
     }
 
-    /// Trains now: one profile, or every profile plus the global model. The run is a task
-    /// of its own: when the caller gives up (deadline, request timeout) it still finishes
-    /// and stores its models.
+    /// Trains now: one profile, or every profile plus the global model, after the other
+    /// runs of this process (the training lock) and once a heavy-work slot is free. When
+    /// the caller gives up (deadline, request timeout) or the server drains, the run stops
+    /// and stores nothing.
     pub(crate) async fn train(
         &self,
         profile: Option<String>,
         settings: Settings,
         as_of: DateTime<Utc>,
     ) -> Result<TrainResult> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _guard = this.training.lock().await;
-            this.train_locked(profile, settings, as_of).await
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("training task failed: {e}")))?
+        let _guard = self.training.lock().await;
+        let work = self.work.start("Train").await?;
+        self.train_locked(&work, profile, settings, as_of).await
     }
 
     async fn train_locked(
         &self,
+        work: &Work,
         profile: Option<String>,
         settings: Settings,
         as_of: DateTime<Utc>,
@@ -162,57 +165,65 @@ impl LearnerService {
         }
         let history = store::load_history(&self.store, as_of).await?;
         let date = as_of.date_naive();
-        let (fitted, skipped) = blocking(move || {
-            let prep = domain::prepare(&history, &outcomes, date, &settings)?;
-            let scopes: Vec<(String, Option<Scope>)> = match profile {
-                Some(p) => {
-                    let scope = profile_scope(&prep, &p);
-                    vec![(p, scope)]
-                }
-                None => prep
-                    .pop
-                    .profiles
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, p)| p.id.clone().map(|id| (id, Some(Scope::Profile(i)))))
-                    .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
-                    .collect(),
-            };
-            let mut fitted: Vec<(String, Fitted)> = Vec::new();
-            let mut skipped = Vec::new();
-            for (id, scope) in scopes {
-                let Some(scope) = scope else {
-                    skipped.push((id, "the profile has no member".to_owned()));
-                    continue;
+        let (fitted, skipped) = work
+            .blocking(move |flag| {
+                let prep =
+                    domain::prepare(&history, &outcomes, date, &settings, &learn_cancel(flag))?;
+                drop((history, outcomes));
+                let scopes: Vec<(String, Option<Scope>)> = match profile {
+                    Some(p) => {
+                        let scope = profile_scope(&prep, &p);
+                        vec![(p, scope)]
+                    }
+                    None => prep
+                        .pop
+                        .profiles
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| p.id.clone().map(|id| (id, Some(Scope::Profile(i)))))
+                        .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
+                        .collect(),
                 };
-                match domain::fit_scope(&prep, scope, &settings) {
-                    Ok(f) => fitted.push((id, f)),
-                    Err(Ok(reason)) => skipped.push((id, reason)),
-                    Err(Err(e)) => return Err(e.into()),
+                let mut fitted: Vec<(String, Fitted)> = Vec::new();
+                let mut skipped = Vec::new();
+                for (id, scope) in scopes {
+                    flag.check()?;
+                    let Some(scope) = scope else {
+                        skipped.push((id, "the profile has no member".to_owned()));
+                        continue;
+                    };
+                    match domain::fit_scope(&prep, scope, &settings) {
+                        Ok(f) => fitted.push((id, f)),
+                        Err(Ok(reason)) => skipped.push((id, reason)),
+                        Err(Err(e)) => return Err(e.into()),
+                    }
                 }
-            }
-            Ok((fitted, skipped))
-        })
-        .await?;
-        let trained_at = Utc::now();
-        let mut models = Vec::with_capacity(fitted.len());
-        for (id, f) in fitted {
-            let row = store::insert_model(
-                &self.store,
-                NewModel {
-                    profile_id: id,
-                    trained_at,
-                    n_observations: f.observations as i64,
-                    n_churned: f.churned as i64,
-                    kpi_weights: json(&f.kpi_weights)?,
-                    category_weights: json(&f.category_weights)?,
-                    coefficients: json(&f.coefficients)?,
-                    metrics: json(&f.metrics)?,
-                },
-            )
+                Ok((fitted, skipped))
+            })
             .await?;
-            models.push(row);
+        let trained_at = Utc::now();
+        let mut new = Vec::with_capacity(fitted.len());
+        for (id, f) in fitted {
+            new.push(NewModel {
+                profile_id: id,
+                trained_at,
+                n_observations: f.observations as i64,
+                n_churned: f.churned as i64,
+                kpi_weights: json(&f.kpi_weights)?,
+                category_weights: json(&f.category_weights)?,
+                coefficients: json(&f.coefficients)?,
+                metrics: json(&f.metrics)?,
+            });
         }
+        // Every version in one transaction, committed only if the run is still wanted
+        // (checked inside it, right before the commit).
+        let models = match store::insert_models(&self.store, new, || !work.is_cancelled()).await? {
+            Some(rows) => rows,
+            None => {
+                work.check()?;
+                return Err(ApiError::Unavailable("training cancelled".into()));
+            }
+        };
         Ok(TrainResult { models, skipped })
     }
 
@@ -252,26 +263,32 @@ impl LearnerService {
         let settings = crate::convert::settings(options, &self.model_args(&metrics.options))?;
         let as_of = metrics.as_of;
         let until = end_of_day(as_of);
+        let work = self.work.start("Evaluate").await?;
         let outcomes = store::outcomes_until(&self.store, until).await?;
         let history = store::load_history(&self.store, until).await?;
-        let evaluated = blocking(move || {
-            let prep = domain::prepare(&history, &outcomes, as_of, &settings)?;
-            let scope = match &profile {
-                Some(p) => profile_scope(&prep, p).ok_or_else(|| {
-                    ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))
-                })?,
-                None => Scope::Global,
-            };
-            Ok(domain::evaluate(
-                &prep,
-                scope,
-                &coefficients,
-                &kpi_weights,
-                folds,
-                &settings,
-            )?)
-        })
-        .await?;
+        let evaluated = work
+            .blocking(move |flag| {
+                let mut prep =
+                    domain::prepare(&history, &outcomes, as_of, &settings, &learn_cancel(flag))?;
+                // The training set holds what the evaluation needs: free the history
+                // before the backtest makes its copies.
+                drop((history, outcomes));
+                let scope = match &profile {
+                    Some(p) => profile_scope(&prep, p).ok_or_else(|| {
+                        ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))
+                    })?,
+                    None => Scope::Global,
+                };
+                Ok(domain::evaluate(
+                    &mut prep,
+                    scope,
+                    &coefficients,
+                    &kpi_weights,
+                    folds,
+                    &settings,
+                )?)
+            })
+            .await?;
         Ok((row, evaluated))
     }
 
@@ -328,6 +345,7 @@ impl LearnerService {
                 e.insert(decode(m)?.coefficients);
             }
         }
+        let work = self.work.start("PredictChurn").await?;
         let outcomes = store::outcomes_until(&self.store, as_of).await?;
         let history = store::load_history(&self.store, as_of).await?;
         // Features see data strictly before the observation date: the day after `as_of`
@@ -338,21 +356,23 @@ impl LearnerService {
             .ok_or_else(|| ApiError::invalid("as_of", "out of range"))?;
         let model_ids: Vec<i64> = rows.iter().map(|(m, _)| m.id).collect();
         let ids2 = ids.clone();
-        let probabilities = blocking(move || {
-            let by_account = domain::outcomes_by_account(&outcomes);
-            let pop = domain::features::Population::build(&history, &by_account)?;
-            let indices: Vec<usize> = ids2
-                .iter()
-                .map(|id| {
-                    pop.index.get(id).copied().ok_or_else(|| {
-                        ApiError::NotFound(format!("account {id:?} (created after as_of)"))
+        let probabilities = work
+            .blocking(move |_| {
+                let by_account = domain::outcomes_by_account(&outcomes);
+                let pop = domain::features::Population::build(&history, &by_account)?;
+                let indices: Vec<usize> = ids2
+                    .iter()
+                    .map(|id| {
+                        pop.index.get(id).copied().ok_or_else(|| {
+                            ApiError::NotFound(format!("account {id:?} (created after as_of)"))
+                        })
                     })
-                })
-                .collect::<Result<_>>()?;
-            let coefs: Vec<&StoredCoefficients> = model_ids.iter().map(|id| &decoded[id]).collect();
-            Ok(domain::predict(&pop, day, &indices, &coefs)?)
-        })
-        .await?;
+                    .collect::<Result<_>>()?;
+                let coefs: Vec<&StoredCoefficients> =
+                    model_ids.iter().map(|id| &decoded[id]).collect();
+                Ok(domain::predict(&pop, day, &indices, &coefs)?)
+            })
+            .await?;
         Ok(probabilities
             .into_iter()
             .zip(rows)

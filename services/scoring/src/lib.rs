@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
 use vitals_server::client::ClientTls;
-use vitals_server::{ApiError, GrpcServer, RunError, ServerConfig, shutdown::Signal};
+use vitals_server::{ApiError, GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
 
 pub use domain::compute::{BandChange, ProfileSummary, RunSummary, Scope};
@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) changes: broadcast::Sender<Arc<BandChange>>,
     /// Latest scores served by GetScore.
     pub(crate) latest: Arc<cache::LatestCache>,
+    /// The process's budget of heavy work: every scoring run holds a slot.
+    pub(crate) work: WorkBudget,
 }
 
 /// The scoring gRPC service (cheap to clone).
@@ -157,11 +159,23 @@ impl std::fmt::Debug for ScoringService {
 }
 
 impl ScoringService {
-    /// A service over `store` asking `learner` for weights (none: uniform weights).
+    /// A service over `store` asking `learner` for weights (none: uniform weights), with a
+    /// heavy-work budget of its own at the default limits.
     pub fn new(
         store: Store,
         args: &ScoringArgs,
         learner: Option<Arc<dyn WeightsProvider>>,
+    ) -> Self {
+        Self::with_budget(store, args, learner, WorkBudget::default())
+    }
+
+    /// [`ScoringService::new`] with its scoring runs under `work` (shared with the other
+    /// services of the process; [`WorkBudget::shutdown`] cancels them).
+    pub fn with_budget(
+        store: Store,
+        args: &ScoringArgs,
+        learner: Option<Arc<dyn WeightsProvider>>,
+        work: WorkBudget,
     ) -> Self {
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
         Self {
@@ -175,6 +189,7 @@ impl ScoringService {
                 run_lock: tokio::sync::Mutex::new(()),
                 changes,
                 latest: Arc::new(cache::LatestCache::new(args.score_cache_entries)),
+                work,
             }),
         }
     }
@@ -223,7 +238,8 @@ pub fn register(
 }
 
 /// Adds the scoring service to `grpc`, asking `learner` for weights, with the message
-/// size limits of `server`, and starts the recompute schedule of `args`.
+/// size limits of `server`, and starts the recompute schedule of `args`; its runs get a
+/// heavy-work budget of their own from `server` (see [`register_with_budget`]).
 pub fn register_with_learner(
     grpc: &mut GrpcServer,
     store: Store,
@@ -231,7 +247,21 @@ pub fn register_with_learner(
     server: &ServerConfig,
     learner: Option<Arc<dyn WeightsProvider>>,
 ) -> Result<ScoringService, RunError> {
-    let service = ScoringService::new(store.clone(), args, learner);
+    let work = WorkBudget::from_config(server);
+    register_with_budget(grpc, store, args, server, learner, work)
+}
+
+/// [`register_with_learner`] with the runs (requested and scheduled) under `work`; the
+/// schedule stops once `work` is shut down.
+pub fn register_with_budget(
+    grpc: &mut GrpcServer,
+    store: Store,
+    args: &ScoringArgs,
+    server: &ServerConfig,
+    learner: Option<Arc<dyn WeightsProvider>>,
+    work: WorkBudget,
+) -> Result<ScoringService, RunError> {
+    let service = ScoringService::with_budget(store.clone(), args, learner, work);
     if args.score_cache_entries > 0 {
         cache::spawn_refresh(
             Arc::downgrade(&service.inner.latest),
@@ -253,6 +283,9 @@ pub fn register_with_learner(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if s.inner.work.is_shut_down() {
+                    break;
+                }
                 match s.compute(Scope::All, None).await {
                     Ok(r) => {
                         vitals_server::metrics::scores_computed("schedule", u64::from(r.scored));
@@ -272,13 +305,25 @@ pub fn register_with_learner(
 }
 
 /// Serves the scoring service alone on `listener` until `shutdown` completes, then drains.
+///
+/// The shutdown signal cancels every scoring run in flight before the server drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config.server).await?;
     let mut grpc = GrpcServer::new();
     // Health follows the database: NOT_SERVING while it cannot be reached.
     grpc.readiness(&store);
-    register(&mut grpc, store.clone(), &config.service, &config.server)?;
-    grpc.serve(&config.server, listener, shutdown).await?;
+    let work = WorkBudget::from_config(&config.server);
+    let learner = learner_from_args(&config.service, &config.server)?;
+    register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.service,
+        &config.server,
+        learner,
+        work.clone(),
+    )?;
+    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
+        .await?;
     store.close().await?;
     Ok(())
 }

@@ -59,6 +59,11 @@ const READY_WAIT: Duration = Duration::from_secs(60);
 /// Unary deadline of the in-process server: training and scoring the full sample take
 /// minutes on a small machine, far over the 60 s default of `vitals serve`.
 const DEMO_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Training-set bound of the in-process learner: the full sample's weekly observations
+/// (about 100,000 x 267 features = 27 million cells) are over the server default
+/// (`vitals_learner::DEFAULT_MAX_DATASET_CELLS`); the demo is the only heavy caller of its
+/// own server, so it may use more memory (see docs/reliability.md).
+const DEMO_MAX_DATASET_CELLS: u64 = 40_000_000;
 
 /// Settings of `vitals demo`.
 #[derive(Clone, Debug, clap::Args)]
@@ -355,6 +360,7 @@ impl Server {
         let mut config = crate::ServeConfig::for_tests(database_url);
         config.server.listen = listen;
         config.server.request_timeout = DEMO_REQUEST_TIMEOUT;
+        config.learner.max_dataset_cells = DEMO_MAX_DATASET_CELLS;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(io(format!("binding {listen}")))?;

@@ -66,6 +66,9 @@ pub async fn run(
     let mut grpc = GrpcServer::new();
     // Health follows the database: NOT_SERVING while it cannot be reached.
     grpc.readiness(&store);
+    // One heavy-work budget for the process (training, evaluation, scoring runs), cancelled
+    // as soon as the shutdown signal fires so that the drain ends within its timeout.
+    let work = vitals_server::WorkBudget::from_config(&config.server);
     // Accounts get their health profile as soon as UpsertAccounts commits.
     let assign = vitals_profiles::assign::accounts_hook(store.clone());
     vitals_ingestion::register_with_hook(
@@ -81,18 +84,30 @@ pub async fn run(
     let learner = match vitals_scoring::learner_from_args(&config.scoring, &config.server)? {
         Some(remote) => remote,
         None => std::sync::Arc::new(vitals_scoring::InProcessLearner(
-            vitals_learner::LearnerService::new(store.clone(), config.learner.clone()),
+            vitals_learner::LearnerService::with_budget(
+                store.clone(),
+                config.learner.clone(),
+                work.clone(),
+            ),
         )),
     };
-    vitals_scoring::register_with_learner(
+    vitals_scoring::register_with_budget(
         &mut grpc,
         store.clone(),
         &config.scoring,
         &config.server,
         Some(learner),
+        work.clone(),
     )?;
-    vitals_learner::register(&mut grpc, store.clone(), &config.learner, &config.server)?;
-    grpc.serve(&config.server, listener, shutdown).await?;
+    vitals_learner::register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.learner,
+        &config.server,
+        work.clone(),
+    )?;
+    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
+        .await?;
     store.close().await?;
     Ok(())
 }

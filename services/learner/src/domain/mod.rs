@@ -11,8 +11,8 @@ use chrono::{Days, NaiveDate};
 use ndarray::Axis;
 use vitals_learn_core::FeatureTransform;
 use vitals_learn_core::{
-    Dataset, Evaluation as LearnEvaluation, FittedForm, KpiSpec, LabelOptions, LayoutChoice,
-    LearnError, LogisticModel, ObservationPoint, Outcome, OutcomeKind, TrainOptions,
+    Cancel, Dataset, Evaluation as LearnEvaluation, FittedForm, KpiSpec, LabelOptions,
+    LayoutChoice, LearnError, LogisticModel, ObservationPoint, Outcome, OutcomeKind, TrainOptions,
     build_training_set, calibration_table, fit_kpis_cv, kpi_weights, suggest_category_weights,
     time_ordered_folds, train_kpis,
 };
@@ -42,6 +42,10 @@ pub enum Error {
     /// The data does not allow the operation.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The request would build a training set over the memory bound
+    /// ([`Settings::max_dataset_cells`]).
+    #[error("{0}")]
+    TooLarge(String),
     /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
@@ -54,9 +58,14 @@ impl From<Error> for ApiError {
             Error::Learn(l @ (LearnError::SingleClass { .. } | LearnError::Empty { .. })) => {
                 ApiError::FailedPrecondition(format!("not enough outcomes: {l}"))
             }
+            // The service reports who cancelled (caller or shutdown); this is the fallback.
+            Error::Learn(LearnError::Cancelled) => {
+                ApiError::Unavailable("cancelled before it finished".into())
+            }
             Error::Learn(l) => ApiError::Internal(l.to_string()),
             Error::NotFound(what) => ApiError::NotFound(what),
             Error::FailedPrecondition(m) => ApiError::FailedPrecondition(m),
+            Error::TooLarge(m) => ApiError::ResourceExhausted(m),
             Error::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -73,12 +82,16 @@ pub struct Settings {
     pub prior_strength: f64,
     /// Fixed L2 penalty; `None` = chosen by time-ordered cross-validation.
     pub l2_penalty: Option<f64>,
+    /// Most cells (observations x feature columns) a training set may hold: the memory
+    /// bound of training and evaluation (`--learner-max-dataset-cells`).
+    pub max_dataset_cells: u64,
 }
 
 impl Settings {
-    fn train_options(&self) -> TrainOptions {
+    fn train_options(&self, cancel: &Cancel) -> TrainOptions {
         let mut o = TrainOptions {
             n0: self.prior_strength,
+            cancel: cancel.clone(),
             ..TrainOptions::default()
         };
         if let Some(l2) = self.l2_penalty {
@@ -155,17 +168,27 @@ pub struct Prepared {
     pub as_of: NaiveDate,
     /// Observations left out because their label is not known yet.
     pub censored: usize,
+    /// Checked at every observation date, fold, profile and `lambda`: once it says stop,
+    /// the work returns `LearnError::Cancelled`.
+    pub cancel: Cancel,
 }
 
 /// Builds the training set as of `as_of`: observation dates every `interval_days` ending at
 /// `as_of`, the accounts active at each, features from data strictly before the date, label
 /// = churned within the horizon; outcomes after `as_of` are ignored.
+///
+/// Refused with [`Error::TooLarge`] before any KPI is computed when the observations (the
+/// accounts active at each date) times the feature columns exceed
+/// [`Settings::max_dataset_cells`]; stops with `LearnError::Cancelled` at the first
+/// observation date after `cancel` says so.
 pub fn prepare(
     history: &History,
     outcomes: &[OutcomeRecord],
     as_of: NaiveDate,
     s: &Settings,
+    cancel: &Cancel,
 ) -> Result<Prepared, Error> {
+    cancel.check()?;
     let by_account = outcomes_by_account(outcomes);
     let pop = Population::build(history, &by_account)?;
     let dates = match pop.data_start {
@@ -174,9 +197,18 @@ pub fn prepare(
         }
         None => Vec::new(),
     };
+    let choice = LayoutChoice::default();
+    let layout = choice.data.clone();
+    let specs = pop.kpi_specs();
+    let mut names = layout.names(&specs);
+    let n_kpi_columns = names.len();
+    names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
+    names.push(HEALTH_COLUMN.to_owned());
+    check_size(&pop, &dates, names.len(), as_of, s)?;
     let mut snapshots = Snapshots::new();
     let mut points = Vec::new();
     for &d in &dates {
+        cancel.check()?;
         let snap = pop.snapshot(d, &[])?;
         for &i in &snap.rows {
             points.push(ObservationPoint {
@@ -186,13 +218,7 @@ pub fn prepare(
         }
         snapshots.insert(d, snap);
     }
-    let choice = LayoutChoice::default();
-    let layout = choice.data.clone();
-    let specs = pop.kpi_specs();
-    let mut names = layout.names(&specs);
-    let n_kpi_columns = names.len();
-    names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
-    names.push(HEALTH_COLUMN.to_owned());
+    cancel.check()?;
     let label = LabelOptions {
         horizon_days: s.horizon_days,
         inactive_counts_as_churn: false,
@@ -219,7 +245,38 @@ pub fn prepare(
         specs,
         as_of,
         censored: set.censored,
+        cancel: cancel.clone(),
     })
+}
+
+/// Refuses a training set over [`Settings::max_dataset_cells`]: the accounts active at each
+/// observation date (an upper bound of the observations: censored ones are dropped later)
+/// times `columns`, counted before any KPI is computed.
+fn check_size(
+    pop: &Population,
+    dates: &[NaiveDate],
+    columns: usize,
+    as_of: NaiveDate,
+    s: &Settings,
+) -> Result<(), Error> {
+    let observations: u64 = dates
+        .iter()
+        .map(|&d| pop.accounts.iter().filter(|a| a.active_at(d)).count() as u64)
+        .sum();
+    let cells = observations.saturating_mul(columns as u64);
+    if cells <= s.max_dataset_cells {
+        return Ok(());
+    }
+    let first = dates.first().copied().unwrap_or(as_of);
+    Err(Error::TooLarge(format!(
+        "options.observation_interval_days: {} observation dates every {} days from {first} \
+         to as_of {as_of} give {observations} observations x {columns} features = {cells} \
+         cells, over the limit of {} (VITALS_LEARNER_MAX_DATASET_CELLS); use a longer \
+         observation_interval_days or an earlier as_of",
+        dates.len(),
+        s.interval_days,
+        s.max_dataset_cells
+    )))
 }
 
 impl Prepared {
@@ -244,8 +301,11 @@ impl Prepared {
             .collect()
     }
 
-    /// The KPI-feature dataset of some rows.
+    /// The KPI-feature dataset of some rows (all of them: one copy, not two).
     pub fn kpi_data(&self, rows: &[usize]) -> Result<Dataset, Error> {
+        if rows.len() == self.data.len() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(self.data.select_features(&self.kpi_names())?);
+        }
         Ok(self.data.subset(rows).select_features(&self.kpi_names())?)
     }
 
@@ -450,13 +510,14 @@ fn backtests(
     folds: usize,
     s: &Settings,
 ) -> Result<(StoredBacktest, StoredBacktest), Error> {
-    let opts = s.train_options();
+    let opts = s.train_options(&prep.cancel);
     let mut churn = Vec::new();
     let mut health = Vec::new();
     for (k, fold) in time_ordered_folds(&data.dates, folds)?
         .into_iter()
         .enumerate()
     {
+        prep.cancel.check()?;
         let train_part = data.subset(&fold.train);
         let test = data.subset(&fold.test);
         let churned = test.n_churned();
@@ -542,7 +603,7 @@ pub fn fit_scope(
         return Err(Ok("every observation of its members is a churn".into()));
     }
     let n = prep.churn_count(scope);
-    let opts = s.train_options();
+    let opts = s.train_options(&prep.cancel);
     let trained_kpis =
         train_kpis(&data, &prep.specs, &prep.choice, n, &opts).map_err(|e| match e {
             LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
@@ -623,6 +684,7 @@ pub fn fit_scope(
     let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
     let (churn_backtest, health_backtest) = match backtests(prep, &data, 2, s) {
         Ok(b) => b,
+        Err(e @ Error::Learn(LearnError::Cancelled)) => return Err(Err(e)),
         Err(e @ (Error::FailedPrecondition(_) | Error::Learn(_))) => (
             StoredBacktest::failed(e.to_string()),
             StoredBacktest::failed(e.to_string()),
@@ -671,8 +733,10 @@ pub struct Evaluated {
 }
 
 /// Evaluates a stored model on the scope's observations, with a `folds`-fold backtest.
+/// Frees `prep.data` once the KPI columns of the scope are taken from it (the evaluation
+/// needs nothing else of it), so the backtest's copies are the only others held.
 pub fn evaluate(
-    prep: &Prepared,
+    prep: &mut Prepared,
     scope: Scope,
     coefficients: &StoredCoefficients,
     weights: &[StoredKpiWeight],
@@ -681,6 +745,8 @@ pub fn evaluate(
 ) -> Result<Evaluated, Error> {
     let rows = prep.rows(scope);
     let data = prep.kpi_data(&rows)?;
+    prep.data = prep.data.subset(&[]);
+    let prep = &*prep;
     let churned = data.n_churned();
     if churned == 0 || churned == data.len() {
         return Err(Error::FailedPrecondition(format!(
@@ -760,7 +826,7 @@ mod tests {
 
     /// 150 accounts with a heavy-tailed activity level (logins and posts both follow it),
     /// churning more often the less active they are; usage stops at the churn date.
-    fn portfolio() -> (History, Vec<OutcomeRecord>) {
+    pub(super) fn portfolio() -> (History, Vec<OutcomeRecord>) {
         let start = day("2025-01-01");
         let mut rng = SplitMix64::new(5);
         let mut history = History {
@@ -813,6 +879,7 @@ mod tests {
             interval_days: 14,
             prior_strength: 50.0,
             l2_penalty: None,
+            max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
         }
     }
 
@@ -824,7 +891,8 @@ mod tests {
     fn a_book_model_is_stored_per_kpi_and_predicts_as_fitted() {
         let (history, outcomes) = portfolio();
         let s = settings();
-        let mut prep = prepare(&history, &outcomes, day("2025-07-25"), &s).expect("prepare");
+        let mut prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
         prep.choice = LayoutChoice::only(KpiForm::book());
         let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit");
         let c = &fitted.coefficients;
@@ -880,7 +948,14 @@ mod tests {
     #[test]
     fn a_model_stored_before_the_book_preparation_predicts_as_stated() {
         let (history, outcomes) = portfolio();
-        let prep = prepare(&history, &outcomes, day("2025-07-25"), &settings()).expect("prepare");
+        let prep = prepare(
+            &history,
+            &outcomes,
+            day("2025-07-25"),
+            &settings(),
+            &Cancel::never(),
+        )
+        .expect("prepare");
         let stored: StoredCoefficients = serde_json::from_value(serde_json::json!({
             "intercept": -3.0,
             "l2_penalty": 0.01,
@@ -916,6 +991,122 @@ mod tests {
             let x = data.x.row(r);
             let eta = -3.0 - or(x[pct], 0.5) - 0.5 * or(x[log], 2.0) - 0.25 * or(x[days], 1.5);
             assert!((p - sigmoid(eta)).abs() < 1e-15, "row {r}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::features::tests::day;
+    use tonic::Code;
+
+    fn settings(interval_days: u32, max_dataset_cells: u64) -> Settings {
+        Settings {
+            horizon_days: 30,
+            interval_days,
+            prior_strength: 50.0,
+            l2_penalty: None,
+            max_dataset_cells,
+        }
+    }
+
+    /// A training set over the cell bound is refused before any KPI is computed, with
+    /// RESOURCE_EXHAUSTED naming `observation_interval_days` and the limit; a longer
+    /// interval under the same bound is built.
+    #[test]
+    fn a_training_set_over_the_cell_bound_is_refused_naming_the_interval() {
+        let (history, outcomes) = tests::portfolio();
+        let as_of = day("2025-07-25");
+        let ok = prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(14, u64::MAX),
+            &Cancel::never(),
+        )
+        .expect("prepare");
+        let cells_14 = (ok.data.len() + ok.censored) * ok.data.n_features();
+        // Daily observations hold about 14 times as many cells: over a bound that the
+        // two-weekly ones fit in.
+        let bound = 2 * cells_14 as u64;
+        prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(14, bound),
+            &Cancel::never(),
+        )
+        .expect("under the bound");
+        let err = prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(1, bound),
+            &Cancel::never(),
+        )
+        .expect_err("over the bound");
+        assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+        let status = tonic::Status::from(ApiError::from(err));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .starts_with("options.observation_interval_days: ")
+                && status.message().contains(&bound.to_string())
+                && status
+                    .message()
+                    .contains("VITALS_LEARNER_MAX_DATASET_CELLS"),
+            "{}",
+            status.message()
+        );
+    }
+
+    /// Each stage stops at its next cancellation point once the flag is raised: building
+    /// the observations (per date), fitting (per profile / fold / lambda), evaluating.
+    #[test]
+    fn cancelled_work_stops_at_its_next_check() {
+        let (history, outcomes) = tests::portfolio();
+        let as_of = day("2025-07-25");
+        let s = settings(14, u64::MAX);
+        let raised = Arc::new(AtomicBool::new(false));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let cancel = {
+            let (raised, checks) = (raised.clone(), checks.clone());
+            Cancel::new(move || {
+                checks.fetch_add(1, Ordering::SeqCst);
+                raised.load(Ordering::SeqCst)
+            })
+        };
+        let prep = prepare(&history, &outcomes, as_of, &s, &cancel).expect("prepare");
+        assert!(
+            checks.load(Ordering::SeqCst) > 5,
+            "checked per observation date"
+        );
+        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit while not cancelled");
+        raised.store(true, Ordering::SeqCst);
+        match prepare(&history, &outcomes, as_of, &s, &cancel) {
+            Err(Error::Learn(LearnError::Cancelled)) => {}
+            other => panic!("prepare went on: {other:?}"),
+        }
+        match fit_scope(&prep, Scope::Global, &s) {
+            Err(Err(Error::Learn(LearnError::Cancelled))) => {}
+            other => panic!("fit went on: {other:?}"),
+        }
+        let mut prep = prep;
+        match evaluate(
+            &mut prep,
+            Scope::Global,
+            &fitted.coefficients,
+            &fitted.kpi_weights,
+            2,
+            &s,
+        ) {
+            Err(Error::Learn(LearnError::Cancelled)) => {}
+            other => panic!("evaluate went on: {other:?}"),
         }
     }
 }

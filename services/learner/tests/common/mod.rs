@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 use vitals_learner::{Config, LearnerArgs};
 use vitals_proto::learner::v1 as pb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
-use vitals_server::ServerConfig;
+use vitals_server::{ServerConfig, WorkBudget};
 use vitals_store::Store;
 use vitals_store::entity::{account, usage_daily};
 use vitals_store::sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
@@ -64,6 +64,35 @@ impl Env {
         let server =
             TestServer::start(|listener, shutdown| vitals_learner::run(config, listener, shutdown))
                 .await;
+        let client = LearnerServiceClient::new(server.channel().await);
+        Self {
+            server,
+            store,
+            client,
+            backend,
+        }
+    }
+
+    /// Starts the service on `backend` with `args`, the server settings `server` changes
+    /// from the test defaults, and the heavy-work budget `work` (which the test can watch).
+    pub async fn start_with(
+        backend: Backend,
+        args: LearnerArgs,
+        server: impl FnOnce(&mut ServerConfig),
+        work: WorkBudget,
+    ) -> Self {
+        let url = shared_url(backend).await;
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut config = Config {
+            server: ServerConfig::for_tests(url),
+            service: args,
+        };
+        server(&mut config.server);
+        let server = TestServer::start(|listener, shutdown| {
+            vitals_learner::run_with_budget(config, listener, shutdown, work)
+        })
+        .await;
         let client = LearnerServiceClient::new(server.channel().await);
         Self {
             server,

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use vitals_profiles::measure;
 use vitals_profiles::rules::{self, Rule};
 use vitals_scoring_core as core;
-use vitals_server::ApiError;
+use vitals_server::{ApiError, CancelFlag};
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
 use vitals_store::scoring::{self as ss, NewSnapshot, PROFILE_SCORECARD};
@@ -219,7 +219,8 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// Runs scoring-core over the loaded population and builds the profile snapshots of the
-/// rows in `write` (CPU-bound: call from `spawn_blocking`).
+/// rows in `write` (CPU-bound: call from `spawn_blocking`). Stops with the flag's error
+/// after the KPIs, after the scores, and at the next account once `cancel` is raised.
 fn compute(
     loaded: &LoadedInputs,
     profiles: &[RunProfile],
@@ -227,6 +228,7 @@ fn compute(
     write: &[usize],
     window: u32,
     as_of: DateTime<Utc>,
+    cancel: &CancelFlag,
 ) -> Result<Computed, ApiError> {
     let internal = |e: core::ScoringError| ApiError::Internal(format!("scoring-core: {e}"));
     let catalogue = core::Catalogue::new(&loaded.spec).map_err(internal)?;
@@ -238,6 +240,7 @@ fn compute(
     let inputs = loaded.inputs();
     let batch =
         core::compute_kpis(&catalogue, &kpi_config, loaded.as_of, &inputs).map_err(internal)?;
+    cancel.check()?;
     let configs: Vec<core::ProfileConfig> = profiles
         .iter()
         .map(|p| core::ProfileConfig {
@@ -268,6 +271,7 @@ fn compute(
     };
     let scores =
         core::score_population(&input, &core::ScoreOptions::default()).map_err(internal)?;
+    cancel.check()?;
     let n = profile_of.len();
     let mut members = vec![0u32; profiles.len()];
     for &p in profile_of {
@@ -278,6 +282,7 @@ fn compute(
     let scored: Vec<Option<Scored>> = write
         .par_iter()
         .map(|&i| -> Result<Option<Scored>, ApiError> {
+            cancel.check()?;
             let e = core::explain_account(&input, &scores, i).map_err(internal)?;
             let Some(value) = e.score.score else {
                 return Ok(None);
@@ -433,13 +438,16 @@ fn cards(records: Vec<ScorecardRecord>) -> Vec<Card> {
         .collect()
 }
 
-/// Runs one scoring run over `scope` as of `as_of` (serialised with every other run).
+/// Runs one scoring run over `scope` as of `as_of` (serialised with every other run),
+/// holding a heavy-work slot: when the caller goes away or the server drains, the run
+/// stops and writes nothing (its transaction is never begun, or is rolled back).
 pub(crate) async fn run(
     inner: &Inner,
     scope: Scope,
     as_of: DateTime<Utc>,
 ) -> Result<RunSummary, ApiError> {
     let _serial = inner.run_lock.lock().await;
+    let work = inner.work.start("scoring run").await?;
     let started = Instant::now();
     let conn = inner.store.conn();
     let records = sp::load_profiles(conn).await?;
@@ -549,11 +557,10 @@ pub(crate) async fn run(
     let profiles = Arc::new(profiles);
     let (computed, loaded, profiles, before) = {
         let (l, p) = (loaded.clone(), profiles.clone());
-        let task = tokio::task::spawn_blocking(move || {
-            compute(&l, &p, &profile_of, &write, window, as_of)
-        });
+        let task = work
+            .blocking(move |cancel| compute(&l, &p, &profile_of, &write, window, as_of, cancel));
         let (c, before) = tokio::join!(task, ss::latest_of_accounts(conn, &write_ids));
-        let c = c.map_err(|e| ApiError::Internal(format!("scoring task: {e}")))??;
+        let c = c?;
         (c, loaded, profiles, before?)
     };
     drop(write_ids);
@@ -641,15 +648,20 @@ pub(crate) async fn run(
         s.global_band = global_bands.band(g).as_str().to_string();
         d.global_band = s.global_band.clone();
     }
-    snapshots
-        .par_iter_mut()
-        .zip(details.par_iter())
-        .try_for_each(|(s, d)| {
-            s.sub_scores =
-                serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok::<(), ApiError>(())
-        })?;
-    drop(details);
+    // Off the async threads: rayon would block this worker until it is done.
+    let mut snapshots = work
+        .blocking(move |_| {
+            snapshots
+                .par_iter_mut()
+                .zip(details.par_iter())
+                .try_for_each(|(s, d)| {
+                    s.sub_scores =
+                        serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
+                    Ok::<(), ApiError>(())
+                })?;
+            Ok(snapshots)
+        })
+        .await?;
     snapshots.extend(card_snaps);
 
     let write_from = started.elapsed().as_millis() as u64;
@@ -680,7 +692,10 @@ pub(crate) async fn run(
             "population_fallback": s.fallback,
         })).collect::<Vec<_>>(),
     });
-    // One write transaction: the run, its snapshots, score_latest, the run's end.
+    // One write transaction: the run, its snapshots, score_latest, the run's end. Nothing
+    // is begun once the run is cancelled; a cancellation during it drops (rolls back) the
+    // transaction with the call's future.
+    work.check()?;
     let run_id = ss::write_run(
         conn,
         &ss::RunRecord {
