@@ -266,7 +266,7 @@ async fn first_start_admin_token_goes_to_a_private_file_not_to_the_logs() {
     // First start: the token is written next to the database, mode 0600; stdout (not a
     // terminal here, as in a pod) and the log name the file, never the token.
     let (mut child, addr) = common::spawn_vitals(&env);
-    wait_serving(&mut child, addr).await;
+    common::wait_serving(&mut child, addr, Duration::from_secs(60)).await;
     let token = std::fs::read_to_string(&token_file)
         .expect("vitals wrote the first-start token next to the database")
         .trim()
@@ -315,7 +315,7 @@ async fn first_start_admin_token_goes_to_a_private_file_not_to_the_logs() {
     // Second start: the file is left alone, the same token still works.
     std::fs::remove_file(&token_file).unwrap();
     let (mut child, addr) = common::spawn_vitals(&env);
-    wait_serving(&mut child, addr).await;
+    common::wait_serving(&mut child, addr, Duration::from_secs(60)).await;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -364,13 +364,4 @@ async fn first_start_token_file_that_cannot_be_written_stops_the_start_and_keeps
     );
     store.close().await.unwrap();
     let _ = std::fs::remove_file(&db);
-}
-
-async fn wait_serving(child: &mut common::ChildGuard, addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while vitals_test_support::health(addr, "").await != Ok(ServingStatus::Serving) {
-        assert!(child.0.try_wait().unwrap().is_none(), "vitals exited early");
-        assert!(Instant::now() < deadline, "vitals not serving within 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -5,25 +5,9 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic_health::pb::health_check_response::ServingStatus;
-
-/// Polls for the exit without blocking the runtime (the client's connection task must run
-/// to close its call).
-async fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process did not exit within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[test]
 fn bad_database_url_exits_64_with_one_clear_line() {
@@ -70,12 +54,7 @@ async fn sigterm_drains_in_flight_calls_and_exits_zero() {
     let url = format!("sqlite://{}?mode=rwc", db.display());
     let (mut child, addr) =
         common::spawn_vitals(&[("DATABASE_URL", &url), ("VITALS_DRAIN_TIMEOUT", "30")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while vitals_test_support::health(addr, "").await != Ok(ServingStatus::Serving) {
-        assert!(child.0.try_wait().unwrap().is_none(), "vitals exited early");
-        assert!(Instant::now() < deadline, "vitals not serving within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_serving(&mut child, addr, Duration::from_secs(30)).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -109,7 +88,7 @@ async fn sigterm_drains_in_flight_calls_and_exits_zero() {
     );
     drop(watch);
 
-    let status = wait_exit(&mut child.0, Duration::from_secs(20)).await;
+    let status = common::wait_exit(&mut child.0, Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
     let mut err = String::new();
     child

@@ -17,7 +17,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
-use tonic_health::pb::health_check_response::ServingStatus;
 use vitals_test_support::{Backend, backends};
 
 /// Data rows of a gzip CSV whose first column (account id) is divisible by `divisor`.
@@ -63,15 +62,7 @@ async fn events_in(url: &str) -> u64 {
 /// Starts `vitals serve` on `url` and waits until it is serving.
 async fn serve(url: &str) -> (common::ChildGuard, std::net::SocketAddr) {
     let (mut child, addr) = common::spawn_vitals(&[("DATABASE_URL", url)]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while vitals_test_support::health(addr, "").await != Ok(ServingStatus::Serving) {
-        assert!(
-            child.0.try_wait().expect("try_wait").is_none(),
-            "vitals serve exited early"
-        );
-        assert!(Instant::now() < deadline, "vitals not serving within 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_serving(&mut child, addr, Duration::from_secs(60)).await;
     (child, addr)
 }
 
@@ -91,21 +82,6 @@ fn load(dir: &Path, addr: std::net::SocketAddr, divisor: u64) -> common::ChildGu
         .spawn()
         .expect("spawn vitals load");
     common::ChildGuard(child)
-}
-
-/// Waits for a child to exit (polling, so the runtime keeps running).
-async fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process did not exit within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn output(child: &mut std::process::Child) -> String {
@@ -157,7 +133,7 @@ async fn kill_9_of_the_server_mid_load_then_reload_gives_the_exact_event_count()
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         server.0.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
-        let killed = wait_exit(&mut server.0, Duration::from_secs(10)).await;
+        let killed = common::wait_exit(&mut server.0, Duration::from_secs(10)).await;
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&killed),
             Some(9),
@@ -168,7 +144,7 @@ async fn kill_9_of_the_server_mid_load_then_reload_gives_the_exact_event_count()
             "{backend:?}: the load was not interrupted ({at_kill} of {expected} events \
              already in): raise VITALS_KILL_TEST_DIVISOR's subset"
         );
-        let status = wait_exit(&mut loader.0, Duration::from_secs(120)).await;
+        let status = common::wait_exit(&mut loader.0, Duration::from_secs(120)).await;
         assert!(
             !status.success(),
             "{backend:?}: the loader should fail when its server dies: {}",
@@ -183,7 +159,7 @@ async fn kill_9_of_the_server_mid_load_then_reload_gives_the_exact_event_count()
         // Restart on the same database and load everything again.
         let (server, addr) = serve(&url).await;
         let mut loader = load(&dir, addr, divisor);
-        let status = wait_exit(&mut loader.0, Duration::from_secs(600)).await;
+        let status = common::wait_exit(&mut loader.0, Duration::from_secs(600)).await;
         let report = output(&mut loader.0);
         assert!(status.success(), "{backend:?}: reload failed: {report}");
         assert_eq!(

@@ -8,7 +8,6 @@ use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tonic_health::pb::health_check_response::ServingStatus;
 use vitals_proto::ingestion::v1 as ing;
 
 /// Texts of the long call: 250 of 60,000 bytes (under the 16 MiB message limit).
@@ -43,12 +42,7 @@ async fn sigterm_during_a_long_blocking_call_exits_within_the_drain_timeout() {
     let url = format!("sqlite://{}?mode=rwc", db.display());
     let (mut child, addr) =
         common::spawn_vitals(&[("DATABASE_URL", &url), ("VITALS_DRAIN_TIMEOUT", "1")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while vitals_test_support::health(addr, "").await != Ok(ServingStatus::Serving) {
-        assert!(child.0.try_wait().unwrap().is_none(), "vitals exited early");
-        assert!(Instant::now() < deadline, "vitals not serving within 60 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_serving(&mut child, addr, Duration::from_secs(60)).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -120,6 +120,40 @@ pub fn spawn_vitals(env: &[(&str, &str)]) -> (ChildGuard, SocketAddr) {
     (ChildGuard(cmd.spawn().expect("spawn vitals serve")), addr)
 }
 
+/// Waits until the `vitals serve` child answers SERVING on `addr`, failing the test when
+/// it exits first or is not serving within `within`.
+pub async fn wait_serving(child: &mut ChildGuard, addr: SocketAddr, within: std::time::Duration) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let deadline = std::time::Instant::now() + within;
+    while vitals_test_support::health(addr, "").await != Ok(ServingStatus::Serving) {
+        assert!(
+            child.0.try_wait().expect("try_wait").is_none(),
+            "vitals serve exited early"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vitals not serving within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for a child to exit, polling so that the runtime keeps running (a client's
+/// connection task must run to close its call).
+pub async fn wait_exit(child: &mut Child, within: std::time::Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process did not exit within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A unique path for a temporary SQLite file.
 pub fn temp_db(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
