@@ -321,7 +321,7 @@ mod tests {
         h.insert("grpc-timeout", http::HeaderValue::from_static("2S"));
         assert_eq!(
             deadline(&h, server),
-            (Duration::from_millis(1995), DeadlineBy::Client)
+            (Duration::from_millis(1980), DeadlineBy::Client)
         );
         h.insert("grpc-timeout", http::HeaderValue::from_static("2M"));
         assert_eq!(deadline(&h, server), (server, DeadlineBy::Server));
