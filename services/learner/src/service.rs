@@ -163,8 +163,10 @@ impl LearnerService {
                     .into(),
             ));
         }
-        let history = store::load_history(&self.store, as_of).await?;
         let date = as_of.date_naive();
+        self.check_size(work, &outcomes, as_of, date, &settings)
+            .await?;
+        let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
             .blocking(move |flag| {
                 let prep =
@@ -227,6 +229,25 @@ impl LearnerService {
         Ok(TrainResult { models, skipped })
     }
 
+    /// Refuses a training set over the cell bound from the store's cheap facts (aggregate
+    /// queries, no history row), before the history is read: a refused request costs
+    /// almost nothing. `prepare` checks the same count again on the population it builds.
+    async fn check_size(
+        &self,
+        work: &Work,
+        outcomes: &[store::OutcomeRecord],
+        until: DateTime<Utc>,
+        as_of: NaiveDate,
+        settings: &Settings,
+    ) -> Result<()> {
+        let facts = store::history_facts(&self.store, until).await?;
+        let outcomes = outcomes.to_vec();
+        let settings = *settings;
+        work.blocking(move |_| Ok(domain::check_facts(&facts, &outcomes, as_of, &settings)?))
+            .await?;
+        Ok(())
+    }
+
     /// The model whose weights a profile uses: its own latest, else the latest global one.
     pub(crate) async fn model_for(&self, profile: Option<&str>) -> Result<Option<ModelRow>> {
         if let Some(p) = profile
@@ -265,6 +286,8 @@ impl LearnerService {
         let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;
         let outcomes = store::outcomes_until(&self.store, until).await?;
+        self.check_size(&work, &outcomes, until, as_of, &settings)
+            .await?;
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
