@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -494,9 +495,13 @@ async fn names(conn: &impl ConnectionTrait, sql: &str) -> Result<Vec<String>, Db
 /// Loads the [`History`] up to `until` (inclusive).
 pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History, StoreError> {
     let c = store.conn();
-    let usage = usage_daily::Entity::find()
+    // Streamed: `all` holds every driver row and every model at once (the daily
+    // roll-ups are the bulk of the history).
+    let usage: Vec<usage_daily::Model> = usage_daily::Entity::find()
         .filter(usage_daily::Column::Day.lte(until.date_naive()))
-        .all(c)
+        .stream(c)
+        .await?
+        .try_collect()
         .await?;
     let mut event_types: BTreeSet<String> = names(c, "SELECT name FROM event_types")
         .await?

@@ -169,9 +169,18 @@ impl LearnerService {
         let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
             .blocking(move |flag| {
-                let prep =
-                    domain::prepare(&history, &outcomes, date, &settings, &learn_cancel(flag))?;
+                // The population holds what the training set needs: free the history's
+                // rows before the observations are built.
+                let by_account = domain::outcomes_by_account(&outcomes);
+                let pop = domain::features::Population::build(&history, &by_account)?;
                 drop((history, outcomes));
+                let prep = domain::prepare_population(
+                    pop,
+                    &by_account,
+                    date,
+                    &settings,
+                    &learn_cancel(flag),
+                )?;
                 let scopes: Vec<(String, Option<Scope>)> = match profile {
                     Some(p) => {
                         let scope = profile_scope(&prep, &p);
@@ -291,11 +300,18 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                let mut prep =
-                    domain::prepare(&history, &outcomes, as_of, &settings, &learn_cancel(flag))?;
-                // The training set holds what the evaluation needs: free the history
-                // before the backtest makes its copies.
+                // The population holds what the evaluation needs: free the history's
+                // rows before the observations are built.
+                let by_account = domain::outcomes_by_account(&outcomes);
+                let pop = domain::features::Population::build(&history, &by_account)?;
                 drop((history, outcomes));
+                let mut prep = domain::prepare_population(
+                    pop,
+                    &by_account,
+                    as_of,
+                    &settings,
+                    &learn_cancel(flag),
+                )?;
                 let scope = match &profile {
                     Some(p) => profile_scope(&prep, p).ok_or_else(|| {
                         ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))

@@ -191,6 +191,19 @@ pub fn prepare(
     cancel.check()?;
     let by_account = outcomes_by_account(outcomes);
     let pop = Population::build(history, &by_account)?;
+    prepare_population(pop, &by_account, as_of, s, cancel)
+}
+
+/// [`prepare`] from a population already built (so that the caller can free the history
+/// first) and the outcomes per account it was built with.
+pub fn prepare_population(
+    pop: Population,
+    by_account: &HashMap<String, Vec<Outcome>>,
+    as_of: NaiveDate,
+    s: &Settings,
+    cancel: &Cancel,
+) -> Result<Prepared, Error> {
+    cancel.check()?;
     let dates = match pop.data_start {
         Some(start) => {
             features::observation_dates(start, pop.window_days(), as_of, s.interval_days)
@@ -223,7 +236,7 @@ pub fn prepare(
     let set = build_training_set(
         names,
         &points,
-        &by_account,
+        by_account,
         as_of,
         &label,
         |account, date| {
