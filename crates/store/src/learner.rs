@@ -8,9 +8,10 @@
 //!   model (the id `global` cannot be created as a profile). The JSON columns are written
 //!   and read by the learner service only (its `StoredModel` type).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -494,9 +495,13 @@ async fn names(conn: &impl ConnectionTrait, sql: &str) -> Result<Vec<String>, Db
 /// Loads the [`History`] up to `until` (inclusive).
 pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History, StoreError> {
     let c = store.conn();
-    let usage = usage_daily::Entity::find()
+    // Streamed: `all` holds every driver row and every model at once (the daily
+    // roll-ups are the bulk of the history).
+    let usage: Vec<usage_daily::Model> = usage_daily::Entity::find()
         .filter(usage_daily::Column::Day.lte(until.date_naive()))
-        .all(c)
+        .stream(c)
+        .await?
+        .try_collect()
         .await?;
     let mut event_types: BTreeSet<String> = names(c, "SELECT name FROM event_types")
         .await?
@@ -540,6 +545,128 @@ pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History
             .await?,
         key_event_types: (!keys.is_empty()).then_some(keys),
         event_types: event_types.into_iter().collect(),
+        lower_is_better_metrics: names(
+            c,
+            "SELECT name FROM custom_metric_definitions WHERE direction = 'lower_is_better'",
+        )
+        .await?
+        .into_iter()
+        .collect(),
+    })
+}
+
+/// What the training set's size follows from, read without the history's rows: the
+/// accounts with their first day, the first day with data, and the names the KPI
+/// catalogue is built from (as [`load_history`] reads them up to the same time).
+#[derive(Debug, Default)]
+pub struct HistoryFacts {
+    /// Every account: (id, first day with data: creation, first roll-up or first
+    /// contract up to `until`, whichever first).
+    pub accounts: Vec<(String, NaiveDate)>,
+    /// First day of a roll-up, interaction or contract up to `until`.
+    pub data_start: Option<NaiveDate>,
+    /// Event types declared key; `None` when none is.
+    pub key_event_types: Option<HashSet<String>>,
+    /// Every event type known (declared or seen up to `until`), sorted.
+    pub event_types: Vec<String>,
+    /// Names of the custom metrics with a sample up to `until`, sorted.
+    pub custom_metrics: Vec<String>,
+    /// Custom metrics declared "lower is better".
+    pub lower_is_better_metrics: HashSet<String>,
+}
+
+/// Reads the [`HistoryFacts`] up to `until` (inclusive) with aggregate queries: a few
+/// rows per account and per name, whatever the number of events.
+pub async fn history_facts(
+    store: &Store,
+    until: DateTime<Utc>,
+) -> Result<HistoryFacts, StoreError> {
+    let c = store.conn();
+    let day = until.date_naive();
+    let created: Vec<(String, DateTime<Utc>)> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::CreatedAt)
+        .order_by_asc(account::Column::Id)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let first_usage: Vec<(String, NaiveDate)> = usage_daily::Entity::find()
+        .select_only()
+        .column(usage_daily::Column::AccountId)
+        .column_as(Expr::col(usage_daily::Column::Day).min(), "d")
+        .filter(usage_daily::Column::Day.lte(day))
+        .group_by(usage_daily::Column::AccountId)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let first_contract: Vec<(String, DateTime<Utc>)> = subscription::Entity::find()
+        .select_only()
+        .column(subscription::Column::AccountId)
+        .column_as(Expr::col(subscription::Column::StartsAt).min(), "d")
+        .filter(subscription::Column::StartsAt.lte(until))
+        .group_by(subscription::Column::AccountId)
+        .into_tuple()
+        .all(c)
+        .await?;
+    let first_interaction: Option<DateTime<Utc>> = interaction::Entity::find()
+        .select_only()
+        .column_as(Expr::col(interaction::Column::OccurredAt).min(), "d")
+        .filter(interaction::Column::OccurredAt.lte(until))
+        .into_tuple()
+        .one(c)
+        .await?
+        .flatten();
+    let mut starts: HashMap<String, NaiveDate> = created
+        .into_iter()
+        .map(|(id, at)| (id, at.date_naive()))
+        .collect();
+    let mut data_start = first_interaction.map(|t| t.date_naive());
+    let firsts = first_usage.into_iter().chain(
+        first_contract
+            .into_iter()
+            .map(|(id, at)| (id, at.date_naive())),
+    );
+    for (id, d) in firsts {
+        if let Some(s) = starts.get_mut(&id) {
+            *s = Ord::min(*s, d);
+            data_start = Some(data_start.map_or(d, |x| Ord::min(x, d)));
+        }
+    }
+    let mut accounts: Vec<(String, NaiveDate)> = starts.into_iter().collect();
+    accounts.sort_unstable();
+    let mut event_types: BTreeSet<String> = names(c, "SELECT name FROM event_types")
+        .await?
+        .into_iter()
+        .collect();
+    let seen: Vec<String> = usage_daily::Entity::find()
+        .select_only()
+        .column(usage_daily::Column::EventType)
+        .filter(usage_daily::Column::Day.lte(day))
+        .distinct()
+        .into_tuple()
+        .all(c)
+        .await?;
+    event_types.extend(seen);
+    let keys: HashSet<String> = names(c, "SELECT name FROM event_types WHERE is_key = TRUE")
+        .await?
+        .into_iter()
+        .collect();
+    let mut custom_metrics: Vec<String> = custom_metric::Entity::find()
+        .select_only()
+        .column(custom_metric::Column::Name)
+        .filter(custom_metric::Column::At.lte(until))
+        .distinct()
+        .into_tuple()
+        .all(c)
+        .await?;
+    custom_metrics.sort_unstable();
+    Ok(HistoryFacts {
+        accounts,
+        data_start,
+        key_event_types: (!keys.is_empty()).then_some(keys),
+        event_types: event_types.into_iter().collect(),
+        custom_metrics,
         lower_is_better_metrics: names(
             c,
             "SELECT name FROM custom_metric_definitions WHERE direction = 'lower_is_better'",

@@ -163,13 +163,24 @@ impl LearnerService {
                     .into(),
             ));
         }
-        let history = store::load_history(&self.store, as_of).await?;
         let date = as_of.date_naive();
+        self.check_size(work, &outcomes, as_of, date, &settings)
+            .await?;
+        let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
             .blocking(move |flag| {
-                let prep =
-                    domain::prepare(&history, &outcomes, date, &settings, &learn_cancel(flag))?;
+                // The population holds what the training set needs: free the history's
+                // rows before the observations are built.
+                let by_account = domain::outcomes_by_account(&outcomes);
+                let pop = domain::features::Population::build(&history, &by_account)?;
                 drop((history, outcomes));
+                let prep = domain::prepare_population(
+                    pop,
+                    &by_account,
+                    date,
+                    &settings,
+                    &learn_cancel(flag),
+                )?;
                 let scopes: Vec<(String, Option<Scope>)> = match profile {
                     Some(p) => {
                         let scope = profile_scope(&prep, &p);
@@ -227,6 +238,25 @@ impl LearnerService {
         Ok(TrainResult { models, skipped })
     }
 
+    /// Refuses a training set over the cell bound from the store's cheap facts (aggregate
+    /// queries, no history row), before the history is read: a refused request costs
+    /// almost nothing. `prepare` checks the same count again on the population it builds.
+    async fn check_size(
+        &self,
+        work: &Work,
+        outcomes: &[store::OutcomeRecord],
+        until: DateTime<Utc>,
+        as_of: NaiveDate,
+        settings: &Settings,
+    ) -> Result<()> {
+        let facts = store::history_facts(&self.store, until).await?;
+        let outcomes = outcomes.to_vec();
+        let settings = *settings;
+        work.blocking(move |_| Ok(domain::check_facts(&facts, &outcomes, as_of, &settings)?))
+            .await?;
+        Ok(())
+    }
+
     /// The model whose weights a profile uses: its own latest, else the latest global one.
     pub(crate) async fn model_for(&self, profile: Option<&str>) -> Result<Option<ModelRow>> {
         if let Some(p) = profile
@@ -265,14 +295,23 @@ impl LearnerService {
         let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;
         let outcomes = store::outcomes_until(&self.store, until).await?;
+        self.check_size(&work, &outcomes, until, as_of, &settings)
+            .await?;
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                let mut prep =
-                    domain::prepare(&history, &outcomes, as_of, &settings, &learn_cancel(flag))?;
-                // The training set holds what the evaluation needs: free the history
-                // before the backtest makes its copies.
+                // The population holds what the evaluation needs: free the history's
+                // rows before the observations are built.
+                let by_account = domain::outcomes_by_account(&outcomes);
+                let pop = domain::features::Population::build(&history, &by_account)?;
                 drop((history, outcomes));
+                let mut prep = domain::prepare_population(
+                    pop,
+                    &by_account,
+                    as_of,
+                    &settings,
+                    &learn_cancel(flag),
+                )?;
                 let scope = match &profile {
                     Some(p) => profile_scope(&prep, p).ok_or_else(|| {
                         ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))

@@ -262,3 +262,130 @@ async fn an_evaluate_over_the_memory_bound_is_refused_naming_the_interval() {
         env.stop().await;
     }
 }
+
+/// Memory bound, cheap half: a request over the cell bound is refused from aggregate
+/// facts before the history is read. The `pulses` table (read with the history, not
+/// with the facts) is hidden: the refusal still comes as RESOURCE_EXHAUSTED (before,
+/// the history read failed first), and an accepted request then does read the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_memory_bound_is_refused_before_the_history_is_read() {
+    use vitals_store::sea_orm::ConnectionTrait;
+    for backend in backends() {
+        let args = LearnerArgs {
+            max_dataset_cells: 500_000,
+            ..quiet_args()
+        };
+        let env = Env::start(backend, args).await;
+        let p = portfolio();
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        env.client
+            .clone()
+            .train(train_request(weekly()))
+            .await
+            .expect("train weekly");
+        let hide = |sql: &'static str| {
+            let conn = env.store.conn().clone();
+            async move { conn.execute_unprepared(sql).await.expect(sql) }
+        };
+        hide("ALTER TABLE pulses RENAME TO pulses_hidden").await;
+
+        let daily = pb::TrainingOptions {
+            observation_interval_days: Some(1),
+            ..Default::default()
+        };
+        let err = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest {
+                options: Some(daily),
+                ..Default::default()
+            })
+            .await
+            .expect_err("over the bound");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{backend:?}: {err:?}");
+        assert!(
+            err.message()
+                .starts_with("options.observation_interval_days: "),
+            "{}",
+            err.message()
+        );
+        let err = env
+            .client
+            .clone()
+            .train(train_request(daily))
+            .await
+            .expect_err("over the bound");
+        assert_eq!(err.code(), Code::ResourceExhausted, "{backend:?}: {err:?}");
+        // Under the bound the history is read: the hidden table shows.
+        let err = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest::default())
+            .await
+            .expect_err("the history read fails");
+        assert_ne!(err.code(), Code::ResourceExhausted, "{backend:?}: {err:?}");
+        hide("ALTER TABLE pulses_hidden RENAME TO pulses").await;
+        env.client
+            .clone()
+            .evaluate(pb::EvaluateRequest::default())
+            .await
+            .expect("the model's own interval fits");
+        env.stop().await;
+    }
+}
+
+/// The count checked before the history is read is the training set's own: never below
+/// the cells `prepare` builds (observations plus censored ones, times the features), and
+/// the same as the check `prepare` makes on the population.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_size_counted_from_the_facts_is_not_below_the_training_set() {
+    use vitals_learn_core::Cancel;
+    use vitals_learner::domain::{self, Settings};
+    use vitals_store::learner as store;
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let p = portfolio();
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        let until = at(end());
+        let outcomes = store::outcomes_until(&env.store, until)
+            .await
+            .expect("outcomes");
+        let facts = store::history_facts(&env.store, until)
+            .await
+            .expect("facts");
+        let history = store::load_history(&env.store, until)
+            .await
+            .expect("history");
+        for interval_days in [1, 7, 30] {
+            let s = Settings {
+                horizon_days: 30,
+                interval_days,
+                prior_strength: 50.0,
+                l2_penalty: Some(0.1),
+                max_dataset_cells: u64::MAX,
+            };
+            let counted =
+                domain::check_facts(&facts, &outcomes, end(), &s).expect("under u64::MAX");
+            let prep =
+                domain::prepare(&history, &outcomes, end(), &s, &Cancel::never()).expect("prepare");
+            let built = ((prep.data.len() + prep.censored) * prep.data.n_features()) as u64;
+            assert!(
+                counted >= built && built > 0,
+                "{backend:?}, every {interval_days} days: counted {counted} < built {built}"
+            );
+            // One cell under the count: prepare refuses too (the same count).
+            let tight = Settings {
+                max_dataset_cells: counted - 1,
+                ..s
+            };
+            assert!(domain::check_facts(&facts, &outcomes, end(), &tight).is_err());
+            assert!(matches!(
+                domain::prepare(&history, &outcomes, end(), &tight, &Cancel::never()),
+                Err(domain::Error::TooLarge(_))
+            ));
+        }
+        env.stop().await;
+    }
+}

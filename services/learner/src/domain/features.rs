@@ -8,7 +8,7 @@
 //! after `T`), so the features only see what happened strictly before `d`. The peers of
 //! an account at `d` are the accounts active at `d` (created, not churned).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Days, NaiveDate};
 use vitals_learn_core::{
@@ -169,6 +169,46 @@ fn category_weights(json: &serde_json::Value) -> CategoryWeights {
     }
 }
 
+/// The KPI catalogue's spec: every event type (sorted, as the store lists them), the key
+/// ones (`None`: every type is key), the custom metrics (sorted, deduplicated) with their
+/// declared directions.
+pub fn catalogue_spec(
+    event_types: &[String],
+    key_event_types: Option<&HashSet<String>>,
+    metric_names: &[&str],
+    lower_is_better: &HashSet<String>,
+) -> CatalogueSpec {
+    let type_id: HashMap<&str, u32> = event_types
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let key_event_types = key_event_types.map(|keys| {
+        let mut k: Vec<u32> = keys
+            .iter()
+            .filter_map(|n| type_id.get(n.as_str()).copied())
+            .collect();
+        k.sort_unstable();
+        k
+    });
+    CatalogueSpec {
+        event_types: event_types.to_vec(),
+        key_event_types,
+        custom_metrics: metric_names
+            .iter()
+            .map(|n| CustomMetricSpec {
+                name: (*n).to_owned(),
+                direction: if lower_is_better.contains(*n) {
+                    Direction::LowerIsBetter
+                } else {
+                    Direction::HigherIsBetter
+                },
+            })
+            .collect(),
+        score_fields: Vec::new(),
+    }
+}
+
 impl Population {
     /// Turns the stored history and outcomes into per-account inputs.
     pub fn build(
@@ -181,14 +221,6 @@ impl Population {
             .enumerate()
             .map(|(i, n)| (n.as_str(), i as u32))
             .collect();
-        let key_event_types = history.key_event_types.as_ref().map(|keys| {
-            let mut k: Vec<u32> = keys
-                .iter()
-                .filter_map(|n| type_id.get(n.as_str()).copied())
-                .collect();
-            k.sort_unstable();
-            k
-        });
         let mut metric_names: Vec<&str> = history
             .custom_metrics
             .iter()
@@ -201,22 +233,12 @@ impl Population {
             .enumerate()
             .map(|(i, n)| (*n, i as u32))
             .collect();
-        let spec = CatalogueSpec {
-            event_types: history.event_types.clone(),
-            key_event_types,
-            custom_metrics: metric_names
-                .iter()
-                .map(|n| CustomMetricSpec {
-                    name: (*n).to_owned(),
-                    direction: if history.lower_is_better_metrics.contains(*n) {
-                        Direction::LowerIsBetter
-                    } else {
-                        Direction::HigherIsBetter
-                    },
-                })
-                .collect(),
-            score_fields: Vec::new(),
-        };
+        let spec = catalogue_spec(
+            &history.event_types,
+            history.key_event_types.as_ref(),
+            &metric_names,
+            &history.lower_is_better_metrics,
+        );
         let catalogue = Catalogue::new(&spec).map_err(|e| Error::Internal(e.to_string()))?;
 
         let mut profiles: Vec<Profile> = history
@@ -493,16 +515,7 @@ impl Population {
     /// Learn-core KPI specs in catalogue order, with each KPI's declared direction (the
     /// percentiles are already direction-adjusted; the log values are turned with it).
     pub fn kpi_specs(&self) -> Vec<KpiSpec> {
-        self.catalogue
-            .kpis()
-            .iter()
-            .map(|k| KpiSpec {
-                name: k.name.to_string(),
-                category: k.category.as_str().to_owned(),
-                direction: learn_direction(k.direction),
-                prior_weight: 1.0,
-            })
-            .collect()
+        kpi_specs(&self.catalogue)
     }
 
     /// KPI `k` of snapshot row `r` in the form `t`: its percentile (missing = 0.5) or its
@@ -533,6 +546,20 @@ impl Population {
         v.push(s.score.unwrap_or(5.0));
         v
     }
+}
+
+/// Learn-core KPI specs of a catalogue, in its order (see [`Population::kpi_specs`]).
+pub fn kpi_specs(catalogue: &Catalogue) -> Vec<KpiSpec> {
+    catalogue
+        .kpis()
+        .iter()
+        .map(|k| KpiSpec {
+            name: k.name.to_string(),
+            category: k.category.as_str().to_owned(),
+            direction: learn_direction(k.direction),
+            prior_weight: 1.0,
+        })
+        .collect()
 }
 
 /// Scoring-core's direction as learn-core's.

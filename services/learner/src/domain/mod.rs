@@ -16,12 +16,12 @@ use vitals_learn_core::{
     build_training_set, calibration_table, fit_kpis_cv, kpi_weights, suggest_category_weights,
     time_ordered_folds, train_kpis,
 };
-use vitals_scoring_core::Category;
+use vitals_scoring_core::{Catalogue, Category, KpiConfig};
 use vitals_server::ApiError;
 use vitals_store::StoreError;
-use vitals_store::learner::{History, OutcomeRecord};
+use vitals_store::learner::{History, HistoryFacts, OutcomeRecord};
 
-use features::{Population, Snapshots};
+use features::{Account, Population, Snapshots};
 use stored::{
     StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredEval,
     StoredFold, StoredKpiWeight, StoredMetrics, StoredOptions,
@@ -191,6 +191,19 @@ pub fn prepare(
     cancel.check()?;
     let by_account = outcomes_by_account(outcomes);
     let pop = Population::build(history, &by_account)?;
+    prepare_population(pop, &by_account, as_of, s, cancel)
+}
+
+/// [`prepare`] from a population already built (so that the caller can free the history
+/// first) and the outcomes per account it was built with.
+pub fn prepare_population(
+    pop: Population,
+    by_account: &HashMap<String, Vec<Outcome>>,
+    as_of: NaiveDate,
+    s: &Settings,
+    cancel: &Cancel,
+) -> Result<Prepared, Error> {
+    cancel.check()?;
     let dates = match pop.data_start {
         Some(start) => {
             features::observation_dates(start, pop.window_days(), as_of, s.interval_days)
@@ -200,11 +213,8 @@ pub fn prepare(
     let choice = LayoutChoice::default();
     let layout = choice.data.clone();
     let specs = pop.kpi_specs();
-    let mut names = layout.names(&specs);
-    let n_kpi_columns = names.len();
-    names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
-    names.push(HEALTH_COLUMN.to_owned());
-    check_size(&pop, &dates, names.len(), as_of, s)?;
+    let (names, n_kpi_columns) = feature_names(&specs);
+    check_size(&pop.accounts, &dates, names.len(), as_of, s)?;
     let mut snapshots = Snapshots::new();
     let mut points = Vec::new();
     for &d in &dates {
@@ -226,7 +236,7 @@ pub fn prepare(
     let set = build_training_set(
         names,
         &points,
-        &by_account,
+        by_account,
         as_of,
         &label,
         |account, date| {
@@ -249,23 +259,76 @@ pub fn prepare(
     })
 }
 
+/// Refuses a training set over [`Settings::max_dataset_cells`] from the store's
+/// [`HistoryFacts`] and the outcomes, before the history is read: the same count as
+/// [`prepare`]'s own check (the accounts active at each observation date times the
+/// feature columns), so a request refused costs a few aggregate queries, not the
+/// history. Returns the counted cells (at least the training set's).
+pub fn check_facts(
+    facts: &HistoryFacts,
+    outcomes: &[OutcomeRecord],
+    as_of: NaiveDate,
+    s: &Settings,
+) -> Result<u64, Error> {
+    let mut by_account = outcomes_by_account(outcomes);
+    let accounts: Vec<Account> = facts
+        .accounts
+        .iter()
+        .map(|(id, start)| Account {
+            id: id.clone(),
+            profile: 0,
+            start: *start,
+            outcomes: by_account.remove(id).unwrap_or_default(),
+        })
+        .collect();
+    let metrics: Vec<&str> = facts.custom_metrics.iter().map(String::as_str).collect();
+    let spec = features::catalogue_spec(
+        &facts.event_types,
+        facts.key_event_types.as_ref(),
+        &metrics,
+        &facts.lower_is_better_metrics,
+    );
+    let catalogue = Catalogue::new(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    let columns = feature_names(&features::kpi_specs(&catalogue)).0.len();
+    let dates = match facts.data_start {
+        Some(start) => features::observation_dates(
+            start,
+            KpiConfig::default().window_days,
+            as_of,
+            s.interval_days,
+        ),
+        None => Vec::new(),
+    };
+    check_size(&accounts, &dates, columns, as_of, s)
+}
+
+/// The training set's columns (the KPI columns of the default layout, then the category
+/// scores and the health score) and how many of them are KPI columns.
+fn feature_names(specs: &[KpiSpec]) -> (Vec<String>, usize) {
+    let mut names = LayoutChoice::default().data.names(specs);
+    let n_kpi_columns = names.len();
+    names.extend(CATEGORY_COLUMNS.iter().map(|s| (*s).to_owned()));
+    names.push(HEALTH_COLUMN.to_owned());
+    (names, n_kpi_columns)
+}
+
 /// Refuses a training set over [`Settings::max_dataset_cells`]: the accounts active at each
 /// observation date (an upper bound of the observations: censored ones are dropped later)
-/// times `columns`, counted before any KPI is computed.
+/// times `columns`, counted before any KPI is computed. Returns the counted cells.
 fn check_size(
-    pop: &Population,
+    accounts: &[Account],
     dates: &[NaiveDate],
     columns: usize,
     as_of: NaiveDate,
     s: &Settings,
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
     let observations: u64 = dates
         .iter()
-        .map(|&d| pop.accounts.iter().filter(|a| a.active_at(d)).count() as u64)
+        .map(|&d| accounts.iter().filter(|a| a.active_at(d)).count() as u64)
         .sum();
     let cells = observations.saturating_mul(columns as u64);
     if cells <= s.max_dataset_cells {
-        return Ok(());
+        return Ok(cells);
     }
     let first = dates.first().copied().unwrap_or(as_of);
     Err(Error::TooLarge(format!(
