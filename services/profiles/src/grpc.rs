@@ -238,8 +238,6 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::PreviewScorecardRequest>,
     ) -> Reply<pb::PreviewScorecardResponse> {
-        Ok(Response::new(
-            crate::measure::preview(&self.store, request.into_inner()).await?,
-        ))
+        Ok(Response::new(self.preview(request.into_inner()).await?))
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use vitals_proto::profiles::v1::profiles_service_server::ProfilesServiceServer;
-use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
+use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
 
 pub use error::ProfilesError;
@@ -83,27 +83,56 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ProfilesService {
     store: Store,
+    /// The process's heavy-work budget: a preview loads and measures every account, so
+    /// it takes a slot like a scoring run (docs/reliability.md, "Heavy work").
+    work: WorkBudget,
 }
 
 impl ProfilesService {
-    /// A service over `store`.
+    /// A service over `store` with a heavy-work budget of its own (the default limits).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self::with_budget(store, WorkBudget::default())
+    }
+
+    /// A service over `store` whose previews share the process's `work` budget.
+    pub fn with_budget(store: Store, work: WorkBudget) -> Self {
+        Self { store, work }
+    }
+
+    /// `PreviewScorecard` under the heavy-work budget: RESOURCE_EXHAUSTED when no slot
+    /// frees up within the queue timeout, UNAVAILABLE once the server drains.
+    pub async fn preview(
+        &self,
+        req: vitals_proto::profiles::v1::PreviewScorecardRequest,
+    ) -> Result<vitals_proto::profiles::v1::PreviewScorecardResponse, vitals_server::ApiError> {
+        let _work = self.work.start("PreviewScorecard").await?;
+        Ok(measure::preview(&self.store, req).await?)
     }
 }
 
-/// Adds the profiles service to `grpc`, with the message size limits of `server`, and
-/// starts its background work: creating the default profile and the two assignment
-/// schedules of `args`.
+/// Adds the profiles service to `grpc`, with the message size limits of `server` and a
+/// heavy-work budget of its own, and starts its background work: creating the default
+/// profile and the two assignment schedules of `args`.
 pub fn register(
     grpc: &mut GrpcServer,
     store: Store,
     args: &ProfilesArgs,
     server: &ServerConfig,
 ) -> Result<(), RunError> {
+    register_with_budget(grpc, store, args, server, WorkBudget::from_config(server))
+}
+
+/// [`register`], with previews under the process's shared heavy-work budget `work`.
+pub fn register_with_budget(
+    grpc: &mut GrpcServer,
+    store: Store,
+    args: &ProfilesArgs,
+    server: &ServerConfig,
+    work: WorkBudget,
+) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
     grpc.add(
-        ProfilesServiceServer::new(ProfilesService::new(store.clone()))
+        ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
     );
@@ -171,8 +200,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Res
     let mut grpc = GrpcServer::new();
     // Health follows the database: NOT_SERVING while it cannot be reached.
     grpc.readiness(&store);
-    register(&mut grpc, store.clone(), &config.service, &config.server)?;
-    grpc.serve(&config.server, listener, shutdown).await?;
+    let work = WorkBudget::from_config(&config.server);
+    register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.service,
+        &config.server,
+        work.clone(),
+    )?;
+    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
+        .await?;
     store.close().await?;
     Ok(())
 }

@@ -66,8 +66,9 @@ pub async fn run(
     let mut grpc = GrpcServer::new();
     // Health follows the database: NOT_SERVING while it cannot be reached.
     grpc.readiness(&store);
-    // One heavy-work budget for the process (training, evaluation, scoring runs), cancelled
-    // as soon as the shutdown signal fires so that the drain ends within its timeout.
+    // One heavy-work budget for the process (training, evaluation, scoring runs, scorecard
+    // previews), cancelled as soon as the shutdown signal fires so that the drain ends
+    // within its timeout.
     let work = vitals_server::WorkBudget::from_config(&config.server);
     // Accounts get their health profile as soon as UpsertAccounts commits.
     let assign = vitals_profiles::assign::accounts_hook(store.clone());
@@ -78,7 +79,13 @@ pub async fn run(
         &config.server,
         Some(assign),
     )?;
-    vitals_profiles::register(&mut grpc, store.clone(), &config.profiles, &config.server)?;
+    vitals_profiles::register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.profiles,
+        &config.server,
+        work.clone(),
+    )?;
     // The learner runs in this process: scoring calls it directly (no network hop)
     // unless --learner-url points at another one.
     let learner = match vitals_scoring::learner_from_args(&config.scoring, &config.server)? {
