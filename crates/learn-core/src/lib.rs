@@ -1,5 +1,5 @@
-//! Pure maths of the Vitals learner (DESIGN.md §4): which signals predict churn, and
-//! proof that they do. No I/O, no async, no database: plain data in, plain data out, so
+//! Pure maths of the Vitals learner (explained in docs/learning.md): which signals predict
+//! churn, and proof that they do. No I/O, no async, no database: plain data in, plain data out, so
 //! the learner service can run it on a blocking thread and persist what it returns.
 //!
 //! The usual flow for a profile:
