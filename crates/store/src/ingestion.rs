@@ -426,7 +426,7 @@ fn distinct_sorted<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 
 /// Creates every account of `ids` that does not exist yet, with status `unassigned`
 /// (DESIGN §5: data for an unknown account is kept, not dropped).
-pub async fn ensure_accounts<C: ConnectionTrait>(c: &C, ids: &[&str]) -> Result<(), DbErr> {
+pub(crate) async fn ensure_accounts<C: ConnectionTrait>(c: &C, ids: &[&str]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -1368,7 +1368,7 @@ pub async fn upsert_accounts(
     accounts: &[AccountUpsert],
     replace_attributes: bool,
 ) -> Result<Upserted, StoreError> {
-    let tx = store.begin_write().await?;
+    let tx = store.begin_raw().await?;
     let mut sorted: Vec<&AccountUpsert> = accounts.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = sorted.iter().map(|a| a.id.as_str()).collect();
@@ -1533,7 +1533,7 @@ pub async fn upsert_contacts(
     store: &Store,
     contacts: &[ContactUpsert],
 ) -> Result<Upserted, StoreError> {
-    let tx = store.begin_write().await?;
+    let tx = store.begin_raw().await?;
     let backend = tx.get_database_backend();
     let accounts = distinct_sorted(contacts.iter().map(|c| c.account_id.as_str()));
     ensure_accounts(&tx, &accounts).await?;
@@ -1653,7 +1653,7 @@ async fn replace_keyed(
     }
     let rows: Vec<Vec<Value>> = latest.into_values().collect();
     let keys: Vec<Vec<Value>> = rows.iter().map(|r| r[..key_width].to_vec()).collect();
-    let tx = store.begin_write().await?;
+    let tx = store.begin_raw().await?;
     let accounts = distinct_sorted(accounts);
     ensure_accounts(&tx, &accounts).await?;
     let existing = count_existing(&tx, table, &cols[..key_width], keys).await?;
@@ -1989,7 +1989,7 @@ pub async fn set_custom_score_fields(
     store: &Store,
     items: &[ScoreFieldRow],
 ) -> Result<u32, StoreError> {
-    let tx = store.begin_write().await?;
+    let tx = store.begin_raw().await?;
     let mut sorted: Vec<&ScoreFieldRow> = items.iter().collect();
     sorted.sort_by(|a, b| (&a.account_id, &a.field).cmp(&(&b.account_id, &b.field)));
     let accounts = distinct_sorted(sorted.iter().map(|i| i.account_id.as_str()));

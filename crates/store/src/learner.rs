@@ -102,7 +102,7 @@ pub async fn record_outcomes(
     let backend = store.backend();
     // BEGIN IMMEDIATE on SQLite: take the write lock up front so a concurrent writer
     // cannot make this transaction fail half-way with SQLITE_BUSY.
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let now = Utc::now();
     let ids: BTreeSet<&str> = items.iter().map(|o| o.account_id.as_str()).collect();
     let account_sql = format!(
@@ -289,7 +289,7 @@ pub type ModelRow = model::Model;
 /// Stores a model as the next version of its profile (1 for the first), in one
 /// transaction; the unique (profile, version) index guards against a concurrent writer.
 pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreError> {
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let row = insert_in(&txn, m).await?;
     txn.commit().await?;
     Ok(row)
@@ -306,7 +306,7 @@ pub async fn insert_models(
     if !still_wanted() {
         return Ok(None);
     }
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let mut rows = Vec::with_capacity(models.len());
     for m in models {
         rows.push(insert_in(&txn, m).await?);

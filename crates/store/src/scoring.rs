@@ -23,11 +23,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, Statement,
     Value,
 };
 
+use crate::{Db, Store, StoreError};
 use crate::entity::{score_run, score_snapshot};
 
 /// `scorecard_id` of the built-in profile score.
@@ -132,10 +133,11 @@ fn tuple(n: usize) -> String {
 
 /// Records the start of a run; returns its id.
 pub async fn start_run(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     scope: &str,
     started_at: DateTime<Utc>,
-) -> Result<i64, DbErr> {
+) -> Result<i64, StoreError> {
+    let conn = db.c();
     let m = score_run::Model {
         id: 0,
         scope: scope.to_string(),
@@ -151,12 +153,13 @@ pub async fn start_run(
 
 /// Records the end of run `id`.
 pub async fn finish_run(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     id: i64,
     finished_at: DateTime<Utc>,
     accounts_scored: i64,
     details: serde_json::Value,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
+    let conn = db.c();
     score_run::Entity::update_many()
         .col_expr(score_run::Column::FinishedAt, Expr::value(finished_at))
         .col_expr(
@@ -175,9 +178,10 @@ pub const LATEST_SCAN_FROM: usize = 10_000;
 
 /// The latest rows of these accounts (every scorecard), keyed by (account, scorecard).
 pub async fn latest_of_accounts(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     account_ids: &[String],
-) -> Result<HashMap<(String, String), LatestRecord>, DbErr> {
+) -> Result<HashMap<(String, String), LatestRecord>, StoreError> {
+    let conn = db.c();
     let mut out = HashMap::with_capacity(account_ids.len());
     if account_ids.len() >= LATEST_SCAN_FROM {
         // A large population (a whole-portfolio run): one pass over the table instead of
@@ -206,10 +210,11 @@ pub async fn latest_of_accounts(
 /// Writes `rows` as snapshots of run `run_id` and moves `score_latest` forward, in
 /// multi-row statements of [`INSERT_CHUNK`] rows. Call inside a transaction.
 pub async fn write_snapshots(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     run_id: i64,
     rows: &[NewSnapshot],
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
+    let conn = db.c();
     let backend = conn.get_database_backend();
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut sql = String::from(
@@ -314,10 +319,11 @@ const DRIVERS_JSON: &str = "null";
 /// `score_latest` row twice in one statement). Returns the run id. On SQLite the
 /// transaction is `BEGIN IMMEDIATE` (see [`crate::Store::begin_write`]).
 pub async fn write_run(
-    conn: &DatabaseConnection,
+    store: &Store,
     run: &RunRecord,
     rows: &[NewSnapshot],
-) -> Result<i64, DbErr> {
+) -> Result<i64, StoreError> {
+    let conn = store.conn();
     let written = match conn.get_database_backend() {
         DbBackend::Sqlite => lite::write_run(conn.get_sqlite_connection_pool(), run, rows).await,
         DbBackend::Postgres => {
@@ -328,8 +334,8 @@ pub async fn write_run(
         )))),
     };
     written.map_err(|e| match e {
-        WriteErr::Sqlx(e) => DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))),
-        WriteErr::Db(e) => e,
+        WriteErr::Sqlx(e) => DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))).into(),
+        WriteErr::Db(e) => e.into(),
     })
 }
 
@@ -771,11 +777,12 @@ mod pgcopy {
 /// `as_of <= at`), or the latest one when `at` is `None`. Among snapshots with the same
 /// `as_of`, the one of the latest run wins.
 pub async fn snapshot_at(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     account_id: &str,
     scorecard_id: &str,
     at: Option<DateTime<Utc>>,
-) -> Result<Option<SnapshotRecord>, DbErr> {
+) -> Result<Option<SnapshotRecord>, StoreError> {
+    let conn = db.c();
     let mut q = score_snapshot::Entity::find()
         .filter(score_snapshot::Column::AccountId.eq(account_id))
         .filter(score_snapshot::Column::ScorecardId.eq(scorecard_id));
@@ -786,6 +793,7 @@ pub async fn snapshot_at(
         .order_by_desc(score_snapshot::Column::RunId)
         .one(conn)
         .await
+        .map_err(Into::into)
 }
 
 /// Filters of [`list_latest`].
@@ -845,12 +853,13 @@ fn latest_where(f: &LatestFilter) -> (String, Vec<Value>) {
 /// The latest snapshots matching `filter`, in `order`, `limit` of them after skipping
 /// `offset`; and the number matching over all pages.
 pub async fn list_latest(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     filter: &LatestFilter,
     order: LatestOrder,
     offset: u64,
     limit: u64,
-) -> Result<(Vec<SnapshotRecord>, u64), DbErr> {
+) -> Result<(Vec<SnapshotRecord>, u64), StoreError> {
+    let conn = db.c();
     let backend = conn.get_database_backend();
     let (w, values) = latest_where(filter);
     let count = conn
@@ -886,14 +895,15 @@ pub async fn list_latest(
 
 /// Snapshots of (account, scorecard) with `start <= as_of < end`, oldest first.
 pub async fn history(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     account_id: &str,
     scorecard_id: &str,
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
     offset: u64,
     limit: u64,
-) -> Result<Vec<SnapshotRecord>, DbErr> {
+) -> Result<Vec<SnapshotRecord>, StoreError> {
+    let conn = db.c();
     let mut q = score_snapshot::Entity::find()
         .filter(score_snapshot::Column::AccountId.eq(account_id))
         .filter(score_snapshot::Column::ScorecardId.eq(scorecard_id));
@@ -909,32 +919,79 @@ pub async fn history(
         .limit(limit)
         .all(conn)
         .await
+        .map_err(Into::into)
 }
 
 /// The latest rows of a scorecard (`None`: every scorecard), optionally of one profile,
 /// for distributions.
 pub async fn latest_rows(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     profile_id: Option<&str>,
     scorecard_id: &str,
-) -> Result<Vec<LatestRecord>, DbErr> {
+) -> Result<Vec<LatestRecord>, StoreError> {
+    let conn = db.c();
     let mut q = latest_row::Entity::find().filter(latest_row::Column::ScorecardId.eq(scorecard_id));
     if let Some(p) = profile_id {
         q = q.filter(latest_row::Column::ProfileId.eq(p));
     }
     q.all(conn).await
+        .map_err(Into::into)
 }
 
 /// Whether any snapshot exists for this account (any scorecard).
 pub async fn account_has_snapshots(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     account_id: &str,
-) -> Result<bool, DbErr> {
+) -> Result<bool, StoreError> {
+    let conn = db.c();
     Ok(latest_row::Entity::find()
         .filter(latest_row::Column::AccountId.eq(account_id))
         .one(conn)
         .await?
         .is_some())
+}
+
+/// The number of committed scoring runs (`finished_at` set): it grows with every commit of
+/// any process sharing the database.
+pub async fn committed_runs(db: &impl Db) -> Result<i64, StoreError> {
+    let conn = db.c();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COUNT(finished_at) AS n FROM score_runs",
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The distinct names of `column` in `table`, sorted.
+async fn distinct_names(
+    db: &impl Db,
+    table: &str,
+    column: &str,
+) -> Result<Vec<String>, StoreError> {
+    let conn = db.c();
+    let sql = format!("SELECT DISTINCT {column} FROM {table} ORDER BY {column}");
+    let rows = conn
+        .query_all_raw(Statement::from_string(conn.get_database_backend(), sql))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0))
+        .collect::<Result<_, DbErr>>()?)
+}
+
+/// Every custom metric name with at least one recorded sample, sorted.
+pub async fn recorded_metric_names(db: &impl Db) -> Result<Vec<String>, StoreError> {
+    distinct_names(db, "custom_metrics", "name").await
+}
+
+/// Every custom score field with at least one recorded value, sorted.
+pub async fn recorded_score_fields(db: &impl Db) -> Result<Vec<String>, StoreError> {
+    distinct_names(db, "custom_score_fields", "field").await
 }
 
 #[cfg(test)]
