@@ -12,6 +12,7 @@ pub mod learner;
 pub mod migration;
 pub mod profiles;
 pub mod scoring;
+pub mod snapshot;
 pub mod testing;
 
 use std::time::Duration;

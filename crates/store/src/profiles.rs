@@ -24,11 +24,11 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Db, StoreError};
 use crate::entity::{
     account, contact, custom_metric, custom_score_field, health_profile, interaction, pulse,
     scorecard, subscription, usage_daily, webhook_signal,
 };
+use crate::{Db, StoreError};
 
 /// Extra settings of a health profile (one row per profile).
 pub mod profile_settings {
@@ -310,10 +310,7 @@ pub async fn load_profiles(db: &impl Db) -> Result<Vec<ProfileRecord>, StoreErro
 }
 
 /// One profile by id.
-pub async fn get_profile(
-    db: &impl Db,
-    id: &str,
-) -> Result<Option<ProfileRecord>, StoreError> {
+pub async fn get_profile(db: &impl Db, id: &str) -> Result<Option<ProfileRecord>, StoreError> {
     let conn = db.c();
     let Some(p) = health_profile::Entity::find_by_id(id).one(conn).await? else {
         return Ok(None);
@@ -345,10 +342,7 @@ pub async fn insert_profile(db: &impl Db, p: &ProfileRecord) -> Result<(), Store
 
 /// Inserts the profile unless one with its id exists; true when it was inserted. Safe
 /// against concurrent callers (the loser's insert does nothing).
-pub async fn insert_profile_if_absent(
-    db: &impl Db,
-    p: &ProfileRecord,
-) -> Result<bool, StoreError> {
+pub async fn insert_profile_if_absent(db: &impl Db, p: &ProfileRecord) -> Result<bool, StoreError> {
     let conn = db.c();
     let (row, settings) = p.rows()?;
     let res = health_profile::Entity::insert(row.into_active_model())
@@ -775,10 +769,7 @@ pub async fn load_scorecards(db: &impl Db) -> Result<Vec<ScorecardRecord>, Store
 }
 
 /// One scorecard by id.
-pub async fn get_scorecard(
-    db: &impl Db,
-    id: &str,
-) -> Result<Option<ScorecardRecord>, StoreError> {
+pub async fn get_scorecard(db: &impl Db, id: &str) -> Result<Option<ScorecardRecord>, StoreError> {
     let conn = db.c();
     scorecard::Entity::find_by_id(id)
         .one(conn)
@@ -789,20 +780,14 @@ pub async fn get_scorecard(
 }
 
 /// Inserts a scorecard (fails on a taken id).
-pub async fn insert_scorecard(
-    db: &impl Db,
-    s: &ScorecardRecord,
-) -> Result<(), StoreError> {
+pub async fn insert_scorecard(db: &impl Db, s: &ScorecardRecord) -> Result<(), StoreError> {
     let conn = db.c();
     s.row()?.into_active_model().insert(conn).await?;
     Ok(())
 }
 
 /// Overwrites every stored field of an existing scorecard.
-pub async fn update_scorecard(
-    db: &impl Db,
-    s: &ScorecardRecord,
-) -> Result<(), StoreError> {
+pub async fn update_scorecard(db: &impl Db, s: &ScorecardRecord) -> Result<(), StoreError> {
     let conn = db.c();
     s.row()?
         .into_active_model()

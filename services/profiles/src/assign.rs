@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use vitals_server::ApiError;
+use vitals_store::Db;
 use vitals_store::Store;
 use vitals_store::profiles::{
     self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord, StoredWeights,
 };
-use vitals_store::Db;
 
 use crate::error::{ProfilesError, Result};
 use crate::rules::{self, AccountVars, Failures, Meter, Rule, Stop};
@@ -345,11 +345,7 @@ pub enum Selector {
     Filter(Rule),
 }
 
-async fn select(
-    conn: &impl Db,
-    selector: Selector,
-    ids_field: &str,
-) -> Result<Vec<AccountRecord>> {
+async fn select(conn: &impl Db, selector: Selector, ids_field: &str) -> Result<Vec<AccountRecord>> {
     match selector {
         Selector::Ids(ids) => {
             let found = sp::load_accounts_by_id(conn, &ids).await?;

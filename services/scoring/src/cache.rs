@@ -137,7 +137,10 @@ pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Durat
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            cache.observe_runs(&mut seen, vitals_store::scoring::committed_runs(&store).await);
+            cache.observe_runs(
+                &mut seen,
+                vitals_store::scoring::committed_runs(&store).await,
+            );
         }
     });
 }
@@ -215,9 +218,12 @@ mod tests {
         assert_eq!(c.generation(), 0, "no new run");
         c.observe_runs(&mut seen, Ok(4));
         assert_eq!(c.generation(), 1, "another replica committed a run");
-        c.observe_runs(&mut seen, Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
-            "down".into(),
-        ))));
+        c.observe_runs(
+            &mut seen,
+            Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
+                "down".into(),
+            ))),
+        );
         assert_eq!(c.generation(), 2, "an unreadable count trusts nothing");
         assert_eq!(seen, Some(4));
     }

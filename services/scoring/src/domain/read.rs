@@ -148,16 +148,7 @@ pub(crate) async fn history(
     }
     let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
     let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let rows = ss::history(
-        &inner.store,
-        &account,
-        &card,
-        start,
-        end,
-        offset,
-        limit,
-    )
-    .await?;
+    let rows = ss::history(&inner.store, &account, &card, start, end, offset, limit).await?;
     Ok(pb::GetScoreHistoryResponse {
         next_page_token: convert::next_token(offset, rows.len(), limit, None, fp),
         snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
