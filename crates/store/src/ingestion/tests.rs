@@ -1,6 +1,5 @@
 use super::sqlite_file::{push_sqlite_day, push_sqlite_time};
 use super::*;
-use crate::testing::{Backend, backends, fresh_store};
 use sea_orm::TryGetableMany;
 
 /// A migrated store on a new SQLite file (the rusqlite writer needs a file).
@@ -265,26 +264,30 @@ async fn sqlite_file_writer_stores_what_the_sqlx_path_stores() {
     remove_db(&p2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn event_writer_on_every_backend_counts_once() {
-    for backend in backends() {
-        let store = fresh_store(backend).await.unwrap();
-        // In-memory SQLite: the writer falls back to the sqlx path.
-        let writer = EventWriter::new(store.clone());
-        for (i, b) in sample_batches().into_iter().enumerate() {
-            let w = writer.write(b).await.unwrap();
-            assert_eq!(
-                (w.accepted, w.duplicates),
-                SAMPLE_COUNTS[i],
-                "{backend:?} {i}"
-            );
-        }
-        if backend == Backend::Sqlite {
-            assert!(matches!(writer.file.get(), Some(None)));
-        }
-        check_sample_dump(&dump(&store).await, backend == Backend::Postgres);
-        store.close().await.unwrap();
+async fn event_writer_on_every_backend_counts_once(store: Store) {
+    let backend = store.backend();
+    // In-memory SQLite: the writer falls back to the sqlx path; a SQLite file has its own.
+    let writer = EventWriter::new(store.clone());
+    for (i, b) in sample_batches().into_iter().enumerate() {
+        let w = writer.write(b).await.unwrap();
+        assert_eq!(
+            (w.accepted, w.duplicates),
+            SAMPLE_COUNTS[i],
+            "{backend:?} {i}"
+        );
     }
+    if backend == DbBackend::Sqlite {
+        let file = crate::inputs::sqlite_database_file(store.conn())
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(writer.file.get(), Some(Some(_))),
+            file.is_some(),
+            "{file:?}"
+        );
+    }
+    check_sample_dump(&dump(&store).await, backend == DbBackend::Postgres);
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,3 +415,5 @@ fn placeholders_per_backend() {
     push_groups(&mut s, DbBackend::Sqlite, 2, 2, &mut next);
     assert_eq!(s, "(?,?),(?,?)");
 }
+
+crate::store_test_suite!(event_writer_on_every_backend_counts_once);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::testing::{backends, fresh_store};
+use crate::testing::backends;
 
 fn snapshots(as_of: DateTime<Utc>) -> Vec<NewSnapshot> {
     (0..2 * WRITE_CHUNK + 7)
@@ -195,92 +195,91 @@ async fn snapshots_written_before_migration_10_read_as_before() {
     }
 }
 
-#[tokio::test]
-async fn write_run_stores_what_the_generic_statements_store() {
-    for backend in backends() {
-        let store = fresh_store(backend).await.unwrap();
-        let conn = store.conn();
-        let as_of = DateTime::parse_from_rfc3339("2026-06-30T12:34:56.789012Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let rows = snapshots(as_of);
-        let details = serde_json::json!({"as_of": as_of.to_rfc3339(), "snapshots": rows.len()});
+async fn write_run_stores_what_the_generic_statements_store(store: Store) {
+    let backend = store.backend();
+    let conn = store.conn();
+    let as_of = DateTime::parse_from_rfc3339("2026-06-30T12:34:56.789012Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let rows = snapshots(as_of);
+    let details = serde_json::json!({"as_of": as_of.to_rfc3339(), "snapshots": rows.len()});
 
-        // The generic path: start_run, write_snapshots, finish_run in one transaction.
-        let txn = store.begin_write().await.unwrap();
-        let old = start_run(&txn, "all", as_of).await.unwrap();
-        write_snapshots(&txn, old, &rows).await.unwrap();
-        finish_run(&txn, old, Utc::now(), 42, details.clone())
-            .await
-            .unwrap();
-        txn.commit().await.unwrap();
-        let old_snaps = dump(conn, "score_snapshots", old).await;
-        let old_latest = dump(conn, "score_latest", old).await;
-        assert_eq!(old_snaps.len(), rows.len(), "{backend:?}");
-        assert_eq!(old_latest.len(), rows.len(), "{backend:?}");
+    // The generic path: start_run, write_snapshots, finish_run in one transaction.
+    let txn = store.begin_write().await.unwrap();
+    let old = start_run(&txn, "all", as_of).await.unwrap();
+    write_snapshots(&txn, old, &rows).await.unwrap();
+    finish_run(&txn, old, Utc::now(), 42, details.clone())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let old_snaps = dump(conn, "score_snapshots", old).await;
+    let old_latest = dump(conn, "score_latest", old).await;
+    assert_eq!(old_snaps.len(), rows.len(), "{backend:?}");
+    assert_eq!(old_latest.len(), rows.len(), "{backend:?}");
 
-        // write_run, same rows: the same snapshots, and it takes over score_latest
-        // (same as_of).
-        let run = RunRecord {
-            scope: "all".into(),
-            started_at: as_of,
-            accounts_scored: 42,
-            details: details.clone(),
-        };
-        let new = write_run(&store, &run, &rows).await.unwrap();
-        assert!(new > old);
-        assert_eq!(
-            dump(conn, "score_snapshots", new).await,
-            old_snaps,
-            "{backend:?}"
-        );
-        assert_eq!(
-            dump(conn, "score_latest", new).await,
-            old_latest,
-            "{backend:?}"
-        );
-        assert!(dump(conn, "score_latest", old).await.is_empty());
-        let runs = score_run::Entity::find()
-            .order_by_asc(score_run::Column::Id)
-            .all(conn)
-            .await
-            .unwrap();
-        assert_eq!(runs.len(), 2);
-        assert_eq!(runs[1].scope, "all");
-        assert_eq!(runs[1].started_at, runs[0].started_at);
-        assert_eq!(runs[1].accounts_scored, 42);
-        assert_eq!(runs[1].details, details);
-        assert!(runs[1].finished_at.is_some());
-        // The stored JSON reads back as written.
-        let s = snapshot_at(&store, "acc00001", PROFILE_SCORECARD, None)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(s.run_id, new);
-        let written = &rows[3];
-        assert_eq!(s.account_id, written.account_id);
-        let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
-        assert_eq!(s.drivers, serde_json::Value::Null);
-        assert_eq!(s.drivers_bin.as_deref(), Some(written.drivers.as_slice()));
-        assert_eq!(s.sub_scores, json(&written.sub_scores));
+    // write_run, same rows: the same snapshots, and it takes over score_latest
+    // (same as_of).
+    let run = RunRecord {
+        scope: "all".into(),
+        started_at: as_of,
+        accounts_scored: 42,
+        details: details.clone(),
+    };
+    let new = write_run(&store, &run, &rows).await.unwrap();
+    assert!(new > old);
+    assert_eq!(
+        dump(conn, "score_snapshots", new).await,
+        old_snaps,
+        "{backend:?}"
+    );
+    assert_eq!(
+        dump(conn, "score_latest", new).await,
+        old_latest,
+        "{backend:?}"
+    );
+    assert!(dump(conn, "score_latest", old).await.is_empty());
+    let runs = score_run::Entity::find()
+        .order_by_asc(score_run::Column::Id)
+        .all(conn)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].scope, "all");
+    assert_eq!(runs[1].started_at, runs[0].started_at);
+    assert_eq!(runs[1].accounts_scored, 42);
+    assert_eq!(runs[1].details, details);
+    assert!(runs[1].finished_at.is_some());
+    // The stored JSON reads back as written.
+    let s = snapshot_at(&store, "acc00001", PROFILE_SCORECARD, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.run_id, new);
+    let written = &rows[3];
+    assert_eq!(s.account_id, written.account_id);
+    let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    assert_eq!(s.drivers, serde_json::Value::Null);
+    assert_eq!(s.drivers_bin.as_deref(), Some(written.drivers.as_slice()));
+    assert_eq!(s.sub_scores, json(&written.sub_scores));
 
-        // The latest rows of a large population (one pass over the table) are those
-        // of the chunked look-up.
-        let mut ids: Vec<String> = rows.iter().map(|r| r.account_id.clone()).collect();
-        ids.dedup();
-        let half = &ids[..ids.len() / 2];
-        let chunked = latest_of_accounts(&store, half).await.unwrap();
-        let expected = rows.iter().filter(|r| half.contains(&r.account_id)).count();
-        assert_eq!(chunked.len(), expected, "{backend:?}");
-        let mut many = half.to_vec();
-        many.extend((0..LATEST_SCAN_FROM).map(|i| format!("absent{i}")));
-        assert_eq!(latest_of_accounts(&store, &many).await.unwrap(), chunked);
+    // The latest rows of a large population (one pass over the table) are those
+    // of the chunked look-up.
+    let mut ids: Vec<String> = rows.iter().map(|r| r.account_id.clone()).collect();
+    ids.dedup();
+    let half = &ids[..ids.len() / 2];
+    let chunked = latest_of_accounts(&store, half).await.unwrap();
+    let expected = rows.iter().filter(|r| half.contains(&r.account_id)).count();
+    assert_eq!(chunked.len(), expected, "{backend:?}");
+    let mut many = half.to_vec();
+    many.extend((0..LATEST_SCAN_FROM).map(|i| format!("absent{i}")));
+    assert_eq!(latest_of_accounts(&store, &many).await.unwrap(), chunked);
 
-        // A past as_of only adds history: score_latest stays on the newer rows.
-        let past = snapshots(as_of - chrono::Duration::days(1));
-        let back = write_run(&store, &run, &past).await.unwrap();
-        assert!(dump(conn, "score_latest", back).await.is_empty());
-        assert_eq!(dump(conn, "score_snapshots", back).await.len(), past.len());
-        store.close().await.unwrap();
-    }
+    // A past as_of only adds history: score_latest stays on the newer rows.
+    let past = snapshots(as_of - chrono::Duration::days(1));
+    let back = write_run(&store, &run, &past).await.unwrap();
+    assert!(dump(conn, "score_latest", back).await.is_empty());
+    assert_eq!(dump(conn, "score_snapshots", back).await.len(), past.len());
+    store.close().await.unwrap();
 }
+
+crate::store_test_suite!(write_run_stores_what_the_generic_statements_store);
