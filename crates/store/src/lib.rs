@@ -14,6 +14,7 @@ pub mod profiles;
 pub mod scoring;
 pub mod snapshot;
 pub mod testing;
+pub mod values;
 
 use std::time::Duration;
 

@@ -107,14 +107,14 @@ where
                 eprintln!("skipped: {name} on PostgreSQL ({POSTGRES_URL_ENV} is not set)");
                 return;
             }
-            fresh_url(Backend::Postgres).await.expect("fresh postgres database")
+            fresh_url(Backend::Postgres)
+                .await
+                .expect("fresh postgres database")
         }
         Target::SqliteFile => {
             let n = FILES.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "vitals-store-test-{}-{n}.db",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("vitals-store-test-{}-{n}.db", std::process::id()));
             let url = format!("sqlite://{}?mode=rwc", path.display());
             file = Some(path);
             url

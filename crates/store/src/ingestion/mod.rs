@@ -24,7 +24,7 @@
 //!   multi-row statements on both engines, placeholders numbered on PostgreSQL.
 //!
 //! Encodings shared with the other services (they read these tables through
-//! [`crate::entity`]):
+//! [`crate::entity`]; the texts are the enums of [`crate::values`]):
 //! - `accounts.status`: `active`, `trial`, `churned` or `unassigned`;
 //! - `accounts.attributes`: a JSON object `{name: {"string": s} | {"number": x} |
 //!   {"bool": b} | {"timestamp": "RFC 3339"}}`;
@@ -51,9 +51,9 @@ const SQLITE_MAX_PARAMS: usize = 32_766;
 const POSTGRES_MAX_PARAMS: usize = 65_535;
 
 /// Status of an account created implicitly by data naming an unknown account id.
-pub const STATUS_UNASSIGNED: &str = "unassigned";
+pub const STATUS_UNASSIGNED: &str = crate::values::AccountStatus::Unassigned.as_str();
 /// Status of a new account upserted without a status.
-pub const STATUS_ACTIVE: &str = "active";
+pub const STATUS_ACTIVE: &str = crate::values::AccountStatus::Active.as_str();
 
 // ---------------------------------------------------------------------------------------
 // Plain data in and out (no proto, no ORM types)

@@ -199,8 +199,8 @@ pub fn decode_drivers(b: &[u8]) -> Result<Vec<StoredDriver>, String> {
 mod tests {
     use super::v1::KNOWN_KPIS;
     use super::v1::old::encode_v1;
-    use prost::encoding::encode_varint;
     use super::*;
+    use prost::encoding::encode_varint;
 
     /// Rounds to 6 decimals.
     fn r6(x: f64) -> f64 {
