@@ -47,13 +47,13 @@ async fn store_bad_cel(url: &str) {
         p.priority = i as i32;
         p.is_default = false;
         assert!(
-            sp::insert_profile_if_absent(store.conn(), &p)
+            sp::insert_profile_if_absent(&store, &p)
                 .await
                 .expect("insert profile")
         );
     }
     sp::insert_scorecard(
-        store.conn(),
+        &store,
         &ScorecardRecord {
             id: "seats".into(),
             display_name: "Seats".into(),

@@ -45,12 +45,7 @@ fn accounts(id: &str, name_bytes: usize) -> ing::UpsertAccountsRequest {
 
 /// Holds SQLite's write lock on `url` (another writer, as a long transaction would):
 /// every write of the server waits for it (up to its 5 s busy timeout).
-async fn hold_write_lock(
-    url: &str,
-) -> (
-    vitals_store::Store,
-    vitals_store::sea_orm::DatabaseTransaction,
-) {
+async fn hold_write_lock(url: &str) -> (vitals_store::Store, vitals_store::WriteTx) {
     let store = vitals_store::Store::connect(url).await.expect("open");
     let tx = store.begin_write().await.expect("BEGIN IMMEDIATE");
     (store, tx)

@@ -95,33 +95,30 @@ pub async fn delete_token(store: &Store, name: &str) -> Result<bool, StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{backends, fresh_store};
 
-    #[tokio::test]
-    async fn first_insert_wins_and_only_hashes_are_kept() {
-        for backend in backends() {
-            let store = fresh_store(backend).await.unwrap();
-            assert!(list_tokens(&store).await.unwrap().is_empty());
-            let at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
-                .unwrap()
-                .with_timezone(&Utc);
-            let a = StoredToken {
-                name: FIRST_START_ADMIN.into(),
-                role: "admin".into(),
-                token_sha256: "a".repeat(64),
-                created_at: at,
-            };
-            let b = StoredToken {
-                token_sha256: "b".repeat(64),
-                ..a.clone()
-            };
-            assert!(insert_token_if_absent(&store, &a).await.unwrap());
-            assert!(!insert_token_if_absent(&store, &b).await.unwrap());
-            assert_eq!(list_tokens(&store).await.unwrap(), vec![a]);
-            assert!(delete_token(&store, FIRST_START_ADMIN).await.unwrap());
-            assert!(!delete_token(&store, FIRST_START_ADMIN).await.unwrap());
-            assert!(list_tokens(&store).await.unwrap().is_empty());
-            assert!(insert_token_if_absent(&store, &b).await.unwrap());
-        }
+    async fn first_insert_wins_and_only_hashes_are_kept(store: Store) {
+        assert!(list_tokens(&store).await.unwrap().is_empty());
+        let at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let a = StoredToken {
+            name: FIRST_START_ADMIN.into(),
+            role: "admin".into(),
+            token_sha256: "a".repeat(64),
+            created_at: at,
+        };
+        let b = StoredToken {
+            token_sha256: "b".repeat(64),
+            ..a.clone()
+        };
+        assert!(insert_token_if_absent(&store, &a).await.unwrap());
+        assert!(!insert_token_if_absent(&store, &b).await.unwrap());
+        assert_eq!(list_tokens(&store).await.unwrap(), vec![a]);
+        assert!(delete_token(&store, FIRST_START_ADMIN).await.unwrap());
+        assert!(!delete_token(&store, FIRST_START_ADMIN).await.unwrap());
+        assert!(list_tokens(&store).await.unwrap().is_empty());
+        assert!(insert_token_if_absent(&store, &b).await.unwrap());
     }
+
+    crate::store_test_suite!(first_insert_wins_and_only_hashes_are_kept);
 }

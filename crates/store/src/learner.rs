@@ -102,7 +102,7 @@ pub async fn record_outcomes(
     let backend = store.backend();
     // BEGIN IMMEDIATE on SQLite: take the write lock up front so a concurrent writer
     // cannot make this transaction fail half-way with SQLITE_BUSY.
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let now = Utc::now();
     let ids: BTreeSet<&str> = items.iter().map(|o| o.account_id.as_str()).collect();
     let account_sql = format!(
@@ -289,7 +289,7 @@ pub type ModelRow = model::Model;
 /// Stores a model as the next version of its profile (1 for the first), in one
 /// transaction; the unique (profile, version) index guards against a concurrent writer.
 pub async fn insert_model(store: &Store, m: NewModel) -> Result<ModelRow, StoreError> {
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let row = insert_in(&txn, m).await?;
     txn.commit().await?;
     Ok(row)
@@ -306,7 +306,7 @@ pub async fn insert_models(
     if !still_wanted() {
         return Ok(None);
     }
-    let txn = store.begin_write().await?;
+    let txn = store.begin_raw().await?;
     let mut rows = Vec::with_capacity(models.len());
     for m in models {
         rows.push(insert_in(&txn, m).await?);
@@ -682,7 +682,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::testing::{backends, fresh_store};
 
     fn new_model(profile: &str) -> NewModel {
         NewModel {
@@ -699,44 +698,43 @@ mod tests {
 
     /// A batch of models is committed whole, and only while the run is still wanted:
     /// withdrawn right before the commit, nothing of it is stored.
-    #[tokio::test]
-    async fn models_are_committed_together_only_while_still_wanted() {
-        for backend in backends() {
-            let store = fresh_store(backend).await.expect("store");
-            // Wanted at the first check, withdrawn at the one before the commit.
-            let checks = AtomicUsize::new(0);
-            let r = insert_models(
-                &store,
-                vec![new_model("a"), new_model(GLOBAL_MODEL)],
-                || checks.fetch_add(1, Ordering::SeqCst) == 0,
-            )
-            .await
-            .expect("insert");
-            assert!(r.is_none(), "{backend:?}");
-            assert_eq!(checks.load(Ordering::SeqCst), 2);
-            assert!(latest_model(&store, "a").await.expect("read").is_none());
-            assert!(
-                latest_model(&store, GLOBAL_MODEL)
-                    .await
-                    .expect("read")
-                    .is_none()
-            );
-            let rows = insert_models(
-                &store,
-                vec![new_model("a"), new_model(GLOBAL_MODEL)],
-                || true,
-            )
-            .await
-            .expect("insert")
-            .expect("committed");
-            assert_eq!(
-                rows.iter()
-                    .map(|r| (r.profile_id.as_str(), r.version))
-                    .collect::<Vec<_>>(),
-                [("a", 1), (GLOBAL_MODEL, 1)],
-                "{backend:?}: the withdrawn batch took no version"
-            );
-            store.close().await.expect("close");
-        }
+    async fn models_are_committed_together_only_while_still_wanted(store: Store) {
+        let backend = store.backend();
+        // Wanted at the first check, withdrawn at the one before the commit.
+        let checks = AtomicUsize::new(0);
+        let r = insert_models(
+            &store,
+            vec![new_model("a"), new_model(GLOBAL_MODEL)],
+            || checks.fetch_add(1, Ordering::SeqCst) == 0,
+        )
+        .await
+        .expect("insert");
+        assert!(r.is_none(), "{backend:?}");
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        assert!(latest_model(&store, "a").await.expect("read").is_none());
+        assert!(
+            latest_model(&store, GLOBAL_MODEL)
+                .await
+                .expect("read")
+                .is_none()
+        );
+        let rows = insert_models(
+            &store,
+            vec![new_model("a"), new_model(GLOBAL_MODEL)],
+            || true,
+        )
+        .await
+        .expect("insert")
+        .expect("committed");
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.profile_id.as_str(), r.version))
+                .collect::<Vec<_>>(),
+            [("a", 1), (GLOBAL_MODEL, 1)],
+            "{backend:?}: the withdrawn batch took no version"
+        );
+        store.close().await.expect("close");
     }
+
+    crate::store_test_suite!(models_are_committed_together_only_while_still_wanted);
 }

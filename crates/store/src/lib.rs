@@ -12,7 +12,9 @@ pub mod learner;
 pub mod migration;
 pub mod profiles;
 pub mod scoring;
+pub mod snapshot;
 pub mod testing;
+pub mod values;
 
 use std::time::Duration;
 
@@ -155,6 +157,56 @@ impl Probe {
     }
 }
 
+/// What a store function runs on: the [`Store`] (a pooled connection per statement) or a
+/// [`WriteTx`] (the statements of several calls commit together). Sealed: only these two.
+pub trait Db: sealed::Sealed + Sync {}
+
+impl Db for Store {}
+impl Db for WriteTx {}
+
+pub(crate) mod sealed {
+    use sea_orm::ConnectionTrait;
+
+    /// The connection behind a [`super::Db`].
+    pub trait Sealed {
+        /// The sea-orm connection type.
+        type Conn: ConnectionTrait + Sync;
+        /// The connection the statements run on.
+        fn c(&self) -> &Self::Conn;
+    }
+
+    impl Sealed for super::Store {
+        type Conn = sea_orm::DatabaseConnection;
+        fn c(&self) -> &Self::Conn {
+            &self.db
+        }
+    }
+
+    impl Sealed for super::WriteTx {
+        type Conn = sea_orm::DatabaseTransaction;
+        fn c(&self) -> &Self::Conn {
+            &self.0
+        }
+    }
+}
+
+/// A write transaction opened by [`Store::begin_write`]: pass `&tx` to store functions,
+/// then [`WriteTx::commit`]. Dropped uncommitted, it rolls back.
+#[derive(Debug)]
+pub struct WriteTx(DatabaseTransaction);
+
+impl WriteTx {
+    /// Commits every statement run on this transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.0.commit().await?)
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        Ok(self.0.rollback().await?)
+    }
+}
+
 /// Hides the password of a database URL so it can be logged.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -172,12 +224,20 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl Store {
-    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
-    /// taken up front, waiting up to the busy timeout for another writer, because a
-    /// deferred transaction that reads first fails at once with `SQLITE_BUSY` when another
-    /// writer commits before its first write (the busy timeout does not apply there). On
-    /// PostgreSQL a plain `BEGIN`. Every transaction that writes starts here.
-    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+    /// Starts a write transaction, for several store calls that must commit together
+    /// (pass `&tx` where a store function takes `&impl Db`). On SQLite it is
+    /// `BEGIN IMMEDIATE`: the write lock is taken up front, waiting up to the busy
+    /// timeout for another writer, because a deferred transaction that reads first fails
+    /// at once with `SQLITE_BUSY` when another writer commits before its first write (the
+    /// busy timeout does not apply there). On PostgreSQL a plain `BEGIN`. Every
+    /// transaction that writes starts here. Dropped without [`WriteTx::commit`], it rolls
+    /// back.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        Ok(WriteTx(self.begin_raw().await?))
+    }
+
+    /// [`Store::begin_write`] as the sea-orm transaction, for the store's own functions.
+    pub(crate) async fn begin_raw(&self) -> Result<DatabaseTransaction, DbErr> {
         self.db
             .begin_with_options(TransactionOptions {
                 isolation_level: None,
@@ -274,7 +334,9 @@ impl Store {
         Ok(())
     }
 
-    /// The sea-orm connection, for the services' queries.
+    /// The sea-orm connection, for tests, benchmarks and migrations that set up or inspect
+    /// rows directly. Services do not use it: every statement they need is a store
+    /// function taking `&Store` (or a [`WriteTx`]).
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db
     }

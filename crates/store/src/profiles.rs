@@ -28,6 +28,7 @@ use crate::entity::{
     account, contact, custom_metric, custom_score_field, health_profile, interaction, pulse,
     scorecard, subscription, usage_daily, webhook_signal,
 };
+use crate::{Db, StoreError};
 
 /// Extra settings of a health profile (one row per profile).
 pub mod profile_settings {
@@ -286,7 +287,8 @@ impl ProfileRecord {
 }
 
 /// Every profile in evaluation order (ascending priority, then id).
-pub async fn load_profiles(conn: &impl ConnectionTrait) -> Result<Vec<ProfileRecord>, DbErr> {
+pub async fn load_profiles(db: &impl Db) -> Result<Vec<ProfileRecord>, StoreError> {
+    let conn = db.c();
     let rows = health_profile::Entity::find()
         .order_by_asc(health_profile::Column::Priority)
         .order_by_asc(health_profile::Column::Id)
@@ -308,10 +310,8 @@ pub async fn load_profiles(conn: &impl ConnectionTrait) -> Result<Vec<ProfileRec
 }
 
 /// One profile by id.
-pub async fn get_profile(
-    conn: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<ProfileRecord>, DbErr> {
+pub async fn get_profile(db: &impl Db, id: &str) -> Result<Option<ProfileRecord>, StoreError> {
+    let conn = db.c();
     let Some(p) = health_profile::Entity::find_by_id(id).one(conn).await? else {
         return Ok(None);
     };
@@ -320,7 +320,8 @@ pub async fn get_profile(
 }
 
 /// Inserts a new profile (fails on a taken id).
-pub async fn insert_profile(conn: &impl ConnectionTrait, p: &ProfileRecord) -> Result<(), DbErr> {
+pub async fn insert_profile(db: &impl Db, p: &ProfileRecord) -> Result<(), StoreError> {
+    let conn = db.c();
     let (row, settings) = p.rows()?;
     row.into_active_model().insert(conn).await?;
     profile_settings::Entity::insert(settings.into_active_model())
@@ -341,10 +342,8 @@ pub async fn insert_profile(conn: &impl ConnectionTrait, p: &ProfileRecord) -> R
 
 /// Inserts the profile unless one with its id exists; true when it was inserted. Safe
 /// against concurrent callers (the loser's insert does nothing).
-pub async fn insert_profile_if_absent(
-    conn: &impl ConnectionTrait,
-    p: &ProfileRecord,
-) -> Result<bool, DbErr> {
+pub async fn insert_profile_if_absent(db: &impl Db, p: &ProfileRecord) -> Result<bool, StoreError> {
+    let conn = db.c();
     let (row, settings) = p.rows()?;
     let res = health_profile::Entity::insert(row.into_active_model())
         .on_conflict(
@@ -369,7 +368,8 @@ pub async fn insert_profile_if_absent(
 }
 
 /// Overwrites every stored field of an existing profile.
-pub async fn update_profile(conn: &impl ConnectionTrait, p: &ProfileRecord) -> Result<(), DbErr> {
+pub async fn update_profile(db: &impl Db, p: &ProfileRecord) -> Result<(), StoreError> {
+    let conn = db.c();
     let (row, settings) = p.rows()?;
     row.into_active_model().reset_all().update(conn).await?;
     profile_settings::Entity::insert(settings.into_active_model())
@@ -389,7 +389,8 @@ pub async fn update_profile(conn: &impl ConnectionTrait, p: &ProfileRecord) -> R
 }
 
 /// Clears `is_default` on every profile but `keep`.
-pub async fn clear_default_except(conn: &impl ConnectionTrait, keep: &str) -> Result<(), DbErr> {
+pub async fn clear_default_except(db: &impl Db, keep: &str) -> Result<(), StoreError> {
+    let conn = db.c();
     health_profile::Entity::update_many()
         .col_expr(health_profile::Column::IsDefault, Expr::value(false))
         .filter(health_profile::Column::Id.ne(keep))
@@ -400,7 +401,8 @@ pub async fn clear_default_except(conn: &impl ConnectionTrait, keep: &str) -> Re
 }
 
 /// Deletes a profile and its settings; true when it existed.
-pub async fn delete_profile(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
+pub async fn delete_profile(db: &impl Db, id: &str) -> Result<bool, StoreError> {
+    let conn = db.c();
     profile_settings::Entity::delete_by_id(id)
         .exec(conn)
         .await?;
@@ -445,7 +447,8 @@ impl From<account::Model> for AccountRecord {
 }
 
 /// Every account, by id.
-pub async fn load_accounts(conn: &impl ConnectionTrait) -> Result<Vec<AccountRecord>, DbErr> {
+pub async fn load_accounts(db: &impl Db) -> Result<Vec<AccountRecord>, StoreError> {
+    let conn = db.c();
     Ok(account::Entity::find()
         .order_by_asc(account::Column::Id)
         .all(conn)
@@ -457,9 +460,10 @@ pub async fn load_accounts(conn: &impl ConnectionTrait) -> Result<Vec<AccountRec
 
 /// The accounts with these ids (unknown ids are simply absent), by id.
 pub async fn load_accounts_by_id(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     ids: &[String],
-) -> Result<Vec<AccountRecord>, DbErr> {
+) -> Result<Vec<AccountRecord>, StoreError> {
+    let conn = db.c();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         out.extend(
@@ -525,8 +529,9 @@ pub struct AssignmentWrite {
 
 /// The recorded provenance of every assignment, by account id.
 pub async fn load_assignments(
-    conn: &impl ConnectionTrait,
-) -> Result<HashMap<String, account_assignment::Model>, DbErr> {
+    db: &impl Db,
+) -> Result<HashMap<String, account_assignment::Model>, StoreError> {
+    let conn = db.c();
     Ok(account_assignment::Entity::find()
         .all(conn)
         .await?
@@ -537,22 +542,25 @@ pub async fn load_assignments(
 
 /// The recorded provenance of one account's assignment.
 pub async fn get_assignment(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     account_id: &str,
-) -> Result<Option<account_assignment::Model>, DbErr> {
+) -> Result<Option<account_assignment::Model>, StoreError> {
+    let conn = db.c();
     account_assignment::Entity::find_by_id(account_id)
         .one(conn)
         .await
+        .map_err(Into::into)
 }
 
 /// Writes assignments: `accounts.profile_id` / `pinned` and the provenance rows. Rule and
 /// default assignments only touch accounts that are not pinned at write time, so a
 /// background run never undoes a pin made meanwhile. Call inside a transaction.
 pub async fn write_assignments(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     writes: &[AssignmentWrite],
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
+    let conn = db.c();
     for w in writes {
         let pinned = w.source == AssignmentSource::Pinned;
         let mut upd = account::Entity::update_many()
@@ -598,9 +606,10 @@ pub async fn write_assignments(
 
 /// Marks accounts as evaluated (their rules gave the profile they already have).
 pub async fn touch_evaluated(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     seen: &[(String, DateTime<Utc>)],
-) -> Result<(), DbErr> {
+) -> Result<(), StoreError> {
+    let conn = db.c();
     for (id, at) in seen {
         account_assignment::Entity::update_many()
             .col_expr(account_assignment::Column::EvaluatedAt, Expr::value(*at))
@@ -612,7 +621,8 @@ pub async fn touch_evaluated(
 }
 
 /// Clears the pin of these accounts (their profile stays until the rules move them).
-pub async fn unpin(conn: &impl ConnectionTrait, ids: &[String]) -> Result<(), DbErr> {
+pub async fn unpin(db: &impl Db, ids: &[String]) -> Result<(), StoreError> {
+    let conn = db.c();
     for chunk in ids.chunks(500) {
         account::Entity::update_many()
             .col_expr(account::Column::Pinned, Expr::value(false))
@@ -745,7 +755,8 @@ impl ScorecardRecord {
 }
 
 /// Every scorecard in display order (then id).
-pub async fn load_scorecards(conn: &impl ConnectionTrait) -> Result<Vec<ScorecardRecord>, DbErr> {
+pub async fn load_scorecards(db: &impl Db) -> Result<Vec<ScorecardRecord>, StoreError> {
+    let conn = db.c();
     scorecard::Entity::find()
         .order_by_asc(scorecard::Column::DisplayOrder)
         .order_by_asc(scorecard::Column::Id)
@@ -753,35 +764,31 @@ pub async fn load_scorecards(conn: &impl ConnectionTrait) -> Result<Vec<Scorecar
         .await?
         .into_iter()
         .map(ScorecardRecord::try_from)
-        .collect()
+        .collect::<Result<_, DbErr>>()
+        .map_err(Into::into)
 }
 
 /// One scorecard by id.
-pub async fn get_scorecard(
-    conn: &impl ConnectionTrait,
-    id: &str,
-) -> Result<Option<ScorecardRecord>, DbErr> {
+pub async fn get_scorecard(db: &impl Db, id: &str) -> Result<Option<ScorecardRecord>, StoreError> {
+    let conn = db.c();
     scorecard::Entity::find_by_id(id)
         .one(conn)
         .await?
         .map(ScorecardRecord::try_from)
         .transpose()
+        .map_err(Into::into)
 }
 
 /// Inserts a scorecard (fails on a taken id).
-pub async fn insert_scorecard(
-    conn: &impl ConnectionTrait,
-    s: &ScorecardRecord,
-) -> Result<(), DbErr> {
+pub async fn insert_scorecard(db: &impl Db, s: &ScorecardRecord) -> Result<(), StoreError> {
+    let conn = db.c();
     s.row()?.into_active_model().insert(conn).await?;
     Ok(())
 }
 
 /// Overwrites every stored field of an existing scorecard.
-pub async fn update_scorecard(
-    conn: &impl ConnectionTrait,
-    s: &ScorecardRecord,
-) -> Result<(), DbErr> {
+pub async fn update_scorecard(db: &impl Db, s: &ScorecardRecord) -> Result<(), StoreError> {
+    let conn = db.c();
     s.row()?
         .into_active_model()
         .reset_all()
@@ -791,7 +798,8 @@ pub async fn update_scorecard(
 }
 
 /// Deletes a scorecard; true when it existed.
-pub async fn delete_scorecard(conn: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
+pub async fn delete_scorecard(db: &impl Db, id: &str) -> Result<bool, StoreError> {
+    let conn = db.c();
     Ok(scorecard::Entity::delete_by_id(id)
         .exec(conn)
         .await?
@@ -800,7 +808,8 @@ pub async fn delete_scorecard(conn: &impl ConnectionTrait, id: &str) -> Result<b
 }
 
 /// Sets the display order of scorecards: `ids[i]` gets position `i`.
-pub async fn set_display_order(conn: &impl ConnectionTrait, ids: &[String]) -> Result<(), DbErr> {
+pub async fn set_display_order(db: &impl Db, ids: &[String]) -> Result<(), StoreError> {
+    let conn = db.c();
     for (i, id) in ids.iter().enumerate() {
         scorecard::Entity::update_many()
             .col_expr(scorecard::Column::DisplayOrder, Expr::value(i as i32))
@@ -813,31 +822,35 @@ pub async fn set_display_order(conn: &impl ConnectionTrait, ids: &[String]) -> R
 
 /// Daily roll-ups of one event type with `from <= day <= to`, for every account.
 pub async fn usage_rows(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     event_type: &str,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<Vec<usage_daily::Model>, DbErr> {
+) -> Result<Vec<usage_daily::Model>, StoreError> {
+    let conn = db.c();
     usage_daily::Entity::find()
         .filter(usage_daily::Column::EventType.eq(event_type))
         .filter(usage_daily::Column::Day.gte(from))
         .filter(usage_daily::Column::Day.lte(to))
         .all(conn)
         .await
+        .map_err(Into::into)
 }
 
 /// Samples of one custom metric at or before `to`, for every account, oldest first.
 pub async fn metric_samples(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     name: &str,
     to: DateTime<Utc>,
-) -> Result<Vec<custom_metric::Model>, DbErr> {
+) -> Result<Vec<custom_metric::Model>, StoreError> {
+    let conn = db.c();
     custom_metric::Entity::find()
         .filter(custom_metric::Column::Name.eq(name))
         .filter(custom_metric::Column::At.lte(to))
         .order_by_asc(custom_metric::Column::At)
         .all(conn)
         .await
+        .map_err(Into::into)
 }
 
 /// Everything the KPI computation reads, for every account, up to `to`: the raw rows,
@@ -864,10 +877,11 @@ pub struct KpiData {
 
 /// Loads [`KpiData`] as of `to`.
 pub async fn load_kpi_data(
-    conn: &impl ConnectionTrait,
+    db: &impl Db,
     usage_from: NaiveDate,
     to: DateTime<Utc>,
-) -> Result<KpiData, DbErr> {
+) -> Result<KpiData, StoreError> {
+    let conn = db.c();
     Ok(KpiData {
         usage: usage_daily::Entity::find()
             .filter(usage_daily::Column::Day.gte(usage_from))
@@ -902,8 +916,9 @@ pub async fn load_kpi_data(
 /// The event types declared key in `event_types` (the ingestion service's table), or
 /// `None` when none is declared (then every event type counts as key).
 pub async fn key_event_types(
-    conn: &impl ConnectionTrait,
-) -> Result<Option<std::collections::HashSet<String>>, DbErr> {
+    db: &impl Db,
+) -> Result<Option<std::collections::HashSet<String>>, StoreError> {
+    let conn = db.c();
     let rows = conn
         .query_all_raw(sea_orm::Statement::from_string(
             conn.get_database_backend(),
@@ -919,8 +934,9 @@ pub async fn key_event_types(
 
 /// Custom metric names declared "lower is better" in `custom_metric_definitions`.
 pub async fn lower_is_better_metrics(
-    conn: &impl ConnectionTrait,
-) -> Result<std::collections::HashSet<String>, DbErr> {
+    db: &impl Db,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let conn = db.c();
     let rows = conn
         .query_all_raw(sea_orm::Statement::from_string(
             conn.get_database_backend(),

@@ -77,3 +77,84 @@ pub async fn fresh_store(backend: Backend) -> Result<Store, StoreError> {
     store.migrate().await?;
     Ok(store)
 }
+
+/// Where a test of [`store_test_suite!`](crate::store_test_suite) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A new SQLite database file (WAL mode, a pool of several connections), in the
+    /// system's temporary directory, removed afterwards.
+    SqliteFile,
+    /// In-memory SQLite (one connection).
+    SqliteMemory,
+    /// A new database on the PostgreSQL server of `VITALS_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+static FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `test` on a migrated store of `target`; on PostgreSQL without
+/// `VITALS_TEST_POSTGRES_URL`, says that the test is skipped and returns.
+pub async fn run_on<F, Fut>(target: Target, name: &str, test: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut file = None;
+    let url = match target {
+        Target::SqliteMemory => fresh_url(Backend::Sqlite).await.expect("memory url"),
+        Target::Postgres => {
+            if !std::env::var(POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
+                eprintln!("skipped: {name} on PostgreSQL ({POSTGRES_URL_ENV} is not set)");
+                return;
+            }
+            fresh_url(Backend::Postgres)
+                .await
+                .expect("fresh postgres database")
+        }
+        Target::SqliteFile => {
+            let n = FILES.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir()
+                .join(format!("vitals-store-test-{}-{n}.db", std::process::id()));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            file = Some(path);
+            url
+        }
+    };
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    test(store).await;
+    if let Some(path) = file {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
+
+/// Instantiates store tests on every backend: each `name` is an
+/// `async fn name(store: Store)` of the invoking module, run as three tests,
+/// `sqlite_file::name`, `sqlite_memory::name` and `postgres::name` (skipped, saying so,
+/// when `VITALS_TEST_POSTGRES_URL` is unset), each on a new migrated database. The model
+/// is quickwit's `metastore_test_suite!`.
+#[macro_export]
+macro_rules! store_test_suite {
+    ($($name:ident),+ $(,)?) => {
+        $crate::store_test_suite!(@target sqlite_file, SqliteFile, $($name),+);
+        $crate::store_test_suite!(@target sqlite_memory, SqliteMemory, $($name),+);
+        $crate::store_test_suite!(@target postgres, Postgres, $($name),+);
+    };
+    (@target $module:ident, $target:ident, $($name:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::testing::run_on(
+                        $crate::testing::Target::$target,
+                        stringify!($name),
+                        super::$name,
+                    )
+                    .await;
+                }
+            )+
+        }
+    };
+}

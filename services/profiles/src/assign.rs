@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use vitals_server::ApiError;
+use vitals_store::Db;
 use vitals_store::Store;
 use vitals_store::profiles::{
     self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord, StoredWeights,
 };
-use vitals_store::sea_orm::ConnectionTrait;
 
 use crate::error::{ProfilesError, Result};
 use crate::rules::{self, AccountVars, Failures, Meter, Rule, Stop};
@@ -118,18 +118,17 @@ pub fn default_profile(now: DateTime<Utc>) -> ProfileRecord {
 /// the default (idempotent, safe to call from several processes). True when it created
 /// or re-marked one.
 pub async fn ensure_default_profile(store: &Store) -> Result<bool> {
-    let conn = store.conn();
-    let profiles = sp::load_profiles(conn).await?;
+    let profiles = sp::load_profiles(store).await?;
     if profiles.iter().any(|p| p.is_default) {
         return Ok(false);
     }
     if let Some(mut existing) = profiles.into_iter().find(|p| p.id == DEFAULT_PROFILE_ID) {
         existing.is_default = true;
         existing.updated_at = Utc::now();
-        sp::update_profile(conn, &existing).await?;
+        sp::update_profile(store, &existing).await?;
         return Ok(true);
     }
-    let created = sp::insert_profile_if_absent(conn, &default_profile(Utc::now())).await?;
+    let created = sp::insert_profile_if_absent(store, &default_profile(Utc::now())).await?;
     if created {
         tracing::info!(profile = DEFAULT_PROFILE_ID, "default profile created");
     }
@@ -189,14 +188,13 @@ pub struct RunOptions {
 pub async fn reassign(store: &Store, options: RunOptions) -> Result<Report> {
     let _guard = ASSIGN_LOCK.lock().await;
     ensure_default_profile(store).await?;
-    let conn = store.conn();
-    let profiles = sp::load_profiles(conn).await?;
+    let profiles = sp::load_profiles(store).await?;
     let rules = Arc::new(RuleSet::new(&profiles)?);
     let accounts = match &options.scope {
-        Scope::Ids(ids) => sp::load_accounts_by_id(conn, ids).await?,
-        Scope::All | Scope::Pending => sp::load_accounts(conn).await?,
+        Scope::Ids(ids) => sp::load_accounts_by_id(store, ids).await?,
+        Scope::All | Scope::Pending => sp::load_accounts(store).await?,
     };
-    let assignments = sp::load_assignments(conn).await?;
+    let assignments = sp::load_assignments(store).await?;
     let mut report = Report::default();
     let mut candidates = Vec::with_capacity(accounts.len());
     for a in accounts {
@@ -347,11 +345,7 @@ pub enum Selector {
     Filter(Rule),
 }
 
-async fn select(
-    conn: &impl ConnectionTrait,
-    selector: Selector,
-    ids_field: &str,
-) -> Result<Vec<AccountRecord>> {
+async fn select(conn: &impl Db, selector: Selector, ids_field: &str) -> Result<Vec<AccountRecord>> {
     match selector {
         Selector::Ids(ids) => {
             let found = sp::load_accounts_by_id(conn, &ids).await?;
@@ -430,7 +424,7 @@ pub async fn unpin_accounts(store: &Store, selector: Selector) -> Result<(usize,
 /// Decides and writes the assignment of `accounts` (already unpinned) inside `conn`;
 /// returns (evaluated, moved).
 async fn reassign_in(
-    conn: &impl ConnectionTrait,
+    conn: &impl Db,
     rules: Arc<RuleSet>,
     accounts: Vec<AccountRecord>,
 ) -> Result<(usize, usize)> {

@@ -9,8 +9,8 @@ pub enum ProfilesError {
     #[error(transparent)]
     Api(#[from] ApiError),
     /// The database failed.
-    #[error("database error: {0}")]
-    Db(#[from] vitals_store::sea_orm::DbErr),
+    #[error(transparent)]
+    Store(#[from] vitals_store::StoreError),
     /// No profile is marked default, so accounts no rule matches have nowhere to go.
     #[error("no default profile exists")]
     NoDefaultProfile,
@@ -23,7 +23,7 @@ impl From<ProfilesError> for ApiError {
     fn from(e: ProfilesError) -> Self {
         match e {
             ProfilesError::Api(a) => a,
-            ProfilesError::Db(d) => ApiError::from(d),
+            ProfilesError::Store(d) => ApiError::from(d),
             ProfilesError::NoDefaultProfile => {
                 ApiError::FailedPrecondition("no default profile exists".into())
             }

@@ -40,7 +40,7 @@ pub async fn measure_values(
     accounts: &[AccountRecord],
     as_of: DateTime<Utc>,
 ) -> Result<Vec<Option<f64>>> {
-    let conn = store.conn();
+    let conn = store;
     let today = as_of.date_naive();
     Ok(match measure {
         StoredMeasure::EventCount {
@@ -172,7 +172,7 @@ async fn kpi_values(
     accounts: &[AccountRecord],
     as_of: DateTime<Utc>,
 ) -> Result<Vec<Option<f64>>> {
-    let conn = store.conn();
+    let conn = store;
     let profiles = sp::load_profiles(conn).await?;
     let window_of: HashMap<&str, u32> = profiles
         .iter()
@@ -456,7 +456,7 @@ pub async fn preview(
         bands,
         impact: core::Impact::Medium,
     };
-    let accounts = scored(sp::load_accounts(store.conn()).await?);
+    let accounts = scored(sp::load_accounts(store).await?);
     let accounts = match segment {
         Some(rule) => rules::select_for_request("scorecard.segment", rule, accounts).await?,
         None => accounts,

@@ -365,11 +365,7 @@ async fn stored_rules_that_fail_are_skipped_not_fatal() {
         .enumerate()
         {
             let p = stored_profile(&format!("bad{i}"), rule, i as i32);
-            assert!(
-                sp::insert_profile_if_absent(env.store.conn(), &p)
-                    .await
-                    .unwrap()
-            );
+            assert!(sp::insert_profile_if_absent(&env.store, &p).await.unwrap());
         }
         // A good rule after them still decides.
         env.profile("premium", "plan == \"premium\"", 100).await;

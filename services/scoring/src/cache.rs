@@ -20,7 +20,7 @@ use std::time::Duration;
 use quick_cache::sync::Cache;
 use vitals_proto::scoring::v1 as pb;
 use vitals_store::Store;
-use vitals_store::sea_orm::{ConnectionTrait, DbErr, Statement};
+use vitals_store::StoreError;
 
 /// Default of `--score-cache-entries`.
 pub const DEFAULT_ENTRIES: u64 = 100_000;
@@ -125,21 +125,6 @@ impl LatestCache {
     }
 }
 
-/// The number of committed scoring runs: it grows with every commit of any replica.
-async fn committed_runs(store: &Store) -> Result<i64, DbErr> {
-    let conn = store.conn();
-    let row = conn
-        .query_one_raw(Statement::from_string(
-            conn.get_database_backend(),
-            "SELECT COUNT(finished_at) AS n FROM score_runs",
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0))
-}
-
 /// Watches the database for runs committed by other processes and starts a new
 /// generation of `cache` when there are; ends when the service is dropped.
 pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Duration) {
@@ -152,7 +137,10 @@ pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Durat
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            cache.observe_runs(&mut seen, committed_runs(&store).await);
+            cache.observe_runs(
+                &mut seen,
+                vitals_store::scoring::committed_runs(&store).await,
+            );
         }
     });
 }
@@ -161,7 +149,7 @@ impl LatestCache {
     /// Takes one reading of the committed-run count (`seen`: the previous one): a new
     /// generation when it changed, or when it could not be read (nothing cached can be
     /// trusted then).
-    fn observe_runs(&self, seen: &mut Option<i64>, count: Result<i64, DbErr>) {
+    fn observe_runs(&self, seen: &mut Option<i64>, count: Result<i64, StoreError>) {
         match count {
             Ok(n) => {
                 if seen.is_some_and(|s| s != n) {
@@ -230,7 +218,12 @@ mod tests {
         assert_eq!(c.generation(), 0, "no new run");
         c.observe_runs(&mut seen, Ok(4));
         assert_eq!(c.generation(), 1, "another replica committed a run");
-        c.observe_runs(&mut seen, Err(DbErr::Custom("down".into())));
+        c.observe_runs(
+            &mut seen,
+            Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
+                "down".into(),
+            ))),
+        );
         assert_eq!(c.generation(), 2, "an unreadable count trusts nothing");
         assert_eq!(seen, Some(4));
     }

@@ -611,7 +611,7 @@ async fn scorecards_global_score_and_why_it_changed() {
         env.usage_only().await;
         let now = chrono::Utc::now();
         insert_scorecard(
-            env.store.conn(),
+            &env.store,
             &ScorecardRecord {
                 id: "active".into(),
                 display_name: "Active days".into(),
@@ -871,7 +871,7 @@ async fn snapshots_with_json_drivers_from_before_migration_10_read_the_same() {
         // The row as the code before migration 10 wrote it: the drivers as JSON arrays
         // in `drivers`, nothing in `drivers_bin`.
         let conn = env.store.conn();
-        let row = vitals_store::scoring::snapshot_at(conn, &account, "profile", None)
+        let row = vitals_store::scoring::snapshot_at(&env.store, &account, "profile", None)
             .await
             .expect("read")
             .expect("snapshot");

@@ -76,7 +76,7 @@ pub async fn create(store: &Store, req: pb::CreateHealthProfileRequest) -> Resul
 pub async fn get(store: &Store, name: &str) -> Result<ProfileRecord> {
     let id = parse_name("name", "profiles", name)?;
     ensure_default_profile(store).await?;
-    Ok(sp::get_profile(store.conn(), id)
+    Ok(sp::get_profile(store, id)
         .await?
         .ok_or_else(|| not_found(id))?)
 }
@@ -90,7 +90,7 @@ pub async fn list(
     let size = convert::page_size(page_size)?;
     let offset = convert::page_offset(page_token)?;
     ensure_default_profile(store).await?;
-    let all = sp::load_profiles(store.conn()).await?;
+    let all = sp::load_profiles(store).await?;
     Ok(convert::page(&all, offset, size))
 }
 
@@ -296,8 +296,8 @@ pub async fn cross_product(
 /// The population report.
 pub async fn population(store: &Store) -> Result<pb::GetPopulationReportResponse> {
     ensure_default_profile(store).await?;
-    let profiles = sp::load_profiles(store.conn()).await?;
-    let accounts = sp::load_accounts(store.conn()).await?;
+    let profiles = sp::load_profiles(store).await?;
+    let accounts = sp::load_accounts(store).await?;
     let (per, unassigned) = assign::population(&accounts);
     let mut total = 0u32;
     let entries = profiles
@@ -335,7 +335,7 @@ pub async fn account_profile(
         )
         .into());
     }
-    let accounts = sp::load_accounts_by_id(store.conn(), &[account_id.to_string()]).await?;
+    let accounts = sp::load_accounts_by_id(store, &[account_id.to_string()]).await?;
     let Some(account) = accounts.into_iter().next() else {
         return Err(ApiError::NotFound(format!("account {account_id:?}")).into());
     };
@@ -345,7 +345,7 @@ pub async fn account_profile(
         ))
         .into());
     };
-    let row = sp::get_assignment(store.conn(), account_id).await?;
+    let row = sp::get_assignment(store, account_id).await?;
     let source = if account.pinned {
         AssignmentSource::Pinned
     } else {
@@ -356,7 +356,7 @@ pub async fn account_profile(
             Some(AssignmentSource::Pinned) | None => {
                 // Assigned by someone else's write (or unpinned since): say what the
                 // default flag implies.
-                let is_default = sp::get_profile(store.conn(), &profile)
+                let is_default = sp::get_profile(store, &profile)
                     .await?
                     .is_some_and(|p| p.is_default);
                 if is_default {

@@ -71,7 +71,7 @@ pub async fn create(store: &Store, req: pb::CreateScorecardRequest) -> Result<Sc
 /// One scorecard by resource name.
 pub async fn get(store: &Store, name: &str) -> Result<ScorecardRecord> {
     let id = parse_name("name", "scorecards", name)?;
-    Ok(sp::get_scorecard(store.conn(), id)
+    Ok(sp::get_scorecard(store, id)
         .await?
         .ok_or_else(|| not_found(id))?)
 }
@@ -83,7 +83,7 @@ pub async fn list(
 ) -> Result<(Vec<ScorecardRecord>, String)> {
     let size = convert::page_size(req.page_size)?;
     let offset = convert::page_offset(&req.page_token)?;
-    let all: Vec<ScorecardRecord> = sp::load_scorecards(store.conn())
+    let all: Vec<ScorecardRecord> = sp::load_scorecards(store)
         .await?
         .into_iter()
         .filter(|s| !req.enabled_only || s.enabled)

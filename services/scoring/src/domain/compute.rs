@@ -449,8 +449,8 @@ pub(crate) async fn run(
     let _serial = inner.run_lock.lock().await;
     let work = inner.work.start("scoring run").await?;
     let started = Instant::now();
-    let conn = inner.store.conn();
-    let records = sp::load_profiles(conn).await?;
+    let store = &inner.store;
+    let records = sp::load_profiles(store).await?;
     let default = records.iter().find(|p| p.is_default).map(|p| p.id.clone());
 
     // Which population to load, and which of its accounts to write.
@@ -470,7 +470,7 @@ pub(crate) async fn run(
             )
         }
         Scope::Account(a) => {
-            let acc = sp::load_accounts_by_id(conn, std::slice::from_ref(a))
+            let acc = sp::load_accounts_by_id(store, std::slice::from_ref(a))
                 .await?
                 .into_iter()
                 .next()
@@ -507,7 +507,7 @@ pub(crate) async fn run(
         scope: input_scope,
         include_churned: false,
     };
-    let loaded = load_inputs(conn, &query).await?;
+    let loaded = load_inputs(store.conn(), &query).await?;
     let load_ms = started.elapsed().as_millis() as u64;
 
     // Profiles of the loaded accounts: their own, else the default one, else an
@@ -559,7 +559,7 @@ pub(crate) async fn run(
         let (l, p) = (loaded.clone(), profiles.clone());
         let task = work
             .blocking(move |cancel| compute(&l, &p, &profile_of, &write, window, as_of, cancel));
-        let (c, before) = tokio::join!(task, ss::latest_of_accounts(conn, &write_ids));
+        let (c, before) = tokio::join!(task, ss::latest_of_accounts(store, &write_ids));
         let c = c?;
         (c, loaded, profiles, before?)
     };
@@ -584,10 +584,10 @@ pub(crate) async fn run(
         .iter()
         .map(|s| vec![(Some(s.value), core::Impact::High)])
         .collect();
-    let cards = cards(sp::load_scorecards(conn).await?);
+    let cards = cards(sp::load_scorecards(store).await?);
     let mut card_snaps = Vec::new();
     if !cards.is_empty() && !ids.is_empty() {
-        let accounts = sp::load_accounts_by_id(conn, &ids).await?;
+        let accounts = sp::load_accounts_by_id(store, &ids).await?;
         for c in &cards {
             let members = match &c.segment {
                 Some(rule) => {
@@ -697,7 +697,7 @@ pub(crate) async fn run(
     // transaction with the call's future.
     work.check()?;
     let run_id = ss::write_run(
-        conn,
+        store,
         &ss::RunRecord {
             scope: scope.describe(),
             started_at,

@@ -10,7 +10,6 @@ use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
 use vitals_store::profiles as sp;
 use vitals_store::scoring::{self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD};
-use vitals_store::sea_orm::{ConnectionTrait, Statement};
 
 use super::stored::{self, explanation_of};
 use crate::Inner;
@@ -42,7 +41,7 @@ pub(crate) async fn get_score(
     {
         return Ok(pb::GetScoreResponse { snapshot: Some(s) });
     }
-    let r = ss::snapshot_at(inner.store.conn(), &account, &card, at)
+    let r = ss::snapshot_at(&inner.store, &account, &card, at)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -109,7 +108,7 @@ pub(crate) async fn list_scores(
         min_value,
         max_value,
     };
-    let (rows, total) = ss::list_latest(inner.store.conn(), &filter, order, offset, limit).await?;
+    let (rows, total) = ss::list_latest(&inner.store, &filter, order, offset, limit).await?;
     Ok(pb::ListScoresResponse {
         next_page_token: convert::next_token(offset, rows.len(), limit, Some(total), fp),
         snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
@@ -149,16 +148,7 @@ pub(crate) async fn history(
     }
     let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
     let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let rows = ss::history(
-        inner.store.conn(),
-        &account,
-        &card,
-        start,
-        end,
-        offset,
-        limit,
-    )
-    .await?;
+    let rows = ss::history(&inner.store, &account, &card, start, end, offset, limit).await?;
     Ok(pb::GetScoreHistoryResponse {
         next_page_token: convert::next_token(offset, rows.len(), limit, None, fp),
         snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
@@ -176,18 +166,18 @@ pub(crate) async fn distribution(
     } else {
         one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?)
     };
-    let conn = inner.store.conn();
+    let store = &inner.store;
     if let Some(p) = &profile
-        && sp::get_profile(conn, p).await?.is_none()
+        && sp::get_profile(store, p).await?.is_none()
     {
         return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")));
     }
-    if card != PROFILE_SCORECARD && sp::get_scorecard(conn, &card).await?.is_none() {
+    if card != PROFILE_SCORECARD && sp::get_scorecard(store, &card).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "scorecard \"scorecards/{card}\""
         )));
     }
-    let rows = ss::latest_rows(conn, profile.as_deref(), &card).await?;
+    let rows = ss::latest_rows(store, profile.as_deref(), &card).await?;
     let (values, bands): (Vec<f64>, Vec<String>) = rows
         .iter()
         .map(|r| {
@@ -220,8 +210,8 @@ pub(crate) async fn explain(
         .as_ref()
         .map(|t| convert::from_timestamp("since", t))
         .transpose()?;
-    let conn = inner.store.conn();
-    let now = ss::snapshot_at(conn, &account, &card, None)
+    let store = &inner.store;
+    let now = ss::snapshot_at(store, &account, &card, None)
         .await?
         .ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -239,7 +229,7 @@ pub(crate) async fn explain(
     let Some(since) = since else {
         return Ok(resp);
     };
-    let Some(base) = ss::snapshot_at(conn, &account, &card, Some(since)).await? else {
+    let Some(base) = ss::snapshot_at(store, &account, &card, Some(since)).await? else {
         return Ok(resp);
     };
     resp.score_change = now.value - base.value;
@@ -300,20 +290,11 @@ pub(crate) async fn list_kpis(
             ));
         }
     };
-    let conn = inner.store.conn();
     let today = chrono::Utc::now().date_naive();
     let mut q = InputQuery::all(today);
     q.scope = InputScope::Accounts(Vec::new());
-    let mut spec = load_inputs(conn, &q).await?.spec;
-    let backend = conn.get_database_backend();
-    for r in conn
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT DISTINCT name FROM custom_metrics ORDER BY name",
-        ))
-        .await?
-    {
-        let name: String = r.try_get_by_index(0)?;
+    let mut spec = load_inputs(inner.store.conn(), &q).await?.spec;
+    for name in ss::recorded_metric_names(&inner.store).await? {
         if !spec.custom_metrics.iter().any(|m| m.name == name) {
             spec.custom_metrics.push(core::CustomMetricSpec {
                 name,
@@ -321,14 +302,7 @@ pub(crate) async fn list_kpis(
             });
         }
     }
-    for r in conn
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT DISTINCT field FROM custom_score_fields ORDER BY field",
-        ))
-        .await?
-    {
-        let name: String = r.try_get_by_index(0)?;
+    for name in ss::recorded_score_fields(&inner.store).await? {
         if !spec.score_fields.contains(&name) {
             spec.score_fields.push(name);
         }

@@ -109,7 +109,7 @@ impl Env {
 
     /// Makes the default profile count usage only (the test data has nothing else).
     pub async fn usage_only(&self) {
-        let conn = self.store.conn();
+        let conn = &self.store;
         let mut p = vitals_store::profiles::get_profile(conn, "default")
             .await
             .expect("read profile")

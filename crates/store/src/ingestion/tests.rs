@@ -1,0 +1,419 @@
+use super::sqlite_file::{push_sqlite_day, push_sqlite_time};
+use super::*;
+use sea_orm::TryGetableMany;
+
+/// A migrated store on a new SQLite file (the rusqlite writer needs a file).
+async fn file_store(tag: &str) -> (Store, std::path::PathBuf) {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "vitals-store-events-{tag}-{}-{}.db",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    remove_db(&path);
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, path)
+}
+
+fn remove_db(path: &std::path::Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+}
+
+/// Events over 3 accounts, 3 types, 3 days, 5 users (and none), with every form of
+/// fraction sqlx writes (none, milli, micro, nano) and values present or not.
+fn sample_event(i: u32) -> NewEvent {
+    let nanos = match i % 4 {
+        0 => 0,
+        1 => 250_000_000,
+        2 => 123_456_000,
+        _ => 987_654_321,
+    };
+    NewEvent {
+        account_id: format!("acct-{}", i % 3),
+        event_id: format!("e{i}"),
+        user_id: (i % 6 != 5).then(|| format!("u{}", i % 5)),
+        event_type: format!("type{}", i % 3 + (i / 7) % 2),
+        occurred_at: DateTime::from_timestamp(
+            1_767_225_600 + i64::from(i % 3) * 86_400 + i64::from(i) * 61,
+            nanos,
+        )
+        .unwrap(),
+        value: (i % 4 != 3).then(|| f64::from(i) * 0.5),
+    }
+}
+
+/// Batches that exercise every case: repeats within a batch, a partly new batch
+/// (new events on days and users already seen, and new ones), a batch sent again,
+/// and a single event.
+fn sample_batches() -> Vec<Vec<NewEvent>> {
+    let mut b1: Vec<NewEvent> = (0..40).map(sample_event).collect();
+    b1.push(sample_event(3));
+    b1.push(sample_event(17));
+    b1.reverse();
+    let b2: Vec<NewEvent> = (20..70).map(sample_event).collect();
+    let b3 = b1.clone();
+    let b4 = vec![sample_event(1000)];
+    vec![b1, b2, b3, b4]
+}
+
+/// (accepted, duplicates) of each sample batch: 42 with 2 repeats, 50 of which 20
+/// stored already, all 42 again, 1 new.
+const SAMPLE_COUNTS: [(u32, u32); 4] = [(40, 2), (30, 20), (0, 42), (1, 0)];
+
+type EventRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    Option<f64>,
+);
+type DailyRow = (String, NaiveDate, String, i64, i64, f64);
+
+/// Every row the events path writes, read back typed and sorted.
+#[derive(Debug, PartialEq)]
+struct Dump {
+    accounts: Vec<(String, String, String, bool, serde_json::Value)>,
+    events: Vec<EventRow>,
+    daily: Vec<DailyRow>,
+    users: Vec<(String, NaiveDate, String, String)>,
+    types: Vec<(String, String, bool, String, bool, i64)>,
+}
+
+/// The rows of `sql`, each decoded column by column into `T` (a value or a tuple).
+async fn rows<T: TryGetableMany>(store: &Store, sql: &str) -> Vec<T> {
+    let c = store.conn();
+    c.query_all_raw(Statement::from_string(c.get_database_backend(), sql))
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| r.try_get_many_by_index().expect(sql))
+        .collect()
+}
+
+async fn dump(store: &Store) -> Dump {
+    let sql = format!(
+        "SELECT name, display_name, is_key, description, declared, {EVENT_COUNT} \
+         FROM event_types"
+    );
+    let mut d = Dump {
+        accounts: rows(
+            store,
+            "SELECT id, name, status, pinned, attributes FROM accounts",
+        )
+        .await,
+        events: rows(
+            store,
+            "SELECT account_id, event_id, user_id, event_type, occurred_at, value FROM events",
+        )
+        .await,
+        daily: rows(
+            store,
+            "SELECT account_id, day, event_type, count, distinct_users, value_sum \
+             FROM usage_daily",
+        )
+        .await,
+        users: rows(
+            store,
+            "SELECT account_id, day, event_type, user_id FROM usage_daily_users",
+        )
+        .await,
+        types: rows(store, &sql).await,
+    };
+    d.accounts.sort_by(|a, b| a.0.cmp(&b.0));
+    d.events.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    d.daily
+        .sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    d.users.sort();
+    d.types.sort_by(|a, b| a.0.cmp(&b.0));
+    d
+}
+
+/// The roll-ups and counters recomputed from the stored events, in the dump's order.
+fn expected_rollups(events: &[EventRow]) -> (Vec<DailyRow>, Vec<(String, i64)>) {
+    type Day = (i64, BTreeSet<String>, f64);
+    let mut days: BTreeMap<(String, NaiveDate, String), Day> = BTreeMap::new();
+    let mut types: BTreeMap<String, i64> = BTreeMap::new();
+    for (a, _, u, t, at, v) in events {
+        let e = days
+            .entry((a.clone(), at.date_naive(), t.clone()))
+            .or_default();
+        e.0 += 1;
+        e.1.extend(u.clone());
+        e.2 += v.unwrap_or(0.0);
+        *types.entry(t.clone()).or_default() += 1;
+    }
+    let daily = days
+        .into_iter()
+        .map(|((a, d, t), (n, users, sum))| (a, d, t, n, users.len() as i64, sum))
+        .collect();
+    (daily, types.into_iter().collect())
+}
+
+/// Checks that the dump's roll-ups and event-type counts are those recomputed from its
+/// events.
+fn assert_rollups_of_events(d: &Dump) {
+    let (daily, types) = expected_rollups(&d.events);
+    assert_eq!(d.daily, daily);
+    let counted: Vec<(String, i64)> = d.types.iter().map(|t| (t.0.clone(), t.5)).collect();
+    assert_eq!(counted, types);
+}
+
+/// Checks the dump against the sample batches: the distinct events, each once, and
+/// roll-ups equal to those recomputed from them.
+///
+/// `micros`: the back end keeps microseconds (PostgreSQL's `timestamptz`), so the
+/// expected times lose their nanoseconds (truncated, as sqlx encodes them).
+fn check_sample_dump(d: &Dump, micros: bool) {
+    let mut want: Vec<EventRow> = sample_batches()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e.account_id,
+                e.event_id,
+                e.user_id,
+                e.event_type,
+                if micros {
+                    DateTime::from_timestamp_micros(e.occurred_at.timestamp_micros()).unwrap()
+                } else {
+                    e.occurred_at
+                },
+                e.value,
+            )
+        })
+        .collect();
+    want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    want.dedup_by(|a, b| (&a.0, &a.1) == (&b.0, &b.1));
+    assert_eq!(d.events, want);
+    assert_rollups_of_events(d);
+    let users: BTreeSet<_> = d
+        .events
+        .iter()
+        .filter_map(|(a, _, u, t, at, _)| {
+            u.clone()
+                .map(|u| (a.clone(), at.date_naive(), t.clone(), u))
+        })
+        .collect();
+    assert_eq!(d.users, users.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        d.accounts
+            .iter()
+            .map(|a| (a.0.as_str(), a.2.as_str(), a.3))
+            .collect::<Vec<_>>(),
+        vec![
+            ("acct-0", STATUS_UNASSIGNED, false),
+            ("acct-1", STATUS_UNASSIGNED, false),
+            ("acct-2", STATUS_UNASSIGNED, false),
+        ]
+    );
+}
+
+/// Raw SQLite values (`quote()`: storage class and text) of the rows the events
+/// path writes, timestamps of the accounts and event types left out (they are "now").
+async fn raw_sqlite(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT quote(id) || quote(name) || quote(attributes) || quote(pinned) || \
+         quote(status) || typeof(created_at) || typeof(updated_at) FROM accounts ORDER BY id",
+        "SELECT quote(account_id) || quote(event_id) || quote(user_id) || \
+         quote(event_type) || quote(occurred_at) || quote(value) FROM events \
+         ORDER BY account_id, event_id",
+        "SELECT quote(account_id) || quote(day) || quote(event_type) || quote(count) || \
+         quote(distinct_users) || quote(value_sum) FROM usage_daily \
+         ORDER BY account_id, day, event_type",
+        "SELECT quote(account_id) || quote(day) || quote(event_type) || quote(user_id) \
+         FROM usage_daily_users ORDER BY 1",
+        "SELECT quote(name) || quote(display_name) || quote(is_key) || quote(description) \
+         || quote(declared) || quote(event_count) || typeof(created_at) FROM event_types \
+         ORDER BY name",
+    ] {
+        out.extend(rows::<String>(store, sql).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_writer_stores_what_the_sqlx_path_stores() {
+    let (direct, p1) = file_store("direct").await;
+    let (reference, p2) = file_store("sqlx").await;
+    let writer = EventWriter::new(direct.clone());
+    for (i, b) in sample_batches().into_iter().enumerate() {
+        let w = writer.write(b.clone()).await.unwrap();
+        let r = write_events(&reference, &b).await.unwrap();
+        assert_eq!((w.accepted, w.duplicates), SAMPLE_COUNTS[i], "batch {i}");
+        assert_eq!(w, r, "batch {i}");
+    }
+    // The rusqlite writer did the writes (a file database).
+    assert!(matches!(writer.file.get(), Some(Some(_))));
+    let d = dump(&direct).await;
+    check_sample_dump(&d, false);
+    assert_eq!(d, dump(&reference).await);
+    let raw = raw_sqlite(&direct).await;
+    assert!(raw.len() > 100, "{}", raw.len());
+    assert_eq!(raw, raw_sqlite(&reference).await);
+    drop(writer);
+    direct.close().await.unwrap();
+    reference.close().await.unwrap();
+    remove_db(&p1);
+    remove_db(&p2);
+}
+
+async fn event_writer_on_every_backend_counts_once(store: Store) {
+    let backend = store.backend();
+    // In-memory SQLite: the writer falls back to the sqlx path; a SQLite file has its own.
+    let writer = EventWriter::new(store.clone());
+    for (i, b) in sample_batches().into_iter().enumerate() {
+        let w = writer.write(b).await.unwrap();
+        assert_eq!(
+            (w.accepted, w.duplicates),
+            SAMPLE_COUNTS[i],
+            "{backend:?} {i}"
+        );
+    }
+    if backend == DbBackend::Sqlite {
+        let file = crate::inputs::sqlite_database_file(store.conn())
+            .await
+            .unwrap();
+        assert_eq!(
+            matches!(writer.file.get(), Some(Some(_))),
+            file.is_some(),
+            "{file:?}"
+        );
+    }
+    check_sample_dump(&dump(&store).await, backend == DbBackend::Postgres);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_writer_failing_batch_writes_nothing() {
+    let (store, path) = file_store("fail").await;
+    let writer = EventWriter::new(store.clone());
+    // The roll-up statement fails after the events and the account were inserted.
+    store
+        .conn()
+        .execute_unprepared("DROP TABLE usage_daily")
+        .await
+        .unwrap();
+    let err = writer.write(sample_batches().remove(0)).await.unwrap_err();
+    assert!(err.to_string().contains("usage_daily"), "{err}");
+    for table in ["accounts", "events", "usage_daily_users", "event_types"] {
+        let n = rows::<i64>(&store, &format!("SELECT COUNT(*) FROM {table}")).await[0];
+        assert_eq!(n, 0, "{table}");
+    }
+    // The connection is usable again once the table is back.
+    use sea_orm_migration::MigratorTrait;
+    crate::migration::Migrator::fresh(store.conn())
+        .await
+        .unwrap();
+    let w = writer.write(sample_batches().remove(0)).await.unwrap();
+    assert_eq!((w.accepted, w.duplicates), SAMPLE_COUNTS[0]);
+    drop(writer);
+    store.close().await.unwrap();
+    remove_db(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_writer_and_sqlx_writers_at_once_count_once() {
+    let (store, path) = file_store("concurrent").await;
+    let writer = EventWriter::new(store.clone());
+    // Overlapping batches from the rusqlite writer and from the pool at once: each
+    // event counted once whichever connection stored it.
+    let mut tasks = Vec::new();
+    for s in 0..4u32 {
+        let (writer, store) = (writer.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut totals = (0u32, 0u32);
+            for b in 0..5u32 {
+                let batch: Vec<NewEvent> = (0..60)
+                    .map(|i| sample_event((i + b * 60 + s * 75) % 400))
+                    .collect();
+                let w = if s % 2 == 0 {
+                    writer.write(batch).await.unwrap()
+                } else {
+                    write_events(&store, &batch).await.unwrap()
+                };
+                totals.0 += w.accepted;
+                totals.1 += w.duplicates;
+            }
+            totals
+        }));
+    }
+    let (mut accepted, mut dups) = (0, 0);
+    for t in tasks {
+        let (a, d) = t.await.unwrap();
+        accepted += a;
+        dups += d;
+    }
+    let d = dump(&store).await;
+    assert_eq!(accepted as usize, d.events.len());
+    assert_eq!(accepted + dups, 4 * 5 * 60);
+    assert_rollups_of_events(&d);
+    drop(writer);
+    store.close().await.unwrap();
+    remove_db(&path);
+}
+
+#[test]
+fn sqlite_time_text_is_sqlx_text() {
+    let mut buf = String::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..20_000u64 {
+        // A spread of instants from 1970 to 9999 with every kind of fraction.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let secs = (x % 253_402_300_799) as i64;
+        let nanos = match i % 4 {
+            0 => 0,
+            1 => (x % 1000) as u32 * 1_000_000,
+            2 => (x % 1_000_000) as u32 * 1_000,
+            _ => (x % 1_000_000_000) as u32,
+        };
+        let t = DateTime::from_timestamp(secs, nanos).unwrap();
+        buf.clear();
+        push_sqlite_time(&mut buf, &t);
+        assert_eq!(buf, t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false));
+        buf.clear();
+        push_sqlite_day(&mut buf, t.date_naive());
+        assert_eq!(buf, t.date_naive().format("%F").to_string());
+    }
+    // Outside 0..=9999 chrono's own form.
+    let far = NaiveDate::from_ymd_opt(12345, 6, 7).unwrap();
+    buf.clear();
+    push_sqlite_day(&mut buf, far);
+    assert_eq!(buf, far.format("%F").to_string());
+}
+
+#[test]
+fn attribute_json_round_trips() {
+    let t = DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap();
+    for v in [
+        AttributeValue::String("premium".into()),
+        AttributeValue::Number(50.0),
+        AttributeValue::Bool(true),
+        AttributeValue::Timestamp(t),
+    ] {
+        assert_eq!(AttributeValue::from_json(&v.to_json()), Some(v));
+    }
+}
+
+#[test]
+fn placeholders_per_backend() {
+    let mut s = String::new();
+    let mut next = 0;
+    push_groups(&mut s, DbBackend::Postgres, 2, 2, &mut next);
+    assert_eq!(s, "($1,$2),($3,$4)");
+    let mut s = String::new();
+    push_groups(&mut s, DbBackend::Sqlite, 2, 2, &mut next);
+    assert_eq!(s, "(?,?),(?,?)");
+}
+
+crate::store_test_suite!(event_writer_on_every_backend_counts_once);
