@@ -304,7 +304,7 @@ pub(crate) async fn list_kpis(
     let today = chrono::Utc::now().date_naive();
     let mut q = InputQuery::all(today);
     q.scope = InputScope::Accounts(Vec::new());
-    let mut spec = load_inputs(conn, &q).await?.spec;
+    let mut spec = load_inputs(&inner.store, &q).await?.spec;
     let backend = conn.get_database_backend();
     for r in conn
         .query_all_raw(Statement::from_string(
