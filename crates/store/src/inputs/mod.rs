@@ -43,9 +43,8 @@ use sea_orm::{
     Value,
 };
 use vitals_scoring_core::{
-    AccountAttributes, AccountInputs, CatalogueSpec, Channel, ContactRole, CustomMetricSpec,
-    CustomMetricValue, DailyUsage, Direction, Interaction, InteractionDirection, Pulse,
-    ScoreFieldValue, Subscription, WebhookSignal,
+    AccountAttributes, AccountInputs, CatalogueSpec, Channel, CustomMetricValue, DailyUsage,
+    Direction, Interaction, Pulse, ScoreFieldValue, Subscription, WebhookSignal,
 };
 
 /// Which accounts to load.
@@ -379,56 +378,6 @@ impl Interner {
     }
 }
 
-fn channel(s: &str) -> Option<Channel> {
-    Some(match s {
-        "email" => Channel::Email,
-        "call" => Channel::Call,
-        "meeting" => Channel::Meeting,
-        "ticket" => Channel::Ticket,
-        "chat" => Channel::Chat,
-        _ => return None,
-    })
-}
-
-fn direction(s: &str) -> InteractionDirection {
-    if s == "inbound" {
-        InteractionDirection::Inbound
-    } else {
-        InteractionDirection::Outbound
-    }
-}
-
-fn role(s: &str) -> Option<ContactRole> {
-    Some(match s {
-        "user" => ContactRole::User,
-        "decision_maker" => ContactRole::DecisionMaker,
-        "champion" => ContactRole::Champion,
-        _ => return None,
-    })
-}
-
-/// A custom metric's stored direction (`lower_is_better`, else higher is better).
-fn metric_direction(s: &str) -> Direction {
-    if s == "lower_is_better" {
-        Direction::LowerIsBetter
-    } else {
-        Direction::HigherIsBetter
-    }
-}
-
-/// The `seats` attribute, `{"seats": {"number": n}}` (or a bare number).
-fn seats(attributes: &serde_json::Value) -> Option<f64> {
-    let v = attributes.get("seats")?;
-    v.as_f64()
-        .or_else(|| v.get("number").and_then(serde_json::Value::as_f64))
-        .or_else(|| v.get("number_value").and_then(serde_json::Value::as_f64))
-        .filter(|x| x.is_finite() && *x > 0.0)
-}
-
-fn clamp_u32(v: i64) -> u32 {
-    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
-}
-
 /// Loads the KPI inputs of the accounts in `q.scope` as of `q.as_of` (see the module doc
 /// for exactly what is read). Accounts come back sorted by id, each with its inputs.
 ///
@@ -452,7 +401,9 @@ enum ReadPath {
     Sqlx,
 }
 
+pub mod decode;
 mod read;
+use decode::{channel, clamp_u32, direction, metric_direction, role, seats};
 use read::load;
 
 /// The SQLite file behind a connection (shared with the ingestion writer).
@@ -462,14 +413,3 @@ mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
-
-fn metric_specs(names: Vec<String>, dirs: &[Direction]) -> Vec<CustomMetricSpec> {
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, name)| CustomMetricSpec {
-            name,
-            direction: dirs.get(i).copied().unwrap_or(Direction::HigherIsBetter),
-        })
-        .collect()
-}

@@ -3,6 +3,7 @@
 //! on PostgreSQL, else sqlx) and the other statements, run while the usage is read and
 //! applied in a fixed order so names are interned the same way whatever the timing.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::*;
@@ -78,15 +79,29 @@ impl Names {
     }
 
     /// The catalogue spec of these names.
-    fn spec(mut self) -> CatalogueSpec {
-        self.metric_dirs
-            .resize(self.metrics.names.len(), Direction::HigherIsBetter);
-        CatalogueSpec {
-            event_types: self.events.names,
-            key_event_types: (!self.key.is_empty()).then_some(self.key),
-            custom_metrics: metric_specs(self.metrics.names, &self.metric_dirs),
-            score_fields: self.fields.names,
-        }
+    fn spec(self) -> CatalogueSpec {
+        let key: HashSet<String> = self
+            .key
+            .iter()
+            .map(|&id| self.events.names[id as usize].clone())
+            .collect();
+        // Metrics met in the data only (past the declared ones) are higher-is-better.
+        let lower: HashSet<String> = self
+            .metrics
+            .names
+            .iter()
+            .zip(&self.metric_dirs)
+            .filter(|(_, d)| **d == Direction::LowerIsBetter)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let metrics: Vec<&str> = self.metrics.names.iter().map(String::as_str).collect();
+        decode::catalogue_spec(
+            &self.events.names,
+            (!self.key.is_empty()).then_some(&key),
+            &metrics,
+            &lower,
+            self.fields.names,
+        )
     }
 
     /// Undeclared event types in name order: the two halves of the usage read arrive in
