@@ -5,6 +5,7 @@ use crate::entity::{
 };
 use crate::testing::{backends, fresh_store};
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
+use vitals_scoring_core::{ContactRole, InteractionDirection};
 
 fn d(m: u32, day: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, m, day).unwrap()

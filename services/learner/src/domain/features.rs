@@ -180,6 +180,50 @@ pub fn catalogue_spec(
     )
 }
 
+/// The interactions of `history` into `inputs`, their contacts interned per account with
+/// their roles (for the conversation KPIs); returns the number of contacts per account.
+fn add_interactions<'h>(
+    history: &'h History,
+    index: &HashMap<String, usize>,
+    inputs: &mut [OwnedInputs],
+    seen: &mut impl FnMut(NaiveDate),
+) -> HashMap<&'h str, u32> {
+    // Contacts: interned per account, with their roles, for the conversation KPIs.
+    let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
+    let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
+    for c in &history.contacts {
+        let n = contacts_per_account
+            .entry(c.account_id.as_str())
+            .or_default();
+        let role = decode::role(&c.role);
+        contact_ids.insert((c.account_id.as_str(), c.id.as_str()), (*n, role));
+        *n += 1;
+    }
+    for x in &history.interactions {
+        let Some(&i) = index.get(&x.account_id) else {
+            continue;
+        };
+        let channel = decode::channel(&x.channel).unwrap_or(Channel::Chat);
+        let direction = decode::direction(&x.direction);
+        let contact = x
+            .contact_id
+            .as_deref()
+            .and_then(|c| contact_ids.get(&(x.account_id.as_str(), c)).copied());
+        let at = x.occurred_at.date_naive();
+        seen(at);
+        inputs[i].interactions.push(Interaction {
+            at,
+            channel,
+            direction,
+            replied: (direction == InteractionDirection::Outbound).then_some(x.replied),
+            contact: contact.map(|(id, _)| id),
+            contact_role: contact.and_then(|(_, r)| r),
+            sentiment: x.sentiment,
+        });
+    }
+    contacts_per_account
+}
+
 impl Population {
     /// Turns the stored history and outcomes into per-account inputs.
     pub fn build(
@@ -269,39 +313,7 @@ impl Population {
                 value_sum: u.value_sum,
             });
         }
-        // Contacts: interned per account, with their roles, for the conversation KPIs.
-        let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
-        let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
-        for c in &history.contacts {
-            let n = contacts_per_account
-                .entry(c.account_id.as_str())
-                .or_default();
-            let role = decode::role(&c.role);
-            contact_ids.insert((c.account_id.as_str(), c.id.as_str()), (*n, role));
-            *n += 1;
-        }
-        for x in &history.interactions {
-            let Some(&i) = index.get(&x.account_id) else {
-                continue;
-            };
-            let channel = decode::channel(&x.channel).unwrap_or(Channel::Chat);
-            let direction = decode::direction(&x.direction);
-            let contact = x
-                .contact_id
-                .as_deref()
-                .and_then(|c| contact_ids.get(&(x.account_id.as_str(), c)).copied());
-            let at = x.occurred_at.date_naive();
-            seen(at);
-            inputs[i].interactions.push(Interaction {
-                at,
-                channel,
-                direction,
-                replied: (direction == InteractionDirection::Outbound).then_some(x.replied),
-                contact: contact.map(|(id, _)| id),
-                contact_role: contact.and_then(|(_, r)| r),
-                sentiment: x.sentiment,
-            });
-        }
+        let contacts_per_account = add_interactions(history, &index, &mut inputs, &mut seen);
         for p in &history.pulses {
             if let Some(&i) = index.get(&p.account_id) {
                 inputs[i].pulses.push(Pulse {
