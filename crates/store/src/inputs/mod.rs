@@ -30,6 +30,13 @@
 //! then undeclared ones seen in the data (sorted by name); key event types are those declared key (all
 //! when none is); custom metrics from `custom_metric_definitions` and the data (with
 //! their declared direction, else higher is better); score fields seen in the data.
+//!
+//! Layout: this file holds the query and result types and the scope filter; `read.rs`
+//! the load (accounts, names, the usage read, the other statements); `sqlite.rs` the
+//! rusqlite read of a SQLite file (accounts and usage), `postgres.rs` the binary COPY
+//! usage read of a whole-portfolio run on PostgreSQL (any other case reads through
+//! sqlx); [`decode`] the stored strings as scoring-core's types and the catalogue spec,
+//! shared with the learner.
 
 use std::collections::HashMap;
 use std::sync::Arc;
