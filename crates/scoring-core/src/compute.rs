@@ -33,8 +33,8 @@ pub struct KpiConfig {
 impl Default for KpiConfig {
     fn default() -> Self {
         Self {
-            window_days: 28,
-            history_windows: 3,
+            window_days: crate::DEFAULT_WINDOW_DAYS,
+            history_windows: crate::DEFAULT_HISTORY_WINDOWS,
             data_start: None,
             trend: TrendConfig::default(),
         }

@@ -100,3 +100,16 @@ pub use population::{
 };
 pub use scorecard::{Band, BandThresholds, Impact, ScoreMapping, Scorecard, global_score};
 pub use trend::{MomentumLabel, TrendConfig, momentum, trend_adjustment, trend_z};
+
+/// The KPI window, in days, when a profile sets none (`KpiConfig::default`, the store's
+/// input loader, profiles, scorecards and the learner all use this one).
+pub const DEFAULT_WINDOW_DAYS: u32 = 28;
+
+/// Past windows the trend compares the current one against by default.
+pub const DEFAULT_HISTORY_WINDOWS: u32 = 3;
+
+/// Lowest yellow score when a profile or scorecard sets no band thresholds.
+pub const DEFAULT_YELLOW_FROM: f64 = 3.0;
+
+/// Lowest green score when a profile or scorecard sets no band thresholds.
+pub const DEFAULT_GREEN_FROM: f64 = 7.0;

@@ -37,8 +37,8 @@ pub struct BandThresholds {
 impl Default for BandThresholds {
     fn default() -> Self {
         Self {
-            yellow_from: 3.0,
-            green_from: 7.0,
+            yellow_from: crate::DEFAULT_YELLOW_FROM,
+            green_from: crate::DEFAULT_GREEN_FROM,
         }
     }
 }

@@ -91,6 +91,20 @@ impl From<vitals_store::StoreError> for ApiError {
     }
 }
 
+impl From<vitals_scorecard::ScorecardError> for ApiError {
+    /// Scorecard evaluation's errors are already phrased for the caller: variant for variant.
+    fn from(e: vitals_scorecard::ScorecardError) -> Self {
+        use vitals_scorecard::ScorecardError as E;
+        match e {
+            E::InvalidArgument { field, message } => Self::InvalidArgument { field, message },
+            E::ResourceExhausted(m) => Self::ResourceExhausted(m),
+            E::DeadlineExceeded(m) => Self::DeadlineExceeded(m),
+            E::Store(e) => e.into(),
+            E::Internal(m) => Self::Internal(m),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         vitals_store::StoreError::from(e).into()

@@ -10,6 +10,7 @@
 
 pub mod arb;
 pub mod proxy;
+pub mod seed;
 pub mod tls;
 
 use std::future::Future;

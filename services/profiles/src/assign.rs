@@ -8,19 +8,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use vitals_server::ApiError;
 use vitals_store::Db;
 use vitals_store::Store;
 use vitals_store::profiles::{
-    self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord, StoredWeights,
+    self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord,
 };
 
 use crate::error::{ProfilesError, Result};
 use crate::rules::{self, AccountVars, Failures, Meter, Rule, Stop};
 
-/// Id of the profile created on first start.
-pub const DEFAULT_PROFILE_ID: &str = "default";
+pub use vitals_scorecard::defaults::{DEFAULT_PROFILE_ID, default_profile, ensure_default_profile};
 
 /// Serialises assignment writers inside one process (RPCs and the schedules), so two runs
 /// never interleave their reads and writes. Writes also never touch pinned accounts
@@ -83,56 +82,6 @@ impl RuleSet {
     pub fn default_id(&self) -> &str {
         &self.default_id
     }
-}
-
-/// The default profile as created on first start: every category weighs 1.
-pub fn default_profile(now: DateTime<Utc>) -> ProfileRecord {
-    ProfileRecord {
-        id: DEFAULT_PROFILE_ID.into(),
-        display_name: "Default".into(),
-        description: "Accounts that match no other profile's rule.".into(),
-        weights: StoredWeights {
-            usage: 1.0,
-            conversations: 1.0,
-            pulse: 1.0,
-            contract: 1.0,
-            custom_metrics: 1.0,
-            custom_score_fields: Default::default(),
-        },
-        rule: String::new(),
-        priority: 1_000_000,
-        min_population: 10,
-        weights_mode: "manual".into(),
-        kpis: Vec::new(),
-        is_default: true,
-        yellow_from: None,
-        green_from: None,
-        window_days: None,
-        trend_weight: None,
-        created_at: now,
-        updated_at: now,
-    }
-}
-
-/// Makes sure a default profile exists: creates `profiles/default` when no profile is
-/// the default (idempotent, safe to call from several processes). True when it created
-/// or re-marked one.
-pub async fn ensure_default_profile(store: &Store) -> Result<bool> {
-    let profiles = sp::load_profiles(store).await?;
-    if profiles.iter().any(|p| p.is_default) {
-        return Ok(false);
-    }
-    if let Some(mut existing) = profiles.into_iter().find(|p| p.id == DEFAULT_PROFILE_ID) {
-        existing.is_default = true;
-        existing.updated_at = Utc::now();
-        sp::update_profile(store, &existing).await?;
-        return Ok(true);
-    }
-    let created = sp::insert_profile_if_absent(store, &default_profile(Utc::now())).await?;
-    if created {
-        tracing::info!(profile = DEFAULT_PROFILE_ID, "default profile created");
-    }
-    Ok(created)
 }
 
 /// An account moving between profiles.

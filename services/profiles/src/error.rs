@@ -19,6 +19,12 @@ pub enum ProfilesError {
     Task(String),
 }
 
+impl From<vitals_scorecard::ScorecardError> for ProfilesError {
+    fn from(e: vitals_scorecard::ScorecardError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
 impl From<ProfilesError> for ApiError {
     fn from(e: ProfilesError) -> Self {
         match e {

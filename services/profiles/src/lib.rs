@@ -16,7 +16,7 @@ mod domain;
 pub mod error;
 mod grpc;
 pub mod measure;
-pub mod rules;
+pub use vitals_scorecard::rules;
 
 use std::time::Duration;
 

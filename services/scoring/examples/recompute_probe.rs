@@ -70,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::connect(&url).await?;
     store.migrate().await?;
     if !args.reuse {
-        vitals_profiles::assign::ensure_default_profile(&store).await?;
+        vitals_scorecard::defaults::ensure_default_profile(&store).await?;
     }
     let conn = store.conn();
     let backend = conn.get_database_backend();

@@ -1,5 +1,5 @@
 //! ScoringService over real gRPC, on SQLite and (when configured) PostgreSQL: data comes
-//! in through the ingestion service, scores are computed, stored and read back.
+//! in through the store (as the ingestion service writes them), scores are computed, stored and read back.
 
 mod common;
 

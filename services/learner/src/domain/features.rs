@@ -16,10 +16,11 @@ use vitals_learn_core::{
 };
 use vitals_scoring_core::{
     AccountAttributes, AccountInputs, Catalogue, CatalogueSpec, Category, CategoryWeights, Channel,
-    ContactRole, CustomMetricSpec, CustomMetricValue, DailyUsage, Direction, Interaction,
-    InteractionDirection, KpiBatch, KpiConfig, PopulationInput, PopulationScores, ProfileConfig,
-    Pulse, ScoreOptions, Subscription, WebhookSignal, compute_kpis, score_population,
+    ContactRole, CustomMetricValue, DailyUsage, Direction, Interaction, InteractionDirection,
+    KpiBatch, KpiConfig, PopulationInput, PopulationScores, ProfileConfig, Pulse, ScoreOptions,
+    Subscription, WebhookSignal, compute_kpis, score_population,
 };
+use vitals_store::inputs::decode;
 use vitals_store::learner::History;
 
 use super::Error;
@@ -141,14 +142,6 @@ pub struct Snapshot {
     pub scores: PopulationScores,
 }
 
-fn attr_number(v: Option<&serde_json::Value>) -> Option<f64> {
-    match v? {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::Object(m) => m.get("number").and_then(serde_json::Value::as_f64),
-        _ => None,
-    }
-}
-
 fn category_weights(json: &serde_json::Value) -> CategoryWeights {
     let get = |k: &str| {
         json.get(k)
@@ -171,42 +164,64 @@ fn category_weights(json: &serde_json::Value) -> CategoryWeights {
 
 /// The KPI catalogue's spec: every event type (sorted, as the store lists them), the key
 /// ones (`None`: every type is key), the custom metrics (sorted, deduplicated) with their
-/// declared directions.
+/// declared directions; the store's one spec assembly, with no score fields.
 pub fn catalogue_spec(
     event_types: &[String],
     key_event_types: Option<&HashSet<String>>,
     metric_names: &[&str],
     lower_is_better: &HashSet<String>,
 ) -> CatalogueSpec {
-    let type_id: HashMap<&str, u32> = event_types
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i as u32))
-        .collect();
-    let key_event_types = key_event_types.map(|keys| {
-        let mut k: Vec<u32> = keys
-            .iter()
-            .filter_map(|n| type_id.get(n.as_str()).copied())
-            .collect();
-        k.sort_unstable();
-        k
-    });
-    CatalogueSpec {
-        event_types: event_types.to_vec(),
+    decode::catalogue_spec(
+        event_types,
         key_event_types,
-        custom_metrics: metric_names
-            .iter()
-            .map(|n| CustomMetricSpec {
-                name: (*n).to_owned(),
-                direction: if lower_is_better.contains(*n) {
-                    Direction::LowerIsBetter
-                } else {
-                    Direction::HigherIsBetter
-                },
-            })
-            .collect(),
-        score_fields: Vec::new(),
+        metric_names,
+        lower_is_better,
+        Vec::new(),
+    )
+}
+
+/// The interactions of `history` into `inputs`, their contacts interned per account with
+/// their roles (for the conversation KPIs); returns the number of contacts per account.
+fn add_interactions<'h>(
+    history: &'h History,
+    index: &HashMap<String, usize>,
+    inputs: &mut [OwnedInputs],
+    seen: &mut impl FnMut(NaiveDate),
+) -> HashMap<&'h str, u32> {
+    // Contacts: interned per account, with their roles, for the conversation KPIs.
+    let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
+    let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
+    for c in &history.contacts {
+        let n = contacts_per_account
+            .entry(c.account_id.as_str())
+            .or_default();
+        let role = decode::role(&c.role);
+        contact_ids.insert((c.account_id.as_str(), c.id.as_str()), (*n, role));
+        *n += 1;
     }
+    for x in &history.interactions {
+        let Some(&i) = index.get(&x.account_id) else {
+            continue;
+        };
+        let channel = decode::channel(&x.channel).unwrap_or(Channel::Chat);
+        let direction = decode::direction(&x.direction);
+        let contact = x
+            .contact_id
+            .as_deref()
+            .and_then(|c| contact_ids.get(&(x.account_id.as_str(), c)).copied());
+        let at = x.occurred_at.date_naive();
+        seen(at);
+        inputs[i].interactions.push(Interaction {
+            at,
+            channel,
+            direction,
+            replied: (direction == InteractionDirection::Outbound).then_some(x.replied),
+            contact: contact.map(|(id, _)| id),
+            contact_role: contact.and_then(|(_, r)| r),
+            sentiment: x.sentiment,
+        });
+    }
+    contacts_per_account
 }
 
 impl Population {
@@ -293,59 +308,12 @@ impl Population {
             inputs[i].usage.push(DailyUsage {
                 day: u.day,
                 event_type: t,
-                count: u32::try_from(u.count.max(0)).unwrap_or(u32::MAX),
-                distinct_users: u32::try_from(u.distinct_users.max(0)).unwrap_or(u32::MAX),
+                count: decode::clamp_u32(u.count),
+                distinct_users: decode::clamp_u32(u.distinct_users),
                 value_sum: u.value_sum,
             });
         }
-        // Contacts: interned per account, with their roles, for the conversation KPIs.
-        let mut contact_ids: HashMap<(&str, &str), (u32, Option<ContactRole>)> = HashMap::new();
-        let mut contacts_per_account: HashMap<&str, u32> = HashMap::new();
-        for c in &history.contacts {
-            let n = contacts_per_account
-                .entry(c.account_id.as_str())
-                .or_default();
-            let role = match c.role.as_str() {
-                "decision_maker" => Some(ContactRole::DecisionMaker),
-                "champion" => Some(ContactRole::Champion),
-                "user" => Some(ContactRole::User),
-                _ => None,
-            };
-            contact_ids.insert((c.account_id.as_str(), c.id.as_str()), (*n, role));
-            *n += 1;
-        }
-        for x in &history.interactions {
-            let Some(&i) = index.get(&x.account_id) else {
-                continue;
-            };
-            let channel = match x.channel.as_str() {
-                "email" => Channel::Email,
-                "call" => Channel::Call,
-                "meeting" => Channel::Meeting,
-                "ticket" => Channel::Ticket,
-                _ => Channel::Chat,
-            };
-            let direction = if x.direction == "outbound" {
-                InteractionDirection::Outbound
-            } else {
-                InteractionDirection::Inbound
-            };
-            let contact = x
-                .contact_id
-                .as_deref()
-                .and_then(|c| contact_ids.get(&(x.account_id.as_str(), c)).copied());
-            let at = x.occurred_at.date_naive();
-            seen(at);
-            inputs[i].interactions.push(Interaction {
-                at,
-                channel,
-                direction,
-                replied: (direction == InteractionDirection::Outbound).then_some(x.replied),
-                contact: contact.map(|(id, _)| id),
-                contact_role: contact.and_then(|(_, r)| r),
-                sentiment: x.sentiment,
-            });
-        }
+        let contacts_per_account = add_interactions(history, &index, &mut inputs, &mut seen);
         for p in &history.pulses {
             if let Some(&i) = index.get(&p.account_id) {
                 inputs[i].pulses.push(Pulse {
@@ -401,7 +369,7 @@ impl Population {
         let mut accounts = Vec::with_capacity(history.accounts.len());
         for (i, a) in history.accounts.iter().enumerate() {
             inputs[i].attributes = AccountAttributes {
-                seats: attr_number(a.attributes.get("seats")),
+                seats: decode::seats(&a.attributes),
                 created_at: Some(starts[i]),
                 contacts: contacts_per_account.get(a.id.as_str()).copied(),
             };

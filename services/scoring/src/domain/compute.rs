@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use vitals_profiles::measure;
-use vitals_profiles::rules::{self, Rule};
+use vitals_scorecard::measure;
+use vitals_scorecard::rules::{self, Rule};
 use vitals_scoring_core as core;
 use vitals_server::{ApiError, CancelFlag};
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
@@ -105,7 +105,7 @@ struct RunProfile {
 }
 
 /// The default KPI window.
-const DEFAULT_WINDOW: u32 = 28;
+const DEFAULT_WINDOW: u32 = core::DEFAULT_WINDOW_DAYS;
 
 fn window_of(p: &ProfileRecord) -> u32 {
     p.window_days
@@ -367,8 +367,12 @@ fn compute(
             };
             let record = prof.record.as_ref();
             let bands = core::BandThresholds::new(
-                record.and_then(|r| r.yellow_from).unwrap_or(3.0),
-                record.and_then(|r| r.green_from).unwrap_or(7.0),
+                record
+                    .and_then(|r| r.yellow_from)
+                    .unwrap_or(core::DEFAULT_YELLOW_FROM),
+                record
+                    .and_then(|r| r.green_from)
+                    .unwrap_or(core::DEFAULT_GREEN_FROM),
             )
             .unwrap_or_default();
             Ok(Some(Scored {
@@ -503,11 +507,11 @@ pub(crate) async fn run(
     let query = InputQuery {
         as_of: as_of.date_naive(),
         window_days: window,
-        history_windows: 3,
+        history_windows: core::DEFAULT_HISTORY_WINDOWS,
         scope: input_scope,
         include_churned: false,
     };
-    let loaded = load_inputs(store.conn(), &query).await?;
+    let loaded = load_inputs(&inner.store, &query).await?;
     let load_ms = started.elapsed().as_millis() as u64;
 
     // Profiles of the loaded accounts: their own, else the default one, else an

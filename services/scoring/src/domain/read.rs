@@ -293,7 +293,7 @@ pub(crate) async fn list_kpis(
     let today = chrono::Utc::now().date_naive();
     let mut q = InputQuery::all(today);
     q.scope = InputScope::Accounts(Vec::new());
-    let mut spec = load_inputs(inner.store.conn(), &q).await?.spec;
+    let mut spec = load_inputs(&inner.store, &q).await?.spec;
     for name in ss::recorded_metric_names(&inner.store).await? {
         if !spec.custom_metrics.iter().any(|m| m.name == name) {
             spec.custom_metrics.push(core::CustomMetricSpec {

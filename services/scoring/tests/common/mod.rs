@@ -1,5 +1,6 @@
-//! Shared set-up of the scoring tests: ingestion, profiles and scoring served together
-//! (as in the all-in-one) over a database the test can also open, and a fake learner.
+//! Shared set-up of the scoring tests: the scoring service over a database the test also
+//! opens and writes its data to (through the store, as the ingestion service would), and
+//! a fake learner.
 
 #![allow(dead_code)]
 
@@ -12,17 +13,16 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use vitals_proto::common::v1 as cpb;
-use vitals_proto::ingestion::v1 as ipb;
-use vitals_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_scoring::ScoringArgs;
 use vitals_server::{GrpcServer, RunError, ServerConfig};
 use vitals_store::Store;
-use vitals_test_support::{Backend, TestServer, fresh_url};
+use vitals_store::ingestion::NewEvent;
+use vitals_test_support::{Backend, TestServer, fresh_url, seed};
 
-/// Ingestion, profiles and scoring on one server, and a store handle on its database.
+/// Scoring on a server, and a store handle on its database.
 pub struct Env {
     pub backend: Backend,
     /// The database URL, for more servers on the same database.
@@ -30,7 +30,6 @@ pub struct Env {
     pub server: TestServer,
     pub store: Store,
     pub scoring: ScoringServiceClient<Channel>,
-    pub ingestion: IngestionServiceClient<Channel>,
 }
 
 /// A URL both the test and the server can open.
@@ -58,12 +57,6 @@ async fn serve(
 ) -> Result<(), RunError> {
     let store = vitals_server::open_store(&config).await?;
     let mut grpc = GrpcServer::new();
-    vitals_ingestion::register(&mut grpc, store.clone(), &Default::default(), &config)?;
-    let profiles = vitals_profiles::ProfilesArgs {
-        reassign_interval_secs: 0,
-        assign_pending_interval_secs: 0,
-    };
-    vitals_profiles::register(&mut grpc, store.clone(), &profiles, &config)?;
     vitals_scoring::register(&mut grpc, store.clone(), &scoring, &config)?;
     grpc.serve(&config, listener, shutdown).await?;
     store.close().await?;
@@ -76,7 +69,7 @@ impl Env {
         let url = shared_url(backend).await;
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
-        vitals_profiles::assign::ensure_default_profile(&store)
+        vitals_scorecard::defaults::ensure_default_profile(&store)
             .await
             .expect("default profile");
         let config = ServerConfig::for_tests(url.clone());
@@ -86,8 +79,7 @@ impl Env {
         Self {
             backend,
             url,
-            scoring: ScoringServiceClient::new(channel.clone()),
-            ingestion: IngestionServiceClient::new(channel),
+            scoring: ScoringServiceClient::new(channel),
             server,
             store,
         }
@@ -125,20 +117,7 @@ impl Env {
 
     /// Creates accounts `ids`.
     pub async fn accounts(&mut self, ids: &[String]) {
-        let accounts = ids
-            .iter()
-            .map(|id| ipb::Account {
-                account_id: id.clone(),
-                display_name: format!("Account {id}"),
-                create_time: Some(ts(Utc::now() - Duration::days(400))),
-                ..Default::default()
-            })
-            .collect();
-        self.ingestion
-            .upsert_accounts(ipb::UpsertAccountsRequest {
-                accounts,
-                replace_attributes: false,
-            })
+        seed::accounts(&self.store, ids, Utc::now() - Duration::days(400))
             .await
             .expect("upsert accounts");
     }
@@ -149,31 +128,19 @@ impl Env {
         let mut events = Vec::new();
         for d in 0..days {
             for k in 0..per_day {
-                events.push(ipb::Event {
+                events.push(NewEvent {
                     event_id: format!("{tag}-{account}-{d}-{k}"),
                     account_id: account.to_string(),
-                    user_id: format!("u{k}"),
+                    user_id: Some(format!("u{k}")),
                     event_type: "login".into(),
-                    occur_time: Some(ts(now
-                        - Duration::days(i64::from(d))
-                        - Duration::minutes(5))),
+                    occurred_at: now - Duration::days(i64::from(d)) - Duration::minutes(5),
                     value: None,
                 });
             }
         }
-        let stream = tokio_stream::iter(vec![ipb::IngestEventsRequest {
-            sequence: 1,
-            events,
-        }]);
-        let mut acks = self
-            .ingestion
-            .ingest_events(stream)
+        seed::events(&self.store, events)
             .await
-            .expect("ingest events")
-            .into_inner();
-        while let Some(ack) = acks.message().await.expect("ack") {
-            let _ = ack;
-        }
+            .expect("ingest events");
     }
 
     /// Twelve accounts `a00`..`a11`; account i logs in i + 1 times on each of its last

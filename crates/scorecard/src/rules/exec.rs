@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use vitals_server::ApiError;
+use crate::ScorecardError;
 
 use super::{BATCH_TIMEOUT, MAX_STEPS};
 
@@ -161,7 +161,7 @@ impl Drop for CancelOnDrop {
 /// Runs `work` on the CEL pool under a fresh [`Meter::standard`] budget, waiting (async)
 /// for one of the [`workers`] slots first. Dropping the returned future cancels the
 /// batch. A panic in `work` is an internal error, never the end of the process.
-pub async fn run<T, F>(work: F) -> Result<T, ApiError>
+pub async fn run<T, F>(work: F) -> Result<T, ScorecardError>
 where
     T: Send + 'static,
     F: FnOnce(&Meter) -> T + Send + 'static,
@@ -170,7 +170,7 @@ where
 }
 
 /// [`run`] under `meter`.
-pub async fn run_with<T, F>(meter: Meter, work: F) -> Result<T, ApiError>
+pub async fn run_with<T, F>(meter: Meter, work: F) -> Result<T, ScorecardError>
 where
     T: Send + 'static,
     F: FnOnce(&Meter) -> T + Send + 'static,
@@ -178,8 +178,10 @@ where
     let _slot = SLOTS
         .acquire()
         .await
-        .map_err(|_| ApiError::Internal("cel slots closed".into()))?;
-    let pool = POOL.as_ref().map_err(|e| ApiError::Internal(e.clone()))?;
+        .map_err(|_| ScorecardError::Internal("cel slots closed".into()))?;
+    let pool = POOL
+        .as_ref()
+        .map_err(|e| ScorecardError::Internal(e.clone()))?;
     let guard = CancelOnDrop(meter.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.spawn(move || {
@@ -189,9 +191,9 @@ where
     });
     let out = rx
         .await
-        .map_err(|_| ApiError::Internal("cel evaluation ended without an answer".into()))?;
+        .map_err(|_| ScorecardError::Internal("cel evaluation ended without an answer".into()))?;
     drop(guard);
-    out.map_err(|_| ApiError::Internal("cel evaluation panicked".into()))
+    out.map_err(|_| ScorecardError::Internal("cel evaluation panicked".into()))
 }
 
 #[cfg(test)]
@@ -226,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_is_an_internal_error_not_the_end_of_the_process() {
         let e = run(|_| -> u32 { panic!("boom") }).await.unwrap_err();
-        assert!(matches!(e, ApiError::Internal(_)), "{e}");
+        assert!(matches!(e, ScorecardError::Internal(_)), "{e}");
         assert_eq!(run(|_| 7).await.unwrap(), 7);
     }
 

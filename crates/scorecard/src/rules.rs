@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::ScorecardError;
 use cel::objects::{Key, Value};
 use cel::{Context, Env, ExecutionError, IdedExpr, Program};
 use chrono::{FixedOffset, Utc};
-use vitals_server::ApiError;
 use vitals_store::profiles::{AccountRecord, AttrValue};
 
 pub use check::{BUILTIN_VARIABLES, FUNCTIONS, is_attribute_name};
@@ -100,12 +100,12 @@ pub enum EvalError {
 impl Rule {
     /// Compiles an assignment rule or a bulk filter (the variables of the CEL environment
     /// but `profile`); errors are INVALID_ARGUMENT on `field`.
-    pub fn compile(field: &str, source: &str) -> Result<Self, ApiError> {
+    pub fn compile(field: &str, source: &str) -> Result<Self, ScorecardError> {
         Self::build(field, source, false)
     }
 
     /// Compiles `source` when it is not empty.
-    pub fn compile_optional(field: &str, source: &str) -> Result<Option<Self>, ApiError> {
+    pub fn compile_optional(field: &str, source: &str) -> Result<Option<Self>, ScorecardError> {
         if source.is_empty() {
             Ok(None)
         } else {
@@ -114,7 +114,10 @@ impl Rule {
     }
 
     /// Compiles a scorecard segment (which also sees `profile`) when it is not empty.
-    pub fn compile_segment_optional(field: &str, source: &str) -> Result<Option<Self>, ApiError> {
+    pub fn compile_segment_optional(
+        field: &str,
+        source: &str,
+    ) -> Result<Option<Self>, ScorecardError> {
         if source.is_empty() {
             Ok(None)
         } else {
@@ -126,9 +129,9 @@ impl Rule {
     /// parser is recursive and, in a debug build, takes megabytes of stack for an
     /// expression at the depth limit. The caller waits for it (the limits bound the work:
     /// see docs/reliability.md for the measured figure).
-    fn build(field: &str, source: &str, segment: bool) -> Result<Self, ApiError> {
+    fn build(field: &str, source: &str, segment: bool) -> Result<Self, ScorecardError> {
         if source.len() > MAX_EXPR_BYTES {
-            return Err(ApiError::invalid(
+            return Err(ScorecardError::invalid(
                 field,
                 format!("longer than {MAX_EXPR_BYTES} bytes"),
             ));
@@ -138,25 +141,25 @@ impl Rule {
                 .name("vitals-cel-compile".into())
                 .stack_size(exec::STACK_BYTES)
                 .spawn_scoped(scope, || Self::build_here(field, source, segment))
-                .map_err(|e| ApiError::Internal(format!("cel compile thread: {e}")))?
+                .map_err(|e| ScorecardError::Internal(format!("cel compile thread: {e}")))?
                 .join()
-                .map_err(|_| ApiError::Internal("cel compile panicked".into()))?
+                .map_err(|_| ScorecardError::Internal("cel compile panicked".into()))?
         })
     }
 
-    fn build_here(field: &str, source: &str, segment: bool) -> Result<Self, ApiError> {
+    fn build_here(field: &str, source: &str, segment: bool) -> Result<Self, ScorecardError> {
         if source.len() > MAX_EXPR_BYTES {
-            return Err(ApiError::invalid(
+            return Err(ScorecardError::invalid(
                 field,
                 format!("longer than {MAX_EXPR_BYTES} bytes"),
             ));
         }
         if source.trim().is_empty() {
-            return Err(ApiError::invalid(field, "must not be empty"));
+            return Err(ScorecardError::invalid(field, "must not be empty"));
         }
         let scanned = scan::scan(source);
         if scanned.depth > MAX_DEPTH {
-            return Err(ApiError::invalid(
+            return Err(ScorecardError::invalid(
                 field,
                 format!(
                     "nested or chained too deep: about {} levels of operators, calls and brackets, more than {MAX_DEPTH}",
@@ -177,9 +180,10 @@ impl Rule {
                     )
                 })
                 .unwrap_or_else(|| "invalid cel".to_string());
-            ApiError::invalid(field, msg)
+            ScorecardError::invalid(field, msg)
         })?;
-        check::check(program.expression(), segment).map_err(|m| ApiError::invalid(field, m))?;
+        check::check(program.expression(), segment)
+            .map_err(|m| ScorecardError::invalid(field, m))?;
         let mut expr = program.expression().clone();
         check::instrument(&mut expr);
         Ok(Self {
@@ -232,16 +236,16 @@ impl Rule {
 }
 
 /// The error a request gets when evaluating its expression on `field` stopped.
-pub fn stop_error(field: &str, stop: Stop, account: &str) -> ApiError {
+pub fn stop_error(field: &str, stop: Stop, account: &str) -> ScorecardError {
     match stop {
-        Stop::Steps => ApiError::ResourceExhausted(format!(
+        Stop::Steps => ScorecardError::ResourceExhausted(format!(
             "{field}: took more than {MAX_STEPS} comprehension steps on account {account:?}"
         )),
-        Stop::Deadline => ApiError::DeadlineExceeded(format!(
+        Stop::Deadline => ScorecardError::DeadlineExceeded(format!(
             "{field}: evaluating it over the accounts took more than {} s",
             BATCH_TIMEOUT.as_secs()
         )),
-        Stop::Cancelled => ApiError::DeadlineExceeded(format!(
+        Stop::Cancelled => ScorecardError::DeadlineExceeded(format!(
             "{field}: evaluation abandoned (the caller went away)"
         )),
     }
@@ -255,7 +259,7 @@ pub async fn select_for_request(
     field: &str,
     rule: Rule,
     accounts: Vec<AccountRecord>,
-) -> Result<Vec<AccountRecord>, ApiError> {
+) -> Result<Vec<AccountRecord>, ScorecardError> {
     let field = field.to_string();
     exec::run(move |meter| {
         let mut out = Vec::new();
@@ -341,7 +345,7 @@ pub async fn select_stored(
     owner: &str,
     rule: Rule,
     accounts: Vec<AccountRecord>,
-) -> Result<Vec<AccountRecord>, ApiError> {
+) -> Result<Vec<AccountRecord>, ScorecardError> {
     let owner = owner.to_string();
     exec::run(move |meter| {
         let mut failures = Failures::default();
@@ -519,9 +523,8 @@ mod tests {
         match Rule::compile("f", source) {
             Ok(_) => panic!("accepted: {source:.80}"),
             Err(e) => {
-                let msg = e.to_string();
-                assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
-                msg
+                assert!(matches!(e, ScorecardError::InvalidArgument { .. }), "{e:?}");
+                e.to_string()
             }
         }
     }
@@ -809,10 +812,10 @@ mod tests {
                         let _ = m(&rule, &a);
                     }
                     Err(e) => {
-                        let status = tonic::Status::from(e);
-                        prop_assert_eq!(status.code(), tonic::Code::InvalidArgument);
-                        prop_assert!(status.message().starts_with("scorecard.segment: "), "{}", status.message());
-                        prop_assert!(!status.message().ends_with('.'), "{}", status.message());
+                        prop_assert!(matches!(e, ScorecardError::InvalidArgument { .. }), "{:?}", e);
+                        let message = e.to_string();
+                        prop_assert!(message.starts_with("scorecard.segment: "), "{}", message);
+                        prop_assert!(!message.ends_with('.'), "{}", message);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! subscriptions, and the churn dates as outcomes through `RecordOutcomes`), then `Train`
 //! and `Evaluate` run over gRPC with the book's one-month horizon, timed.
 //!
-//! Run: `cargo run --release -p vitals-learner --example socialnet7_service [DIR]`
+//! Run: `cargo run --release -p vitals --example socialnet7_service [DIR]`
 //! (DIR defaults to the repository's `tests/data/socialnet7-small`; the full set is
 //! `../shared/data/socialnet7` next to the repository). Figures: docs/bench-learner.md.
 
