@@ -9,10 +9,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use vitals_proto::ingestion::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{self, PageLimits};
 use vitals_store::ingestion as st;
 
 use crate::IngestionService;
-use crate::domain::{self, page_token, sentiment, validate};
+use crate::domain::{self, sentiment, validate};
 
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -101,7 +102,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let r = request.into_inner();
-        let size = validate::page_size(r.page_size, 100, 1000)?;
+        let size = PageLimits::STANDARD.size(r.page_size)?;
         vitals_server::validate::no_nul("profile", &r.profile)?;
         let profile_id = if r.profile.is_empty() {
             None
@@ -115,36 +116,12 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         };
         let status = domain::status_filter(r.status)?;
         let filter = st::AccountFilter { profile_id, status };
-        let status_key = r.status.to_string();
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = page_token::decode(&r.page_token)?;
-            match parts.as_slice() {
-                [profile, status, last] if *profile == r.profile && *status == status_key => {
-                    Some(last.clone())
-                }
-                [_, _, _] => {
-                    return Err(ApiError::invalid(
-                        "page_token",
-                        "was made for other filters (profile, status)",
-                    )
-                    .into());
-                }
-                _ => return Err(ApiError::invalid("page_token", "malformed").into()),
-            }
-        };
+        let filters = paging::fingerprint(&[&r.profile, &r.status.to_string()]);
+        let after = paging::decode::<1>(&r.page_token, filters)?.map(|[id]| id);
         let (mut list, total) = st::list_accounts(&self.store, &filter, after.as_deref(), size + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = if list.len() as u64 > size {
-            list.truncate(size as usize);
-            list.last()
-                .map(|a| page_token::encode(&[&r.profile, &status_key, &a.id]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging::next_after(&mut list, size, filters, |a| [a.id.clone()]);
         Ok(Response::new(pb::ListAccountsResponse {
             accounts: list.into_iter().map(domain::account_to_pb).collect(),
             next_page_token,
@@ -320,27 +297,13 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         request: Request<pb::ListEventTypesRequest>,
     ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
         let r = request.into_inner();
-        let size = validate::page_size(r.page_size, 100, 1000)?;
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let mut parts = page_token::decode(&r.page_token)?;
-            if parts.len() != 1 {
-                return Err(ApiError::invalid("page_token", "malformed").into());
-            }
-            parts.pop()
-        };
+        let size = PageLimits::STANDARD.size(r.page_size)?;
+        let filters = paging::fingerprint(&[]);
+        let after = paging::decode::<1>(&r.page_token, filters)?.map(|[name]| name);
         let mut list = st::list_event_types(&self.store, after.as_deref(), size + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = if list.len() as u64 > size {
-            list.truncate(size as usize);
-            list.last()
-                .map(|t| page_token::encode(&[&t.name]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = paging::next_after(&mut list, size, filters, |t| [t.name.clone()]);
         Ok(Response::new(pb::ListEventTypesResponse {
             event_types: list.into_iter().map(domain::event_type_to_pb).collect(),
             next_page_token,

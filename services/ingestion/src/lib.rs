@@ -5,7 +5,9 @@
 
 pub mod domain;
 mod grpc;
-pub mod loader;
+mod roles;
+
+pub use roles::ROLES;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -131,6 +133,7 @@ pub fn register_with_hook(
         IngestionServiceServer::new(service)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        ROLES,
     );
     Ok(())
 }

@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
-use vitals_ingestion::domain::{self, page_token};
+use vitals_ingestion::domain;
+use vitals_server::paging;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::ingestion::v1 as pb;
 use vitals_server::validate::{EARLIEST, MAX_AHEAD, TIMESTAMP_MAX_SECS, TIMESTAMP_MIN_SECS};
@@ -310,8 +311,8 @@ proptest! {
         if let Err(e) = domain::status_filter(status) {
             assert_clear_invalid(e);
         }
-        match page_token::decode(&token) {
-            Ok(parts) => for p in parts { assert_storable_text("page_token", &p); },
+        match paging::decode::<1>(&token, paging::fingerprint(&[])) {
+            Ok(keys) => for k in keys.into_iter().flatten() { assert_storable_text("page_token", &k); },
             Err(e) => assert_clear_invalid(e),
         }
     }

@@ -5,8 +5,9 @@ use prost_types::Timestamp;
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging;
 use vitals_server::validate as sv;
-use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeRecord};
+use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeCursor, OutcomeRecord};
 
 use crate::LearnerArgs;
 use crate::domain::Settings;
@@ -23,10 +24,6 @@ pub const MAX_PREDICT: usize = 1_000;
 pub const MAX_NOTE_BYTES: usize = 4_096;
 /// Longest account id in bytes.
 pub const MAX_ID_BYTES: usize = 256;
-/// Default page size of the lists.
-pub const DEFAULT_PAGE: u64 = 100;
-/// Largest page size of the lists.
-pub const MAX_PAGE: u64 = 1_000;
 
 /// Checks a customer-owned id: 1..256 bytes, no control characters.
 pub fn account_id(field: &str, id: &str) -> Result<(), ApiError> {
@@ -206,50 +203,35 @@ pub fn outcome(r: &OutcomeRecord) -> pb::Outcome {
     }
 }
 
-/// Page size: 0 = 100, above 1,000 = 1,000, negative = INVALID_ARGUMENT.
-pub fn page_size(n: i32) -> Result<u64, ApiError> {
-    match n {
-        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
-        0 => Ok(DEFAULT_PAGE),
-        n => Ok((n as u64).min(MAX_PAGE)),
-    }
+/// The page-token key of an outcome (ListOutcomes resumes after it).
+pub fn outcome_key(o: &OutcomeRecord) -> [String; 3] {
+    let nanos = o.at.timestamp_nanos_opt().unwrap_or_default().to_string();
+    [nanos, o.account_id.clone(), o.kind.clone()]
 }
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
+/// The cursor of a ListOutcomes token (`None` for the first page).
+pub fn outcome_cursor(token: &str, filters: u64) -> Result<Option<OutcomeCursor>, ApiError> {
+    let Some([nanos, account_id, kind]) = paging::decode::<3>(token, filters)? else {
+        return Ok(None);
+    };
+    let nanos: i64 = nanos
+        .parse()
+        .map_err(|_| ApiError::invalid(paging::PAGE_TOKEN_FIELD, paging::BAD_TOKEN))?;
+    Ok(Some(OutcomeCursor {
+        at: DateTime::from_timestamp_nanos(nanos),
+        account_id,
+        kind,
+    }))
 }
 
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-/// Opaque page token from its parts.
-pub fn encode_token(parts: &[&str]) -> String {
-    hex(&parts.join("\u{1f}"))
-}
-
-/// Parts of a page token; INVALID_ARGUMENT when it was not made by [`encode_token`] with
-/// `n` parts.
-pub fn decode_token(token: &str, n: usize) -> Result<Vec<String>, ApiError> {
-    let bad = || ApiError::invalid("page_token", "not a token from a previous response");
-    let s = unhex(token).ok_or_else(bad)?;
-    // Never made by `encode_token` (ids hold no control character), and PostgreSQL text
-    // cannot hold a NUL.
-    if s.contains('\0') {
-        return Err(bad());
-    }
-    let parts: Vec<String> = s.split('\u{1f}').map(str::to_owned).collect();
-    if parts.len() != n {
-        return Err(bad());
-    }
-    Ok(parts)
+/// The model id a ListModels token resumes before (`None` for the first page).
+pub fn model_cursor(token: &str, filters: u64) -> Result<Option<i64>, ApiError> {
+    paging::decode::<1>(token, filters)?
+        .map(|[id]| {
+            id.parse()
+                .map_err(|_| ApiError::invalid(paging::PAGE_TOKEN_FIELD, paging::BAD_TOKEN))
+        })
+        .transpose()
 }
 
 /// Resolves training options against the server's defaults, validating each set field.

@@ -5,7 +5,8 @@ use tonic::{Request, Response, Status};
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
-use vitals_store::learner::{self as store, GLOBAL_MODEL, OutcomeCursor, OutcomeFilter};
+use vitals_server::paging::{self, PageLimits};
+use vitals_store::learner::{self as store, GLOBAL_MODEL, OutcomeFilter};
 
 use crate::LearnerService;
 use crate::convert::{self, decode};
@@ -51,7 +52,7 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         request: Request<pb::ListOutcomesRequest>,
     ) -> Reply<pb::ListOutcomesResponse> {
         let r = request.into_inner();
-        let limit = convert::page_size(r.page_size)?;
+        let limit = PageLimits::STANDARD.size(r.page_size)?;
         if !r.account_id.is_empty() {
             convert::account_id("account_id", &r.account_id)?;
         }
@@ -81,33 +82,12 @@ impl pb::learner_service_server::LearnerService for LearnerService {
                 .into());
             }
         }
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = convert::decode_token(&r.page_token, 3)?;
-            let nanos: i64 = parts[0].parse().map_err(|_| {
-                ApiError::invalid("page_token", "not a token from a previous response")
-            })?;
-            Some(OutcomeCursor {
-                at: DateTime::from_timestamp_nanos(nanos),
-                account_id: parts[1].clone(),
-                kind: parts[2].clone(),
-            })
-        };
+        let filters = paging::fingerprint(&[&format!("{filter:?}")]);
+        let after = convert::outcome_cursor(&r.page_token, filters)?;
         let mut rows = store::list_outcomes(&self.store, &filter, after.as_ref(), limit + 1)
             .await
             .map_err(ApiError::from)?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|o| {
-                    let nanos = o.at.timestamp_nanos_opt().unwrap_or_default().to_string();
-                    convert::encode_token(&[&nanos, &o.account_id, &o.kind])
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = paging::next_after(&mut rows, limit, filters, convert::outcome_key);
         Ok(Response::new(pb::ListOutcomesResponse {
             outcomes: rows.iter().map(convert::outcome).collect(),
             next_page_token: next,
@@ -188,16 +168,10 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         request: Request<pb::ListModelsRequest>,
     ) -> Reply<pb::ListModelsResponse> {
         let r = request.into_inner();
-        let limit = convert::page_size(r.page_size)?;
+        let limit = PageLimits::STANDARD.size(r.page_size)?;
         let profile = convert::profile_name("profile", &r.profile)?;
-        let before = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = convert::decode_token(&r.page_token, 1)?;
-            Some(parts[0].parse::<i64>().map_err(|_| {
-                ApiError::invalid("page_token", "not a token from a previous response")
-            })?)
-        };
+        let filters = paging::fingerprint(&[r.profile.as_str(), &r.latest_only.to_string()]);
+        let before = convert::model_cursor(&r.page_token, filters)?;
         let mut rows = store::list_models(
             &self.store,
             profile.as_deref(),
@@ -207,14 +181,7 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         )
         .await
         .map_err(ApiError::from)?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|m| convert::encode_token(&[&m.id.to_string()]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = paging::next_after(&mut rows, limit, filters, |m| [m.id.to_string()]);
         Ok(Response::new(pb::ListModelsResponse {
             models: rows.iter().map(convert::model).collect::<Result<_, _>>()?,
             next_page_token: next,

@@ -3,10 +3,11 @@
 use tonic::{Request, Response, Status};
 use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{OffsetPage, PageLimits};
 
 use crate::ProfilesService;
 use crate::assign::{self, Move, RunOptions, Scope, Selector};
-use crate::convert::{profile_pb, scorecard_pb};
+use crate::convert::{self, profile_pb, scorecard_pb};
 use crate::domain::{profiles, scorecards};
 use crate::rules::Rule;
 
@@ -65,7 +66,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         request: Request<pb::ListHealthProfilesRequest>,
     ) -> Reply<pb::ListHealthProfilesResponse> {
         let r = request.into_inner();
-        let (page, next) = profiles::list(&self.store, r.page_size, &r.page_token).await?;
+        let page = OffsetPage::decode(PageLimits::STANDARD, r.page_size, &r.page_token, 0)?;
+        let (page, next) = profiles::list(&self.store, page).await?;
         Ok(Response::new(pb::ListHealthProfilesResponse {
             health_profiles: page.iter().map(profile_pb).collect(),
             next_page_token: next,
@@ -199,7 +201,9 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::ListScorecardsRequest>,
     ) -> Reply<pb::ListScorecardsResponse> {
-        let (page, next) = scorecards::list(&self.store, &request.into_inner()).await?;
+        let r = request.into_inner();
+        let (filter, page) = convert::scorecard_list(r)?;
+        let (page, next) = scorecards::list(&self.store, &filter, page).await?;
         Ok(Response::new(pb::ListScorecardsResponse {
             scorecards: page.iter().map(scorecard_pb).collect(),
             next_page_token: next,

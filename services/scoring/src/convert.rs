@@ -5,6 +5,7 @@ use serde::Deserialize;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
@@ -187,27 +188,17 @@ pub fn score_bound(field: &str, v: Option<f64>) -> Result<Option<f64>, ApiError>
     }
 }
 
-/// A page size: `0` -> `default`, above `max` -> `max`, negative rejected.
+/// A page size: `0` -> `default`, above `max` -> `max`, negative rejected
+/// ([`PageLimits::size`]).
 pub fn page_size(field: &str, v: i32, default: u64, max: u64) -> Result<u64, ApiError> {
-    if v < 0 {
-        return Err(ApiError::invalid(field, "must not be negative"));
-    }
-    Ok(if v == 0 { default } else { (v as u64).min(max) })
+    debug_assert_eq!(field, paging::PAGE_SIZE_FIELD);
+    PageLimits::new(default, max).size(v)
 }
 
-/// A page token: `{offset}.{fingerprint}` in hex, bound to the request's filters.
+/// The offset in a page token bound to the request's filters ([`paging::decode_offset`]).
 pub fn page_token(field: &str, token: &str, fingerprint: u64) -> Result<u64, ApiError> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    let bad = || ApiError::invalid(field, "not a token of this listing (filters changed?)");
-    let (o, f) = token.split_once('.').ok_or_else(bad)?;
-    let offset = u64::from_str_radix(o, 16).map_err(|_| bad())?;
-    let fp = u64::from_str_radix(f, 16).map_err(|_| bad())?;
-    if fp != fingerprint {
-        return Err(bad());
-    }
-    Ok(offset)
+    debug_assert_eq!(field, paging::PAGE_TOKEN_FIELD);
+    paging::decode_offset(token, fingerprint)
 }
 
 /// The next page's token, or empty after the last page.
@@ -224,22 +215,15 @@ pub fn next_token(
         None => returned as u64 == limit,
     };
     if more && returned > 0 {
-        format!("{next:x}.{fingerprint:x}")
+        paging::encode_offset(fingerprint, next)
     } else {
         String::new()
     }
 }
 
-/// A stable fingerprint of a request's filters (FNV-1a).
+/// A stable fingerprint of a request's filters ([`paging::fingerprint`]).
 pub fn fingerprint(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0xff]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    paging::fingerprint(parts)
 }
 
 /// Whether a view is the full one (`default_full` for UNSPECIFIED).

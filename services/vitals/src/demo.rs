@@ -32,7 +32,7 @@ use chrono::{NaiveDate, NaiveTime};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
-use vitals_ingestion::loader::{self, LoadArgs, LoadError};
+use crate::loader::{self, LoadArgs, LoadError};
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::ingestion::v1 as ipb;
 use vitals_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;

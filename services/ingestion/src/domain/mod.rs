@@ -577,39 +577,3 @@ pub fn signals_batch(r: &pb::RecordWebhookSignalsRequest) -> Result<Vec<st::Sign
         })
         .collect()
 }
-
-/// Page tokens: the last key of the page (and the filters it was made under), hex
-/// encoded so any byte of an id survives.
-pub mod page_token {
-    use vitals_server::ApiError;
-
-    /// Encodes `parts` (joined by a unit separator) as a token.
-    pub fn encode(parts: &[&str]) -> String {
-        parts
-            .join("\u{1f}")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
-    /// Decodes a token into its parts; INVALID_ARGUMENT when malformed.
-    pub fn decode(token: &str) -> Result<Vec<String>, ApiError> {
-        let bad = || ApiError::invalid("page_token", "malformed");
-        if !token.len().is_multiple_of(2) {
-            return Err(bad());
-        }
-        let bytes = (0..token.len())
-            .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())
-            })
-            .collect::<Result<Vec<u8>, _>>()?;
-        let s = String::from_utf8(bytes).map_err(|_| bad())?;
-        // Never made by `encode` (ids hold no control character), and PostgreSQL text
-        // cannot hold a NUL.
-        if s.contains('\0') {
-            return Err(bad());
-        }
-        Ok(s.split('\u{1f}').map(str::to_string).collect())
-    }
-}

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use chrono::Utc;
 use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::OffsetPage;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, AssignmentSource, ProfileRecord};
 
@@ -82,16 +83,10 @@ pub async fn get(store: &Store, name: &str) -> Result<ProfileRecord> {
 }
 
 /// A page of profiles in evaluation order.
-pub async fn list(
-    store: &Store,
-    page_size: i32,
-    page_token: &str,
-) -> Result<(Vec<ProfileRecord>, String)> {
-    let size = convert::page_size(page_size)?;
-    let offset = convert::page_offset(page_token)?;
+pub async fn list(store: &Store, page: OffsetPage) -> Result<(Vec<ProfileRecord>, String)> {
     ensure_default_profile(store).await?;
     let all = sp::load_profiles(store.conn()).await?;
-    Ok(convert::page(&all, offset, size))
+    Ok(page.of(&all))
 }
 
 /// Updates the fields named in the mask.

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::OffsetPage;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, ScorecardRecord};
 
@@ -79,17 +80,25 @@ pub async fn get(store: &Store, name: &str) -> Result<ScorecardRecord> {
 /// A page of scorecards in display order, filtered by tags (any of) and enabled.
 pub async fn list(
     store: &Store,
-    req: &pb::ListScorecardsRequest,
+    filter: &ScorecardFilter,
+    page: OffsetPage,
 ) -> Result<(Vec<ScorecardRecord>, String)> {
-    let size = convert::page_size(req.page_size)?;
-    let offset = convert::page_offset(&req.page_token)?;
     let all: Vec<ScorecardRecord> = sp::load_scorecards(store.conn())
         .await?
         .into_iter()
-        .filter(|s| !req.enabled_only || s.enabled)
-        .filter(|s| req.tags.is_empty() || s.tags.iter().any(|t| req.tags.contains(t)))
+        .filter(|s| !filter.enabled_only || s.enabled)
+        .filter(|s| filter.tags.is_empty() || s.tags.iter().any(|t| filter.tags.contains(t)))
         .collect();
-    Ok(convert::page(&all, offset, size))
+    Ok(page.of(&all))
+}
+
+/// Which scorecards ListScorecards returns.
+#[derive(Clone, Debug, Default)]
+pub struct ScorecardFilter {
+    /// Only scorecards with any of these tags (all when empty).
+    pub tags: Vec<String>,
+    /// Only enabled scorecards.
+    pub enabled_only: bool,
 }
 
 /// Updates the fields named in the mask.

@@ -3,7 +3,7 @@
 //! subscriptions, and the churn dates as outcomes through `RecordOutcomes`), then `Train`
 //! and `Evaluate` run over gRPC with the book's one-month horizon, timed.
 //!
-//! Run: `cargo run --release -p vitals-learner --example socialnet7_service [DIR]`
+//! Run: `cargo run --release -p vitals --example socialnet7_service [DIR]`
 //! (DIR defaults to the repository's `tests/data/socialnet7-small`; the full set is
 //! `../shared/data/socialnet7` next to the repository). Figures: docs/bench-learner.md.
 
@@ -88,7 +88,7 @@ async fn run(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     .await;
 
     let t = Instant::now();
-    let summary = vitals_ingestion::loader::load(&vitals_ingestion::loader::LoadArgs::new(
+    let summary = vitals::loader::load(&vitals::loader::LoadArgs::new(
         &dir,
         server.url(),
     ))
