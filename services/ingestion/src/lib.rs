@@ -3,7 +3,9 @@
 //! [`run`] serves it alone (the `vitals-ingestion` binary); [`register`] adds it to a server
 //! that hosts several services (the all-in-one `vitals`).
 
+pub mod convert;
 pub mod domain;
+pub mod error;
 mod grpc;
 mod roles;
 

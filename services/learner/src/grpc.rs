@@ -205,9 +205,9 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         // Validate the options against the server's defaults first so that a bad field is
         // INVALID_ARGUMENT even before a model exists.
         convert::settings(r.options.as_ref(), &self.args)?;
-        let (row, e) = self
-            .evaluate(profile, r.options.as_ref(), folds as usize)
-            .await?;
+        let options = r.options;
+        let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
+        let (row, e) = self.evaluate(profile, settings, folds as usize).await?;
         Ok(Response::new(pb::EvaluateResponse {
             model: convert::model_name(&row),
             churn_probability: Some(evaluation(&e.churn, &e.churn_backtest)),

@@ -268,12 +268,12 @@ impl LearnerService {
     }
 
     /// Evaluates the model a profile uses (or the global one) on the observations as of
-    /// the model's date, with a `folds`-fold time-split backtest. Unset training options
-    /// take the model's own.
+    /// the model's date, with a `folds`-fold time-split backtest. `settings` resolves the
+    /// request's training options against defaults: unset options take the model's own.
     pub(crate) async fn evaluate(
         &self,
         profile: Option<String>,
-        options: Option<&vitals_proto::learner::v1::TrainingOptions>,
+        settings: impl FnOnce(&crate::LearnerArgs) -> Result<Settings> + Send,
         folds: usize,
     ) -> Result<(ModelRow, Evaluated)> {
         if let Some(p) = &profile
@@ -290,7 +290,7 @@ impl LearnerService {
             metrics,
             ..
         } = decode(&row)?;
-        let settings = crate::convert::settings(options, &self.model_args(&metrics.options))?;
+        let settings = settings(&self.model_args(&metrics.options))?;
         let as_of = metrics.as_of;
         let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;

@@ -1,6 +1,8 @@
 //! Proto <-> domain conversion with validation: everything a request may get wrong is
 //! checked here and reported as INVALID_ARGUMENT naming the field.
 
+pub mod requests;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
