@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime};
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::learner::v1 as lpb;
-use vitals_server::RunError;
 
 use crate::loader::LoadError;
 use server::{Server, TempDb};

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use vitals_proto::common::v1 as cpb;
 
-use super::DemoSummary;
+use super::{DemoSummary, HORIZON_DAYS, OBSERVATION_INTERVAL_DAYS};
 
 /// `profiles/web` -> `web`.
 pub(super) fn short(name: &str) -> &str {

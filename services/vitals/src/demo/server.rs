@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tonic::transport::Endpoint;
 use vitals_server::RunError;
 use vitals_server::shutdown::Signal;
 
@@ -104,7 +105,7 @@ impl Server {
 
 /// A fresh SQLite database in a new temporary folder, removed on drop.
 pub(super) struct TempDb {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 impl TempDb {
