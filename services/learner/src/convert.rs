@@ -5,9 +5,11 @@ use prost_types::Timestamp;
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
-use vitals_server::paging;
+use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
-use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeCursor, OutcomeRecord};
+use vitals_store::learner::{
+    GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeCursor, OutcomeFilter, OutcomeRecord,
+};
 
 use crate::LearnerArgs;
 use crate::domain::Settings;
@@ -200,6 +202,128 @@ pub fn outcome(r: &OutcomeRecord) -> pb::Outcome {
         occur_time: Some(timestamp(r.at)),
         note: r.note.clone(),
         record_time: Some(timestamp(r.recorded_at)),
+    }
+}
+
+/// A decoded page of a learner list: its size, where it resumes (a decoded cursor) and
+/// the fingerprint of the request's filters its token is bound to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<C> {
+    /// Rows per page.
+    pub size: u64,
+    /// Where the page resumes (`None` on the first page).
+    pub after: Option<C>,
+    /// The fingerprint of the request's filters.
+    pub filters: u64,
+}
+
+impl<C> Page<C> {
+    /// How many rows to read: one more than the page, to know whether another follows.
+    pub fn limit(&self) -> u64 {
+        self.size + 1
+    }
+
+    /// Keeps this page of `rows` and returns the next page's token.
+    pub fn next<T, const N: usize>(
+        &self,
+        rows: &mut Vec<T>,
+        key: impl FnOnce(&T) -> [String; N],
+    ) -> String {
+        paging::next_after(rows, self.size, self.filters, key)
+    }
+}
+
+/// A ListOutcomes request: its filter and page (the token is bound to the filter).
+pub fn list_outcomes_request(
+    r: &pb::ListOutcomesRequest,
+) -> Result<(OutcomeFilter, Page<OutcomeCursor>), ApiError> {
+    let size = PageLimits::STANDARD.size(r.page_size)?;
+    if !r.account_id.is_empty() {
+        account_id("account_id", &r.account_id)?;
+    }
+    let mut filter = OutcomeFilter {
+        account_id: (!r.account_id.is_empty()).then(|| r.account_id.clone()),
+        kind: kind_filter(r.kind)?,
+        ..OutcomeFilter::default()
+    };
+    if let Some(range) = &r.time_range {
+        filter.from = range
+            .start_time
+            .as_ref()
+            .map(|t| time("time_range.start_time", t))
+            .transpose()?;
+        filter.to = range
+            .end_time
+            .as_ref()
+            .map(|t| time("time_range.end_time", t))
+            .transpose()?;
+        if let (Some(a), Some(b)) = (filter.from, filter.to)
+            && b < a
+        {
+            return Err(ApiError::invalid(
+                "time_range.end_time",
+                "must not be before start_time",
+            ));
+        }
+    }
+    let filters = paging::fingerprint(&[&format!("{filter:?}")]);
+    let after = outcome_cursor(&r.page_token, filters)?;
+    Ok((filter, Page { size, after, filters }))
+}
+
+/// A ListModels request: the profile (`None` for any) and the page (resuming before a
+/// model id; bound to the filters).
+pub fn list_models_request(
+    r: &pb::ListModelsRequest,
+) -> Result<(Option<String>, Page<i64>), ApiError> {
+    let size = PageLimits::STANDARD.size(r.page_size)?;
+    let profile = profile_name("profile", &r.profile)?;
+    let filters = paging::fingerprint(&[r.profile.as_str(), &r.latest_only.to_string()]);
+    let after = model_cursor(&r.page_token, filters)?;
+    Ok((profile, Page { size, after, filters }))
+}
+
+/// The (profile, version) of a GetModel request's name.
+pub fn model_name_request(name: &str) -> Result<(String, i32), ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::invalid("name", "must be set"));
+    }
+    parse_model_name(name)
+}
+
+/// Checks the account ids of a PredictChurn request.
+pub fn predict_request(ids: &[String]) -> Result<(), ApiError> {
+    if ids.is_empty() || ids.len() > MAX_PREDICT {
+        return Err(ApiError::invalid(
+            "account_ids",
+            format!("must hold 1 to 1,000 ids, got {}", ids.len()),
+        ));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        account_id(&format!("account_ids[{i}]"), id)?;
+    }
+    Ok(())
+}
+
+/// The PredictChurn response: one prediction per id, in the request's order.
+pub fn predict_response(
+    ids: Vec<String>,
+    predictions: Vec<(f64, std::sync::Arc<ModelRow>, Option<String>)>,
+) -> pb::PredictChurnResponse {
+    pb::PredictChurnResponse {
+        predictions: ids
+            .into_iter()
+            .zip(predictions)
+            .map(|(id, (p, m, profile))| pb::ChurnPrediction {
+                account_id: id,
+                probability: p,
+                model: model_name(&m),
+                profile: profile
+                    .filter(|p| p != GLOBAL_MODEL)
+                    .map(|p| format!("profiles/{p}"))
+                    .unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

@@ -14,7 +14,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use vitals_learn_core::Cancel;
 use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::learner::{
-    self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomesWritten,
+    self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomeCursor, OutcomeFilter,
+    OutcomeRecord, OutcomesWritten,
 };
 
 use crate::LearnerService;
@@ -265,6 +266,35 @@ impl LearnerService {
             return Ok(Some(m));
         }
         Ok(store::latest_model(&self.store, GLOBAL_MODEL).await?)
+    }
+
+    /// At most `limit` outcomes matching `filter` after `after`, newest first.
+    pub(crate) async fn list_outcomes(
+        &self,
+        filter: &OutcomeFilter,
+        after: Option<&OutcomeCursor>,
+        limit: u64,
+    ) -> Result<Vec<OutcomeRecord>> {
+        Ok(store::list_outcomes(&self.store, filter, after, limit).await?)
+    }
+
+    /// Model `version` of `profile` (`name` is its resource name, for NOT_FOUND).
+    pub(crate) async fn get_model(&self, profile: &str, version: i32, name: &str) -> Result<ModelRow> {
+        store::get_model(&self.store, profile, version)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("model {name}")))
+    }
+
+    /// At most `limit` models (of `profile` when set, the latest of each only when
+    /// `latest_only`) before the model id `before`, newest first.
+    pub(crate) async fn list_models(
+        &self,
+        profile: Option<&str>,
+        latest_only: bool,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<ModelRow>> {
+        Ok(store::list_models(&self.store, profile, latest_only, before, limit).await?)
     }
 
     /// Evaluates the model a profile uses (or the global one) on the observations as of

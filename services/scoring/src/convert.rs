@@ -9,6 +9,7 @@ use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
+use crate::domain::compute::{BandChange, RunSummary, Scope};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
 
@@ -373,4 +374,102 @@ pub fn duration(d: std::time::Duration) -> prost_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
+}
+
+/// The scope of a ComputeScores request.
+pub fn scope(req: &pb::ComputeScoresRequest) -> Result<Scope, ApiError> {
+    Ok(match &req.scope {
+        None => Scope::All,
+        Some(pb::compute_scores_request::Scope::Profile(p)) => {
+            match profile("profile", p)? {
+                Some(id) => Scope::Profile(id),
+                None => return Err(ApiError::invalid("profile", "required when set")),
+            }
+        }
+        Some(pb::compute_scores_request::Scope::AccountId(a)) => {
+            Scope::Account(account_id("account_id", a)?)
+        }
+    })
+}
+
+/// The WatchScores filter, decoded.
+pub struct WatchFilter {
+    /// Only this profile.
+    pub profile: Option<String>,
+    /// Only changes into these bands (any when empty).
+    pub bands: Vec<String>,
+    /// Only this scorecard.
+    pub scorecard: Option<String>,
+}
+
+impl WatchFilter {
+    /// Whether `c` passes the filter.
+    pub fn matches(&self, c: &BandChange) -> bool {
+        self.profile.as_ref().is_none_or(|p| *p == c.profile_id)
+            && (self.bands.is_empty() || self.bands.contains(&c.new_band))
+            && self.scorecard.as_ref().is_none_or(|s| *s == c.scorecard_id)
+    }
+}
+
+/// The WatchScores message of a band change.
+pub fn change(c: &BandChange) -> pb::WatchScoresResponse {
+    pb::WatchScoresResponse {
+        account_id: c.account_id.clone(),
+        profile: profile_name(&c.profile_id),
+        scorecard: scorecard_name(&c.scorecard_id),
+        old_band: band(&c.old_band) as i32,
+        new_band: band(&c.new_band) as i32,
+        old_value: c.old_value,
+        new_value: c.new_value,
+        change_time: Some(to_timestamp(c.as_of)),
+        run_id: c.run_id.to_string(),
+    }
+}
+
+/// The scope and `as_of` of a ComputeScores request.
+pub fn compute_request(
+    req: &pb::ComputeScoresRequest,
+    now: DateTime<Utc>,
+) -> Result<(Scope, Option<DateTime<Utc>>), ApiError> {
+    let scope = scope(req)?;
+    let as_of = match &req.as_of {
+        Some(t) => Some(run_as_of("as_of", t, now)?),
+        None => None,
+    };
+    Ok((scope, as_of))
+}
+
+/// The ComputeScores response of a run.
+pub fn compute_response(r: &RunSummary) -> pb::ComputeScoresResponse {
+    pb::ComputeScoresResponse {
+        run_id: r.run_id.to_string(),
+        as_of: Some(to_timestamp(r.as_of)),
+        scored_count: r.scored,
+        snapshot_count: r.snapshots,
+        band_change_count: r.band_changes,
+        duration: Some(duration(r.duration)),
+        profiles: r
+            .profiles
+            .iter()
+            .map(|p| pb::ProfileRunSummary {
+                profile: profile_name(&p.profile_id),
+                scored_count: p.scored,
+                weights_source: p.source.to_proto() as i32,
+                model: p.model.clone(),
+                population_fallback: p.fallback,
+            })
+            .collect(),
+    }
+}
+
+/// The filter of a WatchScores request.
+pub fn watch_filter(req: &pb::WatchScoresRequest) -> Result<WatchFilter, ApiError> {
+    Ok(WatchFilter {
+        profile: profile("profile", &req.profile)?,
+        bands: bands("bands", &req.bands)?,
+        scorecard: match scorecard("scorecard", &req.scorecard, true)? {
+            Scorecards::One(id) => Some(id),
+            Scorecards::All => None,
+        },
+    })
 }

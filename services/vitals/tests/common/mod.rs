@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use vitals_ingestion::{Config, IngestionArgs};
 use vitals_server::ServerConfig;
 use vitals_store::Store;
-use vitals_store::sea_orm::{ConnectionTrait, Statement};
 use vitals_test_support::{Backend, TestServer};
 
 /// An ingestion server and a store handle on its database.
@@ -20,15 +19,7 @@ pub struct Env {
 impl Env {
     /// One integer from a query such as `SELECT COUNT(*) FROM events`.
     pub async fn int(&self, sql: &str) -> i64 {
-        let c = self.store.conn();
-        // SUM of a bigint is numeric on PostgreSQL: cast back.
-        let sql = format!("SELECT CAST(({sql}) AS BIGINT) AS n");
-        let row = c
-            .query_one_raw(Statement::from_string(c.get_database_backend(), sql))
-            .await
-            .expect("query")
-            .expect("one row");
-        row.try_get_by_index::<i64>(0).expect("an integer column")
+        vitals_test_support::query_int(&self.store, sql).await
     }
 
     pub async fn stop(self) {
