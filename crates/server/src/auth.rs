@@ -24,7 +24,6 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use tonic::Status;
 use tonic::body::Body;
 
-
 /// Length in bytes of a token hash (SHA-256).
 pub const HASH_LEN: usize = 32;
 
@@ -592,11 +591,13 @@ mod tests {
         let get = "/vitals.scoring.v1.ScoringService/GetScore";
         assert_eq!(roles.access(get), Access::Needs(Role::Read));
         let read = headers(Some("Bearer r"));
-        assert_eq!(a.check(get, &read).unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            a.check(get, &read).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
         let a = a.with_roles(roles);
         assert_eq!(a.check(get, &read).unwrap().unwrap().role, Role::Read);
     }
-
 
     #[test]
     fn generated_tokens_are_distinct_and_prefixed() {

@@ -132,7 +132,10 @@ mod tests {
         let s: Status = ApiError::invalid("events[3].account_id", "must not be empty").into();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "events[3].account_id: must not be empty");
-        let v = &s.get_details_bad_request().expect("BadRequest").field_violations;
+        let v = &s
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations;
         assert_eq!(v.len(), 1);
         assert_eq!(
             (v[0].field.as_str(), v[0].description.as_str()),

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::auth::{Role, generate_token, hash_token, parse_tokens};
 #[cfg(test)]
 use crate::auth::TOKEN_PREFIX;
+use crate::auth::{Role, generate_token, hash_token, parse_tokens};
 use crate::config::{AuthMode, ServerConfig};
 
 /// Label of the first-start admin token in logs.

@@ -87,10 +87,10 @@ impl GrpcServer {
         S::Future: Send + 'static,
     {
         debug_assert!(
-            roles
-                .iter()
-                .all(|(path, _)| path.strip_prefix('/').and_then(|p| p.split_once('/'))
-                    .is_some_and(|(service, _)| service == S::NAME)),
+            roles.iter().all(|(path, _)| path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .is_some_and(|(service, _)| service == S::NAME)),
             "roles given with {} name RPCs of another service",
             S::NAME
         );

@@ -128,7 +128,6 @@ where
     }
 }
 
-
 /// Whose deadline a call has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DeadlineBy {

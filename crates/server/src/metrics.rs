@@ -169,8 +169,7 @@ pub fn rpc_labels(path: &str) -> (&'static str, &'static str) {
 /// (leaked once: the labels live as long as the process).
 fn vitals_rpcs() -> Vec<(&'static str, &'static str, &'static str)> {
     use prost::Message;
-    let Ok(fds) = prost_types::FileDescriptorSet::decode(vitals_proto::FILE_DESCRIPTOR_SET)
-    else {
+    let Ok(fds) = prost_types::FileDescriptorSet::decode(vitals_proto::FILE_DESCRIPTOR_SET) else {
         return Vec::new();
     };
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };

@@ -261,7 +261,10 @@ mod tests {
     fn tokens_round_trip_and_are_bound_to_their_filters() {
         let f = fingerprint(&["profiles/a", "2"]);
         let t = encode(f, &["acct\u{1f}1", ""]);
-        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_eq!(
             decode::<2>(&t, f).unwrap(),
             Some(["acct\u{1f}1".to_string(), String::new()])
@@ -278,7 +281,10 @@ mod tests {
         assert_eq!(msg(decode::<1>("o100", f).unwrap_err()), bad);
         let mut v2 = URL_SAFE_NO_PAD.decode(encode(f, &["x"])).unwrap();
         v2[0] = 2;
-        assert_eq!(msg(decode::<1>(&URL_SAFE_NO_PAD.encode(v2), f).unwrap_err()), bad);
+        assert_eq!(
+            msg(decode::<1>(&URL_SAFE_NO_PAD.encode(v2), f).unwrap_err()),
+            bad
+        );
         assert_eq!(msg(decode::<1>(&encode(f, &["a\0"]), f).unwrap_err()), bad);
     }
 
@@ -296,9 +302,21 @@ mod tests {
         assert_eq!(p, vec![2, 3]);
         let (p, next) = OffsetPage::decode(limits, 9, &next, f).unwrap().of(&items);
         assert_eq!((p, next.as_str()), (vec![4], ""));
-        let far = OffsetPage { size: 2, offset: 99, filters: f };
+        let far = OffsetPage {
+            size: 2,
+            offset: 99,
+            filters: f,
+        };
         assert_eq!(far.of(&items), (vec![], String::new()));
-        assert!(OffsetPage::decode(limits, 0, &next_after(&mut vec![1, 2], 1, f, |_| [String::new()]), f).is_err());
+        assert!(
+            OffsetPage::decode(
+                limits,
+                0,
+                &next_after(&mut vec![1, 2], 1, f, |_| [String::new()]),
+                f
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -317,7 +335,10 @@ mod tests {
     fn keyset_pages() {
         let f = fingerprint(&["x"]);
         let first = KeysetPage::<1>::decode(PageLimits::new(2, 5), 0, "", f).unwrap();
-        assert_eq!((first.size, first.after.clone(), first.limit()), (2, None, 3));
+        assert_eq!(
+            (first.size, first.after.clone(), first.limit()),
+            (2, None, 3)
+        );
         let mut rows = vec!["a", "b", "c"];
         let token = first.next(&mut rows, |r| [r.to_string()]);
         let second = KeysetPage::<1>::decode(PageLimits::new(2, 5), 9, &token, f).unwrap();

@@ -54,9 +54,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Reply<pb::ListAccountsResponse> {
         let q = convert::list_accounts_request(request.get_ref())?;
         let after = q.page.after.as_ref().map(|[id]| id.as_str());
-        let (rows, total) = self
-            .list_accounts(&q.filter, after, q.page.limit())
-            .await?;
+        let (rows, total) = self.list_accounts(&q.filter, after, q.page.limit()).await?;
         Ok(Response::new(convert::list_accounts_response(
             rows, total, &q.page,
         )))
@@ -191,7 +189,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         let page = convert::list_event_types_request(request.get_ref())?;
         let after = page.after.as_ref().map(|[name]| name.as_str());
         let rows = self.list_event_types(after, page.limit()).await?;
-        Ok(Response::new(convert::list_event_types_response(rows, &page)))
+        Ok(Response::new(convert::list_event_types_response(
+            rows, &page,
+        )))
     }
 
     async fn upsert_custom_metric_definitions(
@@ -224,7 +224,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     ) -> Reply<pb::SetCustomScoreFieldsResponse> {
         let rows = convert::score_fields_batch(request.get_ref())?;
         let set_count = self.set_custom_score_fields(rows).await?;
-        Ok(Response::new(pb::SetCustomScoreFieldsResponse { set_count }))
+        Ok(Response::new(pb::SetCustomScoreFieldsResponse {
+            set_count,
+        }))
     }
 
     async fn record_webhook_signals(

@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use vitals_ingestion::convert;
-use vitals_server::paging;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::ingestion::v1 as pb;
+use vitals_server::paging;
 use vitals_server::validate::{EARLIEST, MAX_AHEAD, TIMESTAMP_MAX_SECS, TIMESTAMP_MIN_SECS};
 use vitals_test_support::arb::{
     self, assert_clear_invalid, assert_storable_text, assert_storable_value,

@@ -268,7 +268,14 @@ pub fn list_outcomes_request(
     }
     let filters = paging::fingerprint(&[&format!("{filter:?}")]);
     let after = outcome_cursor(&r.page_token, filters)?;
-    Ok((filter, Page { size, after, filters }))
+    Ok((
+        filter,
+        Page {
+            size,
+            after,
+            filters,
+        },
+    ))
 }
 
 /// A ListModels request: the profile (`None` for any) and the page (resuming before a
@@ -280,7 +287,14 @@ pub fn list_models_request(
     let profile = profile_name("profile", &r.profile)?;
     let filters = paging::fingerprint(&[r.profile.as_str(), &r.latest_only.to_string()]);
     let after = model_cursor(&r.page_token, filters)?;
-    Ok((profile, Page { size, after, filters }))
+    Ok((
+        profile,
+        Page {
+            size,
+            after,
+            filters,
+        },
+    ))
 }
 
 /// The (profile, version) of a GetModel request's name.

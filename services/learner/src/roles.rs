@@ -8,7 +8,10 @@ use vitals_server::auth::{Role, RpcRoles};
 /// The role each `vitals.learner.v1.LearnerService` RPC needs, by gRPC path; given to the
 /// server with the service ([`vitals_server::GrpcServer::add`]).
 pub const ROLES: RpcRoles = &[
-    ("/vitals.learner.v1.LearnerService/RecordOutcomes", Role::Ingest),
+    (
+        "/vitals.learner.v1.LearnerService/RecordOutcomes",
+        Role::Ingest,
+    ),
     ("/vitals.learner.v1.LearnerService/ListOutcomes", Role::Read),
     ("/vitals.learner.v1.LearnerService/Train", Role::Admin),
     ("/vitals.learner.v1.LearnerService/GetWeights", Role::Read),

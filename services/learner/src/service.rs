@@ -279,7 +279,12 @@ impl LearnerService {
     }
 
     /// Model `version` of `profile` (`name` is its resource name, for NOT_FOUND).
-    pub(crate) async fn get_model(&self, profile: &str, version: i32, name: &str) -> Result<ModelRow> {
+    pub(crate) async fn get_model(
+        &self,
+        profile: &str,
+        version: i32,
+        name: &str,
+    ) -> Result<ModelRow> {
         store::get_model(&self.store, profile, version)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("model {name}")))

@@ -15,8 +15,8 @@ mod convert_props;
 mod domain;
 pub mod error;
 mod grpc;
-mod roles;
 pub mod measure;
+mod roles;
 pub mod rules;
 
 pub use roles::ROLES;

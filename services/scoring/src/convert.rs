@@ -380,12 +380,10 @@ pub fn duration(d: std::time::Duration) -> prost_types::Duration {
 pub fn scope(req: &pb::ComputeScoresRequest) -> Result<Scope, ApiError> {
     Ok(match &req.scope {
         None => Scope::All,
-        Some(pb::compute_scores_request::Scope::Profile(p)) => {
-            match profile("profile", p)? {
-                Some(id) => Scope::Profile(id),
-                None => return Err(ApiError::invalid("profile", "required when set")),
-            }
-        }
+        Some(pb::compute_scores_request::Scope::Profile(p)) => match profile("profile", p)? {
+            Some(id) => Scope::Profile(id),
+            None => return Err(ApiError::invalid("profile", "required when set")),
+        },
         Some(pb::compute_scores_request::Scope::AccountId(a)) => {
             Scope::Account(account_id("account_id", a)?)
         }

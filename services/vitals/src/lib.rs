@@ -130,10 +130,9 @@ async fn hand_over_token(
     token: &str,
 ) -> Result<(), RunError> {
     use std::io::IsTerminal;
-    let path = config
-        .admin_token_file
-        .clone()
-        .unwrap_or_else(|| vitals_server::first_start::default_token_file(&config.server.database_url));
+    let path = config.admin_token_file.clone().unwrap_or_else(|| {
+        vitals_server::first_start::default_token_file(&config.server.database_url)
+    });
     if let Err(e) = vitals_server::first_start::write_token_file(&path, token) {
         vitals_store::auth::delete_token(store, vitals_store::auth::FIRST_START_ADMIN).await?;
         return Err(RunError::Config(format!(

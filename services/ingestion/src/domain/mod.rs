@@ -43,7 +43,10 @@ impl IngestionService {
     }
 
     /// Writes one validated batch of events.
-    pub(crate) async fn write_events(&self, events: Vec<st::NewEvent>) -> Result<st::EventsWritten> {
+    pub(crate) async fn write_events(
+        &self,
+        events: Vec<st::NewEvent>,
+    ) -> Result<st::EventsWritten> {
         let w = self
             .write(|_| async move { self.events.write(events).await })
             .await?;
@@ -93,8 +96,10 @@ impl IngestionService {
 
     /// Upserts contacts.
     pub(crate) async fn upsert_contacts(&self, rows: Vec<st::ContactUpsert>) -> Result<Counts> {
-        self.upsert("contact", |s| async move { st::upsert_contacts(&s, &rows).await })
-            .await
+        self.upsert("contact", |s| async move {
+            st::upsert_contacts(&s, &rows).await
+        })
+        .await
     }
 
     /// Records interactions, scoring the sentiment of those that carry a text; returns
@@ -130,8 +135,11 @@ impl IngestionService {
 
     /// Records pulses.
     pub(crate) async fn record_pulses(&self, rows: Vec<st::PulseRow>) -> Result<Counts> {
-        self.upsert("pulse", |s| async move { st::record_pulses(&s, &rows).await })
-            .await
+        self.upsert(
+            "pulse",
+            |s| async move { st::record_pulses(&s, &rows).await },
+        )
+        .await
     }
 
     /// Upserts subscriptions.
@@ -146,7 +154,10 @@ impl IngestionService {
     }
 
     /// Upserts event types.
-    pub(crate) async fn upsert_event_types(&self, rows: Vec<st::EventTypeUpsert>) -> Result<Counts> {
+    pub(crate) async fn upsert_event_types(
+        &self,
+        rows: Vec<st::EventTypeUpsert>,
+    ) -> Result<Counts> {
         self.upsert("event_type", |s| async move {
             st::upsert_event_types(&s, &rows).await
         })
@@ -174,7 +185,10 @@ impl IngestionService {
     }
 
     /// Records custom metric samples.
-    pub(crate) async fn record_custom_metrics(&self, rows: Vec<st::CustomMetricRow>) -> Result<Counts> {
+    pub(crate) async fn record_custom_metrics(
+        &self,
+        rows: Vec<st::CustomMetricRow>,
+    ) -> Result<Counts> {
         self.upsert("custom_metric", |s| async move {
             st::record_custom_metrics(&s, &rows).await
         })
@@ -182,7 +196,10 @@ impl IngestionService {
     }
 
     /// Sets custom score fields; returns how many were set.
-    pub(crate) async fn set_custom_score_fields(&self, rows: Vec<st::ScoreFieldRow>) -> Result<u32> {
+    pub(crate) async fn set_custom_score_fields(
+        &self,
+        rows: Vec<st::ScoreFieldRow>,
+    ) -> Result<u32> {
         let set = self
             .write(|s| async move { st::set_custom_score_fields(&s, &rows).await })
             .await?;

@@ -8,8 +8,8 @@ use vitals_server::ApiError;
 use vitals_store::profiles::{AssignmentSource, ProfileRecord, ScorecardRecord};
 
 use super::{
-    ProfileFields, ScorecardFields, apply_profile_mask, apply_scorecard_mask, check_id,
-    parse_name, profile_fields, profile_pb, scorecard_fields, scorecard_pb, slug_id, timestamp,
+    ProfileFields, ScorecardFields, apply_profile_mask, apply_scorecard_mask, check_id, parse_name,
+    profile_fields, profile_pb, scorecard_fields, scorecard_pb, slug_id, timestamp,
 };
 use crate::domain::profiles::{
     AccountProfile, MAX_COMBINATIONS, MAX_DIMENSION_VALUES, MAX_DIMENSIONS, PlannedProfile,
@@ -38,7 +38,9 @@ pub fn create_profile(
 
 /// An UpdateHealthProfile request: the profile's id and how it changes the stored one
 /// (the request's fields named by the mask, over the stored fields, validated).
-pub fn update_profile(req: pb::UpdateHealthProfileRequest) -> Result<(String, ProfilePatch), ApiError> {
+pub fn update_profile(
+    req: pb::UpdateHealthProfileRequest,
+) -> Result<(String, ProfilePatch), ApiError> {
     let p = req
         .health_profile
         .ok_or_else(|| ApiError::invalid("health_profile", "required"))?;
@@ -53,7 +55,9 @@ pub fn update_profile(req: pb::UpdateHealthProfileRequest) -> Result<(String, Pr
 }
 
 /// An UpdateScorecard request: the scorecard's id and how it changes the stored one.
-pub fn update_scorecard(req: pb::UpdateScorecardRequest) -> Result<(String, ScorecardPatch), ApiError> {
+pub fn update_scorecard(
+    req: pb::UpdateScorecardRequest,
+) -> Result<(String, ScorecardPatch), ApiError> {
     let s = req
         .scorecard
         .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
@@ -101,7 +105,10 @@ fn check_dimensions(dims: &[pb::Dimension]) -> Result<usize, ApiError> {
     for (i, d) in dims.iter().enumerate() {
         let f = format!("dimensions[{i}]");
         if d.name.is_empty() || d.name.len() > 64 {
-            return Err(ApiError::invalid(format!("{f}.name"), "must be 1..64 bytes"));
+            return Err(ApiError::invalid(
+                format!("{f}.name"),
+                "must be 1..64 bytes",
+            ));
         }
         if d.values.is_empty() || d.values.len() > MAX_DIMENSION_VALUES {
             return Err(ApiError::invalid(
@@ -144,7 +151,9 @@ fn check_dimensions(dims: &[pb::Dimension]) -> Result<usize, ApiError> {
 
 /// The template of a cross product's profiles: its own name, rule, priority and default
 /// flag are ignored.
-fn cross_product_template(req: &pb::CreateProfileCrossProductRequest) -> Result<ProfileFields, ApiError> {
+fn cross_product_template(
+    req: &pb::CreateProfileCrossProductRequest,
+) -> Result<ProfileFields, ApiError> {
     let mut template = req.template.clone().unwrap_or_default();
     template.display_name = "template".into();
     template.assignment_rule.clear();
@@ -155,7 +164,9 @@ fn cross_product_template(req: &pb::CreateProfileCrossProductRequest) -> Result<
 
 /// A CreateProfileCrossProduct request: the profiles to create, one per combination of
 /// the dimensions' values (the last dimension varying fastest), each with its id.
-pub fn cross_product(req: &pb::CreateProfileCrossProductRequest) -> Result<Vec<PlannedProfile>, ApiError> {
+pub fn cross_product(
+    req: &pb::CreateProfileCrossProductRequest,
+) -> Result<Vec<PlannedProfile>, ApiError> {
     let dims = &req.dimensions;
     let combos = check_dimensions(dims)?;
     let last_priority = i64::from(req.base_priority) + combos as i64 - 1;

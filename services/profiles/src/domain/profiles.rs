@@ -38,7 +38,11 @@ fn derive_id(name: &str, taken: &HashSet<String>, reserved: &[&str]) -> String {
 }
 
 /// Creates a profile with `id` (derived from its name when `None`).
-pub async fn create(store: &Store, id: Option<String>, fields: ProfileFields) -> Result<ProfileRecord> {
+pub async fn create(
+    store: &Store,
+    id: Option<String>,
+    fields: ProfileFields,
+) -> Result<ProfileRecord> {
     ensure_default_profile(store).await?;
     let txn = store.begin_write().await?;
     let existing = sp::load_profiles(&txn).await?;
@@ -117,7 +121,10 @@ pub type PlannedProfile = (String, ProfileFields);
 
 /// Creates the profiles of a cross product (planned by `convert`) in one transaction;
 /// none is created when any id is taken.
-pub async fn cross_product(store: &Store, planned: Vec<PlannedProfile>) -> Result<Vec<ProfileRecord>> {
+pub async fn cross_product(
+    store: &Store,
+    planned: Vec<PlannedProfile>,
+) -> Result<Vec<ProfileRecord>> {
     ensure_default_profile(store).await?;
     let txn = store.begin_write().await?;
     let taken: HashSet<String> = sp::load_profiles(&txn)

@@ -42,9 +42,7 @@ pub async fn create(
             }
         }
         Some(id) if taken.contains(id.as_str()) => {
-            return Err(
-                ApiError::AlreadyExists(format!("scorecard \"scorecards/{id}\"")).into(),
-            );
+            return Err(ApiError::AlreadyExists(format!("scorecard \"scorecards/{id}\"")).into());
         }
         Some(id) => id,
     };

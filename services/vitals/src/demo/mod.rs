@@ -341,7 +341,6 @@ fn timestamp(t: chrono::NaiveDateTime) -> prost_types::Timestamp {
     }
 }
 
-
 /// Writes a progress line and flushes it.
 fn say(out: &mut dyn Write, line: &str) -> Result<(), DemoError> {
     writeln!(out, "{line}")
@@ -352,7 +351,6 @@ fn say(out: &mut dyn Write, line: &str) -> Result<(), DemoError> {
 fn secs(t: Instant) -> String {
     format!("{:.1} s", t.elapsed().as_secs_f64())
 }
-
 
 /// Runs the demo, printing progress and the portfolio summary to `out`; returns what it
 /// printed. With `keep_serving`, waits for Ctrl-C (or SIGTERM) after the summary.
@@ -429,7 +427,6 @@ pub async fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<DemoSummary, De
     drop(temp);
     Ok(summary)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -21,8 +21,8 @@ use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use super::report::{render, short};
 use super::server::Server;
 use super::{
-    AT_RISK_ROWS, AtRisk, DRIVERS_SHOWN, DemoArgs, DemoError, DemoSummary, PROFILES,
-    ProfileBands, io, rpc, say, secs, training_options,
+    AT_RISK_ROWS, AtRisk, DRIVERS_SHOWN, DemoArgs, DemoError, DemoSummary, PROFILES, ProfileBands,
+    io, rpc, say, secs, training_options,
 };
 use crate::loader::{self, LoadArgs};
 
@@ -86,7 +86,8 @@ async fn create_profiles(c: &mut Clients, out: &mut dyn Write) -> Result<(), Dem
     let t = Instant::now();
     let mut created = 0;
     for (id, name, rule, priority, usage) in PROFILES {
-        let r = c.profiles
+        let r = c
+            .profiles
             .create_health_profile(ppb::CreateHealthProfileRequest {
                 profile_id: id.to_string(),
                 health_profile: Some(ppb::HealthProfile {
@@ -160,7 +161,8 @@ async fn load(
 /// 3. Assignment by the rules.
 async fn assign(c: &mut Clients, out: &mut dyn Write) -> Result<(), DemoError> {
     let t = Instant::now();
-    let r = c.profiles
+    let r = c
+        .profiles
         .reassign_accounts(ppb::ReassignAccountsRequest {
             dry_run: false,
             max_moves: 1,
@@ -168,7 +170,8 @@ async fn assign(c: &mut Clients, out: &mut dyn Write) -> Result<(), DemoError> {
         .await
         .map_err(rpc("ReassignAccounts"))?
         .into_inner();
-    let population = c.profiles
+    let population = c
+        .profiles
         .get_population_report(ppb::GetPopulationReportRequest {})
         .await
         .map_err(rpc("GetPopulationReport"))?
@@ -236,7 +239,8 @@ async fn train(
     out: &mut dyn Write,
 ) -> Result<(), DemoError> {
     let t = Instant::now();
-    let trained = c.learner
+    let trained = c
+        .learner
         .train(lpb::TrainRequest {
             profile: String::new(),
             options: Some(training_options()),
@@ -290,7 +294,8 @@ async fn score(
     out: &mut dyn Write,
 ) -> Result<spb::ComputeScoresResponse, DemoError> {
     let t = Instant::now();
-    let computed = c.scoring
+    let computed = c
+        .scoring
         .compute_scores(spb::ComputeScoresRequest {
             scope: None,
             as_of: Some(as_of),
@@ -312,9 +317,13 @@ async fn score(
 }
 
 /// 7. The learner's honest evaluation.
-async fn evaluate(c: &mut Clients, out: &mut dyn Write) -> Result<lpb::EvaluateResponse, DemoError> {
+async fn evaluate(
+    c: &mut Clients,
+    out: &mut dyn Write,
+) -> Result<lpb::EvaluateResponse, DemoError> {
     let t = Instant::now();
-    let eval = c.learner
+    let eval = c
+        .learner
         .evaluate(lpb::EvaluateRequest {
             profile: String::new(),
             options: Some(training_options()),
@@ -333,7 +342,8 @@ async fn evaluate(c: &mut Clients, out: &mut dyn Write) -> Result<lpb::EvaluateR
 
 /// Scored accounts per band, per profile (profiles with no score left out).
 async fn profile_bands(c: &mut Clients) -> Result<Vec<ProfileBands>, DemoError> {
-    let listed = c.profiles
+    let listed = c
+        .profiles
         .list_health_profiles(ppb::ListHealthProfilesRequest {
             page_size: 1000,
             page_token: String::new(),
@@ -343,7 +353,8 @@ async fn profile_bands(c: &mut Clients) -> Result<Vec<ProfileBands>, DemoError> 
         .into_inner();
     let mut bands = Vec::new();
     for p in &listed.health_profiles {
-        let d = c.scoring
+        let d = c
+            .scoring
             .get_distribution(spb::GetDistributionRequest {
                 profile: p.name.clone(),
                 scorecard: String::new(),
@@ -370,7 +381,8 @@ async fn profile_bands(c: &mut Clients) -> Result<Vec<ProfileBands>, DemoError> 
 
 /// The [`AT_RISK_ROWS`] lowest scores, with their strongest negative drivers.
 async fn at_risk(c: &mut Clients) -> Result<Vec<AtRisk>, DemoError> {
-    let risky = c.scoring
+    let risky = c
+        .scoring
         .list_scores(spb::ListScoresRequest {
             page_size: AT_RISK_ROWS as i32,
             order_by: "value".into(),
@@ -414,7 +426,8 @@ async fn summarize(
     out: &mut dyn Write,
 ) -> Result<DemoSummary, DemoError> {
     let bands = profile_bands(c).await?;
-    let all = c.scoring
+    let all = c
+        .scoring
         .get_distribution(spb::GetDistributionRequest::default())
         .await
         .map_err(rpc("GetDistribution"))?

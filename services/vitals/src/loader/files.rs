@@ -12,7 +12,10 @@ use vitals_proto::ingestion::v1 as pb;
 use super::{LoadError, LoadSummary};
 
 /// Opens the gzip CSV `name` of `dir`; a missing file names the expected layout.
-pub(super) fn open_csv(dir: &Path, name: &str) -> Result<csv::Reader<Box<dyn Read + Send>>, LoadError> {
+pub(super) fn open_csv(
+    dir: &Path,
+    name: &str,
+) -> Result<csv::Reader<Box<dyn Read + Send>>, LoadError> {
     let path = dir.join(name);
     let f = std::fs::File::open(&path).map_err(|e| LoadError::File {
         path: path.clone(),

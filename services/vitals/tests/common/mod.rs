@@ -38,7 +38,8 @@ pub async fn url_for(backend: Backend) -> String {
             .expect("fresh postgres database");
     }
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("vitals-loader-test-{}-{n}.db", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("vitals-loader-test-{}-{n}.db", std::process::id()));
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
