@@ -453,7 +453,7 @@ async fn summarize(
     let (health_score_auc, health_backtest_auc, health_lift) = metrics(&eval.health_score);
     let summary = DemoSummary {
         as_of: end,
-        scored: scored,
+        scored,
         profiles: bands,
         histogram: all.bins.iter().map(|b| b.count).collect(),
         at_risk,
