@@ -15,6 +15,7 @@ use chrono::Utc;
 use prost_types::Timestamp;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::ingestion::v1 as ipb;
 use vitals_proto::learner::v1 as lpb;
@@ -38,7 +39,8 @@ fn now() -> Timestamp {
 }
 
 /// Checks that `r` is INVALID_ARGUMENT whose message starts with `field: ` and contains
-/// `says`.
+/// `says`, and that its details hold the same as one `google.rpc.BadRequest` field
+/// violation (what a client reads without parsing the message).
 fn invalid<T: Debug>(
     backend: Backend,
     r: Result<tonic::Response<T>, Status>,
@@ -59,6 +61,18 @@ fn invalid<T: Debug>(
     assert!(
         msg.starts_with(&format!("{field}: ")) && msg.contains(says),
         "{backend:?}: want {field}: ...{says}..., got {msg:?}"
+    );
+    let details = e
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("{backend:?} {field}: no BadRequest details in {e:?}"));
+    let [violation] = details.field_violations.as_slice() else {
+        panic!("{backend:?} {field}: want one field violation, got {details:?}");
+    };
+    assert_eq!(violation.field, field, "{backend:?}");
+    assert_eq!(
+        format!("{}: {}", violation.field, violation.description),
+        msg,
+        "{backend:?}"
     );
 }
 

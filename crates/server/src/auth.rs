@@ -4,16 +4,18 @@
 //! SHA-256 hash (from `VITALS_TOKENS_FILE`, plus the all-in-one's first-start token), each
 //! with a role. Roles are ordered: `read` < `ingest` < `admin`; a role may call what it
 //! needs and everything a lower role may call (so `admin` calls everything). Health and
-//! reflection need no token. The per-RPC table is [`RPC_ROLES`] (docs/api.md, the proto
-//! comments and docs/security.md say the same); an RPC missing from it needs `admin`, so
-//! a new RPC is closed until someone decides its role.
+//! reflection need no token. Each service declares the roles of its RPCs ([`RpcRoles`],
+//! e.g. `vitals_ingestion::ROLES`; docs/api.md, the proto comments and docs/security.md
+//! say the same) and hands them over with the service ([`crate::GrpcServer::add`]); an
+//! RPC no service declared needs `admin`, so a new RPC is closed until its role is decided.
 //!
 //! A missing, malformed or unknown token gets UNAUTHENTICATED; a known token whose role is
 //! too low gets PERMISSION_DENIED. The presented token is hashed and compared with every
 //! configured hash in constant time, without an early exit.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -21,8 +23,6 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use tonic::Status;
 use tonic::body::Body;
-
-use crate::config::{AuthMode, ServerConfig};
 
 /// Length in bytes of a token hash (SHA-256).
 pub const HASH_LEN: usize = 32;
@@ -81,174 +81,34 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// The role each Vitals RPC needs, by gRPC path. Kept equal to the services' descriptors
-/// by a test: adding an RPC to a .proto without adding it here fails the build's tests.
-pub const RPC_ROLES: &[(&str, Role)] = &[
-    // Ingestion: writes need ingest, reads need read.
-    (
-        "/vitals.ingestion.v1.IngestionService/UpsertAccounts",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/GetAccount",
-        Role::Read,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/ListAccounts",
-        Role::Read,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/UpsertContacts",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/IngestEvents",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/IngestEvent",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/RecordInteractions",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/RecordPulses",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/UpsertSubscriptions",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/UpsertEventTypes",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/ListEventTypes",
-        Role::Read,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/UpsertCustomMetricDefinitions",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/RecordCustomMetrics",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/SetCustomScoreFields",
-        Role::Ingest,
-    ),
-    (
-        "/vitals.ingestion.v1.IngestionService/RecordWebhookSignals",
-        Role::Ingest,
-    ),
-    // Profiles: every write (including assignment) needs admin.
-    (
-        "/vitals.profiles.v1.ProfilesService/CreateHealthProfile",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/GetHealthProfile",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/ListHealthProfiles",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/UpdateHealthProfile",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/DeleteHealthProfile",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/CreateProfileCrossProduct",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/AssignAccounts",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/UnpinAccounts",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/ReassignAccounts",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/GetAccountProfile",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/GetPopulationReport",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/CreateScorecard",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/GetScorecard",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/ListScorecards",
-        Role::Read,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/UpdateScorecard",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/DeleteScorecard",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/ReorderScorecards",
-        Role::Admin,
-    ),
-    (
-        "/vitals.profiles.v1.ProfilesService/PreviewScorecard",
-        Role::Read,
-    ),
-    // Scoring: computing needs admin, everything else read.
-    (
-        "/vitals.scoring.v1.ScoringService/ComputeScores",
-        Role::Admin,
-    ),
-    ("/vitals.scoring.v1.ScoringService/GetScore", Role::Read),
-    ("/vitals.scoring.v1.ScoringService/ListScores", Role::Read),
-    (
-        "/vitals.scoring.v1.ScoringService/GetScoreHistory",
-        Role::Read,
-    ),
-    (
-        "/vitals.scoring.v1.ScoringService/GetDistribution",
-        Role::Read,
-    ),
-    ("/vitals.scoring.v1.ScoringService/ExplainScore", Role::Read),
-    ("/vitals.scoring.v1.ScoringService/WatchScores", Role::Read),
-    ("/vitals.scoring.v1.ScoringService/ListKpis", Role::Read),
-    // Learner: outcomes are data (ingest), training is admin, the rest read.
-    (
-        "/vitals.learner.v1.LearnerService/RecordOutcomes",
-        Role::Ingest,
-    ),
-    ("/vitals.learner.v1.LearnerService/ListOutcomes", Role::Read),
-    ("/vitals.learner.v1.LearnerService/Train", Role::Admin),
-    ("/vitals.learner.v1.LearnerService/GetWeights", Role::Read),
-    ("/vitals.learner.v1.LearnerService/GetModel", Role::Read),
-    ("/vitals.learner.v1.LearnerService/ListModels", Role::Read),
-    ("/vitals.learner.v1.LearnerService/Evaluate", Role::Read),
-    ("/vitals.learner.v1.LearnerService/PredictChurn", Role::Read),
-];
+/// The roles of one service's RPCs: `(gRPC path, role)`, declared by the service next to
+/// its handlers (e.g. `vitals_ingestion::ROLES`) and given to
+/// [`GrpcServer::add`](crate::GrpcServer::add) with the service.
+pub type RpcRoles = &'static [(&'static str, Role)];
+
+/// The role of every RPC a server serves, gathered from the [`RpcRoles`] of its services.
+/// An RPC missing from it needs `admin`: a new RPC is closed until its service declares
+/// its role.
+#[derive(Clone, Debug, Default)]
+pub struct RoleTable {
+    rpcs: HashMap<&'static str, Role>,
+}
+
+impl RoleTable {
+    /// Adds the roles of one service.
+    pub fn extend(&mut self, roles: RpcRoles) {
+        self.rpcs.extend(roles.iter().copied());
+    }
+
+    /// The access rule of the gRPC `path` (`/package.Service/Method`): public for health
+    /// and reflection, the declared role, else `admin` (fail closed).
+    pub fn access(&self, path: &str) -> Access {
+        if is_public(path) {
+            return Access::Public;
+        }
+        Access::Needs(self.rpcs.get(path).copied().unwrap_or(Role::Admin))
+    }
+}
 
 /// gRPC services anyone may call: probes and tooling must work without a token.
 pub const PUBLIC_SERVICES: &[&str] = &[
@@ -266,20 +126,14 @@ pub enum Access {
     Needs(Role),
 }
 
-/// The access rule of the gRPC `path` (`/package.Service/Method`). Unknown paths need
-/// `admin`: fail closed.
-pub fn required_access(path: &str) -> Access {
+/// Whether the gRPC `path` (`/package.Service/Method`) is a health or reflection call,
+/// which needs no token.
+pub fn is_public(path: &str) -> bool {
     let service = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))
         .map(|(service, _)| service);
-    if service.is_some_and(|s| PUBLIC_SERVICES.contains(&s)) {
-        return Access::Public;
-    }
-    RPC_ROLES
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map_or(Access::Needs(Role::Admin), |(_, role)| Access::Needs(*role))
+    service.is_some_and(|s| PUBLIC_SERVICES.contains(&s))
 }
 
 /// Errors of the authentication setup (all are configuration errors, exit code 64).
@@ -423,114 +277,6 @@ pub fn load_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, AuthError> {
     parse_tokens(&text, &path.display().to_string())
 }
 
-/// Label of the first-start admin token in logs.
-pub const FIRST_START_LABEL: &str = "first-start admin token";
-
-/// The all-in-one's first-start admin token. When auth is on and no tokens file is
-/// configured, accepts the admin token whose hash the database keeps (table
-/// `auth_tokens`, see docs/security.md), creating it first when there is none: the new
-/// token is returned (for the caller to hand over once: [`write_token_file`]) and only
-/// its SHA-256 is stored. Does nothing
-/// (and returns `None`) when auth is off or tokens are configured (a tokens file, or
-/// `extra_tokens` set by an embedder): configured tokens then replace the stored one.
-pub async fn first_start_admin_token(
-    config: &mut ServerConfig,
-    store: &vitals_store::Store,
-) -> Result<Option<String>, crate::RunError> {
-    use vitals_store::auth::{FIRST_START_ADMIN, StoredToken, insert_token_if_absent, list_tokens};
-    if config.auth == AuthMode::Off
-        || config.tokens_file.is_some()
-        || !config.extra_tokens.is_empty()
-    {
-        return Ok(None);
-    }
-    let mut created = None;
-    let mut stored = list_tokens(store).await?;
-    if stored.is_empty() {
-        let token = generate_token().map_err(|e| crate::RunError::Config(e.to_string()))?;
-        let row = StoredToken {
-            name: FIRST_START_ADMIN.to_string(),
-            role: Role::Admin.as_str().to_string(),
-            token_sha256: hex::encode(hash_token(&token)),
-            created_at: chrono::Utc::now(),
-        };
-        // Another replica may have won the race on a fresh database: then its token is
-        // the one, and this process shows none.
-        if insert_token_if_absent(store, &row).await? {
-            created = Some(token);
-        }
-        stored = list_tokens(store).await?;
-    }
-    for row in stored {
-        let lines = format!("{} {} {FIRST_START_LABEL}", row.role, row.token_sha256);
-        let parsed = parse_tokens(&lines, "database table auth_tokens")
-            .map_err(|e| crate::RunError::Config(e.to_string()))?;
-        config.extra_tokens.extend(parsed);
-    }
-    Ok(created)
-}
-
-/// Where the all-in-one writes a new first-start admin token unless told otherwise
-/// (`VITALS_ADMIN_TOKEN_FILE`): next to a SQLite database file, `<file>.admin-token`;
-/// for any other database, `vitals-admin-token` in the working directory.
-pub fn default_token_file(database_url: &str) -> PathBuf {
-    let file = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))
-        .map(|rest| rest.split('?').next().unwrap_or(rest))
-        .filter(|f| {
-            !f.is_empty() && !f.contains(":memory:") && !database_url.contains("mode=memory")
-        });
-    match file {
-        Some(f) => PathBuf::from(format!("{f}.admin-token")),
-        None => PathBuf::from("vitals-admin-token"),
-    }
-}
-
-/// Writes `token` (and a newline) to `path`, readable and writable by its owner only
-/// (mode 0600 on Unix), replacing the file at once (written aside, then renamed).
-pub fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(".new");
-    let aside = PathBuf::from(aside);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut f = options.open(&aside)?;
-        // A file left from before keeps its mode through `open`: set it.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        writeln!(f, "{token}")?;
-        f.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    {
-        let mut f = options.open(&aside)?;
-        writeln!(f, "{token}")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&aside, path)
-}
-
-/// The text the all-in-one prints on a terminal when it creates the first-start admin
-/// token (written to `path`); the token itself is not in it.
-pub fn first_start_message(path: &Path) -> String {
-    let shown = path.display();
-    format!(
-        "\n\
-         Vitals created an admin token and wrote it to {shown}\n\
-         (readable by you only; the database keeps only its SHA-256, table auth_tokens).\n\
-         Use it with:\n\
-         \n    export VITALS_TOKEN=$(cat {shown})\n\n\
-         Clients send it as `authorization: Bearer $VITALS_TOKEN` (vitals load reads\n\
-         VITALS_TOKEN). To use your own tokens instead, set VITALS_TOKENS_FILE\n\
-         (docs/security.md).\n"
-    )
-}
-
 /// Who is calling, once the token is accepted; put in the request's extensions so a
 /// handler can read it (`request.extensions().get::<Principal>()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -545,29 +291,27 @@ pub struct Principal {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     tokens: Vec<TokenEntry>,
+    roles: RoleTable,
 }
 
 impl Authenticator {
-    /// An authenticator accepting `tokens`; an empty set is refused ([`AuthError::NoTokens`]).
+    /// An authenticator accepting `tokens`, with no RPC roles yet (every RPC needs
+    /// `admin` until [`Self::with_roles`]); an empty set is refused
+    /// ([`AuthError::NoTokens`]).
     pub fn new(tokens: Vec<TokenEntry>) -> Result<Self, AuthError> {
         if tokens.is_empty() {
             return Err(AuthError::NoTokens);
         }
-        Ok(Self { tokens })
+        Ok(Self {
+            tokens,
+            roles: RoleTable::default(),
+        })
     }
 
-    /// The authenticator `config` asks for: `None` when auth is off, else the tokens of
-    /// `tokens_file` plus `extra_tokens` (at least one).
-    pub fn from_config(config: &ServerConfig) -> Result<Option<Self>, AuthError> {
-        if config.auth == AuthMode::Off {
-            return Ok(None);
-        }
-        let mut tokens = match &config.tokens_file {
-            Some(path) => load_tokens_file(path)?,
-            None => Vec::new(),
-        };
-        tokens.extend(config.extra_tokens.iter().cloned());
-        Self::new(tokens).map(Some)
+    /// This authenticator deciding each RPC's role from `roles`.
+    pub fn with_roles(mut self, roles: RoleTable) -> Self {
+        self.roles = roles;
+        self
     }
 
     /// How many tokens are accepted, per role (read, ingest, admin).
@@ -604,7 +348,7 @@ impl Authenticator {
         path: &str,
         headers: &http::HeaderMap,
     ) -> Result<Option<Principal>, Status> {
-        let Access::Needs(required) = required_access(path) else {
+        let Access::Needs(required) = self.roles.access(path) else {
             return Ok(None);
         };
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
@@ -830,118 +574,29 @@ mod tests {
             None
         );
         // Unknown RPCs fail closed: admin only.
+        let mut roles = RoleTable::default();
+        roles.extend(&[("/vitals.scoring.v1.ScoringService/GetScore", Role::Read)]);
         assert_eq!(
-            required_access("/vitals.scoring.v1.ScoringService/Nope"),
+            roles.access("/vitals.scoring.v1.ScoringService/Nope"),
             Access::Needs(Role::Admin)
         );
-        assert_eq!(required_access("garbage"), Access::Needs(Role::Admin));
+        assert_eq!(roles.access("garbage"), Access::Needs(Role::Admin));
         // A public service name as a prefix of something else is not public.
         assert_eq!(
-            required_access("/grpc.health.v1.HealthX/Check"),
+            roles.access("/grpc.health.v1.HealthX/Check"),
             Access::Needs(Role::Admin)
         );
-    }
-
-    #[tokio::test]
-    async fn first_start_token_is_created_once_and_kept_hashed() {
-        for backend in vitals_store::testing::backends() {
-            let store = vitals_store::testing::fresh_store(backend).await.unwrap();
-            let mut off = ServerConfig::for_tests("sqlite::memory:");
-            assert_eq!(
-                first_start_admin_token(&mut off, &store).await.unwrap(),
-                None
-            );
-            let mut with_file = ServerConfig::for_tests("sqlite::memory:");
-            with_file.auth = AuthMode::On;
-            with_file.tokens_file = Some("tokens".into());
-            assert_eq!(
-                first_start_admin_token(&mut with_file, &store)
-                    .await
-                    .unwrap(),
-                None
-            );
-            assert!(with_file.extra_tokens.is_empty());
-            assert!(
-                vitals_store::auth::list_tokens(&store)
-                    .await
-                    .unwrap()
-                    .is_empty(),
-                "nothing is created when auth is off or a tokens file is set"
-            );
-
-            let mut first = ServerConfig::for_tests("sqlite::memory:");
-            first.auth = AuthMode::On;
-            let token = first_start_admin_token(&mut first, &store)
-                .await
-                .unwrap()
-                .expect("a new token");
-            let shown = first_start_message(Path::new("db.admin-token"));
-            assert!(
-                shown.contains("export VITALS_TOKEN=$(cat db.admin-token)")
-                    && !shown.contains(&token),
-                "{shown}"
-            );
-            let stored = vitals_store::auth::list_tokens(&store).await.unwrap();
-            assert_eq!(stored.len(), 1);
-            assert_eq!(stored[0].role, "admin");
-            assert_eq!(stored[0].token_sha256, hex::encode(hash_token(&token)));
-            assert!(
-                !stored[0]
-                    .token_sha256
-                    .contains(&token[TOKEN_PREFIX.len()..])
-            );
-
-            // The next start shows nothing and accepts the same token.
-            let mut second = ServerConfig::for_tests("sqlite::memory:");
-            second.auth = AuthMode::On;
-            assert_eq!(
-                first_start_admin_token(&mut second, &store).await.unwrap(),
-                None
-            );
-            let a = Authenticator::from_config(&second).unwrap().unwrap();
-            let p = a
-                .check(
-                    "/vitals.learner.v1.LearnerService/Train",
-                    &headers(Some(&format!("Bearer {token}"))),
-                )
-                .unwrap()
-                .unwrap();
-            assert_eq!(p.role, Role::Admin);
-            assert_eq!(p.label, FIRST_START_LABEL);
-        }
-    }
-
-    #[test]
-    fn token_file_default_is_next_to_the_database() {
-        for (url, want) in [
-            ("sqlite://vitals.db?mode=rwc", "vitals.db.admin-token"),
-            ("sqlite://data/x.db", "data/x.db.admin-token"),
-            ("sqlite:x.db", "x.db.admin-token"),
-            ("sqlite::memory:", "vitals-admin-token"),
-            ("sqlite://x.db?mode=memory", "vitals-admin-token"),
-            ("postgres://u@h/db", "vitals-admin-token"),
-        ] {
-            assert_eq!(default_token_file(url), PathBuf::from(want), "{url}");
-        }
-    }
-
-    #[test]
-    fn token_file_is_private_and_replaced() {
-        let dir = std::env::temp_dir().join(format!("vitals-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.admin-token");
-        std::fs::write(&path, "old").unwrap();
-        write_token_file(&path, "vitals_abc").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "vitals_abc\n");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
-        }
-        let err = write_token_file(&dir.join("missing/t"), "x").unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(is_public("/grpc.health.v1.Health/Watch"));
+        // A declared role is the role asked; without the table the same RPC is admin-only.
+        let get = "/vitals.scoring.v1.ScoringService/GetScore";
+        assert_eq!(roles.access(get), Access::Needs(Role::Read));
+        let read = headers(Some("Bearer r"));
+        assert_eq!(
+            a.check(get, &read).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        let a = a.with_roles(roles);
+        assert_eq!(a.check(get, &read).unwrap().unwrap().role, Role::Read);
     }
 
     #[test]

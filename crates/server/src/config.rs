@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::TokenEntry;
+use crate::auth::{AuthError, Authenticator, TokenEntry, load_tokens_file};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -141,6 +141,21 @@ impl ServerConfig {
             tls_client_ca: None,
             extra_tokens: Vec::new(),
         }
+    }
+
+    /// The authenticator this configuration asks for: `None` when auth is off, else the
+    /// tokens of `tokens_file` plus `extra_tokens` (at least one), with no RPC roles yet
+    /// ([`Authenticator::with_roles`]).
+    pub fn authenticator(&self) -> Result<Option<Authenticator>, AuthError> {
+        if self.auth == AuthMode::Off {
+            return Ok(None);
+        }
+        let mut tokens = match &self.tokens_file {
+            Some(path) => load_tokens_file(path)?,
+            None => Vec::new(),
+        };
+        tokens.extend(self.extra_tokens.iter().cloned());
+        Authenticator::new(tokens).map(Some)
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! Services turn their domain errors into [`ApiError`]; `From<ApiError> for Status` is the
 //! only place codes are chosen. Messages are lowercase, have no trailing period, and name
-//! the offending field.
+//! the offending field. An invalid field is also sent as a `google.rpc.BadRequest` detail
+//! ([`invalid_field`]), so clients read the field without parsing the message.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// An error as a caller of the API sees it.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +76,23 @@ impl From<ApiError> for Status {
             tracing::error!(error = %detail, "internal error");
             return Status::internal("internal error (see the server log)");
         }
+        if let ApiError::InvalidArgument { field, message } = &e {
+            return invalid_field(field, message);
+        }
         Status::new(e.code(), e.to_string())
     }
+}
+
+/// INVALID_ARGUMENT on `field` of the request: the message `{field}: {description}`, and
+/// the same as a `google.rpc.BadRequest` field violation in the status details
+/// (`grpc-status-details-bin`). Every validation error goes through here (as
+/// [`ApiError::InvalidArgument`]).
+pub fn invalid_field(field: &str, description: &str) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {description}"),
+        ErrorDetails::with_bad_request_violation(field, description),
+    )
 }
 
 impl From<vitals_store::StoreError> for ApiError {
@@ -129,6 +146,18 @@ mod tests {
         let s: Status = ApiError::invalid("events[3].account_id", "must not be empty").into();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "events[3].account_id: must not be empty");
+        let v = &s
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations;
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].field.as_str(), v[0].description.as_str()),
+            ("events[3].account_id", "must not be empty")
+        );
+        // Other codes carry no details.
+        let s: Status = ApiError::NotFound("profile \"x\"".into()).into();
+        assert!(s.get_details_bad_request().is_none() && s.details().is_empty());
         let s: Status = ApiError::NotFound("profile \"x\"".into()).into();
         assert_eq!(
             (s.code(), s.message()),

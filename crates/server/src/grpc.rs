@@ -17,7 +17,7 @@ use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
-use crate::auth::{AuthError, AuthLayer, Authenticator};
+use crate::auth::{AuthError, AuthLayer, RoleTable, RpcRoles};
 use crate::config::ServerConfig;
 use crate::limits::CallLimitsLayer;
 use crate::metrics::RpcMetricsLayer;
@@ -53,6 +53,7 @@ impl ServeError {
 pub struct GrpcServer {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    roles: RoleTable,
     database: Option<vitals_store::Store>,
 }
 
@@ -71,9 +72,10 @@ impl GrpcServer {
         Self::default()
     }
 
-    /// Adds a generated tonic service; it is reported SERVING by health and listed by
-    /// reflection.
-    pub fn add<S>(&mut self, svc: S) -> &mut Self
+    /// Adds a generated tonic service with the roles of its RPCs (declared by the service,
+    /// e.g. `vitals_ingestion::ROLES`; an RPC missing from them needs `admin`); it is
+    /// reported SERVING by health and listed by reflection.
+    pub fn add<S>(&mut self, svc: S, roles: RpcRoles) -> &mut Self
     where
         S: tower::Service<http::Request<Body>, Error = Infallible>
             + NamedService
@@ -84,7 +86,16 @@ impl GrpcServer {
         S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {
+        debug_assert!(
+            roles.iter().all(|(path, _)| path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .is_some_and(|(service, _)| service == S::NAME)),
+            "roles given with {} name RPCs of another service",
+            S::NAME
+        );
         self.names.push(S::NAME);
+        self.roles.extend(roles);
         self.routes.add_service(svc);
         self
     }
@@ -123,7 +134,9 @@ impl GrpcServer {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let auth = Authenticator::from_config(config)?;
+        let auth = config
+            .authenticator()?
+            .map(|a| a.with_roles(self.roles.clone()));
         let tls = crate::tls::server_tls_config(config)?;
         let mut builder = tonic::transport::Server::builder();
         let tls_mode = match (&tls, &config.tls_client_ca) {
@@ -163,6 +176,8 @@ impl GrpcServer {
             let mut b = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(vitals_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.BadRequest & co, so grpcurl prints the details of an error.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name("grpc.health.v1.Health");
             // List only what this process serves, not every service in the descriptors.
             for name in &self.names {

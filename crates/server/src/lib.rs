@@ -10,9 +10,11 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod first_start;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;
+pub mod paging;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub use config::{AuthMode, LogFormat, ServerConfig};
-pub use error::{ApiError, not_yet};
+pub use error::{ApiError, invalid_field, not_yet};
 pub use grpc::{GrpcServer, ServeError};
 pub use work::{CancelFlag, Cancelled, Work, WorkBudget};
 

@@ -96,7 +96,7 @@ where
         // The instance polled ready serves this call; a clone waits for the next one.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if is_public(req.uri().path()) {
+        if crate::auth::is_public(req.uri().path()) {
             return Box::pin(async move { inner.call(req).await });
         }
         let (deadline, why) = deadline(req.headers(), self.limits.request_timeout);
@@ -126,14 +126,6 @@ where
             }
         })
     }
-}
-
-/// Whether `path` (`/package.Service/Method`) is a health or reflection call.
-fn is_public(path: &str) -> bool {
-    matches!(
-        crate::auth::required_access(path),
-        crate::auth::Access::Public
-    )
 }
 
 /// Whose deadline a call has.

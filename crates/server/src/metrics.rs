@@ -132,13 +132,7 @@ pub fn learner_fallback(reason: &'static str, weights: &'static str) {
 pub fn rpc_labels(path: &str) -> (&'static str, &'static str) {
     static KNOWN: OnceLock<Vec<(&'static str, &'static str, &'static str)>> = OnceLock::new();
     let known = KNOWN.get_or_init(|| {
-        let mut v: Vec<(&'static str, &'static str, &'static str)> = crate::auth::RPC_ROLES
-            .iter()
-            .filter_map(|(p, _)| {
-                let (svc, method) = p.strip_prefix('/')?.split_once('/')?;
-                Some((*p, svc, method))
-            })
-            .collect();
+        let mut v = vitals_rpcs();
         for (p, svc, method) in [
             (
                 "/grpc.health.v1.Health/Check",
@@ -169,6 +163,31 @@ pub fn rpc_labels(path: &str) -> (&'static str, &'static str) {
         .iter()
         .find(|(p, _, _)| *p == path)
         .map_or(("unknown", "unknown"), |(_, s, m)| (*s, *m))
+}
+
+/// `(path, service, method)` of every RPC of the Vitals services, from the descriptor set
+/// (leaked once: the labels live as long as the process).
+fn vitals_rpcs() -> Vec<(&'static str, &'static str, &'static str)> {
+    use prost::Message;
+    let Ok(fds) = prost_types::FileDescriptorSet::decode(vitals_proto::FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut v = Vec::new();
+    for file in &fds.file {
+        for svc in &file.service {
+            let full = format!("{}.{}", file.package(), svc.name());
+            if !vitals_proto::SERVICE_NAMES.contains(&full.as_str()) {
+                continue;
+            }
+            let service = leak(full);
+            for m in &svc.method {
+                let path = leak(format!("/{service}/{}", m.name()));
+                v.push((path, service, leak(m.name().to_string())));
+            }
+        }
+    }
+    v
 }
 
 /// Records one finished call, once.

@@ -174,7 +174,7 @@ impl<B> tower_http::trace::MakeSpan<B> for GrpcMakeSpan {
         let path = request.uri().path();
         let (service, method) = crate::metrics::rpc_labels(path);
         let rpc = path.strip_prefix('/').unwrap_or(path);
-        let span = if crate::auth::required_access(path) == crate::auth::Access::Public {
+        let span = if crate::auth::is_public(path) {
             tracing::debug_span!(
                 "grpc",
                 otel.name = %rpc,

@@ -212,3 +212,20 @@ pub fn sample_full() -> Option<PathBuf> {
         None
     }
 }
+
+/// One integer from a query such as `SELECT COUNT(*) FROM events` on `store`, on either
+/// back end (the result is cast to BIGINT: a SUM of a bigint is numeric on PostgreSQL).
+///
+/// # Panics
+/// When the query fails or gives no integer.
+pub async fn query_int(store: &vitals_store::Store, sql: &str) -> i64 {
+    use vitals_store::sea_orm::{ConnectionTrait, Statement};
+    let c = store.conn();
+    let sql = format!("SELECT CAST(({sql}) AS BIGINT) AS n");
+    let row = c
+        .query_one_raw(Statement::from_string(c.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("one row");
+    row.try_get_by_index::<i64>(0).expect("an integer column")
+}

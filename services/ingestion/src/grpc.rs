@@ -1,57 +1,23 @@
-//! The tonic adapter of the ingestion service: proto in, validation and domain call,
-//! proto out.
+//! The tonic adapter of the ingestion service: decode (`convert`), call (`domain`),
+//! encode (`convert`), nothing else.
 
-use std::future::Future;
 use std::pin::Pin;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use vitals_proto::ingestion::v1 as pb;
-use vitals_server::ApiError;
 use vitals_store::ingestion as st;
 
 use crate::IngestionService;
-use crate::domain::{self, page_token, sentiment, validate};
+use crate::convert;
 
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+type Reply<T> = Result<Response<T>, Status>;
 
 /// Validated batches waiting to be written on one IngestEvents stream: while one batch
 /// is in its transaction, the next is decoded and validated.
 const STREAM_PIPELINE: usize = 2;
-
-impl IngestionService {
-    /// Runs a write under the gate (see [`IngestionService::gate`]).
-    async fn write<T, F, Fut>(&self, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(vitals_store::Store) -> Fut,
-        Fut: Future<Output = Result<T, vitals_store::StoreError>>,
-    {
-        let _permit = self
-            .gate
-            .acquire()
-            .await
-            .map_err(|_| ApiError::Unavailable("server shutting down".into()))?;
-        Ok(f(self.store.clone()).await?)
-    }
-
-    /// Writes one validated batch of events.
-    async fn write_events(&self, events: Vec<st::NewEvent>) -> Result<st::EventsWritten, ApiError> {
-        let w = self
-            .write(|_| async move { self.events.write(events).await })
-            .await?;
-        // Counted after the commit; duplicates are not new events.
-        vitals_server::metrics::events_ingested("event", u64::from(w.accepted));
-        Ok(w)
-    }
-}
-
-/// The (created, updated) counts of a committed write, counted in `vitals.ingested` under
-/// `kind` (rows created or updated; rows left as they were are not counted).
-fn counts(kind: &'static str, u: st::Upserted) -> (u32, u32) {
-    vitals_server::metrics::events_ingested(kind, u64::from(u.created) + u64::from(u.updated));
-    (u.created, u.updated)
-}
 
 #[tonic::async_trait]
 impl pb::ingestion_service_server::IngestionService for IngestionService {
@@ -60,22 +26,11 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn upsert_accounts(
         &self,
         request: Request<pb::UpsertAccountsRequest>,
-    ) -> Result<Response<pb::UpsertAccountsResponse>, Status> {
+    ) -> Reply<pb::UpsertAccountsResponse> {
         let r = request.into_inner();
-        let rows = domain::accounts_batch(&r)?;
-        let replace = r.replace_attributes;
-        let ids = self
-            .accounts_hook
-            .as_ref()
-            .map(|_| rows.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
-        let (created_count, updated_count) = counts(
-            "account",
-            self.write(|s| async move { st::upsert_accounts(&s, &rows, replace).await })
-                .await?,
-        );
-        if let (Some(hook), Some(ids)) = (&self.accounts_hook, ids) {
-            hook(ids).await;
-        }
+        let rows = convert::accounts_batch(&r)?;
+        let (created_count, updated_count) =
+            self.upsert_accounts(rows, r.replace_attributes).await?;
         Ok(Response::new(pb::UpsertAccountsResponse {
             created_count,
             updated_count,
@@ -85,83 +40,32 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
-    ) -> Result<Response<pb::GetAccountResponse>, Status> {
-        let id = validate::id("account_id", &request.get_ref().account_id)?;
-        let account = st::get_account(&self.store, &id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("account {id:?}")))?;
+    ) -> Reply<pb::GetAccountResponse> {
+        let id = convert::validate::id("account_id", &request.get_ref().account_id)?;
+        let account = self.get_account(&id).await?;
         Ok(Response::new(pb::GetAccountResponse {
-            account: Some(domain::account_to_pb(account)),
+            account: Some(convert::account_to_pb(account)),
         }))
     }
 
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
-    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let r = request.into_inner();
-        let size = validate::page_size(r.page_size, 100, 1000)?;
-        vitals_server::validate::no_nul("profile", &r.profile)?;
-        let profile_id = if r.profile.is_empty() {
-            None
-        } else {
-            let id = r
-                .profile
-                .strip_prefix("profiles/")
-                .filter(|id| !id.is_empty() && !id.contains('/'))
-                .ok_or_else(|| ApiError::invalid("profile", "must be profiles/{profile_id}"))?;
-            Some(id.to_string())
-        };
-        let status = domain::status_filter(r.status)?;
-        let filter = st::AccountFilter { profile_id, status };
-        let status_key = r.status.to_string();
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = page_token::decode(&r.page_token)?;
-            match parts.as_slice() {
-                [profile, status, last] if *profile == r.profile && *status == status_key => {
-                    Some(last.clone())
-                }
-                [_, _, _] => {
-                    return Err(ApiError::invalid(
-                        "page_token",
-                        "was made for other filters (profile, status)",
-                    )
-                    .into());
-                }
-                _ => return Err(ApiError::invalid("page_token", "malformed").into()),
-            }
-        };
-        let (mut list, total) = st::list_accounts(&self.store, &filter, after.as_deref(), size + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let next_page_token = if list.len() as u64 > size {
-            list.truncate(size as usize);
-            list.last()
-                .map(|a| page_token::encode(&[&r.profile, &status_key, &a.id]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListAccountsResponse {
-            accounts: list.into_iter().map(domain::account_to_pb).collect(),
-            next_page_token,
-            total_size: u32::try_from(total).unwrap_or(u32::MAX),
-        }))
+    ) -> Reply<pb::ListAccountsResponse> {
+        let q = convert::list_accounts_request(request.get_ref())?;
+        let after = q.page.after.as_ref().map(|[id]| id.as_str());
+        let (rows, total) = self.list_accounts(&q.filter, after, q.page.limit()).await?;
+        Ok(Response::new(convert::list_accounts_response(
+            rows, total, &q.page,
+        )))
     }
 
     async fn upsert_contacts(
         &self,
         request: Request<pb::UpsertContactsRequest>,
-    ) -> Result<Response<pb::UpsertContactsResponse>, Status> {
-        let rows = domain::contacts_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "contact",
-            self.write(|s| async move { st::upsert_contacts(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::UpsertContactsResponse> {
+        let rows = convert::contacts_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.upsert_contacts(rows).await?;
         Ok(Response::new(pb::UpsertContactsResponse {
             created_count,
             updated_count,
@@ -171,7 +75,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn ingest_events(
         &self,
         request: Request<tonic::Streaming<pb::IngestEventsRequest>>,
-    ) -> Result<Response<Self::IngestEventsStream>, Status> {
+    ) -> Reply<Self::IngestEventsStream> {
         let mut inbound = request.into_inner();
         let (batch_tx, mut batch_rx) =
             mpsc::channel::<Result<(u64, Vec<st::NewEvent>), Status>>(STREAM_PIPELINE);
@@ -182,7 +86,7 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         tokio::spawn(async move {
             loop {
                 let item = match inbound.message().await {
-                    Ok(Some(req)) => domain::events_batch(req).map_err(Status::from),
+                    Ok(Some(req)) => convert::events_batch(req).map_err(Status::from),
                     Ok(None) => break,
                     Err(status) => Err(status),
                 };
@@ -198,14 +102,15 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
         tokio::spawn(async move {
             while let Some(item) = batch_rx.recv().await {
                 let reply = match item {
-                    Ok((sequence, events)) => match svc.write_events(events).await {
-                        Ok(w) => Ok(pb::IngestEventsResponse {
+                    Ok((sequence, events)) => svc
+                        .write_events(events)
+                        .await
+                        .map(|w| pb::IngestEventsResponse {
                             sequence,
                             accepted_count: w.accepted,
                             duplicate_count: w.duplicates,
-                        }),
-                        Err(e) => Err(Status::from(e)),
-                    },
+                        })
+                        .map_err(Status::from),
                     Err(status) => Err(status),
                 };
                 let stop = reply.is_err();
@@ -220,13 +125,8 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn ingest_event(
         &self,
         request: Request<pb::IngestEventRequest>,
-    ) -> Result<Response<pb::IngestEventResponse>, Status> {
-        let e = request
-            .get_ref()
-            .event
-            .as_ref()
-            .ok_or_else(|| ApiError::invalid("event", "is required"))?;
-        let event = domain::event(e, "event", chrono::Utc::now())?;
+    ) -> Reply<pb::IngestEventResponse> {
+        let event = convert::ingest_event_request(request.get_ref())?;
         let w = self.write_events(vec![event]).await?;
         Ok(Response::new(pb::IngestEventResponse {
             duplicate: w.accepted == 0,
@@ -236,30 +136,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn record_interactions(
         &self,
         request: Request<pb::RecordInteractionsRequest>,
-    ) -> Result<Response<pb::RecordInteractionsResponse>, Status> {
-        let items = domain::interactions_batch(request.get_ref())?;
-        // VADER is CPU work (up to 10,000 texts of 64 KiB): off the async threads.
-        let (rows, computed) = tokio::task::spawn_blocking(move || {
-            let mut computed = 0u32;
-            let rows: Vec<st::InteractionRow> = items
-                .into_iter()
-                .map(|(mut row, text)| {
-                    if let Some(t) = text {
-                        row.sentiment = Some(sentiment::compound(&t));
-                        computed += 1;
-                    }
-                    row
-                })
-                .collect();
-            (rows, computed)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("sentiment task failed: {e}")))?;
-        let (created_count, updated_count) = counts(
-            "interaction",
-            self.write(|s| async move { st::record_interactions(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::RecordInteractionsResponse> {
+        let items = convert::interactions_batch(request.get_ref())?;
+        let ((created_count, updated_count), computed) = self.record_interactions(items).await?;
         Ok(Response::new(pb::RecordInteractionsResponse {
             created_count,
             updated_count,
@@ -270,13 +149,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn record_pulses(
         &self,
         request: Request<pb::RecordPulsesRequest>,
-    ) -> Result<Response<pb::RecordPulsesResponse>, Status> {
-        let rows = domain::pulses_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "pulse",
-            self.write(|s| async move { st::record_pulses(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::RecordPulsesResponse> {
+        let rows = convert::pulses_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.record_pulses(rows).await?;
         Ok(Response::new(pb::RecordPulsesResponse {
             created_count,
             updated_count,
@@ -286,13 +161,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn upsert_subscriptions(
         &self,
         request: Request<pb::UpsertSubscriptionsRequest>,
-    ) -> Result<Response<pb::UpsertSubscriptionsResponse>, Status> {
-        let rows = domain::subscriptions_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "subscription",
-            self.write(|s| async move { st::upsert_subscriptions(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::UpsertSubscriptionsResponse> {
+        let rows = convert::subscriptions_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.upsert_subscriptions(rows).await?;
         Ok(Response::new(pb::UpsertSubscriptionsResponse {
             created_count,
             updated_count,
@@ -302,13 +173,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn upsert_event_types(
         &self,
         request: Request<pb::UpsertEventTypesRequest>,
-    ) -> Result<Response<pb::UpsertEventTypesResponse>, Status> {
-        let rows = domain::event_types_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "event_type",
-            self.write(|s| async move { st::upsert_event_types(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::UpsertEventTypesResponse> {
+        let rows = convert::event_types_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.upsert_event_types(rows).await?;
         Ok(Response::new(pb::UpsertEventTypesResponse {
             created_count,
             updated_count,
@@ -318,45 +185,21 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn list_event_types(
         &self,
         request: Request<pb::ListEventTypesRequest>,
-    ) -> Result<Response<pb::ListEventTypesResponse>, Status> {
-        let r = request.into_inner();
-        let size = validate::page_size(r.page_size, 100, 1000)?;
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let mut parts = page_token::decode(&r.page_token)?;
-            if parts.len() != 1 {
-                return Err(ApiError::invalid("page_token", "malformed").into());
-            }
-            parts.pop()
-        };
-        let mut list = st::list_event_types(&self.store, after.as_deref(), size + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let next_page_token = if list.len() as u64 > size {
-            list.truncate(size as usize);
-            list.last()
-                .map(|t| page_token::encode(&[&t.name]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListEventTypesResponse {
-            event_types: list.into_iter().map(domain::event_type_to_pb).collect(),
-            next_page_token,
-        }))
+    ) -> Reply<pb::ListEventTypesResponse> {
+        let page = convert::list_event_types_request(request.get_ref())?;
+        let after = page.after.as_ref().map(|[name]| name.as_str());
+        let rows = self.list_event_types(after, page.limit()).await?;
+        Ok(Response::new(convert::list_event_types_response(
+            rows, &page,
+        )))
     }
 
     async fn upsert_custom_metric_definitions(
         &self,
         request: Request<pb::UpsertCustomMetricDefinitionsRequest>,
-    ) -> Result<Response<pb::UpsertCustomMetricDefinitionsResponse>, Status> {
-        let rows = domain::metric_definitions_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "custom_metric_definition",
-            self.write(|s| async move { st::upsert_metric_definitions(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::UpsertCustomMetricDefinitionsResponse> {
+        let rows = convert::metric_definitions_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.upsert_metric_definitions(rows).await?;
         Ok(Response::new(pb::UpsertCustomMetricDefinitionsResponse {
             created_count,
             updated_count,
@@ -366,13 +209,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn record_custom_metrics(
         &self,
         request: Request<pb::RecordCustomMetricsRequest>,
-    ) -> Result<Response<pb::RecordCustomMetricsResponse>, Status> {
-        let rows = domain::custom_metrics_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "custom_metric",
-            self.write(|s| async move { st::record_custom_metrics(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::RecordCustomMetricsResponse> {
+        let rows = convert::custom_metrics_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.record_custom_metrics(rows).await?;
         Ok(Response::new(pb::RecordCustomMetricsResponse {
             created_count,
             updated_count,
@@ -382,12 +221,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn set_custom_score_fields(
         &self,
         request: Request<pb::SetCustomScoreFieldsRequest>,
-    ) -> Result<Response<pb::SetCustomScoreFieldsResponse>, Status> {
-        let rows = domain::score_fields_batch(request.get_ref())?;
-        let set_count = self
-            .write(|s| async move { st::set_custom_score_fields(&s, &rows).await })
-            .await?;
-        vitals_server::metrics::events_ingested("custom_score_field", u64::from(set_count));
+    ) -> Reply<pb::SetCustomScoreFieldsResponse> {
+        let rows = convert::score_fields_batch(request.get_ref())?;
+        let set_count = self.set_custom_score_fields(rows).await?;
         Ok(Response::new(pb::SetCustomScoreFieldsResponse {
             set_count,
         }))
@@ -396,13 +232,9 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
     async fn record_webhook_signals(
         &self,
         request: Request<pb::RecordWebhookSignalsRequest>,
-    ) -> Result<Response<pb::RecordWebhookSignalsResponse>, Status> {
-        let rows = domain::signals_batch(request.get_ref())?;
-        let (created_count, updated_count) = counts(
-            "webhook_signal",
-            self.write(|s| async move { st::record_webhook_signals(&s, &rows).await })
-                .await?,
-        );
+    ) -> Reply<pb::RecordWebhookSignalsResponse> {
+        let rows = convert::signals_batch(request.get_ref())?;
+        let (created_count, updated_count) = self.record_webhook_signals(rows).await?;
         Ok(Response::new(pb::RecordWebhookSignalsResponse {
             created_count,
             updated_count,

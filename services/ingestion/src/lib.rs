@@ -3,9 +3,13 @@
 //! [`run`] serves it alone (the `vitals-ingestion` binary); [`register`] adds it to a server
 //! that hosts several services (the all-in-one `vitals`).
 
+pub mod convert;
 pub mod domain;
+pub mod error;
 mod grpc;
-pub mod loader;
+mod roles;
+
+pub use roles::ROLES;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -131,6 +135,7 @@ pub fn register_with_hook(
         IngestionServiceServer::new(service)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        ROLES,
     );
     Ok(())
 }

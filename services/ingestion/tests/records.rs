@@ -194,7 +194,10 @@ async fn accounts_upsert_get_list() {
             .unwrap_err();
         assert_eq!(
             (s.code(), s.message()),
-            (Code::InvalidArgument, "page_token: malformed")
+            (
+                Code::InvalidArgument,
+                "page_token: not a token from a previous response of this list"
+            )
         );
         let s = c
             .list_accounts(pb::ListAccountsRequest {

@@ -5,8 +5,11 @@ use prost_types::Timestamp;
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
-use vitals_store::learner::{GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeRecord};
+use vitals_store::learner::{
+    GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeCursor, OutcomeFilter, OutcomeRecord,
+};
 
 use crate::LearnerArgs;
 use crate::domain::Settings;
@@ -23,10 +26,6 @@ pub const MAX_PREDICT: usize = 1_000;
 pub const MAX_NOTE_BYTES: usize = 4_096;
 /// Longest account id in bytes.
 pub const MAX_ID_BYTES: usize = 256;
-/// Default page size of the lists.
-pub const DEFAULT_PAGE: u64 = 100;
-/// Largest page size of the lists.
-pub const MAX_PAGE: u64 = 1_000;
 
 /// Checks a customer-owned id: 1..256 bytes, no control characters.
 pub fn account_id(field: &str, id: &str) -> Result<(), ApiError> {
@@ -206,50 +205,171 @@ pub fn outcome(r: &OutcomeRecord) -> pb::Outcome {
     }
 }
 
-/// Page size: 0 = 100, above 1,000 = 1,000, negative = INVALID_ARGUMENT.
-pub fn page_size(n: i32) -> Result<u64, ApiError> {
-    match n {
-        n if n < 0 => Err(ApiError::invalid("page_size", "must not be negative")),
-        0 => Ok(DEFAULT_PAGE),
-        n => Ok((n as u64).min(MAX_PAGE)),
+/// A decoded page of a learner list: its size, where it resumes (a decoded cursor) and
+/// the fingerprint of the request's filters its token is bound to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<C> {
+    /// Rows per page.
+    pub size: u64,
+    /// Where the page resumes (`None` on the first page).
+    pub after: Option<C>,
+    /// The fingerprint of the request's filters.
+    pub filters: u64,
+}
+
+impl<C> Page<C> {
+    /// How many rows to read: one more than the page, to know whether another follows.
+    pub fn limit(&self) -> u64 {
+        self.size + 1
+    }
+
+    /// Keeps this page of `rows` and returns the next page's token.
+    pub fn next<T, const N: usize>(
+        &self,
+        rows: &mut Vec<T>,
+        key: impl FnOnce(&T) -> [String; N],
+    ) -> String {
+        paging::next_after(rows, self.size, self.filters, key)
     }
 }
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
+/// A ListOutcomes request: its filter and page (the token is bound to the filter).
+pub fn list_outcomes_request(
+    r: &pb::ListOutcomesRequest,
+) -> Result<(OutcomeFilter, Page<OutcomeCursor>), ApiError> {
+    let size = PageLimits::STANDARD.size(r.page_size)?;
+    if !r.account_id.is_empty() {
+        account_id("account_id", &r.account_id)?;
+    }
+    let mut filter = OutcomeFilter {
+        account_id: (!r.account_id.is_empty()).then(|| r.account_id.clone()),
+        kind: kind_filter(r.kind)?,
+        ..OutcomeFilter::default()
+    };
+    if let Some(range) = &r.time_range {
+        filter.from = range
+            .start_time
+            .as_ref()
+            .map(|t| time("time_range.start_time", t))
+            .transpose()?;
+        filter.to = range
+            .end_time
+            .as_ref()
+            .map(|t| time("time_range.end_time", t))
+            .transpose()?;
+        if let (Some(a), Some(b)) = (filter.from, filter.to)
+            && b < a
+        {
+            return Err(ApiError::invalid(
+                "time_range.end_time",
+                "must not be before start_time",
+            ));
+        }
+    }
+    let filters = paging::fingerprint(&[&format!("{filter:?}")]);
+    let after = outcome_cursor(&r.page_token, filters)?;
+    Ok((
+        filter,
+        Page {
+            size,
+            after,
+            filters,
+        },
+    ))
 }
 
-fn unhex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+/// A ListModels request: the profile (`None` for any) and the page (resuming before a
+/// model id; bound to the filters).
+pub fn list_models_request(
+    r: &pb::ListModelsRequest,
+) -> Result<(Option<String>, Page<i64>), ApiError> {
+    let size = PageLimits::STANDARD.size(r.page_size)?;
+    let profile = profile_name("profile", &r.profile)?;
+    let filters = paging::fingerprint(&[r.profile.as_str(), &r.latest_only.to_string()]);
+    let after = model_cursor(&r.page_token, filters)?;
+    Ok((
+        profile,
+        Page {
+            size,
+            after,
+            filters,
+        },
+    ))
 }
 
-/// Opaque page token from its parts.
-pub fn encode_token(parts: &[&str]) -> String {
-    hex(&parts.join("\u{1f}"))
+/// The (profile, version) of a GetModel request's name.
+pub fn model_name_request(name: &str) -> Result<(String, i32), ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::invalid("name", "must be set"));
+    }
+    parse_model_name(name)
 }
 
-/// Parts of a page token; INVALID_ARGUMENT when it was not made by [`encode_token`] with
-/// `n` parts.
-pub fn decode_token(token: &str, n: usize) -> Result<Vec<String>, ApiError> {
-    let bad = || ApiError::invalid("page_token", "not a token from a previous response");
-    let s = unhex(token).ok_or_else(bad)?;
-    // Never made by `encode_token` (ids hold no control character), and PostgreSQL text
-    // cannot hold a NUL.
-    if s.contains('\0') {
-        return Err(bad());
+/// Checks the account ids of a PredictChurn request.
+pub fn predict_request(ids: &[String]) -> Result<(), ApiError> {
+    if ids.is_empty() || ids.len() > MAX_PREDICT {
+        return Err(ApiError::invalid(
+            "account_ids",
+            format!("must hold 1 to 1,000 ids, got {}", ids.len()),
+        ));
     }
-    let parts: Vec<String> = s.split('\u{1f}').map(str::to_owned).collect();
-    if parts.len() != n {
-        return Err(bad());
+    for (i, id) in ids.iter().enumerate() {
+        account_id(&format!("account_ids[{i}]"), id)?;
     }
-    Ok(parts)
+    Ok(())
+}
+
+/// The PredictChurn response: one prediction per id, in the request's order.
+pub fn predict_response(
+    ids: Vec<String>,
+    predictions: Vec<(f64, std::sync::Arc<ModelRow>, Option<String>)>,
+) -> pb::PredictChurnResponse {
+    pb::PredictChurnResponse {
+        predictions: ids
+            .into_iter()
+            .zip(predictions)
+            .map(|(id, (p, m, profile))| pb::ChurnPrediction {
+                account_id: id,
+                probability: p,
+                model: model_name(&m),
+                profile: profile
+                    .filter(|p| p != GLOBAL_MODEL)
+                    .map(|p| format!("profiles/{p}"))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// The page-token key of an outcome (ListOutcomes resumes after it).
+pub fn outcome_key(o: &OutcomeRecord) -> [String; 3] {
+    let nanos = o.at.timestamp_nanos_opt().unwrap_or_default().to_string();
+    [nanos, o.account_id.clone(), o.kind.clone()]
+}
+
+/// The cursor of a ListOutcomes token (`None` for the first page).
+pub fn outcome_cursor(token: &str, filters: u64) -> Result<Option<OutcomeCursor>, ApiError> {
+    let Some([nanos, account_id, kind]) = paging::decode::<3>(token, filters)? else {
+        return Ok(None);
+    };
+    let nanos: i64 = nanos
+        .parse()
+        .map_err(|_| ApiError::invalid(paging::PAGE_TOKEN_FIELD, paging::BAD_TOKEN))?;
+    Ok(Some(OutcomeCursor {
+        at: DateTime::from_timestamp_nanos(nanos),
+        account_id,
+        kind,
+    }))
+}
+
+/// The model id a ListModels token resumes before (`None` for the first page).
+pub fn model_cursor(token: &str, filters: u64) -> Result<Option<i64>, ApiError> {
+    paging::decode::<1>(token, filters)?
+        .map(|[id]| {
+            id.parse()
+                .map_err(|_| ApiError::invalid(paging::PAGE_TOKEN_FIELD, paging::BAD_TOKEN))
+        })
+        .transpose()
 }
 
 /// Resolves training options against the server's defaults, validating each set field.

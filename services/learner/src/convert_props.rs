@@ -6,6 +6,7 @@
 use chrono::Utc;
 use proptest::prelude::*;
 use vitals_proto::learner::v1 as pb;
+use vitals_server::paging::PageLimits;
 use vitals_server::validate::{EARLIEST, MAX_AHEAD};
 use vitals_test_support::arb::{self, assert_clear_invalid, assert_storable_text};
 
@@ -76,7 +77,7 @@ proptest! {
     }
 
     #[test]
-    fn names_tokens_and_options(s in arb::text(), n in 0usize..4, size in arb::int(), kind in arb::int(),
+    fn names_tokens_and_options(s in arb::text(), n in any::<u64>(), size in arb::int(), kind in arb::int(),
                                 o in options()) {
         if let Err(e) = convert::account_id("account_id", &s) {
             assert_clear_invalid(e);
@@ -87,11 +88,16 @@ proptest! {
         if let Err(e) = convert::parse_model_name(&s) {
             assert_clear_invalid(e);
         }
-        match convert::decode_token(&s, n) {
-            Ok(parts) => for p in parts { assert_storable_text("page_token", &p); },
+        match convert::outcome_cursor(&s, n) {
+            Ok(c) => for p in c.into_iter().flat_map(|c| [c.account_id, c.kind]) {
+                assert_storable_text("page_token", &p);
+            },
             Err(e) => assert_clear_invalid(e),
         }
-        if let Err(e) = convert::page_size(size) {
+        if let Err(e) = convert::model_cursor(&s, n) {
+            assert_clear_invalid(e);
+        }
+        if let Err(e) = PageLimits::STANDARD.size(size) {
             assert_clear_invalid(e);
         }
         if let Err(e) = convert::kind_filter(kind) {

@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 use vitals_proto::common::v1 as common;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
-use vitals_store::learner::{self as store, GLOBAL_MODEL, OutcomeCursor, OutcomeFilter};
 
 use crate::LearnerService;
 use crate::convert::{self, decode};
@@ -50,64 +49,11 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         &self,
         request: Request<pb::ListOutcomesRequest>,
     ) -> Reply<pb::ListOutcomesResponse> {
-        let r = request.into_inner();
-        let limit = convert::page_size(r.page_size)?;
-        if !r.account_id.is_empty() {
-            convert::account_id("account_id", &r.account_id)?;
-        }
-        let mut filter = OutcomeFilter {
-            account_id: (!r.account_id.is_empty()).then(|| r.account_id.clone()),
-            kind: convert::kind_filter(r.kind)?,
-            ..OutcomeFilter::default()
-        };
-        if let Some(range) = &r.time_range {
-            filter.from = range
-                .start_time
-                .as_ref()
-                .map(|t| convert::time("time_range.start_time", t))
-                .transpose()?;
-            filter.to = range
-                .end_time
-                .as_ref()
-                .map(|t| convert::time("time_range.end_time", t))
-                .transpose()?;
-            if let (Some(a), Some(b)) = (filter.from, filter.to)
-                && b < a
-            {
-                return Err(ApiError::invalid(
-                    "time_range.end_time",
-                    "must not be before start_time",
-                )
-                .into());
-            }
-        }
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = convert::decode_token(&r.page_token, 3)?;
-            let nanos: i64 = parts[0].parse().map_err(|_| {
-                ApiError::invalid("page_token", "not a token from a previous response")
-            })?;
-            Some(OutcomeCursor {
-                at: DateTime::from_timestamp_nanos(nanos),
-                account_id: parts[1].clone(),
-                kind: parts[2].clone(),
-            })
-        };
-        let mut rows = store::list_outcomes(&self.store, &filter, after.as_ref(), limit + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|o| {
-                    let nanos = o.at.timestamp_nanos_opt().unwrap_or_default().to_string();
-                    convert::encode_token(&[&nanos, &o.account_id, &o.kind])
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (filter, page) = convert::list_outcomes_request(request.get_ref())?;
+        let mut rows = self
+            .list_outcomes(&filter, page.after.as_ref(), page.limit())
+            .await?;
+        let next = page.next(&mut rows, convert::outcome_key);
         Ok(Response::new(pb::ListOutcomesResponse {
             outcomes: rows.iter().map(convert::outcome).collect(),
             next_page_token: next,
@@ -170,14 +116,8 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         request: Request<pb::GetModelRequest>,
     ) -> Reply<pb::GetModelResponse> {
         let name = request.into_inner().name;
-        if name.is_empty() {
-            return Err(ApiError::invalid("name", "must be set").into());
-        }
-        let (profile, version) = convert::parse_model_name(&name)?;
-        let row = store::get_model(&self.store, &profile, version)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("model {name}")))?;
+        let (profile, version) = convert::model_name_request(&name)?;
+        let row = self.get_model(&profile, version, &name).await?;
         Ok(Response::new(pb::GetModelResponse {
             model: Some(convert::model(&row)?),
         }))
@@ -188,33 +128,11 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         request: Request<pb::ListModelsRequest>,
     ) -> Reply<pb::ListModelsResponse> {
         let r = request.into_inner();
-        let limit = convert::page_size(r.page_size)?;
-        let profile = convert::profile_name("profile", &r.profile)?;
-        let before = if r.page_token.is_empty() {
-            None
-        } else {
-            let parts = convert::decode_token(&r.page_token, 1)?;
-            Some(parts[0].parse::<i64>().map_err(|_| {
-                ApiError::invalid("page_token", "not a token from a previous response")
-            })?)
-        };
-        let mut rows = store::list_models(
-            &self.store,
-            profile.as_deref(),
-            r.latest_only,
-            before,
-            limit + 1,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|m| convert::encode_token(&[&m.id.to_string()]))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (profile, page) = convert::list_models_request(&r)?;
+        let mut rows = self
+            .list_models(profile.as_deref(), r.latest_only, page.after, page.limit())
+            .await?;
+        let next = page.next(&mut rows, |m| [m.id.to_string()]);
         Ok(Response::new(pb::ListModelsResponse {
             models: rows.iter().map(convert::model).collect::<Result<_, _>>()?,
             next_page_token: next,
@@ -238,9 +156,9 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         // Validate the options against the server's defaults first so that a bad field is
         // INVALID_ARGUMENT even before a model exists.
         convert::settings(r.options.as_ref(), &self.args)?;
-        let (row, e) = self
-            .evaluate(profile, r.options.as_ref(), folds as usize)
-            .await?;
+        let options = r.options;
+        let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
+        let (row, e) = self.evaluate(profile, settings, folds as usize).await?;
         Ok(Response::new(pb::EvaluateResponse {
             model: convert::model_name(&row),
             churn_probability: Some(evaluation(&e.churn, &e.churn_backtest)),
@@ -253,33 +171,10 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         request: Request<pb::PredictChurnRequest>,
     ) -> Reply<pb::PredictChurnResponse> {
         let r = request.into_inner();
-        if r.account_ids.is_empty() || r.account_ids.len() > convert::MAX_PREDICT {
-            return Err(ApiError::invalid(
-                "account_ids",
-                format!("must hold 1 to 1,000 ids, got {}", r.account_ids.len()),
-            )
-            .into());
-        }
-        for (i, id) in r.account_ids.iter().enumerate() {
-            convert::account_id(&format!("account_ids[{i}]"), id)?;
-        }
+        convert::predict_request(&r.account_ids)?;
         let as_of = as_of("as_of", r.as_of.as_ref())?;
         let ids = r.account_ids.clone();
         let predictions = self.predict(r.account_ids, as_of).await?;
-        Ok(Response::new(pb::PredictChurnResponse {
-            predictions: ids
-                .into_iter()
-                .zip(predictions)
-                .map(|(id, (p, m, profile))| pb::ChurnPrediction {
-                    account_id: id,
-                    probability: p,
-                    model: convert::model_name(&m),
-                    profile: profile
-                        .filter(|p| p != GLOBAL_MODEL)
-                        .map(|p| format!("profiles/{p}"))
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(convert::predict_response(ids, predictions)))
     }
 }

@@ -9,7 +9,10 @@ mod convert;
 mod convert_props;
 pub mod domain;
 mod grpc;
+mod roles;
 mod service;
+
+pub use roles::ROLES;
 
 use std::sync::Arc;
 
@@ -179,6 +182,7 @@ pub fn register_with_budget(
         LearnerServiceServer::new(LearnerService::with_budget(store, args.clone(), work))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        ROLES,
     );
     Ok(())
 }

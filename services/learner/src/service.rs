@@ -14,7 +14,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use vitals_learn_core::Cancel;
 use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::learner::{
-    self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomesWritten,
+    self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomeCursor, OutcomeFilter,
+    OutcomeRecord, OutcomesWritten,
 };
 
 use crate::LearnerService;
@@ -267,13 +268,47 @@ impl LearnerService {
         Ok(store::latest_model(&self.store, GLOBAL_MODEL).await?)
     }
 
+    /// At most `limit` outcomes matching `filter` after `after`, newest first.
+    pub(crate) async fn list_outcomes(
+        &self,
+        filter: &OutcomeFilter,
+        after: Option<&OutcomeCursor>,
+        limit: u64,
+    ) -> Result<Vec<OutcomeRecord>> {
+        Ok(store::list_outcomes(&self.store, filter, after, limit).await?)
+    }
+
+    /// Model `version` of `profile` (`name` is its resource name, for NOT_FOUND).
+    pub(crate) async fn get_model(
+        &self,
+        profile: &str,
+        version: i32,
+        name: &str,
+    ) -> Result<ModelRow> {
+        store::get_model(&self.store, profile, version)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("model {name}")))
+    }
+
+    /// At most `limit` models (of `profile` when set, the latest of each only when
+    /// `latest_only`) before the model id `before`, newest first.
+    pub(crate) async fn list_models(
+        &self,
+        profile: Option<&str>,
+        latest_only: bool,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<ModelRow>> {
+        Ok(store::list_models(&self.store, profile, latest_only, before, limit).await?)
+    }
+
     /// Evaluates the model a profile uses (or the global one) on the observations as of
-    /// the model's date, with a `folds`-fold time-split backtest. Unset training options
-    /// take the model's own.
+    /// the model's date, with a `folds`-fold time-split backtest. `settings` resolves the
+    /// request's training options against defaults: unset options take the model's own.
     pub(crate) async fn evaluate(
         &self,
         profile: Option<String>,
-        options: Option<&vitals_proto::learner::v1::TrainingOptions>,
+        settings: impl FnOnce(&crate::LearnerArgs) -> Result<Settings> + Send,
         folds: usize,
     ) -> Result<(ModelRow, Evaluated)> {
         if let Some(p) = &profile
@@ -290,7 +325,7 @@ impl LearnerService {
             metrics,
             ..
         } = decode(&row)?;
-        let settings = crate::convert::settings(options, &self.model_args(&metrics.options))?;
+        let settings = settings(&self.model_args(&metrics.options))?;
         let as_of = metrics.as_of;
         let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;

@@ -1,6 +1,8 @@
 //! Proto <-> domain conversion with validation: everything a request may get wrong is
 //! checked here and reported as INVALID_ARGUMENT naming the field.
 
+pub mod requests;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -8,9 +10,11 @@ use vitals_proto::common::v1 as cpb;
 use vitals_proto::profiles::v1 as pb;
 use vitals_scoring_core::Catalogue;
 use vitals_server::ApiError;
+use vitals_server::paging::{self, OffsetPage, PageLimits};
 use vitals_server::validate as sv;
 use vitals_store::profiles::{ProfileRecord, ScorecardRecord, StoredMeasure, StoredWeights};
 
+use crate::domain::scorecards::ScorecardFilter;
 use crate::rules::Rule;
 
 /// Most custom score fields a profile may weigh.
@@ -873,36 +877,23 @@ pub fn apply_scorecard_mask(
     Ok(())
 }
 
-/// Page size: 0 means 100, above 1,000 is 1,000, negative is INVALID_ARGUMENT.
-pub fn page_size(v: i32) -> Result<usize, ApiError> {
-    match v {
-        ..0 => Err(ApiError::invalid("page_size", "must not be negative")),
-        0 => Ok(100),
-        n => Ok((n as usize).min(1000)),
-    }
-}
-
-/// Offset in a page token (`o<offset>`); empty means 0.
-pub fn page_offset(token: &str) -> Result<usize, ApiError> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    token
-        .strip_prefix('o')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| ApiError::invalid("page_token", "not a token returned by this list"))
-}
-
-/// A page of `items` from `offset` and the next token.
-pub fn page<T: Clone>(items: &[T], offset: usize, size: usize) -> (Vec<T>, String) {
-    let end = (offset + size).min(items.len());
-    let start = offset.min(items.len());
-    let next = if end < items.len() {
-        format!("o{end}")
-    } else {
-        String::new()
+/// The filter and page of a ListScorecards request; the token is bound to the filter.
+pub fn scorecard_list(
+    r: pb::ListScorecardsRequest,
+) -> Result<(ScorecardFilter, OffsetPage), ApiError> {
+    let mut parts: Vec<&str> = vec![if r.enabled_only { "enabled" } else { "all" }];
+    parts.extend(r.tags.iter().map(String::as_str));
+    let page = OffsetPage::decode(
+        PageLimits::STANDARD,
+        r.page_size,
+        &r.page_token,
+        paging::fingerprint(&parts),
+    )?;
+    let filter = ScorecardFilter {
+        tags: r.tags,
+        enabled_only: r.enabled_only,
     };
-    (items[start..end].to_vec(), next)
+    Ok((filter, page))
 }
 
 #[cfg(test)]

@@ -197,10 +197,12 @@ proptest! {
         if let Err(e) = convert::parse_name("name", "profiles", &name) {
             assert_clear_invalid(e);
         }
-        if let Err(e) = convert::page_size(size) {
-            assert_clear_invalid(e);
-        }
-        if let Err(e) = convert::page_offset(&token) {
+        let list = vitals_proto::profiles::v1::ListScorecardsRequest {
+            page_size: size,
+            page_token: token,
+            ..Default::default()
+        };
+        if let Err(e) = convert::scorecard_list(list) {
             assert_clear_invalid(e);
         }
         match convert::as_of("as_of", &t) {

@@ -3,10 +3,11 @@
 use tonic::{Request, Response, Status};
 use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{OffsetPage, PageLimits};
 
 use crate::ProfilesService;
 use crate::assign::{self, Move, RunOptions, Scope, Selector};
-use crate::convert::{profile_pb, scorecard_pb};
+use crate::convert::{self, profile_pb, requests, scorecard_pb};
 use crate::domain::{profiles, scorecards};
 use crate::rules::Rule;
 
@@ -44,7 +45,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::CreateHealthProfileRequest>,
     ) -> Reply<pb::CreateHealthProfileResponse> {
-        let p = profiles::create(&self.store, request.into_inner()).await?;
+        let (id, fields) = requests::create_profile(request.into_inner())?;
+        let p = profiles::create(&self.store, id, fields).await?;
         Ok(Response::new(pb::CreateHealthProfileResponse {
             health_profile: Some(profile_pb(&p)),
         }))
@@ -65,7 +67,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         request: Request<pb::ListHealthProfilesRequest>,
     ) -> Reply<pb::ListHealthProfilesResponse> {
         let r = request.into_inner();
-        let (page, next) = profiles::list(&self.store, r.page_size, &r.page_token).await?;
+        let page = OffsetPage::decode(PageLimits::STANDARD, r.page_size, &r.page_token, 0)?;
+        let (page, next) = profiles::list(&self.store, page).await?;
         Ok(Response::new(pb::ListHealthProfilesResponse {
             health_profiles: page.iter().map(profile_pb).collect(),
             next_page_token: next,
@@ -76,7 +79,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::UpdateHealthProfileRequest>,
     ) -> Reply<pb::UpdateHealthProfileResponse> {
-        let p = profiles::update(&self.store, request.into_inner()).await?;
+        let (id, patch) = requests::update_profile(request.into_inner())?;
+        let p = profiles::update(&self.store, id, patch).await?;
         Ok(Response::new(pb::UpdateHealthProfileResponse {
             health_profile: Some(profile_pb(&p)),
         }))
@@ -96,7 +100,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::CreateProfileCrossProductRequest>,
     ) -> Reply<pb::CreateProfileCrossProductResponse> {
-        let created = profiles::cross_product(&self.store, request.into_inner()).await?;
+        let planned = requests::cross_product(request.get_ref())?;
+        let created = profiles::cross_product(&self.store, planned).await?;
         Ok(Response::new(pb::CreateProfileCrossProductResponse {
             health_profiles: created.iter().map(profile_pb).collect(),
         }))
@@ -164,22 +169,25 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::GetAccountProfileRequest>,
     ) -> Reply<pb::GetAccountProfileResponse> {
-        let r = profiles::account_profile(&self.store, &request.into_inner().account_id).await?;
-        Ok(Response::new(r))
+        let id = requests::account_profile_request(request.get_ref())?;
+        let a = profiles::account_profile(&self.store, id).await?;
+        Ok(Response::new(requests::account_profile_pb(a)))
     }
 
     async fn get_population_report(
         &self,
         _request: Request<pb::GetPopulationReportRequest>,
     ) -> Reply<pb::GetPopulationReportResponse> {
-        Ok(Response::new(profiles::population(&self.store).await?))
+        let p = profiles::population(&self.store).await?;
+        Ok(Response::new(requests::population_pb(p)))
     }
 
     async fn create_scorecard(
         &self,
         request: Request<pb::CreateScorecardRequest>,
     ) -> Reply<pb::CreateScorecardResponse> {
-        let s = scorecards::create(&self.store, request.into_inner()).await?;
+        let (id, fields) = requests::create_scorecard(request.into_inner())?;
+        let s = scorecards::create(&self.store, id, fields).await?;
         Ok(Response::new(pb::CreateScorecardResponse {
             scorecard: Some(scorecard_pb(&s)),
         }))
@@ -199,7 +207,9 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::ListScorecardsRequest>,
     ) -> Reply<pb::ListScorecardsResponse> {
-        let (page, next) = scorecards::list(&self.store, &request.into_inner()).await?;
+        let r = request.into_inner();
+        let (filter, page) = convert::scorecard_list(r)?;
+        let (page, next) = scorecards::list(&self.store, &filter, page).await?;
         Ok(Response::new(pb::ListScorecardsResponse {
             scorecards: page.iter().map(scorecard_pb).collect(),
             next_page_token: next,
@@ -210,7 +220,8 @@ impl pb::profiles_service_server::ProfilesService for ProfilesService {
         &self,
         request: Request<pb::UpdateScorecardRequest>,
     ) -> Reply<pb::UpdateScorecardResponse> {
-        let s = scorecards::update(&self.store, request.into_inner()).await?;
+        let (id, patch) = requests::update_scorecard(request.into_inner())?;
+        let s = scorecards::update(&self.store, id, patch).await?;
         Ok(Response::new(pb::UpdateScorecardResponse {
             scorecard: Some(scorecard_pb(&s)),
         }))

@@ -16,7 +16,10 @@ mod domain;
 pub mod error;
 mod grpc;
 pub mod measure;
+mod roles;
 pub use vitals_scorecard::rules;
+
+pub use roles::ROLES;
 
 use std::time::Duration;
 
@@ -135,6 +138,7 @@ pub fn register_with_budget(
         ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        ROLES,
     );
     spawn_schedules(store, args);
     Ok(())

@@ -5,9 +5,11 @@ use serde::Deserialize;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
+use crate::domain::compute::{BandChange, RunSummary, Scope};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
 
@@ -187,27 +189,17 @@ pub fn score_bound(field: &str, v: Option<f64>) -> Result<Option<f64>, ApiError>
     }
 }
 
-/// A page size: `0` -> `default`, above `max` -> `max`, negative rejected.
+/// A page size: `0` -> `default`, above `max` -> `max`, negative rejected
+/// ([`PageLimits::size`]).
 pub fn page_size(field: &str, v: i32, default: u64, max: u64) -> Result<u64, ApiError> {
-    if v < 0 {
-        return Err(ApiError::invalid(field, "must not be negative"));
-    }
-    Ok(if v == 0 { default } else { (v as u64).min(max) })
+    debug_assert_eq!(field, paging::PAGE_SIZE_FIELD);
+    PageLimits::new(default, max).size(v)
 }
 
-/// A page token: `{offset}.{fingerprint}` in hex, bound to the request's filters.
+/// The offset in a page token bound to the request's filters ([`paging::decode_offset`]).
 pub fn page_token(field: &str, token: &str, fingerprint: u64) -> Result<u64, ApiError> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    let bad = || ApiError::invalid(field, "not a token of this listing (filters changed?)");
-    let (o, f) = token.split_once('.').ok_or_else(bad)?;
-    let offset = u64::from_str_radix(o, 16).map_err(|_| bad())?;
-    let fp = u64::from_str_radix(f, 16).map_err(|_| bad())?;
-    if fp != fingerprint {
-        return Err(bad());
-    }
-    Ok(offset)
+    debug_assert_eq!(field, paging::PAGE_TOKEN_FIELD);
+    paging::decode_offset(token, fingerprint)
 }
 
 /// The next page's token, or empty after the last page.
@@ -224,22 +216,15 @@ pub fn next_token(
         None => returned as u64 == limit,
     };
     if more && returned > 0 {
-        format!("{next:x}.{fingerprint:x}")
+        paging::encode_offset(fingerprint, next)
     } else {
         String::new()
     }
 }
 
-/// A stable fingerprint of a request's filters (FNV-1a).
+/// A stable fingerprint of a request's filters ([`paging::fingerprint`]).
 pub fn fingerprint(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain([0xff]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+    paging::fingerprint(parts)
 }
 
 /// Whether a view is the full one (`default_full` for UNSPECIFIED).
@@ -389,4 +374,100 @@ pub fn duration(d: std::time::Duration) -> prost_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
+}
+
+/// The scope of a ComputeScores request.
+pub fn scope(req: &pb::ComputeScoresRequest) -> Result<Scope, ApiError> {
+    Ok(match &req.scope {
+        None => Scope::All,
+        Some(pb::compute_scores_request::Scope::Profile(p)) => match profile("profile", p)? {
+            Some(id) => Scope::Profile(id),
+            None => return Err(ApiError::invalid("profile", "required when set")),
+        },
+        Some(pb::compute_scores_request::Scope::AccountId(a)) => {
+            Scope::Account(account_id("account_id", a)?)
+        }
+    })
+}
+
+/// The WatchScores filter, decoded.
+pub struct WatchFilter {
+    /// Only this profile.
+    pub profile: Option<String>,
+    /// Only changes into these bands (any when empty).
+    pub bands: Vec<String>,
+    /// Only this scorecard.
+    pub scorecard: Option<String>,
+}
+
+impl WatchFilter {
+    /// Whether `c` passes the filter.
+    pub fn matches(&self, c: &BandChange) -> bool {
+        self.profile.as_ref().is_none_or(|p| *p == c.profile_id)
+            && (self.bands.is_empty() || self.bands.contains(&c.new_band))
+            && self.scorecard.as_ref().is_none_or(|s| *s == c.scorecard_id)
+    }
+}
+
+/// The WatchScores message of a band change.
+pub fn change(c: &BandChange) -> pb::WatchScoresResponse {
+    pb::WatchScoresResponse {
+        account_id: c.account_id.clone(),
+        profile: profile_name(&c.profile_id),
+        scorecard: scorecard_name(&c.scorecard_id),
+        old_band: band(&c.old_band) as i32,
+        new_band: band(&c.new_band) as i32,
+        old_value: c.old_value,
+        new_value: c.new_value,
+        change_time: Some(to_timestamp(c.as_of)),
+        run_id: c.run_id.to_string(),
+    }
+}
+
+/// The scope and `as_of` of a ComputeScores request.
+pub fn compute_request(
+    req: &pb::ComputeScoresRequest,
+    now: DateTime<Utc>,
+) -> Result<(Scope, Option<DateTime<Utc>>), ApiError> {
+    let scope = scope(req)?;
+    let as_of = match &req.as_of {
+        Some(t) => Some(run_as_of("as_of", t, now)?),
+        None => None,
+    };
+    Ok((scope, as_of))
+}
+
+/// The ComputeScores response of a run.
+pub fn compute_response(r: &RunSummary) -> pb::ComputeScoresResponse {
+    pb::ComputeScoresResponse {
+        run_id: r.run_id.to_string(),
+        as_of: Some(to_timestamp(r.as_of)),
+        scored_count: r.scored,
+        snapshot_count: r.snapshots,
+        band_change_count: r.band_changes,
+        duration: Some(duration(r.duration)),
+        profiles: r
+            .profiles
+            .iter()
+            .map(|p| pb::ProfileRunSummary {
+                profile: profile_name(&p.profile_id),
+                scored_count: p.scored,
+                weights_source: p.source.to_proto() as i32,
+                model: p.model.clone(),
+                population_fallback: p.fallback,
+            })
+            .collect(),
+    }
+}
+
+/// The filter of a WatchScores request.
+pub fn watch_filter(req: &pb::WatchScoresRequest) -> Result<WatchFilter, ApiError> {
+    Ok(WatchFilter {
+        profile: profile("profile", &req.profile)?,
+        bands: bands("bands", &req.bands)?,
+        scorecard: match scorecard("scorecard", &req.scorecard, true)? {
+            Scorecards::One(id) => Some(id),
+            Scorecards::All => None,
+        },
+    })
 }

@@ -13,7 +13,10 @@ mod convert;
 mod convert_props;
 pub mod domain;
 mod grpc;
+mod roles;
 pub mod weights;
+
+pub use roles::ROLES;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,6 +277,7 @@ pub fn register_with_budget(
         ScoringServiceServer::new(service.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
+        ROLES,
     );
     if args.interval_secs > 0 {
         let every = Duration::from_secs(args.interval_secs);

@@ -129,66 +129,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let mut scoring = ScoringServiceClient::new(channel.clone());
 
     // Scores to read: the database's, or a fresh portfolio scored once.
-    let listed = scoring
-        .list_scores(spb::ListScoresRequest {
-            page_size: 1,
-            order_by: "account_id".into(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let accounts = if listed.total_size > 0 {
-        println!("reusing the {} scores of {url}", listed.total_size);
-        // Synthetic ids when the database was made by these benches, else the listed
-        // ones page by page.
-        let mut ids = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = scoring
-                .list_scores(spb::ListScoresRequest {
-                    page_size: 1000,
-                    page_token: token.clone(),
-                    order_by: "account_id".into(),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            ids.extend(page.snapshots.into_iter().map(|s| s.account_id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        ids
-    } else {
-        create_profiles(channel.clone()).await?;
-        let store = vitals_store::Store::connect(&url).await?;
-        let g = generate(&store, args.accounts, 90, chrono::Utc::now().date_naive()).await?;
-        store.close().await?;
-        println!(
-            "generated {} accounts, {} usage_daily rows in {:.1} s",
-            g.accounts,
-            g.usage_rows,
-            g.elapsed.as_secs_f64()
-        );
-        ProfilesServiceClient::new(channel.clone())
-            .reassign_accounts(ppb::ReassignAccountsRequest {
-                dry_run: false,
-                max_moves: 1,
-            })
-            .await?;
-        let t = Instant::now();
-        let r = scoring
-            .compute_scores(spb::ComputeScoresRequest::default())
-            .await?
-            .into_inner();
-        println!(
-            "scored {} accounts in {:.1} s",
-            r.scored_count,
-            t.elapsed().as_secs_f64()
-        );
-        (0..args.accounts).map(account_id).collect()
-    };
+    let accounts = accounts_to_read(&mut scoring, &channel, &url, &args).await?;
     if accounts.is_empty() {
         return Err("no account to read".into());
     }
@@ -245,6 +186,111 @@ async fn run(args: Args) -> Result<(), Error> {
     let start = Instant::now();
     let record_from = start + Duration::from_secs(args.warmup);
     let end = record_from + Duration::from_secs(args.seconds);
+    let (mut all, errors) = call_get_score(&target, &accounts, &args, (record_from, end)).await?;
+    let (p50, p90, p99, max) = bench_common::percentiles(&mut all);
+    println!(
+        "GetScore: {} calls ok, {errors} errors in {} s = {:.0} calls/s; latency p50 {p50:.2} \
+         ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; load average before {load_before}, \
+         after {}",
+        all.len(),
+        args.seconds,
+        all.len() as f64 / args.seconds as f64,
+        loadavg()
+    );
+    // The memory of this process (clients, and the server when it runs here) and of the
+    // server's process.
+    print_memory("this process", "/proc/self/status");
+    match target {
+        Target::InProcess(server) => server.stop().await?,
+        Target::Child(child) => {
+            print_memory(
+                "server process",
+                &format!("/proc/{}/status", child.child.id().unwrap_or(0)),
+            );
+            child.stop().await?;
+        }
+    }
+    db.remove().await
+}
+
+/// The account ids to read: the scored ones of the database, or `--accounts` synthetic
+/// accounts generated, assigned and scored once.
+async fn accounts_to_read(
+    scoring: &mut ScoringServiceClient<Channel>,
+    channel: &Channel,
+    url: &str,
+    args: &Args,
+) -> Result<Vec<String>, Error> {
+    let listed = scoring
+        .list_scores(spb::ListScoresRequest {
+            page_size: 1,
+            order_by: "account_id".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(if listed.total_size > 0 {
+        println!("reusing the {} scores of {url}", listed.total_size);
+        // Synthetic ids when the database was made by these benches, else the listed
+        // ones page by page.
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = scoring
+                .list_scores(spb::ListScoresRequest {
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    order_by: "account_id".into(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            ids.extend(page.snapshots.into_iter().map(|s| s.account_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        ids
+    } else {
+        create_profiles(channel.clone()).await?;
+        let store = vitals_store::Store::connect(url).await?;
+        let g = generate(&store, args.accounts, 90, chrono::Utc::now().date_naive()).await?;
+        store.close().await?;
+        println!(
+            "generated {} accounts, {} usage_daily rows in {:.1} s",
+            g.accounts,
+            g.usage_rows,
+            g.elapsed.as_secs_f64()
+        );
+        ProfilesServiceClient::new(channel.clone())
+            .reassign_accounts(ppb::ReassignAccountsRequest {
+                dry_run: false,
+                max_moves: 1,
+            })
+            .await?;
+        let t = Instant::now();
+        let r = scoring
+            .compute_scores(spb::ComputeScoresRequest::default())
+            .await?
+            .into_inner();
+        println!(
+            "scored {} accounts in {:.1} s",
+            r.scored_count,
+            t.elapsed().as_secs_f64()
+        );
+        (0..args.accounts).map(account_id).collect()
+    })
+}
+
+/// `--clients` clients, one connection each, calling GetScore on random accounts until
+/// `end`; the latencies (µs) of the calls started after `record_from`, and the errors.
+async fn call_get_score(
+    target: &Target,
+    accounts: &std::sync::Arc<Vec<String>>,
+    args: &Args,
+    (record_from, end): (Instant, Instant),
+) -> Result<(Vec<u32>, u64), Error> {
     let mut tasks = Vec::new();
     for c in 0..args.clients {
         let mut client = ScoringServiceClient::new(target.channel().await?);
@@ -285,30 +331,7 @@ async fn run(args: Args) -> Result<(), Error> {
         all.extend(lat);
         errors += e;
     }
-    let (p50, p90, p99, max) = bench_common::percentiles(&mut all);
-    println!(
-        "GetScore: {} calls ok, {errors} errors in {} s = {:.0} calls/s; latency p50 {p50:.2} \
-         ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; load average before {load_before}, \
-         after {}",
-        all.len(),
-        args.seconds,
-        all.len() as f64 / args.seconds as f64,
-        loadavg()
-    );
-    // The memory of this process (clients, and the server when it runs here) and of the
-    // server's process.
-    print_memory("this process", "/proc/self/status");
-    match target {
-        Target::InProcess(server) => server.stop().await?,
-        Target::Child(child) => {
-            print_memory(
-                "server process",
-                &format!("/proc/{}/status", child.child.id().unwrap_or(0)),
-            );
-            child.stop().await?;
-        }
-    }
-    db.remove().await
+    Ok((all, errors))
 }
 
 fn print_memory(what: &str, status_file: &str) {

@@ -88,11 +88,7 @@ async fn run(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     .await;
 
     let t = Instant::now();
-    let summary = vitals_ingestion::loader::load(&vitals_ingestion::loader::LoadArgs::new(
-        &dir,
-        server.url(),
-    ))
-    .await?;
+    let summary = vitals::loader::load(&vitals::loader::LoadArgs::new(&dir, server.url())).await?;
     println!("{}", summary.report());
     println!("load: {:.1} s", t.elapsed().as_secs_f64());
 

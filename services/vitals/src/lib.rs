@@ -3,6 +3,7 @@
 //! how Vitals runs on a laptop; production runs the four binaries apart (see `deploy/`).
 
 pub mod demo;
+pub mod loader;
 
 use tokio::net::TcpListener;
 use vitals_server::{GrpcServer, RunError, ServerConfig, shutdown::Signal};
@@ -59,7 +60,7 @@ pub async fn run(
     // over) the admin token whose hash the database keeps.
     let mut config = config;
     if let Some(token) =
-        vitals_server::auth::first_start_admin_token(&mut config.server, &store).await?
+        vitals_server::first_start::first_start_admin_token(&mut config.server, &store).await?
     {
         hand_over_token(&config, &store, &token).await?;
     }
@@ -129,11 +130,10 @@ async fn hand_over_token(
     token: &str,
 ) -> Result<(), RunError> {
     use std::io::IsTerminal;
-    let path = config
-        .admin_token_file
-        .clone()
-        .unwrap_or_else(|| vitals_server::auth::default_token_file(&config.server.database_url));
-    if let Err(e) = vitals_server::auth::write_token_file(&path, token) {
+    let path = config.admin_token_file.clone().unwrap_or_else(|| {
+        vitals_server::first_start::default_token_file(&config.server.database_url)
+    });
+    if let Err(e) = vitals_server::first_start::write_token_file(&path, token) {
         vitals_store::auth::delete_token(store, vitals_store::auth::FIRST_START_ADMIN).await?;
         return Err(RunError::Config(format!(
             "cannot write the first-start admin token to {} (VITALS_ADMIN_TOKEN_FILE): {e}",
@@ -145,7 +145,7 @@ async fn hand_over_token(
         "created the first-start admin token: written to this file (mode 0600), only its hash is stored"
     );
     if std::io::stdout().is_terminal() {
-        print!("{}", vitals_server::auth::first_start_message(&path));
+        print!("{}", vitals_server::first_start::first_start_message(&path));
     }
     Ok(())
 }

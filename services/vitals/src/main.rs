@@ -42,7 +42,7 @@ enum Command {
         log_format: LogFormat,
     },
     /// Load a customer base (sample-data CSV folder) into a running Vitals over gRPC.
-    Load(vitals_ingestion::loader::LoadArgs),
+    Load(vitals::loader::LoadArgs),
     /// Run the whole product on the sample data and print a portfolio summary.
     Demo(vitals::demo::DemoArgs),
 }
@@ -87,8 +87,8 @@ fn demo(args: vitals::demo::DemoArgs) -> ExitCode {
 }
 
 /// `vitals load`: a client, not a server: prints the summary, exit code 1 on failure.
-fn load(args: vitals_ingestion::loader::LoadArgs) -> ExitCode {
-    match vitals_server::block_on(vitals_ingestion::loader::load(&args)) {
+fn load(args: vitals::loader::LoadArgs) -> ExitCode {
+    match vitals_server::block_on(vitals::loader::load(&args)) {
         Ok(Ok(summary)) => {
             print!("{}", summary.report());
             ExitCode::SUCCESS

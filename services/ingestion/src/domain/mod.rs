@@ -1,615 +1,217 @@
-//! Ingestion domain: validation of every kind of record and its conversion from the API
-//! messages into the store's plain rows, plus sentiment from text.
-//!
-//! Each `*_batch` function validates a whole batch (stopping at the first bad item, whose
-//! index and field it names) before anything is written, so a rejected batch writes
-//! nothing.
+//! The ingestion service's operations on validated rows (`convert` makes them from the
+//! API messages): every write runs under the service's write gate and is counted in
+//! `vitals.ingested` once committed; reads page in key order. Sentiment comes from text.
 
 pub mod sentiment;
-pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 
-use chrono::{DateTime, Utc};
-use vitals_proto::common::v1 as cpb;
-use vitals_proto::common::v1::attribute_value::Kind;
-use vitals_proto::ingestion::v1 as pb;
-use vitals_server::ApiError;
 use vitals_store::ingestion as st;
+use vitals_store::{Store, StoreError};
 
-use validate as v;
+use crate::IngestionService;
+use crate::error::{IngestionError, Result};
 
-/// Longest account or contact display name, in bytes.
-pub const MAX_DISPLAY_NAME: usize = 1024;
-/// Most attributes per account.
-pub const MAX_ATTRIBUTES: usize = 200;
-/// Longest string attribute value, in bytes.
-pub const MAX_ATTRIBUTE_STRING: usize = 4096;
-/// Longest interaction text, in bytes.
-pub const MAX_TEXT: usize = 65_536;
-/// Longest pulse note, in bytes.
-pub const MAX_NOTE: usize = 4096;
+/// Rows (created, updated) by a committed write.
+pub type Counts = (u32, u32);
 
-/// Store string of an account status (`None` for UNSPECIFIED: keep the stored one).
-fn status_str(s: pb::AccountStatus) -> Option<&'static str> {
-    match s {
-        pb::AccountStatus::Unspecified => None,
-        pb::AccountStatus::Active => Some("active"),
-        pb::AccountStatus::Trial => Some("trial"),
-        pb::AccountStatus::Churned => Some("churned"),
-        pb::AccountStatus::Unassigned => Some("unassigned"),
+impl IngestionService {
+    /// Runs a write under the gate (see [`IngestionService::gate`]).
+    async fn write<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| IngestionError::ShuttingDown)?;
+        Ok(f(self.store.clone()).await?)
     }
-}
 
-/// The API status of a stored status string.
-pub fn status_from_str(s: &str) -> pb::AccountStatus {
-    match s {
-        "active" => pb::AccountStatus::Active,
-        "trial" => pb::AccountStatus::Trial,
-        "churned" => pb::AccountStatus::Churned,
-        "unassigned" => pb::AccountStatus::Unassigned,
-        _ => pb::AccountStatus::Unspecified,
+    /// Runs an upsert under the gate; its (created, updated) counts are counted in
+    /// `vitals.ingested` under `kind` (rows left as they were are not counted).
+    async fn upsert<F, Fut>(&self, kind: &'static str, f: F) -> Result<Counts>
+    where
+        F: FnOnce(Store) -> Fut,
+        Fut: Future<Output = Result<st::Upserted, StoreError>>,
+    {
+        let u = self.write(f).await?;
+        vitals_server::metrics::events_ingested(kind, u64::from(u.created) + u64::from(u.updated));
+        Ok((u.created, u.updated))
     }
-}
 
-/// Parses a status filter (UNSPECIFIED: any).
-pub fn status_filter(v: i32) -> Result<Option<String>, ApiError> {
-    let s: pb::AccountStatus = v::enum_value("status", v, false)?;
-    Ok(status_str(s).map(str::to_string))
-}
-
-fn attribute_key_ok(k: &str) -> bool {
-    let mut c = k.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
-fn account(a: &pb::Account, p: &str, now: DateTime<Utc>) -> Result<st::AccountUpsert, ApiError> {
-    let id = v::id(&format!("{p}.account_id"), &a.account_id)?;
-    let name = v::text(
-        &format!("{p}.display_name"),
-        &a.display_name,
-        MAX_DISPLAY_NAME,
-    )?;
-    if a.attributes.len() > MAX_ATTRIBUTES {
-        return Err(ApiError::invalid(
-            format!("{p}.attributes"),
-            format!("holds {} attributes, more than 200", a.attributes.len()),
-        ));
+    /// Writes one validated batch of events.
+    pub(crate) async fn write_events(
+        &self,
+        events: Vec<st::NewEvent>,
+    ) -> Result<st::EventsWritten> {
+        let w = self
+            .write(|_| async move { self.events.write(events).await })
+            .await?;
+        // Counted after the commit; duplicates are not new events.
+        vitals_server::metrics::events_ingested("event", u64::from(w.accepted));
+        Ok(w)
     }
-    let mut attributes = BTreeMap::new();
-    // Sorted so that the first bad key reported is the same on every call.
-    let mut keys: Vec<&String> = a.attributes.keys().collect();
-    keys.sort();
-    for k in keys {
-        let f = format!("{p}.attributes[{k:?}]");
-        if k.is_empty() || k.len() > MAX_NAME_KEY || !attribute_key_ok(k) {
-            return Err(ApiError::invalid(
-                f,
-                "key must be 1..128 bytes matching [A-Za-z_][A-Za-z0-9_]*",
-            ));
+
+    /// Upserts accounts, then runs the accounts hook (if any) on their ids.
+    pub(crate) async fn upsert_accounts(
+        &self,
+        rows: Vec<st::AccountUpsert>,
+        replace_attributes: bool,
+    ) -> Result<Counts> {
+        let ids = self
+            .accounts_hook
+            .as_ref()
+            .map(|_| rows.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
+        let counts = self
+            .upsert("account", |s| async move {
+                st::upsert_accounts(&s, &rows, replace_attributes).await
+            })
+            .await?;
+        if let (Some(hook), Some(ids)) = (&self.accounts_hook, ids) {
+            hook(ids).await;
         }
-        let value = match a.attributes.get(k).and_then(|x| x.kind.as_ref()) {
-            None => None,
-            Some(Kind::StringValue(s)) => {
-                if s.len() > MAX_ATTRIBUTE_STRING {
-                    return Err(ApiError::invalid(f, "string longer than 4096 bytes"));
-                }
-                vitals_server::validate::no_nul(&f, s)?;
-                Some(st::AttributeValue::String(s.clone()))
-            }
-            Some(Kind::NumberValue(x)) => Some(st::AttributeValue::Number(v::value(&f, *x)?)),
-            Some(Kind::BoolValue(b)) => Some(st::AttributeValue::Bool(*b)),
-            Some(Kind::TimestampValue(t)) => {
-                Some(st::AttributeValue::Timestamp(v::any_time(&f, t)?))
-            }
-        };
-        attributes.insert(k.clone(), value);
+        Ok(counts)
     }
-    let created_at = match &a.create_time {
-        Some(t) => Some(v::time_at(&format!("{p}.create_time"), t, now)?),
-        None => None,
-    };
-    let status: pb::AccountStatus = v::enum_value(&format!("{p}.status"), a.status, false)?;
-    if status == pb::AccountStatus::Unassigned {
-        return Err(ApiError::invalid(
-            format!("{p}.status"),
-            "ACCOUNT_STATUS_UNASSIGNED cannot be set",
-        ));
+
+    /// One account.
+    pub(crate) async fn get_account(&self, id: &str) -> Result<st::AccountRecord> {
+        st::get_account(&self.store, id)
+            .await?
+            .ok_or_else(|| IngestionError::AccountNotFound(id.to_string()))
     }
-    Ok(st::AccountUpsert {
-        id,
-        name,
-        attributes,
-        created_at,
-        status: status_str(status).map(str::to_string),
-    })
-}
 
-const MAX_NAME_KEY: usize = 128;
-
-/// Validates an UpsertAccounts batch (account ids must be unique within it).
-pub fn accounts_batch(r: &pb::UpsertAccountsRequest) -> Result<Vec<st::AccountUpsert>, ApiError> {
-    v::batch_len("accounts", r.accounts.len())?;
-    let now = Utc::now();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(r.accounts.len());
-    for (i, a) in r.accounts.iter().enumerate() {
-        let p = format!("accounts[{i}]");
-        out.push(account(a, &p, now)?);
-        if let Some(first) = seen.insert(a.account_id.as_str(), i) {
-            return Err(ApiError::invalid(
-                format!("{p}.account_id"),
-                format!("duplicate of accounts[{first}]"),
-            ));
-        }
+    /// At most `limit` accounts matching `filter` after the account id `after`, in id
+    /// order, and how many match in all.
+    pub(crate) async fn list_accounts(
+        &self,
+        filter: &st::AccountFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<(Vec<st::AccountRecord>, u64)> {
+        Ok(st::list_accounts(&self.store, filter, after, limit).await?)
     }
-    Ok(out)
-}
 
-/// The API form of a stored account.
-pub fn account_to_pb(a: st::AccountRecord) -> pb::Account {
-    let ts = |t: DateTime<Utc>| prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    };
-    pb::Account {
-        account_id: a.id,
-        display_name: a.name,
-        attributes: a
-            .attributes
-            .into_iter()
-            .map(|(k, v)| {
-                let kind = match v {
-                    st::AttributeValue::String(s) => Kind::StringValue(s),
-                    st::AttributeValue::Number(x) => Kind::NumberValue(x),
-                    st::AttributeValue::Bool(b) => Kind::BoolValue(b),
-                    st::AttributeValue::Timestamp(t) => Kind::TimestampValue(ts(t)),
-                };
-                (k, cpb::AttributeValue { kind: Some(kind) })
-            })
-            .collect(),
-        create_time: Some(ts(a.created_at)),
-        status: status_from_str(&a.status) as i32,
-        profile: a
-            .profile_id
-            .map(|p| format!("profiles/{p}"))
-            .unwrap_or_default(),
-        update_time: Some(ts(a.updated_at)),
-    }
-}
-
-/// Validates an UpsertContacts batch.
-pub fn contacts_batch(r: &pb::UpsertContactsRequest) -> Result<Vec<st::ContactUpsert>, ApiError> {
-    v::batch_len("contacts", r.contacts.len())?;
-    r.contacts
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let p = format!("contacts[{i}]");
-            let role: pb::ContactRole = v::enum_value(&format!("{p}.role"), c.role, false)?;
-            let role = match role {
-                pb::ContactRole::Unspecified => None,
-                pb::ContactRole::User => Some("user"),
-                pb::ContactRole::DecisionMaker => Some("decision_maker"),
-                pb::ContactRole::Champion => Some("champion"),
-            };
-            let domain = v::text(&format!("{p}.email_domain"), &c.email_domain, 253)?;
-            if let Some(d) = &domain
-                && d.chars()
-                    .any(|ch| ch.is_control() || ch.is_whitespace() || ch == '@')
-            {
-                return Err(ApiError::invalid(
-                    format!("{p}.email_domain"),
-                    "must be a bare domain such as example.com",
-                ));
-            }
-            Ok(st::ContactUpsert {
-                account_id: v::id(&format!("{p}.account_id"), &c.account_id)?,
-                id: v::id(&format!("{p}.contact_id"), &c.contact_id)?,
-                role: role.map(str::to_string),
-                email_domain: domain.map(|d| d.to_lowercase()),
-                name: v::text(
-                    &format!("{p}.display_name"),
-                    &c.display_name,
-                    MAX_DISPLAY_NAME,
-                )?,
-            })
+    /// Upserts contacts.
+    pub(crate) async fn upsert_contacts(&self, rows: Vec<st::ContactUpsert>) -> Result<Counts> {
+        self.upsert("contact", |s| async move {
+            st::upsert_contacts(&s, &rows).await
         })
-        .collect()
-}
-
-/// Validates one event at path `p` (e.g. `events[3]`).
-pub fn event(e: &pb::Event, p: &str, now: DateTime<Utc>) -> Result<st::NewEvent, ApiError> {
-    Ok(st::NewEvent {
-        event_id: v::id(&format!("{p}.event_id"), &e.event_id)?,
-        account_id: v::id(&format!("{p}.account_id"), &e.account_id)?,
-        user_id: v::opt_id(&format!("{p}.user_id"), &e.user_id)?,
-        event_type: v::name(&format!("{p}.event_type"), &e.event_type)?,
-        occurred_at: v::required_time(&format!("{p}.occur_time"), e.occur_time.as_ref(), now)?,
-        value: match e.value {
-            Some(x) => Some(v::value(&format!("{p}.value"), x)?),
-            None => None,
-        },
-    })
-}
-
-/// Validates one IngestEvents batch, taking its strings without copying; errors name
-/// the batch's sequence number.
-pub fn events_batch(r: pb::IngestEventsRequest) -> Result<(u64, Vec<st::NewEvent>), ApiError> {
-    let seq = r.sequence;
-    let named = |e: ApiError| match e {
-        ApiError::InvalidArgument { field, message } => ApiError::InvalidArgument {
-            field: format!("batch {seq}: {field}"),
-            message,
-        },
-        other => other,
-    };
-    v::batch_len("events", r.events.len()).map_err(named)?;
-    let now = Utc::now();
-    let mut out = Vec::with_capacity(r.events.len());
-    for (i, e) in r.events.into_iter().enumerate() {
-        out.push(event_fast(e, i, now).map_err(named)?);
+        .await
     }
-    Ok((seq, out))
-}
 
-/// [`event`] without building any field path unless the event is bad: the hot path of
-/// streaming ingestion formats nothing and copies no string for good events.
-fn event_fast(e: pb::Event, i: usize, now: DateTime<Utc>) -> Result<st::NewEvent, ApiError> {
-    let simple_id =
-        |s: &str| !s.is_empty() && s.len() <= v::MAX_ID_BYTES && !s.chars().any(char::is_control);
-    let ok = simple_id(&e.event_id)
-        && simple_id(&e.account_id)
-        && (e.user_id.is_empty() || simple_id(&e.user_id))
-        && !e.event_type.is_empty()
-        && e.event_type.len() <= v::MAX_NAME_BYTES
-        && !e.event_type.chars().any(char::is_control)
-        && e.value
-            .is_none_or(|x| x.is_finite() && x.abs() <= v::MAX_ABS_VALUE);
-    let at = e.occur_time.as_ref().and_then(|t| {
-        let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
-        let at = DateTime::from_timestamp(t.seconds, nanos)?;
-        (at.timestamp() >= v::MIN_TIME_SECS && at <= now + v::MAX_FUTURE).then_some(at)
-    });
-    match (ok, at) {
-        (true, Some(occurred_at)) => Ok(st::NewEvent {
-            user_id: (!e.user_id.is_empty()).then_some(e.user_id),
-            account_id: e.account_id,
-            event_id: e.event_id,
-            event_type: e.event_type,
-            occurred_at,
-            value: e.value,
-        }),
-        // Slow path: find and name the bad field.
-        _ => event(&e, &format!("events[{i}]"), now),
-    }
-}
-
-/// Validates RecordInteractions; `sentiment` stays `None` where it is to be computed
-/// from the text (returned alongside, by index).
-pub fn interactions_batch(
-    r: &pb::RecordInteractionsRequest,
-) -> Result<Vec<(st::InteractionRow, Option<String>)>, ApiError> {
-    v::batch_len("interactions", r.interactions.len())?;
-    let now = Utc::now();
-    r.interactions
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("interactions[{i}]");
-            let channel: pb::Channel = v::enum_value(&format!("{p}.channel"), x.channel, true)?;
-            let direction: pb::Direction =
-                v::enum_value(&format!("{p}.direction"), x.direction, true)?;
-            let sentiment = match x.sentiment {
-                Some(s) => {
-                    let f = format!("{p}.sentiment");
-                    let s = v::finite(&f, s)?;
-                    if !(-1.0..=1.0).contains(&s) {
-                        return Err(ApiError::invalid(f, "must be in [-1, 1]"));
+    /// Records interactions, scoring the sentiment of those that carry a text; returns
+    /// the counts and how many sentiments were computed.
+    pub(crate) async fn record_interactions(
+        &self,
+        items: Vec<(st::InteractionRow, Option<String>)>,
+    ) -> Result<(Counts, u32)> {
+        // VADER is CPU work (up to 10,000 texts of 64 KiB): off the async threads.
+        let (rows, computed) = tokio::task::spawn_blocking(move || {
+            let mut computed = 0u32;
+            let rows: Vec<st::InteractionRow> = items
+                .into_iter()
+                .map(|(mut row, text)| {
+                    if let Some(t) = text {
+                        row.sentiment = Some(sentiment::compound(&t));
+                        computed += 1;
                     }
-                    Some(s)
-                }
-                None => None,
-            };
-            let text = v::text(&format!("{p}.text"), &x.text, MAX_TEXT)?;
-            Ok((
-                st::InteractionRow {
-                    id: v::id(&format!("{p}.interaction_id"), &x.interaction_id)?,
-                    account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
-                    contact_id: v::opt_id(&format!("{p}.contact_id"), &x.contact_id)?,
-                    channel: match channel {
-                        pb::Channel::Email => "email",
-                        pb::Channel::Call => "call",
-                        pb::Channel::Meeting => "meeting",
-                        pb::Channel::Ticket => "ticket",
-                        pb::Channel::Chat | pb::Channel::Unspecified => "chat",
-                    }
-                    .to_string(),
-                    direction: match direction {
-                        pb::Direction::Inbound => "inbound",
-                        pb::Direction::Outbound | pb::Direction::Unspecified => "outbound",
-                    }
-                    .to_string(),
-                    occurred_at: v::required_time(
-                        &format!("{p}.occur_time"),
-                        x.occur_time.as_ref(),
-                        now,
-                    )?,
-                    replied: x.replied,
-                    sentiment,
-                },
-                if sentiment.is_none() { text } else { None },
-            ))
+                    row
+                })
+                .collect();
+            (rows, computed)
         })
-        .collect()
-}
-
-/// Validates RecordPulses.
-pub fn pulses_batch(r: &pb::RecordPulsesRequest) -> Result<Vec<st::PulseRow>, ApiError> {
-    v::batch_len("pulses", r.pulses.len())?;
-    let now = Utc::now();
-    r.pulses
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("pulses[{i}]");
-            Ok(st::PulseRow {
-                account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
-                author: v::id(&format!("{p}.author"), &x.author)?,
-                value: v::rating(&format!("{p}.value"), x.value)?,
-                note: v::text(&format!("{p}.note"), &x.note, MAX_NOTE)?.unwrap_or_default(),
-                at: v::required_time(&format!("{p}.occur_time"), x.occur_time.as_ref(), now)?,
+        .await
+        .map_err(|e| IngestionError::Sentiment(e.to_string()))?;
+        let counts = self
+            .upsert("interaction", |s| async move {
+                st::record_interactions(&s, &rows).await
             })
-        })
-        .collect()
-}
-
-/// Validates UpsertSubscriptions. The end time may lie in the future (contracts end
-/// later); the start follows the usual rule.
-pub fn subscriptions_batch(
-    r: &pb::UpsertSubscriptionsRequest,
-) -> Result<Vec<st::SubscriptionRow>, ApiError> {
-    v::batch_len("subscriptions", r.subscriptions.len())?;
-    let now = Utc::now();
-    r.subscriptions
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("subscriptions[{i}]");
-            let id = v::id(&format!("{p}.subscription_id"), &x.subscription_id)?;
-            let account_id = v::id(&format!("{p}.account_id"), &x.account_id)?;
-            let product = v::id(&format!("{p}.product"), &x.product)?;
-            let starts_at =
-                v::required_time(&format!("{p}.start_time"), x.start_time.as_ref(), now)?;
-            let ends_at = match &x.end_time {
-                Some(t) => {
-                    let f = format!("{p}.end_time");
-                    let e = v::any_time(&f, t)?;
-                    if e <= starts_at {
-                        return Err(ApiError::invalid(f, "must be after start_time"));
-                    }
-                    Some(e)
-                }
-                None => None,
-            };
-            let mrr = v::value(&format!("{p}.mrr"), x.mrr)?;
-            if mrr < 0.0 {
-                return Err(ApiError::invalid(
-                    format!("{p}.mrr"),
-                    "must not be negative",
-                ));
-            }
-            let quantity = match x.quantity {
-                Some(q) => {
-                    let q = v::value(&format!("{p}.quantity"), q)?;
-                    if q < 0.0 {
-                        return Err(ApiError::invalid(
-                            format!("{p}.quantity"),
-                            "must not be negative",
-                        ));
-                    }
-                    Some(q)
-                }
-                None => None,
-            };
-            let units = v::text(&format!("{p}.units"), &x.units, 64)?;
-            let bill = match x.billing_period_months {
-                0 => 1,
-                n @ 1..=120 => n as i32,
-                n => {
-                    return Err(ApiError::invalid(
-                        format!("{p}.billing_period_months"),
-                        format!("must be in 1..120 (got {n})"),
-                    ));
-                }
-            };
-            let discount = v::finite(&format!("{p}.discount"), x.discount)?;
-            if !(0.0..1.0).contains(&discount) {
-                return Err(ApiError::invalid(
-                    format!("{p}.discount"),
-                    "must be in [0, 1)",
-                ));
-            }
-            Ok(st::SubscriptionRow {
-                account_id,
-                id,
-                product,
-                starts_at,
-                ends_at,
-                mrr,
-                quantity,
-                units,
-                bill_period_months: bill,
-                is_addon: x.add_on,
-                discount,
-            })
-        })
-        .collect()
-}
-
-/// Validates UpsertEventTypes.
-pub fn event_types_batch(
-    r: &pb::UpsertEventTypesRequest,
-) -> Result<Vec<st::EventTypeUpsert>, ApiError> {
-    v::batch_len("event_types", r.event_types.len())?;
-    r.event_types
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("event_types[{i}]");
-            Ok(st::EventTypeUpsert {
-                name: v::name(&format!("{p}.name"), &x.name)?,
-                display_name: v::text(&format!("{p}.display_name"), &x.display_name, 200)?,
-                is_key: x.key,
-                description: v::text(&format!("{p}.description"), &x.description, 4096)?,
-            })
-        })
-        .collect()
-}
-
-/// The API form of a stored event type.
-pub fn event_type_to_pb(t: st::EventTypeRecord) -> pb::EventType {
-    pb::EventType {
-        name: t.name,
-        display_name: t.display_name,
-        key: t.is_key,
-        description: t.description,
-        event_count: t.event_count.max(0) as u64,
-    }
-}
-
-/// Validates UpsertCustomMetricDefinitions.
-pub fn metric_definitions_batch(
-    r: &pb::UpsertCustomMetricDefinitionsRequest,
-) -> Result<Vec<st::MetricDefinitionRow>, ApiError> {
-    v::batch_len("definitions", r.definitions.len())?;
-    r.definitions
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("definitions[{i}]");
-            let dir: cpb::KpiDirection =
-                v::enum_value(&format!("{p}.direction"), x.direction, false)?;
-            Ok(st::MetricDefinitionRow {
-                name: v::snake_name(&format!("{p}.name"), &x.name)?,
-                display_name: v::text(&format!("{p}.display_name"), &x.display_name, 200)?
-                    .unwrap_or_default(),
-                description: v::text(&format!("{p}.description"), &x.description, 4096)?
-                    .unwrap_or_default(),
-                direction: match dir {
-                    cpb::KpiDirection::LowerIsBetter => "lower_is_better",
-                    _ => "higher_is_better",
-                }
-                .to_string(),
-            })
-        })
-        .collect()
-}
-
-/// Validates RecordCustomMetrics.
-pub fn custom_metrics_batch(
-    r: &pb::RecordCustomMetricsRequest,
-) -> Result<Vec<st::CustomMetricRow>, ApiError> {
-    v::batch_len("metrics", r.metrics.len())?;
-    let now = Utc::now();
-    r.metrics
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("metrics[{i}]");
-            Ok(st::CustomMetricRow {
-                account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
-                name: v::snake_name(&format!("{p}.name"), &x.name)?,
-                value: v::value(&format!("{p}.value"), x.value)?,
-                at: v::required_time(&format!("{p}.occur_time"), x.occur_time.as_ref(), now)?,
-            })
-        })
-        .collect()
-}
-
-/// Validates SetCustomScoreFields ((account, field) at most once per batch).
-pub fn score_fields_batch(
-    r: &pb::SetCustomScoreFieldsRequest,
-) -> Result<Vec<st::ScoreFieldRow>, ApiError> {
-    v::batch_len("fields", r.fields.len())?;
-    let now = Utc::now();
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut out = Vec::with_capacity(r.fields.len());
-    for (i, x) in r.fields.iter().enumerate() {
-        let p = format!("fields[{i}]");
-        let row = st::ScoreFieldRow {
-            account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
-            field: v::snake_name(&format!("{p}.field"), &x.field)?,
-            value: v::rating(&format!("{p}.value"), x.value)?,
-            at: match &x.update_time {
-                Some(t) => v::time_at(&format!("{p}.update_time"), t, now)?,
-                None => now,
-            },
-        };
-        if let Some(first) = seen.insert((x.account_id.as_str(), x.field.as_str()), i) {
-            return Err(ApiError::invalid(
-                format!("{p}.field"),
-                format!("duplicate of fields[{first}] for the same account"),
-            ));
-        }
-        out.push(row);
-    }
-    Ok(out)
-}
-
-/// Validates RecordWebhookSignals.
-pub fn signals_batch(r: &pb::RecordWebhookSignalsRequest) -> Result<Vec<st::SignalRow>, ApiError> {
-    v::batch_len("signals", r.signals.len())?;
-    let now = Utc::now();
-    r.signals
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let p = format!("signals[{i}]");
-            Ok(st::SignalRow {
-                account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
-                name: v::snake_name(&format!("{p}.name"), &x.name)?,
-                value: v::rating(&format!("{p}.value"), x.value)?,
-                at: v::required_time(&format!("{p}.occur_time"), x.occur_time.as_ref(), now)?,
-            })
-        })
-        .collect()
-}
-
-/// Page tokens: the last key of the page (and the filters it was made under), hex
-/// encoded so any byte of an id survives.
-pub mod page_token {
-    use vitals_server::ApiError;
-
-    /// Encodes `parts` (joined by a unit separator) as a token.
-    pub fn encode(parts: &[&str]) -> String {
-        parts
-            .join("\u{1f}")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+            .await?;
+        Ok((counts, computed))
     }
 
-    /// Decodes a token into its parts; INVALID_ARGUMENT when malformed.
-    pub fn decode(token: &str) -> Result<Vec<String>, ApiError> {
-        let bad = || ApiError::invalid("page_token", "malformed");
-        if !token.len().is_multiple_of(2) {
-            return Err(bad());
-        }
-        let bytes = (0..token.len())
-            .step_by(2)
-            .map(|i| {
-                u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())
-            })
-            .collect::<Result<Vec<u8>, _>>()?;
-        let s = String::from_utf8(bytes).map_err(|_| bad())?;
-        // Never made by `encode` (ids hold no control character), and PostgreSQL text
-        // cannot hold a NUL.
-        if s.contains('\0') {
-            return Err(bad());
-        }
-        Ok(s.split('\u{1f}').map(str::to_string).collect())
+    /// Records pulses.
+    pub(crate) async fn record_pulses(&self, rows: Vec<st::PulseRow>) -> Result<Counts> {
+        self.upsert(
+            "pulse",
+            |s| async move { st::record_pulses(&s, &rows).await },
+        )
+        .await
+    }
+
+    /// Upserts subscriptions.
+    pub(crate) async fn upsert_subscriptions(
+        &self,
+        rows: Vec<st::SubscriptionRow>,
+    ) -> Result<Counts> {
+        self.upsert("subscription", |s| async move {
+            st::upsert_subscriptions(&s, &rows).await
+        })
+        .await
+    }
+
+    /// Upserts event types.
+    pub(crate) async fn upsert_event_types(
+        &self,
+        rows: Vec<st::EventTypeUpsert>,
+    ) -> Result<Counts> {
+        self.upsert("event_type", |s| async move {
+            st::upsert_event_types(&s, &rows).await
+        })
+        .await
+    }
+
+    /// At most `limit` event types after the name `after`, in name order.
+    pub(crate) async fn list_event_types(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<st::EventTypeRecord>> {
+        Ok(st::list_event_types(&self.store, after, limit).await?)
+    }
+
+    /// Upserts custom metric definitions.
+    pub(crate) async fn upsert_metric_definitions(
+        &self,
+        rows: Vec<st::MetricDefinitionRow>,
+    ) -> Result<Counts> {
+        self.upsert("custom_metric_definition", |s| async move {
+            st::upsert_metric_definitions(&s, &rows).await
+        })
+        .await
+    }
+
+    /// Records custom metric samples.
+    pub(crate) async fn record_custom_metrics(
+        &self,
+        rows: Vec<st::CustomMetricRow>,
+    ) -> Result<Counts> {
+        self.upsert("custom_metric", |s| async move {
+            st::record_custom_metrics(&s, &rows).await
+        })
+        .await
+    }
+
+    /// Sets custom score fields; returns how many were set.
+    pub(crate) async fn set_custom_score_fields(
+        &self,
+        rows: Vec<st::ScoreFieldRow>,
+    ) -> Result<u32> {
+        let set = self
+            .write(|s| async move { st::set_custom_score_fields(&s, &rows).await })
+            .await?;
+        vitals_server::metrics::events_ingested("custom_score_field", u64::from(set));
+        Ok(set)
+    }
+
+    /// Records webhook signals.
+    pub(crate) async fn record_webhook_signals(&self, rows: Vec<st::SignalRow>) -> Result<Counts> {
+        self.upsert("webhook_signal", |s| async move {
+            st::record_webhook_signals(&s, &rows).await
+        })
+        .await
     }
 }

@@ -11,7 +11,6 @@ use vitals_proto::ingestion::v1 as pb;
 use vitals_proto::ingestion::v1::ingestion_service_client::IngestionServiceClient;
 use vitals_server::ServerConfig;
 use vitals_store::Store;
-use vitals_store::sea_orm::{ConnectionTrait, Statement};
 use vitals_test_support::{Backend, TestServer};
 
 /// A running ingestion server and a store handle on the same database.
@@ -29,19 +28,9 @@ impl Env {
             .max_encoding_message_size(64 << 20)
     }
 
-    /// One integer from a query such as `SELECT COUNT(*) AS n FROM events`.
+    /// One integer from a query such as `SELECT COUNT(*) FROM events`.
     pub async fn int(&self, sql: &str) -> i64 {
-        let c = self.store.conn();
-        let row = c
-            .query_one_raw(Statement::from_string(
-                c.get_database_backend(),
-                // SUM of a bigint is numeric on PostgreSQL: cast back.
-                format!("SELECT CAST(({sql}) AS BIGINT) AS n"),
-            ))
-            .await
-            .expect("query")
-            .expect("one row");
-        row.try_get_by_index::<i64>(0).expect("an integer column")
+        vitals_test_support::query_int(&self.store, sql).await
     }
 
     pub async fn stop(self) {

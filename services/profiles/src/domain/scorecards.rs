@@ -3,12 +3,12 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
-use vitals_proto::profiles::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::paging::OffsetPage;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, ScorecardRecord};
 
-use crate::convert::{self, check_id, parse_name, scorecard_fields, slug_id};
+use crate::convert::{ScorecardFields, parse_name, slug_id};
 use crate::error::Result;
 
 /// Scorecard ids that cannot be created (`profile` is the built-in profile score).
@@ -18,43 +18,33 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("scorecard \"scorecards/{id}\""))
 }
 
-/// Creates a scorecard at the end of the display order.
-pub async fn create(store: &Store, req: pb::CreateScorecardRequest) -> Result<ScorecardRecord> {
-    let s = req
-        .scorecard
-        .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
-    let fields = scorecard_fields("scorecard", &s, false)?;
+/// Creates a scorecard with `id` (derived from its name when `None`) at the end of the
+/// display order.
+pub async fn create(
+    store: &Store,
+    id: Option<String>,
+    fields: ScorecardFields,
+) -> Result<ScorecardRecord> {
     let txn = store.begin_write().await?;
     let existing = sp::load_scorecards(&txn).await?;
     let taken: HashSet<&str> = existing.iter().map(|s| s.id.as_str()).collect();
-    let id = if req.scorecard_id.is_empty() {
-        let base = slug_id(&fields.display_name, 58);
-        let free = |id: &str| !taken.contains(id) && !RESERVED_IDS.contains(&id);
-        if free(&base) {
-            base
-        } else {
-            (2..)
-                .map(|n| format!("{base}-{n}"))
-                .find(|id| free(id))
-                .unwrap_or(base)
+    let id = match id {
+        None => {
+            let base = slug_id(&fields.display_name, 58);
+            let free = |id: &str| !taken.contains(id) && !RESERVED_IDS.contains(&id);
+            if free(&base) {
+                base
+            } else {
+                (2..)
+                    .map(|n| format!("{base}-{n}"))
+                    .find(|id| free(id))
+                    .unwrap_or(base)
+            }
         }
-    } else {
-        check_id("scorecard_id", &req.scorecard_id)?;
-        if RESERVED_IDS.contains(&req.scorecard_id.as_str()) {
-            return Err(ApiError::invalid(
-                "scorecard_id",
-                format!("{:?} is reserved", req.scorecard_id),
-            )
-            .into());
+        Some(id) if taken.contains(id.as_str()) => {
+            return Err(ApiError::AlreadyExists(format!("scorecard \"scorecards/{id}\"")).into());
         }
-        if taken.contains(req.scorecard_id.as_str()) {
-            return Err(ApiError::AlreadyExists(format!(
-                "scorecard \"scorecards/{}\"",
-                req.scorecard_id
-            ))
-            .into());
-        }
-        req.scorecard_id
+        Some(id) => id,
     };
     let order = existing
         .iter()
@@ -79,33 +69,39 @@ pub async fn get(store: &Store, name: &str) -> Result<ScorecardRecord> {
 /// A page of scorecards in display order, filtered by tags (any of) and enabled.
 pub async fn list(
     store: &Store,
-    req: &pb::ListScorecardsRequest,
+    filter: &ScorecardFilter,
+    page: OffsetPage,
 ) -> Result<(Vec<ScorecardRecord>, String)> {
-    let size = convert::page_size(req.page_size)?;
-    let offset = convert::page_offset(&req.page_token)?;
     let all: Vec<ScorecardRecord> = sp::load_scorecards(store)
         .await?
         .into_iter()
-        .filter(|s| !req.enabled_only || s.enabled)
-        .filter(|s| req.tags.is_empty() || s.tags.iter().any(|t| req.tags.contains(t)))
+        .filter(|s| !filter.enabled_only || s.enabled)
+        .filter(|s| filter.tags.is_empty() || s.tags.iter().any(|t| filter.tags.contains(t)))
         .collect();
-    Ok(convert::page(&all, offset, size))
+    Ok(page.of(&all))
 }
 
-/// Updates the fields named in the mask.
-pub async fn update(store: &Store, req: pb::UpdateScorecardRequest) -> Result<ScorecardRecord> {
-    let s = req
-        .scorecard
-        .ok_or_else(|| ApiError::invalid("scorecard", "required"))?;
-    let id = parse_name("scorecard.name", "scorecards", &s.name)?.to_string();
-    let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+/// Which scorecards ListScorecards returns.
+#[derive(Clone, Debug, Default)]
+pub struct ScorecardFilter {
+    /// Only scorecards with any of these tags (all when empty).
+    pub tags: Vec<String>,
+    /// Only enabled scorecards.
+    pub enabled_only: bool,
+}
+
+/// How an update changes a stored scorecard: its new fields (made by `convert` from the
+/// request's fields under its mask, over the stored ones).
+pub type ScorecardPatch =
+    Box<dyn FnOnce(&ScorecardRecord) -> Result<ScorecardFields, ApiError> + Send>;
+
+/// Updates scorecard `id` with `patch`.
+pub async fn update(store: &Store, id: String, patch: ScorecardPatch) -> Result<ScorecardRecord> {
     let txn = store.begin_write().await?;
     let existing = sp::get_scorecard(&txn, &id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let mut merged = convert::scorecard_pb(&existing);
-    convert::apply_scorecard_mask(&mut merged, &s, &paths)?;
-    let fields = scorecard_fields("scorecard", &merged, false)?;
+    let fields = patch(&existing)?;
     let record = fields.into_record(id, existing.display_order, existing.created_at, Utc::now());
     sp::update_scorecard(&txn, &record).await?;
     txn.commit().await?;

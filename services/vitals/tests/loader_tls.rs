@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vitals_ingestion::loader::{LoadArgs, LoadError, load};
+use vitals::loader::{LoadArgs, LoadError, load};
 use vitals_ingestion::{Config, IngestionArgs};
 use vitals_server::ServerConfig;
 use vitals_test_support::tls::{Pki, TlsServer};

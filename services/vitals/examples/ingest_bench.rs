@@ -5,7 +5,7 @@
 //! `events` gives the ceiling.
 //!
 //! ```sh
-//! cargo run --release -p vitals-ingestion --example ingest_bench -- \
+//! cargo run --release -p vitals --example ingest_bench -- \
 //!     --dir tests/data/socialnet7-small \
 //!     --postgres-url postgres://postgres@127.0.0.1:5432/postgres
 //! ```
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use vitals_ingestion::loader::{LoadArgs, load};
+use vitals::loader::{LoadArgs, load};
 use vitals_ingestion::{Config, IngestionArgs};
 use vitals_server::ServerConfig;
 use vitals_store::Store;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use chrono::NaiveDate;
 use common::{start, url_for};
 use tonic::{Request, Response, Status};
-use vitals_ingestion::loader::{Churn, LoadArgs, derive_churns, load};
+use vitals::loader::{Churn, LoadArgs, derive_churns, load};
 use vitals_ingestion::{IngestionArgs, register};
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_server::{LearnerService, LearnerServiceServer};
@@ -369,7 +369,7 @@ async fn start_with_learner(learner: FakeLearner) -> TestServer {
         let store = vitals_server::open_store(&config).await?;
         let mut grpc = GrpcServer::new();
         register(&mut grpc, store.clone(), &IngestionArgs::default(), &config)?;
-        grpc.add(LearnerServiceServer::new(learner));
+        grpc.add(LearnerServiceServer::new(learner), vitals_learner::ROLES);
         grpc.serve(&config, listener, shutdown).await?;
         store.close().await?;
         Ok(())

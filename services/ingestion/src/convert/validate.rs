@@ -158,17 +158,6 @@ pub fn enum_value<E: TryFrom<i32>>(field: &str, v: i32, required: bool) -> Resul
     E::try_from(v).map_err(|_| ApiError::invalid(field, format!("unknown value {v}")))
 }
 
-/// Checks a page size: 0 means `default`, above `max` is `max`, negative is invalid.
-pub fn page_size(v: i32, default: u64, max: u64) -> Result<u64, ApiError> {
-    if v < 0 {
-        return Err(ApiError::invalid("page_size", "must not be negative"));
-    }
-    Ok(match v as u64 {
-        0 => default,
-        n => n.min(max),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,15 +210,12 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_pages() {
+    fn numbers_and_batches() {
         assert!(finite("v", f64::NAN).is_err());
         assert!(finite("v", f64::INFINITY).is_err());
         assert!(rating("v", 0).is_err());
         assert!(rating("v", 6).is_err());
         assert_eq!(rating("v", 5).unwrap(), 5);
-        assert_eq!(page_size(0, 100, 1000).unwrap(), 100);
-        assert_eq!(page_size(5000, 100, 1000).unwrap(), 1000);
-        assert!(page_size(-1, 100, 1000).is_err());
         assert!(batch_len("events", 0).is_err());
         assert!(batch_len("events", 10_001).is_err());
         assert!(batch_len("events", 10_000).is_ok());
