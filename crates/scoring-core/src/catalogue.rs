@@ -90,10 +90,10 @@ impl Direction {
 /// How a KPI value becomes a 0..10 KPI score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ScoreMode {
-    /// 10 x the direction-adjusted mid-rank percentile among the peers (DESIGN §3.2).
+    /// 10 x the direction-adjusted mid-rank percentile among the peers (docs/scoring.md §2).
     Comparative,
     /// Absolute linear mapping of `[min, max]` onto 0..10, clamped: custom score fields
-    /// are already an assessment on 1..5, so (v - 1) / 4 x 10 (DESIGN §3.6).
+    /// are already an assessment on 1..5, so (v - 1) / 4 x 10 (docs/scoring.md §6).
     Absolute {
         /// Value that maps to 0.
         min: f64,
@@ -113,7 +113,7 @@ pub struct KpiDef {
     pub direction: Direction,
     /// How its value becomes a KPI score.
     pub mode: ScoreMode,
-    /// Whether it takes part in the account's own trend (momentum, DESIGN §3.4).
+    /// Whether it takes part in the account's own trend (momentum, docs/scoring.md §4).
     pub trend: bool,
     /// One-line description.
     pub doc: Cow<'static, str>,

@@ -2,7 +2,7 @@
 //! (no I/O, no async, no database), shared by the scoring service, the profiles service
 //! (scorecard preview) and the learner (KPI features).
 //!
-//! The pipeline, as in DESIGN §3 and docs/scoring.md:
+//! The pipeline, as in docs/scoring.md:
 //! 1. [`Catalogue::new`] lists the KPIs (55 built-ins + four per key event type: its
 //!    count, share, days since last use and change, see [`EventDetail`] + one per
 //!    custom metric and custom score field).

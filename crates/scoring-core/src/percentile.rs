@@ -1,4 +1,4 @@
-//! Mid-rank percentiles (DESIGN §3.2).
+//! Mid-rank percentiles (docs/scoring.md §2).
 //!
 //! Among the n present values of a comparison group, a value x with L values strictly
 //! below it and E values equal to it (itself included) has the percentile

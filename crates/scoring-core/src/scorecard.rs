@@ -1,4 +1,4 @@
-//! Custify-style scorecards (DESIGN §3.8): a measure mapped linearly from worst to best
+//! Custify-style scorecards (docs/scoring.md §8): a measure mapped linearly from worst to best
 //! onto 0..10, bands with configurable thresholds, and the impact-weighted global score.
 
 use crate::ScoringError;

@@ -1,4 +1,4 @@
-//! Behaviour forecasting: each trend KPI against the account's own history (DESIGN §3.4).
+//! Behaviour forecasting: each trend KPI against the account's own history (docs/scoring.md §4).
 //!
 //! z = (now - mean(history)) / (std(history) + eps), turned so that positive means
 //! healthier, clamped to [-2, 2]; momentum = mean(z) / 2, in [-1, 1]. The usage

@@ -1,5 +1,6 @@
 //! Persistence for Vitals: sea-orm entities and migrations for the whole data model
-//! (DESIGN.md §2), on embedded SQLite (the local default) or PostgreSQL (production).
+//! (docs/architecture.md, "Data model"), on embedded SQLite (the local default) or
+//! PostgreSQL (production).
 //!
 //! Services never talk SQL themselves: they call this crate. Connect with
 //! [`Store::connect`], then [`Store::migrate`] (idempotent) before serving.

@@ -1,5 +1,6 @@
 //! KPI weights from the learner: asked with a deadline, cached per profile for a TTL, with
-//! the fallbacks of DESIGN §4 (last known weights, else uniform).
+//! the fallbacks of docs/scoring-service.md, "weights sources" (last known weights, else
+//! uniform).
 //!
 //! Two ways to reach the learner ([`WeightsProvider`]):
 //! - [`GrpcLearner`]: `LearnerService.GetWeights` over gRPC at `--learner-url` (the

@@ -1,4 +1,4 @@
-//! Scoring a whole population in one call (DESIGN §3.2-3.7, §3.9).
+//! Scoring a whole population in one call (docs/scoring.md §2-7, §9).
 //!
 //! 1. Accounts are grouped by profile (counting sort, O(n)).
 //! 2. For every KPI column (in parallel), each profile's present values are sorted and

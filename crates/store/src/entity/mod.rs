@@ -1,4 +1,4 @@
-//! sea-orm entities: one module per table of the data model (DESIGN.md §2).
+//! sea-orm entities: one module per table of the data model (docs/architecture.md).
 //!
 //! Every customer-facing thing is keyed by the customer's own external ids (strings of at
 //! most 256 bytes), so callers never need to learn an internal id. Free-form structures

@@ -435,7 +435,7 @@ fn distinct_sorted<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 /// Creates every account of `ids` that does not exist yet, with status `unassigned`
-/// (DESIGN §5: data for an unknown account is kept, not dropped).
+/// (docs/ingestion.md: data for an unknown account is kept, not dropped).
 pub(crate) async fn ensure_accounts<C: ConnectionTrait>(c: &C, ids: &[&str]) -> Result<(), DbErr> {
     if ids.is_empty() {
         return Ok(());

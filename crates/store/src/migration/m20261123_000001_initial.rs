@@ -1,4 +1,4 @@
-//! The initial schema: the whole data model of DESIGN.md §2.
+//! The initial schema: the whole data model described in docs/architecture.md.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
