@@ -324,6 +324,14 @@ pub async fn insert_profile(db: &impl Db, p: &ProfileRecord) -> Result<(), Store
     let conn = db.c();
     let (row, settings) = p.rows()?;
     row.into_active_model().insert(conn).await?;
+    upsert_settings(conn, settings).await
+}
+
+/// Writes a profile's settings row, replacing the one there.
+async fn upsert_settings(
+    conn: &impl ConnectionTrait,
+    settings: profile_settings::Model,
+) -> Result<(), StoreError> {
     profile_settings::Entity::insert(settings.into_active_model())
         .on_conflict(
             OnConflict::column(profile_settings::Column::ProfileId)
@@ -372,20 +380,7 @@ pub async fn update_profile(db: &impl Db, p: &ProfileRecord) -> Result<(), Store
     let conn = db.c();
     let (row, settings) = p.rows()?;
     row.into_active_model().reset_all().update(conn).await?;
-    profile_settings::Entity::insert(settings.into_active_model())
-        .on_conflict(
-            OnConflict::column(profile_settings::Column::ProfileId)
-                .update_columns([
-                    profile_settings::Column::YellowFrom,
-                    profile_settings::Column::GreenFrom,
-                    profile_settings::Column::WindowDays,
-                    profile_settings::Column::TrendWeight,
-                ])
-                .to_owned(),
-        )
-        .exec(conn)
-        .await?;
-    Ok(())
+    upsert_settings(conn, settings).await
 }
 
 /// Clears `is_default` on every profile but `keep`.

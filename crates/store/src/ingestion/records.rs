@@ -525,27 +525,15 @@ pub async fn record_custom_metrics(
     store: &Store,
     items: &[CustomMetricRow],
 ) -> Result<Upserted, StoreError> {
-    let rows = items
-        .iter()
-        .map(|m| {
-            vec![
-                Value::from(m.account_id.clone()),
-                Value::from(m.name.clone()),
-                Value::from(m.at),
-                Value::from(m.value),
-            ]
-        })
-        .collect();
-    replace_keyed(
-        store,
-        "custom_metrics",
-        &["account_id", "name", "at", "value"],
-        3,
-        items.iter().map(|i| i.account_id.as_str()).collect(),
-        rows,
-        "value = excluded.value",
-    )
-    .await
+    let samples = items.iter().map(|m| {
+        (
+            m.account_id.as_str(),
+            m.name.as_str(),
+            m.at,
+            Value::from(m.value),
+        )
+    });
+    record_samples(store, "custom_metrics", samples.collect()).await
 }
 
 /// Stores webhook signals keyed by (account, name, at), replacing the value.
@@ -553,23 +541,42 @@ pub async fn record_webhook_signals(
     store: &Store,
     items: &[SignalRow],
 ) -> Result<Upserted, StoreError> {
-    let rows = items
-        .iter()
-        .map(|m| {
+    let samples = items.iter().map(|m| {
+        (
+            m.account_id.as_str(),
+            m.name.as_str(),
+            m.at,
+            Value::from(m.value),
+        )
+    });
+    record_samples(store, "webhook_signals", samples.collect()).await
+}
+
+/// Stores named samples `(account, name, at, value)` in `table` (whose columns are those
+/// four, keyed by the first three), replacing the value of a sample already there.
+async fn record_samples(
+    store: &Store,
+    table: &str,
+    samples: Vec<(&str, &str, DateTime<Utc>, Value)>,
+) -> Result<Upserted, StoreError> {
+    let accounts = samples.iter().map(|s| s.0).collect();
+    let rows = samples
+        .into_iter()
+        .map(|(account, name, at, value)| {
             vec![
-                Value::from(m.account_id.clone()),
-                Value::from(m.name.clone()),
-                Value::from(m.at),
-                Value::from(m.value),
+                Value::from(account),
+                Value::from(name),
+                Value::from(at),
+                value,
             ]
         })
         .collect();
     replace_keyed(
         store,
-        "webhook_signals",
+        table,
         &["account_id", "name", "at", "value"],
         3,
-        items.iter().map(|i| i.account_id.as_str()).collect(),
+        accounts,
         rows,
         "value = excluded.value",
     )

@@ -9,7 +9,7 @@ use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::ingestion::v1 as pb;
 
-use super::{LoadError, LoadSummary};
+use super::{KindSummary, LoadError, LoadSummary};
 
 /// Opens the gzip CSV `name` of `dir`; a missing file names the expected layout.
 pub(super) fn open_csv(
@@ -145,6 +145,60 @@ pub fn derive_churns(
     out
 }
 
+/// Reads the rows of `file` (columns `cols`, the account id first) of the kept accounts,
+/// each parsed by `parse` from its fields; a row that cannot be read or parsed is counted
+/// in `kind` of the summary as skipped, with its line and reason.
+fn read_rows<T>(
+    dir: &Path,
+    file: &str,
+    cols: &[&str],
+    divisor: Option<u64>,
+    summary: &mut LoadSummary,
+    kind: fn(&mut LoadSummary) -> &mut KindSummary,
+    mut parse: impl FnMut(&[&str]) -> Result<T, String>,
+) -> Result<Vec<T>, LoadError> {
+    let mut r = open_csv(dir, file)?;
+    let c = columns(&mut r, file, cols)?;
+    let mut out = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let line = i + 2;
+        let parsed = match rec {
+            Ok(rec) => {
+                let fields: Vec<&str> =
+                    c.iter().map(|&k| rec.get(k).unwrap_or("").trim()).collect();
+                if !keep(fields[0], divisor) {
+                    continue;
+                }
+                kind(summary).read += 1;
+                parse(&fields)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(row) => out.push(row),
+            Err(e) => {
+                kind(summary).skipped += 1;
+                summary.skip(format!("{file}:{line}: {e}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A date `YYYY-MM-DD` of column `what`.
+fn date(s: &str, what: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("{what} {s:?}: {e}"))
+}
+
+/// A number of column `what`, `default` when empty.
+fn num(s: &str, what: &str, default: f64) -> Result<f64, String> {
+    if s.is_empty() {
+        Ok(default)
+    } else {
+        s.parse::<f64>().map_err(|e| format!("{what} {s:?}: {e}"))
+    }
+}
+
 /// The subscriptions of subscription.csv.gz (of the kept accounts); bad rows are counted
 /// as skipped with their line and reason.
 pub(super) fn read_subscriptions(
@@ -152,79 +206,46 @@ pub(super) fn read_subscriptions(
     divisor: Option<u64>,
     summary: &mut LoadSummary,
 ) -> Result<Vec<SubRow>, LoadError> {
-    let file = "subscription.csv.gz";
-    let mut r = open_csv(dir, file)?;
-    let c = columns(
-        &mut r,
-        file,
-        &[
-            "account_id",
-            "product",
-            "start_date",
-            "end_date",
-            "mrr",
-            "quantity",
-            "units",
-            "bill_period_months",
-            "discount",
-        ],
-    )?;
-    let mut out = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let line = i + 2;
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(e) => {
-                summary.subscriptions.skipped += 1;
-                summary.skip(format!("{file}:{line}: {e}"));
-                continue;
-            }
-        };
-        let f = |k: usize| rec.get(c[k]).unwrap_or("").trim();
-        if !keep(f(0), divisor) {
-            continue;
-        }
-        summary.subscriptions.read += 1;
-        let parsed = (|| -> Result<SubRow, String> {
-            let date = |s: &str, what: &str| {
-                NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("{what} {s:?}: {e}"))
-            };
-            let num = |s: &str, what: &str, default: f64| {
-                if s.is_empty() {
-                    Ok(default)
-                } else {
-                    s.parse::<f64>().map_err(|e| format!("{what} {s:?}: {e}"))
-                }
-            };
+    let cols = [
+        "account_id",
+        "product",
+        "start_date",
+        "end_date",
+        "mrr",
+        "quantity",
+        "units",
+        "bill_period_months",
+        "discount",
+    ];
+    read_rows(
+        dir,
+        "subscription.csv.gz",
+        &cols,
+        divisor,
+        summary,
+        |s| &mut s.subscriptions,
+        |f| {
             Ok(SubRow {
-                account: f(0).to_string(),
-                product: f(1).to_string(),
-                start: date(f(2), "start_date")?,
-                end: if f(3).is_empty() {
+                account: f[0].to_string(),
+                product: f[1].to_string(),
+                start: date(f[2], "start_date")?,
+                end: if f[3].is_empty() {
                     None
                 } else {
-                    Some(date(f(3), "end_date")?)
+                    Some(date(f[3], "end_date")?)
                 },
-                mrr: num(f(4), "mrr", 0.0)?,
-                quantity: if f(5).is_empty() {
+                mrr: num(f[4], "mrr", 0.0)?,
+                quantity: if f[5].is_empty() {
                     None
                 } else {
-                    Some(num(f(5), "quantity", 0.0)?)
+                    Some(num(f[5], "quantity", 0.0)?)
                 },
-                units: f(6).to_string(),
-                bill: num(f(7), "bill_period_months", 1.0)? as u32,
-                discount: num(f(8), "discount", 0.0)?,
+                units: f[6].to_string(),
+                bill: num(f[7], "bill_period_months", 1.0)? as u32,
+                discount: num(f[8], "discount", 0.0)?,
             })
-        })();
-        match parsed {
-            Ok(s) => out.push(s),
-            Err(e) => {
-                summary.subscriptions.skipped += 1;
-                summary.skip(format!("{file}:{line}: {e}"));
-            }
-        }
-    }
-    Ok(out)
+        },
+    )
 }
 
 /// The accounts of account.csv.gz (of the kept accounts) with their attributes; the create
@@ -235,72 +256,48 @@ pub(super) fn read_accounts(
     first_start: &HashMap<&str, NaiveDate>,
     summary: &mut LoadSummary,
 ) -> Result<Vec<pb::Account>, LoadError> {
-    let file = "account.csv.gz";
-    let mut r = open_csv(dir, file)?;
-    let c = columns(
-        &mut r,
-        file,
-        &["account_id", "channel", "date_of_birth", "country"],
-    )?;
-    let mut out = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let line = i + 2;
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(e) => {
-                summary.accounts.skipped += 1;
-                summary.skip(format!("{file}:{line}: {e}"));
-                continue;
+    let cols = ["account_id", "channel", "date_of_birth", "country"];
+    read_rows(
+        dir,
+        "account.csv.gz",
+        &cols,
+        divisor,
+        summary,
+        |s| &mut s.accounts,
+        |f| {
+            if f[0].is_empty() {
+                return Err("empty account_id".into());
             }
-        };
-        let f = |k: usize| rec.get(c[k]).unwrap_or("").trim();
-        if !keep(f(0), divisor) {
-            continue;
-        }
-        summary.accounts.read += 1;
-        if f(0).is_empty() {
-            summary.accounts.skipped += 1;
-            summary.skip(format!("{file}:{line}: empty account_id"));
-            continue;
-        }
-        let mut attributes = HashMap::new();
-        let s = |v: &str| cpb::AttributeValue {
-            kind: Some(cpb::attribute_value::Kind::StringValue(v.to_string())),
-        };
-        if !f(1).is_empty() {
-            attributes.insert("channel".to_string(), s(f(1)));
-        }
-        if !f(3).is_empty() {
-            attributes.insert("country".to_string(), s(f(3)));
-        }
-        if !f(2).is_empty() {
-            match NaiveDate::parse_from_str(f(2), "%Y-%m-%d") {
-                Ok(d) => {
-                    attributes.insert(
-                        "date_of_birth".to_string(),
-                        cpb::AttributeValue {
-                            kind: Some(cpb::attribute_value::Kind::TimestampValue(day_ts(d))),
-                        },
-                    );
-                }
-                Err(e) => {
-                    summary.accounts.skipped += 1;
-                    summary.skip(format!("{file}:{line}: date_of_birth {:?}: {e}", f(2)));
-                    continue;
-                }
+            let s = |v: &str| cpb::AttributeValue {
+                kind: Some(cpb::attribute_value::Kind::StringValue(v.to_string())),
+            };
+            let mut attributes = HashMap::new();
+            if !f[1].is_empty() {
+                attributes.insert("channel".to_string(), s(f[1]));
             }
-        }
-        out.push(pb::Account {
-            account_id: f(0).to_string(),
-            display_name: String::new(),
-            attributes,
-            create_time: first_start.get(f(0)).map(|d| day_ts(*d)),
-            status: pb::AccountStatus::Unspecified as i32,
-            profile: String::new(),
-            update_time: None,
-        });
-    }
-    Ok(out)
+            if !f[3].is_empty() {
+                attributes.insert("country".to_string(), s(f[3]));
+            }
+            if !f[2].is_empty() {
+                let born = date(f[2], "date_of_birth")?;
+                attributes.insert(
+                    "date_of_birth".to_string(),
+                    cpb::AttributeValue {
+                        kind: Some(cpb::attribute_value::Kind::TimestampValue(day_ts(born))),
+                    },
+                );
+            }
+            Ok(pb::Account {
+                account_id: f[0].to_string(),
+                display_name: String::new(),
+                attributes,
+                create_time: first_start.get(f[0]).map(|d| day_ts(*d)),
+                status: pb::AccountStatus::Unspecified as i32,
+                profile: String::new(),
+                update_time: None,
+            })
+        },
+    )
 }
 
 /// The event types named in event_type.csv.gz.
