@@ -14,6 +14,7 @@ use vitals_store::scoring::{self as ss, LatestFilter, LatestOrder, PROFILE_SCORE
 use super::stored::{self, explanation_of};
 use crate::Inner;
 use crate::convert::{self, Scorecards};
+use crate::error::Result;
 
 fn one_scorecard(s: Scorecards) -> String {
     match s {
@@ -26,7 +27,7 @@ fn one_scorecard(s: Scorecards) -> String {
 pub(crate) async fn get_score(
     inner: &Inner,
     req: pb::GetScoreRequest,
-) -> Result<pb::GetScoreResponse, ApiError> {
+) -> Result<pb::GetScoreResponse> {
     let account = convert::account_id("account_id", &req.account_id)?;
     let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
     let at = req
@@ -63,7 +64,7 @@ pub(crate) async fn get_score(
 pub(crate) async fn list_scores(
     inner: &Inner,
     req: pb::ListScoresRequest,
-) -> Result<pb::ListScoresResponse, ApiError> {
+) -> Result<pb::ListScoresResponse> {
     let limit = convert::page_size("page_size", req.page_size, 100, 1000)?;
     let profile = convert::profile("profile", &req.profile)?;
     let scorecard = match convert::scorecard("scorecard", &req.scorecard, true)? {
@@ -76,10 +77,7 @@ pub(crate) async fn list_scores(
     if let (Some(lo), Some(hi)) = (min_value, max_value)
         && lo > hi
     {
-        return Err(ApiError::invalid(
-            "max_value",
-            "must not be below min_value",
-        ));
+        return Err(ApiError::invalid("max_value", "must not be below min_value").into());
     }
     let order = match req.order_by.trim() {
         "" | "value" | "value asc" => LatestOrder::ValueAsc,
@@ -89,7 +87,8 @@ pub(crate) async fn list_scores(
             return Err(ApiError::invalid(
                 "order_by",
                 format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
-            ));
+            )
+            .into());
         }
     };
     let full = convert::full_view("view", req.view, false)?;
@@ -120,7 +119,7 @@ pub(crate) async fn list_scores(
 pub(crate) async fn history(
     inner: &Inner,
     req: pb::GetScoreHistoryRequest,
-) -> Result<pb::GetScoreHistoryResponse, ApiError> {
+) -> Result<pb::GetScoreHistoryResponse> {
     let account = convert::account_id("account_id", &req.account_id)?;
     let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
     let limit = convert::page_size("page_size", req.page_size, 1000, 10_000)?;
@@ -141,10 +140,9 @@ pub(crate) async fn history(
     if let (Some(s), Some(e)) = (start, end)
         && e < s
     {
-        return Err(ApiError::invalid(
-            "time_range.end_time",
-            "must not be before start_time",
-        ));
+        return Err(
+            ApiError::invalid("time_range.end_time", "must not be before start_time").into(),
+        );
     }
     let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
     let offset = convert::page_token("page_token", &req.page_token, fp)?;
@@ -159,7 +157,7 @@ pub(crate) async fn history(
 pub(crate) async fn distribution(
     inner: &Inner,
     req: pb::GetDistributionRequest,
-) -> Result<pb::GetDistributionResponse, ApiError> {
+) -> Result<pb::GetDistributionResponse> {
     let profile = convert::profile("profile", &req.profile)?;
     let card = if req.global {
         PROFILE_SCORECARD.to_string()
@@ -170,12 +168,10 @@ pub(crate) async fn distribution(
     if let Some(p) = &profile
         && sp::get_profile(store, p).await?.is_none()
     {
-        return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")));
+        return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")).into());
     }
     if card != PROFILE_SCORECARD && sp::get_scorecard(store, &card).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "scorecard \"scorecards/{card}\""
-        )));
+        return Err(ApiError::NotFound(format!("scorecard \"scorecards/{card}\"")).into());
     }
     let rows = ss::latest_rows(store, profile.as_deref(), &card).await?;
     let (values, bands): (Vec<f64>, Vec<String>) = rows
@@ -202,7 +198,7 @@ pub(crate) async fn distribution(
 pub(crate) async fn explain(
     inner: &Inner,
     req: pb::ExplainScoreRequest,
-) -> Result<pb::ExplainScoreResponse, ApiError> {
+) -> Result<pb::ExplainScoreResponse> {
     let account = convert::account_id("account_id", &req.account_id)?;
     let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
     let since = req
@@ -279,7 +275,7 @@ pub(crate) async fn explain(
 pub(crate) async fn list_kpis(
     inner: &Inner,
     req: pb::ListKpisRequest,
-) -> Result<pb::ListKpisResponse, ApiError> {
+) -> Result<pb::ListKpisResponse> {
     let filter = match cpb::ScoreCategory::try_from(req.category) {
         Ok(cpb::ScoreCategory::Unspecified) => None,
         Ok(c) => Some(c as i32),
@@ -287,7 +283,8 @@ pub(crate) async fn list_kpis(
             return Err(ApiError::invalid(
                 "category",
                 format!("unknown category {}", req.category),
-            ));
+            )
+            .into());
         }
     };
     let today = chrono::Utc::now().date_naive();
