@@ -10,8 +10,13 @@ use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
+use crate::domain::read::{DistributionQuery, LatestValues};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
+
+mod kpis;
+
+pub use kpis::{kpi_filter, kpis_response};
 
 /// Times are kept to the microsecond (what PostgreSQL stores), so both engines return
 /// the same values.
@@ -470,4 +475,35 @@ pub fn watch_filter(req: &pb::WatchScoresRequest) -> Result<WatchFilter, ApiErro
             Scorecards::All => None,
         },
     })
+}
+
+/// One scorecard id: `profile` when the request names every scorecard.
+pub fn one_scorecard(s: Scorecards) -> String {
+    match s {
+        Scorecards::One(id) => id,
+        Scorecards::All => PROFILE_SCORECARD.to_string(),
+    }
+}
+
+/// The query of a GetDistribution request.
+pub fn distribution_query(req: &pb::GetDistributionRequest) -> Result<DistributionQuery, ApiError> {
+    let profile = profile("profile", &req.profile)?;
+    let scorecard = if req.global {
+        PROFILE_SCORECARD.to_string()
+    } else {
+        one_scorecard(scorecard("scorecard", &req.scorecard, false)?)
+    };
+    Ok(DistributionQuery {
+        profile,
+        scorecard,
+        global: req.global,
+    })
+}
+
+/// The GetDistribution answer.
+pub fn distribution_response(l: &LatestValues) -> pb::GetDistributionResponse {
+    pb::GetDistributionResponse {
+        distribution: Some(distribution(&l.values, &l.bands)),
+        as_of: l.as_of.map(to_timestamp),
+    }
 }

@@ -62,9 +62,9 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::GetDistributionRequest>,
     ) -> Result<Response<pb::GetDistributionResponse>, Status> {
-        Ok(Response::new(
-            read::distribution(&self.inner, request.into_inner()).await?,
-        ))
+        let q = convert::distribution_query(request.get_ref())?;
+        let latest = read::distribution(&self.inner, q).await?;
+        Ok(Response::new(convert::distribution_response(&latest)))
     }
 
     async fn explain_score(
@@ -120,8 +120,8 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::ListKpisRequest>,
     ) -> Result<Response<pb::ListKpisResponse>, Status> {
-        Ok(Response::new(
-            read::list_kpis(&self.inner, request.into_inner()).await?,
-        ))
+        let filter = convert::kpi_filter(request.get_ref())?;
+        let kpis = read::list_kpis(&self.inner).await?;
+        Ok(Response::new(convert::kpis_response(&kpis, filter)))
     }
 }
