@@ -10,7 +10,7 @@ use vitals_server::validate as sv;
 use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
-use crate::domain::read::{DistributionQuery, LatestValues};
+use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
 
@@ -505,5 +505,61 @@ pub fn distribution_response(l: &LatestValues) -> pb::GetDistributionResponse {
     pb::GetDistributionResponse {
         distribution: Some(distribution(&l.values, &l.bands)),
         as_of: l.as_of.map(to_timestamp),
+    }
+}
+
+/// The query of a GetScoreHistory request, its view (full or basic) and its paging
+/// fingerprint.
+pub fn history_query(
+    req: &pb::GetScoreHistoryRequest,
+) -> Result<(HistoryQuery, bool, u64), ApiError> {
+    let account = account_id("account_id", &req.account_id)?;
+    let card = one_scorecard(scorecard("scorecard", &req.scorecard, false)?);
+    let limit = page_size("page_size", req.page_size, 1000, 10_000)?;
+    let full = full_view("view", req.view, false)?;
+    let (start, end) = match &req.time_range {
+        Some(r) => (
+            r.start_time
+                .as_ref()
+                .map(|t| from_timestamp("time_range.start_time", t))
+                .transpose()?,
+            r.end_time
+                .as_ref()
+                .map(|t| from_timestamp("time_range.end_time", t))
+                .transpose()?,
+        ),
+        None => (None, None),
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && e < s
+    {
+        return Err(ApiError::invalid(
+            "time_range.end_time",
+            "must not be before start_time",
+        ));
+    }
+    let fp = fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
+    let offset = page_token("page_token", &req.page_token, fp)?;
+    let q = HistoryQuery {
+        account,
+        scorecard: card,
+        start,
+        end,
+        offset,
+        limit,
+    };
+    Ok((q, full, fp))
+}
+
+/// The GetScoreHistory answer for the query's page `rows`.
+pub fn history_response(
+    q: &HistoryQuery,
+    full: bool,
+    fp: u64,
+    rows: &[SnapshotRecord],
+) -> pb::GetScoreHistoryResponse {
+    pb::GetScoreHistoryResponse {
+        next_page_token: next_token(q.offset, rows.len(), q.limit, None, fp),
+        snapshots: rows.iter().map(|r| snapshot(r, full)).collect(),
     }
 }

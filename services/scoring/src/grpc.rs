@@ -53,9 +53,11 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::GetScoreHistoryRequest>,
     ) -> Result<Response<pb::GetScoreHistoryResponse>, Status> {
-        Ok(Response::new(
-            read::history(&self.inner, request.into_inner()).await?,
-        ))
+        let (q, full, fp) = convert::history_query(request.get_ref())?;
+        let rows = read::history(&self.inner, &q).await?;
+        Ok(Response::new(convert::history_response(
+            &q, full, fp, &rows,
+        )))
     }
 
     async fn get_distribution(

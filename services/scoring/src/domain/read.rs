@@ -7,7 +7,9 @@ use vitals_scoring_core as core;
 use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
 use vitals_store::profiles as sp;
-use vitals_store::scoring::{self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD};
+use vitals_store::scoring::{
+    self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord,
+};
 
 use super::stored::{self, explanation_of};
 use crate::Inner;
@@ -106,42 +108,35 @@ pub(crate) async fn list_scores(
     })
 }
 
-/// GetScoreHistory.
-pub(crate) async fn history(
-    inner: &Inner,
-    req: pb::GetScoreHistoryRequest,
-) -> Result<pb::GetScoreHistoryResponse> {
-    let account = convert::account_id("account_id", &req.account_id)?;
-    let card = convert::one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
-    let limit = convert::page_size("page_size", req.page_size, 1000, 10_000)?;
-    let full = convert::full_view("view", req.view, false)?;
-    let (start, end) = match &req.time_range {
-        Some(r) => (
-            r.start_time
-                .as_ref()
-                .map(|t| convert::from_timestamp("time_range.start_time", t))
-                .transpose()?,
-            r.end_time
-                .as_ref()
-                .map(|t| convert::from_timestamp("time_range.end_time", t))
-                .transpose()?,
-        ),
-        None => (None, None),
-    };
-    if let (Some(s), Some(e)) = (start, end)
-        && e < s
-    {
-        return Err(
-            ApiError::invalid("time_range.end_time", "must not be before start_time").into(),
-        );
-    }
-    let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
-    let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let rows = ss::history(&inner.store, &account, &card, start, end, offset, limit).await?;
-    Ok(pb::GetScoreHistoryResponse {
-        next_page_token: convert::next_token(offset, rows.len(), limit, None, fp),
-        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
-    })
+/// A GetScoreHistory query: one account's snapshots of one scorecard in a time range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryQuery {
+    /// The account.
+    pub account: String,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard: String,
+    /// From (inclusive), when set.
+    pub start: Option<DateTime<Utc>>,
+    /// Until, when set.
+    pub end: Option<DateTime<Utc>>,
+    /// Rows to skip (from the page token).
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// GetScoreHistory: the query's page of snapshots, oldest first.
+pub(crate) async fn history(inner: &Inner, q: &HistoryQuery) -> Result<Vec<SnapshotRecord>> {
+    Ok(ss::history(
+        &inner.store,
+        &q.account,
+        &q.scorecard,
+        q.start,
+        q.end,
+        q.offset,
+        q.limit,
+    )
+    .await?)
 }
 
 /// What GetDistribution summarises: the latest scores of a profile and/or scorecard.
