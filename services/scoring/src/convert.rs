@@ -7,10 +7,10 @@ use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
 use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
-use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
+use vitals_store::scoring::{LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
-use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues};
+use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues, ListQuery};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
 
@@ -561,5 +561,75 @@ pub fn history_response(
     pb::GetScoreHistoryResponse {
         next_page_token: next_token(q.offset, rows.len(), q.limit, None, fp),
         snapshots: rows.iter().map(|r| snapshot(r, full)).collect(),
+    }
+}
+
+/// The query of a ListScores request, its view (full or basic) and its paging fingerprint.
+pub fn list_query(req: &pb::ListScoresRequest) -> Result<(ListQuery, bool, u64), ApiError> {
+    let limit = page_size("page_size", req.page_size, 100, 1000)?;
+    let profile = profile("profile", &req.profile)?;
+    let scorecard = match scorecard("scorecard", &req.scorecard, true)? {
+        Scorecards::One(id) => Some(id),
+        Scorecards::All => None,
+    };
+    let bands = bands("bands", &req.bands)?;
+    let min_value = score_bound("min_value", req.min_value)?;
+    let max_value = score_bound("max_value", req.max_value)?;
+    if let (Some(lo), Some(hi)) = (min_value, max_value)
+        && lo > hi
+    {
+        return Err(ApiError::invalid(
+            "max_value",
+            "must not be below min_value",
+        ));
+    }
+    let order = match req.order_by.trim() {
+        "" | "value" | "value asc" => LatestOrder::ValueAsc,
+        "value desc" => LatestOrder::ValueDesc,
+        "account_id" | "account_id asc" => LatestOrder::AccountId,
+        other => {
+            return Err(ApiError::invalid(
+                "order_by",
+                format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
+            ));
+        }
+    };
+    let full = full_view("view", req.view, false)?;
+    let fp = fingerprint(&[
+        profile.as_deref().unwrap_or(""),
+        scorecard.as_deref().unwrap_or("-"),
+        &bands.join(","),
+        &format!("{min_value:?}/{max_value:?}"),
+        &format!("{order:?}"),
+    ]);
+    let offset = page_token("page_token", &req.page_token, fp)?;
+    let filter = LatestFilter {
+        profile_id: profile,
+        scorecard_id: scorecard,
+        bands,
+        min_value,
+        max_value,
+    };
+    let q = ListQuery {
+        filter,
+        order,
+        offset,
+        limit,
+    };
+    Ok((q, full, fp))
+}
+
+/// The ListScores answer for the query's page `rows` of `total` matching rows.
+pub fn list_response(
+    q: &ListQuery,
+    full: bool,
+    fp: u64,
+    rows: &[SnapshotRecord],
+    total: u64,
+) -> pb::ListScoresResponse {
+    pb::ListScoresResponse {
+        next_page_token: next_token(q.offset, rows.len(), q.limit, Some(total), fp),
+        snapshots: rows.iter().map(|r| snapshot(r, full)).collect(),
+        total_size: total as u32,
     }
 }

@@ -44,9 +44,11 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::ListScoresRequest>,
     ) -> Result<Response<pb::ListScoresResponse>, Status> {
-        Ok(Response::new(
-            read::list_scores(&self.inner, request.into_inner()).await?,
-        ))
+        let (q, full, fp) = convert::list_query(request.get_ref())?;
+        let (rows, total) = read::list_scores(&self.inner, &q).await?;
+        Ok(Response::new(convert::list_response(
+            &q, full, fp, &rows, total,
+        )))
     }
 
     async fn get_score_history(

@@ -13,7 +13,7 @@ use vitals_store::scoring::{
 
 use super::stored::{self, explanation_of};
 use crate::Inner;
-use crate::convert::{self, Scorecards};
+use crate::convert;
 use crate::error::Result;
 
 /// GetScore.
@@ -53,59 +53,25 @@ pub(crate) async fn get_score(
     })
 }
 
-/// ListScores.
+/// A ListScores query: a filter, an order and a page of the latest snapshots.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Which latest rows.
+    pub filter: LatestFilter,
+    /// Their order.
+    pub order: LatestOrder,
+    /// Rows to skip (from the page token).
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// ListScores: the query's page of latest snapshots and the number of matching rows.
 pub(crate) async fn list_scores(
     inner: &Inner,
-    req: pb::ListScoresRequest,
-) -> Result<pb::ListScoresResponse> {
-    let limit = convert::page_size("page_size", req.page_size, 100, 1000)?;
-    let profile = convert::profile("profile", &req.profile)?;
-    let scorecard = match convert::scorecard("scorecard", &req.scorecard, true)? {
-        Scorecards::One(id) => Some(id),
-        Scorecards::All => None,
-    };
-    let bands = convert::bands("bands", &req.bands)?;
-    let min_value = convert::score_bound("min_value", req.min_value)?;
-    let max_value = convert::score_bound("max_value", req.max_value)?;
-    if let (Some(lo), Some(hi)) = (min_value, max_value)
-        && lo > hi
-    {
-        return Err(ApiError::invalid("max_value", "must not be below min_value").into());
-    }
-    let order = match req.order_by.trim() {
-        "" | "value" | "value asc" => LatestOrder::ValueAsc,
-        "value desc" => LatestOrder::ValueDesc,
-        "account_id" | "account_id asc" => LatestOrder::AccountId,
-        other => {
-            return Err(ApiError::invalid(
-                "order_by",
-                format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
-            )
-            .into());
-        }
-    };
-    let full = convert::full_view("view", req.view, false)?;
-    let fp = convert::fingerprint(&[
-        profile.as_deref().unwrap_or(""),
-        scorecard.as_deref().unwrap_or("-"),
-        &bands.join(","),
-        &format!("{min_value:?}/{max_value:?}"),
-        &format!("{order:?}"),
-    ]);
-    let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let filter = LatestFilter {
-        profile_id: profile,
-        scorecard_id: scorecard,
-        bands,
-        min_value,
-        max_value,
-    };
-    let (rows, total) = ss::list_latest(&inner.store, &filter, order, offset, limit).await?;
-    Ok(pb::ListScoresResponse {
-        next_page_token: convert::next_token(offset, rows.len(), limit, Some(total), fp),
-        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
-        total_size: total as u32,
-    })
+    q: &ListQuery,
+) -> Result<(Vec<SnapshotRecord>, u64)> {
+    Ok(ss::list_latest(&inner.store, &q.filter, q.order, q.offset, q.limit).await?)
 }
 
 /// A GetScoreHistory query: one account's snapshots of one scorecard in a time range.
