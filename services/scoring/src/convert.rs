@@ -7,11 +7,16 @@ use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
 use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
-use vitals_store::scoring::{PROFILE_SCORECARD, SnapshotRecord};
+use vitals_store::scoring::{LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
+use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues, ListQuery};
 use crate::domain::stored::{StoredDetails, StoredDriver};
 use crate::weights::Source;
+
+mod kpis;
+
+pub use kpis::{kpi_filter, kpis_response};
 
 /// Times are kept to the microsecond (what PostgreSQL stores), so both engines return
 /// the same values.
@@ -470,4 +475,161 @@ pub fn watch_filter(req: &pb::WatchScoresRequest) -> Result<WatchFilter, ApiErro
             Scorecards::All => None,
         },
     })
+}
+
+/// One scorecard id: `profile` when the request names every scorecard.
+pub fn one_scorecard(s: Scorecards) -> String {
+    match s {
+        Scorecards::One(id) => id,
+        Scorecards::All => PROFILE_SCORECARD.to_string(),
+    }
+}
+
+/// The query of a GetDistribution request.
+pub fn distribution_query(req: &pb::GetDistributionRequest) -> Result<DistributionQuery, ApiError> {
+    let profile = profile("profile", &req.profile)?;
+    let scorecard = if req.global {
+        PROFILE_SCORECARD.to_string()
+    } else {
+        one_scorecard(scorecard("scorecard", &req.scorecard, false)?)
+    };
+    Ok(DistributionQuery {
+        profile,
+        scorecard,
+        global: req.global,
+    })
+}
+
+/// The GetDistribution answer.
+pub fn distribution_response(l: &LatestValues) -> pb::GetDistributionResponse {
+    pb::GetDistributionResponse {
+        distribution: Some(distribution(&l.values, &l.bands)),
+        as_of: l.as_of.map(to_timestamp),
+    }
+}
+
+/// The query of a GetScoreHistory request, its view (full or basic) and its paging
+/// fingerprint.
+pub fn history_query(
+    req: &pb::GetScoreHistoryRequest,
+) -> Result<(HistoryQuery, bool, u64), ApiError> {
+    let account = account_id("account_id", &req.account_id)?;
+    let card = one_scorecard(scorecard("scorecard", &req.scorecard, false)?);
+    let limit = page_size("page_size", req.page_size, 1000, 10_000)?;
+    let full = full_view("view", req.view, false)?;
+    let (start, end) = match &req.time_range {
+        Some(r) => (
+            r.start_time
+                .as_ref()
+                .map(|t| from_timestamp("time_range.start_time", t))
+                .transpose()?,
+            r.end_time
+                .as_ref()
+                .map(|t| from_timestamp("time_range.end_time", t))
+                .transpose()?,
+        ),
+        None => (None, None),
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && e < s
+    {
+        return Err(ApiError::invalid(
+            "time_range.end_time",
+            "must not be before start_time",
+        ));
+    }
+    let fp = fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
+    let offset = page_token("page_token", &req.page_token, fp)?;
+    let q = HistoryQuery {
+        account,
+        scorecard: card,
+        start,
+        end,
+        offset,
+        limit,
+    };
+    Ok((q, full, fp))
+}
+
+/// The GetScoreHistory answer for the query's page `rows`.
+pub fn history_response(
+    q: &HistoryQuery,
+    full: bool,
+    fp: u64,
+    rows: &[SnapshotRecord],
+) -> pb::GetScoreHistoryResponse {
+    pb::GetScoreHistoryResponse {
+        next_page_token: next_token(q.offset, rows.len(), q.limit, None, fp),
+        snapshots: rows.iter().map(|r| snapshot(r, full)).collect(),
+    }
+}
+
+/// The query of a ListScores request, its view (full or basic) and its paging fingerprint.
+pub fn list_query(req: &pb::ListScoresRequest) -> Result<(ListQuery, bool, u64), ApiError> {
+    let limit = page_size("page_size", req.page_size, 100, 1000)?;
+    let profile = profile("profile", &req.profile)?;
+    let scorecard = match scorecard("scorecard", &req.scorecard, true)? {
+        Scorecards::One(id) => Some(id),
+        Scorecards::All => None,
+    };
+    let bands = bands("bands", &req.bands)?;
+    let min_value = score_bound("min_value", req.min_value)?;
+    let max_value = score_bound("max_value", req.max_value)?;
+    if let (Some(lo), Some(hi)) = (min_value, max_value)
+        && lo > hi
+    {
+        return Err(ApiError::invalid(
+            "max_value",
+            "must not be below min_value",
+        ));
+    }
+    let order = match req.order_by.trim() {
+        "" | "value" | "value asc" => LatestOrder::ValueAsc,
+        "value desc" => LatestOrder::ValueDesc,
+        "account_id" | "account_id asc" => LatestOrder::AccountId,
+        other => {
+            return Err(ApiError::invalid(
+                "order_by",
+                format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
+            ));
+        }
+    };
+    let full = full_view("view", req.view, false)?;
+    let fp = fingerprint(&[
+        profile.as_deref().unwrap_or(""),
+        scorecard.as_deref().unwrap_or("-"),
+        &bands.join(","),
+        &format!("{min_value:?}/{max_value:?}"),
+        &format!("{order:?}"),
+    ]);
+    let offset = page_token("page_token", &req.page_token, fp)?;
+    let filter = LatestFilter {
+        profile_id: profile,
+        scorecard_id: scorecard,
+        bands,
+        min_value,
+        max_value,
+    };
+    let q = ListQuery {
+        filter,
+        order,
+        offset,
+        limit,
+    };
+    Ok((q, full, fp))
+}
+
+/// The ListScores answer for the query's page `rows` of `total` matching rows.
+pub fn list_response(
+    q: &ListQuery,
+    full: bool,
+    fp: u64,
+    rows: &[SnapshotRecord],
+    total: u64,
+) -> pb::ListScoresResponse {
+    pb::ListScoresResponse {
+        next_page_token: next_token(q.offset, rows.len(), q.limit, Some(total), fp),
+        snapshots: rows.iter().map(|r| snapshot(r, full)).collect(),
+        total_size: total as u32,
+    }
 }

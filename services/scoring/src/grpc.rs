@@ -44,27 +44,31 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::ListScoresRequest>,
     ) -> Result<Response<pb::ListScoresResponse>, Status> {
-        Ok(Response::new(
-            read::list_scores(&self.inner, request.into_inner()).await?,
-        ))
+        let (q, full, fp) = convert::list_query(request.get_ref())?;
+        let (rows, total) = read::list_scores(&self.inner, &q).await?;
+        Ok(Response::new(convert::list_response(
+            &q, full, fp, &rows, total,
+        )))
     }
 
     async fn get_score_history(
         &self,
         request: Request<pb::GetScoreHistoryRequest>,
     ) -> Result<Response<pb::GetScoreHistoryResponse>, Status> {
-        Ok(Response::new(
-            read::history(&self.inner, request.into_inner()).await?,
-        ))
+        let (q, full, fp) = convert::history_query(request.get_ref())?;
+        let rows = read::history(&self.inner, &q).await?;
+        Ok(Response::new(convert::history_response(
+            &q, full, fp, &rows,
+        )))
     }
 
     async fn get_distribution(
         &self,
         request: Request<pb::GetDistributionRequest>,
     ) -> Result<Response<pb::GetDistributionResponse>, Status> {
-        Ok(Response::new(
-            read::distribution(&self.inner, request.into_inner()).await?,
-        ))
+        let q = convert::distribution_query(request.get_ref())?;
+        let latest = read::distribution(&self.inner, q).await?;
+        Ok(Response::new(convert::distribution_response(&latest)))
     }
 
     async fn explain_score(
@@ -120,8 +124,8 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::ListKpisRequest>,
     ) -> Result<Response<pb::ListKpisResponse>, Status> {
-        Ok(Response::new(
-            read::list_kpis(&self.inner, request.into_inner()).await?,
-        ))
+        let filter = convert::kpi_filter(request.get_ref())?;
+        let kpis = read::list_kpis(&self.inner).await?;
+        Ok(Response::new(convert::kpis_response(&kpis, filter)))
     }
 }

@@ -12,10 +12,12 @@ mod convert;
 #[cfg(test)]
 mod convert_props;
 pub mod domain;
+mod error;
 mod grpc;
 mod roles;
 pub mod weights;
 
+pub use error::ScoringError;
 pub use roles::ROLES;
 
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
 use vitals_server::client::ClientTls;
-use vitals_server::{ApiError, GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
+use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
 
 pub use domain::compute::{BandChange, ProfileSummary, RunSummary, Scope};
@@ -203,7 +205,7 @@ impl ScoringService {
         &self,
         scope: Scope,
         as_of: Option<DateTime<Utc>>,
-    ) -> Result<RunSummary, ApiError> {
+    ) -> Result<RunSummary, ScoringError> {
         let as_of = convert::truncate(as_of.unwrap_or_else(Utc::now));
         domain::compute::run(&self.inner, scope, as_of).await
     }

@@ -10,13 +10,14 @@ use rayon::prelude::*;
 use vitals_scorecard::measure;
 use vitals_scorecard::rules::{self, Rule};
 use vitals_scoring_core as core;
-use vitals_server::{ApiError, CancelFlag};
+use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
-use vitals_store::scoring::{self as ss, NewSnapshot, PROFILE_SCORECARD};
+use vitals_store::scoring::{self as ss, LatestRecord, NewSnapshot, PROFILE_SCORECARD};
 
 use super::stored::{self, StoredCategory, StoredDetails, r6};
 use crate::Inner;
+use crate::error::Result;
 use crate::weights::{Source, Weights};
 
 /// What a run scores.
@@ -218,6 +219,184 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The scoring-core configuration of each run profile.
+fn profile_configs(
+    catalogue: &core::Catalogue,
+    spec: &core::CatalogueSpec,
+    profiles: &[RunProfile],
+) -> Vec<core::ProfileConfig> {
+    profiles
+        .iter()
+        .map(|p| core::ProfileConfig {
+            category_weights: category_weights(p.record.as_ref(), &p.weights),
+            kpi_weights: Some(kpi_weights(catalogue, spec, p.record.as_ref(), &p.weights)),
+            min_population: p
+                .record
+                .as_ref()
+                .map_or(10, |r| r.min_population.max(1) as usize),
+            trend_weight: p
+                .record
+                .as_ref()
+                .and_then(|r| r.trend_weight)
+                .unwrap_or(1.0),
+        })
+        .collect()
+}
+
+/// Sub-scores of one account: the five categories, then each custom score field.
+fn sub_scores(
+    kpis: &[core::KpiDef],
+    weights: &[f64],
+    e: &core::Explanation,
+) -> Vec<StoredCategory> {
+    let mut categories = Vec::new();
+    for (ci, c) in core::Category::WEIGHTED.iter().enumerate() {
+        let total = kpis
+            .iter()
+            .zip(weights)
+            .filter(|(d, w)| d.category == *c && **w > 0.0)
+            .count() as u32;
+        let present: Vec<_> = e
+            .contributions
+            .iter()
+            .filter(|x| kpis[x.kpi].category == *c)
+            .collect();
+        categories.push(StoredCategory {
+            c: stored::category_proto(*c),
+            f: String::new(),
+            v: e.score.categories[ci].map(r6),
+            w: r6(present.iter().map(|x| x.weight).sum()),
+            p: present.len() as u32,
+            t: total,
+        });
+    }
+    for x in e
+        .contributions
+        .iter()
+        .filter(|x| kpis[x.kpi].category == core::Category::ScoreField)
+    {
+        categories.push(StoredCategory {
+            c: stored::category_proto(core::Category::ScoreField),
+            f: x.name.trim_start_matches("score_field_").to_string(),
+            v: Some(r6(x.kpi_score)),
+            w: r6(x.weight),
+            p: 1,
+            t: 1,
+        });
+    }
+    categories
+}
+
+/// The churn probability of account `i` under the learner's coefficients (none without).
+fn churn_probability(
+    weights: &Weights,
+    catalogue: &core::Catalogue,
+    scores: &core::PopulationScores,
+    i: usize,
+) -> Option<f64> {
+    (!weights.coefficients.is_empty()).then(|| {
+        let eta = weights.intercept
+            + weights
+                .coefficients
+                .iter()
+                .map(|(kpi, c)| {
+                    let pct = catalogue
+                        .index_of(kpi)
+                        .and_then(|k| scores.percentile(i, k))
+                        .unwrap_or(0.5);
+                    c * pct
+                })
+                .sum::<f64>();
+        r6(sigmoid(eta))
+    })
+}
+
+/// The band thresholds of a profile (the defaults when it sets none or invalid ones).
+fn profile_bands(record: Option<&ProfileRecord>) -> core::BandThresholds {
+    core::BandThresholds::new(
+        record
+            .and_then(|r| r.yellow_from)
+            .unwrap_or(core::DEFAULT_YELLOW_FROM),
+        record
+            .and_then(|r| r.green_from)
+            .unwrap_or(core::DEFAULT_GREEN_FROM),
+    )
+    .unwrap_or_default()
+}
+
+/// What [`score_account`] reads: the scored population and the run's profiles.
+struct Population<'a> {
+    loaded: &'a LoadedInputs,
+    profiles: &'a [RunProfile],
+    configs: &'a [core::ProfileConfig],
+    catalogue: &'a core::Catalogue,
+    input: &'a core::PopulationInput<'a>,
+    scores: &'a core::PopulationScores,
+    signals: &'a [core::AccountSignals],
+    /// Members of each profile.
+    members: &'a [u32],
+    as_of: DateTime<Utc>,
+}
+
+/// The profile snapshot of account `i` (none when it has no score).
+fn score_account(pop: &Population<'_>, i: usize) -> Result<Option<Scored>> {
+    let kpis = pop.catalogue.kpis();
+    let e = core::explain_account(pop.input, pop.scores, i)?;
+    let Some(value) = e.score.score else {
+        return Ok(None);
+    };
+    let p = pop.input.profile_of[i] as usize;
+    let prof = &pop.profiles[p];
+    let config = &pop.configs[p];
+    let drivers = stored::drivers_of(&e, |k| kpis[k].category);
+    let categories = sub_scores(kpis, config.kpi_weights.as_deref().unwrap_or(&[]), &e);
+    let signals = pop.signals[i];
+    let momentum = signals.momentum;
+    let churn = churn_probability(&prof.weights, pop.catalogue, pop.scores, i);
+    let peer_count = if e.score.fallback {
+        pop.input.profile_of.len() as u32
+    } else {
+        pop.members[p]
+    };
+    let details = StoredDetails {
+        categories,
+        global_band: String::new(),
+        has_momentum: momentum.is_some(),
+        trend_adjustment: r6(
+            momentum.map_or(0.0, |m| core::trend_adjustment(m, config.trend_weight))
+        ),
+        signal_adjustment: r6(signals.webhook.unwrap_or(0.0)),
+        usage_adjustment: r6(e.score.usage_adjustment),
+        adjustment_contribution: r6(e.adjustment_contribution),
+        model: prof.weights.model.clone(),
+        peer_count,
+        measure_value: None,
+    };
+    let bands = profile_bands(prof.record.as_ref());
+    Ok(Some(Scored {
+        row: i,
+        snapshot: NewSnapshot {
+            account_id: pop.loaded.accounts[i].id.clone(),
+            scorecard_id: PROFILE_SCORECARD.to_string(),
+            profile_id: prof.id.clone(),
+            as_of: pop.as_of,
+            value: r6(value),
+            band: bands.band(value).as_str().to_string(),
+            global_value: None,
+            global_band: String::new(),
+            sub_scores: String::new(),
+            momentum: r6(momentum.unwrap_or(0.0)),
+            coverage_present: i32::from(e.score.coverage.present),
+            coverage_total: i32::from(e.score.coverage.total),
+            drivers: stored::encode_drivers(&drivers),
+            churn_probability: churn,
+            weights_source: prof.weights.source.as_str().to_string(),
+            population_fallback: e.score.fallback,
+        },
+        details,
+    }))
+}
+
 /// Runs scoring-core over the loaded population and builds the profile snapshots of the
 /// rows in `write` (CPU-bound: call from `spawn_blocking`). Stops with the flag's error
 /// after the KPIs, after the scores, and at the next account once `cancel` is raised.
@@ -229,39 +408,17 @@ fn compute(
     window: u32,
     as_of: DateTime<Utc>,
     cancel: &CancelFlag,
-) -> Result<Computed, ApiError> {
-    let internal = |e: core::ScoringError| ApiError::Internal(format!("scoring-core: {e}"));
-    let catalogue = core::Catalogue::new(&loaded.spec).map_err(internal)?;
+) -> Result<Computed> {
+    let catalogue = core::Catalogue::new(&loaded.spec)?;
     let kpi_config = core::KpiConfig {
         window_days: window,
         data_start: loaded.data_start,
         ..core::KpiConfig::default()
     };
     let inputs = loaded.inputs();
-    let batch =
-        core::compute_kpis(&catalogue, &kpi_config, loaded.as_of, &inputs).map_err(internal)?;
+    let batch = core::compute_kpis(&catalogue, &kpi_config, loaded.as_of, &inputs)?;
     cancel.check()?;
-    let configs: Vec<core::ProfileConfig> = profiles
-        .iter()
-        .map(|p| core::ProfileConfig {
-            category_weights: category_weights(p.record.as_ref(), &p.weights),
-            kpi_weights: Some(kpi_weights(
-                &catalogue,
-                &loaded.spec,
-                p.record.as_ref(),
-                &p.weights,
-            )),
-            min_population: p
-                .record
-                .as_ref()
-                .map_or(10, |r| r.min_population.max(1) as usize),
-            trend_weight: p
-                .record
-                .as_ref()
-                .and_then(|r| r.trend_weight)
-                .unwrap_or(1.0),
-        })
-        .collect();
+    let configs = profile_configs(&catalogue, &loaded.spec, profiles);
     let input = core::PopulationInput {
         kpis: catalogue.kpis(),
         matrix: &batch.matrix,
@@ -269,137 +426,32 @@ fn compute(
         profiles: &configs,
         signals: Some(&batch.signals),
     };
-    let scores =
-        core::score_population(&input, &core::ScoreOptions::default()).map_err(internal)?;
+    let scores = core::score_population(&input, &core::ScoreOptions::default())?;
     cancel.check()?;
-    let n = profile_of.len();
     let mut members = vec![0u32; profiles.len()];
     for &p in profile_of {
         members[p as usize] += 1;
     }
-    let mut fallback = vec![false; profiles.len()];
-    let kpis = catalogue.kpis();
+    let pop = Population {
+        loaded,
+        profiles,
+        configs: &configs,
+        catalogue: &catalogue,
+        input: &input,
+        scores: &scores,
+        signals: &batch.signals,
+        members: &members,
+        as_of,
+    };
     let scored: Vec<Option<Scored>> = write
         .par_iter()
-        .map(|&i| -> Result<Option<Scored>, ApiError> {
+        .map(|&i| {
             cancel.check()?;
-            let e = core::explain_account(&input, &scores, i).map_err(internal)?;
-            let Some(value) = e.score.score else {
-                return Ok(None);
-            };
-            let p = profile_of[i] as usize;
-            let prof = &profiles[p];
-            let config = &configs[p];
-            let drivers = stored::drivers_of(&e, |k| kpis[k].category);
-            // Sub-scores: the five categories, then each custom score field.
-            let mut categories = Vec::new();
-            let weights = config.kpi_weights.as_deref().unwrap_or(&[]);
-            for (ci, c) in core::Category::WEIGHTED.iter().enumerate() {
-                let total = kpis
-                    .iter()
-                    .zip(weights)
-                    .filter(|(d, w)| d.category == *c && **w > 0.0)
-                    .count() as u32;
-                let present: Vec<_> = e
-                    .contributions
-                    .iter()
-                    .filter(|x| kpis[x.kpi].category == *c)
-                    .collect();
-                categories.push(StoredCategory {
-                    c: stored::category_proto(*c),
-                    f: String::new(),
-                    v: e.score.categories[ci].map(r6),
-                    w: r6(present.iter().map(|x| x.weight).sum()),
-                    p: present.len() as u32,
-                    t: total,
-                });
-            }
-            for x in e
-                .contributions
-                .iter()
-                .filter(|x| kpis[x.kpi].category == core::Category::ScoreField)
-            {
-                categories.push(StoredCategory {
-                    c: stored::category_proto(core::Category::ScoreField),
-                    f: x.name.trim_start_matches("score_field_").to_string(),
-                    v: Some(r6(x.kpi_score)),
-                    w: r6(x.weight),
-                    p: 1,
-                    t: 1,
-                });
-            }
-            let signals = batch.signals[i];
-            let momentum = signals.momentum;
-            let churn = (!prof.weights.coefficients.is_empty()).then(|| {
-                let eta = prof.weights.intercept
-                    + prof
-                        .weights
-                        .coefficients
-                        .iter()
-                        .map(|(kpi, c)| {
-                            let pct = catalogue
-                                .index_of(kpi)
-                                .and_then(|k| scores.percentile(i, k))
-                                .unwrap_or(0.5);
-                            c * pct
-                        })
-                        .sum::<f64>();
-                r6(sigmoid(eta))
-            });
-            let peer_count = if e.score.fallback {
-                n as u32
-            } else {
-                members[p]
-            };
-            let details = StoredDetails {
-                categories,
-                global_band: String::new(),
-                has_momentum: momentum.is_some(),
-                trend_adjustment: r6(
-                    momentum.map_or(0.0, |m| core::trend_adjustment(m, config.trend_weight))
-                ),
-                signal_adjustment: r6(signals.webhook.unwrap_or(0.0)),
-                usage_adjustment: r6(e.score.usage_adjustment),
-                adjustment_contribution: r6(e.adjustment_contribution),
-                model: prof.weights.model.clone(),
-                peer_count,
-                measure_value: None,
-            };
-            let record = prof.record.as_ref();
-            let bands = core::BandThresholds::new(
-                record
-                    .and_then(|r| r.yellow_from)
-                    .unwrap_or(core::DEFAULT_YELLOW_FROM),
-                record
-                    .and_then(|r| r.green_from)
-                    .unwrap_or(core::DEFAULT_GREEN_FROM),
-            )
-            .unwrap_or_default();
-            Ok(Some(Scored {
-                row: i,
-                snapshot: NewSnapshot {
-                    account_id: loaded.accounts[i].id.clone(),
-                    scorecard_id: PROFILE_SCORECARD.to_string(),
-                    profile_id: prof.id.clone(),
-                    as_of,
-                    value: r6(value),
-                    band: bands.band(value).as_str().to_string(),
-                    global_value: None,
-                    global_band: String::new(),
-                    sub_scores: String::new(),
-                    momentum: r6(momentum.unwrap_or(0.0)),
-                    coverage_present: i32::from(e.score.coverage.present),
-                    coverage_total: i32::from(e.score.coverage.total),
-                    drivers: stored::encode_drivers(&drivers),
-                    churn_probability: churn,
-                    weights_source: prof.weights.source.as_str().to_string(),
-                    population_fallback: e.score.fallback,
-                },
-                details,
-            }))
+            score_account(&pop, i)
         })
         .collect::<Result<_, _>>()?;
     let scored: Vec<Scored> = scored.into_iter().flatten().collect();
+    let mut fallback = vec![false; profiles.len()];
     for s in &scored {
         if s.snapshot.population_fallback {
             fallback[profile_of[s.row] as usize] = true;
@@ -442,23 +494,14 @@ fn cards(records: Vec<ScorecardRecord>) -> Vec<Card> {
         .collect()
 }
 
-/// Runs one scoring run over `scope` as of `as_of` (serialised with every other run),
-/// holding a heavy-work slot: when the caller goes away or the server drains, the run
-/// stops and writes nothing (its transaction is never begun, or is rolled back).
-pub(crate) async fn run(
+/// Which population a run over `scope` loads, and the one account it writes (if any).
+async fn input_scope(
     inner: &Inner,
-    scope: Scope,
-    as_of: DateTime<Utc>,
-) -> Result<RunSummary, ApiError> {
-    let _serial = inner.run_lock.lock().await;
-    let work = inner.work.start("scoring run").await?;
-    let started = Instant::now();
-    let store = &inner.store;
-    let records = sp::load_profiles(store).await?;
-    let default = records.iter().find(|p| p.is_default).map(|p| p.id.clone());
-
-    // Which population to load, and which of its accounts to write.
-    let (input_scope, only_account) = match &scope {
+    scope: &Scope,
+    records: &[ProfileRecord],
+    default: Option<&String>,
+) -> Result<(InputScope, Option<String>)> {
+    Ok(match scope {
         Scope::All => (InputScope::All, None),
         Scope::Profile(id) => {
             let p = records
@@ -474,7 +517,7 @@ pub(crate) async fn run(
             )
         }
         Scope::Account(a) => {
-            let acc = sp::load_accounts_by_id(store, std::slice::from_ref(a))
+            let acc = sp::load_accounts_by_id(&inner.store, std::slice::from_ref(a))
                 .await?
                 .into_iter()
                 .next()
@@ -482,40 +525,41 @@ pub(crate) async fn run(
             if acc.status == "churned" {
                 return Err(ApiError::FailedPrecondition(format!(
                     "account \"{a}\" is churned and is not scored"
-                )));
+                ))
+                .into());
             }
-            let profile = acc.profile_id.clone().or_else(|| default.clone());
+            let profile = acc.profile_id.clone().or_else(|| default.cloned());
             let s = match profile {
                 Some(id) => InputScope::Profile {
-                    include_unprofiled: Some(&id) == default.as_ref(),
+                    include_unprofiled: Some(&id) == default,
                     id,
                 },
                 None => InputScope::All,
             };
             (s, Some(a.clone()))
         }
-    };
+    })
+}
 
-    // One KPI window per run: the profiles' when they agree, else the default.
+/// One KPI window per run: the profiles' when they agree, else the default.
+fn run_window(records: &[ProfileRecord]) -> u32 {
     let windows: std::collections::BTreeSet<u32> = records.iter().map(window_of).collect();
-    let window = if windows.len() == 1 {
+    if windows.len() == 1 {
         windows.into_iter().next().unwrap_or(DEFAULT_WINDOW)
     } else {
         tracing::warn!("profiles set different KPI windows; this run uses {DEFAULT_WINDOW} days");
         DEFAULT_WINDOW
-    };
-    let query = InputQuery {
-        as_of: as_of.date_naive(),
-        window_days: window,
-        history_windows: core::DEFAULT_HISTORY_WINDOWS,
-        scope: input_scope,
-        include_churned: false,
-    };
-    let loaded = load_inputs(&inner.store, &query).await?;
-    let load_ms = started.elapsed().as_millis() as u64;
+    }
+}
 
-    // Profiles of the loaded accounts: their own, else the default one, else an
-    // implicit profile "" with default settings.
+/// Profiles of the loaded accounts (their own, else the default one, else an implicit
+/// profile "" with default settings) with their weights, and each account's profile.
+async fn run_profiles(
+    inner: &Inner,
+    loaded: &LoadedInputs,
+    records: &[ProfileRecord],
+    default: Option<&String>,
+) -> (Vec<RunProfile>, Vec<u32>) {
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut run_profiles: Vec<(String, Option<ProfileRecord>)> = Vec::new();
     let mut profile_of = Vec::with_capacity(loaded.accounts.len());
@@ -524,7 +568,7 @@ pub(crate) async fn run(
             .profile_id
             .clone()
             .filter(|p| records.iter().any(|r| &r.id == p))
-            .or_else(|| default.clone())
+            .or_else(|| default.cloned())
             .unwrap_or_default();
         let next = run_profiles.len();
         let k = *index.entry(id.clone()).or_insert_with(|| {
@@ -537,7 +581,7 @@ pub(crate) async fn run(
     let weights =
         futures::future::join_all(run_profiles.iter().map(|(id, _)| inner.weights.weights(id)))
             .await;
-    let profiles: Vec<RunProfile> = run_profiles
+    let profiles = run_profiles
         .into_iter()
         .zip(weights)
         .map(|((id, record), weights)| RunProfile {
@@ -546,6 +590,207 @@ pub(crate) async fn run(
             weights,
         })
         .collect();
+    (profiles, profile_of)
+}
+
+/// The scorecard snapshots of the scored accounts, and the parts of each account's
+/// global score (its profile score first, then the scorecards included in it).
+async fn score_scorecards(
+    inner: &Inner,
+    snapshots: &[NewSnapshot],
+    as_of: DateTime<Utc>,
+) -> Result<(Vec<NewSnapshot>, Vec<Vec<(Option<f64>, core::Impact)>>)> {
+    let store = &inner.store;
+    let pos: HashMap<String, usize> = snapshots
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (s.account_id.clone(), j))
+        .collect();
+    let ids: Vec<String> = snapshots.iter().map(|s| s.account_id.clone()).collect();
+    let mut global_parts: Vec<Vec<(Option<f64>, core::Impact)>> = snapshots
+        .iter()
+        .map(|s| vec![(Some(s.value), core::Impact::High)])
+        .collect();
+    let cards = cards(sp::load_scorecards(store).await?);
+    let mut card_snaps = Vec::new();
+    if cards.is_empty() || ids.is_empty() {
+        return Ok((card_snaps, global_parts));
+    }
+    let accounts = sp::load_accounts_by_id(store, &ids).await?;
+    for c in &cards {
+        let members = match &c.segment {
+            Some(rule) => {
+                rules::select_stored(
+                    &format!("scorecards/{}", c.record.id),
+                    rule.clone(),
+                    accounts.clone(),
+                )
+                .await?
+            }
+            None => accounts.clone(),
+        };
+        let values = measure::measure_values(store, &c.record.measure, &members, as_of)
+            .await
+            .map_err(ApiError::from)?;
+        for (a, v) in members.iter().zip(values) {
+            let (Some(v), Some(&j)) = (v, pos.get(&a.id)) else {
+                continue;
+            };
+            let Some((score, band)) = c.card.evaluate(v) else {
+                continue;
+            };
+            if c.record.include_in_global {
+                global_parts[j].push((Some(score), c.card.impact));
+            }
+            let base = &snapshots[j];
+            let details = StoredDetails {
+                measure_value: Some(r6(v)),
+                model: String::new(),
+                ..StoredDetails::default()
+            };
+            card_snaps.push(NewSnapshot {
+                account_id: a.id.clone(),
+                scorecard_id: c.record.id.clone(),
+                profile_id: base.profile_id.clone(),
+                as_of,
+                value: r6(score),
+                band: band.as_str().to_string(),
+                global_value: None,
+                global_band: String::new(),
+                sub_scores: serde_json::to_string(&details)?,
+                momentum: 0.0,
+                coverage_present: 0,
+                coverage_total: 0,
+                drivers: stored::encode_drivers(&[]),
+                churn_probability: None,
+                weights_source: base.weights_source.clone(),
+                population_fallback: false,
+            });
+        }
+    }
+    Ok((card_snaps, global_parts))
+}
+
+/// Sets the global score and band of each profile snapshot, then serialises its
+/// sub-scores (off the async threads: rayon would block this worker until it is done).
+async fn finish_profile_snapshots(
+    work: &Work,
+    mut snapshots: Vec<NewSnapshot>,
+    mut details: Vec<StoredDetails>,
+    global_parts: &[Vec<(Option<f64>, core::Impact)>],
+) -> Result<Vec<NewSnapshot>> {
+    let global_bands = core::BandThresholds::default();
+    for ((s, d), parts) in snapshots.iter_mut().zip(&mut details).zip(global_parts) {
+        let g = core::global_score(parts).unwrap_or(s.value);
+        s.global_value = Some(r6(g));
+        s.global_band = global_bands.band(g).as_str().to_string();
+        d.global_band = s.global_band.clone();
+    }
+    let snapshots = work
+        .blocking(move |_| {
+            snapshots
+                .par_iter_mut()
+                .zip(details.par_iter())
+                .try_for_each(|(s, d)| {
+                    s.sub_scores =
+                        serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
+                    Ok::<(), ApiError>(())
+                })?;
+            Ok(snapshots)
+        })
+        .await?;
+    Ok(snapshots)
+}
+
+/// What the run did per profile (`scored`: the run's profile snapshots).
+fn profile_summaries(
+    profiles: &[RunProfile],
+    scored: &[NewSnapshot],
+    fallback: &[bool],
+) -> Vec<ProfileSummary> {
+    profiles
+        .iter()
+        .enumerate()
+        .map(|(k, p)| ProfileSummary {
+            profile_id: p.id.clone(),
+            scored: scored.iter().filter(|s| s.profile_id == p.id).count() as u32,
+            source: p.weights.source,
+            model: p.weights.model.clone(),
+            fallback: fallback[k],
+        })
+        .filter(|s| s.scored > 0)
+        .collect()
+}
+
+/// The `details` JSON of the run's row.
+fn run_details(
+    as_of: DateTime<Utc>,
+    snapshots: usize,
+    summaries: &[ProfileSummary],
+) -> serde_json::Value {
+    serde_json::json!({
+        "as_of": as_of.to_rfc3339(),
+        "snapshots": snapshots,
+        "profiles": summaries.iter().map(|s| serde_json::json!({
+            "profile": s.profile_id,
+            "scored": s.scored,
+            "weights_source": s.source.as_str(),
+            "model": s.model,
+            "population_fallback": s.fallback,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The band changes of the written snapshots against the latest rows before the run.
+fn band_changes(
+    snapshots: &[NewSnapshot],
+    before: &HashMap<(String, String), LatestRecord>,
+    run_id: i64,
+) -> Vec<BandChange> {
+    snapshots
+        .iter()
+        .filter_map(|s| {
+            let old = before.get(&(s.account_id.clone(), s.scorecard_id.clone()))?;
+            (old.as_of <= s.as_of && old.band != s.band).then(|| BandChange {
+                account_id: s.account_id.clone(),
+                profile_id: s.profile_id.clone(),
+                scorecard_id: s.scorecard_id.clone(),
+                old_band: old.band.clone(),
+                new_band: s.band.clone(),
+                old_value: old.value,
+                new_value: s.value,
+                as_of: s.as_of,
+                run_id,
+            })
+        })
+        .collect()
+}
+
+/// Runs one scoring run over `scope` as of `as_of` (serialised with every other run),
+/// holding a heavy-work slot: when the caller goes away or the server drains, the run
+/// stops and writes nothing (its transaction is never begun, or is rolled back).
+pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Result<RunSummary> {
+    let _serial = inner.run_lock.lock().await;
+    let work = inner.work.start("scoring run").await?;
+    let started = Instant::now();
+    let store = &inner.store;
+    let records = sp::load_profiles(store).await?;
+    let default = records.iter().find(|p| p.is_default).map(|p| p.id.clone());
+
+    // Which population to load, and which of its accounts to write.
+    let (input_scope, only_account) =
+        input_scope(inner, &scope, &records, default.as_ref()).await?;
+    let window = run_window(&records);
+    let query = InputQuery {
+        as_of: as_of.date_naive(),
+        window_days: window,
+        history_windows: core::DEFAULT_HISTORY_WINDOWS,
+        scope: input_scope,
+        include_churned: false,
+    };
+    let loaded = load_inputs(&inner.store, &query).await?;
+    let load_ms = started.elapsed().as_millis() as u64;
+    let (profiles, profile_of) = run_profiles(inner, &loaded, &records, default.as_ref()).await;
     let write: Vec<usize> = match &only_account {
         Some(a) => loaded.index_of(a).into_iter().collect(),
         None => (0..loaded.accounts.len()).collect(),
@@ -561,8 +806,9 @@ pub(crate) async fn run(
     let profiles = Arc::new(profiles);
     let (computed, loaded, profiles, before) = {
         let (l, p) = (loaded.clone(), profiles.clone());
-        let task = work
-            .blocking(move |cancel| compute(&l, &p, &profile_of, &write, window, as_of, cancel));
+        let task = work.blocking(move |cancel| {
+            compute(&l, &p, &profile_of, &write, window, as_of, cancel).map_err(ApiError::from)
+        });
         let (c, before) = tokio::join!(task, ss::latest_of_accounts(store, &write_ids));
         let c = c?;
         (c, loaded, profiles, before?)
@@ -572,130 +818,20 @@ pub(crate) async fn run(
     let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
     // Scorecards of the scored accounts, then the global score.
     let fallback = computed.fallback;
-    let (mut snapshots, mut details): (Vec<NewSnapshot>, Vec<StoredDetails>) = computed
+    let (snapshots, details): (Vec<NewSnapshot>, Vec<StoredDetails>) = computed
         .scored
         .into_iter()
         .map(|s| (s.snapshot, s.details))
         .unzip();
     let n_scored = snapshots.len();
-    let pos: HashMap<String, usize> = snapshots
-        .iter()
-        .enumerate()
-        .map(|(j, s)| (s.account_id.clone(), j))
-        .collect();
-    let ids: Vec<String> = snapshots.iter().map(|s| s.account_id.clone()).collect();
-    let mut global_parts: Vec<Vec<(Option<f64>, core::Impact)>> = snapshots
-        .iter()
-        .map(|s| vec![(Some(s.value), core::Impact::High)])
-        .collect();
-    let cards = cards(sp::load_scorecards(store).await?);
-    let mut card_snaps = Vec::new();
-    if !cards.is_empty() && !ids.is_empty() {
-        let accounts = sp::load_accounts_by_id(store, &ids).await?;
-        for c in &cards {
-            let members = match &c.segment {
-                Some(rule) => {
-                    rules::select_stored(
-                        &format!("scorecards/{}", c.record.id),
-                        rule.clone(),
-                        accounts.clone(),
-                    )
-                    .await?
-                }
-                None => accounts.clone(),
-            };
-            let values = measure::measure_values(&inner.store, &c.record.measure, &members, as_of)
-                .await
-                .map_err(ApiError::from)?;
-            for (a, v) in members.iter().zip(values) {
-                let (Some(v), Some(&j)) = (v, pos.get(&a.id)) else {
-                    continue;
-                };
-                let Some((score, band)) = c.card.evaluate(v) else {
-                    continue;
-                };
-                if c.record.include_in_global {
-                    global_parts[j].push((Some(score), c.card.impact));
-                }
-                let base = &snapshots[j];
-                let details = StoredDetails {
-                    measure_value: Some(r6(v)),
-                    model: String::new(),
-                    ..StoredDetails::default()
-                };
-                card_snaps.push(NewSnapshot {
-                    account_id: a.id.clone(),
-                    scorecard_id: c.record.id.clone(),
-                    profile_id: base.profile_id.clone(),
-                    as_of,
-                    value: r6(score),
-                    band: band.as_str().to_string(),
-                    global_value: None,
-                    global_band: String::new(),
-                    sub_scores: serde_json::to_string(&details)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                    momentum: 0.0,
-                    coverage_present: 0,
-                    coverage_total: 0,
-                    drivers: stored::encode_drivers(&[]),
-                    churn_probability: None,
-                    weights_source: base.weights_source.clone(),
-                    population_fallback: false,
-                });
-            }
-        }
-    }
-    let global_bands = core::BandThresholds::default();
-    for ((s, d), parts) in snapshots.iter_mut().zip(&mut details).zip(&global_parts) {
-        let g = core::global_score(parts).unwrap_or(s.value);
-        s.global_value = Some(r6(g));
-        s.global_band = global_bands.band(g).as_str().to_string();
-        d.global_band = s.global_band.clone();
-    }
-    // Off the async threads: rayon would block this worker until it is done.
-    let mut snapshots = work
-        .blocking(move |_| {
-            snapshots
-                .par_iter_mut()
-                .zip(details.par_iter())
-                .try_for_each(|(s, d)| {
-                    s.sub_scores =
-                        serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
-                    Ok::<(), ApiError>(())
-                })?;
-            Ok(snapshots)
-        })
-        .await?;
+    let (card_snaps, global_parts) = score_scorecards(inner, &snapshots, as_of).await?;
+    let mut snapshots = finish_profile_snapshots(&work, snapshots, details, &global_parts).await?;
     snapshots.extend(card_snaps);
 
     let write_from = started.elapsed().as_millis() as u64;
     let started_at = Utc::now();
-    let summaries: Vec<ProfileSummary> = profiles
-        .iter()
-        .enumerate()
-        .map(|(k, p)| ProfileSummary {
-            profile_id: p.id.clone(),
-            scored: snapshots[..n_scored]
-                .iter()
-                .filter(|s| s.profile_id == p.id)
-                .count() as u32,
-            source: p.weights.source,
-            model: p.weights.model.clone(),
-            fallback: fallback[k],
-        })
-        .filter(|s| s.scored > 0)
-        .collect();
-    let details = serde_json::json!({
-        "as_of": as_of.to_rfc3339(),
-        "snapshots": snapshots.len(),
-        "profiles": summaries.iter().map(|s| serde_json::json!({
-            "profile": s.profile_id,
-            "scored": s.scored,
-            "weights_source": s.source.as_str(),
-            "model": s.model,
-            "population_fallback": s.fallback,
-        })).collect::<Vec<_>>(),
-    });
+    let summaries = profile_summaries(&profiles, &snapshots[..n_scored], &fallback);
+    let details = run_details(as_of, snapshots.len(), &summaries);
     // One write transaction: the run, its snapshots, score_latest, the run's end. Nothing
     // is begun once the run is cancelled; a cancellation during it drops (rolls back) the
     // transaction with the call's future.
@@ -714,23 +850,7 @@ pub(crate) async fn run(
     // GetScore's cached latest scores predate this run.
     inner.latest.invalidate();
 
-    let changes: Vec<BandChange> = snapshots
-        .iter()
-        .filter_map(|s| {
-            let old = before.get(&(s.account_id.clone(), s.scorecard_id.clone()))?;
-            (old.as_of <= s.as_of && old.band != s.band).then(|| BandChange {
-                account_id: s.account_id.clone(),
-                profile_id: s.profile_id.clone(),
-                scorecard_id: s.scorecard_id.clone(),
-                old_band: old.band.clone(),
-                new_band: s.band.clone(),
-                old_value: old.value,
-                new_value: s.value,
-                as_of: s.as_of,
-                run_id,
-            })
-        })
-        .collect();
+    let changes = band_changes(&snapshots, &before, run_id);
     let band_changes = changes.len() as u32;
     for c in changes {
         // No subscriber is not an error.

@@ -1,34 +1,28 @@
 //! The read RPCs: latest scores, listings, history, distributions, explanations, KPIs.
 //! They read committed rows only and take no lock, so a run in progress never blocks them.
 
-use std::collections::HashMap;
-
-use vitals_proto::common::v1 as cpb;
+use chrono::{DateTime, Utc};
 use vitals_proto::scoring::v1 as pb;
 use vitals_scoring_core as core;
 use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
 use vitals_store::profiles as sp;
-use vitals_store::scoring::{self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD};
+use vitals_store::scoring::{
+    self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord,
+};
 
 use super::stored::{self, explanation_of};
 use crate::Inner;
-use crate::convert::{self, Scorecards};
-
-fn one_scorecard(s: Scorecards) -> String {
-    match s {
-        Scorecards::One(id) => id,
-        Scorecards::All => PROFILE_SCORECARD.to_string(),
-    }
-}
+use crate::convert;
+use crate::error::Result;
 
 /// GetScore.
 pub(crate) async fn get_score(
     inner: &Inner,
     req: pb::GetScoreRequest,
-) -> Result<pb::GetScoreResponse, ApiError> {
+) -> Result<pb::GetScoreResponse> {
     let account = convert::account_id("account_id", &req.account_id)?;
-    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
+    let card = convert::one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
     let at = req
         .as_of
         .as_ref()
@@ -59,142 +53,111 @@ pub(crate) async fn get_score(
     })
 }
 
-/// ListScores.
+/// A ListScores query: a filter, an order and a page of the latest snapshots.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Which latest rows.
+    pub filter: LatestFilter,
+    /// Their order.
+    pub order: LatestOrder,
+    /// Rows to skip (from the page token).
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// ListScores: the query's page of latest snapshots and the number of matching rows.
 pub(crate) async fn list_scores(
     inner: &Inner,
-    req: pb::ListScoresRequest,
-) -> Result<pb::ListScoresResponse, ApiError> {
-    let limit = convert::page_size("page_size", req.page_size, 100, 1000)?;
-    let profile = convert::profile("profile", &req.profile)?;
-    let scorecard = match convert::scorecard("scorecard", &req.scorecard, true)? {
-        Scorecards::One(id) => Some(id),
-        Scorecards::All => None,
-    };
-    let bands = convert::bands("bands", &req.bands)?;
-    let min_value = convert::score_bound("min_value", req.min_value)?;
-    let max_value = convert::score_bound("max_value", req.max_value)?;
-    if let (Some(lo), Some(hi)) = (min_value, max_value)
-        && lo > hi
-    {
-        return Err(ApiError::invalid(
-            "max_value",
-            "must not be below min_value",
-        ));
-    }
-    let order = match req.order_by.trim() {
-        "" | "value" | "value asc" => LatestOrder::ValueAsc,
-        "value desc" => LatestOrder::ValueDesc,
-        "account_id" | "account_id asc" => LatestOrder::AccountId,
-        other => {
-            return Err(ApiError::invalid(
-                "order_by",
-                format!("expected \"value\", \"value desc\" or \"account_id\", got {other:?}"),
-            ));
-        }
-    };
-    let full = convert::full_view("view", req.view, false)?;
-    let fp = convert::fingerprint(&[
-        profile.as_deref().unwrap_or(""),
-        scorecard.as_deref().unwrap_or("-"),
-        &bands.join(","),
-        &format!("{min_value:?}/{max_value:?}"),
-        &format!("{order:?}"),
-    ]);
-    let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let filter = LatestFilter {
-        profile_id: profile,
-        scorecard_id: scorecard,
-        bands,
-        min_value,
-        max_value,
-    };
-    let (rows, total) = ss::list_latest(&inner.store, &filter, order, offset, limit).await?;
-    Ok(pb::ListScoresResponse {
-        next_page_token: convert::next_token(offset, rows.len(), limit, Some(total), fp),
-        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
-        total_size: total as u32,
-    })
+    q: &ListQuery,
+) -> Result<(Vec<SnapshotRecord>, u64)> {
+    Ok(ss::list_latest(&inner.store, &q.filter, q.order, q.offset, q.limit).await?)
 }
 
-/// GetScoreHistory.
-pub(crate) async fn history(
-    inner: &Inner,
-    req: pb::GetScoreHistoryRequest,
-) -> Result<pb::GetScoreHistoryResponse, ApiError> {
-    let account = convert::account_id("account_id", &req.account_id)?;
-    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
-    let limit = convert::page_size("page_size", req.page_size, 1000, 10_000)?;
-    let full = convert::full_view("view", req.view, false)?;
-    let (start, end) = match &req.time_range {
-        Some(r) => (
-            r.start_time
-                .as_ref()
-                .map(|t| convert::from_timestamp("time_range.start_time", t))
-                .transpose()?,
-            r.end_time
-                .as_ref()
-                .map(|t| convert::from_timestamp("time_range.end_time", t))
-                .transpose()?,
-        ),
-        None => (None, None),
-    };
-    if let (Some(s), Some(e)) = (start, end)
-        && e < s
-    {
-        return Err(ApiError::invalid(
-            "time_range.end_time",
-            "must not be before start_time",
-        ));
-    }
-    let fp = convert::fingerprint(&[&account, &card, &format!("{start:?}/{end:?}")]);
-    let offset = convert::page_token("page_token", &req.page_token, fp)?;
-    let rows = ss::history(&inner.store, &account, &card, start, end, offset, limit).await?;
-    Ok(pb::GetScoreHistoryResponse {
-        next_page_token: convert::next_token(offset, rows.len(), limit, None, fp),
-        snapshots: rows.iter().map(|r| convert::snapshot(r, full)).collect(),
-    })
+/// A GetScoreHistory query: one account's snapshots of one scorecard in a time range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryQuery {
+    /// The account.
+    pub account: String,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard: String,
+    /// From (inclusive), when set.
+    pub start: Option<DateTime<Utc>>,
+    /// Until, when set.
+    pub end: Option<DateTime<Utc>>,
+    /// Rows to skip (from the page token).
+    pub offset: u64,
+    /// Page size.
+    pub limit: u64,
 }
 
-/// GetDistribution.
-pub(crate) async fn distribution(
-    inner: &Inner,
-    req: pb::GetDistributionRequest,
-) -> Result<pb::GetDistributionResponse, ApiError> {
-    let profile = convert::profile("profile", &req.profile)?;
-    let card = if req.global {
-        PROFILE_SCORECARD.to_string()
-    } else {
-        one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?)
-    };
+/// GetScoreHistory: the query's page of snapshots, oldest first.
+pub(crate) async fn history(inner: &Inner, q: &HistoryQuery) -> Result<Vec<SnapshotRecord>> {
+    Ok(ss::history(
+        &inner.store,
+        &q.account,
+        &q.scorecard,
+        q.start,
+        q.end,
+        q.offset,
+        q.limit,
+    )
+    .await?)
+}
+
+/// What GetDistribution summarises: the latest scores of a profile and/or scorecard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistributionQuery {
+    /// Profile id (every profile when `None`).
+    pub profile: Option<String>,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard: String,
+    /// The global score instead of the scorecard's.
+    pub global: bool,
+}
+
+/// The latest values and bands a distribution is computed over.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatestValues {
+    /// Values.
+    pub values: Vec<f64>,
+    /// Their bands.
+    pub bands: Vec<String>,
+    /// The newest as_of among them.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// GetDistribution: the latest values of the query's profile and scorecard.
+pub(crate) async fn distribution(inner: &Inner, q: DistributionQuery) -> Result<LatestValues> {
+    let DistributionQuery {
+        profile,
+        scorecard: card,
+        global,
+    } = q;
     let store = &inner.store;
     if let Some(p) = &profile
         && sp::get_profile(store, p).await?.is_none()
     {
-        return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")));
+        return Err(ApiError::NotFound(format!("profile \"profiles/{p}\"")).into());
     }
     if card != PROFILE_SCORECARD && sp::get_scorecard(store, &card).await?.is_none() {
-        return Err(ApiError::NotFound(format!(
-            "scorecard \"scorecards/{card}\""
-        )));
+        return Err(ApiError::NotFound(format!("scorecard \"scorecards/{card}\"")).into());
     }
     let rows = ss::latest_rows(store, profile.as_deref(), &card).await?;
     let (values, bands): (Vec<f64>, Vec<String>) = rows
         .iter()
         .map(|r| {
-            if req.global {
+            if global {
                 (r.global_value.unwrap_or(r.value), r.global_band.clone())
             } else {
                 (r.value, r.band.clone())
             }
         })
         .unzip();
-    Ok(pb::GetDistributionResponse {
-        distribution: Some(convert::distribution(&values, &bands)),
-        as_of: rows
-            .iter()
-            .map(|r| r.as_of)
-            .max()
-            .map(convert::to_timestamp),
+    Ok(LatestValues {
+        values,
+        bands,
+        as_of: rows.iter().map(|r| r.as_of).max(),
     })
 }
 
@@ -202,9 +165,9 @@ pub(crate) async fn distribution(
 pub(crate) async fn explain(
     inner: &Inner,
     req: pb::ExplainScoreRequest,
-) -> Result<pb::ExplainScoreResponse, ApiError> {
+) -> Result<pb::ExplainScoreResponse> {
     let account = convert::account_id("account_id", &req.account_id)?;
-    let card = one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
+    let card = convert::one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
     let since = req
         .since
         .as_ref()
@@ -274,22 +237,9 @@ pub(crate) async fn explain(
     Ok(resp)
 }
 
-/// ListKpis: the catalogue of the store's current event types, custom metrics and custom
-/// score fields.
-pub(crate) async fn list_kpis(
-    inner: &Inner,
-    req: pb::ListKpisRequest,
-) -> Result<pb::ListKpisResponse, ApiError> {
-    let filter = match cpb::ScoreCategory::try_from(req.category) {
-        Ok(cpb::ScoreCategory::Unspecified) => None,
-        Ok(c) => Some(c as i32),
-        Err(_) => {
-            return Err(ApiError::invalid(
-                "category",
-                format!("unknown category {}", req.category),
-            ));
-        }
-    };
+/// ListKpis: the KPI catalogue of the store's current event types, custom metrics and
+/// custom score fields.
+pub(crate) async fn list_kpis(inner: &Inner) -> Result<Vec<core::KpiDef>> {
     let today = chrono::Utc::now().date_naive();
     let mut q = InputQuery::all(today);
     q.scope = InputScope::Accounts(Vec::new());
@@ -309,116 +259,5 @@ pub(crate) async fn list_kpis(
     }
     let catalogue =
         core::Catalogue::new(&spec).map_err(|e| ApiError::Internal(format!("catalogue: {e}")))?;
-    let units = units();
-    let mut kpis: Vec<cpb::KpiDefinition> = catalogue
-        .kpis()
-        .iter()
-        .map(|k| cpb::KpiDefinition {
-            name: k.name.to_string(),
-            display_name: display_name(&k.name),
-            description: k.doc.to_string(),
-            category: stored::category_proto(k.category),
-            direction: match k.direction {
-                core::Direction::HigherIsBetter => cpb::KpiDirection::HigherIsBetter,
-                core::Direction::LowerIsBetter => cpb::KpiDirection::LowerIsBetter,
-            } as i32,
-            unit: units
-                .get(k.name.as_ref())
-                .copied()
-                .or_else(|| detail_unit(&k.name))
-                .unwrap_or_else(|| default_unit(k.category))
-                .to_string(),
-        })
-        .filter(|k| filter.is_none_or(|c| k.category == c))
-        .collect();
-    kpis.sort_by(|a, b| {
-        a.category
-            .cmp(&b.category)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    Ok(pb::ListKpisResponse { kpis })
-}
-
-/// "days_since_last_activity" -> "Days since last activity";
-/// "events_login__days_since" -> "Events login: days since".
-fn display_name(name: &str) -> String {
-    let s = name.replace("__", ": ").replace('_', " ");
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => s,
-    }
-}
-
-/// Unit of a per key event type detail KPI (`events_<type>__share`, ...), from its family.
-fn detail_unit(name: &str) -> Option<&'static str> {
-    match name.rsplit_once("__")?.1 {
-        "share" => Some("ratio"),
-        "days_since" => Some("days"),
-        "change_pct" => Some("percent"),
-        _ => None,
-    }
-}
-
-fn default_unit(c: core::Category) -> &'static str {
-    match c {
-        core::Category::Usage | core::Category::Conversations => "count",
-        core::Category::Pulse | core::Category::ScoreField => "rating 1..5",
-        core::Category::Contract | core::Category::Custom => "value",
-    }
-}
-
-/// Units of the built-in KPIs whose unit is not the category default.
-fn units() -> HashMap<&'static str, &'static str> {
-    HashMap::from([
-        ("key_events", "events"),
-        ("all_events", "events"),
-        ("key_events_per_seat", "events/seat"),
-        ("key_events_per_active_user", "events/user"),
-        ("events_per_active_day", "events/day"),
-        ("key_events_last_7d", "events"),
-        ("recent_activity_ratio", "ratio"),
-        ("active_days", "days"),
-        ("active_weeks", "weeks"),
-        ("avg_daily_active_users", "users"),
-        ("peak_daily_active_users", "users"),
-        ("active_user_ratio", "ratio"),
-        ("avg_dau_per_seat", "ratio"),
-        ("days_since_last_activity", "days"),
-        ("mean_gap_between_active_days", "days"),
-        ("max_inactive_streak", "days"),
-        ("time_spent", "value units"),
-        ("time_spent_per_active_user", "value units/user"),
-        ("breadth", "ratio"),
-        ("key_events_change_pct", "percent"),
-        ("active_days_change_pct", "percent"),
-        ("active_users_change_pct", "percent"),
-        ("time_spent_change_pct", "percent"),
-        ("breadth_change", "ratio"),
-        ("weekly_events_slope", "ratio/week"),
-        ("days_since_last_contact", "days"),
-        ("days_since_last_inbound", "days"),
-        ("contacts_reached", "contacts"),
-        ("contacts_reached_share", "ratio"),
-        ("decision_makers_involved", "contacts"),
-        ("champions_involved", "contacts"),
-        ("mean_sentiment", "sentiment -1..1"),
-        ("negative_interaction_share", "ratio"),
-        ("response_rate", "ratio"),
-        ("interactions_change_pct", "percent"),
-        ("sentiment_change", "sentiment -1..1"),
-        ("pulse_age_days", "days"),
-        ("pulse_change", "rating points"),
-        ("mrr", "currency/month"),
-        ("mrr_change_90d_pct", "percent"),
-        ("add_ons", "subscriptions"),
-        ("add_on_mrr_share", "ratio"),
-        ("tenure_days", "days"),
-        ("days_to_renewal", "days"),
-        ("discount", "ratio"),
-        ("quantity", "units"),
-        ("active_subscriptions", "subscriptions"),
-        ("billing_period_months", "months"),
-        ("renewals", "subscriptions"),
-    ])
+    Ok(catalogue.kpis().to_vec())
 }
