@@ -1,7 +1,6 @@
 //! Metrics of churn probabilities and health scores, time-split backtests, and the
 //! evaluation of a stored model.
 
-use crate::error::LearnerError;
 use std::collections::HashSet;
 
 use chrono::Days;
@@ -12,6 +11,7 @@ use vitals_learn_core::{
 
 use super::stored::{StoredBacktest, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight};
 use super::{Prepared, Scope, Settings};
+use crate::error::LearnerError;
 
 pub(super) fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {

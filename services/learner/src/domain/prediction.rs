@@ -1,6 +1,5 @@
 //! Churn probabilities from a stored model.
 
-use crate::error::LearnerError;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
@@ -8,6 +7,7 @@ use chrono::NaiveDate;
 use super::evaluation::sigmoid;
 use super::features::Population;
 use super::stored::StoredCoefficients;
+use crate::error::LearnerError;
 
 /// Churn probabilities of accounts (population indices) at date `d` with the coefficients
 /// chosen for each.

@@ -1,7 +1,6 @@
 //! The labelled training set (observation dates, features, labels) and the
 //! memory bound checked before it is built.
 
-use crate::error::LearnerError;
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
@@ -14,10 +13,10 @@ use vitals_scoring_core::{Catalogue, Category, KpiConfig};
 use vitals_store::learner::{History, HistoryFacts, OutcomeRecord};
 
 use super::evaluation::sigmoid;
-use super::features::{self};
-use super::features::{Account, Population, Snapshots};
+use super::features::{self, Account, Population, Snapshots};
 use super::stored::{StoredCoefficients, StoredKpiWeight};
 use super::{Scope, Settings, outcomes_by_account};
+use crate::error::LearnerError;
 
 pub(super) const CATEGORY_COLUMNS: [&str; 5] = [
     "__category_usage",

@@ -1,19 +1,20 @@
 //! Fitting one scope's model: coefficients, shrunk KPI weights, category weights and
 //! metrics, ready to store.
 
-use crate::error::LearnerError;
 use std::collections::HashSet;
 
-use vitals_learn_core::FeatureTransform;
-use vitals_learn_core::{LearnError, suggest_category_weights, train_kpis};
+use vitals_learn_core::{
+    FeatureTransform, KpiTerm, LearnError, suggest_category_weights, train_kpis,
+};
 
 use super::evaluation::{backtests, eval_health, eval_probabilities};
-use super::features::{self};
+use super::features;
 use super::stored::{
     StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredKpiWeight,
     StoredMetrics, StoredOptions,
 };
 use super::{Prepared, Scope, Settings};
+use crate::error::LearnerError;
 
 /// Everything a training run produces for one scope, ready to store.
 #[derive(Debug, Clone)]
@@ -74,29 +75,7 @@ pub fn fit_scope(
         .form
         .kpi_terms(&trained.model, kpis.len())
         .map_err(|e| Err(e.into()))?;
-    let coefficients = StoredCoefficients {
-        intercept,
-        l2_penalty: trained.model.lambda,
-        coefficients: terms
-            .into_iter()
-            .map(|t| StoredCoefficient {
-                kpi: kpis[t.kpi].name.to_string(),
-                transform: t.transform,
-                // What the fit saw for a missing value: the percentiles were filled with
-                // the median peer, the other forms with the training mean (z = 0).
-                missing: match t.transform {
-                    FeatureTransform::Percentile => features::MISSING_PERCENTILE,
-                    FeatureTransform::LogValue | FeatureTransform::Value => t.missing,
-                },
-                group: t.group.map(|g| g as u32),
-                category: kpis[t.kpi].category.as_str().to_owned(),
-                coefficient: t.coefficient,
-                standardized: t.standardized,
-                declared_direction: kpis[t.kpi].direction.as_str().to_owned(),
-                contradicted: t.standardized > 0.0,
-            })
-            .collect(),
-    };
+    let coefficients = stored_coefficients(prep, intercept, trained.model.lambda, terms);
     let kpi_weights: Vec<StoredKpiWeight> = trained
         .weights
         .kpis
@@ -174,4 +153,38 @@ pub fn fit_scope(
         observations: data.len(),
         churned,
     })
+}
+
+/// The stored form of a model's KPI terms (one coefficient per KPI column, with its
+/// catalogue category and declared direction).
+fn stored_coefficients(
+    prep: &Prepared,
+    intercept: f64,
+    l2_penalty: f64,
+    terms: Vec<KpiTerm>,
+) -> StoredCoefficients {
+    let kpis = prep.pop.catalogue.kpis();
+    StoredCoefficients {
+        intercept,
+        l2_penalty,
+        coefficients: terms
+            .into_iter()
+            .map(|t| StoredCoefficient {
+                kpi: kpis[t.kpi].name.to_string(),
+                transform: t.transform,
+                // What the fit saw for a missing value: the percentiles were filled with
+                // the median peer, the other forms with the training mean (z = 0).
+                missing: match t.transform {
+                    FeatureTransform::Percentile => features::MISSING_PERCENTILE,
+                    FeatureTransform::LogValue | FeatureTransform::Value => t.missing,
+                },
+                group: t.group.map(|g| g as u32),
+                category: kpis[t.kpi].category.as_str().to_owned(),
+                coefficient: t.coefficient,
+                standardized: t.standardized,
+                declared_direction: kpis[t.kpi].direction.as_str().to_owned(),
+                contradicted: t.standardized > 0.0,
+            })
+            .collect(),
+    }
 }
