@@ -426,7 +426,7 @@ fn fit_scopes(
             skipped.push((id, "the profile has no member".to_owned()));
             continue;
         };
-        match domain::fit_scope(&prep, scope, &settings) {
+        match domain::fit_scope(&prep, scope, settings) {
             Ok(f) => fitted.push((id, f)),
             Err(Ok(reason)) => skipped.push((id, reason)),
             Err(Err(e)) => return Err(e),
