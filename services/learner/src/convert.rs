@@ -14,8 +14,8 @@ use vitals_store::learner::{
 use crate::LearnerArgs;
 use crate::domain::Settings;
 use crate::domain::stored::{
-    StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight,
-    StoredMetrics,
+    StoredBacktest, StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold,
+    StoredKpiWeight, StoredMetrics,
 };
 
 /// Largest batch of RecordOutcomes.
@@ -572,4 +572,32 @@ pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
         churn_count: d.metrics.churn_count,
         shrinkage: d.metrics.shrinkage,
     })
+}
+
+/// Most backtest folds an Evaluate request may ask for.
+pub const MAX_FOLDS: u32 = 10;
+/// Backtest folds when the request leaves it at 0.
+pub const DEFAULT_FOLDS: u32 = 2;
+
+/// The backtest folds of an Evaluate request: 0 is the default, at most [`MAX_FOLDS`].
+pub fn backtest_folds(n: u32) -> Result<usize, ApiError> {
+    match n {
+        0 => Ok(DEFAULT_FOLDS as usize),
+        n if n <= MAX_FOLDS => Ok(n as usize),
+        n => Err(ApiError::invalid(
+            "backtest_folds",
+            format!("must be in 0..10, got {n}"),
+        )),
+    }
+}
+
+/// The proto evaluation of a stored metric and its backtest.
+pub fn evaluation(e: &StoredEval, b: &StoredBacktest) -> pb::Evaluation {
+    pb::Evaluation {
+        metrics: Some(metrics(e)),
+        calibration: calibration(e),
+        backtest_folds: folds(&b.folds),
+        backtest_auc: b.mean_auc,
+        backtest_top_decile_lift: b.mean_top_decile_lift,
+    }
 }

@@ -8,27 +8,11 @@ use vitals_server::ApiError;
 
 use crate::LearnerService;
 use crate::convert::{self, decode};
-use crate::domain::stored::{StoredBacktest, StoredEval};
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// Most backtest folds an Evaluate request may ask for.
-pub const MAX_FOLDS: u32 = 10;
-/// Backtest folds when the request leaves it at 0.
-pub const DEFAULT_FOLDS: u32 = 2;
-
 fn as_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, ApiError> {
     convert::as_of(field, t, Utc::now())
-}
-
-fn evaluation(e: &StoredEval, b: &StoredBacktest) -> pb::Evaluation {
-    pb::Evaluation {
-        metrics: Some(convert::metrics(e)),
-        calibration: convert::calibration(e),
-        backtest_folds: convert::folds(&b.folds),
-        backtest_auc: b.mean_auc,
-        backtest_top_decile_lift: b.mean_top_decile_lift,
-    }
 }
 
 #[tonic::async_trait]
@@ -142,27 +126,17 @@ impl pb::learner_service_server::LearnerService for LearnerService {
     async fn evaluate(&self, request: Request<pb::EvaluateRequest>) -> Reply<pb::EvaluateResponse> {
         let r = request.into_inner();
         let profile = convert::profile_name("profile", &r.profile)?;
-        let folds = match r.backtest_folds {
-            0 => DEFAULT_FOLDS,
-            n if n <= MAX_FOLDS => n,
-            n => {
-                return Err(ApiError::invalid(
-                    "backtest_folds",
-                    format!("must be in 0..10, got {n}"),
-                )
-                .into());
-            }
-        };
+        let folds = convert::backtest_folds(r.backtest_folds)?;
         // Validate the options against the server's defaults first so that a bad field is
         // INVALID_ARGUMENT even before a model exists.
         convert::settings(r.options.as_ref(), &self.args)?;
         let options = r.options;
         let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
-        let (row, e) = self.evaluate(profile, settings, folds as usize).await?;
+        let (row, e) = self.evaluate(profile, settings, folds).await?;
         Ok(Response::new(pb::EvaluateResponse {
             model: convert::model_name(&row),
-            churn_probability: Some(evaluation(&e.churn, &e.churn_backtest)),
-            health_score: Some(evaluation(&e.health, &e.health_backtest)),
+            churn_probability: Some(convert::evaluation(&e.churn, &e.churn_backtest)),
+            health_score: Some(convert::evaluation(&e.health, &e.health_backtest)),
         }))
     }
 

@@ -8,10 +8,12 @@ mod convert;
 #[cfg(test)]
 mod convert_props;
 pub mod domain;
+mod error;
 mod grpc;
 mod roles;
 mod service;
 
+pub use error::LearnerError;
 pub use roles::ROLES;
 
 use std::sync::Arc;

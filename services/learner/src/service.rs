@@ -22,8 +22,9 @@ use crate::LearnerService;
 use crate::convert::{DecodedModel, decode};
 use crate::domain::stored::{StoredCoefficients, StoredOptions};
 use crate::domain::{self, Evaluated, Fitted, Scope, Settings};
+use crate::error::LearnerError;
 
-type Result<T> = std::result::Result<T, ApiError>;
+type Result<T, E = LearnerError> = std::result::Result<T, E>;
 
 /// State of the training runs of one process.
 #[derive(Debug, Default)]
@@ -36,6 +37,10 @@ pub struct TrainState {
 /// Guards against piling up automatic training tasks: set while one waits to start.
 #[derive(Debug, Default)]
 pub struct AutoPending(AtomicBool);
+
+/// What the CPU part of a training run gives: the fitted scopes and (id, reason) of the
+/// skipped ones.
+type Fitting = (Vec<(String, Fitted)>, Vec<(String, String)>);
 
 /// What a training run did.
 #[derive(Debug, Default)]
@@ -53,7 +58,8 @@ fn learn_cancel(flag: &CancelFlag) -> Cancel {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| ApiError::Internal(format!("cannot encode a model: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| LearnerError::Internal(format!("cannot encode a model: {e}")))
 }
 
 /// End of a day (last second), the time up to which data of an `as_of` date is read.
@@ -121,7 +127,10 @@ impl LearnerService {
                 skipped = r.skipped.len(),
                 "automatic training done"
             ),
-            Err(ApiError::FailedPrecondition(m)) => {
+            Err(
+                LearnerError::FailedPrecondition(m)
+                | LearnerError::Api(ApiError::FailedPrecondition(m)),
+            ) => {
                 tracing::info!(reason = %m, "automatic training fitted nothing")
             }
             Err(e) => return Err(e),
@@ -154,11 +163,11 @@ impl LearnerService {
         if let Some(p) = &profile
             && !store::profile_exists(&self.store, p).await?
         {
-            return Err(ApiError::NotFound(format!("profile profiles/{p}")));
+            return Err(LearnerError::NotFound(format!("profile profiles/{p}")));
         }
         let outcomes = store::outcomes_until(&self.store, as_of).await?;
         if !outcomes.iter().any(|o| o.kind == "churned") {
-            return Err(ApiError::FailedPrecondition(
+            return Err(LearnerError::FailedPrecondition(
                 "no churn outcome recorded (up to as_of): record outcomes with RecordOutcomes \
                  first"
                     .into(),
@@ -170,47 +179,9 @@ impl LearnerService {
         let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
             .blocking(move |flag| {
-                // The population holds what the training set needs: free the history's
-                // rows before the observations are built.
-                let by_account = domain::outcomes_by_account(&outcomes);
-                let pop = domain::features::Population::build(&history, &by_account)?;
-                drop((history, outcomes));
-                let prep = domain::prepare_population(
-                    pop,
-                    &by_account,
-                    date,
-                    &settings,
-                    &learn_cancel(flag),
-                )?;
-                let scopes: Vec<(String, Option<Scope>)> = match profile {
-                    Some(p) => {
-                        let scope = profile_scope(&prep, &p);
-                        vec![(p, scope)]
-                    }
-                    None => prep
-                        .pop
-                        .profiles
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| p.id.clone().map(|id| (id, Some(Scope::Profile(i)))))
-                        .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
-                        .collect(),
-                };
-                let mut fitted: Vec<(String, Fitted)> = Vec::new();
-                let mut skipped = Vec::new();
-                for (id, scope) in scopes {
-                    flag.check()?;
-                    let Some(scope) = scope else {
-                        skipped.push((id, "the profile has no member".to_owned()));
-                        continue;
-                    };
-                    match domain::fit_scope(&prep, scope, &settings) {
-                        Ok(f) => fitted.push((id, f)),
-                        Err(Ok(reason)) => skipped.push((id, reason)),
-                        Err(Err(e)) => return Err(e.into()),
-                    }
-                }
-                Ok((fitted, skipped))
+                Ok(fit_scopes(
+                    history, outcomes, profile, date, &settings, flag,
+                )?)
             })
             .await?;
         let trained_at = Utc::now();
@@ -233,7 +204,7 @@ impl LearnerService {
             Some(rows) => rows,
             None => {
                 work.check()?;
-                return Err(ApiError::Unavailable("training cancelled".into()));
+                return Err(LearnerError::Unavailable("training cancelled".into()));
             }
         };
         Ok(TrainResult { models, skipped })
@@ -287,7 +258,7 @@ impl LearnerService {
     ) -> Result<ModelRow> {
         store::get_model(&self.store, profile, version)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("model {name}")))
+            .ok_or_else(|| LearnerError::NotFound(format!("model {name}")))
     }
 
     /// At most `limit` models (of `profile` when set, the latest of each only when
@@ -308,25 +279,20 @@ impl LearnerService {
     pub(crate) async fn evaluate(
         &self,
         profile: Option<String>,
-        settings: impl FnOnce(&crate::LearnerArgs) -> Result<Settings> + Send,
+        settings: impl FnOnce(&crate::LearnerArgs) -> Result<Settings, ApiError> + Send,
         folds: usize,
     ) -> Result<(ModelRow, Evaluated)> {
         if let Some(p) = &profile
             && !store::profile_exists(&self.store, p).await?
         {
-            return Err(ApiError::NotFound(format!("profile profiles/{p}")));
+            return Err(LearnerError::NotFound(format!("profile profiles/{p}")));
         }
         let row = self.model_for(profile.as_deref()).await?.ok_or_else(|| {
-            ApiError::NotFound("model (none trained yet: call Train first)".into())
+            LearnerError::NotFound("model (none trained yet: call Train first)".into())
         })?;
-        let DecodedModel {
-            coefficients,
-            kpi_weights,
-            metrics,
-            ..
-        } = decode(&row)?;
-        let settings = settings(&self.model_args(&metrics.options))?;
-        let as_of = metrics.as_of;
+        let model = decode(&row)?;
+        let settings = settings(&self.model_args(&model.metrics.options))?;
+        let as_of = model.metrics.as_of;
         let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;
         let outcomes = store::outcomes_until(&self.store, until).await?;
@@ -335,31 +301,8 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                // The population holds what the evaluation needs: free the history's
-                // rows before the observations are built.
-                let by_account = domain::outcomes_by_account(&outcomes);
-                let pop = domain::features::Population::build(&history, &by_account)?;
-                drop((history, outcomes));
-                let mut prep = domain::prepare_population(
-                    pop,
-                    &by_account,
-                    as_of,
-                    &settings,
-                    &learn_cancel(flag),
-                )?;
-                let scope = match &profile {
-                    Some(p) => profile_scope(&prep, p).ok_or_else(|| {
-                        ApiError::FailedPrecondition(format!("profile profiles/{p} has no member"))
-                    })?,
-                    None => Scope::Global,
-                };
-                Ok(domain::evaluate(
-                    &mut prep,
-                    scope,
-                    &coefficients,
-                    &kpi_weights,
-                    folds,
-                    &settings,
+                Ok(evaluate_model(
+                    history, outcomes, profile, as_of, &model, folds, &settings, flag,
                 )?)
             })
             .await?;
@@ -391,7 +334,7 @@ impl LearnerService {
             .enumerate()
             .find(|(_, id)| !profile_of.contains_key(*id))
         {
-            return Err(ApiError::NotFound(format!(
+            return Err(LearnerError::NotFound(format!(
                 "account {id:?} (account_ids[{i}])"
             )));
         }
@@ -405,7 +348,7 @@ impl LearnerService {
         for id in &ids {
             let p = &profile_of[id];
             let m = by_profile[p].clone().ok_or_else(|| {
-                ApiError::FailedPrecondition(
+                LearnerError::FailedPrecondition(
                     "no model trained yet (neither the account's profile nor the global one): \
                      call Train first"
                         .into(),
@@ -427,24 +370,14 @@ impl LearnerService {
         let day = as_of
             .date_naive()
             .checked_add_days(Days::new(1))
-            .ok_or_else(|| ApiError::invalid("as_of", "out of range"))?;
+            .ok_or_else(|| LearnerError::Api(ApiError::invalid("as_of", "out of range")))?;
         let model_ids: Vec<i64> = rows.iter().map(|(m, _)| m.id).collect();
         let ids2 = ids.clone();
         let probabilities = work
             .blocking(move |_| {
-                let by_account = domain::outcomes_by_account(&outcomes);
-                let pop = domain::features::Population::build(&history, &by_account)?;
-                let indices: Vec<usize> = ids2
-                    .iter()
-                    .map(|id| {
-                        pop.index.get(id).copied().ok_or_else(|| {
-                            ApiError::NotFound(format!("account {id:?} (created after as_of)"))
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                let coefs: Vec<&StoredCoefficients> =
-                    model_ids.iter().map(|id| &decoded[id]).collect();
-                Ok(domain::predict(&pop, day, &indices, &coefs)?)
+                Ok(predict_accounts(
+                    history, outcomes, &ids2, day, &model_ids, &decoded,
+                )?)
             })
             .await?;
         Ok(probabilities
@@ -453,4 +386,111 @@ impl LearnerService {
             .map(|(p, (m, profile))| (p, m, profile))
             .collect())
     }
+}
+
+/// The CPU part of a training run: the population and training set as of `date`, then
+/// one fit per scope (the profile asked for, or every profile and the global model).
+fn fit_scopes(
+    history: store::History,
+    outcomes: Vec<OutcomeRecord>,
+    profile: Option<String>,
+    date: NaiveDate,
+    settings: &Settings,
+    flag: &CancelFlag,
+) -> Result<Fitting> {
+    // The population holds what the training set needs: free the history's
+    // rows before the observations are built.
+    let by_account = domain::outcomes_by_account(&outcomes);
+    let pop = domain::features::Population::build(&history, &by_account)?;
+    drop((history, outcomes));
+    let prep = domain::prepare_population(pop, &by_account, date, settings, &learn_cancel(flag))?;
+    let scopes: Vec<(String, Option<Scope>)> = match profile {
+        Some(p) => {
+            let scope = profile_scope(&prep, &p);
+            vec![(p, scope)]
+        }
+        None => prep
+            .pop
+            .profiles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.id.clone().map(|id| (id, Some(Scope::Profile(i)))))
+            .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
+            .collect(),
+    };
+    let mut fitted: Vec<(String, Fitted)> = Vec::new();
+    let mut skipped = Vec::new();
+    for (id, scope) in scopes {
+        flag.check().map_err(ApiError::from)?;
+        let Some(scope) = scope else {
+            skipped.push((id, "the profile has no member".to_owned()));
+            continue;
+        };
+        match domain::fit_scope(&prep, scope, settings) {
+            Ok(f) => fitted.push((id, f)),
+            Err(Ok(reason)) => skipped.push((id, reason)),
+            Err(Err(e)) => return Err(e),
+        }
+    }
+    Ok((fitted, skipped))
+}
+
+/// The CPU part of an evaluation: the training set as of the model's date, then the
+/// stored model's metrics and a `folds`-fold backtest on the scope's observations.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_model(
+    history: store::History,
+    outcomes: Vec<OutcomeRecord>,
+    profile: Option<String>,
+    as_of: NaiveDate,
+    model: &DecodedModel,
+    folds: usize,
+    settings: &Settings,
+    flag: &CancelFlag,
+) -> Result<Evaluated> {
+    // The population holds what the evaluation needs: free the history's
+    // rows before the observations are built.
+    let by_account = domain::outcomes_by_account(&outcomes);
+    let pop = domain::features::Population::build(&history, &by_account)?;
+    drop((history, outcomes));
+    let mut prep =
+        domain::prepare_population(pop, &by_account, as_of, settings, &learn_cancel(flag))?;
+    let scope = match &profile {
+        Some(p) => profile_scope(&prep, p).ok_or_else(|| {
+            LearnerError::FailedPrecondition(format!("profile profiles/{p} has no member"))
+        })?,
+        None => Scope::Global,
+    };
+    domain::evaluate(
+        &mut prep,
+        scope,
+        &model.coefficients,
+        &model.kpi_weights,
+        folds,
+        settings,
+    )
+}
+
+/// The CPU part of PredictChurn: the population as of `day`, then each account's churn
+/// probability with its model's coefficients.
+fn predict_accounts(
+    history: store::History,
+    outcomes: Vec<OutcomeRecord>,
+    ids: &[String],
+    day: NaiveDate,
+    model_ids: &[i64],
+    decoded: &HashMap<i64, StoredCoefficients>,
+) -> Result<Vec<f64>> {
+    let by_account = domain::outcomes_by_account(&outcomes);
+    let pop = domain::features::Population::build(&history, &by_account)?;
+    let indices: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            pop.index.get(id).copied().ok_or_else(|| {
+                LearnerError::NotFound(format!("account {id:?} (created after as_of)"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let coefs: Vec<&StoredCoefficients> = model_ids.iter().map(|id| &decoded[id]).collect();
+    domain::predict(&pop, day, &indices, &coefs)
 }

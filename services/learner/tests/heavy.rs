@@ -383,7 +383,7 @@ async fn the_size_counted_from_the_facts_is_not_below_the_training_set() {
             assert!(domain::check_facts(&facts, &outcomes, end(), &tight).is_err());
             assert!(matches!(
                 domain::prepare(&history, &outcomes, end(), &tight, &Cancel::never()),
-                Err(domain::Error::TooLarge(_))
+                Err(vitals_learner::LearnerError::TooLarge(_))
             ));
         }
         env.stop().await;

@@ -23,7 +23,7 @@ use vitals_scoring_core::{
 use vitals_store::inputs::decode;
 use vitals_store::learner::History;
 
-use super::Error;
+use crate::error::LearnerError;
 
 /// A KPI percentile that is missing (the KPI does not apply to the account) is fed to the
 /// model as the median peer, so it neither raises nor lowers the risk.
@@ -224,62 +224,205 @@ fn add_interactions<'h>(
     contacts_per_account
 }
 
+/// The catalogue of `history` (its event types, key types and custom metrics) and the
+/// id of each custom metric name (sorted, deduplicated).
+fn history_catalogue(history: &History) -> Result<(Catalogue, HashMap<&str, u32>), LearnerError> {
+    let mut metric_names: Vec<&str> = history
+        .custom_metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    metric_names.sort_unstable();
+    metric_names.dedup();
+    let metric_id: HashMap<&str, u32> = metric_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (*n, i as u32))
+        .collect();
+    let spec = catalogue_spec(
+        &history.event_types,
+        history.key_event_types.as_ref(),
+        &metric_names,
+        &history.lower_is_better_metrics,
+    );
+    let catalogue = Catalogue::new(&spec).map_err(|e| LearnerError::Internal(e.to_string()))?;
+    Ok((catalogue, metric_id))
+}
+
+/// The stored profiles, then the unassigned one (last), and the index of each stored id.
+fn history_profiles(history: &History) -> (Vec<Profile>, HashMap<&str, usize>) {
+    let mut profiles: Vec<Profile> = history
+        .profiles
+        .iter()
+        .map(|p| Profile {
+            id: Some(p.id.clone()),
+            config: ProfileConfig {
+                category_weights: category_weights(&p.weights),
+                min_population: usize::try_from(p.min_population.max(1)).unwrap_or(1),
+                ..ProfileConfig::default()
+            },
+        })
+        .collect();
+    profiles.push(Profile {
+        id: None,
+        config: ProfileConfig::default(),
+    });
+    let profile_index: HashMap<&str, usize> = history
+        .profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    (profiles, profile_index)
+}
+
+/// The daily usage of `history` into `inputs`; an account starts no later than its first
+/// usage day.
+fn add_usage(
+    history: &History,
+    index: &HashMap<String, usize>,
+    inputs: &mut [OwnedInputs],
+    starts: &mut [NaiveDate],
+    seen: &mut impl FnMut(NaiveDate),
+) {
+    let type_id: HashMap<&str, u32> = history
+        .event_types
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    for u in &history.usage {
+        let (Some(&i), Some(&t)) = (index.get(&u.account_id), type_id.get(u.event_type.as_str()))
+        else {
+            continue;
+        };
+        starts[i] = starts[i].min(u.day);
+        seen(u.day);
+        inputs[i].usage.push(DailyUsage {
+            day: u.day,
+            event_type: t,
+            count: decode::clamp_u32(u.count),
+            distinct_users: decode::clamp_u32(u.distinct_users),
+            value_sum: u.value_sum,
+        });
+    }
+}
+
+/// The subscriptions of `history` into `inputs`; an account starts no later than its
+/// first subscription.
+fn add_subscriptions(
+    history: &History,
+    index: &HashMap<String, usize>,
+    inputs: &mut [OwnedInputs],
+    starts: &mut [NaiveDate],
+    seen: &mut impl FnMut(NaiveDate),
+) {
+    for s in &history.subscriptions {
+        let Some(&i) = index.get(&s.account_id) else {
+            continue;
+        };
+        let start = s.starts_at.date_naive();
+        starts[i] = starts[i].min(start);
+        seen(start);
+        inputs[i].subscriptions.push(Subscription {
+            start,
+            end: s.ends_at.map(|e| e.date_naive()),
+            mrr: s.mrr,
+            quantity: s.quantity,
+            add_on: s.is_addon,
+            discount: s.discount,
+            billing_period_months: u16::try_from(s.bill_period_months.max(0)).unwrap_or(u16::MAX),
+        });
+    }
+}
+
+/// The pulses, custom metric values (ids from `metric_id`) and webhook signals (ids in
+/// order of first appearance) of `history` into `inputs`.
+fn add_measures(
+    history: &History,
+    index: &HashMap<String, usize>,
+    metric_id: &HashMap<&str, u32>,
+    inputs: &mut [OwnedInputs],
+) {
+    for p in &history.pulses {
+        if let Some(&i) = index.get(&p.account_id) {
+            inputs[i].pulses.push(Pulse {
+                at: p.at.date_naive(),
+                value: f64::from(p.value),
+            });
+        }
+    }
+    for m in &history.custom_metrics {
+        if let (Some(&i), Some(&id)) = (index.get(&m.account_id), metric_id.get(m.name.as_str())) {
+            inputs[i].custom_metrics.push(CustomMetricValue {
+                metric: id,
+                at: m.at.date_naive(),
+                value: m.value,
+            });
+        }
+    }
+    let mut signal_ids: HashMap<&str, u32> = HashMap::new();
+    for w in &history.webhook_signals {
+        let next = signal_ids.len() as u32;
+        let id = *signal_ids.entry(w.name.as_str()).or_insert(next);
+        if let Some(&i) = index.get(&w.account_id) {
+            inputs[i].webhook_signals.push(WebhookSignal {
+                signal: id,
+                at: w.at.date_naive(),
+                value: f64::from(w.value),
+            });
+        }
+    }
+}
+
+/// How the accounts of a history are put together once their inputs are read.
+struct AccountParts<'h> {
+    starts: Vec<NaiveDate>,
+    contacts_per_account: HashMap<&'h str, u32>,
+    profile_index: HashMap<&'h str, usize>,
+    unassigned: usize,
+}
+
+/// The accounts of `history` with their outcomes (sorted by date), and the attributes of
+/// their inputs.
+fn history_accounts(
+    history: &History,
+    outcomes: &HashMap<String, Vec<Outcome>>,
+    parts: &AccountParts<'_>,
+    inputs: &mut [OwnedInputs],
+) -> Vec<Account> {
+    let mut accounts = Vec::with_capacity(history.accounts.len());
+    for (i, a) in history.accounts.iter().enumerate() {
+        inputs[i].attributes = AccountAttributes {
+            seats: decode::seats(&a.attributes),
+            created_at: Some(parts.starts[i]),
+            contacts: parts.contacts_per_account.get(a.id.as_str()).copied(),
+        };
+        let mut outs = outcomes.get(&a.id).cloned().unwrap_or_default();
+        outs.sort_by_key(|o| o.at);
+        accounts.push(Account {
+            id: a.id.clone(),
+            profile: a
+                .profile_id
+                .as_deref()
+                .and_then(|p| parts.profile_index.get(p).copied())
+                .unwrap_or(parts.unassigned),
+            start: parts.starts[i],
+            outcomes: outs,
+        });
+    }
+    accounts
+}
+
 impl Population {
     /// Turns the stored history and outcomes into per-account inputs.
     pub fn build(
         history: &History,
         outcomes: &HashMap<String, Vec<Outcome>>,
-    ) -> Result<Self, Error> {
-        let type_id: HashMap<&str, u32> = history
-            .event_types
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as u32))
-            .collect();
-        let mut metric_names: Vec<&str> = history
-            .custom_metrics
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect();
-        metric_names.sort_unstable();
-        metric_names.dedup();
-        let metric_id: HashMap<&str, u32> = metric_names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (*n, i as u32))
-            .collect();
-        let spec = catalogue_spec(
-            &history.event_types,
-            history.key_event_types.as_ref(),
-            &metric_names,
-            &history.lower_is_better_metrics,
-        );
-        let catalogue = Catalogue::new(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-
-        let mut profiles: Vec<Profile> = history
-            .profiles
-            .iter()
-            .map(|p| Profile {
-                id: Some(p.id.clone()),
-                config: ProfileConfig {
-                    category_weights: category_weights(&p.weights),
-                    min_population: usize::try_from(p.min_population.max(1)).unwrap_or(1),
-                    ..ProfileConfig::default()
-                },
-            })
-            .collect();
-        profiles.push(Profile {
-            id: None,
-            config: ProfileConfig::default(),
-        });
+    ) -> Result<Self, LearnerError> {
+        let (catalogue, metric_id) = history_catalogue(history)?;
+        let (profiles, profile_index) = history_profiles(history);
         let unassigned = profiles.len() - 1;
-        let profile_index: HashMap<&str, usize> = history
-            .profiles
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.id.as_str(), i))
-            .collect();
-
         let index: HashMap<String, usize> = history
             .accounts
             .iter()
@@ -296,96 +439,20 @@ impl Population {
         let mut seen = |d: NaiveDate| {
             data_start = Some(data_start.map_or(d, |s| s.min(d)));
         };
-
-        for u in &history.usage {
-            let (Some(&i), Some(&t)) =
-                (index.get(&u.account_id), type_id.get(u.event_type.as_str()))
-            else {
-                continue;
-            };
-            starts[i] = starts[i].min(u.day);
-            seen(u.day);
-            inputs[i].usage.push(DailyUsage {
-                day: u.day,
-                event_type: t,
-                count: decode::clamp_u32(u.count),
-                distinct_users: decode::clamp_u32(u.distinct_users),
-                value_sum: u.value_sum,
-            });
-        }
+        add_usage(history, &index, &mut inputs, &mut starts, &mut seen);
         let contacts_per_account = add_interactions(history, &index, &mut inputs, &mut seen);
-        for p in &history.pulses {
-            if let Some(&i) = index.get(&p.account_id) {
-                inputs[i].pulses.push(Pulse {
-                    at: p.at.date_naive(),
-                    value: f64::from(p.value),
-                });
-            }
-        }
-        for s in &history.subscriptions {
-            let Some(&i) = index.get(&s.account_id) else {
-                continue;
-            };
-            let start = s.starts_at.date_naive();
-            starts[i] = starts[i].min(start);
-            seen(start);
-            inputs[i].subscriptions.push(Subscription {
-                start,
-                end: s.ends_at.map(|e| e.date_naive()),
-                mrr: s.mrr,
-                quantity: s.quantity,
-                add_on: s.is_addon,
-                discount: s.discount,
-                billing_period_months: u16::try_from(s.bill_period_months.max(0))
-                    .unwrap_or(u16::MAX),
-            });
-        }
-        for m in &history.custom_metrics {
-            if let (Some(&i), Some(&id)) =
-                (index.get(&m.account_id), metric_id.get(m.name.as_str()))
-            {
-                inputs[i].custom_metrics.push(CustomMetricValue {
-                    metric: id,
-                    at: m.at.date_naive(),
-                    value: m.value,
-                });
-            }
-        }
-        let mut signal_ids: HashMap<&str, u32> = HashMap::new();
-        for w in &history.webhook_signals {
-            let next = signal_ids.len() as u32;
-            let id = *signal_ids.entry(w.name.as_str()).or_insert(next);
-            if let Some(&i) = index.get(&w.account_id) {
-                inputs[i].webhook_signals.push(WebhookSignal {
-                    signal: id,
-                    at: w.at.date_naive(),
-                    value: f64::from(w.value),
-                });
-            }
-        }
+        add_subscriptions(history, &index, &mut inputs, &mut starts, &mut seen);
+        add_measures(history, &index, &metric_id, &mut inputs);
         for inp in &mut inputs {
             inp.sort();
         }
-        let mut accounts = Vec::with_capacity(history.accounts.len());
-        for (i, a) in history.accounts.iter().enumerate() {
-            inputs[i].attributes = AccountAttributes {
-                seats: decode::seats(&a.attributes),
-                created_at: Some(starts[i]),
-                contacts: contacts_per_account.get(a.id.as_str()).copied(),
-            };
-            let mut outs = outcomes.get(&a.id).cloned().unwrap_or_default();
-            outs.sort_by_key(|o| o.at);
-            accounts.push(Account {
-                id: a.id.clone(),
-                profile: a
-                    .profile_id
-                    .as_deref()
-                    .and_then(|p| profile_index.get(p).copied())
-                    .unwrap_or(unassigned),
-                start: starts[i],
-                outcomes: outs,
-            });
-        }
+        let parts = AccountParts {
+            starts,
+            contacts_per_account,
+            profile_index,
+            unassigned,
+        };
+        let accounts = history_accounts(history, outcomes, &parts, &mut inputs);
         Ok(Self {
             catalogue,
             accounts,
@@ -412,7 +479,7 @@ impl Population {
 
     /// KPIs and uniform-weight scores at observation date `d` of the accounts active at
     /// `d` plus `extra` (population indices, e.g. accounts asked for explicitly).
-    pub fn snapshot(&self, d: NaiveDate, extra: &[usize]) -> Result<Snapshot, Error> {
+    pub fn snapshot(&self, d: NaiveDate, extra: &[usize]) -> Result<Snapshot, LearnerError> {
         let mut rows: Vec<usize> = (0..self.accounts.len())
             .filter(|&i| self.accounts[i].active_at(d))
             .collect();
@@ -428,13 +495,13 @@ impl Population {
             .collect();
         let as_of = d
             .checked_sub_days(Days::new(1))
-            .ok_or_else(|| Error::Internal(format!("no day before {d}")))?;
+            .ok_or_else(|| LearnerError::Internal(format!("no day before {d}")))?;
         let views: Vec<AccountInputs<'_>> = rows
             .iter()
             .map(|&i| self.inputs[i].view_at(as_of))
             .collect();
         let batch = compute_kpis(&self.catalogue, &self.kpi_config, as_of, &views)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| LearnerError::Internal(e.to_string()))?;
         let configs: Vec<ProfileConfig> = self.profiles.iter().map(|p| p.config.clone()).collect();
         let scores = self.score(&batch, &profile_of, &configs)?;
         Ok(Snapshot {
@@ -451,7 +518,7 @@ impl Population {
         batch: &KpiBatch,
         profile_of: &[u32],
         configs: &[ProfileConfig],
-    ) -> Result<PopulationScores, Error> {
+    ) -> Result<PopulationScores, LearnerError> {
         score_population(
             &PopulationInput {
                 kpis: self.catalogue.kpis(),
@@ -462,12 +529,12 @@ impl Population {
             },
             &ScoreOptions::default(),
         )
-        .map_err(|e| Error::Internal(e.to_string()))
+        .map_err(|e| LearnerError::Internal(e.to_string()))
     }
 
     /// Health scores of a snapshot's rows with the given KPI weights (catalogue order,
     /// within-category) applied in every profile.
-    pub fn rescore(&self, snap: &Snapshot, kpi_weights: &[f64]) -> Result<Vec<f64>, Error> {
+    pub fn rescore(&self, snap: &Snapshot, kpi_weights: &[f64]) -> Result<Vec<f64>, LearnerError> {
         let configs: Vec<ProfileConfig> = self
             .profiles
             .iter()

@@ -1,0 +1,209 @@
+//! Metrics of churn probabilities and health scores, time-split backtests, and the
+//! evaluation of a stored model.
+
+use std::collections::HashSet;
+
+use chrono::Days;
+use vitals_learn_core::{
+    Dataset, Evaluation as LearnEvaluation, LearnError, calibration_table, fit_kpis_cv,
+    time_ordered_folds,
+};
+
+use super::stored::{StoredBacktest, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight};
+use super::{Prepared, Scope, Settings};
+use crate::error::LearnerError;
+
+pub(super) fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn log_loss(p: &[f64], y: &[bool]) -> f64 {
+    if p.is_empty() {
+        return 0.0;
+    }
+    let eps = 1e-15;
+    p.iter()
+        .zip(y)
+        .map(|(&p, &y)| {
+            let p = p.clamp(eps, 1.0 - eps);
+            if y { -p.ln() } else { -(1.0 - p).ln() }
+        })
+        .sum::<f64>()
+        / p.len() as f64
+}
+
+/// Metrics of churn probabilities.
+pub(super) fn eval_probabilities(
+    p: &[f64],
+    y: &[bool],
+    calibration: bool,
+) -> Result<StoredEval, LearnerError> {
+    let e = LearnEvaluation::of_probabilities(p, y)?;
+    Ok(StoredEval {
+        auc: e.auc,
+        top_decile_lift: e.top_decile_lift,
+        log_loss: log_loss(p, y),
+        brier_score: e.brier.unwrap_or(0.0),
+        observations: e.observations as u32,
+        positives: e.churned as u32,
+        calibration: if calibration {
+            e.calibration
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Metrics of health scores (risk = 1 - score / 10).
+pub(super) fn eval_health(
+    scores: &[f64],
+    y: &[bool],
+    calibration: bool,
+) -> Result<StoredEval, LearnerError> {
+    let risk: Vec<f64> = scores
+        .iter()
+        .map(|s| (1.0 - s / 10.0).clamp(0.0, 1.0))
+        .collect();
+    let e = LearnEvaluation::of_scores(&risk, y)?;
+    Ok(StoredEval {
+        auc: e.auc,
+        top_decile_lift: e.top_decile_lift,
+        log_loss: 0.0,
+        brier_score: 0.0,
+        observations: e.observations as u32,
+        positives: e.churned as u32,
+        calibration: if calibration {
+            calibration_table(&risk, y, 10)?
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Distinct accounts with a positive label: the churns a fold's training part has seen.
+fn churned_accounts(d: &Dataset) -> usize {
+    d.labels
+        .iter()
+        .zip(&d.accounts)
+        .filter(|(l, _)| **l)
+        .map(|(_, a)| a.as_str())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+/// Time-split backtests of the churn probability and of the health score with learned
+/// weights: each fold refits (lambda by CV inside the training part) on the earlier
+/// observations and is tested on the later ones.
+pub(super) fn backtests(
+    prep: &Prepared,
+    data: &Dataset,
+    folds: usize,
+    s: &Settings,
+) -> Result<(StoredBacktest, StoredBacktest), LearnerError> {
+    let opts = s.train_options(&prep.cancel);
+    let mut churn = Vec::new();
+    let mut health = Vec::new();
+    for (k, fold) in time_ordered_folds(&data.dates, folds)?
+        .into_iter()
+        .enumerate()
+    {
+        prep.cancel.check()?;
+        let train_part = data.subset(&fold.train);
+        let test = data.subset(&fold.test);
+        let churned = test.n_churned();
+        if churned == 0 || churned == test.len() {
+            return Err(LearnerError::FailedPrecondition(format!(
+                "not enough outcomes: backtest fold {} tests {} observations of which {churned} churned; \
+                 each test fold needs churned and retained observations",
+                k + 1,
+                test.len()
+            )));
+        }
+        let (model, form) = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+        let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
+        let weights = prep.weights_of(
+            &form,
+            &model,
+            churned_accounts(&train_part),
+            s.prior_strength,
+        )?;
+        let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
+        let h = prep.health_scores(&test, &w)?;
+        let test_end = test
+            .dates
+            .iter()
+            .max()
+            .and_then(|d| d.checked_add_days(Days::new(1)))
+            .unwrap_or(fold.cut);
+        let fold_of = |metrics| StoredFold {
+            train_end: fold.cut,
+            test_start: fold.cut,
+            test_end,
+            train_count: train_part.len() as u32,
+            metrics,
+        };
+        churn.push(fold_of(eval_probabilities(&p, &test.labels, false)?));
+        health.push(fold_of(eval_health(&h, &test.labels, false)?));
+    }
+    Ok((StoredBacktest::new(churn), StoredBacktest::new(health)))
+}
+
+/// The evaluation of a stored model on the current training set.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Churn probability: in-sample metrics and calibration with the stored model.
+    pub churn: StoredEval,
+    /// Its backtest (refits).
+    pub churn_backtest: StoredBacktest,
+    /// Health score with the stored weights.
+    pub health: StoredEval,
+    /// Its backtest (refitted weights).
+    pub health_backtest: StoredBacktest,
+}
+
+/// Evaluates a stored model on the scope's observations, with a `folds`-fold backtest.
+/// Frees `prep.data` once the KPI columns of the scope are taken from it (the evaluation
+/// needs nothing else of it), so the backtest's copies are the only others held.
+pub fn evaluate(
+    prep: &mut Prepared,
+    scope: Scope,
+    coefficients: &StoredCoefficients,
+    weights: &[StoredKpiWeight],
+    folds: usize,
+    s: &Settings,
+) -> Result<Evaluated, LearnerError> {
+    let rows = prep.rows(scope);
+    let data = prep.kpi_data(&rows)?;
+    prep.data = prep.data.subset(&[]);
+    let prep = &*prep;
+    let churned = data.n_churned();
+    if churned == 0 || churned == data.len() {
+        return Err(LearnerError::FailedPrecondition(format!(
+            "not enough outcomes: {} observations of which {churned} churned; churned and retained observations are both needed",
+            data.len()
+        )));
+    }
+    let p = prep.probabilities(&data, coefficients);
+    let churn = eval_probabilities(&p, &data.labels, true)?;
+    let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
+    let health = eval_health(&h, &data.labels, true)?;
+    let (churn_backtest, health_backtest) = match backtests(prep, &data, folds, s) {
+        Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
+            return Err(LearnerError::FailedPrecondition(format!(
+                "not enough observation dates for {folds} backtest folds: {e}"
+            )));
+        }
+        other => other?,
+    };
+    Ok(Evaluated {
+        churn,
+        churn_backtest,
+        health,
+        health_backtest,
+    })
+}

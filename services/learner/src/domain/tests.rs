@@ -1,0 +1,307 @@
+//! Tests of the domain across its modules.
+
+use std::collections::HashMap;
+
+use chrono::Days;
+use vitals_learn_core::{Cancel, FeatureTransform, LayoutChoice, LearnError};
+use vitals_server::ApiError;
+use vitals_store::learner::{History, OutcomeRecord};
+
+use super::evaluation::{eval_probabilities, sigmoid};
+use super::stored::StoredCoefficients;
+use super::*;
+use crate::error::LearnerError;
+
+mod book {
+    use super::*;
+    use crate::domain::features::tests::{active_account, at, day};
+    use vitals_learn_core::KpiForm;
+    use vitals_learn_core::synthetic::SplitMix64;
+    use vitals_store::entity::usage_daily;
+    use vitals_store::learner::outcome_row;
+
+    /// 150 accounts with a heavy-tailed activity level (logins and posts both follow it),
+    /// churning more often the less active they are; usage stops at the churn date.
+    pub(super) fn portfolio() -> (History, Vec<OutcomeRecord>) {
+        let start = day("2025-01-01");
+        let mut rng = SplitMix64::new(5);
+        let mut history = History {
+            event_types: vec!["login".into(), "post".into()],
+            ..History::default()
+        };
+        let mut outcomes = Vec::new();
+        for a in 0..150 {
+            let id = format!("acct-{a:03}");
+            let level = 1.0 + 1.2 * rng.normal();
+            let p_churn = 1.0 / (1.0 + (1.0 + 1.2 * level).exp());
+            let churn = (rng.uniform() < p_churn)
+                .then(|| start + Days::new(45 + (rng.uniform() * 150.0) as u64));
+            history.accounts.push(active_account(&id, start));
+            for d in 0..210 {
+                let when = start + Days::new(d);
+                if churn.is_some_and(|c| when >= c) {
+                    break;
+                }
+                for (kind, share) in [("login", 1.0), ("post", 0.3)] {
+                    let n = (share * level.exp() * (0.5 + rng.uniform())).floor() as i64;
+                    if n > 0 {
+                        history.usage.push(usage_daily::Model {
+                            account_id: id.clone(),
+                            day: when,
+                            event_type: kind.into(),
+                            count: n,
+                            distinct_users: 1,
+                            value_sum: 0.0,
+                        });
+                    }
+                }
+            }
+            if let Some(c) = churn {
+                outcomes.push(outcome_row::Model {
+                    account_id: id,
+                    kind: "churned".into(),
+                    at: at(c),
+                    recorded_at: at(c),
+                    note: String::new(),
+                });
+            }
+        }
+        (history, outcomes)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            horizon_days: 30,
+            interval_days: 14,
+            prior_strength: 50.0,
+            l2_penalty: None,
+            max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
+        }
+    }
+
+    /// A model on the book's preparation is stored per KPI (value or log value, with its
+    /// share of its group's coefficient) and the stored form gives exactly the fitted
+    /// model's probabilities, in `Evaluate` (`probabilities`) and in `PredictChurn`
+    /// (`predict`); members of a group carry equal standardised coefficients.
+    #[test]
+    fn a_book_model_is_stored_per_kpi_and_predicts_as_fitted() {
+        let (history, outcomes) = portfolio();
+        let s = settings();
+        let mut prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
+        prep.choice = LayoutChoice::only(KpiForm::book());
+        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit");
+        let c = &fitted.coefficients;
+        assert!(
+            c.coefficients.iter().all(|k| k.group.is_some()
+                && matches!(
+                    k.transform,
+                    FeatureTransform::Value | FeatureTransform::LogValue
+                )),
+            "{c:?}"
+        );
+        let mut by_group: HashMap<u32, Vec<f64>> = HashMap::new();
+        for k in &c.coefficients {
+            by_group
+                .entry(k.group.expect("group"))
+                .or_default()
+                .push(k.standardized);
+        }
+        assert!(
+            by_group.values().any(|v| v.len() > 1),
+            "correlated KPIs are grouped: {c:?}"
+        );
+        for v in by_group.values() {
+            assert!(v.iter().all(|x| *x == v[0]), "{v:?}");
+        }
+        // The stored coefficients reproduce the fitted model's in-sample probabilities.
+        let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
+        let p = prep.probabilities(&data, c);
+        let e = eval_probabilities(&p, &data.labels, false).expect("eval");
+        let t = &fitted.metrics.training;
+        assert!(
+            (e.brier_score - t.brier_score).abs() < 1e-12,
+            "{e:?} vs {t:?}"
+        );
+        assert!((e.log_loss - t.log_loss).abs() < 1e-12);
+        assert_eq!(e.auc, t.auc);
+        // PredictChurn computes the same from a fresh snapshot.
+        let d = *data.dates.iter().max().expect("dates");
+        let rows: Vec<usize> = (0..data.len()).filter(|&r| data.dates[r] == d).collect();
+        let accounts: Vec<usize> = rows
+            .iter()
+            .map(|&r| prep.pop.index[&data.accounts[r]])
+            .collect();
+        let q = predict(&prep.pop, d, &accounts, &vec![c; accounts.len()]).expect("predict");
+        for (&r, q) in rows.iter().zip(q) {
+            assert!((p[r] - q).abs() < 1e-12, "{} vs {q}", p[r]);
+        }
+    }
+
+    /// A model stored before the book's preparation (percentile and log-value
+    /// coefficients, no `group`) reads and predicts as it states: σ(intercept + Σ
+    /// coefficient · feature), the log value's missing value where it is absent.
+    #[test]
+    fn a_model_stored_before_the_book_preparation_predicts_as_stated() {
+        let (history, outcomes) = portfolio();
+        let prep = prepare(
+            &history,
+            &outcomes,
+            day("2025-07-25"),
+            &settings(),
+            &Cancel::never(),
+        )
+        .expect("prepare");
+        let stored: StoredCoefficients = serde_json::from_value(serde_json::json!({
+            "intercept": -3.0,
+            "l2_penalty": 0.01,
+            "coefficients": [
+                {"kpi": "all_events", "transform": "percentile", "missing": 0.5,
+                 "category": "usage", "coefficient": -1.0, "standardized": -0.3,
+                 "declared_direction": "higher", "contradicted": false},
+                {"kpi": "all_events", "transform": "log_value", "missing": 2.0,
+                 "category": "usage", "coefficient": -0.5, "standardized": -0.4,
+                 "declared_direction": "higher", "contradicted": false},
+                {"kpi": "active_days", "transform": "log_value", "missing": 1.5,
+                 "category": "usage", "coefficient": -0.25, "standardized": -0.2,
+                 "declared_direction": "higher", "contradicted": false}
+            ]
+        }))
+        .expect("coefficients as stored before");
+        assert!(stored.coefficients.iter().all(|k| k.group.is_none()));
+        let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
+        let p = prep.probabilities(&data, &stored);
+        let col = |name: &str| {
+            data.feature_names
+                .iter()
+                .position(|f| f == name)
+                .expect("column")
+        };
+        let (pct, log, days) = (
+            col("all_events"),
+            col("all_events:log"),
+            col("active_days:log"),
+        );
+        let or = |v: f64, missing: f64| if v.is_finite() { v } else { missing };
+        for (r, p) in p.iter().enumerate() {
+            let x = data.x.row(r);
+            let eta = -3.0 - or(x[pct], 0.5) - 0.5 * or(x[log], 2.0) - 0.25 * or(x[days], 1.5);
+            assert!((p - sigmoid(eta)).abs() < 1e-15, "row {r}");
+        }
+    }
+}
+
+mod budget {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::features::tests::day;
+    use tonic::Code;
+
+    fn settings(interval_days: u32, max_dataset_cells: u64) -> Settings {
+        Settings {
+            horizon_days: 30,
+            interval_days,
+            prior_strength: 50.0,
+            l2_penalty: None,
+            max_dataset_cells,
+        }
+    }
+
+    /// A training set over the cell bound is refused before any KPI is computed, with
+    /// RESOURCE_EXHAUSTED naming `observation_interval_days` and the limit; a longer
+    /// interval under the same bound is built.
+    #[test]
+    fn a_training_set_over_the_cell_bound_is_refused_naming_the_interval() {
+        let (history, outcomes) = super::book::portfolio();
+        let as_of = day("2025-07-25");
+        let ok = prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(14, u64::MAX),
+            &Cancel::never(),
+        )
+        .expect("prepare");
+        let cells_14 = (ok.data.len() + ok.censored) * ok.data.n_features();
+        // Daily observations hold about 14 times as many cells: over a bound that the
+        // two-weekly ones fit in.
+        let bound = 2 * cells_14 as u64;
+        prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(14, bound),
+            &Cancel::never(),
+        )
+        .expect("under the bound");
+        let err = prepare(
+            &history,
+            &outcomes,
+            as_of,
+            &settings(1, bound),
+            &Cancel::never(),
+        )
+        .expect_err("over the bound");
+        assert!(matches!(err, LearnerError::TooLarge(_)), "{err:?}");
+        let status = tonic::Status::from(ApiError::from(err));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .starts_with("options.observation_interval_days: ")
+                && status.message().contains(&bound.to_string())
+                && status
+                    .message()
+                    .contains("VITALS_LEARNER_MAX_DATASET_CELLS"),
+            "{}",
+            status.message()
+        );
+    }
+
+    /// Each stage stops at its next cancellation point once the flag is raised: building
+    /// the observations (per date), fitting (per profile / fold / lambda), evaluating.
+    #[test]
+    fn cancelled_work_stops_at_its_next_check() {
+        let (history, outcomes) = super::book::portfolio();
+        let as_of = day("2025-07-25");
+        let s = settings(14, u64::MAX);
+        let raised = Arc::new(AtomicBool::new(false));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let cancel = {
+            let (raised, checks) = (raised.clone(), checks.clone());
+            Cancel::new(move || {
+                checks.fetch_add(1, Ordering::SeqCst);
+                raised.load(Ordering::SeqCst)
+            })
+        };
+        let prep = prepare(&history, &outcomes, as_of, &s, &cancel).expect("prepare");
+        assert!(
+            checks.load(Ordering::SeqCst) > 5,
+            "checked per observation date"
+        );
+        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit while not cancelled");
+        raised.store(true, Ordering::SeqCst);
+        match prepare(&history, &outcomes, as_of, &s, &cancel) {
+            Err(LearnerError::Learn(LearnError::Cancelled)) => {}
+            other => panic!("prepare went on: {other:?}"),
+        }
+        match fit_scope(&prep, Scope::Global, &s) {
+            Err(Err(LearnerError::Learn(LearnError::Cancelled))) => {}
+            other => panic!("fit went on: {other:?}"),
+        }
+        let mut prep = prep;
+        match evaluate(
+            &mut prep,
+            Scope::Global,
+            &fitted.coefficients,
+            &fitted.kpi_weights,
+            2,
+            &s,
+        ) {
+            Err(LearnerError::Learn(LearnError::Cancelled)) => {}
+            other => panic!("evaluate went on: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Fitting one scope's model: coefficients, shrunk KPI weights, category weights and
+//! metrics, ready to store.
+
+use std::collections::HashSet;
+
+use vitals_learn_core::{
+    FeatureTransform, KpiTerm, LearnError, suggest_category_weights, train_kpis,
+};
+
+use super::evaluation::{backtests, eval_health, eval_probabilities};
+use super::features;
+use super::stored::{
+    StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredKpiWeight,
+    StoredMetrics, StoredOptions,
+};
+use super::{Prepared, Scope, Settings};
+use crate::error::LearnerError;
+
+/// Everything a training run produces for one scope, ready to store.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// Coefficients per KPI column (percentile, log value or value).
+    pub coefficients: StoredCoefficients,
+    /// KPI weights after shrinkage.
+    pub kpi_weights: Vec<StoredKpiWeight>,
+    /// Suggested category weights, when the category fit succeeded.
+    pub category_weights: Option<StoredCategoryWeights>,
+    /// Metrics and evaluation.
+    pub metrics: StoredMetrics,
+    /// Training observations.
+    pub observations: usize,
+    /// Churned training observations.
+    pub churned: usize,
+}
+
+/// Fits the scope's model: lambda by time-ordered CV, class weights, KPI weights shrunk
+/// toward the uniform prior, suggested category weights, in-sample metrics of the churn
+/// probability and of the health score with the learned weights, and a 2-fold time-split
+/// backtest of both (reported as missing, with the reason, when the data are too few).
+///
+/// `Err(Ok(reason))` means the scope was skipped (e.g. no churn among its members).
+pub fn fit_scope(
+    prep: &Prepared,
+    scope: Scope,
+    s: &Settings,
+) -> Result<Fitted, Result<String, LearnerError>> {
+    let rows = prep.rows(scope);
+    if rows.is_empty() {
+        return Err(Ok(
+            "no observation of its members (no data or no labelled date yet)".into(),
+        ));
+    }
+    let data = prep.kpi_data(&rows).map_err(Err)?;
+    let churned = data.n_churned();
+    if churned == 0 {
+        return Err(Ok(
+            "no churn outcome among its members within the horizon of an observation".into(),
+        ));
+    }
+    if churned == data.len() {
+        return Err(Ok("every observation of its members is a churn".into()));
+    }
+    let n = prep.churn_count(scope);
+    let opts = s.train_options(&prep.cancel);
+    let trained_kpis =
+        train_kpis(&data, &prep.specs, &prep.choice, n, &opts).map_err(|e| match e {
+            LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
+            other => Err(LearnerError::Learn(other)),
+        })?;
+    let trained = &trained_kpis.trained;
+    let kpis = prep.pop.catalogue.kpis();
+    // The model written per KPI column: for the book's preparation each KPI's value or log
+    // value with its share of its group's coefficient.
+    let (intercept, terms) = trained_kpis
+        .form
+        .kpi_terms(&trained.model, kpis.len())
+        .map_err(|e| Err(e.into()))?;
+    let coefficients = stored_coefficients(prep, intercept, trained.model.lambda, terms);
+    let kpi_weights: Vec<StoredKpiWeight> = trained
+        .weights
+        .kpis
+        .iter()
+        .map(|w| StoredKpiWeight {
+            kpi: w.name.clone(),
+            category: w.category.clone(),
+            weight: w.weight,
+            learned: w.learned,
+            prior: w.prior,
+        })
+        .collect();
+    let prior: Vec<f64> = match scope {
+        Scope::Profile(p) => prep.pop.profiles[p]
+            .config
+            .category_weights
+            .as_array()
+            .to_vec(),
+        Scope::Global => vec![1.0; 5],
+    };
+    let category_weights = prep
+        .category_data(&rows)
+        .ok()
+        .and_then(|cd| suggest_category_weights(&cd, &prior, n, &opts).ok())
+        .map(|sug| {
+            StoredCategoryWeights::from_weights(
+                &sug.weights
+                    .kpis
+                    .iter()
+                    .map(|w| w.weight)
+                    .collect::<Vec<_>>(),
+            )
+        });
+    let p = trained_kpis
+        .form
+        .apply(&data, &prep.specs)
+        .and_then(|d| trained.model.predict_proba(d.x.view()))
+        .map_err(|e| Err(e.into()))?;
+    let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
+    let w: Vec<f64> = prep.weight_vector(&kpi_weights);
+    let health_scores = prep.health_scores(&data, &w).map_err(Err)?;
+    let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
+    let (churn_backtest, health_backtest) = match backtests(prep, &data, 2, s) {
+        Ok(b) => b,
+        Err(e @ LearnerError::Learn(LearnError::Cancelled)) => return Err(Err(e)),
+        Err(e @ (LearnerError::FailedPrecondition(_) | LearnerError::Learn(_))) => (
+            StoredBacktest::failed(e.to_string()),
+            StoredBacktest::failed(e.to_string()),
+        ),
+        Err(e) => return Err(Err(e)),
+    };
+    let accounts: HashSet<&str> = data.accounts.iter().map(String::as_str).collect();
+    Ok(Fitted {
+        metrics: StoredMetrics {
+            options: StoredOptions {
+                l2_penalty: Some(trained.model.lambda),
+                ..s.stored()
+            },
+            as_of: prep.as_of,
+            training,
+            health,
+            churn_backtest,
+            health_backtest,
+            account_count: accounts.len() as u32,
+            churn_count: n as u32,
+            shrinkage: trained.weights.data_share,
+            contradicted: trained.weights.contradicting.clone(),
+            categories_without_signal: trained.weights.categories_without_signal.clone(),
+            lambda_fallback_reason: trained.lambda_selection.fallback_reason.clone(),
+            censored: prep.censored as u32,
+        },
+        coefficients,
+        kpi_weights,
+        category_weights,
+        observations: data.len(),
+        churned,
+    })
+}
+
+/// The stored form of a model's KPI terms (one coefficient per KPI column, with its
+/// catalogue category and declared direction).
+fn stored_coefficients(
+    prep: &Prepared,
+    intercept: f64,
+    l2_penalty: f64,
+    terms: Vec<KpiTerm>,
+) -> StoredCoefficients {
+    let kpis = prep.pop.catalogue.kpis();
+    StoredCoefficients {
+        intercept,
+        l2_penalty,
+        coefficients: terms
+            .into_iter()
+            .map(|t| StoredCoefficient {
+                kpi: kpis[t.kpi].name.to_string(),
+                transform: t.transform,
+                // What the fit saw for a missing value: the percentiles were filled with
+                // the median peer, the other forms with the training mean (z = 0).
+                missing: match t.transform {
+                    FeatureTransform::Percentile => features::MISSING_PERCENTILE,
+                    FeatureTransform::LogValue | FeatureTransform::Value => t.missing,
+                },
+                group: t.group.map(|g| g as u32),
+                category: kpis[t.kpi].category.as_str().to_owned(),
+                coefficient: t.coefficient,
+                standardized: t.standardized,
+                declared_direction: kpis[t.kpi].direction.as_str().to_owned(),
+                contradicted: t.standardized > 0.0,
+            })
+            .collect(),
+    }
+}
