@@ -213,52 +213,87 @@ fn ratio(num: f64, den: f64) -> f64 {
     if den > 0.0 { num / den } else { f64::NAN }
 }
 
-fn compute_unchecked(
-    cat: &Catalogue,
-    config: &KpiConfig,
+/// Dimensions of one computation: the date, the window and which past windows are usable.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
     t: i32,
-    inp: &AccountInputs<'_>,
+    w: i32,
+    wf: f64,
+    n_win: usize,
+    span: usize,
+    n_key: usize,
+    /// First day a usable window may start on (data start or account creation).
+    floor: Option<i32>,
+}
+
+impl Frame {
+    fn new(cat: &Catalogue, config: &KpiConfig, t: i32, created: Option<i32>) -> Self {
+        let w = config.window_days as i32;
+        let n_win = config.history_windows as usize + 1;
+        // A window is usable when it starts on or after both the data start and the
+        // account's creation; otherwise it would read "no data" as "no activity".
+        let floor = [config.data_start.map(day_num), created]
+            .into_iter()
+            .flatten()
+            .max();
+        Self {
+            t,
+            w,
+            wf: f64::from(config.window_days),
+            n_win,
+            span: w as usize * n_win,
+            n_key: cat.key_event_count(),
+            floor,
+        }
+    }
+
+    #[inline]
+    fn window_usable(&self, wi: usize) -> bool {
+        self.floor
+            .is_none_or(|f| self.t - (wi as i32 + 1) * self.w + 1 >= f)
+    }
+
+    #[inline]
+    fn prev_usable(&self) -> bool {
+        self.n_win > 1 && self.window_usable(1)
+    }
+}
+
+fn reset_usage_scratch(f: &Frame, s: &mut KpiScratch) {
+    s.events.clear();
+    s.events.resize(f.span, 0.0);
+    s.dau.clear();
+    s.dau.resize(f.span, 0);
+    s.value.clear();
+    s.value.resize(f.span, 0.0);
+    s.seen.clear();
+    s.seen.resize(f.n_win * f.n_key, false);
+    s.type_prev.clear();
+    s.type_prev.resize(f.n_key, 0.0);
+    s.type_last.clear();
+    s.type_last.resize(f.n_key, i32::MIN);
+}
+
+/// What the pass over the roll-ups yields besides the per-day arrays.
+struct UsageTotals {
+    last_active: Option<i32>,
+    all_events: f64,
+}
+
+/// One pass over the roll-ups: fills the per-day arrays of `s` and the per-type
+/// event count columns of the current window.
+fn fold_usage(
+    cat: &Catalogue,
+    f: &Frame,
+    usage: &[DailyUsage],
     row: &mut [f64],
     s: &mut KpiScratch,
-) -> AccountSignals {
-    row.fill(f64::NAN);
-    let w = config.window_days as i32;
-    let n_win = config.history_windows as usize + 1;
-    let span = w as usize * n_win;
-    let n_key = cat.key_event_count();
-    s.events.clear();
-    s.events.resize(span, 0.0);
-    s.dau.clear();
-    s.dau.resize(span, 0);
-    s.value.clear();
-    s.value.resize(span, 0.0);
-    s.seen.clear();
-    s.seen.resize(n_win * n_key, false);
-    s.type_prev.clear();
-    s.type_prev.resize(n_key, 0.0);
-    s.type_last.clear();
-    s.type_last.resize(n_key, i32::MIN);
-
-    let created = inp.attributes.created_at.map(day_num);
-    let first_start = inp
-        .subscriptions
-        .iter()
-        .map(|x| day_num(x.start))
-        .filter(|&d| d <= t)
-        .min();
-    // A window is usable when it starts on or after both the data start and the
-    // account's creation; otherwise it would read "no data" as "no activity".
-    let floor = [config.data_start.map(day_num), created]
-        .into_iter()
-        .flatten()
-        .max();
-    let window_usable = |wi: usize| floor.is_none_or(|f| t - (wi as i32 + 1) * w + 1 >= f);
-
-    // ---- usage: one pass over the roll-ups
+) -> UsageTotals {
+    let (t, w, n_key, span) = (f.t, f.w, f.n_key, f.span);
     let mut last_active: Option<i32> = None;
     let mut all_events = 0.0;
     let event_col = BUILTIN_COUNT;
-    for u in inp.usage {
+    for u in usage {
         let d = day_num(u.day);
         if d > t {
             continue;
@@ -297,36 +332,48 @@ fn compute_unchecked(
             row[event_col + pos] = 0.0;
         }
     }
+    UsageTotals {
+        last_active,
+        all_events,
+    }
+}
 
-    let stats = |wi: usize| -> WinStats {
-        let mut st = WinStats::default();
-        let lo = wi * w as usize;
-        for o in lo..lo + w as usize {
-            let e = s.events[o];
-            st.events += e;
-            st.time += s.value[o];
-            st.dau_sum += f64::from(s.dau[o]);
-            st.dau_peak = st.dau_peak.max(s.dau[o]);
-            if e > 0.0 {
-                st.active_days += 1;
-            }
+/// Totals of window `wi` (0 = current) read off the per-day arrays.
+#[inline]
+fn win_stats(f: &Frame, s: &KpiScratch, wi: usize) -> WinStats {
+    let w = f.w as usize;
+    let n_key = f.n_key;
+    let mut st = WinStats::default();
+    let lo = wi * w;
+    for o in lo..lo + w {
+        let e = s.events[o];
+        st.events += e;
+        st.time += s.value[o];
+        st.dau_sum += f64::from(s.dau[o]);
+        st.dau_peak = st.dau_peak.max(s.dau[o]);
+        if e > 0.0 {
+            st.active_days += 1;
         }
-        st.types = s.seen[wi * n_key..(wi + 1) * n_key]
-            .iter()
-            .filter(|&&b| b)
-            .count() as u32;
-        st
-    };
-    let breadth_of = |st: &WinStats| {
-        if n_key > 0 {
-            f64::from(st.types) / n_key as f64
-        } else {
-            f64::NAN
-        }
-    };
-    let cur = stats(0);
-    let wf = f64::from(config.window_days);
-    let seats = inp.attributes.seats.or_else(|| {
+    }
+    st.types = s.seen[wi * n_key..(wi + 1) * n_key]
+        .iter()
+        .filter(|&&b| b)
+        .count() as u32;
+    st
+}
+
+#[inline]
+fn breadth_of(f: &Frame, st: &WinStats) -> f64 {
+    if f.n_key > 0 {
+        f64::from(st.types) / f.n_key as f64
+    } else {
+        f64::NAN
+    }
+}
+
+/// Seats: the attribute, else the quantity of the subscriptions active at T.
+fn account_seats(inp: &AccountInputs<'_>, t: i32) -> Option<f64> {
+    inp.attributes.seats.or_else(|| {
         let q: f64 = inp
             .subscriptions
             .iter()
@@ -334,7 +381,19 @@ fn compute_unchecked(
             .filter_map(|x| x.quantity)
             .sum();
         (q > 0.0).then_some(q)
-    });
+    })
+}
+
+/// Volume, recency-of-volume and user KPIs of the current window.
+fn volume_kpis(
+    row: &mut [f64],
+    f: &Frame,
+    s: &KpiScratch,
+    cur: &WinStats,
+    seats: Option<f64>,
+    all_events: f64,
+) {
+    let (w, wf) = (f.w, f.wf);
     let avg_dau = cur.dau_sum / wf;
     set(row, Builtin::KeyEvents, cur.events);
     set(row, Builtin::AllEvents, all_events);
@@ -361,6 +420,24 @@ fn compute_unchecked(
         ratio(last7 * wf / 7.0_f64.min(wf), cur.events),
     );
     set(row, Builtin::ActiveDays, f64::from(cur.active_days));
+    weekly_kpis(row, f, s);
+    set(row, Builtin::AvgDailyActiveUsers, avg_dau);
+    set(row, Builtin::PeakDailyActiveUsers, f64::from(cur.dau_peak));
+    set(
+        row,
+        Builtin::ActiveUserRatio,
+        seats.map_or(f64::NAN, |st| ratio(f64::from(cur.dau_peak), st)),
+    );
+    set(
+        row,
+        Builtin::AvgDauPerSeat,
+        seats.map_or(f64::NAN, |st| ratio(avg_dau, st)),
+    );
+}
+
+/// Active weeks and the slope of the weekly totals of the current window.
+fn weekly_kpis(row: &mut [f64], f: &Frame, s: &KpiScratch) {
+    let w = f.w;
     let mut active_weeks = 0;
     let n_weeks = (w as usize).div_ceil(7);
     // Weekly totals, chronological (oldest block first), for the slope.
@@ -396,27 +473,13 @@ fn compute_unchecked(
             0.0
         },
     );
-    set(row, Builtin::AvgDailyActiveUsers, avg_dau);
-    set(row, Builtin::PeakDailyActiveUsers, f64::from(cur.dau_peak));
-    set(
-        row,
-        Builtin::ActiveUserRatio,
-        seats.map_or(f64::NAN, |st| ratio(f64::from(cur.dau_peak), st)),
-    );
-    set(
-        row,
-        Builtin::AvgDauPerSeat,
-        seats.map_or(f64::NAN, |st| ratio(avg_dau, st)),
-    );
-    let since = last_active.or(first_start).or(created).filter(|&d| d <= t);
-    set(
-        row,
-        Builtin::DaysSinceLastActivity,
-        since.map_or(f64::NAN, |d| f64::from(t - d)),
-    );
+}
+
+/// Mean gap between active days and the longest inactive streak of the current window.
+fn gap_kpis(row: &mut [f64], f: &Frame, s: &KpiScratch, cur: &WinStats) {
     // Gaps: offsets of active days, walking from T backwards.
     let (mut first_o, mut last_o, mut streak, mut max_streak) = (None, 0usize, 0u32, 0u32);
-    for o in 0..w as usize {
+    for o in 0..f.w as usize {
         if s.events[o] > 0.0 {
             first_o.get_or_insert(o);
             last_o = o;
@@ -427,51 +490,54 @@ fn compute_unchecked(
         }
     }
     let mean_gap = match first_o {
-        Some(f) if cur.active_days >= 2 => (last_o - f) as f64 / f64::from(cur.active_days - 1),
-        _ => wf,
+        Some(fo) if cur.active_days >= 2 => (last_o - fo) as f64 / f64::from(cur.active_days - 1),
+        _ => f.wf,
     };
     set(row, Builtin::MeanGapBetweenActiveDays, mean_gap);
     set(row, Builtin::MaxInactiveStreak, f64::from(max_streak));
-    set(row, Builtin::TimeSpent, cur.time);
+}
+
+/// Changes of the current window against the previous one.
+fn change_kpis(row: &mut [f64], f: &Frame, cur: &WinStats, prev: &WinStats) {
     set(
         row,
-        Builtin::TimeSpentPerActiveUser,
-        ratio(cur.time, f64::from(cur.dau_peak)),
+        Builtin::KeyEventsChangePct,
+        pct_change(cur.events, prev.events),
     );
-    set(row, Builtin::Breadth, breadth_of(&cur));
-    if n_win > 1 && window_usable(1) {
-        let prev = stats(1);
-        set(
-            row,
-            Builtin::KeyEventsChangePct,
-            pct_change(cur.events, prev.events),
-        );
-        set(
-            row,
-            Builtin::ActiveDaysChangePct,
-            pct_change(f64::from(cur.active_days), f64::from(prev.active_days)),
-        );
-        set(
-            row,
-            Builtin::ActiveUsersChangePct,
-            pct_change(cur.dau_sum, prev.dau_sum),
-        );
-        set(
-            row,
-            Builtin::TimeSpentChangePct,
-            pct_change(cur.time, prev.time),
-        );
-        set(
-            row,
-            Builtin::BreadthChange,
-            breadth_of(&cur) - breadth_of(&prev),
-        );
-    }
+    set(
+        row,
+        Builtin::ActiveDaysChangePct,
+        pct_change(f64::from(cur.active_days), f64::from(prev.active_days)),
+    );
+    set(
+        row,
+        Builtin::ActiveUsersChangePct,
+        pct_change(cur.dau_sum, prev.dau_sum),
+    );
+    set(
+        row,
+        Builtin::TimeSpentChangePct,
+        pct_change(cur.time, prev.time),
+    );
+    set(
+        row,
+        Builtin::BreadthChange,
+        breadth_of(f, cur) - breadth_of(f, prev),
+    );
+}
 
-    // ---- per key event type: share, days since last use, change vs the previous window
-    let since_start = first_start.or(created).filter(|&d| d <= t);
-    let prev_usable = n_win > 1 && window_usable(1);
-    for pos in 0..n_key {
+/// Per key event type: share, days since last use, change vs the previous window.
+fn event_detail_kpis(
+    cat: &Catalogue,
+    row: &mut [f64],
+    f: &Frame,
+    s: &KpiScratch,
+    cur: &WinStats,
+    since_start: Option<i32>,
+) {
+    let event_col = BUILTIN_COUNT;
+    let prev_usable = f.prev_usable();
+    for pos in 0..f.n_key {
         let now = row[event_col + pos];
         let col = |detail| {
             cat.event_detail_kpi(detail, pos)
@@ -481,30 +547,32 @@ fn compute_unchecked(
         let last = Some(s.type_last[pos])
             .filter(|&d| d != i32::MIN)
             .or(since_start);
-        row[col(EventDetail::DaysSince)] = last.map_or(f64::NAN, |d| f64::from(t - d));
+        row[col(EventDetail::DaysSince)] = last.map_or(f64::NAN, |d| f64::from(f.t - d));
         if prev_usable {
             row[col(EventDetail::ChangePct)] = pct_change(now, s.type_prev[pos]);
         }
     }
+}
 
-    // ---- trend: the trend KPIs in each usable past window
+/// Momentum: the trend KPIs of the current window against each usable past window.
+fn trend_momentum(config: &KpiConfig, f: &Frame, s: &KpiScratch, cur: &WinStats) -> Option<f64> {
     let trend_value = |b: Builtin, st: &WinStats| -> f64 {
         match b {
             Builtin::KeyEvents => st.events,
             Builtin::ActiveDays => f64::from(st.active_days),
-            Builtin::AvgDailyActiveUsers => st.dau_sum / wf,
+            Builtin::AvgDailyActiveUsers => st.dau_sum / f.wf,
             Builtin::TimeSpent => st.time,
-            Builtin::Breadth => breadth_of(st),
+            Builtin::Breadth => breadth_of(f, st),
             _ => f64::NAN,
         }
     };
     let mut hist = [[f64::NAN; 53]; TREND_KPIS.len()];
     let mut n_hist = 0;
-    for wi in 1..n_win {
-        if !window_usable(wi) {
+    for wi in 1..f.n_win {
+        if !f.window_usable(wi) {
             break;
         }
-        let st = stats(wi);
+        let st = win_stats(f, s, wi);
         for (j, &b) in TREND_KPIS.iter().enumerate() {
             hist[j][n_hist] = trend_value(b, &st);
         }
@@ -512,24 +580,23 @@ fn compute_unchecked(
     }
     let zs = TREND_KPIS.iter().enumerate().filter_map(|(j, &b)| {
         trend_z(
-            trend_value(b, &cur),
+            trend_value(b, cur),
             &hist[j][..n_hist],
             b.def().direction,
             &config.trend,
         )
     });
-    let momentum = momentum(zs);
+    momentum(zs)
+}
 
-    // ---- conversations
-    conversations(row, inp, t, w, window_usable(1), &mut *s);
-
-    // ---- pulse
-    pulse(row, inp, t);
-
-    // ---- contract
-    contract(row, inp.subscriptions, t, first_start.or(created));
-
-    // ---- custom metrics and score fields
+/// Custom metrics (latest day, same-day values averaged) and score fields (averaged).
+fn custom_kpis(
+    cat: &Catalogue,
+    row: &mut [f64],
+    inp: &AccountInputs<'_>,
+    t: i32,
+    s: &mut KpiScratch,
+) {
     s.custom.clear();
     s.custom.resize(cat.kpis().len(), (i32::MIN, 0.0, 0));
     for m in inp.custom_metrics {
@@ -567,8 +634,11 @@ fn compute_unchecked(
             *cell = field.0 / f64::from(field.1);
         }
     }
+}
 
-    // ---- webhook signals: latest per name within the window
+/// Webhook signals: latest per name within the window, averaged into points.
+fn webhook_adjustment(inp: &AccountInputs<'_>, f: &Frame, s: &mut KpiScratch) -> Option<f64> {
+    let (t, w) = (f.t, f.w);
     s.signals.clear();
     for g in inp.webhook_signals {
         let d = day_num(g.at);
@@ -586,14 +656,71 @@ fn compute_unchecked(
             None => s.signals.push((g.signal, d, v, 1)),
         }
     }
-    let webhook = (!s.signals.is_empty()).then(|| {
+    (!s.signals.is_empty()).then(|| {
         let sum: f64 = s
             .signals
             .iter()
             .map(|e| webhook_points(e.2 / f64::from(e.3)))
             .sum();
         sum / s.signals.len() as f64
-    });
+    })
+}
+
+fn compute_unchecked(
+    cat: &Catalogue,
+    config: &KpiConfig,
+    t: i32,
+    inp: &AccountInputs<'_>,
+    row: &mut [f64],
+    s: &mut KpiScratch,
+) -> AccountSignals {
+    row.fill(f64::NAN);
+    let created = inp.attributes.created_at.map(day_num);
+    let f = Frame::new(cat, config, t, created);
+    reset_usage_scratch(&f, s);
+    let first_start = inp
+        .subscriptions
+        .iter()
+        .map(|x| day_num(x.start))
+        .filter(|&d| d <= t)
+        .min();
+
+    // ---- usage: one pass over the roll-ups, then KPIs read off the per-day arrays
+    let usage = fold_usage(cat, &f, inp.usage, row, s);
+    let cur = win_stats(&f, s, 0);
+    let seats = account_seats(inp, t);
+    volume_kpis(row, &f, s, &cur, seats, usage.all_events);
+    let since = usage
+        .last_active
+        .or(first_start)
+        .or(created)
+        .filter(|&d| d <= t);
+    set(
+        row,
+        Builtin::DaysSinceLastActivity,
+        since.map_or(f64::NAN, |d| f64::from(t - d)),
+    );
+    gap_kpis(row, &f, s, &cur);
+    set(row, Builtin::TimeSpent, cur.time);
+    set(
+        row,
+        Builtin::TimeSpentPerActiveUser,
+        ratio(cur.time, f64::from(cur.dau_peak)),
+    );
+    set(row, Builtin::Breadth, breadth_of(&f, &cur));
+    if f.prev_usable() {
+        let prev = win_stats(&f, s, 1);
+        change_kpis(row, &f, &cur, &prev);
+    }
+    let since_start = first_start.or(created).filter(|&d| d <= t);
+    event_detail_kpis(cat, row, &f, s, &cur, since_start);
+    let momentum = trend_momentum(config, &f, s, &cur);
+
+    conversations(row, inp, t, f.w, f.window_usable(1), &mut *s);
+    pulse(row, inp, t);
+    contract(row, inp.subscriptions, t, first_start.or(created));
+    custom_kpis(cat, row, inp, t, s);
+    let webhook = webhook_adjustment(inp, &f, s);
     AccountSignals { momentum, webhook }
 }
 
