@@ -75,78 +75,95 @@ struct Loaded {
     catalogue: scoring::Catalogue,
 }
 
-fn load(dir: &Path) -> Result<Loaded, String> {
-    let t0 = Instant::now();
-    // Active periods (one per account in this data).
-    let mut period: HashMap<u32, (NaiveDate, Option<NaiveDate>)> = HashMap::new();
-    let mut err = None;
-    each_line(&dir.join("book/active_period.csv.gz"), |l| {
-        let f: Vec<&str> = l.split(',').collect();
-        let r = (|| -> Result<(), String> {
-            let a = f[0].parse::<u32>().map_err(|e| e.to_string())?;
-            let churn = if f.len() > 2 && !f[2].is_empty() {
-                Some(date(f[2])?)
-            } else {
-                None
-            };
-            period.insert(a, (date(f[1])?, churn));
-            Ok(())
-        })();
-        if let Err(e) = r {
-            err.get_or_insert(e);
-        }
-    })?;
-    let mut subs: HashMap<u32, Vec<scoring::Subscription>> = HashMap::new();
-    each_line(&dir.join("subscription.csv.gz"), |l| {
-        let f: Vec<&str> = l.split(',').collect();
-        let r = (|| -> Result<(), String> {
-            subs.entry(
-                f[0].parse()
-                    .map_err(|e: std::num::ParseIntError| e.to_string())?,
-            )
-            .or_default()
-            .push(scoring::Subscription {
-                start: date(f[2])?,
-                end: if f[3].is_empty() {
-                    None
-                } else {
-                    Some(date(f[3])?)
-                },
-                mrr: f[4].parse().unwrap_or(0.0),
-                quantity: f[5].parse().ok(),
-                add_on: false,
-                discount: f[8].parse().unwrap_or(0.0),
-                billing_period_months: f[7].parse().unwrap_or(1),
-            });
-            Ok(())
-        })();
-        if let Err(e) = r {
-            err.get_or_insert(e);
-        }
-    })?;
-    let mut observations = Vec::new();
-    each_line(&dir.join("book/observation.csv.gz"), |l| {
-        let f: Vec<&str> = l.split(',').collect();
-        let r = (|| -> Result<(), String> {
-            observations.push(Observation {
-                account: f[0]
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| e.to_string())?,
-                date: date(f[1])?,
-                churn: matches!(f[2], "t" | "True" | "true" | "1"),
-            });
-            Ok(())
-        })();
-        if let Err(e) = r {
-            err.get_or_insert(e);
-        }
-    })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    observations.sort_by_key(|o| (o.date, o.account));
+/// Active period of an account: start and churn date (one per account in this data).
+type Period = (NaiveDate, Option<NaiveDate>);
 
-    // Daily roll-ups from the raw events: per account (day, type) -> count.
+/// Calls `parse` on every data line of a gzip CSV, split on commas; the first parse
+/// error is returned once the whole file has been read.
+fn parse_lines(
+    path: &Path,
+    mut parse: impl FnMut(&[&str]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut err = None;
+    each_line(path, |l| {
+        let f: Vec<&str> = l.split(',').collect();
+        if let Err(e) = parse(&f) {
+            err.get_or_insert(e);
+        }
+    })?;
+    err.map_or(Ok(()), Err)
+}
+
+fn read_periods(dir: &Path) -> Result<HashMap<u32, Period>, String> {
+    let mut period: HashMap<u32, Period> = HashMap::new();
+    parse_lines(&dir.join("book/active_period.csv.gz"), |f| {
+        let a = f[0].parse::<u32>().map_err(|e| e.to_string())?;
+        let churn = if f.len() > 2 && !f[2].is_empty() {
+            Some(date(f[2])?)
+        } else {
+            None
+        };
+        period.insert(a, (date(f[1])?, churn));
+        Ok(())
+    })?;
+    Ok(period)
+}
+
+fn read_subscriptions(dir: &Path) -> Result<HashMap<u32, Vec<scoring::Subscription>>, String> {
+    let mut subs: HashMap<u32, Vec<scoring::Subscription>> = HashMap::new();
+    parse_lines(&dir.join("subscription.csv.gz"), |f| {
+        subs.entry(
+            f[0].parse()
+                .map_err(|e: std::num::ParseIntError| e.to_string())?,
+        )
+        .or_default()
+        .push(scoring::Subscription {
+            start: date(f[2])?,
+            end: if f[3].is_empty() {
+                None
+            } else {
+                Some(date(f[3])?)
+            },
+            mrr: f[4].parse().unwrap_or(0.0),
+            quantity: f[5].parse().ok(),
+            add_on: false,
+            discount: f[8].parse().unwrap_or(0.0),
+            billing_period_months: f[7].parse().unwrap_or(1),
+        });
+        Ok(())
+    })?;
+    Ok(subs)
+}
+
+/// The book's observations, sorted by (date, account).
+fn read_observations(dir: &Path) -> Result<Vec<Observation>, String> {
+    let mut observations = Vec::new();
+    parse_lines(&dir.join("book/observation.csv.gz"), |f| {
+        observations.push(Observation {
+            account: f[0]
+                .parse()
+                .map_err(|e: std::num::ParseIntError| e.to_string())?,
+            date: date(f[1])?,
+            churn: matches!(f[2], "t" | "True" | "true" | "1"),
+        });
+        Ok(())
+    })?;
+    observations.sort_by_key(|o| (o.date, o.account));
+    Ok(observations)
+}
+
+/// Daily roll-ups of the raw events.
+struct Usage {
+    per_account: HashMap<u32, Vec<scoring::DailyUsage>>,
+    /// Event type names by id.
+    type_names: Vec<String>,
+    events: usize,
+    /// Events on or after the account's churn date (dropped).
+    dropped: usize,
+}
+
+/// Daily roll-ups from the raw events: per account (day, type) -> count.
+fn roll_up_events(dir: &Path, period: &HashMap<u32, Period>) -> Result<Usage, String> {
     let epoch = NaiveDate::from_ymd_opt(2019, 1, 1).ok_or("epoch")?;
     let mut type_ids: HashMap<String, u32> = HashMap::new();
     let mut raw: HashMap<u32, Vec<(i32, u32)>> = HashMap::new();
@@ -177,7 +194,7 @@ fn load(dir: &Path) -> Result<Loaded, String> {
             .or_default()
             .push(((day - epoch).num_days() as i32, id));
     })?;
-    let mut usage: HashMap<u32, Vec<scoring::DailyUsage>> = HashMap::new();
+    let mut per_account: HashMap<u32, Vec<scoring::DailyUsage>> = HashMap::new();
     for (a, mut v) in raw {
         v.sort_unstable();
         let mut out: Vec<scoring::DailyUsage> = Vec::new();
@@ -194,53 +211,128 @@ fn load(dir: &Path) -> Result<Loaded, String> {
                 }),
             }
         }
-        usage.insert(a, out);
+        per_account.insert(a, out);
     }
-    println!(
-        "loaded {} events ({} after churn dropped), {} accounts, {} observations in {:.1} s",
+    let mut type_names = vec![String::new(); type_ids.len()];
+    for (n, id) in &type_ids {
+        type_names[*id as usize] = n.clone();
+    }
+    Ok(Usage {
+        per_account,
+        type_names,
         events,
         dropped,
+    })
+}
+
+fn load(dir: &Path) -> Result<Loaded, String> {
+    let t0 = Instant::now();
+    let period = read_periods(dir)?;
+    let subs = read_subscriptions(dir)?;
+    let observations = read_observations(dir)?;
+    let usage = roll_up_events(dir, &period)?;
+    println!(
+        "loaded {} events ({} after churn dropped), {} accounts, {} observations in {:.1} s",
+        usage.events,
+        usage.dropped,
         period.len(),
         observations.len(),
         t0.elapsed().as_secs_f64()
     );
-
-    let mut names = vec![String::new(); type_ids.len()];
-    for (n, id) in &type_ids {
-        names[*id as usize] = n.clone();
-    }
     let catalogue = scoring::Catalogue::new(&scoring::CatalogueSpec {
-        event_types: names,
+        event_types: usage.type_names.clone(),
         ..scoring::CatalogueSpec::default()
     })
     .map_err(|e| e.to_string())?;
-    let config = scoring::KpiConfig {
-        data_start: NaiveDate::from_ymd_opt(2020, 1, 1),
-        ..scoring::KpiConfig::default()
+    let sources = Sources {
+        period: &period,
+        subs: &subs,
+        usage: &usage.per_account,
+        catalogue: &catalogue,
     };
-
-    let mut accounts: Vec<u32> = period.keys().copied().collect();
-    accounts.sort_unstable();
-    let created: HashMap<u32, NaiveDate> = period.iter().map(|(&a, p)| (a, p.0)).collect();
-    let mut dates: Vec<NaiveDate> = observations.iter().map(|o| o.date).collect();
-    dates.dedup();
-    let empty_usage: Vec<scoring::DailyUsage> = Vec::new();
-    let empty_subs: Vec<scoring::Subscription> = Vec::new();
-    let mut batches = Vec::with_capacity(dates.len());
     let t1 = Instant::now();
-    let mut next_obs = 0;
-    for &t in &dates {
-        let active: Vec<u32> = accounts
-            .iter()
-            .copied()
-            .filter(|a| period[a].0 <= t && period[a].1.is_none_or(|c| t < c))
-            .collect();
-        let row_of: HashMap<u32, usize> = active.iter().enumerate().map(|(i, &a)| (a, i)).collect();
-        // Only what is known before T: roll-ups of earlier days, subscriptions started by T.
+    let (batches, n_dates) = sources.batches(&observations)?;
+    println!(
+        "KPIs ({} in the catalogue) for {} observation dates in {:.1} s",
+        catalogue.len(),
+        n_dates,
+        t1.elapsed().as_secs_f64()
+    );
+    Ok(Loaded {
+        observations,
+        batches,
+        catalogue,
+    })
+}
+
+/// What the KPIs of an observation date are computed from.
+struct Sources<'a> {
+    period: &'a HashMap<u32, Period>,
+    subs: &'a HashMap<u32, Vec<scoring::Subscription>>,
+    usage: &'a HashMap<u32, Vec<scoring::DailyUsage>>,
+    catalogue: &'a scoring::Catalogue,
+}
+
+impl Sources<'_> {
+    /// One batch per observation date (`observations` sorted by date) and the number
+    /// of dates.
+    fn batches(&self, observations: &[Observation]) -> Result<(Vec<DateBatch>, usize), String> {
+        let config = scoring::KpiConfig {
+            data_start: NaiveDate::from_ymd_opt(2020, 1, 1),
+            ..scoring::KpiConfig::default()
+        };
+        let mut accounts: Vec<u32> = self.period.keys().copied().collect();
+        accounts.sort_unstable();
+        let created: HashMap<u32, NaiveDate> = self.period.iter().map(|(&a, p)| (a, p.0)).collect();
+        let mut dates: Vec<NaiveDate> = observations.iter().map(|o| o.date).collect();
+        dates.dedup();
+        let mut batches = Vec::with_capacity(dates.len());
+        let mut next_obs = 0;
+        for &t in &dates {
+            let active: Vec<u32> = accounts
+                .iter()
+                .copied()
+                .filter(|a| self.period[a].0 <= t && self.period[a].1.is_none_or(|c| t < c))
+                .collect();
+            let batch = self.kpis_before(&config, &created, t, &active)?;
+            let row_of: HashMap<u32, usize> =
+                active.iter().enumerate().map(|(i, &a)| (a, i)).collect();
+            let mut observed = Vec::new();
+            while next_obs < observations.len() && observations[next_obs].date == t {
+                let o = &observations[next_obs];
+                match row_of.get(&o.account) {
+                    Some(&row) => observed.push((next_obs, row)),
+                    None => {
+                        return Err(format!("observed account {} not active on {t}", o.account));
+                    }
+                }
+                next_obs += 1;
+            }
+            batches.push(DateBatch {
+                matrix: batch.matrix,
+                signals: batch.signals,
+                observed,
+            });
+        }
+        Ok((batches, dates.len()))
+    }
+
+    /// KPIs of the `active` accounts as of `t` from only what is known before T:
+    /// roll-ups of earlier days, subscriptions started by T.
+    fn kpis_before(
+        &self,
+        config: &scoring::KpiConfig,
+        created: &HashMap<u32, NaiveDate>,
+        t: NaiveDate,
+        active: &[u32],
+    ) -> Result<scoring::KpiBatch, String> {
+        let empty_usage: Vec<scoring::DailyUsage> = Vec::new();
+        let empty_subs: Vec<scoring::Subscription> = Vec::new();
         let sub_parts: Vec<Vec<scoring::Subscription>> = active
             .iter()
             .map(|a| {
-                subs.get(a)
+                self.subs
+                    .get(a)
                     .unwrap_or(&empty_subs)
                     .iter()
                     .filter(|s| s.start <= t)
@@ -252,7 +344,7 @@ fn load(dir: &Path) -> Result<Loaded, String> {
             .iter()
             .zip(&sub_parts)
             .map(|(a, s)| {
-                let u = usage.get(a).unwrap_or(&empty_usage);
+                let u = self.usage.get(a).unwrap_or(&empty_usage);
                 let before = &u[..u.partition_point(|d| d.day < t)];
                 scoring::AccountInputs {
                     usage: before,
@@ -266,34 +358,8 @@ fn load(dir: &Path) -> Result<Loaded, String> {
                 }
             })
             .collect();
-        let batch =
-            scoring::compute_kpis(&catalogue, &config, t, &inputs).map_err(|e| e.to_string())?;
-        let mut observed = Vec::new();
-        while next_obs < observations.len() && observations[next_obs].date == t {
-            let o = &observations[next_obs];
-            match row_of.get(&o.account) {
-                Some(&row) => observed.push((next_obs, row)),
-                None => return Err(format!("observed account {} not active on {t}", o.account)),
-            }
-            next_obs += 1;
-        }
-        batches.push(DateBatch {
-            matrix: batch.matrix,
-            signals: batch.signals,
-            observed,
-        });
+        scoring::compute_kpis(self.catalogue, config, t, &inputs).map_err(|e| e.to_string())
     }
-    println!(
-        "KPIs ({} in the catalogue) for {} observation dates in {:.1} s",
-        catalogue.len(),
-        dates.len(),
-        t1.elapsed().as_secs_f64()
-    );
-    Ok(Loaded {
-        observations,
-        batches,
-        catalogue,
-    })
 }
 
 /// Health scores, category scores and percentiles per observation.
@@ -408,21 +474,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(dir: &Path) -> Result<(), String> {
-    let loaded = load(dir)?;
-    let uniform = scoring::ProfileConfig::default();
-    let (health, cats, pct) = score_all(&loaded, &uniform)?;
-    let cols = informative(&pct);
-    let kpis = loaded.catalogue.kpis();
-    let names: Vec<String> = cols.iter().map(|&k| kpis[k].name.to_string()).collect();
-    println!("informative KPIs ({}): {}", cols.len(), names.join(", "));
-
-    let obs = &loaded.observations;
-    let raw = raw_values(&loaded);
-    // Declared directions: the log values are turned to the healthy direction with them
-    // (the percentiles already are).
-    let specs: Vec<learn::KpiSpec> = cols
-        .iter()
+/// Declared directions: the log values are turned to the healthy direction with them
+/// (the percentiles already are).
+fn kpi_specs(kpis: &[scoring::KpiDef], cols: &[usize]) -> Vec<learn::KpiSpec> {
+    cols.iter()
         .map(|&k| learn::KpiSpec {
             name: kpis[k].name.to_string(),
             category: kpis[k].category.as_str().to_owned(),
@@ -432,24 +487,370 @@ fn run(dir: &Path) -> Result<(), String> {
             },
             prior_weight: 1.0,
         })
-        .collect();
-    // Every KPI as percentile, log value and value. The default lets the time-ordered CV
-    // inside each training part choose between the book's preparation and percentiles +
-    // log values; VITALS_FEATURES fixes one form (percentile, log, current = percentile +
-    // log, book) or lets the CV choose among the three layouts of before (cv).
-    let layout = learn::LayoutChoice::full_data();
+        .collect()
+}
+
+/// The default lets the time-ordered CV inside each training part choose between the
+/// book's preparation and percentiles + log values; VITALS_FEATURES fixes one form
+/// (percentile, log, current = percentile + log, book) or lets the CV choose among the
+/// three layouts of before (cv).
+fn layout_choice() -> learn::LayoutChoice {
     let log_only = learn::FeatureLayout {
         transforms: vec![learn::FeatureTransform::LogValue],
     };
     let fixed = |l: learn::FeatureLayout| learn::LayoutChoice::only(learn::KpiForm::Layout(l));
-    let choice = match std::env::var("VITALS_FEATURES").as_deref() {
+    match std::env::var("VITALS_FEATURES").as_deref() {
         Ok("percentile") => fixed(learn::FeatureLayout::percentiles_only()),
         Ok("log") => fixed(log_only),
         Ok("current") => fixed(learn::FeatureLayout::default()),
         Ok("book") => learn::LayoutChoice::only(learn::KpiForm::book()),
         Ok("cv") => learn::LayoutChoice::by_cv(),
         _ => learn::LayoutChoice::default(),
-    };
+    }
+}
+
+/// The observation row carried in a dataset's account label (`account#row`).
+fn row_of(account_label: &str) -> usize {
+    account_label
+        .rsplit('#')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+/// Risk (minus the health score; -5 when missing) of each test row.
+fn risk_of(scores: &[f64], test: &learn::Dataset) -> Vec<f64> {
+    test.accounts
+        .iter()
+        .map(|a| {
+            let s = scores.get(row_of(a)).copied().unwrap_or(f64::NAN);
+            if s.is_finite() { -s } else { -5.0 }
+        })
+        .collect()
+}
+
+/// Distinct churned accounts among the rows of `train`.
+fn churned_accounts(train: &learn::Dataset) -> usize {
+    let mut a: Vec<&str> = train
+        .accounts
+        .iter()
+        .zip(&train.labels)
+        .filter(|(_, l)| **l)
+        .map(|(a, _)| a.split('#').next().unwrap_or(""))
+        .collect();
+    a.sort_unstable();
+    a.dedup();
+    a.len()
+}
+
+/// Everything the backtests of one run share.
+struct Study<'a> {
+    loaded: &'a Loaded,
+    /// Informative KPI columns.
+    cols: Vec<usize>,
+    specs: Vec<learn::KpiSpec>,
+    /// The dataset's columns: every KPI as percentile, log value and value.
+    layout: learn::FeatureLayout,
+    choice: learn::LayoutChoice,
+    options: learn::TrainOptions,
+    /// Health score (uniform weights) per observation.
+    health: Vec<f64>,
+    /// Category scores (uniform weights) per observation.
+    cats: Vec<[f64; 5]>,
+}
+
+impl Study<'_> {
+    /// The dataset of every observation in the columns of `self.layout`.
+    fn dataset(&self, pct: &Array2<f64>) -> Result<learn::Dataset, String> {
+        let obs = &self.loaded.observations;
+        let raw = raw_values(self.loaded);
+        let cols = &self.cols;
+        let feature_names = self.layout.names(&self.specs);
+        let mut flat = Vec::with_capacity(obs.len() * feature_names.len());
+        for i in 0..obs.len() {
+            flat.extend(self.layout.row(
+                &self.specs,
+                |j| Some(pct[[i, cols[j]]]).filter(|v| v.is_finite()),
+                |j| Some(raw[[i, cols[j]]]).filter(|v| v.is_finite()),
+            ));
+        }
+        let x = Array2::from_shape_vec((obs.len(), feature_names.len()), flat)
+            .map_err(|e| e.to_string())?;
+        learn::Dataset::new(
+            feature_names,
+            x,
+            obs.iter().map(|o| o.churn).collect(),
+            obs.iter().map(|o| o.date).collect(),
+            // The row index rides along as the account label so that the health-score
+            // backtests can find each test row's score.
+            (0..obs.len())
+                .map(|i| format!("{}#{i}", obs[i].account))
+                .collect(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Risk of the test rows from the health score with KPI weights learned on the
+    /// training part (shrunk with n0 = 50) and, `with_categories`, category weights
+    /// suggested from the training part's category scores.
+    fn learned_health(
+        &self,
+        train: &learn::Dataset,
+        test: &learn::Dataset,
+        with_categories: bool,
+    ) -> learn::Result<Vec<f64>> {
+        let kpis = self.loaded.catalogue.kpis();
+        let (model, form) = learn::fit_kpis_cv(train, &self.specs, &self.choice, &self.options)?;
+        let churned = churned_accounts(train);
+        let w = learn::kpi_weights(
+            &self.layout.weight_specs(&self.specs),
+            &form.kpi_coefficients(&model, self.specs.len())?,
+            churned,
+            self.options.n0,
+        )?;
+        let mut kpi_w = vec![1.0; kpis.len()];
+        for (j, &k) in self.cols.iter().enumerate() {
+            kpi_w[k] = w.kpis[j].weight;
+        }
+        let category_weights = if with_categories {
+            self.suggested_category_weights(train, churned)?
+        } else {
+            scoring::CategoryWeights::default()
+        };
+        let profile = scoring::ProfileConfig {
+            kpi_weights: Some(kpi_w),
+            category_weights,
+            ..scoring::ProfileConfig::default()
+        };
+        let (h, _, _) =
+            score_all(self.loaded, &profile).map_err(|e| learn::LearnError::InvalidParameter {
+                name: "scoring",
+                reason: e,
+            })?;
+        Ok(risk_of(&h, test))
+    }
+
+    /// Category weights suggested from the category scores (uniform KPI weights) of the
+    /// training rows; only categories with values take part.
+    fn suggested_category_weights(
+        &self,
+        train: &learn::Dataset,
+        churned: usize,
+    ) -> learn::Result<scoring::CategoryWeights> {
+        let cats = &self.cats;
+        let present: Vec<usize> = (0..5)
+            .filter(|&c| {
+                train
+                    .accounts
+                    .iter()
+                    .any(|a| cats[row_of(a)][c].is_finite())
+            })
+            .collect();
+        let cx = Array2::from_shape_fn((train.len(), present.len()), |(i, j)| {
+            cats[row_of(&train.accounts[i])][present[j]]
+        });
+        let cat_names: Vec<String> = present
+            .iter()
+            .map(|&c| scoring::Category::WEIGHTED[c].as_str().to_owned())
+            .collect();
+        let cdata = learn::Dataset::new(
+            cat_names,
+            cx,
+            train.labels.clone(),
+            train.dates.clone(),
+            train.accounts.clone(),
+        )?;
+        let s = learn::suggest_category_weights(
+            &cdata,
+            &vec![1.0; present.len()],
+            churned,
+            &self.options,
+        )?;
+        let mut cw = [1.0f64; 5];
+        for (j, &c) in present.iter().enumerate() {
+            cw[c] = s.weights.kpis[j].weight;
+        }
+        Ok(scoring::CategoryWeights {
+            usage: cw[0],
+            conversations: cw[1],
+            pulse: cw[2],
+            contract: cw[3],
+            custom: cw[4],
+        })
+    }
+
+    /// Prints the table rows of one set of observations and pushes its detail lines.
+    fn report(
+        &self,
+        label: &str,
+        data: &learn::Dataset,
+        details: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let (specs, choice, options) = (&self.specs, &self.choice, &self.options);
+        let t = Instant::now();
+        let trained_kpis = learn::train_kpis(data, specs, choice, data.n_churned(), options)
+            .map_err(|e| e.to_string())?;
+        let trained = &trained_kpis.trained;
+        let bt =
+            learn::backtest_kpis(data, specs, choice, 2, options).map_err(|e| e.to_string())?;
+        let folds = learn::time_ordered_folds(&data.dates, 2).map_err(|e| e.to_string())?;
+        // Health score, uniform weights (what scoring does before any learning).
+        let h_uniform = learn::backtest(data, &folds, |_, test| Ok(risk_of(&self.health, test)))
+            .map_err(|e| e.to_string())?;
+        let all_uniform = learn::Evaluation::of_scores(&risk_of(&self.health, data), &data.labels)
+            .map_err(|e| e.to_string())?;
+        let h_learned = learn::backtest(data, &folds, |tr, te| self.learned_health(tr, te, false))
+            .map_err(|e| e.to_string())?;
+        let h_learned_cat =
+            learn::backtest(data, &folds, |tr, te| self.learned_health(tr, te, true))
+                .map_err(|e| e.to_string())?;
+        let row = |model: &str, ins: Option<&learn::Evaluation>, bt: &learn::BacktestReport| {
+            print_row(label, data, model, ins, bt);
+        };
+        row(
+            "**churn probability (Vitals default: class weights and lambda by CV)**",
+            Some(&trained.in_sample),
+            &bt,
+        );
+        self.report_fixed_class_weights(label, data, details)?;
+        row(
+            "health score, uniform weights",
+            Some(&all_uniform),
+            &h_uniform,
+        );
+        row("health score, learned KPI weights", None, &h_learned);
+        row(
+            "health score, learned KPI + suggested category weights",
+            None,
+            &h_learned_cat,
+        );
+        details.push(self.detail(label, data, &trained_kpis, &bt, &folds, t));
+        Ok(())
+    }
+
+    /// The churn probability with fixed class weights (balanced, none).
+    fn report_fixed_class_weights(
+        &self,
+        label: &str,
+        data: &learn::Dataset,
+        details: &mut Vec<String>,
+    ) -> Result<(), String> {
+        for (name, cw) in [
+            ("balanced class weights", learn::ClassWeight::Balanced),
+            ("no class weights", learn::ClassWeight::None),
+        ] {
+            let fixed = learn::TrainOptions {
+                class_weight: cw,
+                class_weight_candidates: Vec::new(),
+                ..self.options.clone()
+            };
+            let trained_fixed =
+                learn::train_kpis(data, &self.specs, &self.choice, data.n_churned(), &fixed)
+                    .map_err(|e| e.to_string())?;
+            let bt_fixed = learn::backtest_kpis(data, &self.specs, &self.choice, 2, &fixed)
+                .map_err(|e| e.to_string())?;
+            print_row(
+                label,
+                data,
+                &format!("churn probability, {name} (fixed)"),
+                Some(&trained_fixed.trained.in_sample),
+                &bt_fixed,
+            );
+            details.push(format!(
+                "{label}, {name} (fixed): folds {}",
+                fold_text(&bt_fixed)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The detail line of the default churn probability model.
+    fn detail(
+        &self,
+        label: &str,
+        data: &learn::Dataset,
+        trained_kpis: &learn::TrainedKpiModel,
+        bt: &learn::BacktestReport,
+        folds: &[learn::Fold],
+        t: Instant,
+    ) -> String {
+        let trained = &trained_kpis.trained;
+        format!(
+            "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; chosen inside each fold's training part: {}; top KPI weights: {}; contradicting: {}",
+            trained_kpis.form.describe(),
+            trained_kpis
+                .layout_scores
+                .iter()
+                .map(|s| format!(
+                    "{} {:.4}",
+                    s.layout.describe(),
+                    s.mean_auc.unwrap_or(f64::NAN)
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            trained.lambda_selection.lambda,
+            trained.lambda_selection.class_weight,
+            t.elapsed().as_secs_f64(),
+            fold_text(bt),
+            folds
+                .iter()
+                .map(|f| learn::select_layout(
+                    &data.subset(&f.train),
+                    &self.specs,
+                    &self.choice,
+                    &self.options
+                )
+                .map(|(_, l, s, _)| format!(
+                    "{} {:?} lambda {}",
+                    l.describe(),
+                    s.class_weight,
+                    s.lambda
+                ))
+                .unwrap_or_else(|e| e.to_string()))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            {
+                let mut w: Vec<&learn::KpiWeight> = trained.weights.kpis.iter().collect();
+                w.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+                w.iter()
+                    .take(8)
+                    .map(|k| format!("{} {:.3}", k.name, k.weight))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            trained.weights.contradicting.join(", ")
+        )
+    }
+}
+
+/// One row of the results table.
+fn print_row(
+    label: &str,
+    data: &learn::Dataset,
+    model: &str,
+    ins: Option<&learn::Evaluation>,
+    bt: &learn::BacktestReport,
+) {
+    println!(
+        "| {label} | {} | {} | {model} | {} | {} | {:.3} | {:.2} |",
+        data.len(),
+        data.n_churned(),
+        ins.map_or("–".to_owned(), |e| format!("{:.3}", e.auc)),
+        ins.map_or("–".to_owned(), |e| format!("{:.2}", e.top_decile_lift)),
+        bt.mean_auc,
+        bt.mean_top_decile_lift
+    );
+}
+
+fn run(dir: &Path) -> Result<(), String> {
+    let loaded = load(dir)?;
+    let uniform = scoring::ProfileConfig::default();
+    let (health, cats, pct) = score_all(&loaded, &uniform)?;
+    let cols = informative(&pct);
+    let kpis = loaded.catalogue.kpis();
+    let names: Vec<String> = cols.iter().map(|&k| kpis[k].name.to_string()).collect();
+    println!("informative KPIs ({}): {}", cols.len(), names.join(", "));
+    let choice = layout_choice();
     println!(
         "feature layout candidates: {}",
         choice
@@ -459,37 +860,17 @@ fn run(dir: &Path) -> Result<(), String> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let feature_names = layout.names(&specs);
-    let mut flat = Vec::with_capacity(obs.len() * feature_names.len());
-    for i in 0..obs.len() {
-        flat.extend(layout.row(
-            &specs,
-            |j| Some(pct[[i, cols[j]]]).filter(|v| v.is_finite()),
-            |j| Some(raw[[i, cols[j]]]).filter(|v| v.is_finite()),
-        ));
-    }
-    let x = Array2::from_shape_vec((obs.len(), feature_names.len()), flat)
-        .map_err(|e| e.to_string())?;
-    let all = learn::Dataset::new(
-        feature_names,
-        x,
-        obs.iter().map(|o| o.churn).collect(),
-        obs.iter().map(|o| o.date).collect(),
-        // The row index rides along as the account label so that the health-score
-        // backtests can find each test row's score.
-        (0..obs.len())
-            .map(|i| format!("{}#{i}", obs[i].account))
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let row_of = |account_label: &str| -> usize {
-        account_label
-            .rsplit('#')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(usize::MAX)
+    let study = Study {
+        loaded: &loaded,
+        specs: kpi_specs(kpis, &cols),
+        cols,
+        layout: learn::LayoutChoice::full_data(),
+        choice,
+        options: learn::TrainOptions::default(),
+        health,
+        cats,
     };
-    let options = learn::TrainOptions::default();
+    let all = study.dataset(&pct)?;
     let march = NaiveDate::from_ymd_opt(2020, 3, 1).ok_or("date")?;
 
     println!(
@@ -504,197 +885,7 @@ fn run(dir: &Path) -> Result<(), String> {
             (0..all.len()).filter(|&i| all.dates[i] >= march).collect(),
         ),
     ] {
-        let data = all.subset(&subset);
-        let t = Instant::now();
-        let trained_kpis = learn::train_kpis(&data, &specs, &choice, data.n_churned(), &options)
-            .map_err(|e| e.to_string())?;
-        let trained = &trained_kpis.trained;
-        let bt =
-            learn::backtest_kpis(&data, &specs, &choice, 2, &options).map_err(|e| e.to_string())?;
-        let folds = learn::time_ordered_folds(&data.dates, 2).map_err(|e| e.to_string())?;
-        // Health score, uniform weights (what scoring does before any learning).
-        let risk_of = |scores: &[f64], test: &learn::Dataset| -> Vec<f64> {
-            test.accounts
-                .iter()
-                .map(|a| {
-                    let s = scores.get(row_of(a)).copied().unwrap_or(f64::NAN);
-                    if s.is_finite() { -s } else { -5.0 }
-                })
-                .collect()
-        };
-        let h_uniform = learn::backtest(&data, &folds, |_, test| Ok(risk_of(&health, test)))
-            .map_err(|e| e.to_string())?;
-        let all_uniform = learn::Evaluation::of_scores(&risk_of(&health, &data), &data.labels)
-            .map_err(|e| e.to_string())?;
-        // Health score with KPI weights learned on the training part (shrunk with n0 = 50),
-        // and category weights suggested from the training part's category scores.
-        let learned_health = |train: &learn::Dataset,
-                              test: &learn::Dataset,
-                              with_categories: bool| {
-            let (model, form) = learn::fit_kpis_cv(train, &specs, &choice, &options)?;
-            let churned_accounts = {
-                let mut a: Vec<&str> = train
-                    .accounts
-                    .iter()
-                    .zip(&train.labels)
-                    .filter(|(_, l)| **l)
-                    .map(|(a, _)| a.split('#').next().unwrap_or(""))
-                    .collect();
-                a.sort_unstable();
-                a.dedup();
-                a.len()
-            };
-            let w = learn::kpi_weights(
-                &layout.weight_specs(&specs),
-                &form.kpi_coefficients(&model, specs.len())?,
-                churned_accounts,
-                options.n0,
-            )?;
-            let mut kpi_w = vec![1.0; kpis.len()];
-            for (j, &k) in cols.iter().enumerate() {
-                kpi_w[k] = w.kpis[j].weight;
-            }
-            let mut category_weights = scoring::CategoryWeights::default();
-            if with_categories {
-                // Category scores (uniform KPI weights) of the training rows; only
-                // categories with values take part.
-                let present: Vec<usize> = (0..5)
-                    .filter(|&c| {
-                        train
-                            .accounts
-                            .iter()
-                            .any(|a| cats[row_of(a)][c].is_finite())
-                    })
-                    .collect();
-                let cx = Array2::from_shape_fn((train.len(), present.len()), |(i, j)| {
-                    cats[row_of(&train.accounts[i])][present[j]]
-                });
-                let cat_names: Vec<String> = present
-                    .iter()
-                    .map(|&c| scoring::Category::WEIGHTED[c].as_str().to_owned())
-                    .collect();
-                let cdata = learn::Dataset::new(
-                    cat_names,
-                    cx,
-                    train.labels.clone(),
-                    train.dates.clone(),
-                    train.accounts.clone(),
-                )?;
-                let s = learn::suggest_category_weights(
-                    &cdata,
-                    &vec![1.0; present.len()],
-                    churned_accounts,
-                    &options,
-                )?;
-                let mut cw = [1.0f64; 5];
-                for (j, &c) in present.iter().enumerate() {
-                    cw[c] = s.weights.kpis[j].weight;
-                }
-                category_weights = scoring::CategoryWeights {
-                    usage: cw[0],
-                    conversations: cw[1],
-                    pulse: cw[2],
-                    contract: cw[3],
-                    custom: cw[4],
-                };
-            }
-            let profile = scoring::ProfileConfig {
-                kpi_weights: Some(kpi_w),
-                category_weights,
-                ..scoring::ProfileConfig::default()
-            };
-            let (h, _, _) =
-                score_all(&loaded, &profile).map_err(|e| learn::LearnError::InvalidParameter {
-                    name: "scoring",
-                    reason: e,
-                })?;
-            Ok(risk_of(&h, test))
-        };
-        let h_learned = learn::backtest(&data, &folds, |tr, te| learned_health(tr, te, false))
-            .map_err(|e| e.to_string())?;
-        let h_learned_cat = learn::backtest(&data, &folds, |tr, te| learned_health(tr, te, true))
-            .map_err(|e| e.to_string())?;
-        let row = |model: &str, ins: Option<&learn::Evaluation>, bt: &learn::BacktestReport| {
-            println!(
-                "| {label} | {} | {} | {model} | {} | {} | {:.3} | {:.2} |",
-                data.len(),
-                data.n_churned(),
-                ins.map_or("–".to_owned(), |e| format!("{:.3}", e.auc)),
-                ins.map_or("–".to_owned(), |e| format!("{:.2}", e.top_decile_lift)),
-                bt.mean_auc,
-                bt.mean_top_decile_lift
-            );
-        };
-        row(
-            "**churn probability (Vitals default: class weights and lambda by CV)**",
-            Some(&trained.in_sample),
-            &bt,
-        );
-        for (name, cw) in [
-            ("balanced class weights", learn::ClassWeight::Balanced),
-            ("no class weights", learn::ClassWeight::None),
-        ] {
-            let fixed = learn::TrainOptions {
-                class_weight: cw,
-                class_weight_candidates: Vec::new(),
-                ..options.clone()
-            };
-            let trained_fixed = learn::train_kpis(&data, &specs, &choice, data.n_churned(), &fixed)
-                .map_err(|e| e.to_string())?;
-            let bt_fixed = learn::backtest_kpis(&data, &specs, &choice, 2, &fixed)
-                .map_err(|e| e.to_string())?;
-            row(
-                &format!("churn probability, {name} (fixed)"),
-                Some(&trained_fixed.trained.in_sample),
-                &bt_fixed,
-            );
-            details.push(format!(
-                "{label}, {name} (fixed): folds {}",
-                fold_text(&bt_fixed)
-            ));
-        }
-        row(
-            "health score, uniform weights",
-            Some(&all_uniform),
-            &h_uniform,
-        );
-        row("health score, learned KPI weights", None, &h_learned);
-        row(
-            "health score, learned KPI + suggested category weights",
-            None,
-            &h_learned_cat,
-        );
-        details.push(format!(
-            "{label}: layout {} (CV mean AUC per candidate: {}), lambda {}, class weights {:?} (chosen by CV on the whole set; {:.1} s); folds (churn probability): {}; chosen inside each fold's training part: {}; top KPI weights: {}; contradicting: {}",
-            trained_kpis.form.describe(),
-            trained_kpis
-                .layout_scores
-                .iter()
-                .map(|s| format!("{} {:.4}", s.layout.describe(), s.mean_auc.unwrap_or(f64::NAN)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            trained.lambda_selection.lambda,
-            trained.lambda_selection.class_weight,
-            t.elapsed().as_secs_f64(),
-            fold_text(&bt),
-            folds
-                .iter()
-                .map(|f| learn::select_layout(&data.subset(&f.train), &specs, &choice, &options)
-                    .map(|(_, l, s, _)| format!("{} {:?} lambda {}", l.describe(), s.class_weight, s.lambda))
-                    .unwrap_or_else(|e| e.to_string()))
-                .collect::<Vec<_>>()
-                .join(" / "),
-            {
-                let mut w: Vec<&learn::KpiWeight> = trained.weights.kpis.iter().collect();
-                w.sort_by(|a, b| b.weight.total_cmp(&a.weight));
-                w.iter()
-                    .take(8)
-                    .map(|k| format!("{} {:.3}", k.name, k.weight))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            trained.weights.contradicting.join(", ")
-        ));
+        study.report(label, &all.subset(&subset), &mut details)?;
     }
     println!();
     for d in details {

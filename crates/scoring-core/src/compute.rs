@@ -8,12 +8,19 @@
 use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 
-use crate::catalogue::{BUILTIN_COUNT, Builtin, Catalogue, EventDetail};
+use crate::catalogue::{BUILTIN_COUNT, Builtin, Catalogue};
 use crate::inputs::{
     AccountInputs, Channel, ContactRole, DailyUsage, InteractionDirection, Subscription,
 };
-use crate::trend::{TrendConfig, momentum, trend_z};
+use crate::trend::TrendConfig;
 use crate::{KpiMatrix, ScoringError};
+
+mod usage;
+
+use usage::{
+    Frame, breadth_of, change_kpis, event_detail_kpis, fold_usage, gap_kpis, reset_usage_scratch,
+    trend_momentum, volume_kpis, win_stats,
+};
 
 /// Settings of the KPI computation.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,120 +220,9 @@ fn ratio(num: f64, den: f64) -> f64 {
     if den > 0.0 { num / den } else { f64::NAN }
 }
 
-fn compute_unchecked(
-    cat: &Catalogue,
-    config: &KpiConfig,
-    t: i32,
-    inp: &AccountInputs<'_>,
-    row: &mut [f64],
-    s: &mut KpiScratch,
-) -> AccountSignals {
-    row.fill(f64::NAN);
-    let w = config.window_days as i32;
-    let n_win = config.history_windows as usize + 1;
-    let span = w as usize * n_win;
-    let n_key = cat.key_event_count();
-    s.events.clear();
-    s.events.resize(span, 0.0);
-    s.dau.clear();
-    s.dau.resize(span, 0);
-    s.value.clear();
-    s.value.resize(span, 0.0);
-    s.seen.clear();
-    s.seen.resize(n_win * n_key, false);
-    s.type_prev.clear();
-    s.type_prev.resize(n_key, 0.0);
-    s.type_last.clear();
-    s.type_last.resize(n_key, i32::MIN);
-
-    let created = inp.attributes.created_at.map(day_num);
-    let first_start = inp
-        .subscriptions
-        .iter()
-        .map(|x| day_num(x.start))
-        .filter(|&d| d <= t)
-        .min();
-    // A window is usable when it starts on or after both the data start and the
-    // account's creation; otherwise it would read "no data" as "no activity".
-    let floor = [config.data_start.map(day_num), created]
-        .into_iter()
-        .flatten()
-        .max();
-    let window_usable = |wi: usize| floor.is_none_or(|f| t - (wi as i32 + 1) * w + 1 >= f);
-
-    // ---- usage: one pass over the roll-ups
-    let mut last_active: Option<i32> = None;
-    let mut all_events = 0.0;
-    let event_col = BUILTIN_COUNT;
-    for u in inp.usage {
-        let d = day_num(u.day);
-        if d > t {
-            continue;
-        }
-        let off = (t - d) as usize;
-        if off < w as usize {
-            all_events += f64::from(u.count);
-        }
-        let Some(pos) = cat.key_position(u.event_type) else {
-            continue;
-        };
-        if u.count > 0 {
-            if last_active.is_none_or(|l| d > l) {
-                last_active = Some(d);
-            }
-            s.type_last[pos] = s.type_last[pos].max(d);
-        }
-        if (w as usize..2 * w as usize).contains(&off) {
-            s.type_prev[pos] += f64::from(u.count);
-        }
-        if off < span {
-            s.events[off] += f64::from(u.count);
-            s.dau[off] = s.dau[off].max(u.distinct_users);
-            s.value[off] += u.value_sum;
-            if u.count > 0 {
-                s.seen[(off / w as usize) * n_key + pos] = true;
-            }
-            if off < w as usize {
-                let c = event_col + pos;
-                row[c] = if row[c].is_nan() { 0.0 } else { row[c] } + f64::from(u.count);
-            }
-        }
-    }
-    for pos in 0..n_key {
-        if row[event_col + pos].is_nan() {
-            row[event_col + pos] = 0.0;
-        }
-    }
-
-    let stats = |wi: usize| -> WinStats {
-        let mut st = WinStats::default();
-        let lo = wi * w as usize;
-        for o in lo..lo + w as usize {
-            let e = s.events[o];
-            st.events += e;
-            st.time += s.value[o];
-            st.dau_sum += f64::from(s.dau[o]);
-            st.dau_peak = st.dau_peak.max(s.dau[o]);
-            if e > 0.0 {
-                st.active_days += 1;
-            }
-        }
-        st.types = s.seen[wi * n_key..(wi + 1) * n_key]
-            .iter()
-            .filter(|&&b| b)
-            .count() as u32;
-        st
-    };
-    let breadth_of = |st: &WinStats| {
-        if n_key > 0 {
-            f64::from(st.types) / n_key as f64
-        } else {
-            f64::NAN
-        }
-    };
-    let cur = stats(0);
-    let wf = f64::from(config.window_days);
-    let seats = inp.attributes.seats.or_else(|| {
+/// Seats: the attribute, else the quantity of the subscriptions active at T.
+fn account_seats(inp: &AccountInputs<'_>, t: i32) -> Option<f64> {
+    inp.attributes.seats.or_else(|| {
         let q: f64 = inp
             .subscriptions
             .iter()
@@ -334,202 +230,17 @@ fn compute_unchecked(
             .filter_map(|x| x.quantity)
             .sum();
         (q > 0.0).then_some(q)
-    });
-    let avg_dau = cur.dau_sum / wf;
-    set(row, Builtin::KeyEvents, cur.events);
-    set(row, Builtin::AllEvents, all_events);
-    set(
-        row,
-        Builtin::KeyEventsPerSeat,
-        seats.map_or(f64::NAN, |st| ratio(cur.events, st)),
-    );
-    set(
-        row,
-        Builtin::KeyEventsPerActiveUser,
-        ratio(cur.events, f64::from(cur.dau_peak)),
-    );
-    set(
-        row,
-        Builtin::EventsPerActiveDay,
-        ratio(cur.events, f64::from(cur.active_days)),
-    );
-    let last7: f64 = s.events[..7.min(w as usize)].iter().sum();
-    set(row, Builtin::KeyEventsLast7d, last7);
-    set(
-        row,
-        Builtin::RecentActivityRatio,
-        ratio(last7 * wf / 7.0_f64.min(wf), cur.events),
-    );
-    set(row, Builtin::ActiveDays, f64::from(cur.active_days));
-    let mut active_weeks = 0;
-    let n_weeks = (w as usize).div_ceil(7);
-    // Weekly totals, chronological (oldest block first), for the slope.
-    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
-    for b in 0..n_weeks {
-        let lo = b * 7;
-        let hi = (lo + 7).min(w as usize);
-        let e: f64 = s.events[lo..hi].iter().sum();
-        if e > 0.0 {
-            active_weeks += 1;
-        }
-        let x = (n_weeks - 1 - b) as f64;
-        sx += x;
-        sy += e;
-        sxx += x * x;
-        sxy += x * e;
-    }
-    set(row, Builtin::ActiveWeeks, f64::from(active_weeks));
-    let nw = n_weeks as f64;
-    let slope_den = nw * sxx - sx * sx;
-    let slope = if slope_den > 0.0 {
-        (nw * sxy - sx * sy) / slope_den
-    } else {
-        0.0
-    };
-    let mean_week = sy / nw;
-    set(
-        row,
-        Builtin::WeeklyEventsSlope,
-        if mean_week > 0.0 {
-            slope / mean_week
-        } else {
-            0.0
-        },
-    );
-    set(row, Builtin::AvgDailyActiveUsers, avg_dau);
-    set(row, Builtin::PeakDailyActiveUsers, f64::from(cur.dau_peak));
-    set(
-        row,
-        Builtin::ActiveUserRatio,
-        seats.map_or(f64::NAN, |st| ratio(f64::from(cur.dau_peak), st)),
-    );
-    set(
-        row,
-        Builtin::AvgDauPerSeat,
-        seats.map_or(f64::NAN, |st| ratio(avg_dau, st)),
-    );
-    let since = last_active.or(first_start).or(created).filter(|&d| d <= t);
-    set(
-        row,
-        Builtin::DaysSinceLastActivity,
-        since.map_or(f64::NAN, |d| f64::from(t - d)),
-    );
-    // Gaps: offsets of active days, walking from T backwards.
-    let (mut first_o, mut last_o, mut streak, mut max_streak) = (None, 0usize, 0u32, 0u32);
-    for o in 0..w as usize {
-        if s.events[o] > 0.0 {
-            first_o.get_or_insert(o);
-            last_o = o;
-            streak = 0;
-        } else {
-            streak += 1;
-            max_streak = max_streak.max(streak);
-        }
-    }
-    let mean_gap = match first_o {
-        Some(f) if cur.active_days >= 2 => (last_o - f) as f64 / f64::from(cur.active_days - 1),
-        _ => wf,
-    };
-    set(row, Builtin::MeanGapBetweenActiveDays, mean_gap);
-    set(row, Builtin::MaxInactiveStreak, f64::from(max_streak));
-    set(row, Builtin::TimeSpent, cur.time);
-    set(
-        row,
-        Builtin::TimeSpentPerActiveUser,
-        ratio(cur.time, f64::from(cur.dau_peak)),
-    );
-    set(row, Builtin::Breadth, breadth_of(&cur));
-    if n_win > 1 && window_usable(1) {
-        let prev = stats(1);
-        set(
-            row,
-            Builtin::KeyEventsChangePct,
-            pct_change(cur.events, prev.events),
-        );
-        set(
-            row,
-            Builtin::ActiveDaysChangePct,
-            pct_change(f64::from(cur.active_days), f64::from(prev.active_days)),
-        );
-        set(
-            row,
-            Builtin::ActiveUsersChangePct,
-            pct_change(cur.dau_sum, prev.dau_sum),
-        );
-        set(
-            row,
-            Builtin::TimeSpentChangePct,
-            pct_change(cur.time, prev.time),
-        );
-        set(
-            row,
-            Builtin::BreadthChange,
-            breadth_of(&cur) - breadth_of(&prev),
-        );
-    }
+    })
+}
 
-    // ---- per key event type: share, days since last use, change vs the previous window
-    let since_start = first_start.or(created).filter(|&d| d <= t);
-    let prev_usable = n_win > 1 && window_usable(1);
-    for pos in 0..n_key {
-        let now = row[event_col + pos];
-        let col = |detail| {
-            cat.event_detail_kpi(detail, pos)
-                .expect("pos < key_event_count")
-        };
-        row[col(EventDetail::Share)] = ratio(now, cur.events);
-        let last = Some(s.type_last[pos])
-            .filter(|&d| d != i32::MIN)
-            .or(since_start);
-        row[col(EventDetail::DaysSince)] = last.map_or(f64::NAN, |d| f64::from(t - d));
-        if prev_usable {
-            row[col(EventDetail::ChangePct)] = pct_change(now, s.type_prev[pos]);
-        }
-    }
-
-    // ---- trend: the trend KPIs in each usable past window
-    let trend_value = |b: Builtin, st: &WinStats| -> f64 {
-        match b {
-            Builtin::KeyEvents => st.events,
-            Builtin::ActiveDays => f64::from(st.active_days),
-            Builtin::AvgDailyActiveUsers => st.dau_sum / wf,
-            Builtin::TimeSpent => st.time,
-            Builtin::Breadth => breadth_of(st),
-            _ => f64::NAN,
-        }
-    };
-    let mut hist = [[f64::NAN; 53]; TREND_KPIS.len()];
-    let mut n_hist = 0;
-    for wi in 1..n_win {
-        if !window_usable(wi) {
-            break;
-        }
-        let st = stats(wi);
-        for (j, &b) in TREND_KPIS.iter().enumerate() {
-            hist[j][n_hist] = trend_value(b, &st);
-        }
-        n_hist += 1;
-    }
-    let zs = TREND_KPIS.iter().enumerate().filter_map(|(j, &b)| {
-        trend_z(
-            trend_value(b, &cur),
-            &hist[j][..n_hist],
-            b.def().direction,
-            &config.trend,
-        )
-    });
-    let momentum = momentum(zs);
-
-    // ---- conversations
-    conversations(row, inp, t, w, window_usable(1), &mut *s);
-
-    // ---- pulse
-    pulse(row, inp, t);
-
-    // ---- contract
-    contract(row, inp.subscriptions, t, first_start.or(created));
-
-    // ---- custom metrics and score fields
+/// Custom metrics (latest day, same-day values averaged) and score fields (averaged).
+fn custom_kpis(
+    cat: &Catalogue,
+    row: &mut [f64],
+    inp: &AccountInputs<'_>,
+    t: i32,
+    s: &mut KpiScratch,
+) {
     s.custom.clear();
     s.custom.resize(cat.kpis().len(), (i32::MIN, 0.0, 0));
     for m in inp.custom_metrics {
@@ -567,8 +278,11 @@ fn compute_unchecked(
             *cell = field.0 / f64::from(field.1);
         }
     }
+}
 
-    // ---- webhook signals: latest per name within the window
+/// Webhook signals: latest per name within the window, averaged into points.
+fn webhook_adjustment(inp: &AccountInputs<'_>, f: &Frame, s: &mut KpiScratch) -> Option<f64> {
+    let (t, w) = (f.t, f.w);
     s.signals.clear();
     for g in inp.webhook_signals {
         let d = day_num(g.at);
@@ -586,14 +300,71 @@ fn compute_unchecked(
             None => s.signals.push((g.signal, d, v, 1)),
         }
     }
-    let webhook = (!s.signals.is_empty()).then(|| {
+    (!s.signals.is_empty()).then(|| {
         let sum: f64 = s
             .signals
             .iter()
             .map(|e| webhook_points(e.2 / f64::from(e.3)))
             .sum();
         sum / s.signals.len() as f64
-    });
+    })
+}
+
+fn compute_unchecked(
+    cat: &Catalogue,
+    config: &KpiConfig,
+    t: i32,
+    inp: &AccountInputs<'_>,
+    row: &mut [f64],
+    s: &mut KpiScratch,
+) -> AccountSignals {
+    row.fill(f64::NAN);
+    let created = inp.attributes.created_at.map(day_num);
+    let f = Frame::new(cat, config, t, created);
+    reset_usage_scratch(&f, s);
+    let first_start = inp
+        .subscriptions
+        .iter()
+        .map(|x| day_num(x.start))
+        .filter(|&d| d <= t)
+        .min();
+
+    // ---- usage: one pass over the roll-ups, then KPIs read off the per-day arrays
+    let usage = fold_usage(cat, &f, inp.usage, row, s);
+    let cur = win_stats(&f, s, 0);
+    let seats = account_seats(inp, t);
+    volume_kpis(row, &f, s, &cur, seats, usage.all_events);
+    let since = usage
+        .last_active
+        .or(first_start)
+        .or(created)
+        .filter(|&d| d <= t);
+    set(
+        row,
+        Builtin::DaysSinceLastActivity,
+        since.map_or(f64::NAN, |d| f64::from(t - d)),
+    );
+    gap_kpis(row, &f, s, &cur);
+    set(row, Builtin::TimeSpent, cur.time);
+    set(
+        row,
+        Builtin::TimeSpentPerActiveUser,
+        ratio(cur.time, f64::from(cur.dau_peak)),
+    );
+    set(row, Builtin::Breadth, breadth_of(&f, &cur));
+    if f.prev_usable() {
+        let prev = win_stats(&f, s, 1);
+        change_kpis(row, &f, &cur, &prev);
+    }
+    let since_start = first_start.or(created).filter(|&d| d <= t);
+    event_detail_kpis(cat, row, &f, s, &cur, since_start);
+    let momentum = trend_momentum(config, &f, s, &cur);
+
+    conversations(row, inp, t, f.w, f.window_usable(1), &mut *s);
+    pulse(row, inp, t);
+    contract(row, inp.subscriptions, t, first_start.or(created));
+    custom_kpis(cat, row, inp, t, s);
+    let webhook = webhook_adjustment(inp, &f, s);
     AccountSignals { momentum, webhook }
 }
 
