@@ -121,7 +121,9 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// A configuration for tests and embedding: a free local port, the given database,
     /// every other setting at its default except authentication, which is OFF (tests of
-    /// auth turn it on explicitly) and no TLS.
+    /// auth turn it on explicitly), no TLS, and a request timeout of 300 s instead of 60
+    /// (a training test on a busy 2-core machine can pass a minute; the tests of the
+    /// timeout set their own).
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -129,7 +131,7 @@ impl ServerConfig {
             database_max_connections: None,
             log_format: LogFormat::Pretty,
             drain_timeout: Duration::from_secs(20),
-            request_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(300),
             concurrency_limit: 512,
             heavy_concurrency: 2,
             heavy_queue_timeout: Duration::from_secs(30),
