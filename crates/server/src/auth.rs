@@ -341,6 +341,15 @@ impl Authenticator {
         }
     }
 
+    /// The principal of `token` whatever the path (for HTTP routes, which check roles
+    /// themselves), or `None` when no accepted token matches it.
+    pub fn identify(&self, token: &str) -> Option<Principal> {
+        self.lookup(token).map(|entry| Principal {
+            role: entry.role,
+            label: entry.label.clone(),
+        })
+    }
+
     /// Decides a call to `path` with `headers`: `Ok(None)` for a public path,
     /// `Ok(Some(principal))` for an allowed call, or the status to answer with.
     pub fn check(

@@ -19,6 +19,7 @@ use tracing::Level;
 
 use crate::auth::{AuthError, AuthLayer, RoleTable, RpcRoles};
 use crate::config::ServerConfig;
+use crate::http::HttpSplitLayer;
 use crate::limits::CallLimitsLayer;
 use crate::metrics::RpcMetricsLayer;
 use crate::telemetry::GrpcMakeSpan;
@@ -55,6 +56,7 @@ pub struct GrpcServer {
     names: Vec<&'static str>,
     roles: RoleTable,
     database: Option<vitals_store::Store>,
+    http: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for GrpcServer {
         f.debug_struct("GrpcServer")
             .field("services", &self.names)
             .field("database", &self.database.is_some())
+            .field("http", &self.http.is_some())
             .finish()
     }
 }
@@ -100,6 +103,18 @@ impl GrpcServer {
         self
     }
 
+    /// Serves the plain-HTTP routes of `router` on the same port as gRPC (see
+    /// [`crate::http`]): every request that is not gRPC goes to them, outside the gRPC
+    /// layers, with the server's [`crate::HttpAuth`] in its extensions. Routers given by
+    /// several calls are merged (their paths must not overlap).
+    pub fn http(&mut self, router: axum::Router) -> &mut Self {
+        self.http = Some(match self.http.take() {
+            Some(r) => r.merge(router),
+            None => router,
+        });
+        self
+    }
+
     /// Makes health follow the database: every service of this process is reported
     /// NOT_SERVING while `store` does not answer a probe (see [`READINESS_INTERVAL`]),
     /// SERVING again once it does. The whole server (`""`, the liveness check) stays
@@ -118,7 +133,8 @@ impl GrpcServer {
     /// stops accepting connections, lets in-flight calls finish for at most
     /// `config.drain_timeout`, and returns.
     ///
-    /// Every call goes through, outermost first: a tracing span per call (child of the
+    /// A request that is not gRPC goes to the routes given to [`Self::http`] (when there
+    /// are any), outside everything below. Every gRPC call goes through, outermost first: a tracing span per call (child of the
     /// caller's W3C trace context), the RPC metrics, bearer-token auth (when
     /// `config.auth` is on; health and reflection are public), then the concurrency limit,
     /// the deadline and the message size limit ([`CallLimitsLayer`]; health and reflection
@@ -138,6 +154,7 @@ impl GrpcServer {
             .authenticator()?
             .map(|a| a.with_roles(self.roles.clone()));
         let tls = crate::tls::server_tls_config(config)?;
+        let http = HttpSplitLayer::new(self.http.clone(), auth.clone());
         let mut builder = tonic::transport::Server::builder();
         let tls_mode = match (&tls, &config.tls_client_ca) {
             (None, _) => "off",
@@ -241,6 +258,8 @@ impl GrpcServer {
             .into_inner();
         let server = builder
             .tcp_nodelay(true)
+            .accept_http1(http.serves_http())
+            .layer(http)
             .layer(layers)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(accepted(listener), signal);
