@@ -306,17 +306,48 @@ pub async fn insert_models(
     if !still_wanted() {
         return Ok(None);
     }
-    let txn = store.begin_raw().await?;
+    let tx = store.begin_write().await?;
     let mut rows = Vec::with_capacity(models.len());
     for m in models {
-        rows.push(insert_in(&txn, m).await?);
+        rows.push(insert_in(&tx.0, m).await?);
+    }
+    // A `model.trained` webhook event per model, in the models' transaction, when an
+    // enabled subscription wants them.
+    if crate::webhooks::interest(&tx)
+        .await?
+        .wants(crate::webhooks::KIND_MODEL_TRAINED)
+    {
+        let events: Vec<_> = rows.iter().map(model_trained_event).collect();
+        crate::webhooks::insert_events(&tx, &events).await?;
     }
     if !still_wanted() {
-        txn.rollback().await?;
+        tx.rollback().await?;
         return Ok(None);
     }
-    txn.commit().await?;
+    tx.commit().await?;
     Ok(Some(rows))
+}
+
+/// The `model.trained` webhook event of a stored model (docs/webhooks.md).
+fn model_trained_event(m: &ModelRow) -> crate::webhooks::NewEvent {
+    let kind = crate::webhooks::KIND_MODEL_TRAINED;
+    crate::webhooks::NewEvent {
+        kind: kind.to_string(),
+        account_id: String::new(),
+        profile_id: m.profile_id.clone(),
+        payload: serde_json::json!({
+            "type": kind,
+            "timestamp": m.trained_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": {
+                "model": format!("models/{}-{}", m.profile_id, m.version),
+                "profile_id": m.profile_id,
+                "version": m.version,
+                "trained_at": m.trained_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "observations": m.n_observations,
+                "churned": m.n_churned,
+            },
+        }),
+    }
 }
 
 async fn insert_in(

@@ -16,6 +16,7 @@ pub mod scoring;
 pub mod snapshot;
 pub mod testing;
 pub mod values;
+pub mod webhooks;
 
 use std::time::Duration;
 

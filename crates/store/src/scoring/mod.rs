@@ -303,6 +303,10 @@ pub struct RunRecord {
     pub accounts_scored: i64,
     /// The run's details JSON.
     pub details: serde_json::Value,
+    /// Webhook events the run causes (band changes, churn thresholds crossed), written to
+    /// the outbox in the run's transaction, each with `data.run_id` set
+    /// ([`crate::webhooks`]).
+    pub events: Vec<crate::webhooks::NewEvent>,
 }
 
 /// Rows per statement of [`write_run`] on SQLite: 17 values per snapshot, under its
@@ -320,7 +324,8 @@ const DRIVERS_JSON: &str = "null";
 /// snapshots into `score_snapshots` and of the latest rows into a temporary table, then
 /// one `INSERT ... SELECT ... ON CONFLICT` into `score_latest`. The rows must be unique
 /// per (account, scorecard), as a run's are (PostgreSQL refuses to update one
-/// `score_latest` row twice in one statement). Returns the run id. On SQLite the
+/// `score_latest` row twice in one statement). The run's webhook events
+/// ([`RunRecord::events`]) go to the outbox in the same transaction. Returns the run id. On SQLite the
 /// transaction is `BEGIN IMMEDIATE` (see [`crate::Store::begin_write`]).
 pub async fn write_run(
     store: &Store,

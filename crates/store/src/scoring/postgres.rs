@@ -194,6 +194,25 @@ pub(super) async fn write_run(
         .execute(&mut *tx)
         .await?;
     let latest_ms = clock.elapsed().as_millis() as u64 - snapshots_ms;
+    // The run's webhook events, in its transaction.
+    if !run.events.is_empty() {
+        let events = crate::webhooks::with_run_id(&run.events, run_id);
+        let col = |f: fn(&(String, String, String, String)) -> &String| {
+            events.iter().map(f).cloned().collect::<Vec<String>>()
+        };
+        sqlx::query(
+            "INSERT INTO webhook_events (kind, account_id, profile_id, payload, created_ms, \
+             dispatched) SELECT k, a, p, d, $5, false FROM \
+             UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS t(k, a, p, d)",
+        )
+        .bind(col(|e| &e.0))
+        .bind(col(|e| &e.1))
+        .bind(col(|e| &e.2))
+        .bind(col(|e| &e.3))
+        .bind(crate::webhooks::now_ms())
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query(
         "UPDATE score_runs SET finished_at = $1, accounts_scored = $2, details = $3 \
          WHERE id = $4",

@@ -167,6 +167,32 @@ async fn write(
             .await?;
         latest_ms += clock.elapsed().as_millis() as u64 - t1;
     }
+    // The run's webhook events, in its transaction.
+    let events = crate::webhooks::with_run_id(&run.events, run_id);
+    let now = crate::webhooks::now_ms();
+    for chunk in events.chunks(WRITE_CHUNK) {
+        let sql = values(
+            "INSERT INTO webhook_events (kind, account_id, profile_id, payload, created_ms, \
+             dispatched)",
+            chunk.len(),
+            6,
+        );
+        let mut a = SqliteArguments::default();
+        for (kind, account, profile, payload) in chunk {
+            (|| {
+                a.add(kind.as_str())?;
+                a.add(account.as_str())?;
+                a.add(profile.as_str())?;
+                a.add(payload.as_str())?;
+                a.add(now)?;
+                a.add(false)
+            })()
+            .map_err(enc)?;
+        }
+        sqlx::query_with(AssertSqlSafe(sql), a)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query(
         "UPDATE score_runs SET finished_at = ?, accounts_scored = ?, details = ? WHERE id = ?",
     )

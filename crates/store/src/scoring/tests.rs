@@ -159,6 +159,7 @@ async fn snapshots_written_before_migration_10_read_as_before() {
             started_at: at,
             accounts_scored: 1,
             details: serde_json::json!({}),
+            events: Vec::new(),
         };
         let mut new = snapshots(at);
         new.truncate(1);
@@ -224,6 +225,7 @@ async fn write_run_stores_what_the_generic_statements_store(store: Store) {
         started_at: as_of,
         accounts_scored: 42,
         details: details.clone(),
+        events: Vec::new(),
     };
     let new = write_run(&store, &run, &rows).await.unwrap();
     assert!(new > old);
