@@ -48,13 +48,14 @@ fn api_rpcs() -> Vec<Rpc> {
     out
 }
 
-/// The role tables the four services declare (each service's `ROLES`, `src/roles.rs`).
+/// The role tables the five services declare (each service's `ROLES`, `src/roles.rs`).
 fn rpc_roles() -> impl Iterator<Item = &'static (&'static str, Role)> {
     [
         vitals_ingestion::ROLES,
         vitals_profiles::ROLES,
         vitals_scoring::ROLES,
         vitals_learner::ROLES,
+        vitals_webhooks::ROLES,
     ]
     .into_iter()
     .flatten()

@@ -1,4 +1,4 @@
-//! The cluster over real gRPC: the all-in-one, and the four services on their own ports,
+//! The cluster over real gRPC: the all-in-one, and the five services on their own ports,
 //! each answering health and reflection, on SQLite and PostgreSQL.
 
 mod common;
@@ -75,13 +75,20 @@ async fn standalone(name: &str, url: &str) -> TestServer {
             };
             TestServer::start(move |l, s| vitals_learner::run(c, l, s)).await
         }
+        "webhooks" => {
+            let c = vitals_webhooks::Config {
+                server,
+                service: Default::default(),
+            };
+            TestServer::start(move |l, s| vitals_webhooks::run(c, l, s)).await
+        }
         other => panic!("no service {other}"),
     }
 }
 
 #[tokio::test]
-async fn four_services_on_their_own_ports_share_one_database() {
-    let names = ["ingestion", "profiles", "scoring", "learner"];
+async fn five_services_on_their_own_ports_share_one_database() {
+    let names = ["ingestion", "profiles", "scoring", "learner", "webhooks"];
     let sqlite = common::temp_db("four");
     let mut urls = vec![format!("sqlite://{}?mode=rwc", sqlite.display())];
     if backends().contains(&vitals_test_support::Backend::Postgres) {
@@ -97,7 +104,7 @@ async fn four_services_on_their_own_ports_share_one_database() {
             servers.push(standalone(name, &url).await);
         }
         let ports: BTreeSet<u16> = servers.iter().map(|s| s.addr.port()).collect();
-        assert_eq!(ports.len(), 4, "each service has its own port");
+        assert_eq!(ports.len(), 5, "each service has its own port");
         for (server, full) in servers.iter().zip(SERVICE_NAMES) {
             assert_eq!(
                 health(server.addr, full).await.unwrap(),

@@ -9,7 +9,7 @@
 //! ```
 //! use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 //! use vitals_proto::{PROFILE_SCORECARD, SERVICE_NAMES};
-//! assert_eq!(SERVICE_NAMES.len(), 4);
+//! assert_eq!(SERVICE_NAMES.len(), 5);
 //! assert_eq!(PROFILE_SCORECARD, "scorecards/profile");
 //! # let _ = std::marker::PhantomData::<ScoringServiceClient<tonic::transport::Channel>>;
 //! ```
@@ -22,12 +22,13 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/vitals_descriptor.bin"));
 
-/// Fully-qualified names of the four Vitals gRPC services, as listed by reflection.
-pub const SERVICE_NAMES: [&str; 4] = [
+/// Fully-qualified names of the five Vitals gRPC services, as listed by reflection.
+pub const SERVICE_NAMES: [&str; 5] = [
     "vitals.ingestion.v1.IngestionService",
     "vitals.profiles.v1.ProfilesService",
     "vitals.scoring.v1.ScoringService",
     "vitals.learner.v1.LearnerService",
+    "vitals.webhooks.v1.WebhookService",
 ];
 
 /// Reserved scorecard name of the built-in profile score; the default wherever a
@@ -111,6 +112,22 @@ pub mod learner {
         pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
             env!("OUT_DIR"),
             "/vitals.learner.v1.descriptor.bin"
+        ));
+    }
+}
+
+/// `vitals.webhooks.v1`: webhook subscriptions, signed deliveries and their log.
+pub mod webhooks {
+    /// Version 1.
+    #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+    pub mod v1 {
+        tonic::include_proto!("vitals.webhooks.v1");
+
+        /// Encoded `FileDescriptorSet` of `vitals.webhooks.v1` alone (with its imports and
+        /// source comments), for a binary that serves only this package.
+        pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+            env!("OUT_DIR"),
+            "/vitals.webhooks.v1.descriptor.bin"
         ));
     }
 }

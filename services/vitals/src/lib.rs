@@ -1,4 +1,4 @@
-//! The all-in-one Vitals: the ingestion, profiles, scoring and learner services in one
+//! The all-in-one Vitals: the ingestion, profiles, scoring, learner and webhooks services in one
 //! process, on one port, over one database (an embedded SQLite file by default). This is
 //! how Vitals runs on a laptop; production runs the four binaries apart (see `deploy/`).
 
@@ -26,6 +26,9 @@ pub struct ServeConfig {
     /// Learner settings.
     #[command(flatten)]
     pub learner: vitals_learner::LearnerArgs,
+    /// Webhooks settings (the delivery worker).
+    #[command(flatten)]
+    pub webhooks: vitals_webhooks::WebhookArgs,
     /// Where the first-start admin token is written (mode 0600) when auth is on, no
     /// tokens file is set and the database has no token yet. Default: next to a SQLite
     /// database file (`<file>.admin-token`), else `vitals-admin-token` in the working
@@ -44,12 +47,13 @@ impl ServeConfig {
             profiles: Default::default(),
             scoring: Default::default(),
             learner: Default::default(),
+            webhooks: Default::default(),
             admin_token_file: None,
         }
     }
 }
 
-/// Serves all four services on `listener` until `shutdown` completes, then drains.
+/// Serves all five services on `listener` until `shutdown` completes, then drains.
 pub async fn run(
     config: ServeConfig,
     listener: TcpListener,
@@ -111,6 +115,13 @@ pub async fn run(
         &mut grpc,
         store.clone(),
         &config.learner,
+        &config.server,
+        work.clone(),
+    )?;
+    vitals_webhooks::register_with_budget(
+        &mut grpc,
+        store.clone(),
+        &config.webhooks,
         &config.server,
         work.clone(),
     )?;

@@ -211,6 +211,36 @@ pub async fn latest_of_accounts(
     Ok(out)
 }
 
+/// The churn probability of the latest profile snapshot of these accounts (accounts
+/// whose latest snapshot has none are left out): what a scoring run compares with to
+/// find churn thresholds crossed.
+pub async fn latest_churn(
+    db: &impl Db,
+    account_ids: &[String],
+) -> Result<HashMap<String, f64>, StoreError> {
+    let conn = db.c();
+    let backend = conn.get_database_backend();
+    let mut out = HashMap::new();
+    for chunk in account_ids.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "SELECT l.account_id, s.churn_probability FROM score_latest l \
+             JOIN score_snapshots s ON s.account_id = l.account_id \
+             AND s.scorecard_id = l.scorecard_id AND s.as_of = l.as_of AND s.run_id = l.run_id \
+             WHERE l.scorecard_id = ? AND s.churn_probability IS NOT NULL AND l.account_id IN {}",
+            tuple(chunk.len())
+        );
+        let mut values = vec![Value::from(PROFILE_SCORECARD)];
+        values.extend(chunk.iter().map(|a| Value::from(a.clone())));
+        for r in conn.query_all_raw(stmt(backend, &sql, values)).await? {
+            out.insert(
+                r.try_get::<String>("", "account_id")?,
+                r.try_get::<f64>("", "churn_probability")?,
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// Writes `rows` as snapshots of run `run_id` and moves `score_latest` forward, in
 /// multi-row statements of [`INSERT_CHUNK`] rows. Call inside a transaction.
 pub async fn write_snapshots(

@@ -121,7 +121,11 @@ fn churn_crossed(payload: &str, threshold: f64) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else {
         return false;
     };
-    let p = |k: &str| v.get("data").and_then(|d| d.get(k)).and_then(|x| x.as_f64());
+    let p = |k: &str| {
+        v.get("data")
+            .and_then(|d| d.get(k))
+            .and_then(|x| x.as_f64())
+    };
     match (p("previous_probability"), p("probability")) {
         (Some(old), Some(new)) => (old >= threshold) != (new >= threshold),
         _ => false,
@@ -244,7 +248,12 @@ pub async fn list_subscriptions(
     ))
     .all(conn)
     .await?;
-    let total = count(db, "SELECT COUNT(*) AS n FROM webhook_subscriptions", vec![]).await?;
+    let total = count(
+        db,
+        "SELECT COUNT(*) AS n FROM webhook_subscriptions",
+        vec![],
+    )
+    .await?;
     Ok((rows, total))
 }
 
@@ -378,7 +387,10 @@ pub async fn insert_events(db: &impl Db, events: &[NewEvent]) -> Result<(), Stor
 
 /// Sets `data.run_id` of each event's payload (the run id is known only inside the
 /// run's transaction).
-pub(crate) fn with_run_id(events: &[NewEvent], run_id: i64) -> Vec<(String, String, String, String)> {
+pub(crate) fn with_run_id(
+    events: &[NewEvent],
+    run_id: i64,
+) -> Vec<(String, String, String, String)> {
     events
         .iter()
         .map(|e| {

@@ -68,7 +68,12 @@ async fn outbox_to_delivery_log(store: Store) {
         .unwrap();
     create_subscription(
         &store,
-        &sub("wh_b", &format!("{KIND_BAND_CHANGED},{KIND_CHURN_CROSSED}"), "p2", 0.5),
+        &sub(
+            "wh_b",
+            &format!("{KIND_BAND_CHANGED},{KIND_CHURN_CROSSED}"),
+            "p2",
+            0.5,
+        ),
     )
     .await
     .unwrap();
@@ -108,7 +113,12 @@ async fn outbox_to_delivery_log(store: Store) {
         .map(|d| (d.subscription_id.clone(), d.account_id.clone()))
         .collect();
     got.sort();
-    let want = [("wh_a", "acc1"), ("wh_a", "acc2"), ("wh_b", "acc2"), ("wh_c", "acc1")];
+    let want = [
+        ("wh_a", "acc1"),
+        ("wh_a", "acc2"),
+        ("wh_b", "acc2"),
+        ("wh_c", "acc1"),
+    ];
     assert_eq!(
         got,
         want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
@@ -120,7 +130,12 @@ async fn outbox_to_delivery_log(store: Store) {
     let p: serde_json::Value = serde_json::from_str(&due[0].payload).unwrap();
     assert_eq!(p["data"]["run_id"], run_id);
     // Leased: a second worker gets nothing until the lease runs out.
-    assert!(claim_due(&store, now, 60_000, 100).await.unwrap().is_empty());
+    assert!(
+        claim_due(&store, now, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         claim_due(&store, now + 60_001, 60_000, 100)
             .await
@@ -170,9 +185,15 @@ async fn outbox_to_delivery_log(store: Store) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message_id, d.message_id);
     assert_eq!(again[0].attempts, 0);
-    record_attempt(&store, &AttemptOutcome { at_ms: now + 40, ..ok })
-        .await
-        .unwrap();
+    record_attempt(
+        &store,
+        &AttemptOutcome {
+            at_ms: now + 40,
+            ..ok
+        },
+    )
+    .await
+    .unwrap();
     let log = attempts_of(&store, &[d.id]).await.unwrap();
     let codes: Vec<(i32, Option<i32>)> = log[&d.id]
         .iter()
@@ -225,7 +246,12 @@ async fn failures_disable_the_subscription(store: Store) {
     assert!(s.disabled_reason.contains("2 failed attempts"));
     assert!(interest(&store).await.unwrap().kinds.is_empty());
     // The first delivery is still pending, but not claimed while disabled.
-    assert!(claim_due(&store, now + 10, 1, 100).await.unwrap().is_empty());
+    assert!(
+        claim_due(&store, now + 10, 1, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = Subscription {
         enabled: true,
         updated_ms: now,

@@ -813,6 +813,14 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         let c = c?;
         (c, loaded, profiles, before?)
     };
+    // What webhook subscribers want, and the churn probabilities to compare with when
+    // they want churn thresholds crossed.
+    let interest = vitals_store::webhooks::interest(store).await?;
+    let churn_before = if interest.wants(vitals_store::webhooks::KIND_CHURN_CROSSED) {
+        ss::latest_churn(store, &write_ids).await?
+    } else {
+        HashMap::new()
+    };
     drop(write_ids);
 
     let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
@@ -835,6 +843,9 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     // One write transaction: the run, its snapshots, score_latest, the run's end. Nothing
     // is begun once the run is cancelled; a cancellation during it drops (rolls back) the
     // transaction with the call's future.
+    // The band changes, and the webhook events, written in the run's transaction.
+    let mut changes = band_changes(&snapshots, &before, 0);
+    let events = super::events::of_run(&interest, &changes, &snapshots, &churn_before);
     work.check()?;
     let run_id = ss::write_run(
         store,
@@ -843,6 +854,7 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
             started_at,
             accounts_scored: n_scored as i64,
             details,
+            events,
         },
         &snapshots,
     )
@@ -850,7 +862,9 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     // GetScore's cached latest scores predate this run.
     inner.latest.invalidate();
 
-    let changes = band_changes(&snapshots, &before, run_id);
+    for c in &mut changes {
+        c.run_id = run_id;
+    }
     let band_changes = changes.len() as u32;
     for c in changes {
         // No subscriber is not an error.

@@ -2,5 +2,6 @@
 //! snapshot formats ([`stored`]).
 
 pub mod compute;
+pub mod events;
 pub mod read;
 pub mod stored;

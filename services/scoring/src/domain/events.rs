@@ -1,0 +1,133 @@
+//! The webhook events of a scoring run (docs/webhooks.md): one `score.band_changed` per
+//! band change, one `score.churn_threshold_crossed` per account whose churn probability
+//! crossed the threshold of an enabled subscription. Built only for kinds an enabled
+//! subscription wants (read before the run); written by the store in the run's own
+//! transaction ([`vitals_store::scoring::RunRecord::events`]), which adds `data.run_id`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use vitals_store::scoring::NewSnapshot;
+use vitals_store::snapshot::decode_drivers;
+use vitals_store::webhooks::{self as sw, Interest, NewEvent};
+
+use super::compute::BandChange;
+
+/// Drivers listed in a band change event (by largest contribution, either sign).
+pub const TOP_DRIVERS: usize = 3;
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `scorecards/{id}` of a stored scorecard id.
+fn scorecard_name(id: &str) -> String {
+    format!("scorecards/{id}")
+}
+
+/// The band change events of a run: `changes` of the `written` snapshots.
+pub fn band_changed(
+    changes: &[BandChange],
+    written: &[NewSnapshot],
+    now: DateTime<Utc>,
+) -> Vec<NewEvent> {
+    let by_key: HashMap<(&str, &str), &NewSnapshot> = written
+        .iter()
+        .map(|s| ((s.account_id.as_str(), s.scorecard_id.as_str()), s))
+        .collect();
+    changes
+        .iter()
+        .map(|c| {
+            let mut drivers = by_key
+                .get(&(c.account_id.as_str(), c.scorecard_id.as_str()))
+                .and_then(|s| decode_drivers(&s.drivers).ok())
+                .unwrap_or_default();
+            drivers.sort_by(|a, b| b.contribution().abs().total_cmp(&a.contribution().abs()));
+            drivers.truncate(TOP_DRIVERS);
+            let top: Vec<_> = drivers
+                .iter()
+                .map(|d| serde_json::json!({"kpi": d.0, "contribution": d.contribution()}))
+                .collect();
+            NewEvent {
+                kind: sw::KIND_BAND_CHANGED.into(),
+                account_id: c.account_id.clone(),
+                profile_id: c.profile_id.clone(),
+                payload: serde_json::json!({
+                    "type": sw::KIND_BAND_CHANGED,
+                    "timestamp": rfc3339(now),
+                    "data": {
+                        "account_id": c.account_id,
+                        "profile_id": c.profile_id,
+                        "scorecard": scorecard_name(&c.scorecard_id),
+                        "previous_band": c.old_band,
+                        "band": c.new_band,
+                        "previous_score": c.old_value,
+                        "score": c.new_value,
+                        "as_of": rfc3339(c.as_of),
+                        "top_drivers": top,
+                    },
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The churn events of a run: profile snapshots whose churn probability and the one
+/// before (`before`, by account) lie on both sides of one of `thresholds`.
+pub fn churn_crossed(
+    written: &[NewSnapshot],
+    before: &HashMap<String, f64>,
+    thresholds: &[f64],
+    now: DateTime<Utc>,
+) -> Vec<NewEvent> {
+    written
+        .iter()
+        .filter(|s| s.scorecard_id == vitals_store::scoring::PROFILE_SCORECARD)
+        .filter_map(|s| {
+            let new = s.churn_probability?;
+            let old = *before.get(&s.account_id)?;
+            thresholds
+                .iter()
+                .any(|&t| (old >= t) != (new >= t))
+                .then(|| NewEvent {
+                    kind: sw::KIND_CHURN_CROSSED.into(),
+                    account_id: s.account_id.clone(),
+                    profile_id: s.profile_id.clone(),
+                    payload: serde_json::json!({
+                        "type": sw::KIND_CHURN_CROSSED,
+                        "timestamp": rfc3339(now),
+                        "data": {
+                            "account_id": s.account_id,
+                            "profile_id": s.profile_id,
+                            "previous_probability": old,
+                            "probability": new,
+                            "as_of": rfc3339(s.as_of),
+                        },
+                    }),
+                })
+        })
+        .collect()
+}
+
+/// Every event of a run that `interest` wants.
+pub fn of_run(
+    interest: &Interest,
+    changes: &[BandChange],
+    written: &[NewSnapshot],
+    churn_before: &HashMap<String, f64>,
+) -> Vec<NewEvent> {
+    let now = Utc::now();
+    let mut out = Vec::new();
+    if interest.wants(sw::KIND_BAND_CHANGED) {
+        out.extend(band_changed(changes, written, now));
+    }
+    if interest.wants(sw::KIND_CHURN_CROSSED) {
+        out.extend(churn_crossed(
+            written,
+            churn_before,
+            &interest.churn_thresholds,
+            now,
+        ));
+    }
+    out
+}
