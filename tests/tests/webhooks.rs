@@ -377,7 +377,7 @@ async fn band_changes_are_delivered_signed_at_least_once_through_failures() {
             .delivery
             .unwrap();
         assert_eq!(again.status, pb::WebhookDeliveryStatus::Pending as i32);
-        let after = wait_for(&mut hooks, &flaky, |d| delivered(d)).await;
+        let after = wait_for(&mut hooks, &flaky, delivered).await;
         let d = after.iter().find(|d| &d.message_id == first).unwrap();
         assert_eq!(d.attempt_log.len(), 4);
         let log = receiver.log.lock().unwrap().clone();
