@@ -178,11 +178,7 @@ impl LearnerService {
             .await?;
         let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
-            .blocking(move |flag| {
-                Ok(fit_scopes(
-                    history, outcomes, profile, date, &settings, flag,
-                )?)
-            })
+            .blocking(move |flag| fit_scopes(history, outcomes, profile, date, &settings, flag))
             .await?;
         let trained_at = Utc::now();
         let mut new = Vec::with_capacity(fitted.len());
@@ -224,8 +220,10 @@ impl LearnerService {
         let facts = store::history_facts(&self.store, until).await?;
         let outcomes = outcomes.to_vec();
         let settings = *settings;
-        work.blocking(move |_| Ok(domain::check_facts(&facts, &outcomes, as_of, &settings)?))
-            .await?;
+        work.blocking(move |_| {
+            domain::check_facts(&facts, &outcomes, as_of, &settings).map_err(LearnerError::from)
+        })
+        .await?;
         Ok(())
     }
 
@@ -301,9 +299,10 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                Ok(evaluate_model(
+                evaluate_model(
                     history, outcomes, profile, as_of, &model, folds, &settings, flag,
-                )?)
+                )
+                .map_err(LearnerError::from)
             })
             .await?;
         Ok((row, evaluated))
@@ -375,9 +374,8 @@ impl LearnerService {
         let ids2 = ids.clone();
         let probabilities = work
             .blocking(move |_| {
-                Ok(predict_accounts(
-                    history, outcomes, &ids2, day, &model_ids, &decoded,
-                )?)
+                predict_accounts(history, outcomes, &ids2, day, &model_ids, &decoded)
+                    .map_err(LearnerError::from)
             })
             .await?;
         Ok(probabilities

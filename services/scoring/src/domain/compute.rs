@@ -696,7 +696,7 @@ async fn finish_profile_snapshots(
                         serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
                     Ok::<(), ApiError>(())
                 })?;
-            Ok(snapshots)
+            Ok::<_, ApiError>(snapshots)
         })
         .await?;
     Ok(snapshots)
