@@ -220,10 +220,8 @@ impl LearnerService {
         let facts = store::history_facts(&self.store, until).await?;
         let outcomes = outcomes.to_vec();
         let settings = *settings;
-        work.blocking(move |_| {
-            domain::check_facts(&facts, &outcomes, as_of, &settings).map_err(LearnerError::from)
-        })
-        .await?;
+        work.blocking(move |_| domain::check_facts(&facts, &outcomes, as_of, &settings))
+            .await?;
         Ok(())
     }
 
@@ -302,7 +300,6 @@ impl LearnerService {
                 evaluate_model(
                     history, outcomes, profile, as_of, &model, folds, &settings, flag,
                 )
-                .map_err(LearnerError::from)
             })
             .await?;
         Ok((row, evaluated))
@@ -375,7 +372,6 @@ impl LearnerService {
         let probabilities = work
             .blocking(move |_| {
                 predict_accounts(history, outcomes, &ids2, day, &model_ids, &decoded)
-                    .map_err(LearnerError::from)
             })
             .await?;
         Ok(probabilities
