@@ -17,6 +17,7 @@ use vitals_store::learner::{
     self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomeCursor, OutcomeFilter,
     OutcomeRecord, OutcomesWritten,
 };
+use vitals_store::values::OutcomeKind as StoredKind;
 
 use crate::LearnerService;
 use crate::convert::{DecodedModel, decode};
@@ -166,7 +167,10 @@ impl LearnerService {
             return Err(LearnerError::NotFound(format!("profile profiles/{p}")));
         }
         let outcomes = store::outcomes_until(&self.store, as_of).await?;
-        if !outcomes.iter().any(|o| o.kind == "churned") {
+        if !outcomes
+            .iter()
+            .any(|o| o.kind == StoredKind::Churned.as_str())
+        {
             return Err(LearnerError::FailedPrecondition(
                 "no churn outcome recorded (up to as_of): record outcomes with RecordOutcomes \
                  first"
