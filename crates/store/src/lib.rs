@@ -11,6 +11,7 @@ pub mod ingestion;
 pub mod inputs;
 pub mod learner;
 pub mod migration;
+pub mod overrides;
 pub mod profiles;
 pub mod scoring;
 pub mod snapshot;

@@ -16,6 +16,7 @@ use crate::weights::Source;
 
 mod explain;
 mod kpis;
+pub mod overrides;
 
 pub use explain::{explain_query, explain_response, score_query, score_response};
 pub use kpis::{kpi_filter, kpis_response};

@@ -9,8 +9,9 @@ use vitals_proto::scoring::v1 as pb;
 
 use crate::convert;
 use crate::domain::compute::BandChange;
-use crate::domain::read;
+use crate::domain::{overrides, read};
 use crate::{ScoringService, WATCH_BUFFER};
+use vitals_server::auth::Principal;
 
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -37,7 +38,16 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
     ) -> Result<Response<pb::GetScoreResponse>, Status> {
         let q = convert::score_query(request.get_ref())?;
         let s = read::get_score(&self.inner, &q).await?;
-        Ok(Response::new(convert::score_response(&s)))
+        let mut r = convert::score_response(&s);
+        // The override in force now, next to the latest computed score.
+        if q.at.is_none()
+            && let Some(snap) = r.snapshot.as_mut()
+        {
+            let key = (q.account.clone(), q.scorecard.clone());
+            let o = overrides::active(&self.inner, std::slice::from_ref(&key)).await?;
+            snap.manual_override = o.get(&key).map(convert::overrides::manual_override);
+        }
+        Ok(Response::new(r))
     }
 
     async fn list_scores(
@@ -46,8 +56,49 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
     ) -> Result<Response<pb::ListScoresResponse>, Status> {
         let (q, full, fp) = convert::list_query(request.get_ref())?;
         let (rows, total) = read::list_scores(&self.inner, &q).await?;
-        Ok(Response::new(convert::list_response(
-            &q, full, fp, &rows, total,
+        let keys: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.account_id.clone(), r.scorecard_id.clone()))
+            .collect();
+        let active = overrides::active(&self.inner, &keys).await?;
+        let mut r = convert::list_response(&q, full, fp, &rows, total);
+        for (snap, key) in r.snapshots.iter_mut().zip(&keys) {
+            snap.manual_override = active.get(key).map(convert::overrides::manual_override);
+        }
+        Ok(Response::new(r))
+    }
+
+    async fn set_override(
+        &self,
+        request: Request<pb::SetOverrideRequest>,
+    ) -> Result<Response<pb::SetOverrideResponse>, Status> {
+        let actor = convert::overrides::actor(request.extensions().get::<Principal>());
+        let o = convert::overrides::set_request(request.get_ref(), actor)?;
+        let o = overrides::set(&self.inner, o).await?;
+        Ok(Response::new(pb::SetOverrideResponse {
+            manual_override: Some(convert::overrides::manual_override(&o)),
+        }))
+    }
+
+    async fn clear_override(
+        &self,
+        request: Request<pb::ClearOverrideRequest>,
+    ) -> Result<Response<pb::ClearOverrideResponse>, Status> {
+        let actor = convert::overrides::actor(request.extensions().get::<Principal>());
+        let c = convert::overrides::clear_request(request.get_ref(), actor)?;
+        overrides::clear(&self.inner, &c).await?;
+        Ok(Response::new(pb::ClearOverrideResponse {}))
+    }
+
+    async fn list_override_audit(
+        &self,
+        request: Request<pb::ListOverrideAuditRequest>,
+    ) -> Result<Response<pb::ListOverrideAuditResponse>, Status> {
+        let (account, page) = convert::overrides::audit_request(request.get_ref())?;
+        let (rows, total) =
+            overrides::audit(&self.inner, account.as_deref(), page.offset, page.size).await?;
+        Ok(Response::new(convert::overrides::audit_response(
+            &page, &rows, total,
         )))
     }
 

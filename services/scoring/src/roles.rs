@@ -25,4 +25,13 @@ pub const ROLES: RpcRoles = &[
     ("/vitals.scoring.v1.ScoringService/ExplainScore", Role::Read),
     ("/vitals.scoring.v1.ScoringService/WatchScores", Role::Read),
     ("/vitals.scoring.v1.ScoringService/ListKpis", Role::Read),
+    ("/vitals.scoring.v1.ScoringService/SetOverride", Role::Admin),
+    (
+        "/vitals.scoring.v1.ScoringService/ClearOverride",
+        Role::Admin,
+    ),
+    (
+        "/vitals.scoring.v1.ScoringService/ListOverrideAudit",
+        Role::Read,
+    ),
 ];

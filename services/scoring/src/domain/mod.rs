@@ -3,5 +3,6 @@
 
 pub mod compute;
 pub mod events;
+pub mod overrides;
 pub mod read;
 pub mod stored;
