@@ -242,7 +242,11 @@ async fn a_database_written_by_the_old_code_reads_the_same_scores() {
     let expected: Vec<&str> = expected.lines().collect();
     assert_eq!(lines.len(), expected.len(), "number of answers");
     for (i, (got, want)) in lines.iter().zip(&expected).enumerate() {
-        assert_eq!(got, want, "answer {i} differs from the old build's");
+        // Fields added to the answers since the fixture was recorded, whose only right
+        // value on an old database is "none": `ScoreSnapshot.manual_override` (the old
+        // build had no overrides).
+        let got = got.replace(", manual_override: None", "");
+        assert_eq!(&got, want, "answer {i} differs from the old build's");
     }
 
     // Today's code, on the old data, at the same as_of: the same scores.

@@ -131,3 +131,81 @@ pub fn of_run(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitals_store::scoring::PROFILE_SCORECARD;
+    use vitals_store::snapshot::{StoredDriver, encode_drivers};
+
+    fn snap(account: &str, churn: Option<f64>, drivers: &[(&str, f64)]) -> NewSnapshot {
+        let d: Vec<StoredDriver> = drivers
+            .iter()
+            .map(|(k, c)| StoredDriver(k.to_string(), 1, 0.0, None, 5.0, 0.1, *c))
+            .collect();
+        NewSnapshot {
+            account_id: account.into(),
+            scorecard_id: PROFILE_SCORECARD.into(),
+            profile_id: "p".into(),
+            as_of: Utc::now(),
+            value: 2.0,
+            band: "red".into(),
+            global_value: None,
+            global_band: String::new(),
+            sub_scores: String::new(),
+            momentum: 0.0,
+            coverage_present: 1,
+            coverage_total: 1,
+            drivers: encode_drivers(&d),
+            churn_probability: churn,
+            weights_source: "uniform".into(),
+            population_fallback: false,
+        }
+    }
+
+    #[test]
+    fn band_change_events_carry_the_largest_drivers_either_sign() {
+        let s = snap("a", None, &[("x", 0.1), ("y", -2.0), ("z", 1.5), ("w", -0.5)]);
+        let change = BandChange {
+            account_id: "a".into(),
+            profile_id: "p".into(),
+            scorecard_id: PROFILE_SCORECARD.into(),
+            old_band: "green".into(),
+            new_band: "red".into(),
+            old_value: 8.0,
+            new_value: 2.0,
+            as_of: s.as_of,
+            run_id: 0,
+        };
+        let e = band_changed(&[change], &[s], Utc::now());
+        let kpis: Vec<&str> = e[0].payload["data"]["top_drivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["kpi"].as_str().unwrap())
+            .collect();
+        assert_eq!(kpis, vec!["y", "z", "w"]);
+        assert_eq!(e[0].payload["data"]["scorecard"], "scorecards/profile");
+    }
+
+    #[test]
+    fn churn_events_only_when_a_threshold_is_crossed() {
+        let written = [
+            snap("up", Some(0.62), &[]),
+            snap("down", Some(0.3), &[]),
+            snap("same_side", Some(0.45), &[]),
+            snap("new_account", Some(0.9), &[]),
+            snap("no_model", None, &[]),
+        ];
+        let before = HashMap::from([
+            ("up".to_string(), 0.4),
+            ("down".to_string(), 0.55),
+            ("same_side".to_string(), 0.1),
+            ("no_model".to_string(), 0.9),
+        ]);
+        let e = churn_crossed(&written, &before, &[0.5, 0.6], Utc::now());
+        let who: Vec<&str> = e.iter().map(|e| e.account_id.as_str()).collect();
+        assert_eq!(who, vec!["up", "down"]);
+        assert_eq!(e[0].payload["data"]["previous_probability"], 0.4);
+    }
+}
