@@ -165,7 +165,11 @@ mod tests {
 
     #[test]
     fn band_change_events_carry_the_largest_drivers_either_sign() {
-        let s = snap("a", None, &[("x", 0.1), ("y", -2.0), ("z", 1.5), ("w", -0.5)]);
+        let s = snap(
+            "a",
+            None,
+            &[("x", 0.1), ("y", -2.0), ("z", 1.5), ("w", -0.5)],
+        );
         let change = BandChange {
             account_id: "a".into(),
             profile_id: "p".into(),
