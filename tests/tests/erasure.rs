@@ -152,9 +152,18 @@ async fn delete_account_erases_every_row_and_stops_serving_its_scores() {
         for (table, n) in rows_of(&store, "gone").await {
             // Outcomes, assignments, snapshots, latest scores: written by the other
             // services through their own RPCs. (Interactions and the like: the store test.)
-            if ["accounts", "contacts", "events", "usage_daily", "usage_daily_users",
-                "outcomes", "account_assignments", "score_snapshots", "score_latest"]
-                .contains(&table)
+            if [
+                "accounts",
+                "contacts",
+                "events",
+                "usage_daily",
+                "usage_daily_users",
+                "outcomes",
+                "account_assignments",
+                "score_snapshots",
+                "score_latest",
+            ]
+            .contains(&table)
             {
                 assert!(n > 0, "{backend:?}: {table} filled");
             }
@@ -172,7 +181,10 @@ async fn delete_account_erases_every_row_and_stops_serving_its_scores() {
             .into_inner();
         assert!(r.deleted_row_count >= 9, "{r:?}");
         for (table, n) in rows_of(&store, "gone").await {
-            assert_eq!(n, 0, "{backend:?}: {table} still holds rows of the erased account");
+            assert_eq!(
+                n, 0,
+                "{backend:?}: {table} still holds rows of the erased account"
+            );
         }
         assert_eq!(rows_of(&store, "stays").await, before, "{backend:?}");
         let e = ing

@@ -43,8 +43,12 @@ fn basic(write_key: &str) -> String {
 }
 
 async fn post(c: &mut Http1, path: &str, auth: &str, body: serde_json::Value) -> Answer {
-    c.post(path, &[("authorization", auth)], body.to_string().as_bytes())
-        .await
+    c.post(
+        path,
+        &[("authorization", auth)],
+        body.to_string().as_bytes(),
+    )
+    .await
 }
 
 async fn events_of(store: &Store, account: &str) -> i64 {
@@ -79,7 +83,13 @@ async fn segment_calls_land_in_accounts_contacts_and_events() {
         });
         req.metadata_mut()
             .insert("authorization", format!("Bearer {READ}").parse().unwrap());
-        let account = grpc.get_account(req).await.unwrap().into_inner().account.unwrap();
+        let account = grpc
+            .get_account(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .account
+            .unwrap();
         assert_eq!(account.display_name, "Acme Inc");
         let mut attrs: Vec<&str> = account.attributes.keys().map(String::as_str).collect();
         attrs.sort_unstable();
@@ -184,7 +194,11 @@ async fn segment_refuses_bad_credentials_bad_input_and_oversize_bodies() {
     assert_eq!(reader.status, 403, "{}", reader.body);
 
     let bad_json = c
-        .post("/v1/batch", &[("authorization", key.as_str())], b"{\"batch\": [")
+        .post(
+            "/v1/batch",
+            &[("authorization", key.as_str())],
+            b"{\"batch\": [",
+        )
         .await;
     assert_eq!(bad_json.status, 400, "{}", bad_json.body);
     assert_eq!(bad_json.json()["error"]["field"], "batch");
@@ -223,13 +237,7 @@ async fn segment_refuses_bad_credentials_bad_input_and_oversize_bodies() {
     let r = post(&mut c, "/v1/track", &key, big.clone()).await;
     assert_eq!(r.status, 413, "{}", r.body);
     let mut c = Http1::connect(server.addr).await;
-    let r = post(
-        &mut c,
-        "/v1/batch",
-        &key,
-        json!({"batch": vec![big; 1]}),
-    )
-    .await;
+    let r = post(&mut c, "/v1/batch", &key, json!({"batch": vec![big; 1]})).await;
     assert_eq!(r.status, 413, "{}", r.body);
     let item = json!({"type": "track", "userId": "u", "event": "Login", "messageId": "m",
                       "properties": {"pad": "x".repeat(30 * 1024)}});

@@ -60,7 +60,10 @@ pub const KEPT: &[(&str, &str)] = &[
         "models",
         "learned weights and metrics: aggregates over every account of a profile",
     ),
-    ("event_types", "event type names; counts lose the erased events"),
+    (
+        "event_types",
+        "event type names; counts lose the erased events",
+    ),
     (
         "event_type_counts",
         "per-connection event counts by type (no account)",
@@ -133,7 +136,9 @@ pub async fn erase_accounts(store: &Store, ids: &[String]) -> Result<Erased, Sto
             let sql = format!(
                 "DELETE FROM usage_daily WHERE account_id IN ({list}) RETURNING event_type, CAST(count AS BIGINT) AS n"
             );
-            let deleted = tx.query_all_raw(stmt(backend, &sql, id_values(&ids))).await?;
+            let deleted = tx
+                .query_all_raw(stmt(backend, &sql, id_values(&ids)))
+                .await?;
             rows += deleted.len() as u64;
             for r in deleted {
                 let t: String = r.try_get("", "event_type")?;

@@ -665,7 +665,10 @@ pub fn ingest_event_request(r: &pb::IngestEventRequest) -> Result<st::NewEvent, 
 pub fn delete_accounts_request(r: &pb::DeleteAccountsRequest) -> Result<Vec<String>, ApiError> {
     let max = vitals_store::erasure::MAX_ERASE_BATCH;
     if r.account_ids.is_empty() {
-        return Err(ApiError::invalid("account_ids", "must hold at least one id"));
+        return Err(ApiError::invalid(
+            "account_ids",
+            "must hold at least one id",
+        ));
     }
     if r.account_ids.len() > max {
         return Err(ApiError::invalid(

@@ -65,7 +65,8 @@ async fn grpc_path(addr: SocketAddr, args: &Args) -> anyhow::Result<usize> {
     let now = chrono::Utc::now().timestamp();
     let mut tasks = Vec::new();
     for k in 0..args.connections {
-        let (n, batch, accounts, conns) = (args.events, args.batch, args.accounts, args.connections);
+        let (n, batch, accounts, conns) =
+            (args.events, args.batch, args.accounts, args.connections);
         tasks.push(tokio::spawn(async move {
             let mut client = IngestionServiceClient::connect(format!("http://{addr}")).await?;
             let batches: Vec<pb::IngestEventsRequest> = (k * batch..n)
@@ -113,7 +114,8 @@ async fn segment_path(addr: SocketAddr, args: &Args) -> anyhow::Result<usize> {
     let now = chrono::Utc::now();
     let mut tasks = Vec::new();
     for k in 0..args.connections {
-        let (n, batch, accounts, conns) = (args.events, args.batch, args.accounts, args.connections);
+        let (n, batch, accounts, conns) =
+            (args.events, args.batch, args.accounts, args.connections);
         tasks.push(tokio::spawn(async move {
             let mut c = Http1::connect(addr).await;
             let mut accepted = 0usize;
@@ -171,7 +173,11 @@ async fn measure(url: &str, args: &Args, segment: bool) -> anyhow::Result<f64> {
         grpc_path(addr, args).await?
     };
     let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(accepted == args.events, "{accepted} of {} accepted", args.events);
+    anyhow::ensure!(
+        accepted == args.events,
+        "{accepted} of {} accepted",
+        args.events
+    );
     let _ = tx.send(());
     server.await??;
     Ok(accepted as f64 / secs)
@@ -180,7 +186,8 @@ async fn measure(url: &str, args: &Args, segment: bool) -> anyhow::Result<f64> {
 /// A fresh database URL of `backend` (`None`: a SQLite file), and its cleanup.
 async fn fresh(base: Option<&str>, tag: &str) -> anyhow::Result<String> {
     let Some(base) = base else {
-        let path = std::env::temp_dir().join(format!("vitals-seg-bench-{tag}-{}.db", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("vitals-seg-bench-{tag}-{}.db", std::process::id()));
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
         }

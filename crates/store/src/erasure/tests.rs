@@ -77,8 +77,11 @@ async fn fill(store: &Store, account: &str) {
         &[ing::AccountUpsert {
             id: id.clone(),
             name: Some(format!("{account} Inc")),
-            attributes: [("plan".to_string(), Some(ing::AttributeValue::String("pro".into())))]
-                .into(),
+            attributes: [(
+                "plan".to_string(),
+                Some(ing::AttributeValue::String("pro".into())),
+            )]
+            .into(),
             created_at: None,
             status: None,
         }],
@@ -283,9 +286,15 @@ async fn erases_every_row_of_one_account_and_nothing_of_another(store: Store) {
     }
     // The erased events left the type's count; the run scope no longer names the id.
     assert_eq!(event_type_count(&store, "login").await, 3);
-    assert_eq!(count(&store, "score_runs", "scope", "account:gone").await, 0);
+    assert_eq!(
+        count(&store, "score_runs", "scope", "account:gone").await,
+        0
+    );
     assert_eq!(count(&store, "score_runs", "scope", ERASED_SCOPE).await, 1);
-    assert_eq!(count(&store, "score_runs", "scope", "account:stays").await, 1);
+    assert_eq!(
+        count(&store, "score_runs", "scope", "account:stays").await,
+        1
+    );
     // A committed "erasure" run moves the scoring caches' generation.
     assert_eq!(
         crate::scoring::committed_runs(&store).await.unwrap(),
@@ -320,7 +329,10 @@ async fn every_table_is_erased_or_kept(store: Store) {
         }
     }
     for (table, col) in ERASED {
-        assert!(tables.iter().any(|t| t == table), "{table} is in the schema");
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} is in the schema"
+        );
         assert!(has_column(&store, table, col).await, "{table}.{col}");
     }
 }

@@ -428,7 +428,9 @@ async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    upsert_contacts(&store, &[contact("b", "u1")]).await.unwrap();
+    upsert_contacts(&store, &[contact("b", "u1")])
+        .await
+        .unwrap();
     let last = last_account_of_users(&store, &["u1", "u2", "u3", "u1"])
         .await
         .unwrap();
@@ -437,7 +439,9 @@ async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
     assert_eq!(last["u2"], "a");
     // Upserted again into the first account: that one is now the last.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    upsert_contacts(&store, &[contact("a", "u1")]).await.unwrap();
+    upsert_contacts(&store, &[contact("a", "u1")])
+        .await
+        .unwrap();
     let last = last_account_of_users(&store, &["u1"]).await.unwrap();
     assert_eq!(last["u1"], "a");
 }

@@ -446,7 +446,8 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap()
         );
         // The device clock is 1 h ahead: sent at 13:00 by its clock, received at 12:00.
-        let skewed = msg(r#"{"originalTimestamp":"2026-12-01T12:30:00Z","sentAt":"2026-12-01T13:00:00Z"}"#);
+        let skewed =
+            msg(r#"{"originalTimestamp":"2026-12-01T12:30:00Z","sentAt":"2026-12-01T13:00:00Z"}"#);
         assert_eq!(
             event_time(&skewed, "", None, received).unwrap(),
             Utc.with_ymd_and_hms(2026, 12, 1, 11, 30, 0).unwrap()
@@ -461,7 +462,10 @@ mod tests {
             event_time(&item, "", None, received).unwrap(),
             Utc.with_ymd_and_hms(2026, 12, 1, 12, 30, 0).unwrap()
         );
-        assert_eq!(event_time(&msg("{}"), "", None, received).unwrap(), received);
+        assert_eq!(
+            event_time(&msg("{}"), "", None, received).unwrap(),
+            received
+        );
         let bad = msg(r#"{"timestamp":"yesterday"}"#);
         assert_eq!(
             event_time(&bad, "batch[2].", None, received)
@@ -507,7 +511,9 @@ mod tests {
         );
         let none = msg(r#"{"userId":"u1"}"#);
         assert_eq!(
-            validate(&none, "group", "", None, now).unwrap_err().to_string(),
+            validate(&none, "group", "", None, now)
+                .unwrap_err()
+                .to_string(),
             "groupId: is required"
         );
     }
@@ -553,7 +559,9 @@ mod tests {
         );
         let nobody = msg(r#"{"event":"x","messageId":"m"}"#);
         assert_eq!(
-            validate(&nobody, "track", "", None, now).unwrap_err().to_string(),
+            validate(&nobody, "track", "", None, now)
+                .unwrap_err()
+                .to_string(),
             "userId: userId or anonymousId is required"
         );
         let odd = msg(r#"{"userId":"u","type":"purchase"}"#);

@@ -218,7 +218,10 @@ fn parse(body: &[u8], kind: Option<&str>) -> Result<Vec<Call>, Failure> {
         if b.batch.len() > MAX_BATCH_ITEMS {
             return Err(ApiError::invalid(
                 "batch",
-                format!("holds {} calls, more than the limit of 2,500", b.batch.len()),
+                format!(
+                    "holds {} calls, more than the limit of 2,500",
+                    b.batch.len()
+                ),
             )
             .into());
         }
