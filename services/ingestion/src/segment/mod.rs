@@ -263,11 +263,29 @@ fn parse(body: &[u8], kind: Option<&str>) -> Result<Vec<Call>, Failure> {
 #[derive(Default)]
 struct Rows {
     accounts: BTreeMap<String, st::AccountUpsert>,
-    contacts: Vec<st::ContactUpsert>,
+    /// By (account, user): a later call's fields override an earlier one's, unset
+    /// fields keep them.
+    contacts: BTreeMap<(String, String), st::ContactUpsert>,
     events: Vec<st::NewEvent>,
     /// Calls with no account to attribute them to (tracks and identifies of users never
     /// grouped, anonymous tracks without `context.groupId`).
     skipped: u32,
+}
+
+impl Rows {
+    fn add_contact(&mut self, c: st::ContactUpsert) {
+        match self.contacts.get_mut(&(c.account_id.clone(), c.id.clone())) {
+            Some(into) => {
+                into.role = c.role.or(into.role.take());
+                into.email_domain = c.email_domain.or(into.email_domain.take());
+                into.name = c.name.or(into.name.take());
+            }
+            None => {
+                self.contacts
+                    .insert((c.account_id.clone(), c.id.clone()), c);
+            }
+        }
+    }
 }
 
 /// Merges a later `group` call of the same account into an earlier one.
@@ -294,7 +312,7 @@ impl Segment {
                 Call::Group { account, user } => {
                     if let Some(u) = user {
                         last.insert(u.clone(), account.id.clone());
-                        rows.contacts.push(st::ContactUpsert {
+                        rows.add_contact(st::ContactUpsert {
                             account_id: account.id.clone(),
                             id: u,
                             role: None,
@@ -314,7 +332,7 @@ impl Segment {
                         Some(g) => {
                             last.insert(contact.id.clone(), g.clone());
                             contact.account_id = g;
-                            rows.contacts.push(contact);
+                            rows.add_contact(contact);
                         }
                         None => pending_contacts.push(contact),
                     }
@@ -346,7 +364,7 @@ impl Segment {
             match stored.get(&c.id) {
                 Some(a) => {
                     c.account_id = a.clone();
-                    rows.contacts.push(c);
+                    rows.add_contact(c);
                 }
                 None => rows.skipped += 1,
             }
@@ -393,7 +411,8 @@ impl Segment {
         }
         let contacts = rows.contacts.len();
         if !rows.contacts.is_empty() {
-            self.service.upsert_contacts(rows.contacts).await?;
+            let contacts = rows.contacts.into_values().collect();
+            self.service.upsert_contacts(contacts).await?;
         }
         let written = if rows.events.is_empty() {
             st::EventsWritten::default()
@@ -487,6 +506,24 @@ mod tests {
         assert_eq!(token(&h), None);
         h.remove(header::AUTHORIZATION);
         assert_eq!(token(&h), None);
+    }
+
+    #[test]
+    fn contacts_of_one_request_merge_field_by_field() {
+        let c = |name: Option<&str>, role: Option<&str>| st::ContactUpsert {
+            account_id: "acme".into(),
+            id: "ann".into(),
+            role: role.map(str::to_string),
+            email_domain: None,
+            name: name.map(str::to_string),
+        };
+        let mut rows = Rows::default();
+        // identify (name), then group (no fields), then identify (role).
+        rows.add_contact(c(Some("Ann"), None));
+        rows.add_contact(c(None, None));
+        rows.add_contact(c(None, Some("champion")));
+        let merged: Vec<_> = rows.contacts.into_values().collect();
+        assert_eq!(merged, vec![c(Some("Ann"), Some("champion"))]);
     }
 
     #[test]
