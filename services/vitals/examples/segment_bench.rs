@@ -44,29 +44,57 @@ struct Args {
     /// gRPC streams, and HTTP connections, at once.
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Distinct users per account (more: more `usage_daily_users` rows per event).
+    #[arg(long, default_value_t = 5)]
+    users_per_account: usize,
+    /// Days the event times spread over (more: more roll-up rows).
+    #[arg(long, default_value_t = 20)]
+    days: usize,
     /// PostgreSQL server (any database on it); fresh databases are created there.
     #[arg(long, env = "VITALS_BENCH_POSTGRES_URL")]
     postgres_url: Option<String>,
 }
 
 /// Event `i`: account, event id, user, type, seconds ago.
-fn event(i: usize, accounts: usize) -> (String, String, String, &'static str, i64) {
+fn event(i: usize, args: &Shape) -> (String, String, String, &'static str, i64) {
+    let Shape {
+        accounts,
+        users_per_account,
+        days,
+    } = *args;
     const TYPES: [&str; 4] = ["login", "report_run", "export", "invite"];
     (
         format!("acct-{:05}", i % accounts),
         format!("m-{i}"),
-        format!("u-{}", i % (accounts * 5)),
+        format!("u-{}", i % (accounts * users_per_account.max(1))),
         TYPES[i % TYPES.len()],
-        (i % (20 * 86_400)) as i64,
+        ((i * 7_919) % (days.max(1) * 86_400)) as i64,
     )
+}
+
+/// The shape of the generated events.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    accounts: usize,
+    users_per_account: usize,
+    days: usize,
+}
+
+impl Args {
+    fn shape(&self) -> Shape {
+        Shape {
+            accounts: self.accounts,
+            users_per_account: self.users_per_account,
+            days: self.days,
+        }
+    }
 }
 
 async fn grpc_path(addr: SocketAddr, args: &Args) -> anyhow::Result<usize> {
     let now = chrono::Utc::now().timestamp();
     let mut tasks = Vec::new();
     for k in 0..args.connections {
-        let (n, batch, accounts, conns) =
-            (args.events, args.batch, args.accounts, args.connections);
+        let (n, batch, accounts, conns) = (args.events, args.batch, args.shape(), args.connections);
         tasks.push(tokio::spawn(async move {
             let mut client = IngestionServiceClient::connect(format!("http://{addr}")).await?;
             let batches: Vec<pb::IngestEventsRequest> = (k * batch..n)
@@ -76,7 +104,7 @@ async fn grpc_path(addr: SocketAddr, args: &Args) -> anyhow::Result<usize> {
                     sequence: seq as u64,
                     events: (start..(start + batch).min(n))
                         .map(|i| {
-                            let (a, id, u, t, ago) = event(i, accounts);
+                            let (a, id, u, t, ago) = event(i, &accounts);
                             pb::Event {
                                 event_id: id,
                                 account_id: a,
@@ -114,15 +142,14 @@ async fn segment_path(addr: SocketAddr, args: &Args) -> anyhow::Result<usize> {
     let now = chrono::Utc::now();
     let mut tasks = Vec::new();
     for k in 0..args.connections {
-        let (n, batch, accounts, conns) =
-            (args.events, args.batch, args.accounts, args.connections);
+        let (n, batch, accounts, conns) = (args.events, args.batch, args.shape(), args.connections);
         tasks.push(tokio::spawn(async move {
             let mut c = Http1::connect(addr).await;
             let mut accepted = 0usize;
             for start in (k * batch..n).step_by(batch * conns) {
                 let calls: Vec<serde_json::Value> = (start..(start + batch).min(n))
                     .map(|i| {
-                        let (a, id, u, t, ago) = event(i, accounts);
+                        let (a, id, u, t, ago) = event(i, &accounts);
                         let at = now - chrono::Duration::seconds(ago);
                         serde_json::json!({
                             "type": "track", "event": t, "messageId": id, "userId": u,
@@ -206,25 +233,52 @@ async fn fresh(base: Option<&str>, tag: &str) -> anyhow::Result<String> {
     Ok(format!("{prefix}/{name}"))
 }
 
+/// Removes a database made by [`fresh`].
+async fn drop_db(base: Option<&str>, url: &str) -> anyhow::Result<()> {
+    match base {
+        None => {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_end_matches("?mode=rwc");
+            for ext in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{ext}"));
+            }
+        }
+        Some(base) => {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            let admin = Database::connect(base).await?;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
+            admin.close().await?;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!(
-        "{} events over {} accounts, {} per batch, {} connections",
-        args.events, args.accounts, args.batch, args.connections
+        "{} events over {} accounts ({} users each, {} days), {} per batch, {} connections",
+        args.events, args.accounts, args.users_per_account, args.days, args.batch, args.connections
     );
     let mut backends: Vec<(&str, Option<&str>)> = vec![("SQLite file", None)];
     if let Some(pg) = &args.postgres_url {
         backends.push(("PostgreSQL", Some(pg.as_str())));
     }
     for (name, base) in backends {
-        let grpc = measure(&fresh(base, "grpc").await?, &args, false).await?;
-        let segment = measure(&fresh(base, "segment").await?, &args, true).await?;
+        let (g, sg) = (fresh(base, "grpc").await?, fresh(base, "segment").await?);
+        let grpc = measure(&g, &args, false).await?;
+        let segment = measure(&sg, &args, true).await?;
         println!(
             "{name}: gRPC IngestEvents {grpc:.0} events/s, Segment /v1/batch {segment:.0} \
              events/s ({:.2}x)",
             segment / grpc
         );
+        for url in [g, sg] {
+            drop_db(base, &url).await?;
+        }
     }
     Ok(())
 }
