@@ -18,8 +18,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use quick_cache::sync::Cache;
-use vitals_proto::scoring::v1 as pb;
 use vitals_store::Store;
+
+use crate::domain::read::Score;
 use vitals_store::StoreError;
 
 /// Default of `--score-cache-entries`.
@@ -43,10 +44,10 @@ impl quick_cache::Equivalent<Key> for KeyRef<'_> {
 
 struct Entry {
     generation: u64,
-    snapshot: pb::ScoreSnapshot,
+    score: Arc<Score>,
 }
 
-/// The latest snapshot of each (account, scorecard) recently asked for, as GetScore
+/// The latest score of each (account, scorecard) recently asked for, decoded as GetScore
 /// returns it.
 pub(crate) struct LatestCache {
     /// `None` when the cache is off (`--score-cache-entries 0`).
@@ -80,10 +81,10 @@ impl LatestCache {
 
     /// The cached snapshot of (account, scorecard), if it belongs to the current
     /// generation.
-    pub(crate) fn get(&self, account_id: &str, scorecard_id: &str) -> Option<pb::ScoreSnapshot> {
+    pub(crate) fn get(&self, account_id: &str, scorecard_id: &str) -> Option<Arc<Score>> {
         let entries = self.entries.as_ref()?;
         let e = entries.get(&KeyRef(account_id, scorecard_id))?;
-        (e.generation == self.generation()).then(|| e.snapshot.clone())
+        (e.generation == self.generation()).then(|| e.score.clone())
     }
 
     /// Remembers `snapshot`, read from the database under `generation`. Kept only if no
@@ -93,7 +94,7 @@ impl LatestCache {
         account_id: String,
         scorecard_id: String,
         generation: u64,
-        snapshot: pb::ScoreSnapshot,
+        score: Arc<Score>,
     ) {
         let Some(entries) = self.entries.as_ref() else {
             return;
@@ -103,10 +104,7 @@ impl LatestCache {
         }
         entries.insert(
             (account_id, scorecard_id),
-            Arc::new(Entry {
-                generation,
-                snapshot,
-            }),
+            Arc::new(Entry { generation, score }),
         );
         // A new generation that started while inserting must not leave this entry
         // looking current: entries carry their generation and `get` compares it, so it
@@ -169,11 +167,28 @@ impl LatestCache {
 mod tests {
     use super::*;
 
-    fn snap(value: f64) -> pb::ScoreSnapshot {
-        pb::ScoreSnapshot {
+    fn snap(value: f64) -> Arc<Score> {
+        let record = vitals_store::scoring::SnapshotRecord {
+            id: 0,
+            run_id: 1,
+            account_id: "a".into(),
+            scorecard_id: "p".into(),
+            profile_id: "default".into(),
+            as_of: chrono::Utc::now(),
             value,
-            ..Default::default()
-        }
+            band: "green".into(),
+            global_value: value,
+            sub_scores: serde_json::Value::Null,
+            momentum: 0.0,
+            coverage_present: 0,
+            coverage_total: 0,
+            drivers: serde_json::Value::Null,
+            churn_probability: None,
+            weights_source: String::new(),
+            population_fallback: false,
+            drivers_bin: None,
+        };
+        Arc::new(Score::new(record, true))
     }
 
     #[test]
@@ -182,12 +197,12 @@ mod tests {
         assert!(c.get("a", "p").is_none());
         let g = c.generation();
         c.put("a".into(), "p".into(), g, snap(42.0));
-        assert_eq!(c.get("a", "p").map(|s| s.value), Some(42.0));
+        assert_eq!(c.get("a", "p").map(|s| s.record.value), Some(42.0));
         assert!(c.get("a", "other").is_none());
         c.invalidate();
         assert!(c.get("a", "p").is_none(), "stale entry served");
         c.put("a".into(), "p".into(), c.generation(), snap(7.0));
-        assert_eq!(c.get("a", "p").map(|s| s.value), Some(7.0));
+        assert_eq!(c.get("a", "p").map(|s| s.record.value), Some(7.0));
     }
 
     #[test]

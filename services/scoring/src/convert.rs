@@ -1,7 +1,6 @@
 //! Proto <-> domain for the scoring service, with the validation of every request field.
 
 use chrono::{DateTime, Timelike, Utc};
-use serde::Deserialize;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
@@ -10,12 +9,14 @@ use vitals_server::validate as sv;
 use vitals_store::scoring::{LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord};
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
-use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues, ListQuery};
-use crate::domain::stored::{StoredDetails, StoredDriver};
+use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues, ListQuery, Score};
+use crate::domain::stored::{self, StoredDetails, StoredDriver};
 use crate::weights::Source;
 
+mod explain;
 mod kpis;
 
+pub use explain::{explain_query, explain_response, score_query, score_response};
 pub use kpis::{kpi_filter, kpis_response};
 
 /// Times are kept to the microsecond (what PostgreSQL stores), so both engines return
@@ -242,25 +243,6 @@ pub fn full_view(field: &str, v: i32, default_full: bool) -> Result<bool, ApiErr
     }
 }
 
-/// The stored details of a snapshot (defaults when unreadable). Read in place, without
-/// copying the JSON tree.
-pub fn details(r: &SnapshotRecord) -> StoredDetails {
-    StoredDetails::deserialize(&r.sub_scores).unwrap_or_default()
-}
-
-/// The stored contributions of a snapshot: the binary `drivers_bin` of rows written
-/// since migration 10, else the JSON `drivers` of older rows (read in place). Unreadable
-/// drivers read as none, as unreadable JSON always did, with a warning.
-pub fn drivers(r: &SnapshotRecord) -> Vec<StoredDriver> {
-    match &r.drivers_bin {
-        Some(b) => crate::domain::stored::decode_drivers(b).unwrap_or_else(|e| {
-            tracing::warn!(account = %r.account_id, run = r.run_id, error = %e, "stored drivers unreadable");
-            Vec::new()
-        }),
-        None => Vec::<StoredDriver>::deserialize(&r.drivers).unwrap_or_default(),
-    }
-}
-
 /// A stored contribution as a proto driver.
 pub fn driver(d: &StoredDriver) -> pb::Driver {
     pb::Driver {
@@ -282,9 +264,28 @@ pub fn top_drivers(all: &[StoredDriver]) -> Vec<pb::Driver> {
     down.chain(up).map(driver).collect()
 }
 
-/// A stored snapshot as proto (`full`: with category scores and drivers).
+/// A stored row as proto (`full`: with category scores and top drivers).
 pub fn snapshot(r: &SnapshotRecord, full: bool) -> pb::ScoreSnapshot {
-    let d = details(r);
+    let drivers = if full {
+        stored::drivers(r)
+    } else {
+        Vec::new()
+    };
+    snapshot_of(r, &stored::details(r), &drivers, full)
+}
+
+/// A decoded score as proto (`full`: with category scores and top drivers).
+pub fn score(s: &Score, full: bool) -> pb::ScoreSnapshot {
+    snapshot_of(&s.record, &s.details, &s.drivers, full)
+}
+
+/// A row, its details and its drivers as proto.
+fn snapshot_of(
+    r: &SnapshotRecord,
+    d: &StoredDetails,
+    drivers: &[StoredDriver],
+    full: bool,
+) -> pb::ScoreSnapshot {
     let is_profile = r.scorecard_id == PROFILE_SCORECARD;
     let trend = if !is_profile || !d.has_momentum {
         cpb::Trend::Unspecified
@@ -336,7 +337,7 @@ pub fn snapshot(r: &SnapshotRecord, full: bool) -> pb::ScoreSnapshot {
                     kpis_total: c.t,
                 })
                 .collect();
-            s.drivers = top_drivers(&drivers(r));
+            s.drivers = top_drivers(drivers);
         }
     }
     s

@@ -35,9 +35,9 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::GetScoreRequest>,
     ) -> Result<Response<pb::GetScoreResponse>, Status> {
-        Ok(Response::new(
-            read::get_score(&self.inner, request.into_inner()).await?,
-        ))
+        let q = convert::score_query(request.get_ref())?;
+        let s = read::get_score(&self.inner, &q).await?;
+        Ok(Response::new(convert::score_response(&s)))
     }
 
     async fn list_scores(
@@ -75,9 +75,9 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         &self,
         request: Request<pb::ExplainScoreRequest>,
     ) -> Result<Response<pb::ExplainScoreResponse>, Status> {
-        Ok(Response::new(
-            read::explain(&self.inner, request.into_inner()).await?,
-        ))
+        let q = convert::explain_query(request.get_ref())?;
+        let e = read::explain(&self.inner, &q).await?;
+        Ok(Response::new(convert::explain_response(&e)))
     }
 
     async fn watch_scores(

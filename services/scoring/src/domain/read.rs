@@ -1,8 +1,9 @@
 //! The read RPCs: latest scores, listings, history, distributions, explanations, KPIs.
 //! They read committed rows only and take no lock, so a run in progress never blocks them.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use vitals_proto::scoring::v1 as pb;
 use vitals_scoring_core as core;
 use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
@@ -11,46 +12,82 @@ use vitals_store::scoring::{
     self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord,
 };
 
-use super::stored::{self, explanation_of};
+use super::stored::{self, StoredDetails, StoredDriver, explanation_of};
 use crate::Inner;
-use crate::convert;
 use crate::error::Result;
 
-/// GetScore.
-pub(crate) async fn get_score(
-    inner: &Inner,
-    req: pb::GetScoreRequest,
-) -> Result<pb::GetScoreResponse> {
-    let account = convert::account_id("account_id", &req.account_id)?;
-    let card = convert::one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
-    let at = req
-        .as_of
-        .as_ref()
-        .map(|t| convert::from_timestamp("as_of", t))
-        .transpose()?;
-    // The latest score: from memory when cached (see crate::cache).
+/// A GetScore query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreQuery {
+    /// The account.
+    pub account: String,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard: String,
+    /// The snapshot in force at this time; the latest when `None`.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// One stored score as the read calls return it: the row with its details and drivers
+/// decoded once (the row's encoded copies are dropped).
+#[derive(Clone, Debug)]
+pub struct Score {
+    /// The row, without its encoded details and drivers.
+    pub record: SnapshotRecord,
+    /// The decoded details (`sub_scores`).
+    pub details: StoredDetails,
+    /// Every stored driver, most negative contribution first (empty unless asked for).
+    pub drivers: Vec<StoredDriver>,
+}
+
+impl Score {
+    /// Decodes `record` (its drivers only when `with_drivers`).
+    pub fn new(mut record: SnapshotRecord, with_drivers: bool) -> Self {
+        let details = stored::details(&record);
+        let drivers = if with_drivers {
+            stored::drivers(&record)
+        } else {
+            Vec::new()
+        };
+        record.sub_scores = serde_json::Value::Null;
+        record.drivers = serde_json::Value::Null;
+        record.drivers_bin = None;
+        Self {
+            record,
+            details,
+            drivers,
+        }
+    }
+}
+
+/// GetScore: the latest score (from memory when cached, see crate::cache) or the one in
+/// force at `q.at`, with its drivers.
+pub(crate) async fn get_score(inner: &Inner, q: &ScoreQuery) -> Result<Arc<Score>> {
     let generation = inner.latest.generation();
-    if at.is_none()
-        && let Some(s) = inner.latest.get(&account, &card)
+    if q.at.is_none()
+        && let Some(s) = inner.latest.get(&q.account, &q.scorecard)
     {
-        return Ok(pb::GetScoreResponse { snapshot: Some(s) });
+        return Ok(s);
     }
-    let r = ss::snapshot_at(&inner.store, &account, &card, at)
+    let r = ss::snapshot_at(&inner.store, &q.account, &q.scorecard, q.at)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "score of account \"{account}\" for scorecards/{card}"
-            ))
-        })?;
-    let snapshot = convert::snapshot(&r, true);
-    if at.is_none() {
-        inner
-            .latest
-            .put(account, card, generation, snapshot.clone());
+        .ok_or_else(|| not_scored(&q.account, &q.scorecard))?;
+    let score = Arc::new(Score::new(r, true));
+    if q.at.is_none() {
+        inner.latest.put(
+            q.account.clone(),
+            q.scorecard.clone(),
+            generation,
+            score.clone(),
+        );
     }
-    Ok(pb::GetScoreResponse {
-        snapshot: Some(snapshot),
-    })
+    Ok(score)
+}
+
+/// The NOT_FOUND of an account with no score for a scorecard.
+fn not_scored(account: &str, card: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "score of account \"{account}\" for scorecards/{card}"
+    ))
 }
 
 /// A ListScores query: a filter, an order and a page of the latest snapshots.
@@ -161,80 +198,127 @@ pub(crate) async fn distribution(inner: &Inner, q: DistributionQuery) -> Result<
     })
 }
 
-/// ExplainScore.
-pub(crate) async fn explain(
-    inner: &Inner,
-    req: pb::ExplainScoreRequest,
-) -> Result<pb::ExplainScoreResponse> {
-    let account = convert::account_id("account_id", &req.account_id)?;
-    let card = convert::one_scorecard(convert::scorecard("scorecard", &req.scorecard, false)?);
-    let since = req
-        .since
-        .as_ref()
-        .map(|t| convert::from_timestamp("since", t))
-        .transpose()?;
+/// An ExplainScore query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExplainQuery {
+    /// The account.
+    pub account: String,
+    /// Scorecard id (`profile` for the profile score).
+    pub scorecard: String,
+    /// Explain the change since the snapshot in force at this time, when set.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// What ExplainScore answers.
+#[derive(Clone, Debug)]
+pub struct Explained {
+    /// The latest score, with its drivers.
+    pub score: Score,
+    /// Every driver of it, largest absolute contribution first.
+    pub drivers: Vec<StoredDriver>,
+    /// The change since `since`, when asked for and there was a score then.
+    pub change: Option<Change>,
+}
+
+/// A score's change since an earlier snapshot.
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The earlier snapshot.
+    pub baseline: Score,
+    /// Score now minus score then.
+    pub score_change: f64,
+    /// Per KPI (profile score only).
+    pub kpi_changes: Vec<KpiChange>,
+    /// The part of `score_change` no KPI explains (adjustments; all of it for a scorecard).
+    pub other_change: f64,
+}
+
+/// One KPI's part of a [`Change`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct KpiChange {
+    /// The KPI.
+    pub kpi: String,
+    /// Its category, as stored (the proto `ScoreCategory` number).
+    pub category: i32,
+    /// Raw value then and now.
+    pub before_value: Option<f64>,
+    /// Raw value now.
+    pub after_value: Option<f64>,
+    /// Peer percentile (0..100) then.
+    pub before_percentile: Option<f64>,
+    /// Peer percentile (0..100) now.
+    pub after_percentile: Option<f64>,
+    /// Contribution now minus then, in points.
+    pub contribution_change: f64,
+}
+
+/// ExplainScore: the latest score's drivers and, with `since`, what changed since then.
+pub(crate) async fn explain(inner: &Inner, q: &ExplainQuery) -> Result<Explained> {
     let store = &inner.store;
-    let now = ss::snapshot_at(store, &account, &card, None)
+    let (account, card) = (&q.account, &q.scorecard);
+    let now = ss::snapshot_at(store, account, card, None)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "score of account \"{account}\" for scorecards/{card}"
-            ))
-        })?;
-    let after = convert::drivers(&now);
-    let mut drivers: Vec<pb::Driver> = after.iter().map(convert::driver).collect();
-    drivers.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-    let mut resp = pb::ExplainScoreResponse {
-        snapshot: Some(convert::snapshot(&now, true)),
+        .ok_or_else(|| not_scored(account, card))?;
+    let now = Score::new(now, true);
+    let mut drivers = now.drivers.clone();
+    drivers.sort_by(|a, b| b.contribution().abs().total_cmp(&a.contribution().abs()));
+    let base = match q.since {
+        Some(since) => ss::snapshot_at(store, account, card, Some(since)).await?,
+        None => None,
+    };
+    let change = base.map(|base| change_since(Score::new(base, true), &now));
+    Ok(Explained {
+        score: now,
         drivers,
-        ..Default::default()
-    };
-    let Some(since) = since else {
-        return Ok(resp);
-    };
-    let Some(base) = ss::snapshot_at(store, &account, &card, Some(since)).await? else {
-        return Ok(resp);
-    };
-    resp.score_change = now.value - base.value;
-    if card == PROFILE_SCORECARD {
-        let before = convert::drivers(&base);
-        let e_before = explanation_of(
-            base.value,
-            &before,
-            convert::details(&base).adjustment_contribution,
-        );
-        let e_after = explanation_of(
-            now.value,
-            &after,
-            convert::details(&now).adjustment_contribution,
-        );
-        let change = core::explain_change(&e_before, &e_after);
-        let pct = |list: &[stored::StoredDriver], name: &str| {
-            list.iter()
-                .find(|d| d.0 == name)
-                .and_then(|d| d.3)
-                .map(|p| p * 100.0)
+        change,
+    })
+}
+
+/// The change from `base` to `now`, per KPI for the profile score.
+fn change_since(base: Score, now: &Score) -> Change {
+    let score_change = now.record.value - base.record.value;
+    if now.record.scorecard_id != PROFILE_SCORECARD {
+        return Change {
+            baseline: base,
+            score_change,
+            kpi_changes: Vec::new(),
+            other_change: score_change,
         };
-        resp.kpi_changes = change
-            .items
-            .iter()
-            .map(|it| pb::KpiChange {
-                kpi: it.name.clone(),
-                category: stored::change_category(it, &before, &after),
-                before_value: it.value_before,
-                after_value: it.value_after,
-                before_percentile: pct(&before, &it.name),
-                after_percentile: pct(&after, &it.name),
-                contribution_change: it.delta,
-            })
-            .collect();
-        let kpi_sum: f64 = change.items.iter().map(|i| i.delta).sum();
-        resp.other_change = resp.score_change - kpi_sum;
-    } else {
-        resp.other_change = resp.score_change;
     }
-    resp.baseline = Some(convert::snapshot(&base, true));
-    Ok(resp)
+    let (before, after) = (&base.drivers, &now.drivers);
+    let e_before = explanation_of(
+        base.record.value,
+        before,
+        base.details.adjustment_contribution,
+    );
+    let e_after = explanation_of(now.record.value, after, now.details.adjustment_contribution);
+    let change = core::explain_change(&e_before, &e_after);
+    let pct = |list: &[StoredDriver], name: &str| {
+        list.iter()
+            .find(|d| d.0 == name)
+            .and_then(|d| d.3)
+            .map(|p| p * 100.0)
+    };
+    let kpi_changes: Vec<KpiChange> = change
+        .items
+        .iter()
+        .map(|it| KpiChange {
+            kpi: it.name.clone(),
+            category: stored::change_category(it, before, after),
+            before_value: it.value_before,
+            after_value: it.value_after,
+            before_percentile: pct(before, &it.name),
+            after_percentile: pct(after, &it.name),
+            contribution_change: it.delta,
+        })
+        .collect();
+    let kpi_sum: f64 = change.items.iter().map(|i| i.delta).sum();
+    Change {
+        baseline: base,
+        score_change,
+        kpi_changes,
+        other_change: score_change - kpi_sum,
+    }
 }
 
 /// ListKpis: the KPI catalogue of the store's current event types, custom metrics and

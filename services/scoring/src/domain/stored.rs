@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use vitals_scoring_core::{Category, ChangeItem, Explanation, KpiContribution};
+use vitals_store::scoring::SnapshotRecord;
 pub use vitals_store::snapshot::{StoredDriver, decode_drivers, encode_drivers};
 
 /// Rounds to 6 decimals.
@@ -72,6 +73,25 @@ pub struct StoredDetails {
     /// Scorecards: the raw measure value.
     #[serde(default)]
     pub measure_value: Option<f64>,
+}
+
+/// The stored details of a snapshot (defaults when unreadable). Read in place, without
+/// copying the JSON tree.
+pub fn details(r: &SnapshotRecord) -> StoredDetails {
+    StoredDetails::deserialize(&r.sub_scores).unwrap_or_default()
+}
+
+/// The stored contributions of a snapshot: the binary `drivers_bin` of rows written
+/// since migration 10, else the JSON `drivers` of older rows (read in place). Unreadable
+/// drivers read as none, as unreadable JSON always did, with a warning.
+pub fn drivers(r: &SnapshotRecord) -> Vec<StoredDriver> {
+    match &r.drivers_bin {
+        Some(b) => decode_drivers(b).unwrap_or_else(|e| {
+            tracing::warn!(account = %r.account_id, run = r.run_id, error = %e, "stored drivers unreadable");
+            Vec::new()
+        }),
+        None => Vec::<StoredDriver>::deserialize(&r.drivers).unwrap_or_default(),
+    }
 }
 
 /// The proto value of a scoring-core category.
