@@ -151,6 +151,27 @@ pub async fn at_risk(
         .await?)
 }
 
+/// The newest `limit` snapshots of (account, scorecard), oldest first (a history chart's
+/// points, however long the history).
+pub async fn recent_snapshots(
+    db: &impl Db,
+    account_id: &str,
+    scorecard_id: &str,
+    limit: u64,
+) -> Result<Vec<SnapshotRecord>, StoreError> {
+    use sea_orm::ColumnTrait;
+    let mut rows = score_snapshot::Entity::find()
+        .filter(score_snapshot::Column::AccountId.eq(account_id))
+        .filter(score_snapshot::Column::ScorecardId.eq(scorecard_id))
+        .order_by_desc(score_snapshot::Column::AsOf)
+        .order_by_desc(score_snapshot::Column::RunId)
+        .limit(limit)
+        .all(db.c())
+        .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// The newest `limit` CSM pulses of one account, newest first.
 pub async fn recent_pulses(
     db: &impl Db,
@@ -271,6 +292,11 @@ mod tests {
         assert_eq!(rows[1].churn_probability, Some(0.7));
         assert_eq!(ids(rows), ["a2", "a1"]);
         assert_eq!(ids(at_risk(&store, &RiskFilter::default(), 2).await.unwrap()), ["a2", "a3"]);
+
+        let hist = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 10).await.unwrap();
+        assert_eq!(hist.iter().map(|r| r.value).collect::<Vec<_>>(), vec![8.0, 2.5]);
+        let last = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 1).await.unwrap();
+        assert_eq!(last.iter().map(|r| r.value).collect::<Vec<_>>(), vec![2.5]);
     }
 
     async fn recent_pulses_are_the_accounts_newest(store: Store) {

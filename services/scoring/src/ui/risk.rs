@@ -184,7 +184,7 @@ async fn render(
                             td.num { (change(prev.as_ref().map(|p| r.value - p.value), 2)) }
                             td.num { (pct(r.churn_probability)) }
                             td.num { (change(prev.as_ref().and_then(|p| Some((r.churn_probability? - p.churn_probability?) * 100.0)), 1)) }
-                            td { (down_drivers(&crate::convert::drivers(r), TOP_DRIVERS)) }
+                            td { (down_drivers(&crate::domain::stored::drivers(r), TOP_DRIVERS)) }
                             td { (layout::day(r.as_of)) }
                         }
                     }
