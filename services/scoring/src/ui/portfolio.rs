@@ -71,6 +71,8 @@ fn run_points(runs: &[vitals_store::entity::score_run::Model]) -> Vec<RunPoint> 
             });
         }
     }
+    // Ids follow the runs' order, not their as_of (a backfill is a later run).
+    out.sort_by_key(|p| p.as_of);
     out
 }
 
