@@ -126,7 +126,9 @@ async fn fixture(backend: Backend, tag: &str) -> (String, NaiveDate) {
         // The demo's last step evaluates the models with a backtest, which a portfolio
         // this small may not have the churns for; everything the UI shows is stored by
         // then (loaded, trained, scored).
-        Err(DemoError::Rpc { rpc: "Evaluate", .. }) => {}
+        Err(DemoError::Rpc {
+            rpc: "Evaluate", ..
+        }) => {}
         Err(e) => panic!("demo failed: {e}\n{}", String::from_utf8_lossy(&out)),
     }
     let end = {
@@ -201,7 +203,10 @@ async fn fixture(backend: Backend, tag: &str) -> (String, NaiveDate) {
         "SELECT COUNT(*) FROM score_snapshots WHERE account_id = 'xss<i>1</i>'",
     )
     .await;
-    assert_eq!(scored, 3, "the <script> account has a snapshot per run ({url})");
+    assert_eq!(
+        scored, 3,
+        "the <script> account has a snapshot per run ({url})"
+    );
     store.close().await.expect("close");
     (url, end)
 }
@@ -210,7 +215,8 @@ async fn serve(url: &str, auth: bool) -> TestServer {
     let mut config = vitals::ServeConfig::for_tests(url.to_owned());
     if auth {
         config.server.auth = AuthMode::On;
-        config.server.extra_tokens = vec![TokenEntry::for_token(Role::Read, READ_TOKEN, "ui reader")];
+        config.server.extra_tokens =
+            vec![TokenEntry::for_token(Role::Read, READ_TOKEN, "ui reader")];
     }
     TestServer::start(move |l, s| vitals::run(config, l, s)).await
 }
@@ -220,30 +226,53 @@ async fn check_pages(addr: SocketAddr, cookie: Option<&str>) {
     let page = |r: &Resp, what: &str| {
         assert_eq!(r.status, 200, "{what}: {}", r.body);
         assert!(
-            r.header("content-type").is_some_and(|c| c.starts_with("text/html")),
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
             "{what}"
         );
         assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
         assert!(
-            r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'none'")),
+            r.header("content-security-policy")
+                .is_some_and(|c| c.contains("default-src 'none'")),
             "{what}"
         );
-        assert!(!r.body.contains("<script"), "{what} holds a script: {}", r.body);
+        assert!(
+            !r.body.contains("<script"),
+            "{what} holds a script: {}",
+            r.body
+        );
         assert!(!r.body.contains("<img"), "{what} holds an unescaped tag");
     };
     let portfolio = get(addr, "/ui/", cookie).await;
     page(&portfolio, "portfolio");
-    for want in ["Portfolio", "<svg", "Score histogram", "Mean score over time", "Bands per profile", "/ui/risk?profile=", "KPI coverage"] {
+    for want in [
+        "Portfolio",
+        "<svg",
+        "Score histogram",
+        "Mean score over time",
+        "Bands per profile",
+        "/ui/risk?profile=",
+        "KPI coverage",
+    ] {
         assert!(portfolio.body.contains(want), "portfolio lacks {want:?}");
     }
     // The trend has a line per profile (three runs with means).
     assert!(portfolio.body.contains("<polyline"), "trend line");
-    assert_eq!(get(addr, "/ui", cookie).await.header("location"), Some("/ui/"));
+    assert_eq!(
+        get(addr, "/ui", cookie).await.header("location"),
+        Some("/ui/")
+    );
 
     let risk = get(addr, "/ui/risk?limit=500", cookie).await;
     page(&risk, "risk");
-    assert!(risk.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "escaped name");
-    assert!(risk.body.contains(&account_path(XSS_ID)), "link to the account");
+    assert!(
+        risk.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped name"
+    );
+    assert!(
+        risk.body.contains(&account_path(XSS_ID)),
+        "link to the account"
+    );
     assert!(risk.body.contains("Top drivers down"));
     let red = get(addr, "/ui/risk?band=red&min_churn=0", cookie).await;
     page(&red, "risk red");
@@ -255,21 +284,51 @@ async fn check_pages(addr: SocketAddr, cookie: Option<&str>) {
 
     let account = get(addr, &account_path(XSS_ID), cookie).await;
     page(&account, "account");
-    for want in ["&lt;script&gt;alert(1)&lt;/script&gt;", "Score history", "Sub-scores", "Drivers", "Why it changed", "Outcomes", "CSM pulse", "&lt;img src=x onerror=alert(2)&gt;", "&lt;b&gt;csm&lt;/b&gt;"] {
+    for want in [
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "Score history",
+        "Sub-scores",
+        "Drivers",
+        "Why it changed",
+        "Outcomes",
+        "CSM pulse",
+        "&lt;img src=x onerror=alert(2)&gt;",
+        "&lt;b&gt;csm&lt;/b&gt;",
+    ] {
         assert!(account.body.contains(want), "account page lacks {want:?}");
     }
     assert!(account.body.contains("id=\"score-history\""), "score chart");
-    let bad_since = get(addr, &format!("{}?since=yesterday", account_path(XSS_ID)), cookie).await;
+    let bad_since = get(
+        addr,
+        &format!("{}?since=yesterday", account_path(XSS_ID)),
+        cookie,
+    )
+    .await;
     assert_eq!(bad_since.status, 400);
     assert!(bad_since.body.contains("since: "));
-    assert_eq!(get(addr, "/ui/accounts/no-such-account", cookie).await.status, 404);
+    assert_eq!(
+        get(addr, "/ui/accounts/no-such-account", cookie)
+            .await
+            .status,
+        404
+    );
 
     let model = get(addr, "/ui/model", cookie).await;
     page(&model, "model");
-    for want in ["ROC curve", "Calibration", "Backtest: churn probability", "KPI weights", "Drift", "id=\"roc\""] {
+    for want in [
+        "ROC curve",
+        "Calibration",
+        "Backtest: churn probability",
+        "KPI weights",
+        "Drift",
+        "id=\"roc\"",
+    ] {
         assert!(model.body.contains(want), "model page lacks {want:?}");
     }
-    assert_eq!(get(addr, "/ui/model?profile=nope", cookie).await.status, 404);
+    assert_eq!(
+        get(addr, "/ui/model?profile=nope", cookie).await.status,
+        404
+    );
     assert_eq!(get(addr, "/ui/nowhere", cookie).await.status, 404);
 }
 
@@ -309,7 +368,13 @@ async fn ui_pages_with_auth_off_and_on() {
         // Auth on: nothing without the cookie; the form sets it.
         let server = serve(&url, true).await;
         let addr = server.addr;
-        for path in ["/ui/", "/ui/risk", "/ui/model", &account_path(XSS_ID), "/ui/nowhere"] {
+        for path in [
+            "/ui/",
+            "/ui/risk",
+            "/ui/model",
+            &account_path(XSS_ID),
+            "/ui/nowhere",
+        ] {
             let r = get(addr, path, None).await;
             assert_eq!(r.status, 303, "{path} without a cookie");
             assert_eq!(r.header("location"), Some("/ui/login"), "{path}");
@@ -319,12 +384,22 @@ async fn ui_pages_with_auth_off_and_on() {
         assert_eq!(bogus.status, 303, "a cookie of no token");
         let form = get(addr, "/ui/login", None).await;
         assert_eq!(form.status, 200);
-        assert!(form.body.contains("<form method=\"post\" action=\"/ui/login\""));
+        assert!(
+            form.body
+                .contains("<form method=\"post\" action=\"/ui/login\"")
+        );
         let wrong = http(addr, "POST", "/ui/login", None, Some("token=wrong")).await;
         assert_eq!(wrong.status, 401);
         assert!(wrong.header("set-cookie").is_none());
         assert!(wrong.body.contains("token: not accepted"));
-        let ok = http(addr, "POST", "/ui/login", None, Some(&format!("token={READ_TOKEN}"))).await;
+        let ok = http(
+            addr,
+            "POST",
+            "/ui/login",
+            None,
+            Some(&format!("token={READ_TOKEN}")),
+        )
+        .await;
         assert_eq!(ok.status, 303, "{}", ok.body);
         assert_eq!(ok.header("location"), Some("/ui/"));
         let set = ok.header("set-cookie").expect("cookie set").to_owned();
@@ -332,13 +407,24 @@ async fn ui_pages_with_auth_off_and_on() {
             assert!(set.contains(attr), "{set} lacks {attr}");
         }
         assert!(!set.contains("Secure"), "no TLS, no Secure: {set}");
-        assert!(!set.contains(READ_TOKEN), "the cookie is not the token's text: {set}");
+        assert!(
+            !set.contains(READ_TOKEN),
+            "the cookie is not the token's text: {set}"
+        );
         let cookie = set.split(';').next().expect("name=value").to_owned();
         check_pages(addr, Some(&cookie)).await;
-        assert!(get(addr, "/ui/", Some(&cookie)).await.body.contains("signed in: ui reader (read)"));
+        assert!(
+            get(addr, "/ui/", Some(&cookie))
+                .await
+                .body
+                .contains("signed in: ui reader (read)")
+        );
         let out = http(addr, "POST", "/ui/logout", Some(&cookie), Some("")).await;
         assert_eq!(out.status, 303);
-        assert!(out.header("set-cookie").is_some_and(|c| c.contains("Max-Age=0")));
+        assert!(
+            out.header("set-cookie")
+                .is_some_and(|c| c.contains("Max-Age=0"))
+        );
         server.stop().await.expect("stop");
         eprintln!("{backend:?}: web UI pages checked with auth off and on");
     }
@@ -370,7 +456,12 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// Runs headless Chromium on `url` with `args`; returns its stdout and stderr.
-fn run_chromium(bin: &std::path::Path, profile: &std::path::Path, url: &str, args: &[&str]) -> (String, String) {
+fn run_chromium(
+    bin: &std::path::Path,
+    profile: &std::path::Path,
+    url: &str,
+    args: &[&str],
+) -> (String, String) {
     let out = std::process::Command::new(bin)
         .args([
             "--headless=new",
@@ -388,7 +479,11 @@ fn run_chromium(bin: &std::path::Path, profile: &std::path::Path, url: &str, arg
         .arg(url)
         .output()
         .expect("run chromium");
-    assert!(out.status.success(), "chromium failed on {url}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed on {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -429,7 +524,14 @@ async fn every_page_renders_in_headless_chromium() {
         let bin2 = bin.clone();
         let (_, shot_log) = tokio::task::spawn_blocking({
             let (url, profile, shot) = (url.clone(), profile.clone(), shot.clone());
-            move || run_chromium(&bin2, &profile, &url, &[&format!("--screenshot={}", shot.display())])
+            move || {
+                run_chromium(
+                    &bin2,
+                    &profile,
+                    &url,
+                    &[&format!("--screenshot={}", shot.display())],
+                )
+            }
         })
         .await
         .expect("chromium task");
@@ -441,12 +543,17 @@ async fn every_page_renders_in_headless_chromium() {
         for l in log.lines().chain(shot_log.lines()) {
             let lower = l.to_ascii_lowercase();
             assert!(
-                !(l.contains("Uncaught") || (lower.contains("console") && lower.contains("error")) || l.contains("Refused to")),
+                !(l.contains("Uncaught")
+                    || (lower.contains("console") && lower.contains("error"))
+                    || l.contains("Refused to")),
                 "{name}: console error: {l}"
             );
         }
         let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{name}: no screenshot: {e}"));
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name}: not a real screenshot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{name}: not a real screenshot"
+        );
         eprintln!("{name}: {} ({} bytes)", shot.display(), png.len());
     }
     let _ = std::fs::remove_dir_all(&profile);

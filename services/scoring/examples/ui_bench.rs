@@ -37,9 +37,21 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const PROFILES: [&str; 3] = ["starter", "growth", "enterprise"];
 const KPIS: [&str; 15] = [
-    "active_days", "logins", "reports", "shares", "active_users", "seat_use", "tickets",
-    "ticket_age", "nps", "pulse", "mrr_change", "days_to_renewal", "feature_breadth",
-    "usage_trend", "last_seen_days",
+    "active_days",
+    "logins",
+    "reports",
+    "shares",
+    "active_users",
+    "seat_use",
+    "tickets",
+    "ticket_age",
+    "nps",
+    "pulse",
+    "mrr_change",
+    "days_to_renewal",
+    "feature_breadth",
+    "usage_trend",
+    "last_seen_days",
 ];
 
 struct Args {
@@ -131,8 +143,10 @@ fn model_json(rng: &mut Rng) -> (serde_json::Value, serde_json::Value) {
         "categories_without_signal": [], "lambda_fallback_reason": null, "censored": 0});
     let weights: Vec<serde_json::Value> = KPIS
         .iter()
-        .map(|k| serde_json::json!({"kpi": k, "category": "usage", "weight": 1.0 / 15.0,
-            "learned": rng.next() / 7.5, "prior": 1.0 / 15.0}))
+        .map(|k| {
+            serde_json::json!({"kpi": k, "category": "usage", "weight": 1.0 / 15.0,
+            "learned": rng.next() / 7.5, "prior": 1.0 / 15.0})
+        })
         .collect();
     (metrics, serde_json::Value::Array(weights))
 }
@@ -243,7 +257,11 @@ async fn fill(store: &Store, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-async fn time_page(router: &axum::Router, path: &str, iterations: usize) -> Result<(Vec<Duration>, usize), Error> {
+async fn time_page(
+    router: &axum::Router,
+    path: &str,
+    iterations: usize,
+) -> Result<(Vec<Duration>, usize), Error> {
     let mut times = Vec::with_capacity(iterations);
     let mut size = 0;
     for i in 0..iterations + 3 {
@@ -278,10 +296,16 @@ async fn main() -> Result<(), Error> {
     };
     let store = Store::connect(&url).await?;
     store.migrate().await?;
-    if vitals_store::profiles::load_profiles(&store).await?.is_empty() {
+    if vitals_store::profiles::load_profiles(&store)
+        .await?
+        .is_empty()
+    {
         fill(&store, &args).await?;
     } else {
-        println!("reusing the data already in {}", vitals_store::redact_url(&url));
+        println!(
+            "reusing the data already in {}",
+            vitals_store::redact_url(&url)
+        );
     }
     let service = ScoringService::new(store.clone(), &ScoringArgs::default(), None);
     let router = vitals_scoring::ui::router(&service, false).layer(Extension(HttpAuth(None)));
@@ -298,12 +322,20 @@ async fn main() -> Result<(), Error> {
         format!("/ui/accounts/{worst}"),
         "/ui/model".to_owned(),
     ];
-    println!("{:<42} {:>9} {:>9} {:>9} {:>9}", "page", "median", "p95", "max", "bytes");
+    println!(
+        "{:<42} {:>9} {:>9} {:>9} {:>9}",
+        "page", "median", "p95", "max", "bytes"
+    );
     for p in &pages {
         let (t, size) = time_page(&router, p, args.iterations).await?;
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
         let p95 = t[(t.len() * 95 / 100).min(t.len() - 1)];
-        println!("{p:<42} {:>9} {:>9} {:>9} {size:>9}", ms(t[t.len() / 2]), ms(p95), ms(t[t.len() - 1]));
+        println!(
+            "{p:<42} {:>9} {:>9} {:>9} {size:>9}",
+            ms(t[t.len() / 2]),
+            ms(p95),
+            ms(t[t.len() - 1])
+        );
     }
     store.close().await?;
     if args.database_url.is_none() {

@@ -266,11 +266,7 @@ pub fn top_drivers(all: &[StoredDriver]) -> Vec<pb::Driver> {
 
 /// A stored row as proto (`full`: with category scores and top drivers).
 pub fn snapshot(r: &SnapshotRecord, full: bool) -> pb::ScoreSnapshot {
-    let drivers = if full {
-        stored::drivers(r)
-    } else {
-        Vec::new()
-    };
+    let drivers = if full { stored::drivers(r) } else { Vec::new() };
     snapshot_of(r, &stored::details(r), &drivers, full)
 }
 

@@ -196,7 +196,13 @@ mod tests {
     use crate::Store;
     use crate::scoring::{NewSnapshot, PROFILE_SCORECARD, RunRecord, write_run};
 
-    fn snap(account: &str, profile: &str, value: f64, churn: Option<f64>, as_of: DateTime<Utc>) -> NewSnapshot {
+    fn snap(
+        account: &str,
+        profile: &str,
+        value: f64,
+        churn: Option<f64>,
+        as_of: DateTime<Utc>,
+    ) -> NewSnapshot {
         let band = if value < 3.0 {
             "red"
         } else if value < 7.0 {
@@ -246,12 +252,20 @@ mod tests {
             snap("a6", "", 2.0, None, t0),
         ];
         let r1 = write_run(&store, &run("all", t0), &first).await.unwrap();
-        let r2 = write_run(&store, &run("profiles/p1", t1), &[snap("a1", "p1", 2.5, Some(0.7), t1)])
-            .await
-            .unwrap();
-        let r3 = write_run(&store, &run("account:a5", t1), &[snap("a5", "p2", 6.0, Some(0.3), t1)])
-            .await
-            .unwrap();
+        let r2 = write_run(
+            &store,
+            &run("profiles/p1", t1),
+            &[snap("a1", "p1", 2.5, Some(0.7), t1)],
+        )
+        .await
+        .unwrap();
+        let r3 = write_run(
+            &store,
+            &run("account:a5", t1),
+            &[snap("a5", "p2", 6.0, Some(0.3), t1)],
+        )
+        .await
+        .unwrap();
         // A run begun but never finished is not listed.
         let txn = store.begin_write().await.unwrap();
         super::super::start_run(&txn, "all", t1).await.unwrap();
@@ -264,14 +278,22 @@ mod tests {
                 .find(|x| x.profile_id == p && x.band == b)
                 .map_or(0, |x| x.count)
         };
-        assert_eq!((c("p1", "red"), c("p1", "yellow"), c("p1", "green")), (3, 0, 0));
-        assert_eq!((c("p2", "yellow"), c("p2", "green"), c("", "red")), (1, 1, 1));
+        assert_eq!(
+            (c("p1", "red"), c("p1", "yellow"), c("p1", "green")),
+            (3, 0, 0)
+        );
+        assert_eq!(
+            (c("p2", "yellow"), c("p2", "green"), c("", "red")),
+            (1, 1, 1)
+        );
         assert_eq!(counts.iter().map(|x| x.count).sum::<u64>(), 6);
         assert!(band_counts(&store, "other").await.unwrap().is_empty());
 
         let all = histogram(&store, PROFILE_SCORECARD, None).await.unwrap();
         assert_eq!(all, [2, 0, 2, 0, 0, 0, 1, 0, 0, 1]);
-        let p2 = histogram(&store, PROFILE_SCORECARD, Some("p2")).await.unwrap();
+        let p2 = histogram(&store, PROFILE_SCORECARD, Some("p2"))
+            .await
+            .unwrap();
         assert_eq!(p2, [0, 0, 0, 0, 0, 0, 1, 0, 0, 1]);
         assert_eq!(histogram(&store, "none", None).await.unwrap(), [0; 10]);
 
@@ -280,7 +302,8 @@ mod tests {
         assert!(!runs.iter().any(|r| r.id == r3));
         assert_eq!(recent_runs(&store, 1).await.unwrap().len(), 1);
 
-        let ids = |rows: Vec<SnapshotRecord>| rows.into_iter().map(|r| r.account_id).collect::<Vec<_>>();
+        let ids =
+            |rows: Vec<SnapshotRecord>| rows.into_iter().map(|r| r.account_id).collect::<Vec<_>>();
         let every = at_risk(&store, &RiskFilter::default(), 100).await.unwrap();
         assert_eq!(ids(every), ["a2", "a3", "a6", "a1", "a5", "a4"]);
         let red_p1 = RiskFilter {
@@ -291,11 +314,21 @@ mod tests {
         let rows = at_risk(&store, &red_p1, 100).await.unwrap();
         assert_eq!(rows[1].churn_probability, Some(0.7));
         assert_eq!(ids(rows), ["a2", "a1"]);
-        assert_eq!(ids(at_risk(&store, &RiskFilter::default(), 2).await.unwrap()), ["a2", "a3"]);
+        assert_eq!(
+            ids(at_risk(&store, &RiskFilter::default(), 2).await.unwrap()),
+            ["a2", "a3"]
+        );
 
-        let hist = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 10).await.unwrap();
-        assert_eq!(hist.iter().map(|r| r.value).collect::<Vec<_>>(), vec![8.0, 2.5]);
-        let last = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 1).await.unwrap();
+        let hist = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            hist.iter().map(|r| r.value).collect::<Vec<_>>(),
+            vec![8.0, 2.5]
+        );
+        let last = recent_snapshots(&store, "a1", PROFILE_SCORECARD, 1)
+            .await
+            .unwrap();
         assert_eq!(last.iter().map(|r| r.value).collect::<Vec<_>>(), vec![2.5]);
     }
 
@@ -310,7 +343,9 @@ mod tests {
                 at: t + Duration::days(i64::from(i)),
             })
             .collect();
-        crate::ingestion::record_pulses(&store, &rows).await.unwrap();
+        crate::ingestion::record_pulses(&store, &rows)
+            .await
+            .unwrap();
         let got = recent_pulses(&store, "a", 2).await.unwrap();
         assert_eq!(got.iter().map(|p| p.value).collect::<Vec<_>>(), vec![4, 3]);
         assert_eq!(got[0].note, "note 3");

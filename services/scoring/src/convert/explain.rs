@@ -4,7 +4,7 @@ use vitals_proto::scoring::v1 as pb;
 use vitals_server::ApiError;
 
 use super::{account_id, driver, from_timestamp, one_scorecard, score, scorecard};
-use crate::domain::read::{Explained, ExplainQuery, KpiChange, Score, ScoreQuery};
+use crate::domain::read::{ExplainQuery, Explained, KpiChange, Score, ScoreQuery};
 
 /// The query of a GetScore request.
 pub fn score_query(req: &pb::GetScoreRequest) -> Result<ScoreQuery, ApiError> {

@@ -129,6 +129,7 @@ fn history_charts(history: &[SnapshotRecord], marks: &[Mark]) -> Markup {
         .collect();
     let n = history.len();
     html! {
+        div.grid {
         div.card {
             (svg::line_chart("score-history", "Score history",
                 &format!("Profile score of the account's last {n} snapshots, from {} to {}, with {} marked changes of model or profile.",
@@ -145,6 +146,7 @@ fn history_charts(history: &[SnapshotRecord], marks: &[Mark]) -> Markup {
                     &[Series { name: "churn probability".into(), color: svg::ORANGE, points: churn, dashed: false }],
                     marks))
             }
+        }
         }
     }
 }
@@ -187,7 +189,10 @@ async fn render(
     who: Option<&str>,
 ) -> Result<Markup, UiError> {
     if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-        return Err(UiError::param("account_id", "1..256 bytes, no control characters"));
+        return Err(UiError::param(
+            "account_id",
+            "1..256 bytes, no control characters",
+        ));
     }
     let store = &inner.store;
     let since_asked = since_param(params)?;
@@ -326,8 +331,14 @@ mod tests {
 
     #[test]
     fn categories_have_their_names() {
-        assert_eq!(category_name(stored::category_proto(Category::Usage)), "usage");
-        assert_eq!(category_name(stored::category_proto(Category::ScoreField)), "score_field");
+        assert_eq!(
+            category_name(stored::category_proto(Category::Usage)),
+            "usage"
+        );
+        assert_eq!(
+            category_name(stored::category_proto(Category::ScoreField)),
+            "score_field"
+        );
         assert_eq!(category_name(-5), "other");
     }
 }

@@ -111,7 +111,11 @@ impl UiError {
                 "Bad request",
                 format!("{field}: {message}"),
             ),
-            Self::NotFound(what) => (StatusCode::NOT_FOUND, "Not found", format!("{what} not found")),
+            Self::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                format!("{what} not found"),
+            ),
             Self::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Unavailable",
@@ -152,7 +156,10 @@ pub(crate) fn html_response(status: StatusCode, page: Markup) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -253,6 +260,9 @@ mod tests {
         assert_eq!(p.profile("profile").unwrap().as_deref(), Some("smb"));
         assert_eq!(p.profile("none").unwrap(), None);
         let long = Params(vec![("profile".into(), "x".repeat(201))]);
-        assert!(matches!(long.profile("profile"), Err(UiError::Param { .. })));
+        assert!(matches!(
+            long.profile("profile"),
+            Err(UiError::Param { .. })
+        ));
     }
 }

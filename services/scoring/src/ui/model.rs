@@ -102,7 +102,10 @@ fn roc_from_bins(bins: &[Bin]) -> Vec<(f64, f64)> {
     let mut sorted: Vec<&Bin> = bins.iter().filter(|b| b.count > 0.0).collect();
     sorted.sort_by(|a, b| b.mean_predicted.total_cmp(&a.mean_predicted));
     let pos: f64 = sorted.iter().map(|b| b.count * b.observed_rate).sum();
-    let neg: f64 = sorted.iter().map(|b| b.count * (1.0 - b.observed_rate)).sum();
+    let neg: f64 = sorted
+        .iter()
+        .map(|b| b.count * (1.0 - b.observed_rate))
+        .sum();
     if pos <= 0.0 || neg <= 0.0 {
         return Vec::new();
     }
@@ -163,7 +166,11 @@ fn model_section(m: &ModelRow, serving_for: &str) -> Markup {
         .map(|b| (b.mean_predicted, b.observed_rate))
         .collect();
     let unit = Axis::numeric("false positive rate", 0.0, 1.0, 1);
-    let owner = if m.profile_id == GLOBAL_MODEL { "the global model".to_owned() } else { format!("profile {}", m.profile_id) };
+    let owner = if m.profile_id == GLOBAL_MODEL {
+        "the global model".to_owned()
+    } else {
+        format!("profile {}", m.profile_id)
+    };
     let t = &metrics.training;
     html! {
         div.card {

@@ -64,7 +64,11 @@ fn run_points(runs: &[vitals_store::entity::score_run::Model]) -> Vec<RunPoint> 
             };
             out.push(RunPoint {
                 as_of,
-                profile: p.get("profile").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                profile: p
+                    .get("profile")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
                 mean_score,
                 mean_coverage: p.get("mean_coverage").and_then(|v| v.as_f64()),
                 mean_churn: p.get("mean_churn_probability").and_then(|v| v.as_f64()),

@@ -55,9 +55,9 @@ fn filter(params: &Params) -> Result<(RiskFilter, u64), UiError> {
     let min_churn = match params.get("min_churn") {
         None => None,
         Some(s) => {
-            let v: f64 = s
-                .parse()
-                .map_err(|_| UiError::param("min_churn", "not a number (a percentage, 0 to 100)"))?;
+            let v: f64 = s.parse().map_err(|_| {
+                UiError::param("min_churn", "not a number (a percentage, 0 to 100)")
+            })?;
             if !(0.0..=100.0).contains(&v) {
                 return Err(UiError::param("min_churn", "out of range (0 to 100)"));
             }
@@ -71,7 +71,10 @@ fn filter(params: &Params) -> Result<(RiskFilter, u64), UiError> {
                 .parse()
                 .map_err(|_| UiError::param("limit", "not a whole number"))?;
             if !(1..=MAX_ROWS).contains(&v) {
-                return Err(UiError::param("limit", format!("out of range (1 to {MAX_ROWS})")));
+                return Err(UiError::param(
+                    "limit",
+                    format!("out of range (1 to {MAX_ROWS})"),
+                ));
             }
             v
         }
@@ -128,7 +131,8 @@ async fn render(
     let mut previous = Vec::with_capacity(rows.len());
     for r in &rows {
         let before = r.as_of - Duration::microseconds(1);
-        previous.push(ss::snapshot_at(store, &r.account_id, PROFILE_SCORECARD, Some(before)).await?);
+        previous
+            .push(ss::snapshot_at(store, &r.account_id, PROFILE_SCORECARD, Some(before)).await?);
     }
     let min_churn_text = f
         .min_churn_probability
@@ -213,12 +217,23 @@ mod tests {
 
     #[test]
     fn filters_are_checked_and_name_the_field() {
-        let (f, limit) = filter(&params(&[("band", "red"), ("min_churn", "40"), ("profile", "p")])).unwrap();
+        let (f, limit) = filter(&params(&[
+            ("band", "red"),
+            ("min_churn", "40"),
+            ("profile", "p"),
+        ]))
+        .unwrap();
         assert_eq!(f.bands, ["red"]);
         assert_eq!(f.min_churn_probability, Some(0.4));
         assert_eq!(f.profile_id.as_deref(), Some("p"));
         assert_eq!(limit, DEFAULT_ROWS);
-        for (k, v) in [("band", "blue"), ("min_churn", "x"), ("min_churn", "101"), ("limit", "0"), ("limit", "501")] {
+        for (k, v) in [
+            ("band", "blue"),
+            ("min_churn", "x"),
+            ("min_churn", "101"),
+            ("limit", "0"),
+            ("limit", "501"),
+        ] {
             match filter(&params(&[(k, v)])) {
                 Err(UiError::Param { field, .. }) => assert_eq!(field, k),
                 other => panic!("{k}={v}: {other:?}"),

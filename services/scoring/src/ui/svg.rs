@@ -290,7 +290,10 @@ mod tests {
             dashed: false,
         };
         let svg = line_chart("c", "T <1>", "D", &x, &x, &[s], &[]).into_string();
-        assert!(svg.contains("<title id=\"c-title\">T &lt;1&gt;</title>"), "{svg}");
+        assert!(
+            svg.contains("<title id=\"c-title\">T &lt;1&gt;</title>"),
+            "{svg}"
+        );
         assert!(svg.contains("<desc id=\"c-desc\">D</desc>"));
         assert!(svg.contains("<polyline"));
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
