@@ -41,16 +41,29 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
 }
 
-/// Who is signed in: `Ok(None)` with auth off, `Ok(Some(label))` for a valid cookie, else
-/// the redirect to the sign-in page.
-pub(crate) fn signed_in(auth: &HttpAuth, headers: &HeaderMap) -> Result<Option<String>, Response> {
+/// A request without a valid sign-in cookie (auth on).
+#[derive(Debug)]
+pub(crate) struct NotSignedIn;
+
+impl NotSignedIn {
+    /// The answer: to the sign-in page.
+    pub(crate) fn redirect(self) -> Response {
+        Redirect::to("/ui/login").into_response()
+    }
+}
+
+/// Who is signed in: `Ok(None)` with auth off, `Ok(Some(label))` for a valid cookie.
+pub(crate) fn signed_in(
+    auth: &HttpAuth,
+    headers: &HeaderMap,
+) -> Result<Option<String>, NotSignedIn> {
     if !auth.is_on() {
         return Ok(None);
     }
     let token = cookie_token(headers);
     match auth.identify(token.as_deref()) {
         Some(p) => Ok(Some(format!("{} ({})", p.label, p.role.as_str()))),
-        None => Err(Redirect::to("/ui/login").into_response()),
+        None => Err(NotSignedIn),
     }
 }
 

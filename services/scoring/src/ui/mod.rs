@@ -172,7 +172,7 @@ where
 {
     let who = match auth::signed_in(auth, headers) {
         Ok(who) => who,
-        Err(redirect) => return redirect,
+        Err(not_signed_in) => return not_signed_in.redirect(),
     };
     match render(who.clone()).await {
         Ok(page) => html_response(StatusCode::OK, page),
