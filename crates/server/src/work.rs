@@ -193,10 +193,14 @@ impl Work {
     /// Runs `f` on a blocking thread with the operation's flag, and returns its result.
     /// When the operation is cancelled while `f` runs, `f` is expected to notice and stop;
     /// its result is then discarded.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    ///
+    /// `E` is the caller's error type: the budget's own refusals (cancelled, draining) and
+    /// a panicked task come as [`ApiError`]s converted into it.
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&CancelFlag) -> Result<T, ApiError> + Send + 'static,
+        E: From<ApiError> + Send + 'static,
+        F: FnOnce(&CancelFlag) -> Result<T, E> + Send + 'static,
     {
         self.check()?;
         let flag = self.flag();

@@ -16,6 +16,9 @@ use vitals_proto::ingestion::v1 as pb;
 use vitals_server::ApiError;
 use vitals_server::paging::{self, KeysetPage, PageLimits};
 use vitals_store::ingestion as st;
+use vitals_store::values::{
+    AccountStatus, Channel, ContactRole, InteractionDirection, MetricDirection,
+};
 
 use validate as v;
 
@@ -34,21 +37,21 @@ pub const MAX_NOTE: usize = 4096;
 fn status_str(s: pb::AccountStatus) -> Option<&'static str> {
     match s {
         pb::AccountStatus::Unspecified => None,
-        pb::AccountStatus::Active => Some("active"),
-        pb::AccountStatus::Trial => Some("trial"),
-        pb::AccountStatus::Churned => Some("churned"),
-        pb::AccountStatus::Unassigned => Some("unassigned"),
+        pb::AccountStatus::Active => Some(AccountStatus::Active.as_str()),
+        pb::AccountStatus::Trial => Some(AccountStatus::Trial.as_str()),
+        pb::AccountStatus::Churned => Some(AccountStatus::Churned.as_str()),
+        pb::AccountStatus::Unassigned => Some(AccountStatus::Unassigned.as_str()),
     }
 }
 
 /// The API status of a stored status string.
 pub fn status_from_str(s: &str) -> pb::AccountStatus {
-    match s {
-        "active" => pb::AccountStatus::Active,
-        "trial" => pb::AccountStatus::Trial,
-        "churned" => pb::AccountStatus::Churned,
-        "unassigned" => pb::AccountStatus::Unassigned,
-        _ => pb::AccountStatus::Unspecified,
+    match s.parse::<AccountStatus>() {
+        Ok(AccountStatus::Active) => pb::AccountStatus::Active,
+        Ok(AccountStatus::Trial) => pb::AccountStatus::Trial,
+        Ok(AccountStatus::Churned) => pb::AccountStatus::Churned,
+        Ok(AccountStatus::Unassigned) => pb::AccountStatus::Unassigned,
+        Err(_) => pb::AccountStatus::Unspecified,
     }
 }
 
@@ -191,9 +194,9 @@ pub fn contacts_batch(r: &pb::UpsertContactsRequest) -> Result<Vec<st::ContactUp
             let role: pb::ContactRole = v::enum_value(&format!("{p}.role"), c.role, false)?;
             let role = match role {
                 pb::ContactRole::Unspecified => None,
-                pb::ContactRole::User => Some("user"),
-                pb::ContactRole::DecisionMaker => Some("decision_maker"),
-                pb::ContactRole::Champion => Some("champion"),
+                pb::ContactRole::User => Some(ContactRole::User.as_str()),
+                pb::ContactRole::DecisionMaker => Some(ContactRole::DecisionMaker.as_str()),
+                pb::ContactRole::Champion => Some(ContactRole::Champion.as_str()),
             };
             let domain = v::text(&format!("{p}.email_domain"), &c.email_domain, 253)?;
             if let Some(d) = &domain
@@ -320,17 +323,21 @@ pub fn interactions_batch(
                     account_id: v::id(&format!("{p}.account_id"), &x.account_id)?,
                     contact_id: v::opt_id(&format!("{p}.contact_id"), &x.contact_id)?,
                     channel: match channel {
-                        pb::Channel::Email => "email",
-                        pb::Channel::Call => "call",
-                        pb::Channel::Meeting => "meeting",
-                        pb::Channel::Ticket => "ticket",
-                        pb::Channel::Chat | pb::Channel::Unspecified => "chat",
+                        pb::Channel::Email => Channel::Email,
+                        pb::Channel::Call => Channel::Call,
+                        pb::Channel::Meeting => Channel::Meeting,
+                        pb::Channel::Ticket => Channel::Ticket,
+                        pb::Channel::Chat | pb::Channel::Unspecified => Channel::Chat,
                     }
+                    .as_str()
                     .to_string(),
                     direction: match direction {
-                        pb::Direction::Inbound => "inbound",
-                        pb::Direction::Outbound | pb::Direction::Unspecified => "outbound",
+                        pb::Direction::Inbound => InteractionDirection::Inbound,
+                        pb::Direction::Outbound | pb::Direction::Unspecified => {
+                            InteractionDirection::Outbound
+                        }
                     }
+                    .as_str()
                     .to_string(),
                     occurred_at: v::required_time(
                         &format!("{p}.occur_time"),
@@ -499,9 +506,10 @@ pub fn metric_definitions_batch(
                 description: v::text(&format!("{p}.description"), &x.description, 4096)?
                     .unwrap_or_default(),
                 direction: match dir {
-                    cpb::KpiDirection::LowerIsBetter => "lower_is_better",
-                    _ => "higher_is_better",
+                    cpb::KpiDirection::LowerIsBetter => MetricDirection::LowerIsBetter,
+                    _ => MetricDirection::HigherIsBetter,
                 }
+                .as_str()
                 .to_string(),
             })
         })

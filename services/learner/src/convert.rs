@@ -10,6 +10,7 @@ use vitals_server::validate as sv;
 use vitals_store::learner::{
     GLOBAL_MODEL, ModelRow, NewOutcome, OutcomeCursor, OutcomeFilter, OutcomeRecord,
 };
+use vitals_store::values::OutcomeKind as StoredKind;
 
 use crate::LearnerArgs;
 use crate::domain::Settings;
@@ -133,9 +134,9 @@ pub fn day_timestamp(d: NaiveDate) -> Timestamp {
 
 fn kind_str(field: &str, k: i32) -> Result<&'static str, ApiError> {
     match pb::OutcomeKind::try_from(k) {
-        Ok(pb::OutcomeKind::Churned) => Ok("churned"),
-        Ok(pb::OutcomeKind::Renewed) => Ok("renewed"),
-        Ok(pb::OutcomeKind::Inactive) => Ok("inactive"),
+        Ok(pb::OutcomeKind::Churned) => Ok(StoredKind::Churned.as_str()),
+        Ok(pb::OutcomeKind::Renewed) => Ok(StoredKind::Renewed.as_str()),
+        Ok(pb::OutcomeKind::Inactive) => Ok(StoredKind::Inactive.as_str()),
         Ok(pb::OutcomeKind::Unspecified) => Err(ApiError::invalid(field, "must be set")),
         Err(_) => Err(ApiError::invalid(
             field,
@@ -191,10 +192,10 @@ pub fn new_outcomes(
 
 /// A stored outcome as the API returns it.
 pub fn outcome(r: &OutcomeRecord) -> pb::Outcome {
-    let kind = match r.kind.as_str() {
-        "churned" => pb::OutcomeKind::Churned,
-        "renewed" => pb::OutcomeKind::Renewed,
-        _ => pb::OutcomeKind::Inactive,
+    let kind = match r.kind.parse::<StoredKind>() {
+        Ok(StoredKind::Churned) => pb::OutcomeKind::Churned,
+        Ok(StoredKind::Renewed) => pb::OutcomeKind::Renewed,
+        Ok(StoredKind::Inactive) | Err(_) => pb::OutcomeKind::Inactive,
     };
     pb::Outcome {
         account_id: r.account_id.clone(),

@@ -17,6 +17,7 @@ use vitals_store::learner::{
     self as store, GLOBAL_MODEL, ModelRow, NewModel, NewOutcome, OutcomeCursor, OutcomeFilter,
     OutcomeRecord, OutcomesWritten,
 };
+use vitals_store::values::OutcomeKind as StoredKind;
 
 use crate::LearnerService;
 use crate::convert::{DecodedModel, decode};
@@ -166,7 +167,10 @@ impl LearnerService {
             return Err(LearnerError::NotFound(format!("profile profiles/{p}")));
         }
         let outcomes = store::outcomes_until(&self.store, as_of).await?;
-        if !outcomes.iter().any(|o| o.kind == "churned") {
+        if !outcomes
+            .iter()
+            .any(|o| o.kind == StoredKind::Churned.as_str())
+        {
             return Err(LearnerError::FailedPrecondition(
                 "no churn outcome recorded (up to as_of): record outcomes with RecordOutcomes \
                  first"
@@ -178,11 +182,7 @@ impl LearnerService {
             .await?;
         let history = store::load_history(&self.store, as_of).await?;
         let (fitted, skipped) = work
-            .blocking(move |flag| {
-                Ok(fit_scopes(
-                    history, outcomes, profile, date, &settings, flag,
-                )?)
-            })
+            .blocking(move |flag| fit_scopes(history, outcomes, profile, date, &settings, flag))
             .await?;
         let trained_at = Utc::now();
         let mut new = Vec::with_capacity(fitted.len());
@@ -224,7 +224,7 @@ impl LearnerService {
         let facts = store::history_facts(&self.store, until).await?;
         let outcomes = outcomes.to_vec();
         let settings = *settings;
-        work.blocking(move |_| Ok(domain::check_facts(&facts, &outcomes, as_of, &settings)?))
+        work.blocking(move |_| domain::check_facts(&facts, &outcomes, as_of, &settings))
             .await?;
         Ok(())
     }
@@ -301,9 +301,9 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         let evaluated = work
             .blocking(move |flag| {
-                Ok(evaluate_model(
+                evaluate_model(
                     history, outcomes, profile, as_of, &model, folds, &settings, flag,
-                )?)
+                )
             })
             .await?;
         Ok((row, evaluated))
@@ -375,9 +375,7 @@ impl LearnerService {
         let ids2 = ids.clone();
         let probabilities = work
             .blocking(move |_| {
-                Ok(predict_accounts(
-                    history, outcomes, &ids2, day, &model_ids, &decoded,
-                )?)
+                predict_accounts(history, outcomes, &ids2, day, &model_ids, &decoded)
             })
             .await?;
         Ok(probabilities

@@ -15,9 +15,13 @@ use vitals_store::Store;
 use vitals_store::profiles::{
     self as sp, AccountRecord, AssignmentSource, AssignmentWrite, ProfileRecord,
 };
+use vitals_store::values::AccountStatus;
 
 use crate::error::{ProfilesError, Result};
 use crate::rules::{self, AccountVars, Failures, Meter, Rule, Stop};
+
+/// The stored status of a churned account.
+const CHURNED: &str = AccountStatus::Churned.as_str();
 
 pub use vitals_scorecard::defaults::{DEFAULT_PROFILE_ID, default_profile, ensure_default_profile};
 
@@ -153,7 +157,7 @@ pub async fn reassign(store: &Store, options: RunOptions) -> Result<Report> {
         }
         let row = assignments.get(&a.id);
         let take = match &options.scope {
-            Scope::All | Scope::Ids(_) => a.status != "churned" || a.profile_id.is_none(),
+            Scope::All | Scope::Ids(_) => a.status != CHURNED || a.profile_id.is_none(),
             Scope::Pending => {
                 a.profile_id.is_none()
                     || row.is_none_or(|r| {
@@ -435,7 +439,7 @@ pub async fn delete_profile(store: &Store, id: &str) -> Result<usize> {
 pub fn population(accounts: &[AccountRecord]) -> (HashMap<String, (usize, usize)>, usize) {
     let mut per: HashMap<String, (usize, usize)> = HashMap::new();
     let mut unassigned = 0;
-    for a in accounts.iter().filter(|a| a.status != "churned") {
+    for a in accounts.iter().filter(|a| a.status != CHURNED) {
         match &a.profile_id {
             Some(p) => {
                 let e = per.entry(p.clone()).or_default();

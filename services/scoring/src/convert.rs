@@ -7,6 +7,7 @@ use vitals_server::ApiError;
 use vitals_server::paging::{self, PageLimits};
 use vitals_server::validate as sv;
 use vitals_store::scoring::{LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord};
+use vitals_store::values::Band;
 
 use crate::domain::compute::{BandChange, RunSummary, Scope};
 use crate::domain::read::{DistributionQuery, HistoryQuery, LatestValues, ListQuery, Score};
@@ -149,11 +150,11 @@ pub fn profile_name(id: &str) -> String {
 
 /// Stored band -> proto.
 pub fn band(s: &str) -> cpb::Band {
-    match s {
-        "red" => cpb::Band::Red,
-        "yellow" => cpb::Band::Yellow,
-        "green" => cpb::Band::Green,
-        _ => cpb::Band::Unspecified,
+    match s.parse::<Band>() {
+        Ok(Band::Red) => cpb::Band::Red,
+        Ok(Band::Yellow) => cpb::Band::Yellow,
+        Ok(Band::Green) => cpb::Band::Green,
+        Err(_) => cpb::Band::Unspecified,
     }
 }
 
@@ -165,10 +166,11 @@ pub fn bands(field: &str, values: &[i32]) -> Result<Vec<String>, ApiError> {
             Ok(cpb::Band::Unspecified) => return Ok(Vec::new()),
             Ok(b) => out.push(
                 match b {
-                    cpb::Band::Red => "red",
-                    cpb::Band::Yellow => "yellow",
-                    _ => "green",
+                    cpb::Band::Red => Band::Red,
+                    cpb::Band::Yellow => Band::Yellow,
+                    _ => Band::Green,
                 }
+                .as_str()
                 .to_string(),
             ),
             Err(_) => {
@@ -355,9 +357,9 @@ pub fn distribution(scores: &[f64], bands_of: &[String]) -> cpb::Distribution {
             })
             .collect(),
         band_counts: Some(cpb::BandCounts {
-            red: count("red"),
-            yellow: count("yellow"),
-            green: count("green"),
+            red: count(Band::Red.as_str()),
+            yellow: count(Band::Yellow.as_str()),
+            green: count(Band::Green.as_str()),
         }),
         count: d.count as u32,
         mean: d.mean.unwrap_or(0.0),

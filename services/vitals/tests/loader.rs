@@ -459,3 +459,97 @@ async fn loader_records_churn_dates_as_outcomes() {
     server.stop().await.expect("stop");
     server2.stop().await.expect("stop");
 }
+
+/// Writes `text` gzipped as `dir/name`.
+fn write_gz(dir: &Path, name: &str, text: &str) {
+    use std::io::Write;
+    let f = std::fs::File::create(dir.join(name)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_account_and_subscription_rows_are_skipped_with_their_line_and_field() {
+    let dir = std::env::temp_dir().join(format!("vitals-loader-bad-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_gz(
+        &dir,
+        "account.csv.gz",
+        "account_id,channel,date_of_birth,country\n\
+         1,web,1980-01-02,FR\n\
+         ,web,1980-01-02,FR\n\
+         2,web,not-a-date,DE\n\
+         3,appstore1,,US\n",
+    );
+    write_gz(
+        &dir,
+        "subscription.csv.gz",
+        "account_id,product,start_date,end_date,mrr,quantity,units,bill_period_months,discount\n\
+         1,basic,2020-01-01,2020-02-01,10,,,1,0\n\
+         1,basic,2020-13-01,2020-02-01,10,,,1,0\n\
+         3,basic,2020-01-01,,ten,,,1,0\n\
+         3,pro,2020-01-01,,20,,,1,0\n",
+    );
+    write_gz(
+        &dir,
+        "event_type.csv.gz",
+        "event_type_id,event_type_name\n0,post\n",
+    );
+    write_gz(
+        &dir,
+        "event.csv.gz",
+        "account_id,event_time,event_type,user_id,event_value\n\
+         1,2020-01-05 10:00:00,post,0,\n\
+         3,2020-01-06 11:00:00,post,0,\n",
+    );
+
+    for backend in backends() {
+        let env = start(backend).await;
+        let s = load(&LoadArgs::new(&dir, env.server.url()))
+            .await
+            .expect("a load with bad rows still loads the good ones");
+        eprintln!("{backend:?}\n{}", s.report());
+        assert_eq!(
+            (s.accounts.read, s.accounts.accepted, s.accounts.skipped),
+            (4, 2, 2),
+            "{backend:?}"
+        );
+        assert_eq!(
+            (
+                s.subscriptions.read,
+                s.subscriptions.accepted,
+                s.subscriptions.skipped
+            ),
+            (4, 2, 2),
+            "{backend:?}"
+        );
+        let reasons = s.skip_reasons.join("\n");
+        for expected in [
+            "account.csv.gz:3: empty account_id",
+            "account.csv.gz:4: date_of_birth \"not-a-date\"",
+            "subscription.csv.gz:3: start_date \"2020-13-01\"",
+            "subscription.csv.gz:4: mrr \"ten\"",
+        ] {
+            assert!(
+                reasons.contains(expected),
+                "{expected:?} not in:\n{reasons}"
+            );
+        }
+        // Only the good rows are stored, and nothing of a bad row is half written.
+        assert_eq!(
+            env.int("SELECT COUNT(*) FROM accounts WHERE id IN ('1', '3')")
+                .await,
+            2
+        );
+        assert_eq!(
+            env.int("SELECT COUNT(*) FROM accounts WHERE id = '2' AND status = 'active'")
+                .await,
+            0
+        );
+        assert_eq!(env.int("SELECT COUNT(*) FROM subscriptions").await, 2);
+        assert_eq!(env.int("SELECT COUNT(*) FROM events").await, 2);
+        env.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

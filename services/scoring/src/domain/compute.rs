@@ -14,6 +14,7 @@ use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
 use vitals_store::scoring::{self as ss, LatestRecord, NewSnapshot, PROFILE_SCORECARD};
+use vitals_store::values::AccountStatus;
 
 use super::stored::{self, StoredCategory, StoredDetails, r6};
 use crate::Inner;
@@ -522,7 +523,7 @@ async fn input_scope(
                 .into_iter()
                 .next()
                 .ok_or_else(|| ApiError::NotFound(format!("account \"{a}\"")))?;
-            if acc.status == "churned" {
+            if acc.status == AccountStatus::Churned.as_str() {
                 return Err(ApiError::FailedPrecondition(format!(
                     "account \"{a}\" is churned and is not scored"
                 ))
@@ -696,7 +697,7 @@ async fn finish_profile_snapshots(
                         serde_json::to_string(d).map_err(|e| ApiError::Internal(e.to_string()))?;
                     Ok::<(), ApiError>(())
                 })?;
-            Ok(snapshots)
+            Ok::<_, ApiError>(snapshots)
         })
         .await?;
     Ok(snapshots)
