@@ -13,6 +13,7 @@ use vitals_server::HttpAuth;
 use vitals_store::profiles::{self as sp, ProfileRecord};
 use vitals_store::scoring::PROFILE_SCORECARD;
 use vitals_store::scoring::overview::{self as ov, HISTOGRAM_BUCKETS};
+use vitals_store::values::Band;
 
 use super::layout::{self, Nav, num, pct};
 use super::svg::{self, Axis, Bar, Series};
@@ -123,11 +124,11 @@ async fn render(
     let mut by_profile: BTreeMap<String, [u64; 4]> = BTreeMap::new();
     for c in &counts {
         let row = by_profile.entry(c.profile_id.clone()).or_default();
-        let k = match c.band.as_str() {
-            "red" => 0,
-            "yellow" => 1,
-            "green" => 2,
-            _ => 3,
+        let k = match c.band.parse::<Band>() {
+            Ok(Band::Red) => 0,
+            Ok(Band::Yellow) => 1,
+            Ok(Band::Green) => 2,
+            Err(_) => 3,
         };
         row[k] += c.count;
     }

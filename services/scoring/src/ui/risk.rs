@@ -12,6 +12,7 @@ use vitals_store::profiles as sp;
 use vitals_store::scoring::overview::{self as ov, RiskFilter};
 use vitals_store::scoring::{self as ss, PROFILE_SCORECARD};
 use vitals_store::snapshot::StoredDriver;
+use vitals_store::values::Band;
 
 use super::layout::{self, Nav, account_href, change, num, pct};
 use super::{Params, Ui, UiError, guarded};
@@ -42,15 +43,11 @@ fn filter(params: &Params) -> Result<(RiskFilter, u64), UiError> {
     let profile_id = params.profile("profile")?;
     let mut bands = Vec::new();
     for b in params.all("band") {
-        match b {
-            "red" | "yellow" | "green" => bands.push(b.to_owned()),
-            other => {
-                return Err(UiError::param(
-                    "band",
-                    format!("\"{other}\" is not one of red, yellow, green"),
-                ));
-            }
-        }
+        let band: Band = b.parse().map_err(|_| {
+            let all: Vec<&str> = Band::ALL.iter().map(|b| b.as_str()).collect();
+            UiError::param("band", format!("\"{b}\" is not one of {}", all.join(", ")))
+        })?;
+        bands.push(band.as_str().to_owned());
     }
     let min_churn = match params.get("min_churn") {
         None => None,
@@ -153,7 +150,7 @@ async fn render(
                 label { "Band"
                     select name="band" {
                         option value="" { "any band" }
-                        @for b in ["red", "yellow", "green"] {
+                        @for b in Band::ALL.iter().map(|b| b.as_str()) {
                             option value=(b) selected[f.bands.iter().any(|x| x == b)] { (b) }
                         }
                     }
