@@ -15,6 +15,7 @@ mod m20261123_000007_snapshot_json;
 mod m20261204_000008_c_collation;
 mod m20261204_000009_event_type_counts;
 mod m20261204_000010_snapshot_drivers_bin;
+mod m20261206_000011_latest_band_index;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_c_collation::Migration),
             Box::new(m20261204_000009_event_type_counts::Migration),
             Box::new(m20261204_000010_snapshot_drivers_bin::Migration),
+            Box::new(m20261206_000011_latest_band_index::Migration),
         ]
     }
 }
