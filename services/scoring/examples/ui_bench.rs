@@ -14,7 +14,8 @@
 //! every run its per-profile means), and one model per profile. Then each page is
 //! requested through the UI's axum router in this process (no network, auth off):
 //! `--iterations` times (default 20) after 3 warm-up requests; prints the median, p95
-//! and max time to the whole body, and the body's size. The figures go to
+//! and max time to the whole body, the process's CPU time per request (user + system,
+//! every thread: what a page costs whatever else the machine runs), and the body's size. The figures go to
 //! docs/benchmarks.md.
 
 use std::time::{Duration, Instant};
@@ -257,6 +258,18 @@ async fn fill(store: &Store, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// CPU time of this process so far (user + system, every thread), from /proc/self/stat
+/// (clock ticks of 10 ms): `None` where there is no /proc.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): utime is the 14th field,
+    // stime the 15th, i.e. the 12th and 13th after the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 async fn time_page(
     router: &axum::Router,
     path: &str,
@@ -323,18 +336,25 @@ async fn main() -> Result<(), Error> {
         "/ui/model".to_owned(),
     ];
     println!(
-        "{:<42} {:>9} {:>9} {:>9} {:>9}",
-        "page", "median", "p95", "max", "bytes"
+        "{:<42} {:>9} {:>9} {:>9} {:>12} {:>9}",
+        "page", "median", "p95", "max", "cpu/request", "bytes"
     );
     for p in &pages {
+        let cpu0 = cpu_time();
         let (t, size) = time_page(&router, p, args.iterations).await?;
+        // CPU per request (the 3 warm-up requests included): what the page costs the
+        // server, whatever else the machine runs.
+        let cpu = cpu0
+            .zip(cpu_time())
+            .map(|(a, b)| (b - a) / (args.iterations as u32 + 3));
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
         let p95 = t[(t.len() * 95 / 100).min(t.len() - 1)];
         println!(
-            "{p:<42} {:>9} {:>9} {:>9} {size:>9}",
+            "{p:<42} {:>9} {:>9} {:>9} {:>12} {size:>9}",
             ms(t[t.len() / 2]),
             ms(p95),
-            ms(t[t.len() - 1])
+            ms(t[t.len() - 1]),
+            cpu.map_or_else(|| "-".to_owned(), ms)
         );
     }
     store.close().await?;

@@ -112,7 +112,13 @@ pub(crate) fn band(b: &str) -> Markup {
 
 /// A number with `digits` decimals.
 pub(crate) fn num(x: f64, digits: usize) -> String {
-    format!("{x:.digits$}")
+    let s = format!("{x:.digits$}");
+    // No "-0.00": a value that rounds to zero shows as zero.
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_owned()
+    } else {
+        s
+    }
 }
 
 /// A signed change (`+0.40`, `-1.20`) coloured up or down, or `–` when unknown.
@@ -143,4 +149,17 @@ pub(crate) fn day(t: DateTime<Utc>) -> String {
 /// The link of an account's page.
 pub(crate) fn account_href(id: &str) -> String {
     format!("/ui/accounts/{}", super::encode_path(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_never_show_a_negative_zero() {
+        assert_eq!(num(-0.0, 0), "0");
+        assert_eq!(num(-0.001, 2), "0.00");
+        assert_eq!(num(-0.5, 2), "-0.50");
+        assert_eq!(num(12.345, 1), "12.3");
+    }
 }
