@@ -45,6 +45,28 @@ pub const EARLIEST: DateTime<Utc> = match DateTime::from_timestamp(EARLIEST_SECS
     None => DateTime::<Utc>::MIN_UTC,
 };
 
+/// Checks the id of a Vitals-owned resource (a profile, a scorecard):
+/// `[a-z]([a-z0-9-]*[a-z0-9])?`, 1..63 characters.
+pub fn resource_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!(
+                "{id:?} is not a valid id: 1..63 characters matching [a-z]([a-z0-9-]*[a-z0-9])?"
+            ),
+        ))
+    }
+}
+
 /// Checks that stored text holds no NUL character.
 pub fn no_nul(field: &str, s: &str) -> Result<(), ApiError> {
     if s.contains('\0') {

@@ -38,26 +38,7 @@ pub fn as_of(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, A
     sv::data_time(field, t, Utc::now())
 }
 
-/// Checks an id of a Vitals-owned resource: `[a-z]([a-z0-9-]*[a-z0-9])?`, 1..63 chars.
-pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!(
-                "{id:?} is not a valid id: 1..63 characters matching [a-z]([a-z0-9-]*[a-z0-9])?"
-            ),
-        ))
-    }
-}
+pub use vitals_server::validate::resource_id as check_id;
 
 /// An id derived from a display name: lower-cased, other characters become `-`, starting
 /// with a letter, at most `max` characters.

@@ -69,24 +69,6 @@ pub fn account_id(field: &str, id: &str) -> Result<String, ApiError> {
     Ok(id.to_string())
 }
 
-fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            format!("{id:?} is not a valid id (lower-case letters, digits and '-', 1..63)"),
-        ))
-    }
-}
-
 /// `profiles/{id}` -> id; empty -> `None`.
 pub fn profile(field: &str, name: &str) -> Result<Option<String>, ApiError> {
     if name.is_empty() {
@@ -98,7 +80,7 @@ pub fn profile(field: &str, name: &str) -> Result<Option<String>, ApiError> {
             format!("expected profiles/{{profile_id}}, got {name:?}"),
         )
     })?;
-    check_id(field, id)?;
+    sv::resource_id(field, id)?;
     Ok(Some(id.to_string()))
 }
 
@@ -130,7 +112,7 @@ pub fn scorecard(field: &str, name: &str, wildcard: bool) -> Result<Scorecards, 
             Err(ApiError::invalid(field, "scorecards/- is not allowed here"))
         };
     }
-    check_id(field, id)?;
+    sv::resource_id(field, id)?;
     Ok(Scorecards::One(id.to_string()))
 }
 
