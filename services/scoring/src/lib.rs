@@ -15,6 +15,7 @@ pub mod domain;
 mod error;
 mod grpc;
 mod roles;
+pub mod ui;
 pub mod weights;
 
 pub use error::ScoringError;
@@ -281,6 +282,8 @@ pub fn register_with_budget(
             .max_encoding_message_size(limit),
         ROLES,
     );
+    // The read-only web UI on the same port (docs/ui.md); its cookie is Secure over TLS.
+    grpc.http(ui::router(&service, server.tls_cert.is_some()));
     if args.interval_secs > 0 {
         let every = Duration::from_secs(args.interval_secs);
         let s = service.clone();

@@ -401,6 +401,7 @@ const LATEST_CONFLICT: &str = " ON CONFLICT (account_id, scorecard_id) DO UPDATE
      global_value = excluded.global_value, global_band = excluded.global_band \
      WHERE excluded.as_of >= score_latest.as_of";
 
+pub mod overview;
 mod postgres;
 mod sqlite;
 

@@ -723,22 +723,52 @@ fn profile_summaries(
         .collect()
 }
 
-/// The `details` JSON of the run's row.
+/// The `details` JSON of the run's row; `scored` are the run's profile snapshots. Each
+/// profile's entry also keeps the run's mean score, mean KPI coverage (present / counted)
+/// and mean churn probability (over the snapshots that have one), so the web UI's "mean
+/// score over time" reads the runs' rows, never the snapshots.
 fn run_details(
     as_of: DateTime<Utc>,
     snapshots: usize,
     summaries: &[ProfileSummary],
+    scored: &[NewSnapshot],
 ) -> serde_json::Value {
+    let means = |profile: &str| {
+        let (mut n, mut value, mut coverage, mut churn_n, mut churn) = (0u64, 0.0, 0.0, 0u64, 0.0);
+        for s in scored.iter().filter(|s| s.profile_id == profile) {
+            n += 1;
+            value += s.value;
+            if s.coverage_total > 0 {
+                coverage += f64::from(s.coverage_present) / f64::from(s.coverage_total);
+            }
+            if let Some(p) = s.churn_probability {
+                churn_n += 1;
+                churn += p;
+            }
+        }
+        let n_f = n.max(1) as f64;
+        (
+            stored::r6(value / n_f),
+            stored::r6(coverage / n_f),
+            (churn_n > 0).then(|| stored::r6(churn / churn_n as f64)),
+        )
+    };
     serde_json::json!({
         "as_of": as_of.to_rfc3339(),
         "snapshots": snapshots,
-        "profiles": summaries.iter().map(|s| serde_json::json!({
-            "profile": s.profile_id,
-            "scored": s.scored,
-            "weights_source": s.source.as_str(),
-            "model": s.model,
-            "population_fallback": s.fallback,
-        })).collect::<Vec<_>>(),
+        "profiles": summaries.iter().map(|s| {
+            let (mean_score, mean_coverage, mean_churn) = means(&s.profile_id);
+            serde_json::json!({
+                "profile": s.profile_id,
+                "scored": s.scored,
+                "weights_source": s.source.as_str(),
+                "model": s.model,
+                "population_fallback": s.fallback,
+                "mean_score": mean_score,
+                "mean_coverage": mean_coverage,
+                "mean_churn_probability": mean_churn,
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -840,7 +870,7 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     let write_from = started.elapsed().as_millis() as u64;
     let started_at = Utc::now();
     let summaries = profile_summaries(&profiles, &snapshots[..n_scored], &fallback);
-    let details = run_details(as_of, snapshots.len(), &summaries);
+    let details = run_details(as_of, snapshots.len(), &summaries, &snapshots[..n_scored]);
     // One write transaction: the run, its snapshots, score_latest, the run's end. Nothing
     // is begun once the run is cancelled; a cancellation during it drops (rolls back) the
     // transaction with the call's future.
