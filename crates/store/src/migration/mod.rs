@@ -17,6 +17,7 @@ mod m20261204_000009_event_type_counts;
 mod m20261204_000010_snapshot_drivers_bin;
 mod m20261206_000011_webhooks;
 mod m20261206_000012_score_overrides;
+mod m20261207_000013_account_parent;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_snapshot_drivers_bin::Migration),
             Box::new(m20261206_000011_webhooks::Migration),
             Box::new(m20261206_000012_score_overrides::Migration),
+            Box::new(m20261207_000013_account_parent::Migration),
         ]
     }
 }
