@@ -439,7 +439,10 @@ async fn account_parents_are_checked_kept_and_cleared(store: Store) {
         with_parent("top", None),
         with_parent("kid-b", Some(Some("top"))),
     ];
-    let u = upsert_accounts(&store, &batch, false).await.unwrap().unwrap();
+    let u = upsert_accounts(&store, &batch, false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((u.created, u.updated), (3, 0));
     assert_eq!(parent_of(&store, "kid-a").await.as_deref(), Some("top"));
     assert_eq!(parent_of(&store, "top").await, None);
@@ -452,7 +455,10 @@ async fn account_parents_are_checked_kept_and_cleared(store: Store) {
     // Unknown parent: nothing of the batch is written.
     let e = upsert_accounts(
         &store,
-        &[with_parent("new", None), with_parent("kid-b", Some(Some("ghost")))],
+        &[
+            with_parent("new", None),
+            with_parent("kid-b", Some(Some("ghost"))),
+        ],
         false,
     )
     .await

@@ -17,10 +17,8 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         db.execute_unprepared("ALTER TABLE accounts ADD COLUMN parent_id varchar")
             .await?;
-        db.execute_unprepared(
-            "CREATE INDEX IF NOT EXISTS accounts_parent ON accounts (parent_id)",
-        )
-        .await?;
+        db.execute_unprepared("CREATE INDEX IF NOT EXISTS accounts_parent ON accounts (parent_id)")
+            .await?;
         Ok(())
     }
 
