@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
-use vitals_scoring_core::RollupMethod;
+pub use vitals_scoring_core::RollupMethod;
 use vitals_server::client::ClientTls;
 use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
