@@ -356,3 +356,29 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Res
     store.close().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod rollup_setting_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        scoring: ScoringArgs,
+    }
+
+    #[test]
+    fn rollup_is_mrr_weighted_by_default_and_refuses_unknown_methods() {
+        let a = Args::try_parse_from(["x"]).unwrap();
+        assert_eq!(a.scoring.rollup, RollupMethod::MrrWeighted);
+        let a = Args::try_parse_from(["x", "--rollup", "min"]).unwrap();
+        assert_eq!(a.scoring.rollup, RollupMethod::Min);
+        let e = Args::try_parse_from(["x", "--rollup", "median"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("mrr-weighted, mean, min"), "{e}");
+    }
+}
