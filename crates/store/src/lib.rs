@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod entity;
+pub mod erasure;
 pub mod ingestion;
 pub mod inputs;
 pub mod learner;

@@ -695,3 +695,43 @@ pub fn ingest_event_request(r: &pb::IngestEventRequest) -> Result<st::NewEvent, 
         .ok_or_else(|| ApiError::invalid("event", "is required"))?;
     event(e, "event", Utc::now())
 }
+
+/// Validates a DeleteAccounts request: 1..=[`MAX_ERASE_BATCH`] ids, each a valid id.
+///
+/// [`MAX_ERASE_BATCH`]: vitals_store::erasure::MAX_ERASE_BATCH
+pub fn delete_accounts_request(r: &pb::DeleteAccountsRequest) -> Result<Vec<String>, ApiError> {
+    let max = vitals_store::erasure::MAX_ERASE_BATCH;
+    if r.account_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "account_ids",
+            "must hold at least one id",
+        ));
+    }
+    if r.account_ids.len() > max {
+        return Err(ApiError::invalid(
+            "account_ids",
+            format!(
+                "holds {} ids, more than the limit of 1,000",
+                r.account_ids.len()
+            ),
+        ));
+    }
+    r.account_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| v::id(&format!("account_ids[{i}]"), id))
+        .collect()
+}
+
+/// The DeleteAccounts response: `asked` distinct ids, of which `erased` had rows.
+pub fn delete_accounts_response(
+    asked: usize,
+    erased: &vitals_store::erasure::Erased,
+) -> pb::DeleteAccountsResponse {
+    let found = erased.found.len();
+    pb::DeleteAccountsResponse {
+        deleted_count: found as u32,
+        not_found_count: asked.saturating_sub(found) as u32,
+        deleted_row_count: erased.rows,
+    }
+}

@@ -240,4 +240,30 @@ impl pb::ingestion_service_server::IngestionService for IngestionService {
             updated_count,
         }))
     }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Reply<pb::DeleteAccountResponse> {
+        let id = convert::validate::id("account_id", &request.get_ref().account_id)?;
+        let erased = self.erase_accounts(vec![id.clone()]).await?;
+        if erased.found.is_empty() {
+            return Err(crate::error::IngestionError::AccountNotFound(id).into());
+        }
+        Ok(Response::new(pb::DeleteAccountResponse {
+            deleted_row_count: erased.rows,
+        }))
+    }
+
+    async fn delete_accounts(
+        &self,
+        request: Request<pb::DeleteAccountsRequest>,
+    ) -> Reply<pb::DeleteAccountsResponse> {
+        let ids = convert::delete_accounts_request(request.get_ref())?;
+        let asked = ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let erased = self.erase_accounts(ids).await?;
+        Ok(Response::new(convert::delete_accounts_response(
+            asked, &erased,
+        )))
+    }
 }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 mod grpc;
 mod roles;
+pub mod segment;
 
 pub use roles::ROLES;
 
@@ -131,6 +132,8 @@ pub fn register_with_hook(
     if let Some(hook) = accounts_hook {
         service = service.with_accounts_hook(hook);
     }
+    // Segment's HTTP Tracking API on the same port (docs/api.md).
+    grpc.http(segment::router(service.clone()));
     grpc.add(
         IngestionServiceServer::new(service)
             .max_decoding_message_size(limit)

@@ -1,5 +1,5 @@
 //! The role each RPC of the ingestion service needs (docs/api.md "Roles", docs/security.md).
-//! Writes need ingest, reads need read.
+//! Writes need ingest, reads need read, erasure (DeleteAccount, DeleteAccounts) admin.
 //! An RPC missing here needs `admin`; the end-to-end tests (tests/tests/auth.rs) check
 //! that the table names exactly the RPCs of the service's descriptor.
 
@@ -67,5 +67,13 @@ pub const ROLES: RpcRoles = &[
     (
         "/vitals.ingestion.v1.IngestionService/RecordWebhookSignals",
         Role::Ingest,
+    ),
+    (
+        "/vitals.ingestion.v1.IngestionService/DeleteAccount",
+        Role::Admin,
+    ),
+    (
+        "/vitals.ingestion.v1.IngestionService/DeleteAccounts",
+        Role::Admin,
     ),
 ];

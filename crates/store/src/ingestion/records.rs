@@ -881,3 +881,40 @@ pub async fn set_custom_score_fields(
     tx.commit().await?;
     Ok(items.len() as u32)
 }
+
+/// The account of the contact row of each user id of `users` updated last (a user may be
+/// a contact of several accounts; ties go to the greatest account id). Users with no
+/// contact row are absent. Segment's `track` without `context.groupId` is attributed
+/// to this account (the user's last `identify` or `group`).
+pub async fn last_account_of_users(
+    store: &Store,
+    users: &[&str],
+) -> Result<HashMap<String, String>, StoreError> {
+    let c = store.conn();
+    let backend = c.get_database_backend();
+    let users = distinct_sorted(users.iter().copied());
+    let mut best: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    for chunk in users.chunks(max_params(backend).min(10_000)) {
+        let mut next = 0;
+        let sql = format!(
+            "SELECT id, account_id, updated_at FROM contacts WHERE id IN {}",
+            in_list(backend, chunk.len(), &mut next)
+        );
+        let values: Vec<Value> = chunk.iter().map(|s| Value::from(s.to_string())).collect();
+        for r in c
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            let user: String = r.try_get("", "id")?;
+            let candidate = (r.try_get("", "updated_at")?, r.try_get("", "account_id")?);
+            match best.get_mut(&user) {
+                Some(current) if *current >= candidate => {}
+                Some(current) => *current = candidate,
+                None => {
+                    best.insert(user, candidate);
+                }
+            }
+        }
+    }
+    Ok(best.into_iter().map(|(u, (_, a))| (u, a)).collect())
+}

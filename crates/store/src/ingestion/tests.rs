@@ -516,7 +516,38 @@ async fn account_parents_are_checked_kept_and_cleared(store: Store) {
     assert_eq!(list[0].id, "kid-b");
 }
 
+async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
+    let contact = |account: &str, id: &str| ContactUpsert {
+        account_id: account.into(),
+        id: id.into(),
+        role: None,
+        email_domain: None,
+        name: None,
+    };
+    upsert_contacts(&store, &[contact("a", "u1"), contact("a", "u2")])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    upsert_contacts(&store, &[contact("b", "u1")])
+        .await
+        .unwrap();
+    let last = last_account_of_users(&store, &["u1", "u2", "u3", "u1"])
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 2, "{last:?}");
+    assert_eq!(last["u1"], "b");
+    assert_eq!(last["u2"], "a");
+    // Upserted again into the first account: that one is now the last.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    upsert_contacts(&store, &[contact("a", "u1")])
+        .await
+        .unwrap();
+    let last = last_account_of_users(&store, &["u1"]).await.unwrap();
+    assert_eq!(last["u1"], "a");
+}
+
 crate::store_test_suite!(
     event_writer_on_every_backend_counts_once,
-    account_parents_are_checked_kept_and_cleared
+    account_parents_are_checked_kept_and_cleared,
+    last_account_of_users_is_the_contact_updated_last
 );

@@ -221,4 +221,30 @@ impl IngestionService {
         })
         .await
     }
+
+    /// The account each user of `users` was last linked to (its contact row updated
+    /// last), for Segment calls that name no group.
+    pub(crate) async fn last_account_of_users(
+        &self,
+        users: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        Ok(st::last_account_of_users(&self.store, users).await?)
+    }
+
+    /// Erases every row of the accounts `ids` (validated, at most
+    /// [`vitals_store::erasure::MAX_ERASE_BATCH`]) in one transaction, under the gate.
+    pub(crate) async fn erase_accounts(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<vitals_store::erasure::Erased> {
+        let erased = self
+            .write(|s| async move { vitals_store::erasure::erase_accounts(&s, &ids).await })
+            .await?;
+        tracing::info!(
+            accounts = erased.found.len(),
+            rows = erased.rows,
+            "accounts erased"
+        );
+        Ok(erased)
+    }
 }
