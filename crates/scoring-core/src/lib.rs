@@ -73,6 +73,7 @@ mod inputs;
 mod matrix;
 mod percentile;
 mod population;
+mod rollup;
 mod scorecard;
 mod trend;
 
@@ -98,6 +99,7 @@ pub use population::{
     MAX_DRIVERS, PopulationInput, PopulationScores, ProfileConfig, ScoreOptions, explain_account,
     score_population,
 };
+pub use rollup::{Rollup, RollupMethod, current_mrr, rollup};
 pub use scorecard::{Band, BandThresholds, Impact, ScoreMapping, Scorecard, global_score};
 pub use trend::{MomentumLabel, TrendConfig, momentum, trend_adjustment, trend_z};
 

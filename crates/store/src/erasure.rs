@@ -10,6 +10,8 @@
 //! so a migration that adds a table must say here how erasure treats it.
 //!
 //! Besides the deletes, erasure
+//! - makes the children of an erased account top-level (`accounts.parent_id` cleared),
+//!   so that no row names the erased id;
 //! - takes the erased events out of the event types' counts (from their daily roll-ups,
 //!   which count each stored event exactly once);
 //! - rewrites the scope `account:<id>` of the scoring runs that scored one erased account
@@ -190,6 +192,14 @@ pub async fn erase_accounts(store: &Store, ids: &[String]) -> Result<Erased, Sto
             .await?
             .rows_affected();
     }
+
+    // The erased accounts' children become top-level accounts.
+    tx.execute_raw(stmt(
+        backend,
+        &format!("UPDATE accounts SET parent_id = NULL WHERE parent_id IN ({list})"),
+        id_values(&ids),
+    ))
+    .await?;
 
     // Event types last (the ingestion lock order), in name order.
     per_type.sort();

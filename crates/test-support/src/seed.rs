@@ -21,9 +21,12 @@ pub async fn accounts(
             attributes: Default::default(),
             created_at: Some(created_at),
             status: None,
+            parent: None,
         })
         .collect();
-    upsert_accounts(store, &accounts, false).await?;
+    upsert_accounts(store, &accounts, false)
+        .await?
+        .expect("no parent is set, so no parent can be refused");
     Ok(())
 }
 

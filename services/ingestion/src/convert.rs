@@ -121,12 +121,25 @@ fn account(a: &pb::Account, p: &str, now: DateTime<Utc>) -> Result<st::AccountUp
             "ACCOUNT_STATUS_UNASSIGNED cannot be set",
         ));
     }
+    let parent = match a.parent_id.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(parent) => {
+            let f = format!("{p}.parent_id");
+            let parent = v::id(&f, parent)?;
+            if parent == id {
+                return Err(ApiError::invalid(f, "an account cannot be its own parent"));
+            }
+            Some(Some(parent))
+        }
+    };
     Ok(st::AccountUpsert {
         id,
         name,
         attributes,
         created_at,
         status: status_str(status).map(str::to_string),
+        parent,
     })
 }
 
@@ -180,6 +193,7 @@ pub fn account_to_pb(a: st::AccountRecord) -> pb::Account {
             .map(|p| format!("profiles/{p}"))
             .unwrap_or_default(),
         update_time: Some(ts(a.updated_at)),
+        parent_id: a.parent_id,
     }
 }
 
@@ -610,10 +624,25 @@ pub fn list_accounts_request(r: &pb::ListAccountsRequest) -> Result<AccountsQuer
         Some(id.to_string())
     };
     let status = status_filter(r.status)?;
-    let filters = paging::fingerprint(&[&r.profile, &r.status.to_string()]);
+    let parent_id = if r.parent_id.is_empty() {
+        None
+    } else {
+        Some(v::id("parent_id", &r.parent_id)?)
+    };
+    let status_s = r.status.to_string();
+    let mut parts = vec![r.profile.as_str(), status_s.as_str()];
+    // Only when set, so that tokens of requests without it keep their fingerprint.
+    if let Some(p) = &parent_id {
+        parts.push(p);
+    }
+    let filters = paging::fingerprint(&parts);
     let after = paging::decode::<1>(&r.page_token, filters)?;
     Ok(AccountsQuery {
-        filter: st::AccountFilter { profile_id, status },
+        filter: st::AccountFilter {
+            profile_id,
+            status,
+            parent_id,
+        },
         page: KeysetPage {
             size,
             after,

@@ -11,6 +11,15 @@ pub enum IngestionError {
     /// The account asked for does not exist.
     #[error("account {0:?} not found")]
     AccountNotFound(String),
+    /// An account's parent is unknown or makes a cycle (INVALID_ARGUMENT naming
+    /// `field`, `accounts[i].parent_id`); nothing was written.
+    #[error("{field}: {reason}")]
+    Parent {
+        /// The field at fault.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The server is draining: no new write starts.
     #[error("server shutting down")]
     ShuttingDown,
@@ -26,6 +35,7 @@ impl From<IngestionError> for ApiError {
     fn from(e: IngestionError) -> Self {
         match e {
             IngestionError::AccountNotFound(id) => ApiError::NotFound(format!("account {id:?}")),
+            IngestionError::Parent { field, reason } => ApiError::invalid(field, reason),
             IngestionError::ShuttingDown => ApiError::Unavailable("server shutting down".into()),
             IngestionError::Store(s) => ApiError::from(s),
             IngestionError::Sentiment(reason) => {

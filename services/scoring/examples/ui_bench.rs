@@ -167,9 +167,12 @@ async fn fill(store: &Store, args: &Args) -> Result<(), Error> {
                 attributes: Default::default(),
                 created_at: None,
                 status: None,
+                parent: None,
             })
             .collect();
-        upsert_accounts(store, &rows, false).await?;
+        upsert_accounts(store, &rows, false)
+            .await?
+            .map_err(|e| format!("{e:?}"))?;
     }
     let mut rng = Rng(7);
     let now = Utc::now();

@@ -305,6 +305,11 @@ fn snapshot_of(
             kpis_total: r.coverage_total.max(0) as u32,
         });
         s.churn_probability = r.churn_probability;
+        if let Some(ru) = &d.rollup {
+            s.rollup_score = Some(ru.v);
+            s.rollup_children = ru.n;
+            s.rollup_method = ru.m.clone();
+        }
         if full {
             s.category_scores = d
                 .categories
@@ -576,14 +581,29 @@ pub fn list_query(req: &pb::ListScoresRequest) -> Result<(ListQuery, bool, u64),
             ));
         }
     };
+    let parent_id = if req.parent_id.is_empty() {
+        None
+    } else {
+        Some(account_id("parent_id", &req.parent_id)?)
+    };
     let full = full_view("view", req.view, false)?;
-    let fp = fingerprint(&[
+    let (bands_s, bounds, order_s) = (
+        bands.join(","),
+        format!("{min_value:?}/{max_value:?}"),
+        format!("{order:?}"),
+    );
+    let mut parts = vec![
         profile.as_deref().unwrap_or(""),
         scorecard.as_deref().unwrap_or("-"),
-        &bands.join(","),
-        &format!("{min_value:?}/{max_value:?}"),
-        &format!("{order:?}"),
-    ]);
+        &bands_s,
+        &bounds,
+        &order_s,
+    ];
+    // Only when set, so that tokens of requests without it keep their fingerprint.
+    if let Some(p) = &parent_id {
+        parts.push(p);
+    }
+    let fp = fingerprint(&parts);
     let offset = page_token("page_token", &req.page_token, fp)?;
     let filter = LatestFilter {
         profile_id: profile,
@@ -591,6 +611,7 @@ pub fn list_query(req: &pb::ListScoresRequest) -> Result<(ListQuery, bool, u64),
         bands,
         min_value,
         max_value,
+        parent_id,
     };
     let q = ListQuery {
         filter,

@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
+pub use vitals_scoring_core::RollupMethod;
 use vitals_server::client::ClientTls;
 use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
@@ -102,6 +103,24 @@ pub struct ScoringArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub score_cache_refresh_ms: u64,
+    /// How a parent account's direct children's scores are rolled up next to its own
+    /// score: `mrr-weighted` (by each child's current MRR; the plain mean when no child
+    /// has any), `mean` or `min` (docs/scoring.md "Parent accounts").
+    #[arg(
+        long = "rollup",
+        env = "VITALS_ROLLUP",
+        default_value = "mrr-weighted",
+        value_parser = parse_rollup
+    )]
+    pub rollup: RollupMethod,
+}
+
+/// Parses `--rollup`.
+fn parse_rollup(s: &str) -> Result<RollupMethod, String> {
+    RollupMethod::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = RollupMethod::ALL.iter().map(|m| m.as_str()).collect();
+        format!("expected one of {}, got {s:?}", names.join(", "))
+    })
 }
 
 impl Default for ScoringArgs {
@@ -116,6 +135,7 @@ impl Default for ScoringArgs {
             interval_secs: 0,
             score_cache_entries: cache::DEFAULT_ENTRIES,
             score_cache_refresh_ms: cache::DEFAULT_REFRESH_MS,
+            rollup: RollupMethod::default(),
         }
     }
 }
@@ -148,6 +168,8 @@ pub(crate) struct Inner {
     pub(crate) latest: Arc<cache::LatestCache>,
     /// The process's budget of heavy work: every scoring run holds a slot.
     pub(crate) work: WorkBudget,
+    /// How parents' roll-ups are computed (`--rollup`).
+    pub(crate) rollup: RollupMethod,
 }
 
 /// The scoring gRPC service (cheap to clone).
@@ -196,6 +218,7 @@ impl ScoringService {
                 changes,
                 latest: Arc::new(cache::LatestCache::new(args.score_cache_entries)),
                 work,
+                rollup: args.rollup,
             }),
         }
     }
@@ -335,4 +358,30 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Res
         .await?;
     store.close().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod rollup_setting_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        scoring: ScoringArgs,
+    }
+
+    #[test]
+    fn rollup_is_mrr_weighted_by_default_and_refuses_unknown_methods() {
+        let a = Args::try_parse_from(["x"]).unwrap();
+        assert_eq!(a.scoring.rollup, RollupMethod::MrrWeighted);
+        let a = Args::try_parse_from(["x", "--rollup", "min"]).unwrap();
+        assert_eq!(a.scoring.rollup, RollupMethod::Min);
+        let e = Args::try_parse_from(["x", "--rollup", "median"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("mrr-weighted, mean, min"), "{e}");
+    }
 }

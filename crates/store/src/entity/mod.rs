@@ -36,6 +36,9 @@ entity!(
     /// A customer account. `status` is `active`, `churned`, or `unassigned` (created
     /// implicitly by an event for an unknown account). `profile_id` is the one health
     /// profile it belongs to; `pinned` means a manual assignment that rules do not move.
+    /// The nullable `parent_id` (migration 14) is read and written by the ingestion
+    /// statements only (`ingestion::records`, the scoring-input loader), so it is not a
+    /// field here: rows inserted through this entity are top-level accounts.
     account, "accounts", {
         #[sea_orm(primary_key, auto_increment = false)]
         id: String,

@@ -84,10 +84,12 @@ async fn fill(store: &Store, account: &str) {
             .into(),
             created_at: None,
             status: None,
+            parent: None,
         }],
         false,
     )
     .await
+    .unwrap()
     .unwrap();
     ing::upsert_contacts(
         store,
@@ -364,6 +366,19 @@ async fn event_type_count(store: &Store, name: &str) -> i64 {
 async fn erases_every_row_of_one_account_and_nothing_of_another(store: Store) {
     fill(&store, "gone").await;
     fill(&store, "stays").await;
+    // A child of the erased account.
+    let child = ing::AccountUpsert {
+        id: "child".into(),
+        name: None,
+        attributes: Default::default(),
+        created_at: None,
+        status: None,
+        parent: Some(Some("gone".into())),
+    };
+    ing::upsert_accounts(&store, &[child], false)
+        .await
+        .unwrap()
+        .unwrap();
     for (table, col) in ERASED {
         for account in ["gone", "stays"] {
             assert!(
@@ -427,6 +442,9 @@ async fn erases_every_row_of_one_account_and_nothing_of_another(store: Store) {
         runs_before + 1
     );
     assert!(ing::get_account(&store, "gone").await.unwrap().is_none());
+    // Its child is kept, top-level.
+    let child = ing::get_account(&store, "child").await.unwrap().unwrap();
+    assert_eq!(child.parent_id, None);
 
     // Again: nothing left to erase, nothing recorded.
     let again = erase_accounts(&store, &["gone".into()]).await.unwrap();

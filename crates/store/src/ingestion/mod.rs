@@ -152,6 +152,40 @@ pub struct AccountUpsert {
     pub created_at: Option<DateTime<Utc>>,
     /// New status; `None` keeps the stored one (`active` for a new account).
     pub status: Option<String>,
+    /// New parent: `None` keeps the stored one (none for a new account), `Some(None)`
+    /// clears it, `Some(Some(id))` sets it (checked by [`upsert_accounts`]).
+    pub parent: Option<Option<String>>,
+}
+
+/// Why [`upsert_accounts`] refused a batch's parent: nothing was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentError {
+    /// Position of the account in the batch as given.
+    pub index: usize,
+    /// What is wrong.
+    pub kind: ParentErrorKind,
+}
+
+/// What is wrong with an account's parent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParentErrorKind {
+    /// The parent neither exists nor is created in the same batch.
+    Unknown(String),
+    /// The account would be its own ancestor: the chain of parents from it, ending with
+    /// it again.
+    Cycle(Vec<String>),
+}
+
+impl std::fmt::Display for ParentErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown(p) => write!(
+                f,
+                "parent account {p:?} does not exist and is not in this batch"
+            ),
+            Self::Cycle(chain) => write!(f, "makes a cycle of parents: {}", chain.join(" -> ")),
+        }
+    }
 }
 
 /// An account as stored.
@@ -167,6 +201,8 @@ pub struct AccountRecord {
     pub profile_id: Option<String>,
     /// Status string (see the module doc).
     pub status: String,
+    /// The parent account's id, if any.
+    pub parent_id: Option<String>,
     /// When it became a customer.
     pub created_at: DateTime<Utc>,
     /// Last change.

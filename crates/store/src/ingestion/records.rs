@@ -15,6 +15,7 @@ const ACCOUNT_COLS: &[&str] = &[
     "status",
     "created_at",
     "updated_at",
+    "parent_id",
 ];
 
 fn account_from_row(r: &QueryResult) -> Result<AccountRecord, DbErr> {
@@ -33,6 +34,7 @@ fn account_from_row(r: &QueryResult) -> Result<AccountRecord, DbErr> {
         attributes,
         profile_id: r.try_get("", "profile_id")?,
         status: r.try_get("", "status")?,
+        parent_id: r.try_get("", "parent_id")?,
         created_at: r.try_get("", "created_at")?,
         updated_at: r.try_get("", "updated_at")?,
     })
@@ -90,16 +92,27 @@ async fn load_accounts<C: ConnectionTrait>(
 ///
 /// Attributes are merged key by key into the stored ones (a `None` value removes the
 /// key), or replace them when `replace_attributes`. The profile assignment is kept.
+///
+/// A parent set must exist or be created in the same batch, and may not make an account
+/// its own ancestor (the chain of parents is walked up in the transaction, the batch's
+/// new parents in place of the stored ones); otherwise nothing is written and the first
+/// offending account (in batch order) is returned as a [`ParentError`]. An account is
+/// never its own parent (checked by the caller). On PostgreSQL a batch that sets parents
+/// takes a transaction-scoped advisory lock, so that two concurrent batches cannot
+/// close a cycle between them.
 pub async fn upsert_accounts(
     store: &Store,
     accounts: &[AccountUpsert],
     replace_attributes: bool,
-) -> Result<Upserted, StoreError> {
+) -> Result<Result<Upserted, ParentError>, StoreError> {
     let tx = store.begin_raw().await?;
     let mut sorted: Vec<&AccountUpsert> = accounts.iter().collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     let ids: Vec<&str> = sorted.iter().map(|a| a.id.as_str()).collect();
     let existing = load_accounts(&tx, &ids).await?;
+    if let Err(e) = check_parents(&tx, accounts, &existing).await? {
+        return Ok(Err(e));
+    }
     let now = Utc::now();
     let mut counts = Upserted::default();
     let mut rows = Vec::with_capacity(sorted.len());
@@ -110,52 +123,7 @@ pub async fn upsert_accounts(
         } else {
             counts.created += 1;
         }
-        let mut attrs: BTreeMap<String, AttributeValue> = match (old, replace_attributes) {
-            (Some(o), false) => o.attributes.clone(),
-            _ => BTreeMap::new(),
-        };
-        for (k, v) in &a.attributes {
-            match v {
-                Some(v) => {
-                    attrs.insert(k.clone(), v.clone());
-                }
-                None => {
-                    attrs.remove(k);
-                }
-            }
-        }
-        let json: serde_json::Map<String, serde_json::Value> = attrs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
-            .collect();
-        let name = a
-            .name
-            .clone()
-            .or_else(|| old.map(|o| o.name.clone()))
-            .unwrap_or_default();
-        let status = a
-            .status
-            .clone()
-            .or_else(|| {
-                // An implicitly created account becomes a real one when it is upserted.
-                old.map(|o| o.status.clone())
-                    .filter(|s| s != STATUS_UNASSIGNED)
-            })
-            .unwrap_or_else(|| STATUS_ACTIVE.to_string());
-        let created_at = a
-            .created_at
-            .or_else(|| old.map(|o| o.created_at))
-            .unwrap_or(now);
-        rows.push(vec![
-            Value::from(a.id.clone()),
-            Value::from(name),
-            Value::from(serde_json::Value::Object(json)),
-            Value::from(old.and_then(|o| o.profile_id.clone())),
-            Value::from(false),
-            Value::from(status),
-            Value::from(created_at),
-            Value::from(now),
-        ]);
+        rows.push(account_row(a, old, replace_attributes, now));
     }
     insert_rows(
         &tx,
@@ -163,12 +131,145 @@ pub async fn upsert_accounts(
         ACCOUNT_COLS,
         rows,
         "ON CONFLICT (id) DO UPDATE SET name = excluded.name, attributes = excluded.attributes, \
-         status = excluded.status, created_at = excluded.created_at, updated_at = excluded.updated_at",
+         status = excluded.status, created_at = excluded.created_at, \
+         updated_at = excluded.updated_at, parent_id = excluded.parent_id",
         false,
     )
     .await?;
     tx.commit().await?;
-    Ok(counts)
+    Ok(Ok(counts))
+}
+
+/// The row (in [`ACCOUNT_COLS`] order) of an upserted account over its stored form.
+fn account_row(
+    a: &AccountUpsert,
+    old: Option<&AccountRecord>,
+    replace_attributes: bool,
+    now: DateTime<Utc>,
+) -> Vec<Value> {
+    let mut attrs: BTreeMap<String, AttributeValue> = match (old, replace_attributes) {
+        (Some(o), false) => o.attributes.clone(),
+        _ => BTreeMap::new(),
+    };
+    for (k, v) in &a.attributes {
+        match v {
+            Some(v) => {
+                attrs.insert(k.clone(), v.clone());
+            }
+            None => {
+                attrs.remove(k);
+            }
+        }
+    }
+    let json: serde_json::Map<String, serde_json::Value> = attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    let name = a
+        .name
+        .clone()
+        .or_else(|| old.map(|o| o.name.clone()))
+        .unwrap_or_default();
+    let status = a
+        .status
+        .clone()
+        .or_else(|| {
+            // An implicitly created account becomes a real one when it is upserted.
+            old.map(|o| o.status.clone())
+                .filter(|s| s != STATUS_UNASSIGNED)
+        })
+        .unwrap_or_else(|| STATUS_ACTIVE.to_string());
+    let created_at = a
+        .created_at
+        .or_else(|| old.map(|o| o.created_at))
+        .unwrap_or(now);
+    let parent = match &a.parent {
+        Some(p) => p.clone(),
+        None => old.and_then(|o| o.parent_id.clone()),
+    };
+    vec![
+        Value::from(a.id.clone()),
+        Value::from(name),
+        Value::from(serde_json::Value::Object(json)),
+        Value::from(old.and_then(|o| o.profile_id.clone())),
+        Value::from(false),
+        Value::from(status),
+        Value::from(created_at),
+        Value::from(now),
+        Value::from(parent),
+    ]
+}
+
+/// Key of the advisory lock serialising the batches that set parents (PostgreSQL).
+const PARENT_LOCK: i64 = 0x7669_7461_6c73_0017;
+
+/// Checks the parents a batch sets (see [`upsert_accounts`]): `Ok(Err(_))` names the
+/// first account (in batch order) whose parent is unknown or closes a cycle.
+async fn check_parents<C: ConnectionTrait>(
+    c: &C,
+    accounts: &[AccountUpsert],
+    existing: &HashMap<String, AccountRecord>,
+) -> Result<Result<(), ParentError>, DbErr> {
+    if !accounts.iter().any(|a| matches!(a.parent, Some(Some(_)))) {
+        return Ok(Ok(()));
+    }
+    if c.get_database_backend() == DbBackend::Postgres {
+        c.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [Value::from(PARENT_LOCK)],
+        ))
+        .await?;
+    }
+    // The parent of every account as it will be: the batch's, else the stored one.
+    let mut parent_of: HashMap<String, Option<String>> = accounts
+        .iter()
+        .map(|a| {
+            let p = match &a.parent {
+                Some(p) => p.clone(),
+                None => existing.get(&a.id).and_then(|o| o.parent_id.clone()),
+            };
+            (a.id.clone(), p)
+        })
+        .collect();
+    let outside: Vec<&str> = distinct_sorted(
+        accounts
+            .iter()
+            .filter_map(|a| a.parent.as_ref()?.as_deref())
+            .filter(|p| !parent_of.contains_key(*p)),
+    );
+    for (id, a) in load_accounts(c, &outside).await? {
+        parent_of.insert(id, a.parent_id);
+    }
+    for (index, a) in accounts.iter().enumerate() {
+        let Some(Some(p)) = &a.parent else { continue };
+        if !parent_of.contains_key(p) {
+            let kind = ParentErrorKind::Unknown(p.clone());
+            return Ok(Err(ParentError { index, kind }));
+        }
+        let mut chain = vec![a.id.clone()];
+        let mut seen = HashSet::new();
+        let mut cur = Some(p.clone());
+        while let Some(id) = cur {
+            chain.push(id.clone());
+            if id == a.id {
+                let kind = ParentErrorKind::Cycle(chain);
+                return Ok(Err(ParentError { index, kind }));
+            }
+            if !seen.insert(id.clone()) {
+                // A loop above this account, not through it: the account in it is
+                // reported when its own turn comes.
+                break;
+            }
+            if !parent_of.contains_key(&id) {
+                let loaded = load_accounts(c, &[id.as_str()]).await?;
+                let parent = loaded.get(&id).and_then(|r| r.parent_id.clone());
+                parent_of.insert(id.clone(), parent);
+            }
+            cur = parent_of[&id].clone();
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// One account, or `None`.
@@ -184,6 +285,8 @@ pub struct AccountFilter {
     pub profile_id: Option<String>,
     /// Only accounts with this status.
     pub status: Option<String>,
+    /// Only the children of this account (its direct children).
+    pub parent_id: Option<String>,
 }
 
 /// A page of accounts in byte order of id after `after`, at most `limit`, and the total
@@ -208,6 +311,11 @@ pub async fn list_accounts(
         next += 1;
         conds.push(format!("status = {}", ph(backend, next)));
         values.push(Value::from(s.clone()));
+    }
+    if let Some(p) = &filter.parent_id {
+        next += 1;
+        conds.push(format!("parent_id = {}", ph(backend, next)));
+        values.push(Value::from(p.clone()));
     }
     let where_filter = if conds.is_empty() {
         String::new()

@@ -416,6 +416,106 @@ fn placeholders_per_backend() {
     assert_eq!(s, "(?,?),(?,?)");
 }
 
+fn with_parent(id: &str, parent: Option<Option<&str>>) -> AccountUpsert {
+    AccountUpsert {
+        id: id.to_string(),
+        name: None,
+        attributes: BTreeMap::new(),
+        created_at: None,
+        status: None,
+        parent: parent.map(|p| p.map(str::to_string)),
+    }
+}
+
+async fn parent_of(store: &Store, id: &str) -> Option<String> {
+    get_account(store, id).await.unwrap().unwrap().parent_id
+}
+
+/// Parents: set in the same batch as the parent, kept when not given, refused when
+/// unknown or closing a cycle (with nothing written), cleared, listed by parent.
+async fn account_parents_are_checked_kept_and_cleared(store: Store) {
+    let batch = [
+        with_parent("kid-a", Some(Some("top"))),
+        with_parent("top", None),
+        with_parent("kid-b", Some(Some("top"))),
+    ];
+    let u = upsert_accounts(&store, &batch, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((u.created, u.updated), (3, 0));
+    assert_eq!(parent_of(&store, "kid-a").await.as_deref(), Some("top"));
+    assert_eq!(parent_of(&store, "top").await, None);
+    // Not given: kept.
+    upsert_accounts(&store, &[with_parent("kid-a", None)], false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(parent_of(&store, "kid-a").await.as_deref(), Some("top"));
+    // Unknown parent: nothing of the batch is written.
+    let e = upsert_accounts(
+        &store,
+        &[
+            with_parent("new", None),
+            with_parent("kid-b", Some(Some("ghost"))),
+        ],
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.index, 1);
+    assert_eq!(e.kind, ParentErrorKind::Unknown("ghost".into()));
+    assert!(get_account(&store, "new").await.unwrap().is_none());
+    // top -> kid-a -> top: a cycle through the stored parent.
+    let e = upsert_accounts(&store, &[with_parent("top", Some(Some("kid-a")))], false)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.index, 0);
+    assert_eq!(
+        e.kind,
+        ParentErrorKind::Cycle(vec!["top".into(), "kid-a".into(), "top".into()])
+    );
+    // A longer one, within one batch: g1 -> g2 -> g3 -> g1.
+    let e = upsert_accounts(
+        &store,
+        &[
+            with_parent("g1", Some(Some("g2"))),
+            with_parent("g2", Some(Some("g3"))),
+            with_parent("g3", Some(Some("g1"))),
+        ],
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.index, 0);
+    assert!(matches!(e.kind, ParentErrorKind::Cycle(ref c) if c.len() == 4));
+    assert!(get_account(&store, "g1").await.unwrap().is_none());
+    // Moving a parent under one of its children is fine once the child moves away.
+    upsert_accounts(
+        &store,
+        &[
+            with_parent("kid-a", Some(None)),
+            with_parent("top", Some(Some("kid-a"))),
+        ],
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(parent_of(&store, "kid-a").await, None);
+    assert_eq!(parent_of(&store, "top").await.as_deref(), Some("kid-a"));
+    let filter = AccountFilter {
+        parent_id: Some("top".into()),
+        ..AccountFilter::default()
+    };
+    let (list, total) = list_accounts(&store, &filter, None, 10).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(list[0].id, "kid-b");
+}
+
 async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
     let contact = |account: &str, id: &str| ContactUpsert {
         account_id: account.into(),
@@ -448,5 +548,6 @@ async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
 
 crate::store_test_suite!(
     event_writer_on_every_backend_counts_once,
+    account_parents_are_checked_kept_and_cleared,
     last_account_of_users_is_the_contact_updated_last
 );

@@ -114,6 +114,8 @@ pub struct AccountMeta {
     pub attributes: serde_json::Value,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// The parent account's id, if any.
+    pub parent_id: Option<String>,
 }
 
 /// The owned inputs of one account; [`AccountData::inputs`] borrows them as scoring-core's

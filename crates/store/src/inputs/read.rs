@@ -202,7 +202,7 @@ async fn read_accounts(
     values: Vec<Value>,
 ) -> Result<Vec<AccountMeta>, DbErr> {
     let sql = format!(
-        "SELECT a.id, a.name, a.profile_id, a.status, a.attributes, a.created_at \
+        "SELECT a.id, a.name, a.profile_id, a.status, a.attributes, a.created_at, a.parent_id \
          FROM accounts a WHERE 1 = 1{filter} ORDER BY a.id"
     );
     if let Some(file) = file {
@@ -222,6 +222,7 @@ async fn read_accounts(
             status: r.try_get_by_index(3)?,
             attributes: r.try_get_by_index(4)?,
             created_at: r.try_get_by_index(5)?,
+            parent_id: r.try_get_by_index(6)?,
         });
     }
     Ok(accounts)

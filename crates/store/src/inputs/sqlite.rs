@@ -184,7 +184,7 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg]) -> Result<(), DbErr> {
 }
 
 /// The accounts statement of [`load`] (id, name, profile_id, status, attributes,
-/// created_at), each column decoded as the sqlx path decodes it (blocking).
+/// created_at, parent_id), each column decoded as the sqlx path decodes it (blocking).
 pub(super) fn read_accounts(
     file: &std::path::Path,
     sql: &str,
@@ -209,6 +209,10 @@ pub(super) fn read_accounts(
             attributes: serde_json::from_slice(text("accounts.attributes", attributes)?)
                 .map_err(|e| DbErr::Json(format!("load_inputs: accounts.attributes: {e}")))?,
             created_at: datetime("accounts.created_at", col(5)?)?,
+            parent_id: match col(6)? {
+                ValueRef::Null => None,
+                v => Some(string("accounts.parent_id", v)?),
+            },
         });
     }
     Ok(out)

@@ -18,6 +18,7 @@ mod m20261204_000010_snapshot_drivers_bin;
 mod m20261206_000011_webhooks;
 mod m20261206_000012_score_overrides;
 mod m20261206_000013_latest_band_index;
+mod m20261207_000014_account_parent;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_webhooks::Migration),
             Box::new(m20261206_000012_score_overrides::Migration),
             Box::new(m20261206_000013_latest_band_index::Migration),
+            Box::new(m20261207_000014_account_parent::Migration),
         ]
     }
 }

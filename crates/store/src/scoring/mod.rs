@@ -441,6 +441,8 @@ pub struct LatestFilter {
     pub min_value: Option<f64>,
     /// Only values <= this.
     pub max_value: Option<f64>,
+    /// Only the direct children of this account (`accounts.parent_id`).
+    pub parent_id: Option<String>,
 }
 
 /// Orderings of [`list_latest`]; ties are broken by account id then scorecard.
@@ -478,6 +480,10 @@ fn latest_where(f: &LatestFilter) -> (String, Vec<Value>) {
     if let Some(v) = f.max_value {
         sql.push_str(" AND l.value <= ?");
         values.push(Value::from(v));
+    }
+    if let Some(p) = &f.parent_id {
+        sql.push_str(" AND l.account_id IN (SELECT a.id FROM accounts a WHERE a.parent_id = ?)");
+        values.push(Value::from(p.clone()));
     }
     (sql, values)
 }

@@ -65,11 +65,18 @@ impl IngestionService {
             .accounts_hook
             .as_ref()
             .map(|_| rows.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
-        let counts = self
-            .upsert("account", |s| async move {
-                st::upsert_accounts(&s, &rows, replace_attributes).await
-            })
-            .await?;
+        let u = self
+            .write(|s| async move { st::upsert_accounts(&s, &rows, replace_attributes).await })
+            .await?
+            .map_err(|e| IngestionError::Parent {
+                field: format!("accounts[{}].parent_id", e.index),
+                reason: e.kind.to_string(),
+            })?;
+        vitals_server::metrics::events_ingested(
+            "account",
+            u64::from(u.created) + u64::from(u.updated),
+        );
+        let counts = (u.created, u.updated);
         if let (Some(hook), Some(ids)) = (&self.accounts_hook, ids) {
             hook(ids).await;
         }

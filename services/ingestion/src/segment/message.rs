@@ -286,6 +286,8 @@ fn group(m: &Message, p: &str, now: DateTime<Utc>) -> Result<Call, ApiError> {
             attributes: attributes(traits, p)?,
             created_at,
             status: None,
+            // A Segment group has no parent: the stored one is kept.
+            parent: None,
         },
         user: opt_id(format!("{p}userId"), &m.user_id)?,
     })

@@ -214,6 +214,8 @@ struct Scored {
 struct Computed {
     scored: Vec<Scored>,
     fallback: Vec<bool>,
+    /// Every loaded account's profile score as stored (for the parents' roll-ups).
+    values: Vec<Option<f64>>,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -372,6 +374,7 @@ fn score_account(pop: &Population<'_>, i: usize) -> Result<Option<Scored>> {
         model: prof.weights.model.clone(),
         peer_count,
         measure_value: None,
+        rollup: None,
     };
     let bands = profile_bands(prof.record.as_ref());
     Ok(Some(Scored {
@@ -458,7 +461,12 @@ fn compute(
             fallback[profile_of[s.row] as usize] = true;
         }
     }
-    Ok(Computed { scored, fallback })
+    let values = scores.results().map(|a| a.score.map(r6)).collect();
+    Ok(Computed {
+        scored,
+        fallback,
+        values,
+    })
 }
 
 /// A scorecard as evaluated in a run.
@@ -857,11 +865,13 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
     // Scorecards of the scored accounts, then the global score.
     let fallback = computed.fallback;
-    let (snapshots, details): (Vec<NewSnapshot>, Vec<StoredDetails>) = computed
-        .scored
-        .into_iter()
-        .map(|s| (s.snapshot, s.details))
-        .unzip();
+    let mut rollups = super::rollup::rollups(&loaded, &computed.values, inner.rollup);
+    let mut scored = computed.scored;
+    for s in &mut scored {
+        s.details.rollup = rollups.remove(&s.row);
+    }
+    let (snapshots, details): (Vec<NewSnapshot>, Vec<StoredDetails>) =
+        scored.into_iter().map(|s| (s.snapshot, s.details)).unzip();
     let n_scored = snapshots.len();
     let (card_snaps, global_parts) = score_scorecards(inner, &snapshots, as_of).await?;
     let mut snapshots = finish_profile_snapshots(&work, snapshots, details, &global_parts).await?;

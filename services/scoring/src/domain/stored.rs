@@ -73,6 +73,21 @@ pub struct StoredDetails {
     /// Scorecards: the raw measure value.
     #[serde(default)]
     pub measure_value: Option<f64>,
+    /// Parent accounts: the children's scores of the run rolled up (none without a
+    /// scored child, and in rows written before parents existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<StoredRollup>,
+}
+
+/// The roll-up of a parent account's children (docs/scoring.md "Parent accounts").
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredRollup {
+    /// The rolled-up score.
+    pub v: f64,
+    /// Children rolled up.
+    pub n: u32,
+    /// The method used: `mrr-weighted`, `mean` or `min`.
+    pub m: String,
 }
 
 /// The stored details of a snapshot (defaults when unreadable). Read in place, without

@@ -295,6 +295,8 @@ pub(super) fn read_accounts(
                 status: pb::AccountStatus::Unspecified as i32,
                 profile: String::new(),
                 update_time: None,
+                // The simulated data has no account hierarchy: keep whatever is stored.
+                parent_id: None,
             })
         },
     )
