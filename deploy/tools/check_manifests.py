@@ -31,6 +31,7 @@ SERVICES = {
     "profiles": ("vitals.profiles.v1.ProfilesService", True),
     "scoring": ("vitals.scoring.v1.ScoringService", True),
     "learner": ("vitals.learner.v1.LearnerService", False),
+    "webhooks": ("vitals.webhooks.v1.WebhookService", False),
 }
 
 
