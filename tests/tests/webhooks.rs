@@ -227,6 +227,7 @@ async fn start(url: &str) -> TestServer {
         max_attempts: 8,
         disable_after: 3,
         concurrency: 4,
+        ..Default::default()
     };
     TestServer::start(move |l, s| vitals::run(config, l, s)).await
 }
@@ -438,6 +439,7 @@ async fn subscription_fields_are_validated_and_the_secret_is_shown_once() {
     let updated = c
         .update_webhook_subscription(pb::UpdateWebhookSubscriptionRequest {
             subscription: Some(changed),
+            update_mask: None,
         })
         .await
         .unwrap()
@@ -446,6 +448,46 @@ async fn subscription_fields_are_validated_and_the_secret_is_shown_once() {
         .unwrap();
     assert_eq!(updated.event_kinds, vec![3, 4]);
     assert!(!updated.enabled);
+    // With an update mask only the named fields change: re-enable it, keep the rest.
+    let masked = c
+        .update_webhook_subscription(pb::UpdateWebhookSubscriptionRequest {
+            subscription: Some(pb::WebhookSubscription {
+                name: name.clone(),
+                enabled: true,
+                description: "not in the mask".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["enabled".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap();
+    assert!(masked.enabled);
+    assert_eq!(masked.event_kinds, vec![3, 4]);
+    assert_eq!(masked.url, updated.url);
+    assert_eq!(masked.description, updated.description);
+    let e = c
+        .update_webhook_subscription(pb::UpdateWebhookSubscriptionRequest {
+            subscription: Some(pb::WebhookSubscription {
+                name: name.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["secret".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("update_mask.paths[0]"),
+        "{}",
+        e.message()
+    );
     let list = c
         .list_webhook_subscriptions(pb::ListWebhookSubscriptionsRequest::default())
         .await

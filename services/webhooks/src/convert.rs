@@ -88,6 +88,38 @@ fn url(field: &str, u: &str) -> Result<String, ApiError> {
     Ok(u.to_string())
 }
 
+/// `stored` with the fields named by `paths` (an update mask) taken from `new`; a path
+/// that names no settable field is INVALID_ARGUMENT on `update_mask`.
+pub fn apply_mask(
+    mut stored: pb::WebhookSubscription,
+    new: Option<&pb::WebhookSubscription>,
+    paths: &[String],
+) -> Result<pb::WebhookSubscription, ApiError> {
+    let default = pb::WebhookSubscription::default();
+    let new = new.unwrap_or(&default);
+    for (i, path) in paths.iter().enumerate() {
+        match path.as_str() {
+            "url" => stored.url.clone_from(&new.url),
+            "description" => stored.description.clone_from(&new.description),
+            "event_kinds" => stored.event_kinds.clone_from(&new.event_kinds),
+            "profiles" => stored.profiles.clone_from(&new.profiles),
+            "churn_threshold" => stored.churn_threshold = new.churn_threshold,
+            "format" => stored.format = new.format,
+            "enabled" => stored.enabled = new.enabled,
+            other => {
+                return Err(ApiError::invalid(
+                    &format!("update_mask.paths[{i}]"),
+                    format!(
+                        "{other:?} is not a settable field (url, description, event_kinds, \
+                         profiles, churn_threshold, format, enabled)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(stored)
+}
+
 /// The validated settable fields of `s` (`subscription.*` fields).
 pub fn spec(s: Option<&pb::WebhookSubscription>) -> Result<SubscriptionSpec, ApiError> {
     let s = s.ok_or_else(|| ApiError::invalid("subscription", "is required"))?;

@@ -55,7 +55,15 @@ impl pb::webhook_service_server::WebhookService for WebhookService {
         let r = request.get_ref();
         let name = r.subscription.as_ref().map_or("", |s| s.name.as_str());
         let id = convert::subscription_id("subscription.name", name)?;
-        let spec = convert::spec(r.subscription.as_ref())?;
+        let paths = r.update_mask.as_ref().map_or(&[][..], |m| &m.paths[..]);
+        let spec = if paths.is_empty() {
+            convert::spec(r.subscription.as_ref())?
+        } else {
+            // Only the masked fields come from the request; the others are the stored ones.
+            let stored = convert::subscription(&domain::get(&self.store, &id).await?);
+            let merged = convert::apply_mask(stored, r.subscription.as_ref(), paths)?;
+            convert::spec(Some(&merged))?
+        };
         let s = domain::update(&self.store, &id, spec).await?;
         Ok(Response::new(pb::UpdateWebhookSubscriptionResponse {
             subscription: Some(convert::subscription(&s)),

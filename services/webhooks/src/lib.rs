@@ -75,7 +75,15 @@ pub struct WebhookArgs {
     #[arg(long = "webhook-concurrency", env = "VITALS_WEBHOOK_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(u32).range(1..=256))]
     pub concurrency: u32,
+    /// Days finished deliveries (delivered or failed), their attempts and their events are
+    /// kept in the delivery log; trimmed hourly. Pending deliveries are never trimmed.
+    /// 0 keeps everything.
+    #[arg(long = "webhook-retention-days", env = "VITALS_WEBHOOK_RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS)]
+    pub retention_days: u32,
 }
+
+/// Default of `--webhook-retention-days`.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 impl Default for WebhookArgs {
     fn default() -> Self {
@@ -87,6 +95,7 @@ impl Default for WebhookArgs {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             disable_after: DEFAULT_DISABLE_AFTER,
             concurrency: DEFAULT_CONCURRENCY,
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -102,6 +111,8 @@ impl WebhookArgs {
             max_attempts: self.max_attempts,
             disable_after: self.disable_after,
             batch: self.concurrency,
+            retention: (self.retention_days > 0)
+                .then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400)),
         }
     }
 }

@@ -331,6 +331,35 @@ pub async fn delete_subscription(store: &Store, id: &str) -> Result<bool, StoreE
     Ok(r.rows_affected() > 0)
 }
 
+/// Trims the delivery log: deletes the finished deliveries (delivered or failed) created
+/// before `before_ms` with their attempts, then the dispatched events created before it
+/// that no delivery refers to any more. Pending deliveries and their events are kept,
+/// whatever their age. Returns the rows deleted.
+pub async fn trim_log(store: &Store, before_ms: i64) -> Result<u64, StoreError> {
+    let tx = store.begin_write().await?;
+    let conn = tx.c();
+    let b = conn.get_database_backend();
+    let finished = format!("status IN ('{DELIVERED}', '{FAILED}') AND created_ms < ?");
+    let mut rows = 0;
+    for sql in [
+        format!(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE {finished})"
+        ),
+        format!("DELETE FROM webhook_deliveries WHERE {finished}"),
+        "DELETE FROM webhook_events WHERE dispatched AND created_ms < ? AND NOT EXISTS \
+         (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)"
+            .to_string(),
+    ] {
+        rows += conn
+            .execute_raw(stmt(b, &sql, vec![before_ms.into()]))
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// What the enabled subscriptions want (read by the writers of events before they build
 /// them, so that nothing is built when nobody listens).
 pub async fn interest(db: &impl Db) -> Result<Interest, StoreError> {

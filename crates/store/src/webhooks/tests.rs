@@ -1,5 +1,6 @@
 use super::*;
 use crate::scoring::{NewSnapshot, PROFILE_SCORECARD, RunRecord, write_run};
+use sea_orm::Statement;
 
 fn sub(id: &str, kinds: &str, profiles: &str, threshold: f64) -> Subscription {
     Subscription {
@@ -313,8 +314,78 @@ fn churn_crossing_is_either_way_and_inclusive_above() {
     assert!(!churn_crossed("{}", 0.5));
 }
 
+async fn count_rows(store: &Store, table: &str) -> i64 {
+    let c = store.conn();
+    let row = c
+        .query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn the_log_is_trimmed_but_pending_work_is_kept(store: Store) {
+    create_subscription(&store, &sub("wh_t", KIND_BAND_CHANGED, "", 0.5))
+        .await
+        .unwrap();
+    insert_events(
+        &store,
+        &[
+            band_event("ok", "p"),
+            band_event("gave-up", "p"),
+            band_event("retrying", "p"),
+        ],
+    )
+    .await
+    .unwrap();
+    dispatch_events(&store, 100).await.unwrap();
+    let now = now_ms();
+    let due = claim_due(&store, now, 1, 100).await.unwrap();
+    assert_eq!(due.len(), 3);
+    for (k, d) in due.iter().enumerate() {
+        let o = AttemptOutcome {
+            delivery_id: d.id,
+            subscription_id: d.subscription_id.clone(),
+            at_ms: now,
+            status_code: Some(if k == 0 { 200 } else { 500 }),
+            error: if k == 0 {
+                String::new()
+            } else {
+                "HTTP 500".into()
+            },
+            duration_ms: 1,
+            success: k == 0,
+            // The second gives up (no attempt left), the third retries later.
+            retry_at_ms: (k == 2).then_some(now + 3_600_000),
+            disable_after: 0,
+        };
+        record_attempt(&store, &o).await.unwrap();
+    }
+    assert_eq!(count_rows(&store, "webhook_attempts").await, 3);
+
+    // Nothing is old enough yet.
+    assert_eq!(trim_log(&store, now - 60_000).await.unwrap(), 0);
+    // Everything finished is: the delivered and the failed delivery go, with their
+    // attempts and events; the pending one stays whole.
+    let deleted = trim_log(&store, now + 60_000).await.unwrap();
+    assert_eq!(deleted, 2 + 2 + 2, "attempts, deliveries, events");
+    assert_eq!(count_rows(&store, "webhook_deliveries").await, 1);
+    assert_eq!(count_rows(&store, "webhook_attempts").await, 1);
+    assert_eq!(count_rows(&store, "webhook_events").await, 1);
+    let left = list_deliveries(&store, &DeliveryFilter::default(), 0, 10)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].status, PENDING);
+}
+
 crate::store_test_suite!(
     outbox_to_delivery_log,
     failures_disable_the_subscription,
-    models_write_their_event
+    models_write_their_event,
+    the_log_is_trimmed_but_pending_work_is_kept
 );

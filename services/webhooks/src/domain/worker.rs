@@ -32,7 +32,13 @@ pub struct Settings {
     pub disable_after: u32,
     /// Deliveries sent at once.
     pub batch: u32,
+    /// How long finished deliveries, their attempts and their events are kept (`None`:
+    /// for ever); trimmed every [`TRIM_EVERY`].
+    pub retention: Option<Duration>,
 }
+
+/// How often the worker trims the delivery log.
+pub const TRIM_EVERY: Duration = Duration::from_secs(3600);
 
 /// The delay before the attempt that follows failed attempt `attempts` (1-based), or
 /// `None` when no attempt is left.
@@ -52,7 +58,19 @@ pub async fn run(
     client: reqwest::Client,
     stopped: impl Fn() -> bool,
 ) {
+    let mut trimmed: Option<Instant> = None;
     while !stopped() {
+        if let Some(keep) = settings.retention
+            && trimmed.is_none_or(|t| t.elapsed() >= TRIM_EVERY)
+        {
+            trimmed = Some(Instant::now());
+            let before = sw::now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            match sw::trim_log(&store, before).await {
+                Ok(0) => {}
+                Ok(rows) => tracing::info!(rows, "webhook log trimmed"),
+                Err(e) => tracing::warn!(error = %e, "webhook worker: cannot trim the log"),
+            }
+        }
         match tick(&store, &settings, &client).await {
             Ok(0) => tokio::time::sleep(settings.poll).await,
             Ok(_) => {}
@@ -170,6 +188,7 @@ mod tests {
             max_attempts: 8,
             disable_after: 0,
             batch: 1,
+            retention: None,
         };
         let d: Vec<u64> = (1..=8)
             .map(|n| retry_delay(&s, n).map_or(0, |d| d.as_secs()))
