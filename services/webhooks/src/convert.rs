@@ -108,7 +108,7 @@ pub fn apply_mask(
             "enabled" => stored.enabled = new.enabled,
             other => {
                 return Err(ApiError::invalid(
-                    &format!("update_mask.paths[{i}]"),
+                    format!("update_mask.paths[{i}]"),
                     format!(
                         "{other:?} is not a settable field (url, description, event_kinds, \
                          profiles, churn_threshold, format, enabled)"
