@@ -239,8 +239,9 @@ async fn render(
     let store = &inner.store;
     let since_asked = since_param(params)?;
     let account = vitals_store::ingestion::get_account(store, id).await?;
-    let latest = ov::recent_snapshots(store, id, PROFILE_SCORECARD, 1).await?;
-    let Some(latest) = latest.into_iter().next() else {
+    // Oldest first: the last point is the latest score.
+    let history = ov::recent_snapshots(store, id, PROFILE_SCORECARD, HISTORY_POINTS).await?;
+    let Some(latest) = history.last() else {
         return Err(UiError::NotFound(format!("score of account \"{id}\"")));
     };
     let since = since_asked.unwrap_or(latest.as_of - Duration::days(DEFAULT_SINCE_DAYS));
@@ -253,7 +254,6 @@ async fn render(
         },
     )
     .await?;
-    let history = ov::recent_snapshots(store, id, PROFILE_SCORECARD, HISTORY_POINTS).await?;
     let profile = if latest.profile_id.is_empty() {
         None
     } else {
