@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod ingestion;
 pub mod inputs;
 pub mod learner;
+pub mod lease;
 pub mod migration;
 pub mod overrides;
 pub mod profiles;
