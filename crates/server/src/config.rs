@@ -112,6 +112,14 @@ pub struct ServerConfig {
     #[arg(long, env = "VITALS_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Milliseconds a lease on once-per-cluster work (schedules, the scoring-run mutex)
+    /// lasts unless its replica renews it (every third of it); a replica killed while
+    /// holding one loses it at most this much after its last renewal (500..=600000; see
+    /// docs/deploy.md "Work shared between replicas").
+    #[arg(long, env = "VITALS_LEASE_TTL_MS", default_value_t = crate::lease::DEFAULT_LEASE_TTL_MS,
+          value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ttl_ms: u64,
+
     /// Tokens accepted besides those of `tokens_file`. Not a flag: the all-in-one fills it
     /// with the first-start admin token it keeps (hashed) in the database.
     #[arg(skip)]
@@ -141,6 +149,7 @@ impl ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            lease_ttl_ms: crate::lease::DEFAULT_LEASE_TTL_MS,
             extra_tokens: Vec::new(),
         }
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod first_start;
 pub mod grpc;
 pub mod http;
+pub mod lease;
 pub mod limits;
 pub mod metrics;
 pub mod paging;
@@ -30,6 +31,7 @@ pub use config::{AuthMode, LogFormat, ServerConfig};
 pub use error::{ApiError, invalid_field, not_yet};
 pub use grpc::{GrpcServer, ServeError};
 pub use http::HttpAuth;
+pub use lease::{LeaseGuard, Leases};
 pub use work::{CancelFlag, Cancelled, Work, WorkBudget};
 
 /// Exit code for bad configuration (EX_USAGE), as with a bad flag or `DATABASE_URL`.

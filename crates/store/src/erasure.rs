@@ -95,7 +95,10 @@ pub const KEPT: &[(&str, &str)] = &[
         "webhook_subscriptions",
         "webhook endpoints and their settings (no account)",
     ),
-    ("leases", "which replica does once-per-cluster work (no account)"),
+    (
+        "leases",
+        "which replica does once-per-cluster work (no account)",
+    ),
 ];
 
 /// Most accounts erased by one call (`DeleteAccounts`; more is `INVALID_ARGUMENT`).

@@ -303,6 +303,38 @@ pub async fn insert_models(
     models: Vec<NewModel>,
     still_wanted: impl Fn() -> bool,
 ) -> Result<Option<Vec<ModelRow>>, StoreError> {
+    // Versions are max + 1 per profile, guarded by the unique (profile, version) index:
+    // a concurrent writer (another replica) that took the same number makes this
+    // transaction fail whole; it is retried with the numbers read again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match insert_models_once(store, models.clone(), &still_wanted).await {
+            Err(StoreError::Db(e))
+                if attempt < VERSION_ATTEMPTS
+                    && matches!(
+                        e.sql_err(),
+                        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                    ) =>
+            {
+                tracing::info!(
+                    attempt,
+                    "model version taken by a concurrent writer; retrying"
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Attempts of [`insert_models`] when a concurrent writer takes the same version.
+const VERSION_ATTEMPTS: u32 = 5;
+
+async fn insert_models_once(
+    store: &Store,
+    models: Vec<NewModel>,
+    still_wanted: &impl Fn() -> bool,
+) -> Result<Option<Vec<ModelRow>>, StoreError> {
     if !still_wanted() {
         return Ok(None);
     }

@@ -88,7 +88,11 @@ pub async fn renew(
         now_sql(b)
     );
     let r = conn
-        .execute_raw(stmt(b, &sql, vec![ms(ttl).into(), name.into(), holder.into()]))
+        .execute_raw(stmt(
+            b,
+            &sql,
+            vec![ms(ttl).into(), name.into(), holder.into()],
+        ))
         .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -161,7 +165,10 @@ mod tests {
         assert!(try_acquire(&store, "job", "a", TTL).await.unwrap());
         let renewed = get(&store, "job").await.unwrap().unwrap();
         assert_eq!(renewed.acquired_ms, first.acquired_ms);
-        assert!(renewed.expires_ms > first.expires_ms, "{renewed:?} {first:?}");
+        assert!(
+            renewed.expires_ms > first.expires_ms,
+            "{renewed:?} {first:?}"
+        );
         // Leases are independent by name.
         assert!(try_acquire(&store, "other", "b", TTL).await.unwrap());
         // Released: the other holder takes it at once.
@@ -197,7 +204,9 @@ mod tests {
         for i in 0..8 {
             let s = store.clone();
             tasks.push(tokio::spawn(async move {
-                try_acquire(&s, "race", &format!("h{i}"), TTL).await.unwrap()
+                try_acquire(&s, "race", &format!("h{i}"), TTL)
+                    .await
+                    .unwrap()
             }));
         }
         let mut won = 0;

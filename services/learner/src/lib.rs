@@ -136,7 +136,13 @@ pub struct LearnerService {
     /// The process's budget of heavy work: Train, Evaluate, PredictChurn and automatic
     /// training each hold a slot while they run, and stop when it cancels them.
     work: WorkBudget,
+    /// This replica's leases: training runs of all replicas take [`TRAIN_LEASE`].
+    leases: vitals_server::Leases,
 }
+
+/// The lease every training run (Train and automatic) holds, so that the replicas
+/// sharing a database train one at a time (docs/deploy.md).
+pub const TRAIN_LEASE: &str = "learner:train";
 
 impl LearnerService {
     /// A service over `store` with a budget of its own at the default limits (an
@@ -148,7 +154,23 @@ impl LearnerService {
     /// A service over `store` whose heavy work runs under `work` (shared with the other
     /// services of the process; [`WorkBudget::shutdown`] cancels it).
     pub fn with_budget(store: Store, args: LearnerArgs, work: WorkBudget) -> Self {
+        let leases = vitals_server::Leases::new(
+            store.clone(),
+            std::time::Duration::from_millis(vitals_server::lease::DEFAULT_LEASE_TTL_MS),
+        );
+        Self::with_leases(store, args, work, leases)
+    }
+
+    /// [`LearnerService::with_budget`] with its training runs serialised across
+    /// replicas through `leases`.
+    pub fn with_leases(
+        store: Store,
+        args: LearnerArgs,
+        work: WorkBudget,
+        leases: vitals_server::Leases,
+    ) -> Self {
         Self {
+            leases,
             store,
             args,
             training: Arc::default(),
@@ -181,9 +203,14 @@ pub fn register_with_budget(
 ) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
     grpc.add(
-        LearnerServiceServer::new(LearnerService::with_budget(store, args.clone(), work))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        LearnerServiceServer::new(LearnerService::with_leases(
+            store.clone(),
+            args.clone(),
+            work,
+            vitals_server::Leases::from_config(store, server),
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit),
         ROLES,
     );
     Ok(())

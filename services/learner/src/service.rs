@@ -108,6 +108,9 @@ impl LearnerService {
     /// Trains automatically when enough outcomes are new; takes a heavy-work slot only
     /// then (and gives up, logged, when none frees up in time or the server drains).
     async fn auto_train(&self, state: &mut TrainState) -> Result<()> {
+        // Once per cluster: the count is read under the training lease, so a replica that
+        // waited for another's training sees its models and finds nothing new to train on.
+        let _cluster = self.leases.lock(crate::TRAIN_LEASE).await?;
         let last_model = store::last_trained_at(&self.store).await?;
         let since = match (last_model, state.last_auto_start) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -150,6 +153,7 @@ impl LearnerService {
         as_of: DateTime<Utc>,
     ) -> Result<TrainResult> {
         let _guard = self.training.lock().await;
+        let _cluster = self.leases.lock(crate::TRAIN_LEASE).await?;
         let work = self.work.start("Train").await?;
         self.train_locked(&work, profile, settings, as_of).await
     }

@@ -135,17 +135,25 @@ pub fn register_with_budget(
 ) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
     grpc.add(
-        ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work))
+        ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
         ROLES,
     );
-    spawn_schedules(store, args);
+    let leases = vitals_server::Leases::from_config(store.clone(), server);
+    spawn_schedules(store, args, &leases, &work);
     Ok(())
 }
 
-/// Starts the background tasks; they end with the runtime.
-fn spawn_schedules(store: Store, args: &ProfilesArgs) {
+/// Starts the background tasks; they end with the runtime. Each schedule runs on the one
+/// replica holding its lease (`schedule:profiles-pending`, `schedule:profiles-reassign`;
+/// docs/deploy.md).
+fn spawn_schedules(
+    store: Store,
+    args: &ProfilesArgs,
+    leases: &vitals_server::Leases,
+    work: &WorkBudget,
+) {
     let s = store.clone();
     tokio::spawn(async move {
         if let Err(e) = assign::ensure_default_profile(&s).await {
@@ -155,11 +163,11 @@ fn spawn_schedules(store: Store, args: &ProfilesArgs) {
     if args.assign_pending_interval_secs > 0 {
         let s = store.clone();
         let every = Duration::from_secs(args.assign_pending_interval_secs);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        let w = work.clone();
+        let stop = move || w.is_shut_down();
+        leases.spawn_schedule("profiles-pending", Duration::ZERO, every, stop, move || {
+            let s = s.clone();
+            async move {
                 match assign::assign_pending(&s).await {
                     Ok(r) if r.evaluated > 0 => tracing::info!(
                         evaluated = r.evaluated,
@@ -174,11 +182,11 @@ fn spawn_schedules(store: Store, args: &ProfilesArgs) {
     }
     if args.reassign_interval_secs > 0 {
         let every = Duration::from_secs(args.reassign_interval_secs);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        let w = work.clone();
+        let stop = move || w.is_shut_down();
+        leases.spawn_schedule("profiles-reassign", every, every, stop, move || {
+            let store = store.clone();
+            async move {
                 let options = assign::RunOptions {
                     scope: assign::Scope::All,
                     dry_run: false,

@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use vitals_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
 pub use vitals_scoring_core::RollupMethod;
 use vitals_server::client::ClientTls;
-use vitals_server::{GrpcServer, RunError, ServerConfig, WorkBudget, shutdown::Signal};
+use vitals_server::{GrpcServer, Leases, RunError, ServerConfig, WorkBudget, shutdown::Signal};
 use vitals_store::Store;
 
 pub use domain::compute::{BandChange, ProfileSummary, RunSummary, Scope};
@@ -44,6 +44,9 @@ pub const DEFAULT_WEIGHTS_TTL_SECS: u64 = 300;
 pub const DEFAULT_INTERVAL_SECS: u64 = 3_600;
 /// Band changes a WatchScores client may fall behind before it is disconnected.
 pub const WATCH_BUFFER: usize = 10_000;
+/// The lease every scoring run holds, so that runs of all replicas sharing a database
+/// are serialised (docs/deploy.md).
+pub const RUN_LEASE: &str = "scoring:run";
 
 /// Settings of the scoring service beyond the common server ones.
 #[derive(Clone, Debug, clap::Args)]
@@ -160,8 +163,14 @@ pub struct Config {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) weights: weights::WeightsCache,
-    /// Serialises runs (overlapping scopes never interleave their writes).
+    /// Serialises runs (overlapping scopes never interleave their writes) in this
+    /// process; across replicas they also take the lease [`RUN_LEASE`].
     pub(crate) run_lock: tokio::sync::Mutex<()>,
+    /// This replica's leases (the scoring-run mutex, the schedule).
+    pub(crate) leases: Leases,
+    /// Runs this process committed since the last look at other replicas' runs
+    /// (`domain::foreign`).
+    pub(crate) own_runs: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Band changes of committed runs.
     pub(crate) changes: broadcast::Sender<Arc<BandChange>>,
     /// Latest scores served by GetScore.
@@ -205,6 +214,22 @@ impl ScoringService {
         learner: Option<Arc<dyn WeightsProvider>>,
         work: WorkBudget,
     ) -> Self {
+        let leases = Leases::new(
+            store.clone(),
+            Duration::from_millis(vitals_server::lease::DEFAULT_LEASE_TTL_MS),
+        );
+        Self::with_leases(store, args, learner, work, leases)
+    }
+
+    /// [`ScoringService::with_budget`] with its runs serialised across replicas through
+    /// `leases`.
+    pub fn with_leases(
+        store: Store,
+        args: &ScoringArgs,
+        learner: Option<Arc<dyn WeightsProvider>>,
+        work: WorkBudget,
+        leases: Leases,
+    ) -> Self {
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
         Self {
             inner: Arc::new(Inner {
@@ -215,6 +240,8 @@ impl ScoringService {
                     Duration::from_secs(args.weights_ttl_secs),
                 ),
                 run_lock: tokio::sync::Mutex::new(()),
+                leases,
+                own_runs: Default::default(),
                 changes,
                 latest: Arc::new(cache::LatestCache::new(args.score_cache_entries)),
                 work,
@@ -290,7 +317,16 @@ pub fn register_with_budget(
     learner: Option<Arc<dyn WeightsProvider>>,
     work: WorkBudget,
 ) -> Result<ScoringService, RunError> {
-    let service = ScoringService::with_budget(store.clone(), args, learner, work);
+    let leases = Leases::from_config(store.clone(), server);
+    let service = ScoringService::with_leases(store.clone(), args, learner, work, leases);
+    // WatchScores also streams the band changes of runs of other replicas (PostgreSQL:
+    // several processes share it; a SQLite database has one).
+    if store.backend() == vitals_store::sea_orm::DbBackend::Postgres {
+        domain::foreign::spawn(
+            Arc::downgrade(&service.inner),
+            Duration::from_millis(args.score_cache_refresh_ms),
+        );
+    }
     if args.score_cache_entries > 0 {
         cache::spawn_refresh(
             Arc::downgrade(&service.inner.latest),
@@ -308,30 +344,37 @@ pub fn register_with_budget(
     // The read-only web UI on the same port (docs/ui.md); its cookie is Secure over TLS.
     grpc.http(ui::router(&service, server.tls_cert.is_some()));
     if args.interval_secs > 0 {
+        // Once per cluster: only the replica holding the lease `schedule:scoring` runs
+        // the ticks (docs/deploy.md).
         let every = Duration::from_secs(args.interval_secs);
         let s = service.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if s.inner.work.is_shut_down() {
-                    break;
-                }
-                match s.compute(Scope::All, None).await {
-                    Ok(r) => {
-                        vitals_server::metrics::scores_computed("schedule", u64::from(r.scored));
-                        tracing::info!(
-                            run = r.run_id,
-                            scored = r.scored,
-                            band_changes = r.band_changes,
-                            "scheduled scoring run done"
-                        )
+        let work = service.inner.work.clone();
+        service.inner.leases.spawn_schedule(
+            "scoring",
+            every,
+            every,
+            move || work.is_shut_down(),
+            move || {
+                let s = s.clone();
+                async move {
+                    match s.compute(Scope::All, None).await {
+                        Ok(r) => {
+                            vitals_server::metrics::scores_computed(
+                                "schedule",
+                                u64::from(r.scored),
+                            );
+                            tracing::info!(
+                                run = r.run_id,
+                                scored = r.scored,
+                                band_changes = r.band_changes,
+                                "scheduled scoring run done"
+                            )
+                        }
+                        Err(e) => tracing::warn!(error = %e, "scheduled scoring run failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "scheduled scoring run failed"),
                 }
-            }
-        });
+            },
+        );
     }
     Ok(service)
 }

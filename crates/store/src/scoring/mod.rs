@@ -601,6 +601,85 @@ pub async fn committed_runs(db: &impl Db) -> Result<i64, StoreError> {
         .unwrap_or(0))
 }
 
+/// The id of the last committed scoring run (0 when none).
+pub async fn last_committed_run(store: &Store) -> Result<i64, StoreError> {
+    let conn = store.conn();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COALESCE(MAX(id), 0) AS n FROM score_runs WHERE finished_at IS NOT NULL",
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The ids of the committed scoring runs after run `after`, in order.
+pub async fn committed_runs_after(store: &Store, after: i64) -> Result<Vec<i64>, StoreError> {
+    let conn = store.conn();
+    let b = conn.get_database_backend();
+    let rows = conn
+        .query_all_raw(stmt(
+            b,
+            "SELECT id FROM score_runs WHERE id > ? AND finished_at IS NOT NULL ORDER BY id",
+            vec![after.into()],
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<i64>("", "id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A band change of a stored run: a snapshot of the run whose band differs from the
+/// latest earlier snapshot of its (account, scorecard) (by `as_of`, then run), when that
+/// one is not newer.
+#[derive(Clone, Debug, PartialEq, sea_orm::FromQueryResult)]
+pub struct StoredBandChange {
+    /// The account.
+    pub account_id: String,
+    /// Its profile then.
+    pub profile_id: String,
+    /// The scorecard.
+    pub scorecard_id: String,
+    /// Band before.
+    pub old_band: String,
+    /// Band in the run.
+    pub new_band: String,
+    /// Score before.
+    pub old_value: f64,
+    /// Score in the run.
+    pub new_value: f64,
+    /// `as_of` of the run's snapshot.
+    pub as_of: DateTime<Utc>,
+}
+
+/// The band changes written by run `run_id` (what the run itself broadcast, read back by
+/// the other replicas), in the order of its snapshots.
+pub async fn band_changes_of_run(
+    store: &Store,
+    run_id: i64,
+) -> Result<Vec<StoredBandChange>, StoreError> {
+    let conn = store.conn();
+    let b = conn.get_database_backend();
+    use sea_orm::FromQueryResult;
+    Ok(StoredBandChange::find_by_statement(stmt(
+        b,
+        "SELECT s.account_id, s.profile_id, s.scorecard_id, p.band AS old_band, \
+         s.band AS new_band, p.value AS old_value, s.value AS new_value, s.as_of \
+         FROM score_snapshots s JOIN score_snapshots p ON p.id = (\
+           SELECT q.id FROM score_snapshots q WHERE q.account_id = s.account_id \
+           AND q.scorecard_id = s.scorecard_id AND q.run_id < s.run_id \
+           ORDER BY q.as_of DESC, q.run_id DESC LIMIT 1) \
+         WHERE s.run_id = ? AND p.as_of <= s.as_of AND p.band <> s.band ORDER BY s.id",
+        vec![run_id.into()],
+    ))
+    .all(conn)
+    .await?)
+}
+
 /// The distinct names of `column` in `table`, sorted.
 async fn distinct_names(
     db: &impl Db,

@@ -284,4 +284,43 @@ async fn write_run_stores_what_the_generic_statements_store(store: Store) {
     store.close().await.unwrap();
 }
 
-crate::store_test_suite!(write_run_stores_what_the_generic_statements_store);
+async fn band_changes_of_a_run_read_back(store: Store) {
+    let as_of = DateTime::parse_from_rfc3339("2026-06-30T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let record = RunRecord {
+        scope: "all".into(),
+        started_at: as_of,
+        accounts_scored: 1,
+        details: serde_json::json!({}),
+        events: Vec::new(),
+    };
+    assert_eq!(last_committed_run(&store).await.unwrap(), 0);
+    let first = snapshots(as_of);
+    let r1 = write_run(&store, &record, &first).await.unwrap();
+    // A first run changes no band (nothing before it).
+    assert!(band_changes_of_run(&store, r1).await.unwrap().is_empty());
+    let mut second = snapshots(as_of + chrono::Duration::days(1));
+    let flip = |b: &str| if b == "red" { "green" } else { "red" }.to_string();
+    second[0].band = flip(&first[0].band);
+    second[2].band = flip(&first[2].band);
+    let r2 = write_run(&store, &record, &second).await.unwrap();
+    let changes = band_changes_of_run(&store, r2).await.unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0].account_id, first[0].account_id);
+    assert_eq!(changes[0].scorecard_id, first[0].scorecard_id);
+    assert_eq!(changes[0].old_band, first[0].band);
+    assert_eq!(changes[0].new_band, second[0].band);
+    assert_eq!(changes[0].old_value, first[0].value);
+    assert_eq!(changes[0].as_of, second[0].as_of);
+    assert_eq!(changes[1].account_id, first[2].account_id);
+    assert_eq!(last_committed_run(&store).await.unwrap(), r2);
+    assert_eq!(committed_runs_after(&store, 0).await.unwrap(), vec![r1, r2]);
+    assert_eq!(committed_runs_after(&store, r1).await.unwrap(), vec![r2]);
+    assert!(committed_runs_after(&store, r2).await.unwrap().is_empty());
+}
+
+crate::store_test_suite!(
+    write_run_stores_what_the_generic_statements_store,
+    band_changes_of_a_run_read_back
+);

@@ -810,6 +810,9 @@ fn band_changes(
 /// stops and writes nothing (its transaction is never begun, or is rolled back).
 pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Result<RunSummary> {
     let _serial = inner.run_lock.lock().await;
+    // Runs of other replicas on the same database wait for this one, and this one for
+    // them (docs/deploy.md).
+    let cluster = inner.leases.lock(crate::RUN_LEASE).await?;
     let work = inner.work.start("scoring run").await?;
     let started = Instant::now();
     let store = &inner.store;
@@ -888,6 +891,14 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     let mut changes = band_changes(&snapshots, &before, 0);
     let events = super::events::of_run(&interest, &changes, &snapshots, &churn_before);
     work.check()?;
+    if cluster.is_lost() {
+        return Err(ApiError::Unavailable(
+            "the scoring-run lease could not be renewed (database unreachable?): the run is \
+             not committed; retry"
+                .into(),
+        )
+        .into());
+    }
     let run_id = ss::write_run(
         store,
         &ss::RunRecord {
@@ -902,6 +913,12 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     .await?;
     // GetScore's cached latest scores predate this run.
     inner.latest.invalidate();
+    // Not to be sent again as another replica's run (`foreign`).
+    if inner.store.backend() == vitals_store::sea_orm::DbBackend::Postgres
+        && let Ok(mut own) = inner.own_runs.lock()
+    {
+        own.insert(run_id);
+    }
 
     for c in &mut changes {
         c.run_id = run_id;

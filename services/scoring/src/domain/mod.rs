@@ -3,6 +3,7 @@
 
 pub mod compute;
 pub mod events;
+pub(crate) mod foreign;
 pub mod overrides;
 pub mod read;
 pub mod rollup;

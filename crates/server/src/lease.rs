@@ -1,0 +1,307 @@
+//! Once-per-cluster work on top of the store's leases (`vitals_store::lease`),
+//! docs/deploy.md "Work shared between replicas".
+//!
+//! - [`Leases::spawn_schedule`]: a periodic job (the scoring schedule, the profile
+//!   assignment passes, ...) runs only on the replica holding the lease
+//!   `schedule:<name>`. Every replica tries to take it every `ttl / 3`; the holder renews
+//!   it at that pace (also while the job runs), so it stays with one replica, which runs
+//!   every tick. A holder killed (SIGKILL, host lost) stops renewing: another replica
+//!   takes the lease over at most `ttl + ttl / 3` after its last renewal and runs the
+//!   next tick of its own schedule. A holder that stops cleanly gives the lease back.
+//! - [`Leases::lock`]: a mutex across replicas (e.g. scoring runs): waits until it holds
+//!   the lease, renews it while held and releases it when the guard is dropped.
+//!
+//! On SQLite (one process) the same code runs; the only holder always wins.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use vitals_store::{Store, StoreError, lease};
+
+/// Default of `--lease-ttl-ms`: a lease not renewed for 10 s is lost.
+pub const DEFAULT_LEASE_TTL_MS: u64 = 10_000;
+
+/// How often a waiting [`Leases::lock`] tries again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// This replica's leases: its holder id (host, process, instance), the store and the
+/// lease time-to-live (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Leases {
+    store: Store,
+    holder: Arc<str>,
+    ttl: Duration,
+}
+
+impl Leases {
+    /// Leases of a new holder on `store` with time-to-live `ttl` (at least 300 ms).
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        let holder = format!(
+            "{host}:{}:{started}:{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            store,
+            holder: holder.into(),
+            ttl: ttl.max(Duration::from_millis(300)),
+        }
+    }
+
+    /// Leases with the time-to-live of `--lease-ttl-ms`.
+    pub fn from_config(store: Store, config: &crate::ServerConfig) -> Self {
+        Self::new(store, Duration::from_millis(config.lease_ttl_ms))
+    }
+
+    /// This holder's id, as stored in `leases.holder`.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The time-to-live of a lease not renewed.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How often a held lease is renewed (and a free one tried for): `ttl / 3`.
+    pub fn check_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Takes or renews `key`; `held` says whether this holder held it until now. Errors
+    /// count as not held (logged): the job does not run while the database cannot say.
+    async fn keep(&self, key: &str, held: bool) -> bool {
+        let r = if held {
+            lease::renew(&self.store, key, &self.holder, self.ttl).await
+        } else {
+            lease::try_acquire(&self.store, key, &self.holder, self.ttl).await
+        };
+        match r {
+            Ok(now) => {
+                if now && !held {
+                    tracing::info!(lease = key, holder = %self.holder, "lease taken");
+                } else if !now && held {
+                    tracing::warn!(lease = key, holder = %self.holder, "lease lost");
+                }
+                now
+            }
+            Err(e) => {
+                if held {
+                    tracing::warn!(lease = key, error = %e, "cannot renew the lease");
+                }
+                false
+            }
+        }
+    }
+
+    /// Runs `job` every `every` (the first time `first` from now) while this replica
+    /// holds the lease `schedule:<name>`; ends (giving the lease back) once `stop()`
+    /// holds, checked at least every `ttl / 3`.
+    pub fn spawn_schedule<F, Fut>(
+        &self,
+        name: &str,
+        first: Duration,
+        every: Duration,
+        stop: impl Fn() -> bool + Send + 'static,
+        mut job: F,
+    ) -> JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let this = self.clone();
+        let key = format!("schedule:{name}");
+        tokio::spawn(async move {
+            use tokio::time::{Instant, MissedTickBehavior, interval, interval_at};
+            let mut held = false;
+            let mut renew = interval(this.check_every());
+            renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut tick = interval_at(Instant::now() + first, every);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = renew.tick() => {
+                        if stop() {
+                            break;
+                        }
+                        held = this.keep(&key, held).await;
+                    }
+                    _ = tick.tick() => {
+                        if stop() {
+                            break;
+                        }
+                        held = this.keep(&key, held).await;
+                        if !held {
+                            continue;
+                        }
+                        let run = job();
+                        tokio::pin!(run);
+                        loop {
+                            tokio::select! {
+                                _ = &mut run => break,
+                                _ = renew.tick() => held = this.keep(&key, held).await,
+                            }
+                        }
+                    }
+                }
+            }
+            if held {
+                let _ = lease::release(&this.store, &key, &this.holder).await;
+            }
+        })
+    }
+
+    /// Waits until this holder holds the lease `name` (retrying every 100 ms), then keeps
+    /// it renewed until the guard is dropped, which releases it. Cancel-safe: dropping the
+    /// future while it waits takes nothing.
+    pub async fn lock(&self, name: &str) -> Result<LeaseGuard, StoreError> {
+        while !lease::try_acquire(&self.store, name, &self.holder, self.ttl).await? {
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (this, key, lost) = (self.clone(), name.to_string(), lost.clone());
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(this.check_every());
+                t.tick().await;
+                loop {
+                    t.tick().await;
+                    if !this.keep(&key, true).await {
+                        // Not renewed (taken over, or the database could not say): another
+                        // holder may hold it from its expiry on. Renewing goes on, in case
+                        // it is still this holder's.
+                        lost.store(true, Ordering::Release);
+                    }
+                }
+            })
+        };
+        Ok(LeaseGuard {
+            leases: self.clone(),
+            name: name.to_string(),
+            lost,
+            renewer,
+        })
+    }
+}
+
+/// A lease held by [`Leases::lock`]: renewed while alive, released when dropped.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    leases: Leases,
+    name: String,
+    lost: Arc<AtomicBool>,
+    renewer: JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    /// Whether the lease could not be renewed at some point since it was taken (so
+    /// another holder may have held it meanwhile): work under it must not commit.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (leases, name) = (self.leases.clone(), std::mem::take(&mut self.name));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = lease::release(&leases.store, &name, &leases.holder).await {
+                    tracing::warn!(lease = %name, error = %e, "cannot release the lease; it expires");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    async fn store() -> Store {
+        vitals_store::testing::fresh_store(vitals_store::testing::Backend::Sqlite)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_schedule_runs_on_one_holder_and_moves_when_it_stops() {
+        let store = store().await;
+        let ttl = Duration::from_millis(600);
+        let (a, b) = (
+            Leases::new(store.clone(), ttl),
+            Leases::new(store.clone(), ttl),
+        );
+        assert_ne!(a.holder(), b.holder());
+        let runs = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let stop_a = Arc::new(AtomicBool::new(false));
+        let every = Duration::from_millis(100);
+        let spawn = |l: &Leases, i: usize, stop: Arc<AtomicBool>| {
+            let runs = runs.clone();
+            l.spawn_schedule(
+                "test",
+                Duration::ZERO,
+                every,
+                move || stop.load(Ordering::Acquire),
+                move || {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                    async {}
+                },
+            )
+        };
+        let ha = spawn(&a, 0, stop_a.clone());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let hb = spawn(&b, 1, Arc::new(AtomicBool::new(false)));
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let (ra, rb) = (
+            runs[0].load(Ordering::Relaxed),
+            runs[1].load(Ordering::Relaxed),
+        );
+        assert!(ra >= 5 && rb == 0, "a ran {ra}, b ran {rb}");
+        // `a` stops (and releases): `b` takes over within a check.
+        stop_a.store(true, Ordering::Release);
+        ha.await.unwrap();
+        let before = runs[1].load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(runs[1].load(Ordering::Relaxed) > before + 2);
+        let l = lease::get(&store, "schedule:test").await.unwrap().unwrap();
+        assert_eq!(l.holder, b.holder());
+        hb.abort();
+    }
+
+    #[tokio::test]
+    async fn lock_excludes_other_holders_until_dropped() {
+        let store = store().await;
+        let ttl = Duration::from_millis(600);
+        let (a, b) = (
+            Leases::new(store.clone(), ttl),
+            Leases::new(store.clone(), ttl),
+        );
+        let g = a.lock("mutex").await.unwrap();
+        // Held past its ttl: renewed, so `b` keeps waiting.
+        let waiting = tokio::time::timeout(Duration::from_millis(1_200), b.lock("mutex")).await;
+        assert!(waiting.is_err(), "b got a held lease");
+        assert!(!g.is_lost());
+        drop(g);
+        let gb = tokio::time::timeout(Duration::from_secs(2), b.lock("mutex"))
+            .await
+            .expect("b takes the released lease")
+            .unwrap();
+        assert_eq!(
+            lease::get(&store, "mutex").await.unwrap().unwrap().holder,
+            b.holder()
+        );
+        drop(gb);
+    }
+}
