@@ -12,7 +12,7 @@
 
 mod common;
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../../services/learner/tests/common/mod.rs"]
 mod learner_common;
 
@@ -33,7 +33,7 @@ use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_store::Store;
 use vitals_store::entity::{account, usage_daily};
 use vitals_store::sea_orm::{
-    ConnectionTrait, EntityTrait, FromQueryResult, IntoActiveModel, Statement, TransactionTrait,
+    EntityTrait, FromQueryResult, IntoActiveModel, Statement, TransactionTrait,
 };
 use vitals_test_support::{Backend, fresh_url};
 
