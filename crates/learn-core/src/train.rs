@@ -232,7 +232,12 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     let out_of_fold = folds
         .iter()
         .zip(&oof_scores)
-        .flat_map(|(fold, sc)| fold.test.iter().copied().zip(sc[best_index].iter().copied()))
+        .flat_map(|(fold, sc)| {
+            fold.test
+                .iter()
+                .copied()
+                .zip(sc[best_index].iter().copied())
+        })
         .collect();
     Ok(LambdaSelection {
         lambda: best.lambda,

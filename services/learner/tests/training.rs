@@ -820,3 +820,78 @@ async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
         env.stop().await;
     }
 }
+
+/// Data that ended years ago: Train and Evaluate without `as_of` observe up to the last
+/// day of data (not up to today), say so in their window, and Evaluate's backtest runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_as_of_the_window_ends_at_the_latest_data_even_years_ago() {
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let data_end = NaiveDate::from_ymd_opt(2019, 6, 1).expect("date");
+        let p = Portfolio::new(48, 300, data_end);
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        let options = pb::TrainingOptions {
+            horizon_days: Some(30),
+            observation_interval_days: Some(14),
+            ..Default::default()
+        };
+        let trained = env
+            .client
+            .clone()
+            .train(pb::TrainRequest {
+                options: Some(options),
+                ..Default::default()
+            })
+            .await
+            .expect("train without as_of")
+            .into_inner();
+        let last_day = data_end.pred_opt().expect("day");
+        let w = trained.window.clone().expect("window");
+        let end = w.end_time.expect("end");
+        assert_eq!(
+            chrono::DateTime::from_timestamp(end.seconds, 0)
+                .expect("time")
+                .date_naive(),
+            last_day,
+            "{backend:?}: the last usage day, not today"
+        );
+        assert_eq!(w.end_source, "latest data");
+        // Observation dates every 14 days from one KPI window after the start: about 19,
+        // not the hundreds up to today.
+        assert!((15..=21).contains(&w.date_count), "{w:?}");
+        // At most the 48 accounts at every date, fewer once churners have left.
+        assert!(w.observation_count > 0 && w.observation_count <= 48 * w.date_count);
+        let g = global(&trained);
+        assert_eq!(g.window.as_ref().map(|w| w.end_time), Some(Some(end)));
+        let cal = g.calibration.clone().expect("calibration");
+        assert!(cal.slope > 0.0, "{cal:?}");
+
+        let evaluated = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest::default())
+            .await
+            .expect("evaluate without as_of")
+            .into_inner();
+        let ew = evaluated.window.expect("window");
+        assert_eq!(ew.end_time, Some(end), "{backend:?}");
+        assert_eq!(ew.end_source, "latest data");
+        let churn = evaluated.churn_probability.expect("churn");
+        assert_eq!(churn.backtest_folds.len(), 2);
+        assert!(churn.backtest_expected_calibration_error >= 0.0);
+        // Given by hand, `as_of` wins and says so.
+        let evaluated = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest {
+                as_of: Some(ts(at(NaiveDate::from_ymd_opt(2019, 5, 1).expect("date")))),
+                ..Default::default()
+            })
+            .await
+            .expect("evaluate as of")
+            .into_inner();
+        assert_eq!(evaluated.window.expect("window").end_source, "as_of");
+        env.stop().await;
+    }
+}

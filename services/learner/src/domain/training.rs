@@ -146,6 +146,8 @@ pub fn fit_scope(
             categories_without_signal: trained.weights.categories_without_signal.clone(),
             lambda_fallback_reason: trained.lambda_selection.fallback_reason.clone(),
             censored: prep.censored as u32,
+            window: None,
+            calibration: Some(trained_kpis.calibration.clone()),
         },
         coefficients,
         kpi_weights,
