@@ -812,7 +812,10 @@ mod tests {
         store.close().await.expect("close");
     }
 
-    crate::store_test_suite!(models_are_committed_together_only_while_still_wanted);
+    crate::store_test_suite!(
+        models_are_committed_together_only_while_still_wanted,
+        latest_data_day_is_the_last_usage_or_subscription_change
+    );
 
     /// The data end is the last usage day or subscription change, never after now.
     async fn latest_data_day_is_the_last_usage_or_subscription_change(store: Store) {
@@ -886,6 +889,4 @@ mod tests {
         );
         store.close().await.expect("close");
     }
-
-    crate::store_test_suite!(latest_data_day_is_the_last_usage_or_subscription_change);
 }

@@ -602,6 +602,8 @@ pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
         window: d.metrics.window.as_ref().map(window),
         calibration: d.metrics.calibration.as_ref().map(model_calibration),
         churn_backtest: Some(evaluation(&d.metrics.training, &d.metrics.churn_backtest)),
+        candidate: d.metrics.candidate.is_some(),
+        candidate_reason: d.metrics.candidate.clone().unwrap_or_default(),
     })
 }
 

@@ -21,7 +21,7 @@ use vitals_store::values::OutcomeKind as StoredKind;
 
 use crate::LearnerService;
 use crate::convert::{DecodedModel, decode};
-use crate::domain::stored::{StoredCoefficients, StoredOptions, Window, WindowEnd};
+use crate::domain::stored::{StoredCoefficients, StoredOptions, Window, WindowEnd, is_candidate};
 use crate::domain::{self, Evaluated, Fitted, Scope, Settings};
 use crate::error::LearnerError;
 
@@ -214,7 +214,17 @@ impl LearnerService {
             .await?;
         let trained_at = Utc::now();
         let mut new = Vec::with_capacity(fitted.len());
-        for (id, f) in fitted {
+        for (id, mut f) in fitted {
+            // Champion/challenger: worse than the serving version's backtest, the new
+            // version is kept as a candidate and does not serve.
+            if let Some(row) = self.serving_model(&id).await? {
+                let serving = decode(&row)?;
+                f.metrics.candidate = domain::candidate_reason(
+                    &f.metrics.churn_backtest,
+                    &serving.metrics.churn_backtest,
+                    &crate::convert::model_name(&row),
+                );
+            }
             new.push(NewModel {
                 profile_id: id,
                 trained_at,
@@ -261,14 +271,31 @@ impl LearnerService {
         Ok(())
     }
 
-    /// The model whose weights a profile uses: its own latest, else the latest global one.
+    /// The model whose weights a profile uses: its own serving version, else the global
+    /// one's.
     pub(crate) async fn model_for(&self, profile: Option<&str>) -> Result<Option<ModelRow>> {
         if let Some(p) = profile
-            && let Some(m) = store::latest_model(&self.store, p).await?
+            && let Some(m) = self.serving_model(p).await?
         {
             return Ok(Some(m));
         }
-        Ok(store::latest_model(&self.store, GLOBAL_MODEL).await?)
+        self.serving_model(GLOBAL_MODEL).await
+    }
+
+    /// The newest version of a profile's (or the global) model that serves: versions
+    /// kept as candidates are passed over.
+    pub(crate) async fn serving_model(&self, profile_id: &str) -> Result<Option<ModelRow>> {
+        let mut before = None;
+        loop {
+            let rows = store::list_models(&self.store, Some(profile_id), false, before, 20).await?;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            before = Some(last.id);
+            if let Some(r) = rows.into_iter().find(|r| !is_candidate(&r.metrics)) {
+                return Ok(Some(r));
+            }
+        }
     }
 
     /// At most `limit` outcomes matching `filter` after `after`, newest first.

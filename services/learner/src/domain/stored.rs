@@ -239,6 +239,16 @@ pub struct StoredMetrics {
     /// existed, not calibrated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// Set when the version does not serve: why (its backtest was worse than the
+    /// serving version's). Read from the JSON key `candidate` by
+    /// [`is_candidate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+}
+
+/// Whether a stored `metrics` column marks its model as a candidate (not serving).
+pub fn is_candidate(metrics: &serde_json::Value) -> bool {
+    metrics.get("candidate").is_some_and(|v| !v.is_null())
 }
 
 /// Where the end of an observation window comes from.

@@ -148,6 +148,7 @@ pub fn fit_scope(
             censored: prep.censored as u32,
             window: None,
             calibration: Some(trained_kpis.calibration.clone()),
+            candidate: None,
         },
         coefficients,
         kpi_weights,
