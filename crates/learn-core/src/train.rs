@@ -125,6 +125,9 @@ pub struct LambdaSelection {
     pub out_of_fold: Vec<(usize, f64)>,
 }
 
+/// One CV fold's test AUC per candidate and its test scores per candidate.
+type FoldScores = (Vec<f64>, Vec<Vec<f64>>);
+
 /// Chooses `lambda` and the class weighting by time-ordered cross-validation on `data`:
 /// expanding-window folds (see [`time_ordered_folds`]), each candidate pair fitted on the
 /// earlier part and scored by AUC on the later part; the best mean AUC wins, ties going to
@@ -162,7 +165,7 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     // One fold at a time: each holds copies of its training and test rows (and the fit
     // its standardised copy), so folds in parallel held them all at once; the fits use
     // every core anyway (the solver's passes are parallel over row chunks).
-    let per_fold: Vec<Result<(Vec<f64>, Vec<Vec<f64>>)>> = folds
+    let per_fold: Vec<Result<FoldScores>> = folds
         .iter()
         .map(|fold| {
             let train = data.subset(&fold.train);
