@@ -16,6 +16,7 @@
 //! `docs/learning.md` gives the method, the formulas and the measured figures.
 
 pub mod backtest;
+pub mod calibration;
 pub mod cancel;
 pub mod dataset;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod train;
 pub mod weights;
 
 pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
+pub use calibration::{Calibration, Platt, calibrate_out_of_fold, expected_calibration_error};
 pub use cancel::Cancel;
 pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backtest::{BacktestReport, backtest, time_ordered_folds};
+use crate::calibration::{Calibration, calibrate_out_of_fold};
 use crate::cancel::Cancel;
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result};
@@ -34,6 +35,11 @@ pub struct TrainOptions {
     pub solver: SolverOptions,
     /// Prior strength `n0` for the KPI-weight shrinkage.
     pub n0: f64,
+    /// Whether [`train_kpis`] and [`fit_kpis_cv`] calibrate the churn probability (Platt
+    /// scaling on the CV's out-of-fold scores, folded into the model; see
+    /// [`crate::calibration`]).
+    #[serde(default = "yes")]
+    pub calibrate: bool,
     /// Checked per `lambda` of the cross-validation, per KPI form and before each final
     /// fit; once it says stop, the call returns [`LearnError::Cancelled`].
     #[serde(skip)]
@@ -52,9 +58,14 @@ impl Default for TrainOptions {
             class_weight_candidates: vec![ClassWeight::Balanced, ClassWeight::None],
             solver: SolverOptions::default(),
             n0: DEFAULT_N0,
+            calibrate: true,
             cancel: Cancel::never(),
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TrainOptions {
@@ -107,7 +118,15 @@ pub struct LambdaSelection {
     pub scores: Vec<LambdaScore>,
     /// Why the fallback `lambda` was used, when it was.
     pub fallback_reason: Option<String>,
+    /// Out-of-fold log-odds of the chosen candidate: (row of the CV's data, score) for
+    /// every CV test row, each scored by a model that did not see it (empty when CV was
+    /// impossible). What the calibration is fitted on; not stored.
+    #[serde(skip)]
+    pub out_of_fold: Vec<(usize, f64)>,
 }
+
+/// One CV fold's test AUC per candidate and its test scores per candidate.
+type FoldScores = (Vec<f64>, Vec<Vec<f64>>);
 
 /// Chooses `lambda` and the class weighting by time-ordered cross-validation on `data`:
 /// expanding-window folds (see [`time_ordered_folds`]), each candidate pair fitted on the
@@ -129,6 +148,7 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
         class_weight: options.class_weight,
         scores: Vec::new(),
         fallback_reason: Some(reason),
+        out_of_fold: Vec::new(),
     };
     let folds = match time_ordered_folds(&data.dates, options.cv_splits) {
         Ok(f) => f,
@@ -145,12 +165,13 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
     // One fold at a time: each holds copies of its training and test rows (and the fit
     // its standardised copy), so folds in parallel held them all at once; the fits use
     // every core anyway (the solver's passes are parallel over row chunks).
-    let per_fold: Vec<Result<Vec<f64>>> = folds
+    let per_fold: Vec<Result<FoldScores>> = folds
         .iter()
         .map(|fold| {
             let train = data.subset(&fold.train);
             let test = data.subset(&fold.test);
             let mut aucs = Vec::with_capacity(candidates.len());
+            let mut fold_scores = Vec::with_capacity(candidates.len());
             for &cw in &weightings {
                 let mut warm: Option<LogisticModel> = None;
                 for &lambda in &grid {
@@ -164,16 +185,21 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
                     )?;
                     let scores = m.decision_function(test.x.view())?;
                     aucs.push(auc(&scores, &test.labels)?);
+                    fold_scores.push(scores);
                     warm = Some(m);
                 }
             }
-            Ok(aucs)
+            Ok((aucs, fold_scores))
         })
         .collect();
     let mut fold_aucs = Vec::with_capacity(per_fold.len());
+    let mut oof_scores = Vec::with_capacity(per_fold.len());
     for (k, r) in per_fold.into_iter().enumerate() {
         match r {
-            Ok(a) => fold_aucs.push(a),
+            Ok((a, sc)) => {
+                fold_aucs.push(a);
+                oof_scores.push(sc);
+            }
             Err(e @ (LearnError::SingleClass { .. } | LearnError::Empty { .. })) => {
                 return Ok(fallback(format!(
                     "cross-validation fold {} unusable: {e}",
@@ -198,15 +224,30 @@ pub fn select_lambda(data: &Dataset, options: &TrainOptions) -> Result<LambdaSel
         .collect();
     // Candidates are in class-weighting order, each strong-to-weak, so keeping the first
     // maximum prefers the earlier weighting, then the stronger penalty.
-    let best = scores.iter().fold(
-        &scores[0],
-        |b, s| if s.mean_auc > b.mean_auc { s } else { b },
-    );
+    let best_index = (0..scores.len()).fold(0, |b, i| {
+        if scores[i].mean_auc > scores[b].mean_auc {
+            i
+        } else {
+            b
+        }
+    });
+    let best = &scores[best_index];
+    let out_of_fold = folds
+        .iter()
+        .zip(&oof_scores)
+        .flat_map(|(fold, sc)| {
+            fold.test
+                .iter()
+                .copied()
+                .zip(sc[best_index].iter().copied())
+        })
+        .collect();
     Ok(LambdaSelection {
         lambda: best.lambda,
         class_weight: best.class_weight,
         scores: scores.clone(),
         fallback_reason: None,
+        out_of_fold,
     })
 }
 
@@ -565,6 +606,7 @@ pub fn select_layout(
                         class_weight: options.class_weight,
                         scores: Vec::new(),
                         fallback_reason: Some(format!("form not usable: {e}")),
+                        out_of_fold: Vec::new(),
                     },
                     mean_auc: None,
                 });
@@ -617,6 +659,30 @@ pub struct TrainedKpiModel {
     pub form: FittedForm,
     /// Every candidate form's CV score.
     pub layout_scores: Vec<LayoutScore>,
+    /// The Platt scaling folded into `trained.model` (fitted on the chosen candidate's
+    /// out-of-fold scores).
+    pub calibration: Calibration,
+}
+
+/// Calibrates `model` on the out-of-fold scores of the CV that chose it (rows of `data`),
+/// when `options.calibrate`; folds the scaling into the model and returns it.
+fn calibrate(
+    data: &Dataset,
+    selection: &LambdaSelection,
+    model: &mut LogisticModel,
+    options: &TrainOptions,
+) -> Calibration {
+    if !options.calibrate {
+        return Calibration::skipped("calibration off");
+    }
+    let (scores, labels): (Vec<f64>, Vec<bool>) = selection
+        .out_of_fold
+        .iter()
+        .map(|&(r, s)| (s, data.labels[r]))
+        .unzip();
+    let c = calibrate_out_of_fold(&scores, &labels);
+    c.platt.apply_to(model);
+    c
 }
 
 /// Trains on a dataset whose columns are `choice.data` over `kpis` (each KPI in several
@@ -633,13 +699,16 @@ pub fn train_kpis(
     options: &TrainOptions,
 ) -> Result<TrainedKpiModel> {
     let (sub, form, lambda_selection, layout_scores) = select_layout(data, kpis, choice, options)?;
-    let model = fit_selected(&sub, &lambda_selection, options)?;
+    let mut model = fit_selected(&sub, &lambda_selection, options)?;
+    // The weights from the fitted effects; the calibration (a positive scaling of every
+    // coefficient) would not change them, but a skipped one must not either.
     let weights = kpi_weights(
         &choice.data.weight_specs(kpis),
         &form.kpi_coefficients(&model, kpis.len())?,
         churn_outcomes,
         options.n0,
     )?;
+    let calibration = calibrate(&sub, &lambda_selection, &mut model, options);
     let probabilities = model.predict_proba(sub.x.view())?;
     let in_sample = Evaluation::of_probabilities(&probabilities, &sub.labels)?;
     Ok(TrainedKpiModel {
@@ -651,6 +720,7 @@ pub fn train_kpis(
         },
         form,
         layout_scores,
+        calibration,
     })
 }
 
@@ -664,7 +734,8 @@ pub fn fit_kpis_cv(
     options: &TrainOptions,
 ) -> Result<(LogisticModel, FittedForm)> {
     let (sub, form, selection, _) = select_layout(train, kpis, choice, options)?;
-    let model = fit_selected(&sub, &selection, options)?;
+    let mut model = fit_selected(&sub, &selection, options)?;
+    calibrate(&sub, &selection, &mut model, options);
     Ok((model, form))
 }
 

@@ -740,6 +740,51 @@ pub async fn history_facts(
     })
 }
 
+/// The end of the data the server holds as of `now`: the latest of the last usage day
+/// (events are rolled up per day), the last subscription start and the last subscription
+/// end, never after `now`'s day; `None` when there is no such data. The learner's default
+/// `as_of` (docs/learning.md, "Observation window").
+pub async fn latest_data_day(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Option<NaiveDate>, StoreError> {
+    let c = store.conn();
+    let today = now.date_naive();
+    let usage: Option<NaiveDate> = usage_daily::Entity::find()
+        .select_only()
+        .column_as(Expr::col(usage_daily::Column::Day).max(), "d")
+        .filter(usage_daily::Column::Day.lte(today))
+        .into_tuple()
+        .one(c)
+        .await?
+        .flatten();
+    let started: Option<DateTime<Utc>> = subscription::Entity::find()
+        .select_only()
+        .column_as(Expr::col(subscription::Column::StartsAt).max(), "d")
+        .filter(subscription::Column::StartsAt.lte(now))
+        .into_tuple()
+        .one(c)
+        .await?
+        .flatten();
+    let ended: Option<DateTime<Utc>> = subscription::Entity::find()
+        .select_only()
+        .column_as(Expr::col(subscription::Column::EndsAt).max(), "d")
+        .filter(subscription::Column::EndsAt.lte(now))
+        .into_tuple()
+        .one(c)
+        .await?
+        .flatten();
+    Ok([
+        usage,
+        started.map(|t| t.date_naive()),
+        ended.map(|t| t.date_naive()),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .map(|d| Ord::min(d, today)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -799,5 +844,81 @@ mod tests {
         store.close().await.expect("close");
     }
 
-    crate::store_test_suite!(models_are_committed_together_only_while_still_wanted);
+    crate::store_test_suite!(
+        models_are_committed_together_only_while_still_wanted,
+        latest_data_day_is_the_last_usage_or_subscription_change
+    );
+
+    /// The data end is the last usage day or subscription change, never after now.
+    async fn latest_data_day_is_the_last_usage_or_subscription_change(store: Store) {
+        let backend = store.backend();
+        let now = "2026-06-01T12:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("time");
+        assert_eq!(latest_data_day(&store, now).await.expect("read"), None);
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        let db = store.conn();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        let day = |s: &str| s.parse::<NaiveDate>().expect("day");
+        account::Model {
+            id: "a".into(),
+            name: "a".into(),
+            attributes: serde_json::json!({}),
+            profile_id: None,
+            pinned: false,
+            status: "active".into(),
+            created_at: t("2018-01-01T00:00:00Z"),
+            updated_at: t("2018-01-01T00:00:00Z"),
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .expect("account");
+        usage_daily::Model {
+            account_id: "a".into(),
+            day: day("2019-03-04"),
+            event_type: "login".into(),
+            count: 1,
+            distinct_users: 1,
+            value_sum: 0.0,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .expect("usage");
+        assert_eq!(
+            latest_data_day(&store, now).await.expect("read"),
+            Some(day("2019-03-04")),
+            "{backend:?}"
+        );
+        // A contract that ended later moves it; one that ends after now does not.
+        for (id, start, end) in [
+            ("p", "2019-01-01T00:00:00Z", "2019-05-01T00:00:00Z"),
+            ("q", "2019-02-01T00:00:00Z", "2030-01-01T00:00:00Z"),
+        ] {
+            subscription::Model {
+                account_id: "a".into(),
+                id: id.into(),
+                product: "p".into(),
+                starts_at: t(start),
+                ends_at: Some(t(end)),
+                mrr: 10.0,
+                quantity: None,
+                units: None,
+                bill_period_months: 1,
+                is_addon: false,
+                discount: 0.0,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .expect("subscription");
+        }
+        assert_eq!(
+            latest_data_day(&store, now).await.expect("read"),
+            Some(day("2019-05-01")),
+            "{backend:?}"
+        );
+        store.close().await.expect("close");
+    }
 }

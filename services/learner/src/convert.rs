@@ -16,8 +16,9 @@ use crate::LearnerArgs;
 use crate::domain::Settings;
 use crate::domain::stored::{
     StoredBacktest, StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold,
-    StoredKpiWeight, StoredMetrics,
+    StoredKpiWeight, StoredMetrics, Window,
 };
+use vitals_learn_core::Calibration;
 
 /// Largest batch of RecordOutcomes.
 pub const MAX_OUTCOMES: usize = 10_000;
@@ -488,6 +489,32 @@ pub fn metrics(e: &StoredEval) -> pb::Metrics {
         brier_score: e.brier_score,
         observation_count: e.observations,
         positive_count: e.positives,
+        expected_calibration_error: e.calibration_error.unwrap_or(0.0),
+    }
+}
+
+/// An observation window -> API.
+pub fn window(w: &Window) -> pb::ObservationWindow {
+    pb::ObservationWindow {
+        start_time: w.start.map(day_timestamp),
+        end_time: Some(timestamp(
+            w.end.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc(),
+        )),
+        end_source: w.end_source.as_str().to_owned(),
+        date_count: w.dates,
+        observation_count: w.observations,
+        censored_count: w.censored,
+    }
+}
+
+/// A model's calibration -> API.
+pub fn model_calibration(c: &Calibration) -> pb::ModelCalibration {
+    pb::ModelCalibration {
+        slope: c.platt.slope,
+        offset: c.platt.offset,
+        observation_count: c.observations as u32,
+        expected_calibration_error_before: c.ece_before.unwrap_or(0.0),
+        skipped_reason: c.skipped_reason.clone().unwrap_or_default(),
     }
 }
 
@@ -572,6 +599,11 @@ pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
         account_count: d.metrics.account_count,
         churn_count: d.metrics.churn_count,
         shrinkage: d.metrics.shrinkage,
+        window: d.metrics.window.as_ref().map(window),
+        calibration: d.metrics.calibration.as_ref().map(model_calibration),
+        churn_backtest: Some(evaluation(&d.metrics.training, &d.metrics.churn_backtest)),
+        candidate: d.metrics.candidate.is_some(),
+        candidate_reason: d.metrics.candidate.clone().unwrap_or_default(),
     })
 }
 
@@ -600,5 +632,6 @@ pub fn evaluation(e: &StoredEval, b: &StoredBacktest) -> pb::Evaluation {
         backtest_folds: folds(&b.folds),
         backtest_auc: b.mean_auc,
         backtest_top_decile_lift: b.mean_top_decile_lift,
+        backtest_expected_calibration_error: b.mean_calibration_error.unwrap_or(0.0),
     }
 }

@@ -15,6 +15,16 @@ fn as_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc
     convert::as_of(field, t, Utc::now())
 }
 
+/// A Train or Evaluate `as_of`: validated when given; unset is left to the service (the
+/// end of the data it holds).
+fn optional_as_of(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    t.map(|t| convert::as_of(field, Some(t), Utc::now()))
+        .transpose()
+}
+
 #[tonic::async_trait]
 impl pb::learner_service_server::LearnerService for LearnerService {
     async fn record_outcomes(
@@ -48,7 +58,7 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         let r = request.into_inner();
         let profile = convert::profile_name("profile", &r.profile)?;
         let settings = convert::settings(r.options.as_ref(), &self.args)?;
-        let as_of = as_of("as_of", r.as_of.as_ref())?;
+        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
         let result = self.train(profile, settings, as_of).await;
         vitals_server::metrics::training_run(if result.is_ok() { "ok" } else { "failed" });
         let result = result?;
@@ -66,6 +76,7 @@ impl pb::learner_service_server::LearnerService for LearnerService {
                     reason,
                 })
                 .collect(),
+            window: result.window.as_ref().map(convert::window),
         }))
     }
 
@@ -127,16 +138,18 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         let r = request.into_inner();
         let profile = convert::profile_name("profile", &r.profile)?;
         let folds = convert::backtest_folds(r.backtest_folds)?;
+        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
         // Validate the options against the server's defaults first so that a bad field is
         // INVALID_ARGUMENT even before a model exists.
         convert::settings(r.options.as_ref(), &self.args)?;
         let options = r.options;
         let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
-        let (row, e) = self.evaluate(profile, settings, folds).await?;
+        let (row, e, window) = self.evaluate(profile, settings, folds, as_of).await?;
         Ok(Response::new(pb::EvaluateResponse {
             model: convert::model_name(&row),
             churn_probability: Some(convert::evaluation(&e.churn, &e.churn_backtest)),
             health_score: Some(convert::evaluation(&e.health, &e.health_backtest)),
+            window: Some(convert::window(&window)),
         }))
     }
 

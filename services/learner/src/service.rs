@@ -21,7 +21,7 @@ use vitals_store::values::OutcomeKind as StoredKind;
 
 use crate::LearnerService;
 use crate::convert::{DecodedModel, decode};
-use crate::domain::stored::{StoredCoefficients, StoredOptions};
+use crate::domain::stored::{StoredCoefficients, StoredOptions, Window, WindowEnd, is_candidate};
 use crate::domain::{self, Evaluated, Fitted, Scope, Settings};
 use crate::error::LearnerError;
 
@@ -39,9 +39,9 @@ pub struct TrainState {
 #[derive(Debug, Default)]
 pub struct AutoPending(AtomicBool);
 
-/// What the CPU part of a training run gives: the fitted scopes and (id, reason) of the
-/// skipped ones.
-type Fitting = (Vec<(String, Fitted)>, Vec<(String, String)>);
+/// What the CPU part of a training run gives: the fitted scopes, (id, reason) of the
+/// skipped ones and the observation window.
+type Fitting = (Vec<(String, Fitted)>, Vec<(String, String)>, Window);
 
 /// What a training run did.
 #[derive(Debug, Default)]
@@ -50,6 +50,8 @@ pub struct TrainResult {
     pub models: Vec<ModelRow>,
     /// (profile id or [`GLOBAL_MODEL`], reason) of the scopes not fitted.
     pub skipped: Vec<(String, String)>,
+    /// The observation window used.
+    pub window: Option<Window>,
 }
 
 /// The learn-core check of a heavy operation's flag.
@@ -124,8 +126,10 @@ impl LearnerService {
         state.last_auto_start = Some(start);
         let settings = crate::convert::settings(None, &self.args)?;
         let work = self.work.start("automatic training").await?;
-        tracing::info!(new_outcomes = new, "automatic training started");
-        match self.train_locked(&work, None, settings, start).await {
+        // The same window as a Train request without `as_of`: up to the latest data.
+        let as_of = self.resolve_as_of(None, start).await?;
+        tracing::info!(new_outcomes = new, as_of = %as_of.0, "automatic training started");
+        match self.train_locked(&work, None, settings, as_of).await {
             Ok(r) => tracing::info!(
                 models = r.models.len(),
                 skipped = r.skipped.len(),
@@ -146,16 +150,36 @@ impl LearnerService {
     /// runs of this process (the training lock) and once a heavy-work slot is free. When
     /// the caller gives up (deadline, request timeout) or the server drains, the run stops
     /// and stores nothing.
+    /// `as_of` unset trains up to the end of the data the server holds
+    /// ([`LearnerService::resolve_as_of`]).
     pub(crate) async fn train(
         &self,
         profile: Option<String>,
         settings: Settings,
-        as_of: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<TrainResult> {
         let _guard = self.training.lock().await;
         let _cluster = self.leases.lock(crate::TRAIN_LEASE).await?;
         let work = self.work.start("Train").await?;
+        let as_of = self.resolve_as_of(as_of, Utc::now()).await?;
         self.train_locked(&work, profile, settings, as_of).await
+    }
+
+    /// The `as_of` of a Train or Evaluate request and where it comes from: the request's
+    /// own, else the end of the last day of data the server holds (its last usage day or
+    /// subscription change, never after `now`), else `now` when it holds none.
+    pub(crate) async fn resolve_as_of(
+        &self,
+        given: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, WindowEnd)> {
+        if let Some(t) = given {
+            return Ok((t, WindowEnd::AsOf));
+        }
+        Ok(match store::latest_data_day(&self.store, now).await? {
+            Some(day) => (end_of_day(day).min(now), WindowEnd::LatestData),
+            None => (now, WindowEnd::Now),
+        })
     }
 
     async fn train_locked(
@@ -163,7 +187,7 @@ impl LearnerService {
         work: &Work,
         profile: Option<String>,
         settings: Settings,
-        as_of: DateTime<Utc>,
+        (as_of, end_source): (DateTime<Utc>, WindowEnd),
     ) -> Result<TrainResult> {
         if let Some(p) = &profile
             && !store::profile_exists(&self.store, p).await?
@@ -185,12 +209,26 @@ impl LearnerService {
         self.check_size(work, &outcomes, as_of, date, &settings)
             .await?;
         let history = store::load_history(&self.store, as_of).await?;
-        let (fitted, skipped) = work
-            .blocking(move |flag| fit_scopes(history, outcomes, profile, date, &settings, flag))
+        let (fitted, skipped, window) = work
+            .blocking(move |flag| {
+                fit_scopes(
+                    history, outcomes, profile, date, end_source, &settings, flag,
+                )
+            })
             .await?;
         let trained_at = Utc::now();
         let mut new = Vec::with_capacity(fitted.len());
-        for (id, f) in fitted {
+        for (id, mut f) in fitted {
+            // Champion/challenger: worse than the serving version's backtest, the new
+            // version is kept as a candidate and does not serve.
+            if let Some(row) = self.serving_model(&id).await? {
+                let serving = decode(&row)?;
+                f.metrics.candidate = domain::candidate_reason(
+                    &f.metrics.churn_backtest,
+                    &serving.metrics.churn_backtest,
+                    &crate::convert::model_name(&row),
+                );
+            }
             new.push(NewModel {
                 profile_id: id,
                 trained_at,
@@ -211,7 +249,11 @@ impl LearnerService {
                 return Err(LearnerError::Unavailable("training cancelled".into()));
             }
         };
-        Ok(TrainResult { models, skipped })
+        Ok(TrainResult {
+            models,
+            skipped,
+            window: Some(window),
+        })
     }
 
     /// Refuses a training set over the cell bound from the store's cheap facts (aggregate
@@ -233,14 +275,31 @@ impl LearnerService {
         Ok(())
     }
 
-    /// The model whose weights a profile uses: its own latest, else the latest global one.
+    /// The model whose weights a profile uses: its own serving version, else the global
+    /// one's.
     pub(crate) async fn model_for(&self, profile: Option<&str>) -> Result<Option<ModelRow>> {
         if let Some(p) = profile
-            && let Some(m) = store::latest_model(&self.store, p).await?
+            && let Some(m) = self.serving_model(p).await?
         {
             return Ok(Some(m));
         }
-        Ok(store::latest_model(&self.store, GLOBAL_MODEL).await?)
+        self.serving_model(GLOBAL_MODEL).await
+    }
+
+    /// The newest version of a profile's (or the global) model that serves: versions
+    /// kept as candidates are passed over.
+    pub(crate) async fn serving_model(&self, profile_id: &str) -> Result<Option<ModelRow>> {
+        let mut before = None;
+        loop {
+            let rows = store::list_models(&self.store, Some(profile_id), false, before, 20).await?;
+            let Some(last) = rows.last() else {
+                return Ok(None);
+            };
+            before = Some(last.id);
+            if let Some(r) = rows.into_iter().find(|r| !is_candidate(&r.metrics)) {
+                return Ok(Some(r));
+            }
+        }
     }
 
     /// At most `limit` outcomes matching `filter` after `after`, newest first.
@@ -277,15 +336,17 @@ impl LearnerService {
         Ok(store::list_models(&self.store, profile, latest_only, before, limit).await?)
     }
 
-    /// Evaluates the model a profile uses (or the global one) on the observations as of
-    /// the model's date, with a `folds`-fold time-split backtest. `settings` resolves the
-    /// request's training options against defaults: unset options take the model's own.
+    /// Evaluates the model a profile uses (or the global one) on the observations up to
+    /// `as_of` (unset: the end of the data, as Train), with a `folds`-fold time-split
+    /// backtest. `settings` resolves the request's training options against defaults:
+    /// unset options take the model's own.
     pub(crate) async fn evaluate(
         &self,
         profile: Option<String>,
         settings: impl FnOnce(&crate::LearnerArgs) -> Result<Settings, ApiError> + Send,
         folds: usize,
-    ) -> Result<(ModelRow, Evaluated)> {
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<(ModelRow, Evaluated, Window)> {
         if let Some(p) = &profile
             && !store::profile_exists(&self.store, p).await?
         {
@@ -296,21 +357,28 @@ impl LearnerService {
         })?;
         let model = decode(&row)?;
         let settings = settings(&self.model_args(&model.metrics.options))?;
-        let as_of = model.metrics.as_of;
-        let until = end_of_day(as_of);
         let work = self.work.start("Evaluate").await?;
+        let (until, end_source) = self.resolve_as_of(as_of, Utc::now()).await?;
+        let as_of = until.date_naive();
         let outcomes = store::outcomes_until(&self.store, until).await?;
         self.check_size(&work, &outcomes, until, as_of, &settings)
             .await?;
         let history = store::load_history(&self.store, until).await?;
-        let evaluated = work
+        let (evaluated, window) = work
             .blocking(move |flag| {
                 evaluate_model(
                     history, outcomes, profile, as_of, &model, folds, &settings, flag,
                 )
             })
             .await?;
-        Ok((row, evaluated))
+        Ok((
+            row,
+            evaluated,
+            Window {
+                end_source,
+                ..window
+            },
+        ))
     }
 
     /// The server's defaults replaced by a model's settings.
@@ -397,6 +465,7 @@ fn fit_scopes(
     outcomes: Vec<OutcomeRecord>,
     profile: Option<String>,
     date: NaiveDate,
+    end_source: WindowEnd,
     settings: &Settings,
     flag: &CancelFlag,
 ) -> Result<Fitting> {
@@ -429,12 +498,16 @@ fn fit_scopes(
             continue;
         };
         match domain::fit_scope(&prep, scope, settings) {
-            Ok(f) => fitted.push((id, f)),
+            Ok(mut f) => {
+                f.metrics.window = Some(prep.window(end_source));
+                fitted.push((id, f));
+            }
             Err(Ok(reason)) => skipped.push((id, reason)),
             Err(Err(e)) => return Err(e),
         }
     }
-    Ok((fitted, skipped))
+    let window = prep.window(end_source);
+    Ok((fitted, skipped, window))
 }
 
 /// The CPU part of an evaluation: the training set as of the model's date, then the
@@ -449,7 +522,7 @@ fn evaluate_model(
     folds: usize,
     settings: &Settings,
     flag: &CancelFlag,
-) -> Result<Evaluated> {
+) -> Result<(Evaluated, Window)> {
     // The population holds what the evaluation needs: free the history's
     // rows before the observations are built.
     let by_account = domain::outcomes_by_account(&outcomes);
@@ -463,14 +536,17 @@ fn evaluate_model(
         })?,
         None => Scope::Global,
     };
-    domain::evaluate(
+    // Counted before `evaluate` frees the dataset.
+    let window = prep.window(WindowEnd::AsOf);
+    let evaluated = domain::evaluate(
         &mut prep,
         scope,
         &model.coefficients,
         &model.kpi_weights,
         folds,
         settings,
-    )
+    )?;
+    Ok((evaluated, window))
 }
 
 /// The CPU part of PredictChurn: the population as of `day`, then each account's churn

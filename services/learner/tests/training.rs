@@ -820,3 +820,156 @@ async fn a_model_stored_before_the_log_values_still_loads_and_predicts() {
         env.stop().await;
     }
 }
+
+/// Data that ended years ago: Train and Evaluate without `as_of` observe up to the last
+/// day of data (not up to today), say so in their window, and Evaluate's backtest runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_as_of_the_window_ends_at_the_latest_data_even_years_ago() {
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let data_end = NaiveDate::from_ymd_opt(2019, 6, 1).expect("date");
+        let p = Portfolio::new(48, 240, data_end);
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        let options = options(10.0);
+        let trained = env
+            .client
+            .clone()
+            .train(pb::TrainRequest {
+                options: Some(options),
+                ..Default::default()
+            })
+            .await
+            .expect("train without as_of")
+            .into_inner();
+        let last_day = data_end.pred_opt().expect("day");
+        let w = trained.window.clone().expect("window");
+        let end = w.end_time.expect("end");
+        assert_eq!(
+            chrono::DateTime::from_timestamp(end.seconds, 0)
+                .expect("time")
+                .date_naive(),
+            last_day,
+            "{backend:?}: the last usage day, not today"
+        );
+        assert_eq!(w.end_source, "latest data");
+        // Observation dates every 28 days from one KPI window after the start: about 8,
+        // not the ~100 up to today.
+        assert!((7..=9).contains(&w.date_count), "{w:?}");
+        // At most the 48 accounts at every date, fewer once churners have left.
+        assert!(w.observation_count > 0 && w.observation_count <= 48 * w.date_count);
+        let g = global(&trained);
+        assert_eq!(g.window.as_ref().map(|w| w.end_time), Some(Some(end)));
+        let cal = g.calibration.clone().expect("calibration");
+        assert!(cal.slope > 0.0, "{cal:?}");
+
+        let evaluated = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest::default())
+            .await
+            .expect("evaluate without as_of")
+            .into_inner();
+        let ew = evaluated.window.expect("window");
+        assert_eq!(ew.end_time, Some(end), "{backend:?}");
+        assert_eq!(ew.end_source, "latest data");
+        let churn = evaluated.churn_probability.expect("churn");
+        assert_eq!(churn.backtest_folds.len(), 2);
+        assert!(churn.backtest_expected_calibration_error >= 0.0);
+        // Given by hand, `as_of` wins and says so.
+        let evaluated = env
+            .client
+            .clone()
+            .evaluate(pb::EvaluateRequest {
+                as_of: Some(ts(at(last_day))),
+                ..Default::default()
+            })
+            .await
+            .expect("evaluate as of")
+            .into_inner();
+        assert_eq!(evaluated.window.expect("window").end_source, "as_of");
+        env.stop().await;
+    }
+}
+
+/// Champion/challenger: a new version whose backtest is worse than the serving one's is
+/// stored as a candidate with the reason, and the serving version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_worse_than_the_serving_model_is_not_served() {
+    use vitals_store::learner as store;
+    for backend in backends() {
+        let env = Env::start(backend, quiet_args()).await;
+        let p = Portfolio::new(48, 240, end());
+        env.put_portfolio(&p).await;
+        env.record(p.churn_outcomes()).await;
+        let first = env.train(end(), options(10.0)).await.expect("train");
+        assert!(!global(&first).candidate, "nothing to compare with: serves");
+        // A serving version with an unbeatable backtest (its copy with AUC 0.999).
+        let row = store::get_model(&env.store, store::GLOBAL_MODEL, 1)
+            .await
+            .expect("read")
+            .expect("global-1");
+        let mut metrics = row.metrics.clone();
+        assert!(
+            !metrics["churn_backtest"]["folds"]
+                .as_array()
+                .expect("folds")
+                .is_empty(),
+            "{backend:?}: the first version has a backtest"
+        );
+        metrics["churn_backtest"]["mean_auc"] = serde_json::json!(0.999);
+        store::insert_model(
+            &env.store,
+            store::NewModel {
+                profile_id: row.profile_id.clone(),
+                trained_at: Utc::now(),
+                n_observations: row.n_observations,
+                n_churned: row.n_churned,
+                kpi_weights: row.kpi_weights.clone(),
+                category_weights: row.category_weights.clone(),
+                coefficients: row.coefficients.clone(),
+                metrics,
+            },
+        )
+        .await
+        .expect("insert the champion");
+        let second = env.train(end(), options(10.0)).await.expect("train again");
+        let g = global(&second);
+        assert_eq!(g.name, "models/global-3");
+        assert!(g.candidate, "{backend:?}");
+        assert!(
+            g.candidate_reason.contains("models/global-2") && g.candidate_reason.contains("0.9990"),
+            "{}",
+            g.candidate_reason
+        );
+        let w = env
+            .client
+            .clone()
+            .get_weights(pb::GetWeightsRequest::default())
+            .await
+            .expect("weights")
+            .into_inner();
+        assert_eq!(
+            w.model, "models/global-2",
+            "{backend:?}: the champion serves"
+        );
+        let listed = env
+            .client
+            .clone()
+            .list_models(pb::ListModelsRequest {
+                latest_only: true,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        let latest = listed
+            .models
+            .iter()
+            .find(|m| m.profile.is_empty())
+            .expect("global");
+        assert_eq!(latest.name, "models/global-3");
+        assert!(latest.candidate && !latest.candidate_reason.is_empty());
+        env.stop().await;
+    }
+}

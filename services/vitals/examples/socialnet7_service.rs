@@ -157,6 +157,7 @@ async fn run(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
             profile: String::new(),
             options: Some(options),
             backtest_folds: 2,
+            as_of: None,
         })
         .await?
         .into_inner();

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use chrono::Days;
 use vitals_learn_core::{
-    Dataset, Evaluation as LearnEvaluation, LearnError, calibration_table, fit_kpis_cv,
-    time_ordered_folds,
+    Dataset, Evaluation as LearnEvaluation, LearnError, calibration_table,
+    expected_calibration_error, fit_kpis_cv, time_ordered_folds,
 };
 
 use super::stored::{StoredBacktest, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight};
@@ -56,6 +56,7 @@ pub(super) fn eval_probabilities(
         } else {
             Vec::new()
         },
+        calibration_error: Some(expected_calibration_error(p, y)?),
     })
 }
 
@@ -82,6 +83,7 @@ pub(super) fn eval_health(
         } else {
             Vec::new()
         },
+        calibration_error: None,
     })
 }
 

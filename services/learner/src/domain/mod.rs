@@ -9,6 +9,7 @@ mod evaluation;
 mod outcomes;
 mod prediction;
 mod prepared;
+mod serving;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -18,5 +19,6 @@ pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;
 pub use prediction::predict;
 pub use prepared::{Prepared, check_facts, prepare, prepare_population};
+pub use serving::candidate_reason;
 pub use settings::{Scope, Settings};
 pub use training::{Fitted, fit_scope};

@@ -14,7 +14,7 @@ use vitals_store::learner::{History, HistoryFacts, OutcomeRecord};
 
 use super::evaluation::sigmoid;
 use super::features::{self, Account, Population, Snapshots};
-use super::stored::{StoredCoefficients, StoredKpiWeight};
+use super::stored::{StoredCoefficients, StoredKpiWeight, Window, WindowEnd};
 use super::{Scope, Settings, outcomes_by_account};
 use crate::error::LearnerError;
 
@@ -46,6 +46,8 @@ pub struct Prepared {
     pub specs: Vec<KpiSpec>,
     /// Last observation date.
     pub as_of: NaiveDate,
+    /// The observation dates (oldest first).
+    pub dates: Vec<NaiveDate>,
     /// Observations left out because their label is not known yet.
     pub censored: usize,
     /// Checked at every observation date, fold, profile and `lambda`: once it says stop,
@@ -134,6 +136,7 @@ pub fn prepare_population(
         choice,
         specs,
         as_of,
+        dates,
         censored: set.censored,
         cancel: cancel.clone(),
     })
@@ -223,6 +226,18 @@ fn check_size(
 }
 
 impl Prepared {
+    /// The observation window of the training set, its end from `end_source`.
+    pub fn window(&self, end_source: WindowEnd) -> Window {
+        Window {
+            start: self.dates.first().copied(),
+            end: self.as_of,
+            end_source,
+            dates: self.dates.len() as u32,
+            observations: self.data.len() as u32,
+            censored: self.censored as u32,
+        }
+    }
+
     /// Rows of `data` in the scope.
     pub fn rows(&self, scope: Scope) -> Vec<usize> {
         (0..self.data.len())

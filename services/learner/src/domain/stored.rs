@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use vitals_learn_core::{CalibrationBin, FeatureTransform};
+use vitals_learn_core::{Calibration, CalibrationBin, FeatureTransform};
 
 /// The settings a model was trained with, all resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,10 @@ pub struct StoredEval {
     pub positives: u32,
     /// Calibration by deciles (empty for backtest folds).
     pub calibration: Vec<CalibrationBin>,
+    /// Expected calibration error of a churn probability (`None` for the health score
+    /// and for metrics stored before it was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_error: Option<f64>,
 }
 
 /// One backtest fold.
@@ -165,6 +169,9 @@ pub struct StoredBacktest {
     pub mean_top_decile_lift: f64,
     /// Why it could not run (too few dates or outcomes), when it could not.
     pub error: Option<String>,
+    /// Mean expected calibration error of the folds (churn probability only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_calibration_error: Option<f64>,
 }
 
 impl StoredBacktest {
@@ -174,6 +181,11 @@ impl StoredBacktest {
         Self {
             mean_auc: folds.iter().map(|f| f.metrics.auc).sum::<f64>() / n,
             mean_top_decile_lift: folds.iter().map(|f| f.metrics.top_decile_lift).sum::<f64>() / n,
+            mean_calibration_error: folds
+                .iter()
+                .map(|f| f.metrics.calibration_error)
+                .sum::<Option<f64>>()
+                .map(|s| s / n),
             folds,
             error: None,
         }
@@ -186,6 +198,7 @@ impl StoredBacktest {
             mean_auc: 0.0,
             mean_top_decile_lift: 0.0,
             error: Some(reason),
+            mean_calibration_error: None,
         }
     }
 }
@@ -218,6 +231,63 @@ pub struct StoredMetrics {
     /// Why the fallback L2 penalty was used instead of cross-validation, if it was.
     pub lambda_fallback_reason: Option<String>,
     /// Observations left out because their horizon is not over yet.
+    pub censored: u32,
+    /// The observation window (`None` for models stored before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// How the churn probability was calibrated (`None`: stored before calibration
+    /// existed, not calibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// Set when the version does not serve: why (its backtest was worse than the
+    /// serving version's). Read from the JSON key `candidate` by
+    /// [`is_candidate`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+}
+
+/// Whether a stored `metrics` column marks its model as a candidate (not serving).
+pub fn is_candidate(metrics: &serde_json::Value) -> bool {
+    metrics.get("candidate").is_some_and(|v| !v.is_null())
+}
+
+/// Where the end of an observation window comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowEnd {
+    /// The request's `as_of`.
+    AsOf,
+    /// The last usage day or subscription change the server holds.
+    LatestData,
+    /// Now: the server holds no dated data.
+    Now,
+}
+
+impl WindowEnd {
+    /// As the API says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AsOf => "as_of",
+            Self::LatestData => "latest data",
+            Self::Now => "now",
+        }
+    }
+}
+
+/// The observation window of a training or evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// First observation date.
+    pub start: Option<NaiveDate>,
+    /// Last observation date (the `as_of` day).
+    pub end: NaiveDate,
+    /// Where `end` comes from.
+    pub end_source: WindowEnd,
+    /// Observation dates.
+    pub dates: u32,
+    /// Labelled observations over the portfolio.
+    pub observations: u32,
+    /// Observations left out (horizon not over at `end`).
     pub censored: u32,
 }
 

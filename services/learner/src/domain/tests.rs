@@ -79,6 +79,45 @@ mod book {
         }
     }
 
+    /// Accounts are observed only while customers: no observation on or after an
+    /// account's churn, none before its first data; a churned observation's churn is
+    /// within the horizon after it; the window reports the dates and observations used.
+    #[test]
+    fn no_observation_after_an_accounts_churn() {
+        let (history, outcomes) = portfolio();
+        let s = settings();
+        let prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
+        let churn_of: HashMap<&str, chrono::NaiveDate> = outcomes
+            .iter()
+            .map(|o| (o.account_id.as_str(), o.at.date_naive()))
+            .collect();
+        assert!(churn_of.len() > 10, "the portfolio has churners");
+        let mut churned_rows = 0;
+        for r in 0..prep.data.len() {
+            let (a, d) = (prep.data.accounts[r].as_str(), prep.data.dates[r]);
+            assert!(
+                d > day("2025-01-01"),
+                "{a} observed at {d}, before its first data"
+            );
+            if let Some(&c) = churn_of.get(a) {
+                assert!(d < c, "{a} observed at {d}, on or after its churn on {c}");
+                if prep.data.labels[r] {
+                    churned_rows += 1;
+                    assert!(c <= d + Days::new(u64::from(s.horizon_days)));
+                }
+            } else {
+                assert!(!prep.data.labels[r], "{a} never churned");
+            }
+        }
+        assert!(churned_rows > 0);
+        let w = prep.window(stored::WindowEnd::AsOf);
+        assert_eq!(w.end, day("2025-07-25"));
+        assert_eq!(w.observations as usize, prep.data.len());
+        assert_eq!(w.dates as usize, prep.dates.len());
+        assert_eq!(w.start, prep.dates.first().copied());
+    }
+
     /// A model on the book's preparation is stored per KPI (value or log value, with its
     /// share of its group's coefficient) and the stored form gives exactly the fitted
     /// model's probabilities, in `Evaluate` (`probabilities`) and in `PredictChurn`

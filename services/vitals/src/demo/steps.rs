@@ -328,6 +328,7 @@ async fn evaluate(
             profile: String::new(),
             options: Some(training_options()),
             backtest_folds: 0,
+            as_of: None,
         })
         .await
         .map_err(rpc("Evaluate"))?
