@@ -546,8 +546,53 @@ async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
     assert_eq!(last["u1"], "a");
 }
 
+/// Concurrent batches that share events, days and users (the same accounts, overlapping
+/// event ids, in different orders): every distinct event is accepted exactly once over
+/// all batches, and the roll-ups are those of the stored events. On PostgreSQL the
+/// batches race (unique violations and lock waits of the plain-insert statement, then
+/// the `ON CONFLICT` one).
+async fn concurrent_overlapping_batches_count_once(store: Store) {
+    let mut tasks = Vec::new();
+    for t in 0..8u32 {
+        let writer = EventWriter::new(store.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0u32;
+            for round in 0..6u32 {
+                // Each task writes windows of the same 300 events, shifted per task.
+                let start = (t * 37 + round * 53) % 300;
+                let mut b: Vec<NewEvent> = (0..120).map(|i| sample_event((start + i) % 300)).collect();
+                if t % 2 == 1 {
+                    b.reverse();
+                }
+                let w = writer.write(b).await.unwrap();
+                assert_eq!(w.accepted + w.duplicates, 120);
+                accepted += w.accepted;
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    let d = dump(&store).await;
+    assert_eq!(accepted as usize, d.events.len());
+    assert_rollups_of_events(&d);
+    let users: BTreeSet<_> = d
+        .events
+        .iter()
+        .filter_map(|(a, _, u, t, at, _)| {
+            u.clone()
+                .map(|u| (a.clone(), at.date_naive(), t.clone(), u))
+        })
+        .collect();
+    assert_eq!(d.users, users.into_iter().collect::<Vec<_>>());
+    store.close().await.unwrap();
+}
+
 crate::store_test_suite!(
     event_writer_on_every_backend_counts_once,
+    concurrent_overlapping_batches_count_once,
     account_parents_are_checked_kept_and_cleared,
     last_account_of_users_is_the_contact_updated_last
 );
