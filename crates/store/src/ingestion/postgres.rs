@@ -53,12 +53,19 @@ const BATCH: &str = "WITH \
         (id, name, attributes, pinned, status, created_at, updated_at) \
         SELECT id, '', $7, false, $8, $9, $9 FROM UNNEST($10::text[]) AS a(id) \
         ON CONFLICT (id) DO NOTHING RETURNING 1), \
+    src AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                 $5::timestamptz[], $6::float8[]) \
+            AS s(account_id, event_id, user_id, event_type, occurred_at, value) \
+        WHERE (SELECT count(*) FROM acc) >= 0 AND s.occurred_at >= COALESCE( \
+            (SELECT dropped_before FROM event_retention WHERE id = 1), '-infinity')), \
+    keys AS (INSERT INTO event_keys (account_id, event_id, occurred_at) \
+        SELECT account_id, event_id, occurred_at FROM src \
+        ON CONFLICT (account_id, event_id) DO NOTHING \
+        RETURNING account_id, event_id), \
     ins AS (INSERT INTO events \
         (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                             $5::timestamptz[], $6::float8[]) \
-        WHERE (SELECT count(*) FROM acc) >= 0 \
-        ON CONFLICT (account_id, event_id) DO NOTHING \
+        SELECT s.* FROM src s JOIN keys k \
+            ON k.account_id = s.account_id AND k.event_id = s.event_id \
         RETURNING account_id, user_id, event_type, \
             (occurred_at AT TIME ZONE 'UTC')::date AS day, value), \
     users AS (INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
@@ -105,14 +112,20 @@ const FAST: &str = "WITH \
         (id, name, attributes, pinned, status, created_at, updated_at) \
         SELECT id, '', $7, false, $8, $9, $9 FROM UNNEST($10::text[]) AS a(id) \
         ON CONFLICT (id) DO NOTHING RETURNING 1), \
+    src AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                 $5::timestamptz[], $6::float8[]) \
+            AS s(account_id, event_id, user_id, event_type, occurred_at, value) \
+        WHERE (SELECT count(*) FROM acc) >= 0 AND s.occurred_at >= COALESCE( \
+            (SELECT dropped_before FROM event_retention WHERE id = 1), '-infinity')), \
+    keys AS (INSERT INTO event_keys (account_id, event_id, occurred_at) \
+        SELECT account_id, event_id, occurred_at FROM src s \
+        WHERE NOT EXISTS (SELECT 1 FROM event_keys k \
+            WHERE k.account_id = s.account_id AND k.event_id = s.event_id) \
+        RETURNING account_id, event_id), \
     ins AS (INSERT INTO events \
         (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                             $5::timestamptz[], $6::float8[]) \
-            AS s(account_id, event_id, user_id, event_type, occurred_at, value) \
-        WHERE (SELECT count(*) FROM acc) >= 0 \
-        AND NOT EXISTS (SELECT 1 FROM events e \
-            WHERE e.account_id = s.account_id AND e.event_id = s.event_id) \
+        SELECT s.* FROM src s JOIN keys k \
+            ON k.account_id = s.account_id AND k.event_id = s.event_id \
         RETURNING account_id, user_id, event_type, \
             (occurred_at AT TIME ZONE 'UTC')::date AS day, value), \
     users AS (INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
@@ -186,6 +199,24 @@ pub(super) async fn write_events(
     sorted: &[&NewEvent],
 ) -> Result<usize, sqlx::Error> {
     let now = Utc::now();
+    match write_once(pool, accounts, sorted, now).await {
+        Err(e) if no_partition(&e) => {
+            // A month with no partition yet (an old event, or the job that creates them
+            // ahead has not run): create it, then write the batch again.
+            create_partitions(pool, sorted.iter().map(|e| e.occurred_at)).await?;
+            write_once(pool, accounts, sorted, now).await
+        }
+        r => r,
+    }
+}
+
+/// [`FAST`], then [`BATCH`] when it lost a race.
+async fn write_once(
+    pool: &PgPool,
+    accounts: &[&str],
+    sorted: &[&NewEvent],
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
     match run(FAST, pool, accounts, sorted, now).await {
         Err(e) if lost_race(&e) => {
             tracing::debug!(error = %e, "events batch raced a concurrent one: written with ON CONFLICT");
@@ -193,6 +224,14 @@ pub(super) async fn write_events(
         }
         r => r,
     }
+}
+
+/// Whether `e` says that a row's month has no partition of `events`
+/// (`check_violation`, "no partition of relation ... found for row").
+fn no_partition(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().is_some_and(|c| c == "23514") && d.message().starts_with("no partition of relation")
+    })
 }
 
 /// Runs `sql` ([`FAST`] or [`BATCH`]) on the batch.
@@ -231,4 +270,141 @@ async fn run(
     let row = sqlx::query_with(sql, a).fetch_one(pool).await?;
     let new: i64 = row.try_get(0)?;
     Ok(new as usize)
+}
+
+// ---------------------------------------------------------------------------------------
+// Partitions and retention (see `retention` and the migration `m20261207_000019`)
+// ---------------------------------------------------------------------------------------
+
+/// Prefix of the name of a month's partition of `events`: `events_y2026m12`.
+const PARTITION_PREFIX: &str = "events_y";
+
+/// The first instant of the UTC month of `t`, and of the month after.
+fn month_bounds(year: i32, month: u32) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let lo = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?.and_utc();
+    let hi = NaiveDate::from_ymd_opt(ny, nm, 1)?.and_hms_opt(0, 0, 0)?.and_utc();
+    Some((lo, hi))
+}
+
+/// The partition name of a month (years 1 to 9999; others have none).
+fn partition_name(year: i32, month: u32) -> Option<String> {
+    (1..=9999)
+        .contains(&year)
+        .then(|| format!("{PARTITION_PREFIX}{year:04}m{month:02}"))
+}
+
+/// The (year, month) of a partition name made by [`partition_name`].
+fn parse_partition_name(name: &str) -> Option<(i32, u32)> {
+    let rest = name.strip_prefix(PARTITION_PREFIX)?;
+    let (y, m) = rest.split_once('m')?;
+    let (y, m) = (y.parse().ok()?, m.parse().ok()?);
+    (partition_name(y, m)? == name).then_some((y, m))
+}
+
+/// The retention watermark: raw events before it were dropped (`None`: never).
+pub(super) async fn dropped_before(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT dropped_before FROM event_retention WHERE id = 1")
+        .fetch_optional(pool)
+        .await
+}
+
+/// Creates the partitions of `events` for the UTC months of `times` that have none
+/// (not those wholly before the retention watermark: their events are ignored); returns
+/// how many it created. Concurrent creators of the same month are harmless (the loser's
+/// `duplicate_table` / `unique_violation` is ignored).
+pub(super) async fn create_partitions(
+    pool: &PgPool,
+    times: impl IntoIterator<Item = DateTime<Utc>>,
+) -> Result<u32, sqlx::Error> {
+    use chrono::Datelike;
+    let months: BTreeSet<(i32, u32)> = times.into_iter().map(|t| (t.year(), t.month())).collect();
+    let floor = dropped_before(pool).await?;
+    let existing: HashSet<String> = partition_names(pool).await?.into_iter().collect();
+    let mut created = 0;
+    for (y, m) in months {
+        let (Some(name), Some((lo, hi))) = (partition_name(y, m), month_bounds(y, m)) else {
+            continue;
+        };
+        if existing.contains(&name) || floor.is_some_and(|f| hi <= f) {
+            continue;
+        }
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM ('{}') TO ('{}')",
+            lo.to_rfc3339(),
+            hi.to_rfc3339()
+        );
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+            Ok(_) => created += 1,
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "42P07" || c == "23505") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
+
+/// The names of the month partitions of `events`.
+async fn partition_names(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Drops the partitions of `events` wholly before `cut` and moves the watermark to the
+/// end of the newest one dropped, in one transaction; then deletes the keys
+/// (`event_keys`) and the distinct-user rows (`usage_daily_users`) before the watermark.
+/// Returns (partitions dropped, keys deleted, user rows deleted, watermark).
+pub(super) async fn drop_partitions_before(
+    pool: &PgPool,
+    cut: DateTime<Utc>,
+) -> Result<(u32, u64, u64, Option<DateTime<Utc>>), sqlx::Error> {
+    let mut old: Vec<(String, DateTime<Utc>)> = partition_names(pool)
+        .await?
+        .into_iter()
+        .filter_map(|n| {
+            let (y, m) = parse_partition_name(&n)?;
+            let (_, hi) = month_bounds(y, m)?;
+            (hi <= cut).then_some((n, hi))
+        })
+        .collect();
+    old.sort_by_key(|(_, hi)| *hi);
+    let mut tx = pool.begin().await?;
+    if let Some((_, hi)) = old.last() {
+        sqlx::query(
+            "INSERT INTO event_retention (id, dropped_before) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET dropped_before = \
+             GREATEST(event_retention.dropped_before, excluded.dropped_before)",
+        )
+        .bind(*hi)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (name, _) in &old {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let Some(floor) = dropped_before(pool).await? else {
+        return Ok((0, 0, 0, None));
+    };
+    // The keys of the dropped events: never read again (events before the watermark are
+    // ignored before their key is looked up). One statement (through the BRIN index).
+    let keys = sqlx::query("DELETE FROM event_keys WHERE occurred_at < $1")
+        .bind(floor)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let users = sqlx::query("DELETE FROM usage_daily_users WHERE day < $1")
+        .bind(floor.date_naive())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok((old.len() as u32, keys, users, Some(floor)))
 }

@@ -3,6 +3,7 @@
 //! `vitals.ingested` once committed; reads page in key order. Sentiment comes from text.
 
 pub mod sentiment;
+pub mod retention;
 
 use std::future::Future;
 
