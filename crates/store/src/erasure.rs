@@ -198,8 +198,7 @@ pub async fn erase_accounts(store: &Store, ids: &[String]) -> Result<Erased, Sto
         if *table == "events" && backend == DbBackend::Postgres {
             for (table, col) in ERASED_POSTGRES {
                 let sql = format!("DELETE FROM {table} WHERE {col} IN ({list})");
-                tx.execute_raw(stmt(backend, &sql, id_values(&ids)))
-                    .await?;
+                tx.execute_raw(stmt(backend, &sql, id_values(&ids))).await?;
             }
         }
         let sql = format!("DELETE FROM {table} WHERE {col} IN ({list})");

@@ -270,7 +270,7 @@ async fn collation_and_event_type_counts_migrations_keep_existing_rows() {
             // Shown to people: the database's collation.
             assert_eq!(collation(&store, "accounts", "name").await, None);
             // The rebuilt indexes are valid and are the primary keys still (the events'
-        // key is `event_keys`' since migration 19).
+            // key is `event_keys`' since migration 19).
             assert_eq!(
                 int(
                     &store,
@@ -368,7 +368,10 @@ async fn event_partitions_migration_keeps_existing_rows() {
             }
         })
         .collect();
-    let names: Vec<String> = Migrator::migrations().iter().map(|m| m.name().to_string()).collect();
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
     let before = names
         .iter()
         .position(|n| n == "m20261207_000019_event_partitions")
@@ -376,7 +379,9 @@ async fn event_partitions_migration_keeps_existing_rows() {
     for backend in backends() {
         let url = fresh_url(backend).await.unwrap();
         let store = Store::connect(&url).await.unwrap();
-        Migrator::up(store.conn(), Some(before as u32)).await.unwrap();
+        Migrator::up(store.conn(), Some(before as u32))
+            .await
+            .unwrap();
         let c = store.conn();
         // Rows as the writers before migration 19 stored them (their statements).
         let w = write_events(&store, &events).await;
@@ -416,7 +421,10 @@ async fn event_partitions_migration_keeps_existing_rows() {
                 ("events_y2024m02", 10),
                 ("events_y2024m03", 10),
             ] {
-                assert_eq!(int(&store, &format!("SELECT COUNT(*) FROM {table}")).await, n);
+                assert_eq!(
+                    int(&store, &format!("SELECT COUNT(*) FROM {table}")).await,
+                    n
+                );
             }
             assert_eq!(
                 int(

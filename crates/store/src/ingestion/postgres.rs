@@ -230,7 +230,8 @@ async fn write_once(
 /// (`check_violation`, "no partition of relation ... found for row").
 fn no_partition(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| {
-        d.code().is_some_and(|c| c == "23514") && d.message().starts_with("no partition of relation")
+        d.code().is_some_and(|c| c == "23514")
+            && d.message().starts_with("no partition of relation")
     })
 }
 
@@ -281,9 +282,17 @@ const PARTITION_PREFIX: &str = "events_y";
 
 /// The first instant of the UTC month of `t`, and of the month after.
 fn month_bounds(year: i32, month: u32) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
-    let lo = NaiveDate::from_ymd_opt(year, month, 1)?.and_hms_opt(0, 0, 0)?.and_utc();
-    let hi = NaiveDate::from_ymd_opt(ny, nm, 1)?.and_hms_opt(0, 0, 0)?.and_utc();
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let lo = NaiveDate::from_ymd_opt(year, month, 1)?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc();
+    let hi = NaiveDate::from_ymd_opt(ny, nm, 1)?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc();
     Some((lo, hi))
 }
 

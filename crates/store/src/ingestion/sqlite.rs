@@ -70,7 +70,11 @@ pub(super) async fn write_events(
         let kept: Vec<&NewEvent>;
         let sorted = match read_dropped_before(&mut tx).await? {
             Some(floor) => {
-                kept = sorted.iter().filter(|e| e.occurred_at >= floor).copied().collect();
+                kept = sorted
+                    .iter()
+                    .filter(|e| e.occurred_at >= floor)
+                    .copied()
+                    .collect();
                 &kept[..]
             }
             None => sorted,
@@ -256,7 +260,9 @@ async fn read_dropped_before(
 }
 
 /// The retention watermark (`None`: retention never ran).
-pub(super) async fn dropped_before(pool: &SqlitePool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+pub(super) async fn dropped_before(
+    pool: &SqlitePool,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     let mut c = pool.acquire().await?;
     read_dropped_before(&mut c).await
 }

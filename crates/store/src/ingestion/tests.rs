@@ -560,7 +560,8 @@ async fn concurrent_overlapping_batches_count_once(store: Store) {
             for round in 0..6u32 {
                 // Each task writes windows of the same 300 events, shifted per task.
                 let start = (t * 37 + round * 53) % 300;
-                let mut b: Vec<NewEvent> = (0..120).map(|i| sample_event((start + i) % 300)).collect();
+                let mut b: Vec<NewEvent> =
+                    (0..120).map(|i| sample_event((start + i) % 300)).collect();
                 if t % 2 == 1 {
                     b.reverse();
                 }
@@ -649,10 +650,18 @@ async fn events_of_every_month_are_stored_once(store: Store) {
     assert_rollups_of_events(&d);
     if store.backend() == DbBackend::Postgres {
         let p = partitions(&store).await;
-        for m in ["events_y2024m01", "events_y2024m06", "events_y2025m03", "events_y2031m07"] {
+        for m in [
+            "events_y2024m01",
+            "events_y2024m06",
+            "events_y2025m03",
+            "events_y2031m07",
+        ] {
             assert!(p.iter().any(|n| n == m), "{m} in {p:?}");
         }
-        assert_eq!(count(&store, "SELECT count(*) FROM events_y2025m03").await, 3);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM events_y2025m03").await,
+            3
+        );
         assert_eq!(count(&store, "SELECT count(*) FROM event_keys").await, 6);
         // Ahead: this month and the next, once.
         let made = event_retention_pass(&store, at("2040-01-31T12:00:00Z"), None)
@@ -694,7 +703,10 @@ async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
         ev("a", "r1", "2024-03-20T10:00:00Z", Some("u1"), "login"),
         ev("b", "r2", "2024-04-02T10:00:00Z", Some("u3"), "post"),
     ];
-    let w = writer.write([old.clone(), recent.clone()].concat()).await.unwrap();
+    let w = writer
+        .write([old.clone(), recent.clone()].concat())
+        .await
+        .unwrap();
     assert_eq!(w.accepted, 6);
     let ids = vec!["a".to_string(), "b".to_string()];
     let query = |day: &str| crate::inputs::InputQuery {
@@ -705,7 +717,11 @@ async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
     let days = ["2024-02-25", "2024-03-01", "2024-04-10"];
     let mut before = Vec::new();
     for day in days {
-        before.push(crate::inputs::load_inputs(&store, &query(day)).await.unwrap());
+        before.push(
+            crate::inputs::load_inputs(&store, &query(day))
+                .await
+                .unwrap(),
+        );
     }
     assert!(before[0].data.len() == 2, "{:?}", before[0]);
     let d0 = dump(&store).await;
@@ -720,7 +736,8 @@ async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
             assert_eq!(aged.keys_deleted, 4, "{aged:?}");
             let p = partitions(&store).await;
             assert!(
-                !p.iter().any(|n| n == "events_y2024m01" || n == "events_y2024m02"),
+                !p.iter()
+                    .any(|n| n == "events_y2024m01" || n == "events_y2024m02"),
                 "{p:?}"
             );
             assert_eq!(count(&store, "SELECT count(*) FROM event_keys").await, 2);
@@ -741,7 +758,9 @@ async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
     assert_eq!(d1.daily, d0.daily, "roll-ups kept");
     assert_eq!(d1.types, d0.types);
     for (i, day) in days.iter().enumerate() {
-        let after = crate::inputs::load_inputs(&store, &query(day)).await.unwrap();
+        let after = crate::inputs::load_inputs(&store, &query(day))
+            .await
+            .unwrap();
         assert_eq!(after, before[i], "inputs as of {day}");
     }
 
@@ -753,22 +772,42 @@ async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
     let w = writer.write(recent.clone()).await.unwrap();
     assert_eq!((w.accepted, w.duplicates), (0, 2));
     let w = writer
-        .write(vec![ev("a", "r3", "2024-03-21T00:00:00Z", Some("u1"), "login")])
+        .write(vec![ev(
+            "a",
+            "r3",
+            "2024-03-21T00:00:00Z",
+            Some("u1"),
+            "login",
+        )])
         .await
         .unwrap();
     assert_eq!((w.accepted, w.duplicates), (1, 0));
     let d2 = dump(&store).await;
     assert_eq!(d2.events.len(), 3);
-    let old_daily: Vec<_> = d2.daily.iter().filter(|r| r.1 < floor.date_naive()).collect();
-    let old_daily0: Vec<_> = d0.daily.iter().filter(|r| r.1 < floor.date_naive()).collect();
+    let old_daily: Vec<_> = d2
+        .daily
+        .iter()
+        .filter(|r| r.1 < floor.date_naive())
+        .collect();
+    let old_daily0: Vec<_> = d0
+        .daily
+        .iter()
+        .filter(|r| r.1 < floor.date_naive())
+        .collect();
     assert_eq!(old_daily, old_daily0);
     // Again at the same cut: nothing more to do, the watermark never moves back.
     let again = age_out_events(&store, cut).await.unwrap();
     assert_eq!(
-        (again.partitions_dropped, again.events_deleted, again.keys_deleted),
+        (
+            again.partitions_dropped,
+            again.events_deleted,
+            again.keys_deleted
+        ),
         (0, 0, 0)
     );
-    let back = age_out_events(&store, at("2020-01-01T00:00:00Z")).await.unwrap();
+    let back = age_out_events(&store, at("2020-01-01T00:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(back.dropped_before.map(|_| ()), Some(()));
     assert_eq!(events_dropped_before(&store).await.unwrap(), Some(floor));
     store.close().await.unwrap();
