@@ -50,6 +50,11 @@ pub const ERASED: &[(&str, &str)] = &[
     ("webhook_events", "account_id"),
 ];
 
+/// Tables of PostgreSQL only holding rows of an account, erased just before `events`
+/// (the ingestion lock order): the idempotency keys of the partitioned events
+/// (migration `m20261207_000019`).
+pub const ERASED_POSTGRES: &[(&str, &str)] = &[("event_keys", "account_id")];
+
 /// Tables with rows of an account that do not name it: the webhook deliveries of its
 /// outbox events and their attempts, with the condition picking them (`{list}`: the ids).
 /// Deleted before [`ERASED`] (which deletes the events they hang from).
@@ -91,6 +96,10 @@ pub const KEPT: &[(&str, &str)] = &[
         "per-connection event counts by type (no account)",
     ),
     ("custom_metric_definitions", "metric definitions"),
+    (
+        "event_retention",
+        "the retention watermark of raw events (no account)",
+    ),
     (
         "webhook_subscriptions",
         "webhook endpoints and their settings (no account)",
@@ -189,6 +198,12 @@ pub async fn erase_accounts(store: &Store, ids: &[String]) -> Result<Erased, Sto
                 }
             }
             continue;
+        }
+        if *table == "events" && backend == DbBackend::Postgres {
+            for (table, col) in ERASED_POSTGRES {
+                let sql = format!("DELETE FROM {table} WHERE {col} IN ({list})");
+                tx.execute_raw(stmt(backend, &sql, id_values(&ids))).await?;
+            }
         }
         let sql = format!("DELETE FROM {table} WHERE {col} IN ({list})");
         rows += tx

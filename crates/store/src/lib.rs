@@ -365,6 +365,14 @@ impl Store {
         }
     }
 
+    /// Whether [`Store::close`] was called (on this store or a clone of it).
+    pub fn is_closed(&self) -> bool {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => self.db.get_postgres_connection_pool().is_closed(),
+            _ => self.db.get_sqlite_connection_pool().is_closed(),
+        }
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(self) -> Result<(), StoreError> {
         if let Some(p) = self.probe {

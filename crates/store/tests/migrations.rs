@@ -269,12 +269,13 @@ async fn collation_and_event_type_counts_migrations_keep_existing_rows() {
             }
             // Shown to people: the database's collation.
             assert_eq!(collation(&store, "accounts", "name").await, None);
-            // The rebuilt indexes are valid and are the primary keys still.
+            // The rebuilt indexes are valid and are the primary keys still (the events'
+            // key is `event_keys`' since migration 19).
             assert_eq!(
                 int(
                     &store,
                     "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
-                     WHERE c.relname IN ('events', 'usage_daily', 'usage_daily_users', \
+                     WHERE c.relname IN ('event_keys', 'usage_daily', 'usage_daily_users', \
                      'accounts', 'event_types') AND i.indisprimary AND i.indisvalid"
                 )
                 .await,
@@ -326,6 +327,131 @@ async fn collation_and_event_type_counts_migrations_keep_existing_rows() {
                 let _ = std::fs::remove_file(format!("{path}{ext}"));
             }
         }
+    }
+}
+
+/// Migration 19 (`events` partitioned by month on PostgreSQL, the keys in
+/// `event_keys`) on a database that holds events: every row stays, in the partition of
+/// its month; the keys still make the same events duplicates; `down` gives the plain
+/// table back with its rows.
+#[tokio::test]
+async fn event_partitions_migration_keeps_existing_rows() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+    use vitals_store::ingestion::{NewEvent, write_events};
+    use vitals_store::migration::Migrator;
+    use vitals_store::testing::fresh_url;
+
+    async fn int(store: &Store, sql: &str) -> i64 {
+        let c = store.conn();
+        c.query_one_raw(Statement::from_string(
+            c.get_database_backend(),
+            format!("SELECT CAST(({sql}) AS BIGINT) AS n"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+    }
+    let months = [(2023, 11), (2024, 2), (2024, 3)];
+    let events: Vec<NewEvent> = (0..30u32)
+        .map(|i| {
+            let (y, m) = months[i as usize % 3];
+            NewEvent {
+                account_id: format!("acct-{}", i % 4),
+                event_id: format!("ev-{i:03}"),
+                user_id: Some(format!("u{}", i % 2)),
+                event_type: "login".into(),
+                occurred_at: Utc.with_ymd_and_hms(y, m, 1 + i % 27, 12, 0, 0).unwrap(),
+                value: None,
+            }
+        })
+        .collect();
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect();
+    let before = names
+        .iter()
+        .position(|n| n == "m20261207_000019_event_partitions")
+        .expect("migration 19");
+    for backend in backends() {
+        let url = fresh_url(backend).await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        Migrator::up(store.conn(), Some(before as u32))
+            .await
+            .unwrap();
+        let c = store.conn();
+        // Rows as the writers before migration 19 stored them (their statements).
+        let w = write_events(&store, &events).await;
+        // The new statements need `event_keys`: on PostgreSQL they fail, on SQLite
+        // (unchanged tables, only `event_retention` is new) they need that table.
+        assert!(w.is_err(), "{backend:?}");
+        for e in &events {
+            c.execute_raw(Statement::from_sql_and_values(
+                c.get_database_backend(),
+                match backend {
+                    vitals_store::testing::Backend::Postgres => {
+                        "INSERT INTO events (account_id, event_id, user_id, event_type, \
+                         occurred_at, value) VALUES ($1, $2, $3, $4, $5, NULL)"
+                    }
+                    vitals_store::testing::Backend::Sqlite => {
+                        "INSERT INTO events (account_id, event_id, user_id, event_type, \
+                         occurred_at, value) VALUES (?, ?, ?, ?, ?, NULL)"
+                    }
+                },
+                [
+                    e.account_id.clone().into(),
+                    e.event_id.clone().into(),
+                    e.user_id.clone().into(),
+                    e.event_type.clone().into(),
+                    e.occurred_at.into(),
+                ],
+            ))
+            .await
+            .unwrap();
+        }
+        store.migrate().await.unwrap();
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM events").await, 30);
+        if backend == vitals_store::testing::Backend::Postgres {
+            assert_eq!(int(&store, "SELECT COUNT(*) FROM event_keys").await, 30);
+            for (table, n) in [
+                ("events_y2023m11", 10),
+                ("events_y2024m02", 10),
+                ("events_y2024m03", 10),
+            ] {
+                assert_eq!(
+                    int(&store, &format!("SELECT COUNT(*) FROM {table}")).await,
+                    n
+                );
+            }
+            assert_eq!(
+                int(
+                    &store,
+                    "SELECT COUNT(*) FROM pg_class WHERE relname = 'events' AND relkind = 'p'"
+                )
+                .await,
+                1
+            );
+        }
+        // The same events are duplicates, across partitions too; new ones are stored.
+        let w = write_events(&store, &events).await.unwrap();
+        assert_eq!((w.accepted, w.duplicates), (0, 30), "{backend:?}");
+        let mut moved = events[0].clone();
+        moved.occurred_at = Utc.with_ymd_and_hms(2024, 3, 5, 0, 0, 0).unwrap();
+        let mut new = events[1].clone();
+        new.event_id = "ev-new".into();
+        let w = write_events(&store, &[moved, new]).await.unwrap();
+        assert_eq!((w.accepted, w.duplicates), (1, 1), "{backend:?}");
+
+        // Down: the plain table again, every row kept.
+        let later = u32::try_from(names.len() - before).unwrap();
+        Migrator::down(store.conn(), Some(later)).await.unwrap();
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM events").await, 31);
+        store.migrate().await.unwrap();
+        assert_eq!(int(&store, "SELECT COUNT(*) FROM events").await, 31);
+        store.close().await.unwrap();
     }
 }
 

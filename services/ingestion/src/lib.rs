@@ -30,12 +30,22 @@ pub struct IngestionArgs {
     #[arg(long = "ingestion-write-concurrency", env = "VITALS_INGESTION_WRITE_CONCURRENCY",
           default_value = "16", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub write_concurrency: u32,
+    /// Keep raw usage events this many days (1..=36500), then drop them; the daily
+    /// roll-ups that scoring and learning read are kept (docs/ingestion.md "Retention of
+    /// raw events"). Off by default: raw events are kept for ever. On PostgreSQL whole
+    /// months are dropped (raw events stay N to N + 31 days); on SQLite events are
+    /// deleted in batches. Events older than what was dropped are then ignored (answered
+    /// as duplicates).
+    #[arg(long = "event-retention-days", env = "VITALS_EVENT_RETENTION_DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub event_retention_days: Option<u32>,
 }
 
 impl Default for IngestionArgs {
     fn default() -> Self {
         Self {
             write_concurrency: 16,
+            event_retention_days: None,
         }
     }
 }
@@ -128,6 +138,12 @@ pub fn register_with_hook(
     accounts_hook: Option<AccountsHook>,
 ) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
+    // Month partitions ahead (PostgreSQL) and the retention of raw events, at start-up
+    // and every hour (docs/ingestion.md).
+    tokio::spawn(domain::retention::run(
+        store.clone(),
+        args.event_retention_days,
+    ));
     let mut service = IngestionService::new(store, args.clone());
     if let Some(hook) = accounts_hook {
         service = service.with_accounts_hook(hook);

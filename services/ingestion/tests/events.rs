@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{batch, event, start, stream};
+use common::{batch, event, start, start_on, stream, url_for};
 use tonic::Code;
 use vitals_proto::ingestion::v1 as pb;
 use vitals_test_support::backends;
@@ -416,6 +416,69 @@ async fn concurrent_streams_for_one_account_count_once() {
             .await,
             900
         );
+        env.stop().await;
+    }
+}
+
+/// `--event-retention-days`: a server started with it ages out the raw events older than
+/// that at start-up (the job then runs hourly); the roll-ups stay, and the old events
+/// sent again are answered as duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_setting_ages_out_old_raw_events_and_keeps_rollups() {
+    for backend in backends() {
+        let url = url_for(backend).await;
+        let env = start_on(
+            backend,
+            url.clone(),
+            vitals_ingestion::IngestionArgs::default(),
+        )
+        .await;
+        let mut c = env.client().await;
+        let recent = (chrono::Utc::now() - chrono::Duration::days(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let old = vec![
+            event(
+                "acme",
+                "o1",
+                "u1",
+                "login",
+                "2020-01-10T09:00:00Z",
+                Some(1.0),
+            ),
+            event("acme", "o2", "u2", "login", "2020-02-10T09:00:00Z", None),
+        ];
+        let all = vec![
+            old[0].clone(),
+            old[1].clone(),
+            event("acme", "r1", "u1", "login", &recent, None),
+        ];
+        let (acks, err) = stream(&mut c, vec![batch(1, all)]).await;
+        assert!(err.is_none(), "{backend:?}: {err:?}");
+        assert_eq!(acks[0].accepted_count, 3);
+        let daily = env.int("SELECT SUM(count) FROM usage_daily").await;
+        assert_eq!(daily, 3);
+        env.stop().await;
+
+        let args = vitals_ingestion::IngestionArgs {
+            event_retention_days: Some(30),
+            ..vitals_ingestion::IngestionArgs::default()
+        };
+        let env = start_on(backend, url, args).await;
+        let mut left = -1;
+        for _ in 0..200 {
+            left = env.int("SELECT COUNT(*) FROM events").await;
+            if left == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(left, 1, "{backend:?}: the old raw events are gone");
+        assert_eq!(env.int("SELECT SUM(count) FROM usage_daily").await, 3);
+        let mut c = env.client().await;
+        let (acks, err) = stream(&mut c, vec![batch(2, old)]).await;
+        assert!(err.is_none(), "{backend:?}: {err:?}");
+        assert_eq!((acks[0].accepted_count, acks[0].duplicate_count), (0, 2));
+        assert_eq!(env.int("SELECT SUM(count) FROM usage_daily").await, 3);
         env.stop().await;
     }
 }

@@ -671,7 +671,10 @@ impl<'a> Rollups<'a> {
 }
 
 mod postgres;
+mod retention;
 mod sqlite;
+
+pub use retention::*;
 
 /// The writer of event batches of one store: [`write_events`], except on a SQLite file,
 /// where batches go through one rusqlite connection of its own (see [`file_writer`]).

@@ -66,6 +66,19 @@ pub(super) async fn write_events(
     let mut returning = false;
     let (mut tx, new) = loop {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Events before the retention watermark are ignored (see `retention`).
+        let kept: Vec<&NewEvent>;
+        let sorted = match read_dropped_before(&mut tx).await? {
+            Some(floor) => {
+                kept = sorted
+                    .iter()
+                    .filter(|e| e.occurred_at >= floor)
+                    .copied()
+                    .collect();
+                &kept[..]
+            }
+            None => sorted,
+        };
         match insert_events(&mut tx, accounts, sorted, now, returning).await? {
             Some(new) => break (tx, new),
             None => {
@@ -232,4 +245,76 @@ async fn write_rollups(
     )
     .await?;
     Ok(())
+}
+
+/// The retention watermark as stored on SQLite (text in the events' format).
+async fn read_dropped_before(
+    c: &mut SqliteConnection,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT dropped_before FROM event_retention WHERE id = 1")
+            .fetch_optional(&mut *c)
+            .await?;
+    Ok(s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc)))
+}
+
+/// The retention watermark (`None`: retention never ran).
+pub(super) async fn dropped_before(
+    pool: &SqlitePool,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    let mut c = pool.acquire().await?;
+    read_dropped_before(&mut c).await
+}
+
+/// Moves the watermark to `cut` (never back), then deletes the events before `cut` and
+/// the `usage_daily_users` rows of the days before it, `batch` rows per statement (each
+/// its own short write transaction). Returns (events, user rows) deleted.
+pub(super) async fn delete_events_before(
+    pool: &SqlitePool,
+    cut: DateTime<Utc>,
+    batch: usize,
+) -> Result<(u64, u64), sqlx::Error> {
+    let mut at = String::new();
+    super::sqlite_file::push_sqlite_time(&mut at, &cut);
+    let mut day = String::new();
+    super::sqlite_file::push_sqlite_day(&mut day, cut.date_naive());
+    sqlx::query(
+        "INSERT INTO event_retention (id, dropped_before) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET \
+         dropped_before = max(event_retention.dropped_before, excluded.dropped_before)",
+    )
+    .bind(&at)
+    .execute(pool)
+    .await?;
+    let mut counts = [0u64; 2];
+    for (i, (sql, bound)) in [
+        (
+            "DELETE FROM events WHERE rowid IN \
+             (SELECT rowid FROM events WHERE occurred_at < ?1 LIMIT ?2)",
+            &at,
+        ),
+        (
+            "DELETE FROM usage_daily_users WHERE rowid IN \
+             (SELECT rowid FROM usage_daily_users WHERE day < ?1 LIMIT ?2)",
+            &day,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        loop {
+            let n = sqlx::query(sql)
+                .bind(bound.as_str())
+                .bind(batch as i64)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            counts[i] += n;
+            if (n as usize) < batch {
+                break;
+            }
+        }
+    }
+    Ok((counts[0], counts[1]))
 }

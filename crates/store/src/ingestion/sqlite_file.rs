@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 /// Page cache of the writer connection: the events table and its key index grow by
 /// ~100 bytes per event, and B-tree inserts in key order touch the same pages.
@@ -70,6 +70,15 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Events before the retention watermark (same text format) are ignored (see
+        // `retention`).
+        let floor: Option<String> = tx
+            .query_row(
+                "SELECT dropped_before FROM event_retention WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         buf.clear();
         push_sqlite_time(buf, &now);
         let now_text = buf.clone();
@@ -94,6 +103,9 @@ impl Writer {
             for e in sorted {
                 buf.clear();
                 push_sqlite_time(buf, &e.occurred_at);
+                if floor.as_deref().is_some_and(|f| buf.as_str() < f) {
+                    continue;
+                }
                 let n = st.execute(params![
                     e.account_id,
                     e.event_id,

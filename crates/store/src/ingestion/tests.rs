@@ -546,8 +546,287 @@ async fn last_account_of_users_is_the_contact_updated_last(store: Store) {
     assert_eq!(last["u1"], "a");
 }
 
+/// Concurrent batches that share events, days and users (the same accounts, overlapping
+/// event ids, in different orders): every distinct event is accepted exactly once over
+/// all batches, and the roll-ups are those of the stored events. On PostgreSQL the
+/// batches race (unique violations and lock waits of the plain-insert statement, then
+/// the `ON CONFLICT` one).
+async fn concurrent_overlapping_batches_count_once(store: Store) {
+    let mut tasks = Vec::new();
+    for t in 0..8u32 {
+        let writer = EventWriter::new(store.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0u32;
+            for round in 0..6u32 {
+                // Each task writes windows of the same 300 events, shifted per task.
+                let start = (t * 37 + round * 53) % 300;
+                let mut b: Vec<NewEvent> =
+                    (0..120).map(|i| sample_event((start + i) % 300)).collect();
+                if t % 2 == 1 {
+                    b.reverse();
+                }
+                let w = writer.write(b).await.unwrap();
+                assert_eq!(w.accepted + w.duplicates, 120);
+                accepted += w.accepted;
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    let d = dump(&store).await;
+    assert_eq!(accepted as usize, d.events.len());
+    assert_rollups_of_events(&d);
+    let users: BTreeSet<_> = d
+        .events
+        .iter()
+        .filter_map(|(a, _, u, t, at, _)| {
+            u.clone()
+                .map(|u| (a.clone(), at.date_naive(), t.clone(), u))
+        })
+        .collect();
+    assert_eq!(d.users, users.into_iter().collect::<Vec<_>>());
+    store.close().await.unwrap();
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn ev(account: &str, id: &str, t: &str, user: Option<&str>, ty: &str) -> NewEvent {
+    NewEvent {
+        account_id: account.into(),
+        event_id: id.into(),
+        user_id: user.map(Into::into),
+        event_type: ty.into(),
+        occurred_at: at(t),
+        value: Some(1.5),
+    }
+}
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    rows::<i64>(store, sql).await[0]
+}
+
+/// The month partitions of `events` (PostgreSQL).
+async fn partitions(store: &Store) -> Vec<String> {
+    rows(
+        store,
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'events'::regclass ORDER BY 1",
+    )
+    .await
+}
+
+/// Events of many months: each stored once, in its month's partition (created on first
+/// use on PostgreSQL); the same (account, event id) again, with its time or another
+/// one (another partition), is a duplicate.
+async fn events_of_every_month_are_stored_once(store: Store) {
+    let writer = EventWriter::new(store.clone());
+    let first = vec![
+        ev("a", "e1", "2024-01-15T10:00:00Z", Some("u1"), "login"),
+        ev("a", "e2", "2024-06-30T23:59:59.5Z", Some("u1"), "login"),
+        ev("a", "e3", "2025-03-01T00:00:00Z", Some("u2"), "post"),
+        ev("b", "e1", "2025-03-10T12:00:00Z", None, "post"),
+        ev("b", "e4", "2031-07-04T08:00:00Z", Some("u3"), "login"),
+    ];
+    let w = writer.write(first).await.unwrap();
+    assert_eq!((w.accepted, w.duplicates), (5, 0));
+    let again = vec![
+        ev("a", "e1", "2024-01-15T10:00:00Z", Some("u1"), "login"),
+        // The same key at another time, in another month: still the same event.
+        ev("a", "e2", "2025-03-02T00:00:00Z", Some("u9"), "post"),
+        ev("b", "e4", "2024-01-01T00:00:00Z", Some("u3"), "login"),
+        ev("a", "e5", "2025-03-02T00:00:00Z", Some("u1"), "post"),
+    ];
+    let w = writer.write(again).await.unwrap();
+    assert_eq!((w.accepted, w.duplicates), (1, 3));
+    let d = dump(&store).await;
+    assert_eq!(d.events.len(), 6);
+    let e2 = d.events.iter().find(|e| e.0 == "a" && e.1 == "e2").unwrap();
+    assert_eq!(e2.4, at("2024-06-30T23:59:59.5Z"));
+    assert_rollups_of_events(&d);
+    if store.backend() == DbBackend::Postgres {
+        let p = partitions(&store).await;
+        for m in [
+            "events_y2024m01",
+            "events_y2024m06",
+            "events_y2025m03",
+            "events_y2031m07",
+        ] {
+            assert!(p.iter().any(|n| n == m), "{m} in {p:?}");
+        }
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM events_y2025m03").await,
+            3
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM event_keys").await, 6);
+        // Ahead: this month and the next, once.
+        let made = event_retention_pass(&store, at("2040-01-31T12:00:00Z"), None)
+            .await
+            .unwrap();
+        assert_eq!(made, AgedOut::default());
+        let p = partitions(&store).await;
+        assert!(p.iter().any(|n| n == "events_y2040m01"), "{p:?}");
+        assert!(p.iter().any(|n| n == "events_y2040m02"), "{p:?}");
+        assert_eq!(
+            create_event_partitions(&store, [at("2040-02-29T00:00:00Z")])
+                .await
+                .unwrap(),
+            0
+        );
+    } else {
+        assert_eq!(
+            create_event_partitions(&store, [at("2040-02-29T00:00:00Z")])
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    store.close().await.unwrap();
+}
+
+/// Retention removes the raw events before the cut and keeps every roll-up: the scoring
+/// inputs (hence the scores) as of any day are the same before and after; an event
+/// older than what was dropped is then a duplicate.
+async fn retention_drops_old_raw_events_and_keeps_rollups(store: Store) {
+    let writer = EventWriter::new(store.clone());
+    let old = vec![
+        ev("a", "o1", "2024-01-10T10:00:00Z", Some("u1"), "login"),
+        ev("a", "o2", "2024-01-10T11:00:00Z", Some("u2"), "login"),
+        ev("a", "o3", "2024-02-20T09:00:00Z", Some("u1"), "post"),
+        ev("b", "o1", "2024-02-28T23:00:00Z", None, "post"),
+    ];
+    let recent = vec![
+        ev("a", "r1", "2024-03-20T10:00:00Z", Some("u1"), "login"),
+        ev("b", "r2", "2024-04-02T10:00:00Z", Some("u3"), "post"),
+    ];
+    let w = writer
+        .write([old.clone(), recent.clone()].concat())
+        .await
+        .unwrap();
+    assert_eq!(w.accepted, 6);
+    let ids = vec!["a".to_string(), "b".to_string()];
+    let query = |day: &str| crate::inputs::InputQuery {
+        scope: crate::inputs::InputScope::Accounts(ids.clone()),
+        include_churned: true,
+        ..crate::inputs::InputQuery::all(day.parse().unwrap())
+    };
+    let days = ["2024-02-25", "2024-03-01", "2024-04-10"];
+    let mut before = Vec::new();
+    for day in days {
+        before.push(
+            crate::inputs::load_inputs(&store, &query(day))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(before[0].data.len() == 2, "{:?}", before[0]);
+    let d0 = dump(&store).await;
+    assert_eq!(events_dropped_before(&store).await.unwrap(), None);
+
+    let cut = at("2024-03-15T00:00:00Z");
+    let aged = age_out_events(&store, cut).await.unwrap();
+    // PostgreSQL drops whole months (January and February); SQLite deletes up to the cut.
+    let floor = match store.backend() {
+        DbBackend::Postgres => {
+            assert_eq!(aged.partitions_dropped, 2, "{aged:?}");
+            assert_eq!(aged.keys_deleted, 4, "{aged:?}");
+            let p = partitions(&store).await;
+            assert!(
+                !p.iter()
+                    .any(|n| n == "events_y2024m01" || n == "events_y2024m02"),
+                "{p:?}"
+            );
+            assert_eq!(count(&store, "SELECT count(*) FROM event_keys").await, 2);
+            at("2024-03-01T00:00:00Z")
+        }
+        _ => {
+            assert_eq!(aged.events_deleted, 4, "{aged:?}");
+            cut
+        }
+    };
+    assert_eq!(aged.dropped_before, Some(floor));
+    assert_eq!(events_dropped_before(&store).await.unwrap(), Some(floor));
+    // `usage_daily_users` of days before the watermark: 3 rows (a/01-10 x2, a/02-20).
+    assert_eq!(aged.day_users_deleted, 3, "{aged:?}");
+    let d1 = dump(&store).await;
+    assert_eq!(d1.events.len(), 2);
+    assert!(d1.events.iter().all(|e| e.4 >= floor));
+    assert_eq!(d1.daily, d0.daily, "roll-ups kept");
+    assert_eq!(d1.types, d0.types);
+    for (i, day) in days.iter().enumerate() {
+        let after = crate::inputs::load_inputs(&store, &query(day))
+            .await
+            .unwrap();
+        assert_eq!(after, before[i], "inputs as of {day}");
+    }
+
+    // Old events again, or new ones that old: ignored (duplicates); roll-ups unmoved.
+    let mut late = old.clone();
+    late.push(ev("c", "n1", "2024-02-01T00:00:00Z", Some("u1"), "login"));
+    let w = writer.write(late).await.unwrap();
+    assert_eq!((w.accepted, w.duplicates), (0, 5));
+    let w = writer.write(recent.clone()).await.unwrap();
+    assert_eq!((w.accepted, w.duplicates), (0, 2));
+    let w = writer
+        .write(vec![ev(
+            "a",
+            "r3",
+            "2024-03-21T00:00:00Z",
+            Some("u1"),
+            "login",
+        )])
+        .await
+        .unwrap();
+    assert_eq!((w.accepted, w.duplicates), (1, 0));
+    let d2 = dump(&store).await;
+    assert_eq!(d2.events.len(), 3);
+    let old_daily: Vec<_> = d2
+        .daily
+        .iter()
+        .filter(|r| r.1 < floor.date_naive())
+        .collect();
+    let old_daily0: Vec<_> = d0
+        .daily
+        .iter()
+        .filter(|r| r.1 < floor.date_naive())
+        .collect();
+    assert_eq!(old_daily, old_daily0);
+    // Again at the same cut: nothing more to do, the watermark never moves back.
+    let again = age_out_events(&store, cut).await.unwrap();
+    assert_eq!(
+        (
+            again.partitions_dropped,
+            again.events_deleted,
+            again.keys_deleted
+        ),
+        (0, 0, 0)
+    );
+    let back = age_out_events(&store, at("2020-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(back.dropped_before.map(|_| ()), Some(()));
+    assert_eq!(events_dropped_before(&store).await.unwrap(), Some(floor));
+    store.close().await.unwrap();
+}
+
+/// The retention cut is the start of the UTC day `days` before.
+#[test]
+fn retention_cut_is_a_day_start() {
+    assert_eq!(
+        retention_cut(at("2026-12-07T03:04:05Z"), 30),
+        at("2026-11-07T00:00:00Z")
+    );
+}
+
 crate::store_test_suite!(
     event_writer_on_every_backend_counts_once,
+    events_of_every_month_are_stored_once,
+    retention_drops_old_raw_events_and_keeps_rollups,
+    concurrent_overlapping_batches_count_once,
     account_parents_are_checked_kept_and_cleared,
     last_account_of_users_is_the_contact_updated_last
 );

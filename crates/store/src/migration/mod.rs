@@ -20,6 +20,7 @@ mod m20261206_000012_score_overrides;
 mod m20261206_000013_latest_band_index;
 mod m20261207_000014_account_parent;
 mod m20261207_000018_leases;
+mod m20261207_000019_event_partitions;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_latest_band_index::Migration),
             Box::new(m20261207_000014_account_parent::Migration),
             Box::new(m20261207_000018_leases::Migration),
+            Box::new(m20261207_000019_event_partitions::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! API messages): every write runs under the service's write gate and is counted in
 //! `vitals.ingested` once committed; reads page in key order. Sentiment comes from text.
 
+pub mod retention;
 pub mod sentiment;
 
 use std::future::Future;

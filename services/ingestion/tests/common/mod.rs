@@ -63,9 +63,14 @@ pub async fn url_for(backend: Backend) -> String {
 
 pub async fn start(backend: Backend) -> Env {
     let url = url_for(backend).await;
+    start_on(backend, url, IngestionArgs::default()).await
+}
+
+/// A server on the database `url` with the settings `service`.
+pub async fn start_on(backend: Backend, url: String, service: IngestionArgs) -> Env {
     let config = Config {
         server: ServerConfig::for_tests(url.clone()),
-        service: IngestionArgs::default(),
+        service,
     };
     let server =
         TestServer::start(|listener, shutdown| vitals_ingestion::run(config, listener, shutdown))
