@@ -139,11 +139,9 @@ pub fn register_with_hook(
 ) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
     // Month partitions ahead (PostgreSQL) and the retention of raw events, at start-up
-    // and every hour (docs/ingestion.md).
-    tokio::spawn(domain::retention::run(
-        store.clone(),
-        args.event_retention_days,
-    ));
+    // and every hour (docs/ingestion.md), on the replica holding its lease.
+    let leases = vitals_server::Leases::from_config(store.clone(), server);
+    domain::retention::spawn(store.clone(), args.event_retention_days, &leases);
     let mut service = IngestionService::new(store, args.clone());
     if let Some(hook) = accounts_hook {
         service = service.with_accounts_hook(hook);

@@ -1,7 +1,7 @@
 //! The periodic job of raw-event retention (docs/ingestion.md "Retention of raw events"):
 //! creates the month partitions of `events` ahead (PostgreSQL) and, when
 //! `--event-retention-days` is set, removes raw events older than that. One pass is
-//! [`retention_pass`], a single call, so that a cluster-wide lease can wrap it; [`run`]
+//! [`retention_pass`], a single call; [`spawn`] runs it under a cluster-wide lease,
 //! calls it at start-up and then every [`RETENTION_EVERY`].
 
 use std::time::Duration;
@@ -22,34 +22,45 @@ pub async fn retention_pass(
     event_retention_pass(store, Utc::now(), retention_days).await
 }
 
-/// Runs [`retention_pass`] now and every [`RETENTION_EVERY`] until the store is closed.
-/// A failed pass is logged and tried again at the next tick (nothing is half done: each
-/// partition drop, and each batch of deletes, is its own transaction).
-pub async fn run(store: Store, retention_days: Option<u32>) {
-    loop {
-        if store.is_closed() {
-            return;
+/// Runs [`retention_pass`] now and every [`RETENTION_EVERY`] until the store is closed,
+/// on the one replica holding the lease `schedule:ingestion-retention` (docs/deploy.md
+/// section 8). A failed pass is logged and tried again at the next tick (nothing is half
+/// done: each partition drop, and each batch of deletes, is its own transaction).
+pub fn spawn(store: Store, retention_days: Option<u32>, leases: &vitals_server::Leases) {
+    let stop = {
+        let store = store.clone();
+        move || store.is_closed()
+    };
+    leases.spawn_schedule(
+        "ingestion-retention",
+        Duration::ZERO,
+        RETENTION_EVERY,
+        stop,
+        move || {
+            let store = store.clone();
+            async move { pass_and_log(&store, retention_days).await }
+        },
+    );
+}
+
+async fn pass_and_log(store: &Store, retention_days: Option<u32>) {
+    match retention_pass(store, retention_days).await {
+        Ok(a)
+            if a.partitions_dropped == 0
+                && a.events_deleted == 0
+                && a.keys_deleted == 0
+                && a.day_users_deleted == 0 => {}
+        Ok(a) => tracing::info!(
+            partitions_dropped = a.partitions_dropped,
+            events_deleted = a.events_deleted,
+            keys_deleted = a.keys_deleted,
+            day_users_deleted = a.day_users_deleted,
+            dropped_before = ?a.dropped_before,
+            "raw events aged out"
+        ),
+        Err(e) if store.is_closed() => {
+            tracing::debug!(error = %e, "event retention: store closed");
         }
-        match retention_pass(&store, retention_days).await {
-            Ok(a)
-                if a.partitions_dropped == 0
-                    && a.events_deleted == 0
-                    && a.keys_deleted == 0
-                    && a.day_users_deleted == 0 => {}
-            Ok(a) => tracing::info!(
-                partitions_dropped = a.partitions_dropped,
-                events_deleted = a.events_deleted,
-                keys_deleted = a.keys_deleted,
-                day_users_deleted = a.day_users_deleted,
-                dropped_before = ?a.dropped_before,
-                "raw events aged out"
-            ),
-            Err(e) if store.is_closed() => {
-                tracing::debug!(error = %e, "event retention: store closed");
-                return;
-            }
-            Err(e) => tracing::warn!(error = %e, "event retention: pass failed"),
-        }
-        tokio::time::sleep(RETENTION_EVERY).await;
+        Err(e) => tracing::warn!(error = %e, "event retention: pass failed"),
     }
 }
