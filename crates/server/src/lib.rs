@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod operations;
 pub mod paging;
 pub mod shutdown;
 pub mod telemetry;

@@ -92,6 +92,10 @@ pub const KEPT: &[(&str, &str)] = &[
     ),
     ("custom_metric_definitions", "metric definitions"),
     (
+        "operations",
+        "long-running operations: kind, target profile or scope, phase, result (no account)",
+    ),
+    (
         "webhook_subscriptions",
         "webhook endpoints and their settings (no account)",
     ),

@@ -12,6 +12,7 @@ pub mod ingestion;
 pub mod inputs;
 pub mod learner;
 pub mod migration;
+pub mod operations;
 pub mod overrides;
 pub mod profiles;
 pub mod scoring;
