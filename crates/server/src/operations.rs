@@ -169,6 +169,18 @@ fn client_deadline<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
+/// An error about a field of the request nested in a `Start*` request: its field is
+/// named under `prefix` (e.g. `request.profile`).
+pub fn nested(prefix: &str, e: ApiError) -> ApiError {
+    match e {
+        ApiError::InvalidArgument { field, message } => ApiError::InvalidArgument {
+            field: format!("{prefix}.{field}"),
+            message,
+        },
+        other => other,
+    }
+}
+
 /// The operation message of a stored row.
 pub fn operation(row: &OperationRow) -> pb::Operation {
     let now = now_ms();
@@ -233,83 +245,6 @@ impl Operations {
             store,
             max_wait: config.request_timeout.mul_f64(0.9),
         }
-    }
-
-    /// Starts `work` as an operation of `kind` on `target`, started by `caller` through an
-    /// RPC that needs `required` (the role a cancel needs), and returns the operation at
-    /// once. Its response is `work`'s message, of full type name `response_type`; its
-    /// error the status `work` fails with (CANCELLED after a CancelOperation).
-    pub async fn start<M, F>(
-        &self,
-        kind: &str,
-        target: &str,
-        caller: Option<&Principal>,
-        required: Role,
-        response_type: &'static str,
-        work: F,
-    ) -> Result<pb::Operation, ApiError>
-    where
-        M: Message + 'static,
-        F: Future<Output = Result<M, Status>> + Send + 'static,
-    {
-        let id = new_id()?;
-        let new = NewOperation {
-            id: id.clone(),
-            kind: kind.to_string(),
-            target: target.to_string(),
-            role: required.as_str().to_string(),
-            started_by: caller.map_or_else(|| "anonymous".to_string(), |p| p.label.clone()),
-            phase: "queued".to_string(),
-            now_ms: now_ms(),
-        };
-        store::insert_operation(&self.store, &new).await?;
-        let row = store::get_operation(&self.store, &id)
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?;
-        let st = self.store.clone();
-        tokio::spawn(async move {
-            let state = Arc::new(Mutex::new(("queued".to_string(), 0.0)));
-            let mut fut = Box::pin(PROGRESS.scope(state.clone(), work));
-            let mut tick = tokio::time::interval(HEARTBEAT);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            let outcome = loop {
-                tokio::select! {
-                    r = &mut fut => break match r {
-                        Ok(m) => Outcome::Response(response_type.to_string(), m.encode_to_vec()),
-                        Err(s) => Outcome::Error(s.code() as i32, s.message().to_string()),
-                    },
-                    _ = tick.tick() => {
-                        let (phase, p) = state.lock().map(|s| s.clone()).unwrap_or_default();
-                        match store::heartbeat(&st, &id, &phase, p, now_ms()).await {
-                            Ok(Some(false)) => {}
-                            Ok(Some(true)) => break Outcome::Error(
-                                Code::Cancelled as i32,
-                                "cancelled by CancelOperation".to_string(),
-                            ),
-                            Ok(None) => {
-                                tracing::info!(operation = %id, "operation deleted: stopped");
-                                return;
-                            }
-                            Err(e) => tracing::warn!(operation = %id, error = %e, "operation heartbeat failed"),
-                        }
-                    }
-                }
-            };
-            // Dropping the work cancels it (its heavy-work slot's flag) before the end is
-            // written, so nothing of a cancelled operation commits after.
-            drop(fut);
-            for attempt in 0..5u32 {
-                match store::finish_operation(&st, &id, &outcome, now_ms()).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::warn!(operation = %id, error = %e, attempt, "cannot store the end of an operation");
-                        tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-                    }
-                }
-            }
-        });
-        Ok(operation(&row))
     }
 
     async fn row(&self, name: &str) -> Result<OperationRow, ApiError> {
@@ -431,6 +366,84 @@ impl pb::operations_server::Operations for Operations {
         }
     }
 }
+
+/// Starts `work` as an operation of `kind` on `target`, started by `caller` through an
+/// RPC that needs `required` (the role a cancel needs), and returns the operation at
+/// once. Its response is `work`'s message, of full type name `response_type`; its
+/// error the status `work` fails with (CANCELLED after a CancelOperation).
+pub async fn start<M, F>(
+store: &Store,
+    kind: &str,
+    target: &str,
+    caller: Option<&Principal>,
+    required: Role,
+    response_type: &'static str,
+    work: F,
+) -> Result<pb::Operation, ApiError>
+where
+    M: Message + 'static,
+    F: Future<Output = Result<M, Status>> + Send + 'static,
+{
+    let id = new_id()?;
+    let new = NewOperation {
+        id: id.clone(),
+        kind: kind.to_string(),
+        target: target.to_string(),
+        role: required.as_str().to_string(),
+        started_by: caller.map_or_else(|| "anonymous".to_string(), |p| p.label.clone()),
+        phase: "queued".to_string(),
+        now_ms: now_ms(),
+    };
+    store::insert_operation(store, &new).await?;
+    let row = store::get_operation(store, &id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?;
+    let st = store.clone();
+    tokio::spawn(async move {
+        let state = Arc::new(Mutex::new(("queued".to_string(), 0.0)));
+        let mut fut = Box::pin(PROGRESS.scope(state.clone(), work));
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                r = &mut fut => break match r {
+                    Ok(m) => Outcome::Response(response_type.to_string(), m.encode_to_vec()),
+                    Err(s) => Outcome::Error(s.code() as i32, s.message().to_string()),
+                },
+                _ = tick.tick() => {
+                    let (phase, p) = state.lock().map(|s| s.clone()).unwrap_or_default();
+                    match store::heartbeat(&st, &id, &phase, p, now_ms()).await {
+                        Ok(Some(false)) => {}
+                        Ok(Some(true)) => break Outcome::Error(
+                            Code::Cancelled as i32,
+                            "cancelled by CancelOperation".to_string(),
+                        ),
+                        Ok(None) => {
+                            tracing::info!(operation = %id, "operation deleted: stopped");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(operation = %id, error = %e, "operation heartbeat failed"),
+                    }
+                }
+            }
+        };
+        // Dropping the work cancels it (its heavy-work slot's flag) before the end is
+        // written, so nothing of a cancelled operation commits after.
+        drop(fut);
+        for attempt in 0..5u32 {
+            match store::finish_operation(&st, &id, &outcome, now_ms()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(operation = %id, error = %e, attempt, "cannot store the end of an operation");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+            }
+        }
+    });
+    Ok(operation(&row))
+}
+
 
 /// Adds the `google.longrunning.Operations` service over `store` to `grpc`, unless it is
 /// there already (`vitals serve` hosts the learner and scoring services on one server:
