@@ -76,6 +76,16 @@ pub struct Operations {
     max_wait: Duration,
 }
 
+/// The longest a `WaitOperation` waits under a request timeout of `timeout`: 5 s less
+/// than it from 10 s up, half of it below, so the answer always beats the timeout.
+pub fn max_wait(timeout: Duration) -> Duration {
+    if timeout >= Duration::from_secs(10) {
+        timeout - Duration::from_secs(5)
+    } else {
+        timeout / 2
+    }
+}
+
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -238,12 +248,12 @@ pub fn operation(row: &OperationRow) -> pb::Operation {
 }
 
 impl Operations {
-    /// Operations over `store`; `WaitOperation` waits at most 90 % of `config`'s request
-    /// timeout.
+    /// Operations over `store`; `WaitOperation` waits at most [`max_wait`] of `config`'s
+    /// request timeout.
     pub fn new(store: Store, config: &ServerConfig) -> Self {
         Self {
             store,
-            max_wait: config.request_timeout.mul_f64(0.9),
+            max_wait: max_wait(config.request_timeout),
         }
     }
 
@@ -344,8 +354,8 @@ impl pb::operations_server::Operations for Operations {
     ) -> Result<Response<pb::Operation>, Status> {
         let mut wait = self.max_wait;
         if let Some(d) = client_deadline(&request) {
-            // Answer a little before the client gives up.
-            wait = wait.min(d.mul_f64(0.9));
+            // Answer before the client gives up.
+            wait = wait.min(max_wait(d));
         }
         let r = request.into_inner();
         if let Some(t) = r.timeout {
@@ -381,7 +391,7 @@ store: &Store,
     work: F,
 ) -> Result<pb::Operation, ApiError>
 where
-    M: Message + 'static,
+    M: Message + Send + 'static,
     F: Future<Output = Result<M, Status>> + Send + 'static,
 {
     let id = new_id()?;
@@ -401,25 +411,35 @@ where
     let st = store.clone();
     tokio::spawn(async move {
         let state = Arc::new(Mutex::new(("queued".to_string(), 0.0)));
-        let mut fut = Box::pin(PROGRESS.scope(state.clone(), work));
+        // The work runs in a task of its own, so that a slow heartbeat never holds it up;
+        // aborting the task drops the work, which cancels it (its heavy-work slot's flag)
+        // before the end is written: nothing of a cancelled operation commits after.
+        let mut task = tokio::spawn(PROGRESS.scope(state.clone(), work));
         let mut tick = tokio::time::interval(HEARTBEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         let outcome = loop {
             tokio::select! {
-                r = &mut fut => break match r {
-                    Ok(m) => Outcome::Response(response_type.to_string(), m.encode_to_vec()),
-                    Err(s) => Outcome::Error(s.code() as i32, s.message().to_string()),
+                r = &mut task => break match r {
+                    Ok(Ok(m)) => Outcome::Response(response_type.to_string(), m.encode_to_vec()),
+                    Ok(Err(s)) => Outcome::Error(s.code() as i32, s.message().to_string()),
+                    Err(e) => Outcome::Error(Code::Internal as i32, format!("the operation's task failed: {e}")),
                 },
                 _ = tick.tick() => {
                     let (phase, p) = state.lock().map(|s| s.clone()).unwrap_or_default();
                     match store::heartbeat(&st, &id, &phase, p, now_ms()).await {
                         Ok(Some(false)) => {}
-                        Ok(Some(true)) => break Outcome::Error(
-                            Code::Cancelled as i32,
-                            "cancelled by CancelOperation".to_string(),
-                        ),
+                        Ok(Some(true)) => {
+                            task.abort();
+                            // Wait for the aborted work to be dropped (its slot freed).
+                            let _ = (&mut task).await;
+                            break Outcome::Error(
+                                Code::Cancelled as i32,
+                                "cancelled by CancelOperation".to_string(),
+                            );
+                        }
                         Ok(None) => {
+                            task.abort();
                             tracing::info!(operation = %id, "operation deleted: stopped");
                             return;
                         }
@@ -428,9 +448,6 @@ where
                 }
             }
         };
-        // Dropping the work cancels it (its heavy-work slot's flag) before the end is
-        // written, so nothing of a cancelled operation commits after.
-        drop(fut);
         for attempt in 0..5u32 {
             match store::finish_operation(&st, &id, &outcome, now_ms()).await {
                 Ok(_) => return,
