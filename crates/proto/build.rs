@@ -79,9 +79,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // prost leaves out the messages of extern packages: generate the vendored google
     // packages on their own (this rewrites `google.longrunning.rs` whole).
     let mut google = protox::Compiler::new([&proto_root])?;
-    google
-        .include_imports(true)
-        .open_files(["google/rpc/status.proto", "google/longrunning/operations.proto"])?;
+    google.include_imports(true).open_files([
+        "google/rpc/status.proto",
+        "google/longrunning/operations.proto",
+    ])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -115,10 +115,14 @@ async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas
             }
             assert!(Instant::now() < deadline, "{backend:?}: not done");
         };
-        let meta = OperationMetadata::decode(done.metadata.as_ref().unwrap().value.as_slice())
-            .unwrap();
+        let meta =
+            OperationMetadata::decode(done.metadata.as_ref().unwrap().value.as_slice()).unwrap();
         assert_eq!(
-            (meta.kind.as_str(), meta.target.as_str(), meta.started_by.as_str()),
+            (
+                meta.kind.as_str(),
+                meta.target.as_str(),
+                meta.started_by.as_str()
+            ),
             ("compute_scores", "all", "ops admin")
         );
         let Some(lro::operation::Result::Response(any)) = done.result else {

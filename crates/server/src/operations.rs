@@ -23,7 +23,9 @@ use vitals_proto::common::v1::OperationMetadata;
 use vitals_proto::google::longrunning as pb;
 use vitals_proto::google::longrunning::operations_server::OperationsServer;
 use vitals_store::Store;
-use vitals_store::operations::{self as store, NewOperation, OperationFilter, OperationRow, Outcome};
+use vitals_store::operations::{
+    self as store, NewOperation, OperationFilter, OperationRow, Outcome,
+};
 
 use crate::auth::{Principal, Role, RpcRoles};
 use crate::error::ApiError;
@@ -382,7 +384,7 @@ impl pb::operations_server::Operations for Operations {
 /// once. Its response is `work`'s message, of full type name `response_type`; its
 /// error the status `work` fails with (CANCELLED after a CancelOperation).
 pub async fn start<M, F>(
-store: &Store,
+    store: &Store,
     kind: &str,
     target: &str,
     caller: Option<&Principal>,
@@ -461,7 +463,6 @@ where
     Ok(operation(&row))
 }
 
-
 /// Adds the `google.longrunning.Operations` service over `store` to `grpc`, unless it is
 /// there already (`vitals serve` hosts the learner and scoring services on one server:
 /// one Operations service answers for both).
@@ -524,7 +525,9 @@ mod tests {
         };
         let op = operation(&row);
         assert!(op.done);
-        assert!(matches!(op.result, Some(pb::operation::Result::Error(ref s)) if s.code == Code::Aborted as i32));
+        assert!(
+            matches!(op.result, Some(pb::operation::Result::Error(ref s)) if s.code == Code::Aborted as i32)
+        );
         let fresh = OperationRow {
             updated_ms: now_ms(),
             ..row

@@ -315,21 +315,32 @@ mod tests {
             Some(false)
         );
         let row = get_operation(&store, "a").await.unwrap().unwrap();
-        assert_eq!((row.phase.as_str(), row.progress, row.updated_ms), ("fitting", 0.5, 2000));
+        assert_eq!(
+            (row.phase.as_str(), row.progress, row.updated_ms),
+            ("fitting", 0.5, 2000)
+        );
         let out = Outcome::Response("x.y.Z".into(), vec![1, 2, 3]);
         assert!(finish_operation(&store, "a", &out, 3000).await.unwrap());
         // Finished once only.
-        assert!(!finish_operation(&store, "a", &Outcome::Error(1, "x".into()), 4000)
-            .await
-            .unwrap());
+        assert!(
+            !finish_operation(&store, "a", &Outcome::Error(1, "x".into()), 4000)
+                .await
+                .unwrap()
+        );
         let row = get_operation(&store, "a").await.unwrap().unwrap();
         assert!(row.done);
         assert_eq!(row.response, Some(vec![1, 2, 3]));
         assert_eq!(row.response_type.as_deref(), Some("x.y.Z"));
-        assert_eq!((row.progress, row.finished_ms, row.error_code), (1.0, Some(3000), None));
+        assert_eq!(
+            (row.progress, row.finished_ms, row.error_code),
+            (1.0, Some(3000), None)
+        );
         // A heartbeat after the end changes nothing.
         heartbeat(&store, "a", "late", 0.1, 5000).await.unwrap();
-        assert_eq!(get_operation(&store, "a").await.unwrap().unwrap().phase, "done");
+        assert_eq!(
+            get_operation(&store, "a").await.unwrap().unwrap().phase,
+            "done"
+        );
         assert!(get_operation(&store, "b").await.unwrap().is_none());
     }
 
@@ -348,7 +359,12 @@ mod tests {
         let row = get_operation(&store, "c").await.unwrap().unwrap();
         assert_eq!(row.error_code, Some(1));
         assert_eq!(row.phase, "failed");
-        assert!(request_cancel(&store, "missing", 1).await.unwrap().is_none());
+        assert!(
+            request_cancel(&store, "missing", 1)
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(delete_operation(&store, "c").await.unwrap());
         assert!(!delete_operation(&store, "c").await.unwrap());
         assert_eq!(heartbeat(&store, "c", "x", 0.2, 3000).await.unwrap(), None);
@@ -389,7 +405,9 @@ mod tests {
             kind: Some("train".into()),
         };
         assert_eq!(
-            ids(&list_operations(&store, &running_trains, None, 10).await.unwrap()),
+            ids(&list_operations(&store, &running_trains, None, 10)
+                .await
+                .unwrap()),
             ["op4", "op2"]
         );
         let done = OperationFilter {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use vitals_proto::common::v1 as common;
-use vitals_proto::learner::v1 as pb;
 use vitals_proto::google::longrunning::Operation;
+use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
 use vitals_server::auth::{Principal, Role};
 use vitals_server::operations;
@@ -57,10 +57,8 @@ impl LearnerService {
     fn evaluate_call(
         &self,
         r: pb::EvaluateRequest,
-    ) -> Result<
-        impl Future<Output = Result<pb::EvaluateResponse, Status>> + Send + 'static,
-        ApiError,
-    > {
+    ) -> Result<impl Future<Output = Result<pb::EvaluateResponse, Status>> + Send + 'static, ApiError>
+    {
         let profile = convert::profile_name("profile", &r.profile)?;
         let folds = convert::backtest_folds(r.backtest_folds)?;
         // Validate the options against the server's defaults first so that a bad field is
@@ -119,10 +117,7 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         Ok(Response::new(call.await?))
     }
 
-    async fn start_training(
-        &self,
-        request: Request<pb::StartTrainingRequest>,
-    ) -> Reply<Operation> {
+    async fn start_training(&self, request: Request<pb::StartTrainingRequest>) -> Reply<Operation> {
         let caller = request.extensions().get::<Principal>().cloned();
         let r = request.into_inner().request.unwrap_or_default();
         let target = if r.profile.is_empty() {

@@ -46,7 +46,10 @@ async fn operations(env: &Env) -> OperationsClient<tonic::transport::Channel> {
 
 fn metadata(op: &lro::Operation) -> OperationMetadata {
     let any = op.metadata.as_ref().expect("metadata");
-    assert_eq!(any.type_url, "type.googleapis.com/vitals.common.v1.OperationMetadata");
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/vitals.common.v1.OperationMetadata"
+    );
     OperationMetadata::decode(any.value.as_slice()).expect("metadata decodes")
 }
 
@@ -132,7 +135,10 @@ async fn a_training_outlives_the_request_timeout_as_an_operation() {
         let Some(lro::operation::Result::Response(any)) = done.result else {
             panic!("{backend:?}: no response: {done:?}");
         };
-        assert_eq!(any.type_url, "type.googleapis.com/vitals.learner.v1.TrainResponse");
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/vitals.learner.v1.TrainResponse"
+        );
         let trained = pb::TrainResponse::decode(any.value.as_slice()).expect("decodes");
         assert_eq!(global(&trained).version, 1, "{backend:?}");
         // The model is stored like Train's.
@@ -176,7 +182,11 @@ async fn a_cancelled_training_ends_cancelled_and_stores_nothing() {
         let Some(lro::operation::Result::Error(status)) = done.result else {
             panic!("{backend:?}: not cancelled: {done:?}");
         };
-        assert_eq!(status.code, Code::Cancelled as i32, "{backend:?}: {status:?}");
+        assert_eq!(
+            status.code,
+            Code::Cancelled as i32,
+            "{backend:?}: {status:?}"
+        );
         let models = env
             .client
             .clone()
@@ -306,7 +316,11 @@ async fn operations_are_listed_by_page_and_filter_and_bad_requests_name_the_fiel
             .await
             .expect_err("bad profile");
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(err.message().contains("request.profile"), "{}", err.message());
+        assert!(
+            err.message().contains("request.profile"),
+            "{}",
+            err.message()
+        );
         // Deleted operations are gone.
         client
             .delete_operation(lro::DeleteOperationRequest {
