@@ -178,6 +178,7 @@ pub async fn finish_operation(
 ) -> Result<bool, StoreError> {
     let conn = store.c();
     let b = conn.get_database_backend();
+    #[allow(clippy::type_complexity)]
     let (code, message, rtype, body, progress, phase): (
         Option<i32>,
         Option<String>,
