@@ -66,10 +66,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // `compile_fds` ignores `file_descriptor_set_path`; the sets are written above.
+    // The vendored googleapis packages live at `crate::google`, above the Vitals
+    // packages (which sit at `crate::<service>` without a `vitals` level), so the Vitals
+    // code names them by absolute path.
     tonic_prost_build::configure()
+        .extern_path(".google.longrunning", "crate::google::longrunning")
+        .extern_path(".google.rpc", "crate::google::rpc")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;
+
+    // prost leaves out the messages of extern packages: generate the vendored google
+    // packages on their own (this rewrites `google.longrunning.rs` whole).
+    let mut google = protox::Compiler::new([&proto_root])?;
+    google.include_imports(true).open_files([
+        "google/rpc/status.proto",
+        "google/longrunning/operations.proto",
+    ])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(google.file_descriptor_set())?;
 
     println!("cargo:rerun-if-changed={}", proto_root.display());
     for file in &files {

@@ -33,7 +33,9 @@ fn api_rpcs() -> Vec<Rpc> {
     for file in &fds.file {
         for svc in &file.service {
             let full = format!("{}.{}", file.package(), svc.name());
-            if !vitals_proto::SERVICE_NAMES.contains(&full.as_str()) {
+            if !vitals_proto::SERVICE_NAMES.contains(&full.as_str())
+                && full != vitals_proto::OPERATIONS_SERVICE
+            {
                 continue;
             }
             for m in &svc.method {
@@ -56,6 +58,7 @@ fn rpc_roles() -> impl Iterator<Item = &'static (&'static str, Role)> {
         vitals_scoring::ROLES,
         vitals_learner::ROLES,
         vitals_webhooks::ROLES,
+        vitals_server::operations::ROLES,
     ]
     .into_iter()
     .flatten()

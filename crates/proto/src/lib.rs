@@ -31,6 +31,11 @@ pub const SERVICE_NAMES: [&str; 5] = [
     "vitals.webhooks.v1.WebhookService",
 ];
 
+/// Fully-qualified name of the AIP-151 operations service (`google.longrunning`, vendored
+/// under `proto/google`), served once by every server that runs the learner or the
+/// scoring service.
+pub const OPERATIONS_SERVICE: &str = "google.longrunning.Operations";
+
 /// Reserved scorecard name of the built-in profile score; the default wherever a
 /// scorecard is optional in the scoring API.
 pub const PROFILE_SCORECARD: &str = "scorecards/profile";
@@ -129,5 +134,21 @@ pub mod webhooks {
             env!("OUT_DIR"),
             "/vitals.webhooks.v1.descriptor.bin"
         ));
+    }
+}
+
+/// Vendored googleapis packages: `google.longrunning` (AIP-151 operations) and the
+/// `google.rpc.Status` it returns errors in.
+pub mod google {
+    /// `google.longrunning`: the Operations service and the Operation resource.
+    #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+    pub mod longrunning {
+        tonic::include_proto!("google.longrunning");
+    }
+
+    /// `google.rpc`: the Status of a failed operation.
+    #[allow(missing_docs, clippy::all, clippy::pedantic, rust_2018_idioms)]
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
     }
 }

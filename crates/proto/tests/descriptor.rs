@@ -3,7 +3,7 @@
 
 use prost::Message;
 use prost_types::FileDescriptorSet;
-use vitals_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAMES};
+use vitals_proto::{FILE_DESCRIPTOR_SET, OPERATIONS_SERVICE, SERVICE_NAMES};
 
 fn decoded() -> FileDescriptorSet {
     match FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) {
@@ -25,11 +25,12 @@ fn services(set: &FileDescriptorSet) -> Vec<String> {
 }
 
 #[test]
-fn descriptor_set_contains_exactly_the_four_services() {
+fn descriptor_set_contains_exactly_the_vitals_services_and_operations() {
     let set = decoded();
     let mut found = services(&set);
     found.sort();
     let mut expected: Vec<String> = SERVICE_NAMES.iter().map(|s| s.to_string()).collect();
+    expected.push(OPERATIONS_SERVICE.to_string());
     expected.sort();
     assert_eq!(found, expected);
 }
@@ -122,7 +123,11 @@ fn per_package_sets_hold_their_own_service_and_imports() {
     ];
     for (bytes, service) in cases {
         let set = FileDescriptorSet::decode(bytes).expect("per-package set decodes");
-        assert_eq!(services(&set), vec![service.to_string()]);
+        let own: Vec<String> = services(&set)
+            .into_iter()
+            .filter(|s| s != OPERATIONS_SERVICE)
+            .collect();
+        assert_eq!(own, vec![service.to_string()]);
         // The shared package must come along, or reflection cannot resolve its types.
         assert!(
             set.file.iter().any(|f| f.package() == "vitals.common.v1"),

@@ -16,6 +16,7 @@ pub mod http;
 pub mod lease;
 pub mod limits;
 pub mod metrics;
+pub mod operations;
 pub mod paging;
 pub mod shutdown;
 pub mod telemetry;

@@ -177,7 +177,9 @@ fn vitals_rpcs() -> Vec<(&'static str, &'static str, &'static str)> {
     for file in &fds.file {
         for svc in &file.service {
             let full = format!("{}.{}", file.package(), svc.name());
-            if !vitals_proto::SERVICE_NAMES.contains(&full.as_str()) {
+            if !vitals_proto::SERVICE_NAMES.contains(&full.as_str())
+                && full != vitals_proto::OPERATIONS_SERVICE
+            {
                 continue;
             }
             let service = leak(full);

@@ -116,6 +116,8 @@ impl WorkBudget {
                 }
             },
         };
+        // Inside a long-running operation, its phase moves from `queued` to `running`.
+        crate::operations::report("running", 0.0);
         Ok(Work {
             flag: CancelFlag {
                 token: inner.shutdown.child_token(),

@@ -101,6 +101,10 @@ pub const KEPT: &[(&str, &str)] = &[
         "the retention watermark of raw events (no account)",
     ),
     (
+        "operations",
+        "long-running operations: kind, target profile or scope, phase, result (no account)",
+    ),
+    (
         "webhook_subscriptions",
         "webhook endpoints and their settings (no account)",
     ),

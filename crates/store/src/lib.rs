@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod learner;
 pub mod lease;
 pub mod migration;
+pub mod operations;
 pub mod overrides;
 pub mod profiles;
 pub mod scoring;

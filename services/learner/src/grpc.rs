@@ -3,13 +3,83 @@
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use vitals_proto::common::v1 as common;
+use vitals_proto::google::longrunning::Operation;
 use vitals_proto::learner::v1 as pb;
 use vitals_server::ApiError;
+use vitals_server::auth::{Principal, Role};
+use vitals_server::operations;
 
 use crate::LearnerService;
 use crate::convert::{self, decode};
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// Target of an operation over every profile and the global model.
+const GLOBAL_TARGET: &str = "global";
+
+impl LearnerService {
+    /// Decodes a Train request (INVALID_ARGUMENT naming the field) and returns the call
+    /// that trains and encodes the answer: run in place by Train, as an operation by
+    /// StartTraining.
+    fn train_call(
+        &self,
+        r: &pb::TrainRequest,
+    ) -> Result<impl Future<Output = Result<pb::TrainResponse, Status>> + Send + 'static, ApiError>
+    {
+        let profile = convert::profile_name("profile", &r.profile)?;
+        let settings = convert::settings(r.options.as_ref(), &self.args)?;
+        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
+        let this = self.clone();
+        Ok(async move {
+            let result = this.train(profile, settings, as_of).await;
+            vitals_server::metrics::training_run(if result.is_ok() { "ok" } else { "failed" });
+            let result = result?;
+            Ok(pb::TrainResponse {
+                models: result
+                    .models
+                    .iter()
+                    .map(convert::model)
+                    .collect::<Result<_, _>>()?,
+                skipped: result
+                    .skipped
+                    .into_iter()
+                    .map(|(id, reason)| pb::SkippedProfile {
+                        profile: convert::profile_of_model(&id),
+                        reason,
+                    })
+                    .collect(),
+                window: result.window.as_ref().map(convert::window),
+            })
+        })
+    }
+
+    /// Decodes an Evaluate request and returns the call that evaluates and encodes the
+    /// answer (Evaluate in place, StartEvaluation as an operation).
+    fn evaluate_call(
+        &self,
+        r: pb::EvaluateRequest,
+    ) -> Result<impl Future<Output = Result<pb::EvaluateResponse, Status>> + Send + 'static, ApiError>
+    {
+        let profile = convert::profile_name("profile", &r.profile)?;
+        let folds = convert::backtest_folds(r.backtest_folds)?;
+        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
+        // Validate the options against the server's defaults first so that a bad field is
+        // INVALID_ARGUMENT even before a model exists.
+        convert::settings(r.options.as_ref(), &self.args)?;
+        let options = r.options;
+        let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
+        let this = self.clone();
+        Ok(async move {
+            let (row, e, window) = this.evaluate(profile, settings, folds, as_of).await?;
+            Ok(pb::EvaluateResponse {
+                model: convert::model_name(&row),
+                churn_probability: Some(convert::evaluation(&e.churn, &e.churn_backtest)),
+                health_score: Some(convert::evaluation(&e.health, &e.health_backtest)),
+                window: Some(convert::window(&window)),
+            })
+        })
+    }
+}
 
 fn as_of(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, ApiError> {
     convert::as_of(field, t, Utc::now())
@@ -56,28 +126,32 @@ impl pb::learner_service_server::LearnerService for LearnerService {
 
     async fn train(&self, request: Request<pb::TrainRequest>) -> Reply<pb::TrainResponse> {
         let r = request.into_inner();
-        let profile = convert::profile_name("profile", &r.profile)?;
-        let settings = convert::settings(r.options.as_ref(), &self.args)?;
-        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
-        let result = self.train(profile, settings, as_of).await;
-        vitals_server::metrics::training_run(if result.is_ok() { "ok" } else { "failed" });
-        let result = result?;
-        Ok(Response::new(pb::TrainResponse {
-            models: result
-                .models
-                .iter()
-                .map(convert::model)
-                .collect::<Result<_, _>>()?,
-            skipped: result
-                .skipped
-                .into_iter()
-                .map(|(id, reason)| pb::SkippedProfile {
-                    profile: convert::profile_of_model(&id),
-                    reason,
-                })
-                .collect(),
-            window: result.window.as_ref().map(convert::window),
-        }))
+        let call = self.train_call(&r)?;
+        Ok(Response::new(call.await?))
+    }
+
+    async fn start_training(&self, request: Request<pb::StartTrainingRequest>) -> Reply<Operation> {
+        let caller = request.extensions().get::<Principal>().cloned();
+        let r = request.into_inner().request.unwrap_or_default();
+        let target = if r.profile.is_empty() {
+            GLOBAL_TARGET.to_string()
+        } else {
+            r.profile.clone()
+        };
+        let call = self
+            .train_call(&r)
+            .map_err(|e| operations::nested("request", e))?;
+        let op = operations::start(
+            &self.store,
+            "train",
+            &target,
+            caller.as_ref(),
+            Role::Admin,
+            "vitals.learner.v1.TrainResponse",
+            call,
+        )
+        .await?;
+        Ok(Response::new(op))
     }
 
     async fn get_weights(
@@ -136,21 +210,35 @@ impl pb::learner_service_server::LearnerService for LearnerService {
 
     async fn evaluate(&self, request: Request<pb::EvaluateRequest>) -> Reply<pb::EvaluateResponse> {
         let r = request.into_inner();
-        let profile = convert::profile_name("profile", &r.profile)?;
-        let folds = convert::backtest_folds(r.backtest_folds)?;
-        let as_of = optional_as_of("as_of", r.as_of.as_ref())?;
-        // Validate the options against the server's defaults first so that a bad field is
-        // INVALID_ARGUMENT even before a model exists.
-        convert::settings(r.options.as_ref(), &self.args)?;
-        let options = r.options;
-        let settings = move |args: &crate::LearnerArgs| convert::settings(options.as_ref(), args);
-        let (row, e, window) = self.evaluate(profile, settings, folds, as_of).await?;
-        Ok(Response::new(pb::EvaluateResponse {
-            model: convert::model_name(&row),
-            churn_probability: Some(convert::evaluation(&e.churn, &e.churn_backtest)),
-            health_score: Some(convert::evaluation(&e.health, &e.health_backtest)),
-            window: Some(convert::window(&window)),
-        }))
+        let call = self.evaluate_call(r)?;
+        Ok(Response::new(call.await?))
+    }
+
+    async fn start_evaluation(
+        &self,
+        request: Request<pb::StartEvaluationRequest>,
+    ) -> Reply<Operation> {
+        let caller = request.extensions().get::<Principal>().cloned();
+        let r = request.into_inner().request.unwrap_or_default();
+        let target = if r.profile.is_empty() {
+            GLOBAL_TARGET.to_string()
+        } else {
+            r.profile.clone()
+        };
+        let call = self
+            .evaluate_call(r)
+            .map_err(|e| operations::nested("request", e))?;
+        let op = operations::start(
+            &self.store,
+            "evaluate",
+            &target,
+            caller.as_ref(),
+            Role::Read,
+            "vitals.learner.v1.EvaluateResponse",
+            call,
+        )
+        .await?;
+        Ok(Response::new(op))
     }
 
     async fn predict_churn(

@@ -202,6 +202,8 @@ pub fn register_with_budget(
     work: WorkBudget,
 ) -> Result<(), RunError> {
     let limit = server.max_message_bytes as usize;
+    // StartTraining / StartEvaluation: one Operations service per server.
+    vitals_server::operations::register(grpc, &store, server);
     grpc.add(
         LearnerServiceServer::new(LearnerService::with_leases(
             store.clone(),

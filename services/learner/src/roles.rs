@@ -14,9 +14,17 @@ pub const ROLES: RpcRoles = &[
     ),
     ("/vitals.learner.v1.LearnerService/ListOutcomes", Role::Read),
     ("/vitals.learner.v1.LearnerService/Train", Role::Admin),
+    (
+        "/vitals.learner.v1.LearnerService/StartTraining",
+        Role::Admin,
+    ),
     ("/vitals.learner.v1.LearnerService/GetWeights", Role::Read),
     ("/vitals.learner.v1.LearnerService/GetModel", Role::Read),
     ("/vitals.learner.v1.LearnerService/ListModels", Role::Read),
     ("/vitals.learner.v1.LearnerService/Evaluate", Role::Read),
+    (
+        "/vitals.learner.v1.LearnerService/StartEvaluation",
+        Role::Read,
+    ),
     ("/vitals.learner.v1.LearnerService/PredictChurn", Role::Read),
 ];

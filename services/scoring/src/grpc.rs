@@ -11,7 +11,9 @@ use crate::convert;
 use crate::domain::compute::BandChange;
 use crate::domain::{overrides, read};
 use crate::{ScoringService, WATCH_BUFFER};
-use vitals_server::auth::Principal;
+use vitals_proto::google::longrunning::Operation;
+use vitals_server::auth::{Principal, Role};
+use vitals_server::operations;
 
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -30,6 +32,38 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         let r = self.compute(scope, as_of).await?;
         vitals_server::metrics::scores_computed("request", u64::from(r.scored));
         Ok(Response::new(convert::compute_response(&r)))
+    }
+
+    async fn start_compute_scores(
+        &self,
+        request: Request<pb::StartComputeScoresRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let caller = request.extensions().get::<Principal>().cloned();
+        let r = request.into_inner().request.unwrap_or_default();
+        let (scope, as_of) = convert::compute_request(&r, chrono::Utc::now())
+            .map_err(|e| operations::nested("request", e))?;
+        // No account id in the operation (erasure keeps operations): its kind only.
+        let target = match &r.scope {
+            None => "all".to_string(),
+            Some(pb::compute_scores_request::Scope::Profile(p)) => p.clone(),
+            Some(pb::compute_scores_request::Scope::AccountId(_)) => "account".to_string(),
+        };
+        let this = self.clone();
+        let op = operations::start(
+            &self.inner.store,
+            "compute_scores",
+            &target,
+            caller.as_ref(),
+            Role::Admin,
+            "vitals.scoring.v1.ComputeScoresResponse",
+            async move {
+                let r = this.compute(scope, as_of).await?;
+                vitals_server::metrics::scores_computed("operation", u64::from(r.scored));
+                Ok(convert::compute_response(&r))
+            },
+        )
+        .await?;
+        Ok(Response::new(op))
     }
 
     async fn get_score(

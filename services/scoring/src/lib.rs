@@ -335,6 +335,8 @@ pub fn register_with_budget(
         );
     }
     let limit = server.max_message_bytes as usize;
+    // StartComputeScores: one Operations service per server.
+    vitals_server::operations::register(grpc, &service.inner.store, server);
     grpc.add(
         ScoringServiceServer::new(service.clone())
             .max_decoding_message_size(limit)

@@ -12,6 +12,10 @@ pub const ROLES: RpcRoles = &[
         "/vitals.scoring.v1.ScoringService/ComputeScores",
         Role::Admin,
     ),
+    (
+        "/vitals.scoring.v1.ScoringService/StartComputeScores",
+        Role::Admin,
+    ),
     ("/vitals.scoring.v1.ScoringService/GetScore", Role::Read),
     ("/vitals.scoring.v1.ScoringService/ListScores", Role::Read),
     (

@@ -354,6 +354,18 @@ impl LearnerService for FakeLearner {
     ) -> Result<Response<lpb::EvaluateResponse>, Status> {
         unimplemented("Evaluate")
     }
+    async fn start_training(
+        &self,
+        _: Request<lpb::StartTrainingRequest>,
+    ) -> Result<Response<vitals_proto::google::longrunning::Operation>, Status> {
+        unimplemented("StartTraining")
+    }
+    async fn start_evaluation(
+        &self,
+        _: Request<lpb::StartEvaluationRequest>,
+    ) -> Result<Response<vitals_proto::google::longrunning::Operation>, Status> {
+        unimplemented("StartEvaluation")
+    }
     async fn predict_churn(
         &self,
         _: Request<lpb::PredictChurnRequest>,

@@ -19,6 +19,7 @@ mod m20261206_000011_webhooks;
 mod m20261206_000012_score_overrides;
 mod m20261206_000013_latest_band_index;
 mod m20261207_000014_account_parent;
+mod m20261207_000016_operations;
 mod m20261207_000018_leases;
 mod m20261207_000019_event_partitions;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_score_overrides::Migration),
             Box::new(m20261206_000013_latest_band_index::Migration),
             Box::new(m20261207_000014_account_parent::Migration),
+            Box::new(m20261207_000016_operations::Migration),
             Box::new(m20261207_000018_leases::Migration),
             Box::new(m20261207_000019_event_partitions::Migration),
         ]

@@ -263,6 +263,18 @@ impl lpb::learner_service_server::LearnerService for FakeLearner {
     ) -> Result<Response<lpb::EvaluateResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+    async fn start_training(
+        &self,
+        _: Request<lpb::StartTrainingRequest>,
+    ) -> Result<Response<vitals_proto::google::longrunning::Operation>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn start_evaluation(
+        &self,
+        _: Request<lpb::StartEvaluationRequest>,
+    ) -> Result<Response<vitals_proto::google::longrunning::Operation>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn predict_churn(
         &self,
         _: Request<lpb::PredictChurnRequest>,
