@@ -168,6 +168,22 @@ pub async fn clear_override(
 const COLUMNS: &str = "account_id, scorecard_id, band, value, reason_code, note, set_by, \
      set_ms, expires_ms";
 
+/// A number that changes whenever an override is set, cleared or erased (the last audit
+/// id and the count of audit rows): the score cache of every replica polls it.
+pub async fn last_change(store: &Store) -> Result<(i64, i64), StoreError> {
+    let conn = store.conn();
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT COALESCE(MAX(id), 0) AS last, COUNT(*) AS n FROM score_override_audit",
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => (r.try_get::<i64>("", "last")?, r.try_get::<i64>("", "n")?),
+        None => (0, 0),
+    })
+}
+
 /// The overrides in force at `now` (not expired) of these (account, scorecard) pairs.
 pub async fn active_overrides(
     db: &impl Db,

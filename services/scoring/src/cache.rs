@@ -6,12 +6,16 @@
 //! generation moves forward:
 //! - when a scoring run of this process commits (so a process never serves a score older
 //!   than its own last run), and
-//! - when the number of committed runs in the database changes, checked every
-//!   `--score-cache-refresh-ms` by a background task: the runs of other replicas sharing
-//!   the database are seen within that interval.
+//! - when an override is set or cleared through this process (an entry also holds the
+//!   override in force, see `read::Score::manual_override`), and
+//! - when the number of committed runs or the last override change in the database
+//!   changes, checked every `--score-cache-refresh-ms` by a background task: the runs and
+//!   overrides of other replicas sharing the database are seen within that interval.
 //!
-//! Snapshots are only ever written by scoring runs (nothing updates or deletes them), so
-//! these two signals cover every change of a latest score.
+//! Snapshots are only ever written by scoring runs (nothing updates or deletes them), and
+//! every override change writes an audit row, so these signals cover every change of a
+//! latest score and of the override shown with it; an override's expiry is checked at
+//! each hit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -127,7 +131,7 @@ impl LatestCache {
 /// generation of `cache` when there are; ends when the service is dropped.
 pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Duration) {
     tokio::spawn(async move {
-        let mut seen: Option<i64> = None;
+        let mut seen = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -135,22 +139,25 @@ pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Durat
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            cache.observe_runs(
-                &mut seen,
-                vitals_store::scoring::committed_runs(&store).await,
-            );
+            let reading = async {
+                let runs = vitals_store::scoring::committed_runs(&store).await?;
+                let overrides = vitals_store::overrides::last_change(&store).await?;
+                Ok::<_, StoreError>((runs, overrides))
+            }
+            .await;
+            cache.observe(&mut seen, reading);
         }
     });
 }
 
 impl LatestCache {
-    /// Takes one reading of the committed-run count (`seen`: the previous one): a new
-    /// generation when it changed, or when it could not be read (nothing cached can be
-    /// trusted then).
-    fn observe_runs(&self, seen: &mut Option<i64>, count: Result<i64, StoreError>) {
-        match count {
+    /// Takes one reading of the database's change markers (committed runs, last override
+    /// change; `seen`: the previous reading): a new generation when it changed, or when it
+    /// could not be read (nothing cached can be trusted then).
+    fn observe<T: PartialEq>(&self, seen: &mut Option<T>, reading: Result<T, StoreError>) {
+        match reading {
             Ok(n) => {
-                if seen.is_some_and(|s| s != n) {
+                if seen.as_ref().is_some_and(|s| *s != n) {
                     self.invalidate();
                 }
                 *seen = Some(n);
@@ -224,16 +231,16 @@ mod tests {
     }
 
     #[test]
-    fn run_count_changes_and_read_errors_start_a_new_generation() {
+    fn marker_changes_and_read_errors_start_a_new_generation() {
         let c = LatestCache::new(10);
         let mut seen = None;
-        c.observe_runs(&mut seen, Ok(3));
+        c.observe(&mut seen, Ok(3));
         assert_eq!(c.generation(), 0, "the first reading is the baseline");
-        c.observe_runs(&mut seen, Ok(3));
+        c.observe(&mut seen, Ok(3));
         assert_eq!(c.generation(), 0, "no new run");
-        c.observe_runs(&mut seen, Ok(4));
+        c.observe(&mut seen, Ok(4));
         assert_eq!(c.generation(), 1, "another replica committed a run");
-        c.observe_runs(
+        c.observe(
             &mut seen,
             Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
                 "down".into(),

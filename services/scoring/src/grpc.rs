@@ -73,13 +73,14 @@ impl pb::scoring_service_server::ScoringService for ScoringService {
         let q = convert::score_query(request.get_ref())?;
         let s = read::get_score(&self.inner, &q).await?;
         let mut r = convert::score_response(&s);
-        // The override in force now, next to the latest computed score.
+        // The override in force now, next to the latest computed score (read and cached
+        // with it).
         if q.at.is_none()
             && let Some(snap) = r.snapshot.as_mut()
         {
-            let key = (q.account.clone(), q.scorecard.clone());
-            let o = overrides::active(&self.inner, std::slice::from_ref(&key)).await?;
-            snap.manual_override = o.get(&key).map(convert::overrides::manual_override);
+            snap.manual_override = s
+                .override_at(overrides::now_ms())
+                .map(convert::overrides::manual_override);
         }
         Ok(Response::new(r))
     }

@@ -821,6 +821,111 @@ async fn get_score_cache_follows_runs_of_this_and_other_replicas() {
     }
 }
 
+async fn override_value(c: &mut ScoringServiceClient<Channel>, account: &str) -> Option<f64> {
+    c.get_score(pb::GetScoreRequest {
+        account_id: account.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("get score")
+    .into_inner()
+    .snapshot
+    .expect("snapshot")
+    .manual_override
+    .and_then(|o| o.value)
+}
+
+fn override_request(account: &str, value: f64, expires_in_s: i64) -> pb::SetOverrideRequest {
+    pb::SetOverrideRequest {
+        account_id: account.into(),
+        scorecard: String::new(),
+        manual_override: Some(pb::ScoreOverride {
+            value: Some(value),
+            band: cpb::Band::Red as i32,
+            reason_code: "exec_escalation".into(),
+            expire_time: Some(common::ts(
+                chrono::Utc::now() + chrono::Duration::seconds(expires_in_s),
+            )),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A cached GetScore answer holds the override read with it: an override set or cleared
+/// on this process is seen at once, one set on another replica within
+/// `--score-cache-refresh-ms`, and an override that expires stops showing on a cache hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_score_cache_follows_overrides_of_this_and_other_replicas() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        env.usage_only().await;
+        let ids = env.ladder().await;
+        env.compute_all().await;
+        let (quick_server, mut quick) = env
+            .replica(ScoringArgs {
+                score_cache_refresh_ms: 50,
+                ..ScoringArgs::default()
+            })
+            .await;
+        // Both cache the score with no override.
+        assert_eq!(override_value(&mut env.scoring, &ids[0]).await, None);
+        assert_eq!(override_value(&mut quick, &ids[0]).await, None);
+
+        env.scoring
+            .set_override(override_request(&ids[0], 1.5, 3_600))
+            .await
+            .expect("set override");
+        assert_eq!(
+            override_value(&mut env.scoring, &ids[0]).await,
+            Some(1.5),
+            "{backend:?}: this process sees its override at once"
+        );
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while override_value(&mut quick, &ids[0]).await != Some(1.5) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: the other replica did not see the override"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        quick
+            .clear_override(pb::ClearOverrideRequest {
+                account_id: ids[0].clone(),
+                reason_code: "resolved".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("clear override");
+        assert_eq!(override_value(&mut quick, &ids[0]).await, None);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while override_value(&mut env.scoring, &ids[0]).await.is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{backend:?}: the first server did not see the clear"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+
+        // An override that expires: shown while cached, gone after its expiry with no
+        // other change.
+        env.scoring
+            .set_override(override_request(&ids[1], 2.5, 2))
+            .await
+            .expect("set expiring override");
+        assert_eq!(override_value(&mut env.scoring, &ids[1]).await, Some(2.5));
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        assert_eq!(
+            override_value(&mut env.scoring, &ids[1]).await,
+            None,
+            "{backend:?}: an expired override still showed"
+        );
+
+        quick_server.stop().await.expect("replica stops cleanly");
+        env.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_with_json_drivers_from_before_migration_10_read_the_same() {
     use vitals_scoring::domain::stored::decode_drivers;

@@ -30,6 +30,8 @@ pub(crate) async fn set(inner: &Inner, o: Override) -> Result<Override> {
         .into());
     }
     so::set_override(&inner.store, &o).await?;
+    // Cached scores hold the override read with them.
+    inner.latest.invalidate();
     Ok(o)
 }
 
@@ -60,6 +62,7 @@ pub(crate) async fn clear(inner: &Inner, c: &Clear) -> Result<()> {
         now_ms(),
     )
     .await?;
+    inner.latest.invalidate();
     if !found {
         return Err(ApiError::NotFound(format!(
             "override of account \"{}\" for scorecards/{}",

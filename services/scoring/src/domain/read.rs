@@ -7,11 +7,13 @@ use chrono::{DateTime, Utc};
 use vitals_scoring_core as core;
 use vitals_server::ApiError;
 use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
+use vitals_store::overrides::Override;
 use vitals_store::profiles as sp;
 use vitals_store::scoring::{
     self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord,
 };
 
+use super::overrides;
 use super::stored::{self, StoredDetails, StoredDriver, explanation_of};
 use crate::Inner;
 use crate::error::Result;
@@ -37,6 +39,9 @@ pub struct Score {
     pub details: StoredDetails,
     /// Every stored driver, most negative contribution first (empty unless asked for).
     pub drivers: Vec<StoredDriver>,
+    /// The override of this account and scorecard when the score was read as the latest
+    /// (GetScore without `as_of`), expired or not: see [`Score::override_at`].
+    pub manual_override: Option<Override>,
 }
 
 impl Score {
@@ -55,7 +60,16 @@ impl Score {
             record,
             details,
             drivers,
+            manual_override: None,
         }
+    }
+
+    /// The override in force at `now_ms` (ms since the epoch), if one was read with this
+    /// score and has not expired since.
+    pub fn override_at(&self, now_ms: i64) -> Option<&Override> {
+        self.manual_override
+            .as_ref()
+            .filter(|o| o.expires_ms.is_none_or(|e| e > now_ms))
     }
 }
 
@@ -71,7 +85,16 @@ pub(crate) async fn get_score(inner: &Inner, q: &ScoreQuery) -> Result<Arc<Score
     let r = ss::snapshot_at(&inner.store, &q.account, &q.scorecard, q.at)
         .await?
         .ok_or_else(|| not_scored(&q.account, &q.scorecard))?;
-    let score = Arc::new(Score::new(r, true));
+    let mut score = Score::new(r, true);
+    if q.at.is_none() {
+        // Read with the score so that a cache hit needs no query; cached until the next
+        // override change (crate::cache).
+        let key = (q.account.clone(), q.scorecard.clone());
+        score.manual_override = overrides::active(inner, std::slice::from_ref(&key))
+            .await?
+            .remove(&key);
+    }
+    let score = Arc::new(score);
     if q.at.is_none() {
         inner.latest.put(
             q.account.clone(),
