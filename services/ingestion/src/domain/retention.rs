@@ -22,18 +22,25 @@ pub async fn retention_pass(
     event_retention_pass(store, Utc::now(), retention_days).await
 }
 
-/// Runs [`retention_pass`] now and every [`RETENTION_EVERY`] until the store is closed,
-/// on the one replica holding the lease `schedule:ingestion-retention` (docs/deploy.md
-/// section 8). A failed pass is logged and tried again at the next tick (nothing is half
+/// Runs [`retention_pass`] now (on every replica) and then every [`RETENTION_EVERY`]
+/// until the store is closed, on the one replica holding the lease
+/// `schedule:ingestion-retention` (docs/deploy.md section 8). A failed pass is logged and tried again at the next tick (nothing is half
 /// done: each partition drop, and each batch of deletes, is its own transaction).
 pub fn spawn(store: Store, retention_days: Option<u32>, leases: &vitals_server::Leases) {
     let stop = {
         let store = store.clone();
         move || store.is_closed()
     };
+    // One pass at start-up on every replica, outside the lease: it is idempotent
+    // (partitions are created if missing, a month already dropped is skipped), and a
+    // replica restarted before its old lease expired must not wait for it.
+    {
+        let store = store.clone();
+        tokio::spawn(async move { pass_and_log(&store, retention_days).await });
+    }
     leases.spawn_schedule(
         "ingestion-retention",
-        Duration::ZERO,
+        RETENTION_EVERY,
         RETENTION_EVERY,
         stop,
         move || {
