@@ -27,6 +27,10 @@ pub async fn retention_pass(
 /// `schedule:ingestion-retention` (docs/deploy.md section 8). A failed pass is logged and tried again at the next tick (nothing is half
 /// done: each partition drop, and each batch of deletes, is its own transaction).
 pub fn spawn(store: Store, retention_days: Option<u32>, leases: &vitals_server::Leases) {
+    if retention_days.is_none() && store.backend() != vitals_store::sea_orm::DbBackend::Postgres {
+        // Nothing to do: no partitions on SQLite, and no retention asked for.
+        return;
+    }
     let stop = {
         let store = store.clone();
         move || store.is_closed()
