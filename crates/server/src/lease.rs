@@ -116,7 +116,7 @@ impl Leases {
     ) -> JoinHandle<()>
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let this = self.clone();
         let key = format!("schedule:{name}");
@@ -143,8 +143,11 @@ impl Leases {
                         if !held {
                             continue;
                         }
-                        let run = job();
-                        tokio::pin!(run);
+                        // The job runs as its own task, so that it makes progress while a
+                        // renewal waits for a database connection (a pool of one, as an
+                        // in-memory SQLite database has, would otherwise deadlock until
+                        // the pool's timeout).
+                        let mut run = tokio::spawn(job());
                         loop {
                             tokio::select! {
                                 _ = &mut run => break,

@@ -164,7 +164,7 @@ impl LatestCache {
             }
             Err(e) => {
                 self.invalidate();
-                tracing::warn!(error = %e, "score cache: cannot read the run count");
+                tracing::warn!(error = %e, "score cache: cannot read the change markers (runs, overrides)");
             }
         }
     }
