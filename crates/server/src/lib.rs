@@ -77,6 +77,58 @@ pub async fn open_store(config: &ServerConfig) -> Result<vitals_store::Store, Ru
     Ok(store)
 }
 
+/// The body of every service's `run` (a service served alone): opens and migrates the
+/// database, makes health follow it, lets `register` add the service under the process's
+/// heavy-work budget, serves on `listener` until `shutdown` completes (cancelling heavy work
+/// in flight as draining starts), drains, and closes the database.
+pub async fn serve_alone<R>(
+    config: &ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: shutdown::Signal,
+    register: R,
+) -> Result<(), RunError>
+where
+    R: FnOnce(&mut GrpcServer, vitals_store::Store, WorkBudget) -> Result<(), RunError>,
+{
+    let work = WorkBudget::from_config(config);
+    serve_alone_with_budget(config, listener, shutdown, work, register).await
+}
+
+/// [`serve_alone`] under the heavy-work budget `work` (a test can watch it).
+pub async fn serve_alone_with_budget<R>(
+    config: &ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: shutdown::Signal,
+    work: WorkBudget,
+    register: R,
+) -> Result<(), RunError>
+where
+    R: FnOnce(&mut GrpcServer, vitals_store::Store, WorkBudget) -> Result<(), RunError>,
+{
+    let store = open_store(config).await?;
+    let mut grpc = GrpcServer::new();
+    // Health follows the database: NOT_SERVING while it cannot be reached.
+    grpc.readiness(&store);
+    register(&mut grpc, store.clone(), work.clone())?;
+    grpc.serve(config, listener, work.cancel_on(shutdown))
+        .await?;
+    store.close().await?;
+    Ok(())
+}
+
+/// `$server` (a tonic service's generated `...Server`) with the decoding and encoding
+/// message size limits of `$config` (a [`ServerConfig`]): `--max-message-bytes`, so a
+/// larger request is refused with RESOURCE_EXHAUSTED (docs/api.md).
+#[macro_export]
+macro_rules! with_message_limits {
+    ($server:expr, $config:expr) => {{
+        let limit = $config.max_message_bytes as usize;
+        $server
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }};
+}
+
 /// Parses the command line of `C`; on a bad flag prints clap's message and exits 64
 /// (help and version exit 0).
 pub fn parse_args<C: clap::Parser>() -> C {

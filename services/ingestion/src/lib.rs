@@ -137,7 +137,6 @@ pub fn register_with_hook(
     server: &ServerConfig,
     accounts_hook: Option<AccountsHook>,
 ) -> Result<(), RunError> {
-    let limit = server.max_message_bytes as usize;
     // Month partitions ahead (PostgreSQL) and the retention of raw events, at start-up
     // and every hour (docs/ingestion.md), on the replica holding its lease.
     let leases = vitals_server::Leases::from_config(store.clone(), server);
@@ -149,9 +148,7 @@ pub fn register_with_hook(
     // Segment's HTTP Tracking API on the same port (docs/api.md).
     grpc.http(segment::router(service.clone()));
     grpc.add(
-        IngestionServiceServer::new(service)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        vitals_server::with_message_limits!(IngestionServiceServer::new(service), server),
         ROLES,
     );
     Ok(())
@@ -159,12 +156,8 @@ pub fn register_with_hook(
 
 /// Serves the ingestion service alone on `listener` until `shutdown` completes, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
-    let store = vitals_server::open_store(&config.server).await?;
-    let mut grpc = GrpcServer::new();
-    // Health follows the database: NOT_SERVING while it cannot be reached.
-    grpc.readiness(&store);
-    register(&mut grpc, store.clone(), &config.service, &config.server)?;
-    grpc.serve(&config.server, listener, shutdown).await?;
-    store.close().await?;
-    Ok(())
+    vitals_server::serve_alone(&config.server, listener, shutdown, |grpc, store, _| {
+        register(grpc, store, &config.service, &config.server)
+    })
+    .await
 }

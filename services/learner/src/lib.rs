@@ -201,18 +201,18 @@ pub fn register_with_budget(
     server: &ServerConfig,
     work: WorkBudget,
 ) -> Result<(), RunError> {
-    let limit = server.max_message_bytes as usize;
     // StartTraining / StartEvaluation: one Operations service per server.
     vitals_server::operations::register(grpc, &store, server);
     grpc.add(
-        LearnerServiceServer::new(LearnerService::with_leases(
-            store.clone(),
-            args.clone(),
-            work,
-            vitals_server::Leases::from_config(store, server),
-        ))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit),
+        vitals_server::with_message_limits!(
+            LearnerServiceServer::new(LearnerService::with_leases(
+                store.clone(),
+                args.clone(),
+                work,
+                vitals_server::Leases::from_config(store, server),
+            )),
+            server
+        ),
         ROLES,
     );
     Ok(())
@@ -232,21 +232,11 @@ pub async fn run_with_budget(
     shutdown: Signal,
     work: WorkBudget,
 ) -> Result<(), RunError> {
-    let store = vitals_server::open_store(&config.server).await?;
-    let mut grpc = GrpcServer::new();
-    // Health follows the database: NOT_SERVING while it cannot be reached.
-    grpc.readiness(&store);
-    register_with_budget(
-        &mut grpc,
-        store.clone(),
-        &config.service,
-        &config.server,
-        work.clone(),
-    )?;
-    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
-        .await?;
-    store.close().await?;
-    Ok(())
+    let server = &config.server;
+    vitals_server::serve_alone_with_budget(server, listener, shutdown, work, |grpc, store, work| {
+        register_with_budget(grpc, store, &config.service, server, work)
+    })
+    .await
 }
 
 #[cfg(test)]

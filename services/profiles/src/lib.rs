@@ -133,11 +133,11 @@ pub fn register_with_budget(
     server: &ServerConfig,
     work: WorkBudget,
 ) -> Result<(), RunError> {
-    let limit = server.max_message_bytes as usize;
     grpc.add(
-        ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        vitals_server::with_message_limits!(
+            ProfilesServiceServer::new(ProfilesService::with_budget(store.clone(), work.clone())),
+            server
+        ),
         ROLES,
     );
     let leases = vitals_server::Leases::from_config(store.clone(), server);
@@ -208,20 +208,8 @@ fn spawn_schedules(
 
 /// Serves the profiles service alone on `listener` until `shutdown` completes, then drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
-    let store = vitals_server::open_store(&config.server).await?;
-    let mut grpc = GrpcServer::new();
-    // Health follows the database: NOT_SERVING while it cannot be reached.
-    grpc.readiness(&store);
-    let work = WorkBudget::from_config(&config.server);
-    register_with_budget(
-        &mut grpc,
-        store.clone(),
-        &config.service,
-        &config.server,
-        work.clone(),
-    )?;
-    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
-        .await?;
-    store.close().await?;
-    Ok(())
+    vitals_server::serve_alone(&config.server, listener, shutdown, |grpc, store, work| {
+        register_with_budget(grpc, store, &config.service, &config.server, work)
+    })
+    .await
 }

@@ -334,13 +334,10 @@ pub fn register_with_budget(
             Duration::from_millis(args.score_cache_refresh_ms),
         );
     }
-    let limit = server.max_message_bytes as usize;
     // StartComputeScores: one Operations service per server.
     vitals_server::operations::register(grpc, &service.inner.store, server);
     grpc.add(
-        ScoringServiceServer::new(service.clone())
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        vitals_server::with_message_limits!(ScoringServiceServer::new(service.clone()), server),
         ROLES,
     );
     // The read-only web UI on the same port (docs/ui.md); its cookie is Secure over TLS.
@@ -385,24 +382,11 @@ pub fn register_with_budget(
 ///
 /// The shutdown signal cancels every scoring run in flight before the server drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
-    let store = vitals_server::open_store(&config.server).await?;
-    let mut grpc = GrpcServer::new();
-    // Health follows the database: NOT_SERVING while it cannot be reached.
-    grpc.readiness(&store);
-    let work = WorkBudget::from_config(&config.server);
     let learner = learner_from_args(&config.service, &config.server)?;
-    register_with_budget(
-        &mut grpc,
-        store.clone(),
-        &config.service,
-        &config.server,
-        learner,
-        work.clone(),
-    )?;
-    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
-        .await?;
-    store.close().await?;
-    Ok(())
+    vitals_server::serve_alone(&config.server, listener, shutdown, |grpc, store, work| {
+        register_with_budget(grpc, store, &config.service, &config.server, learner, work).map(drop)
+    })
+    .await
 }
 
 #[cfg(test)]

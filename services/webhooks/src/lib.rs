@@ -157,11 +157,11 @@ pub fn register_with_budget(
         client,
         move || work.is_shut_down(),
     ));
-    let limit = server.max_message_bytes as usize;
     grpc.add(
-        WebhookServiceServer::new(WebhookService { store })
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
+        vitals_server::with_message_limits!(
+            WebhookServiceServer::new(WebhookService { store }),
+            server
+        ),
         ROLES,
     );
     Ok(())
@@ -170,19 +170,8 @@ pub fn register_with_budget(
 /// Serves the webhooks service alone on `listener` until `shutdown` completes, then
 /// drains.
 pub async fn run(config: Config, listener: TcpListener, shutdown: Signal) -> Result<(), RunError> {
-    let store = vitals_server::open_store(&config.server).await?;
-    let mut grpc = GrpcServer::new();
-    grpc.readiness(&store);
-    let work = WorkBudget::from_config(&config.server);
-    register_with_budget(
-        &mut grpc,
-        store.clone(),
-        &config.service,
-        &config.server,
-        work.clone(),
-    )?;
-    grpc.serve(&config.server, listener, work.cancel_on(shutdown))
-        .await?;
-    store.close().await?;
-    Ok(())
+    vitals_server::serve_alone(&config.server, listener, shutdown, |grpc, store, work| {
+        register_with_budget(grpc, store, &config.service, &config.server, work)
+    })
+    .await
 }
