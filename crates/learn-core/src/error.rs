@@ -55,6 +55,12 @@ pub enum LearnError {
     /// away or the server is shutting down).
     #[error("cancelled")]
     Cancelled,
+    /// The gradient-boosting library failed (fit, contributions or its JSON form).
+    #[error("gradient-boosted model: {reason}")]
+    Booster {
+        /// The library's message.
+        reason: String,
+    },
     /// The Newton solver's linear system could not be solved even after regularising it.
     #[error("the hessian is not positive definite (lambda {lambda}); add regularisation")]
     Singular {

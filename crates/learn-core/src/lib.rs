@@ -18,9 +18,11 @@
 pub mod backtest;
 pub mod calibration;
 pub mod cancel;
+pub mod challenger;
 pub mod dataset;
 pub mod error;
 pub mod features;
+pub mod gbm;
 pub mod logistic;
 pub mod metrics;
 pub mod prepare;
@@ -32,12 +34,17 @@ pub mod weights;
 pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
 pub use calibration::{Calibration, Platt, calibrate_out_of_fold, expected_calibration_error};
 pub use cancel::Cancel;
+pub use challenger::{
+    ChallengedKpiModel, ChallengerBacktest, ChallengerDecision, ChallengerRule, GbmCv, ServedKind,
+    ServedModel, backtest_challenger, gbm_cv, train_kpis_with_challenger,
+};
 pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
     build_training_set, regular_observations,
 };
 pub use error::{LearnError, Result};
 pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
+pub use gbm::{GbmModel, GbmOptions};
 pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
 pub use metrics::{
     CalibrationBin, Evaluation, auc, brier_score, calibration_table, lift, top_decile_lift,
