@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo run --release -p vitals-learn-core --example socialnet7_kpis`
 //! (reads `shared/data/socialnet7` next to the repository, or `$VITALS_DATA_DIR/socialnet7`).
+//! It also backtests the gradient-boosted challenger next to the logistic model on the same
+//! folds and reports which one the rule serves in each training part
+//! (`VITALS_CHALLENGER_ONLY=1`: only those rows and the default's).
 //!
 //! Leakage guard: for an observation date T each account gets only the daily roll-ups of
 //! days before T and the subscriptions started on or before T; events on or after the
@@ -509,6 +512,12 @@ fn layout_choice() -> learn::LayoutChoice {
     }
 }
 
+/// VITALS_CHALLENGER_ONLY=1: only the default churn probability and the challenger rows
+/// (skips the fixed class weights and the health-score backtests).
+fn challenger_only() -> bool {
+    std::env::var("VITALS_CHALLENGER_ONLY").is_ok_and(|v| v == "1")
+}
+
 /// The observation row carried in a dataset's account label (`account#row`).
 fn row_of(account_label: &str) -> usize {
     account_label
@@ -693,6 +702,16 @@ impl Study<'_> {
         let trained = &trained_kpis.trained;
         let bt =
             learn::backtest_kpis(data, specs, choice, 2, options).map_err(|e| e.to_string())?;
+        if challenger_only() {
+            print_row(
+                label,
+                data,
+                "**churn probability (Vitals default: class weights and lambda by CV)**",
+                Some(&trained.in_sample),
+                &bt,
+            );
+            return self.report_challenger(label, data, details);
+        }
         let folds = learn::time_ordered_folds(&data.dates, 2).map_err(|e| e.to_string())?;
         // Health score, uniform weights (what scoring does before any learning).
         let h_uniform = learn::backtest(data, &folds, |_, test| Ok(risk_of(&self.health, test)))
@@ -725,6 +744,107 @@ impl Study<'_> {
             &h_learned_cat,
         );
         details.push(self.detail(label, data, &trained_kpis, &bt, &folds, t));
+        self.report_challenger(label, data, details)
+    }
+
+    /// The gradient-boosted challenger (issue 21 part 4): its backtest next to the
+    /// logistic model's on the same folds, the model the rule serves in each training
+    /// part, and the rule's choice on the whole set.
+    fn report_challenger(
+        &self,
+        label: &str,
+        data: &learn::Dataset,
+        details: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let (specs, choice, options) = (&self.specs, &self.choice, &self.options);
+        let (gbm, rule) = (
+            learn::GbmOptions::default(),
+            learn::ChallengerRule::default(),
+        );
+        let t = Instant::now();
+        let bt = learn::backtest_challenger(data, specs, choice, 2, options, &gbm, &rule)
+            .map_err(|e| e.to_string())?;
+        let bt_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let whole = learn::train_kpis_with_challenger(
+            data,
+            specs,
+            choice,
+            data.n_churned(),
+            options,
+            &gbm,
+            &rule,
+        )
+        .map_err(|e| e.to_string())?;
+        let whole_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let booster = learn::GbmModel::fit(data, &gbm).map_err(|e| e.to_string())?;
+        let fit_seconds = t.elapsed().as_secs_f64();
+        let in_sample = learn::Evaluation::of_probabilities(
+            &booster
+                .predict_proba(data.x.view())
+                .map_err(|e| e.to_string())?,
+            &data.labels,
+        )
+        .map_err(|e| e.to_string())?;
+        print_row(
+            label,
+            data,
+            "churn probability, logistic (inside the challenger backtest)",
+            None,
+            &bt.logistic,
+        );
+        print_row(
+            label,
+            data,
+            &format!(
+                "churn probability, gradient-boosted challenger alone (perpetual, budget {})",
+                gbm.budget
+            ),
+            Some(&in_sample),
+            &bt.gbm,
+        );
+        print_row(
+            label,
+            data,
+            "churn probability, served by the challenger rule",
+            None,
+            &bt.served,
+        );
+        let decision = |d: &learn::ChallengerDecision| {
+            format!(
+                "{:?} (logistic fold AUCs {:?}, gbm {:?}: {})",
+                d.served,
+                d.logistic_fold_aucs
+                    .iter()
+                    .map(|a| format!("{a:.4}"))
+                    .collect::<Vec<_>>(),
+                d.gbm_fold_aucs
+                    .iter()
+                    .map(|a| format!("{a:.4}"))
+                    .collect::<Vec<_>>(),
+                d.reason
+            )
+        };
+        details.push(format!(
+            "{label}, challenger: logistic folds {}; gbm folds {}; rule inside each fold's training part: {}; booster fits per fold (inner CV + final) {:?} s; backtest {:.1} s; on the whole set: {} ({:.1} s with the logistic training); one booster fit on the whole set {:.1} s, {} trees",
+            fold_text(&bt.logistic),
+            fold_text(&bt.gbm),
+            bt.decisions
+                .iter()
+                .map(decision)
+                .collect::<Vec<_>>()
+                .join(" / "),
+            bt.gbm_fit_seconds
+                .iter()
+                .map(|s| (s * 10.0).round() / 10.0)
+                .collect::<Vec<_>>(),
+            bt_seconds,
+            decision(&whole.decision),
+            whole_seconds,
+            fit_seconds,
+            booster.trees,
+        ));
         Ok(())
     }
 
