@@ -220,6 +220,9 @@ fn challenge(
     if logistic_fold_aucs.is_empty() {
         return Ok((rule.decide(&logistic_fold_aucs, &[]), None));
     }
+    // The training's flag stops the challenger too (the learner passes the same check in
+    // both options; the booster's own is checked before each fit).
+    options.cancel.check()?;
     let folds = time_ordered_folds(&data.dates, options.cv_splits)?;
     match gbm_cv(data, &folds, gbm) {
         Ok(cv) => Ok((rule.decide(&logistic_fold_aucs, &cv.fold_aucs), Some(cv))),
