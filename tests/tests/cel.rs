@@ -15,21 +15,10 @@ use vitals_proto::scoring::v1 as spb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_store::Store;
 use vitals_store::profiles::{self as sp, ScorecardRecord, StoredMeasure};
-use vitals_test_support::{Backend, TestServer, backends, health};
+use vitals_test_support::{TestServer, backends, health};
 
 fn chain(n: usize) -> String {
     format!("{} > 0", vec!["1"; n].join("+"))
-}
-
-/// A database URL that outlives one connection pool: a SQLite file or a fresh
-/// PostgreSQL database.
-async fn shared_url(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}?mode=rwc", common::temp_db("cel").display()),
-        Backend::Postgres => vitals_test_support::fresh_url(backend)
-            .await
-            .expect("fresh database"),
-    }
 }
 
 /// Writes what an older version could have stored: a profile whose rule is the chain
@@ -82,7 +71,7 @@ async fn store_bad_cel(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_holding_bad_cel_starts_serves_and_assigns() {
     for backend in backends() {
-        let url = shared_url(backend).await;
+        let url = common::shared_url(backend, "cel").await;
         store_bad_cel(&url).await;
         let config = vitals::ServeConfig::for_tests(url);
         let server = TestServer::start(move |l, s| vitals::run(config, l, s)).await;

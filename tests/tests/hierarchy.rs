@@ -6,6 +6,8 @@
 //! (unknown, itself, a cycle) with the field named and nothing written; clearing a
 //! parent with the empty string.
 
+mod common;
+
 use chrono::Utc;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -34,21 +36,6 @@ fn account(id: &str, parent: Option<&str>) -> ipb::Account {
         create_time: Some(days_ago(400)),
         parent_id: parent.map(Into::into),
         ..Default::default()
-    }
-}
-
-/// A database two servers can share: a SQLite file or a fresh PostgreSQL database.
-async fn shared_url(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let p = std::env::temp_dir().join(format!(
-                "vitals-e2e-hierarchy-{}-{nanos}.db",
-                std::process::id()
-            ));
-            format!("sqlite://{}?mode=rwc", p.display())
-        }
-        Backend::Postgres => vitals_test_support::fresh_url(backend).await.unwrap(),
     }
 }
 
@@ -251,7 +238,7 @@ async fn parent_of(ing: &mut IngestionServiceClient<Channel>, id: &str) -> Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parents_roll_up_their_children_and_filter_lists() {
     for backend in backends() {
-        let url = shared_url(backend).await;
+        let url = common::shared_url(backend, "hierarchy").await;
         let server = start(&url, Default::default()).await;
         let channel = server.channel().await;
         let mut ing = IngestionServiceClient::new(channel.clone());

@@ -7,61 +7,28 @@
 //! and PostgreSQL. (The training that outlives the request timeout, cancel and paging:
 //! services/learner/tests/operations.rs.)
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use prost::Message;
 use tonic::Code;
-use tonic::metadata::AsciiMetadataValue;
 use vitals_proto::common::v1::OperationMetadata;
 use vitals_proto::google::longrunning as lro;
 use vitals_proto::google::longrunning::operations_client::OperationsClient;
 use vitals_proto::scoring::v1 as pb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use vitals_server::AuthMode;
-use vitals_server::auth::{Role, TokenEntry};
 use vitals_store::Store;
-use vitals_test_support::{Backend, TestServer, backends, seed};
+use vitals_test_support::{backends, seed};
 
 const ADMIN: &str = "operations-admin-token";
 const READ: &str = "operations-read-token";
 
-fn with_token<T>(t: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(t);
-    let v: AsciiMetadataValue = format!("Bearer {token}").parse().unwrap();
-    r.metadata_mut().insert("authorization", v);
-    r
-}
-
-async fn start(url: &str) -> TestServer {
-    let mut config = vitals::ServeConfig::for_tests(url.to_string());
-    config.server.auth = AuthMode::On;
-    config.server.request_timeout = Duration::from_secs(1);
-    config.server.extra_tokens = vec![
-        TokenEntry::for_token(Role::Admin, ADMIN, "ops admin".to_string()),
-        TokenEntry::for_token(Role::Read, READ, "dashboard".to_string()),
-    ];
-    TestServer::start(move |l, s| vitals::run(config, l, s)).await
-}
-
-async fn shared_url(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let p = std::env::temp_dir().join(format!(
-                "vitals-e2e-operations-{}-{nanos}.db",
-                std::process::id()
-            ));
-            format!("sqlite://{}?mode=rwc", p.display())
-        }
-        Backend::Postgres => vitals_test_support::fresh_url(backend).await.unwrap(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas() {
     for backend in backends() {
-        let url = shared_url(backend).await;
+        let url = common::shared_url(backend, "operations").await;
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         vitals_scorecard::defaults::ensure_default_profile(&store)
@@ -71,13 +38,16 @@ async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas
         seed::accounts(&store, &ids, Utc::now() - chrono::Duration::days(400))
             .await
             .unwrap();
-        let server = start(&url).await;
+        let server = common::all_in_one_with_tokens(&url, (ADMIN, "ops admin"), READ, |c| {
+            c.server.request_timeout = Duration::from_secs(1)
+        })
+        .await;
 
         let op = ScoringServiceClient::new(server.channel().await)
-            .start_compute_scores(with_token(
-                pb::StartComputeScoresRequest {
+            .start_compute_scores(common::with_token(
+                tonic::Request::new(pb::StartComputeScoresRequest {
                     request: Some(pb::ComputeScoresRequest::default()),
-                },
+                }),
                 ADMIN,
             ))
             .await
@@ -88,10 +58,10 @@ async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas
         // A read token reads it (new connection) but may not cancel it.
         let mut reader = OperationsClient::new(server.channel().await);
         let err = reader
-            .cancel_operation(with_token(
-                lro::CancelOperationRequest {
+            .cancel_operation(common::with_token(
+                tonic::Request::new(lro::CancelOperationRequest {
                     name: op.name.clone(),
-                },
+                }),
                 READ,
             ))
             .await
@@ -100,11 +70,11 @@ async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = loop {
             let o = OperationsClient::new(server.channel().await)
-                .wait_operation(with_token(
-                    lro::WaitOperationRequest {
+                .wait_operation(common::with_token(
+                    tonic::Request::new(lro::WaitOperationRequest {
                         name: op.name.clone(),
                         timeout: None,
-                    },
+                    }),
                     READ,
                 ))
                 .await
@@ -136,13 +106,16 @@ async fn a_scoring_run_as_an_operation_is_read_from_new_connections_and_replicas
         assert_eq!(r.scored_count, 6, "{backend:?}: {r:?}");
 
         // Another replica on the same database answers about it.
-        let replica = start(&url).await;
+        let replica = common::all_in_one_with_tokens(&url, (ADMIN, "ops admin"), READ, |c| {
+            c.server.request_timeout = Duration::from_secs(1)
+        })
+        .await;
         let listed = OperationsClient::new(replica.channel().await)
-            .list_operations(with_token(
-                lro::ListOperationsRequest {
+            .list_operations(common::with_token(
+                tonic::Request::new(lro::ListOperationsRequest {
                     filter: "kind = \"compute_scores\" AND done = true".into(),
                     ..Default::default()
-                },
+                }),
                 READ,
             ))
             .await

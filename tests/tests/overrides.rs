@@ -4,50 +4,19 @@
 //! may list the audit but not set; clear is audited too; bad input names the field. On
 //! SQLite and PostgreSQL.
 
+mod common;
+
 use chrono::Utc;
 use tonic::Code;
-use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::scoring::v1 as pb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
-use vitals_server::AuthMode;
-use vitals_server::auth::{Role, TokenEntry};
 use vitals_store::Store;
-use vitals_test_support::{Backend, TestServer, backends, seed};
+use vitals_test_support::{backends, seed};
 
 const ADMIN: &str = "overrides-admin-token";
 const READ: &str = "overrides-read-token";
-
-fn with_token<T>(mut r: tonic::Request<T>, token: &str) -> tonic::Request<T> {
-    let v: AsciiMetadataValue = format!("Bearer {token}").parse().unwrap();
-    r.metadata_mut().insert("authorization", v);
-    r
-}
-
-async fn start(url: &str) -> TestServer {
-    let mut config = vitals::ServeConfig::for_tests(url.to_string());
-    config.server.auth = AuthMode::On;
-    config.server.extra_tokens = vec![
-        TokenEntry::for_token(Role::Admin, ADMIN, "csm alice".to_string()),
-        TokenEntry::for_token(Role::Read, READ, "dashboard".to_string()),
-    ];
-    TestServer::start(move |l, s| vitals::run(config, l, s)).await
-}
-
-async fn shared_url(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-            let p = std::env::temp_dir().join(format!(
-                "vitals-e2e-overrides-{}-{nanos}.db",
-                std::process::id()
-            ));
-            format!("sqlite://{}?mode=rwc", p.display())
-        }
-        Backend::Postgres => vitals_test_support::fresh_url(backend).await.unwrap(),
-    }
-}
 
 async fn seed_accounts(store: &Store) {
     vitals_scorecard::defaults::ensure_default_profile(store)
@@ -64,7 +33,7 @@ async fn get(c: &mut ScoringServiceClient<Channel>, account: &str) -> pb::ScoreS
         account_id: account.into(),
         ..Default::default()
     };
-    c.get_score(with_token(tonic::Request::new(r), READ))
+    c.get_score(common::with_token(tonic::Request::new(r), READ))
         .await
         .unwrap()
         .into_inner()
@@ -73,7 +42,7 @@ async fn get(c: &mut ScoringServiceClient<Channel>, account: &str) -> pb::ScoreS
 }
 
 async fn compute(c: &mut ScoringServiceClient<Channel>) {
-    c.compute_scores(with_token(
+    c.compute_scores(common::with_token(
         tonic::Request::new(pb::ComputeScoresRequest::default()),
         ADMIN,
     ))
@@ -102,16 +71,16 @@ fn set_request(account: &str, value: Option<f64>, band: cpb::Band) -> pb::SetOve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overrides_show_next_to_the_computed_score_and_are_audited() {
     for backend in backends() {
-        let url = shared_url(backend).await;
+        let url = common::shared_url(backend, "overrides").await;
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         seed_accounts(&store).await;
-        let server = start(&url).await;
+        let server = common::all_in_one_with_tokens(&url, (ADMIN, "csm alice"), READ, |_| {}).await;
         let mut c = ScoringServiceClient::new(server.channel().await);
 
         // No score yet: NOT_FOUND.
         let e = c
-            .set_override(with_token(
+            .set_override(common::with_token(
                 tonic::Request::new(set_request("a0", Some(1.0), cpb::Band::Red)),
                 ADMIN,
             ))
@@ -124,7 +93,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
 
         // A read token may not set.
         let e = c
-            .set_override(with_token(
+            .set_override(common::with_token(
                 tonic::Request::new(set_request("a0", Some(1.0), cpb::Band::Red)),
                 READ,
             ))
@@ -155,7 +124,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
             ),
         ] {
             let e = c
-                .set_override(with_token(tonic::Request::new(req), ADMIN))
+                .set_override(common::with_token(tonic::Request::new(req), ADMIN))
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), Code::InvalidArgument);
@@ -163,7 +132,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
         }
 
         let set = c
-            .set_override(with_token(
+            .set_override(common::with_token(
                 tonic::Request::new(set_request("a0", Some(1.0), cpb::Band::Red)),
                 ADMIN,
             ))
@@ -187,7 +156,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
         assert_eq!((o.value, o.band), (Some(1.0), cpb::Band::Red as i32));
         assert_eq!(o.reason_code, "exec_escalation");
         let list = c
-            .list_scores(with_token(
+            .list_scores(common::with_token(
                 tonic::Request::new(pb::ListScoresRequest::default()),
                 READ,
             ))
@@ -203,7 +172,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
         assert_eq!(shown, vec!["a0"]);
 
         // Clear (audited), then the audit trail: who, when, what, why.
-        c.clear_override(with_token(
+        c.clear_override(common::with_token(
             tonic::Request::new(pb::ClearOverrideRequest {
                 account_id: "a0".into(),
                 reason_code: "resolved".into(),
@@ -215,7 +184,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
         .unwrap();
         assert!(get(&mut c, "a0").await.manual_override.is_none());
         let e = c
-            .clear_override(with_token(
+            .clear_override(common::with_token(
                 tonic::Request::new(pb::ClearOverrideRequest {
                     account_id: "a0".into(),
                     reason_code: "resolved".into(),
@@ -227,7 +196,7 @@ async fn overrides_show_next_to_the_computed_score_and_are_audited() {
             .unwrap_err();
         assert_eq!(e.code(), Code::NotFound);
         let audit = c
-            .list_override_audit(with_token(
+            .list_override_audit(common::with_token(
                 tonic::Request::new(pb::ListOverrideAuditRequest {
                     account_id: "a0".into(),
                     ..Default::default()

@@ -100,16 +100,6 @@ async fn start_receiver() -> (Receiver, String) {
     (r, format!("http://{addr}"))
 }
 
-async fn shared_url(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => format!(
-            "sqlite://{}?mode=rwc",
-            common::temp_db("webhooks").display()
-        ),
-        Backend::Postgres => vitals_test_support::fresh_url(backend).await.unwrap(),
-    }
-}
-
 /// Accounts a00..a11 (a00 the least active), the default profile on usage only.
 async fn seed_ladder(store: &Store) {
     vitals_scorecard::defaults::ensure_default_profile(store)
@@ -235,7 +225,7 @@ async fn start(url: &str) -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn band_changes_are_delivered_signed_at_least_once_through_failures() {
     for backend in backends() {
-        let url = shared_url(backend).await;
+        let url = common::shared_url(backend, "webhooks").await;
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         seed_ladder(&store).await;

@@ -165,3 +165,44 @@ pub fn temp_db(tag: &str) -> PathBuf {
         std::process::id()
     ))
 }
+
+/// A database two servers (or a server and the test's own store) can share: a fresh
+/// SQLite file named after `tag`, or a fresh PostgreSQL database.
+pub async fn shared_url(backend: vitals_test_support::Backend, tag: &str) -> String {
+    match backend {
+        vitals_test_support::Backend::Sqlite => {
+            format!("sqlite://{}?mode=rwc", temp_db(tag).display())
+        }
+        vitals_test_support::Backend::Postgres => vitals_test_support::fresh_url(backend)
+            .await
+            .expect("fresh database"),
+    }
+}
+
+/// `r` carrying the bearer token `token`.
+pub fn with_token<T>(mut r: tonic::Request<T>, token: &str) -> tonic::Request<T> {
+    let v: tonic::metadata::AsciiMetadataValue =
+        format!("Bearer {token}").parse().expect("ascii token");
+    r.metadata_mut().insert("authorization", v);
+    r
+}
+
+/// The all-in-one on `url` with auth on and two tokens: `admin` (admin role; the token and
+/// the name the server records as the actor) and `read` (read role); `adjust` changes the
+/// rest of the test configuration.
+pub async fn all_in_one_with_tokens(
+    url: &str,
+    (admin, admin_name): (&str, &str),
+    read: &str,
+    adjust: impl FnOnce(&mut vitals::ServeConfig),
+) -> TestServer {
+    use vitals_server::auth::{Role, TokenEntry};
+    let mut config = vitals::ServeConfig::for_tests(url.to_string());
+    config.server.auth = vitals_server::AuthMode::On;
+    config.server.extra_tokens = vec![
+        TokenEntry::for_token(Role::Admin, admin, admin_name.to_string()),
+        TokenEntry::for_token(Role::Read, read, "test dashboard".to_string()),
+    ];
+    adjust(&mut config);
+    TestServer::start(move |l, s| vitals::run(config, l, s)).await
+}
