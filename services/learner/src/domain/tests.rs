@@ -76,6 +76,7 @@ mod book {
             prior_strength: 50.0,
             l2_penalty: None,
             max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
+            borrow_from_global: true,
         }
     }
 
@@ -129,7 +130,7 @@ mod book {
         let mut prep =
             prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
         prep.choice = LayoutChoice::only(KpiForm::book());
-        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit");
+        let fitted = fit_scope(&prep, Scope::Global, &s, None).expect("fit");
         let c = &fitted.coefficients;
         assert!(
             c.coefficients.iter().all(|k| k.group.is_some()
@@ -245,6 +246,7 @@ mod budget {
             prior_strength: 50.0,
             l2_penalty: None,
             max_dataset_cells,
+            borrow_from_global: true,
         }
     }
 
@@ -320,13 +322,13 @@ mod budget {
             checks.load(Ordering::SeqCst) > 5,
             "checked per observation date"
         );
-        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit while not cancelled");
+        let fitted = fit_scope(&prep, Scope::Global, &s, None).expect("fit while not cancelled");
         raised.store(true, Ordering::SeqCst);
         match prepare(&history, &outcomes, as_of, &s, &cancel) {
             Err(LearnerError::Learn(LearnError::Cancelled)) => {}
             other => panic!("prepare went on: {other:?}"),
         }
-        match fit_scope(&prep, Scope::Global, &s) {
+        match fit_scope(&prep, Scope::Global, &s, None) {
             Err(Err(LearnerError::Learn(LearnError::Cancelled))) => {}
             other => panic!("fit went on: {other:?}"),
         }
