@@ -236,7 +236,7 @@ fn fit_combined(
     selection: &LambdaSelection,
     options: &TrainOptions,
 ) -> Result<LogisticModel> {
-    if data.len() == 0 {
+    if data.is_empty() {
         return Err(LearnError::Empty {
             what: "training set",
         });
@@ -374,9 +374,7 @@ mod tests {
         m
     }
 
-    const GLOBAL: [f64; 12] = [
-        0.9, -0.7, 0.5, 0.4, -0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-    ];
+    const GLOBAL: [f64; 12] = [0.9, -0.7, 0.5, 0.4, -0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
 
     /// Five real effects and 35 columns of noise: few churns and many columns are what
     /// makes a lone fit overconfident.

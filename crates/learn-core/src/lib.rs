@@ -30,11 +30,11 @@ pub mod synthetic;
 pub mod train;
 pub mod weights;
 
+pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
 pub use borrow::{
     DEFAULT_DEVIATION_GRID, GlobalModel, fit_borrowing, fit_kpis_borrowing, select_deviation,
     train_kpis_borrowing,
 };
-pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
 pub use calibration::{Calibration, Platt, calibrate_out_of_fold, expected_calibration_error};
 pub use cancel::Cancel;
 pub use dataset::{

@@ -505,11 +505,13 @@ fn fit_scopes(
             results[i] = Some(Err("the profile has no member".to_owned()));
             continue;
         };
-        results[i] = Some(match domain::fit_scope(&prep, scope, settings, borrowing.as_ref()) {
-            Ok(f) => Ok(f),
-            Err(Ok(reason)) => Err(reason),
-            Err(Err(e)) => return Err(e),
-        });
+        results[i] = Some(
+            match domain::fit_scope(&prep, scope, settings, borrowing.as_ref()) {
+                Ok(f) => Ok(f),
+                Err(Ok(reason)) => Err(reason),
+                Err(Err(e)) => return Err(e),
+            },
+        );
     }
     drop(borrowing);
     let mut fitted: Vec<(String, Fitted)> = Vec::new();

@@ -217,14 +217,15 @@ pub fn evaluate(
     let churn = eval_probabilities(&p, &data.labels, true)?;
     let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
     let health = eval_health(&h, &data.labels, true)?;
-    let (churn_backtest, health_backtest) = match backtests(prep, scope, &data, folds, s, borrowing.as_ref()) {
-        Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
-            return Err(LearnerError::FailedPrecondition(format!(
-                "not enough observation dates for {folds} backtest folds: {e}"
-            )));
-        }
-        other => other?,
-    };
+    let (churn_backtest, health_backtest) =
+        match backtests(prep, scope, &data, folds, s, borrowing.as_ref()) {
+            Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
+                return Err(LearnerError::FailedPrecondition(format!(
+                    "not enough observation dates for {folds} backtest folds: {e}"
+                )));
+            }
+            other => other?,
+        };
     Ok(Evaluated {
         churn,
         churn_backtest,

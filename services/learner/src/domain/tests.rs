@@ -285,12 +285,14 @@ mod book {
         assert_eq!(cols(&borrowed), cols(&global));
         // The global fit kept for the profiles is the stored global model.
         let g = b.full(&prep, &s).expect("global model");
-        let (intercept, _) = g
-            .form
-            .kpi_terms(&g.model, prep.specs.len())
-            .expect("terms");
+        let (intercept, _) = g.form.kpi_terms(&g.model, prep.specs.len()).expect("terms");
         assert!((intercept - global.coefficients.intercept).abs() < 1e-12);
-        assert_eq!(borrowed.metrics.churn_backtest.folds.len(), 2, "{:?}", borrowed.metrics.churn_backtest.error);
+        assert_eq!(
+            borrowed.metrics.churn_backtest.folds.len(),
+            2,
+            "{:?}",
+            borrowed.metrics.churn_backtest.error
+        );
         let alone = fit_scope(&prep, small, &s, None).expect("small, alone");
         assert_eq!(alone.metrics.borrowed_from_global, None);
         assert_ne!(borrowed.coefficients, alone.coefficients);
@@ -319,7 +321,10 @@ mod book {
         assert!(changed > 0);
         assert_eq!(flipped.before(cut, &prep, &s).expect("fold model"), before);
         assert_ne!(b.full(&prep, &s).expect("full model"), before);
-        assert_ne!(flipped.full(&prep, &s).expect("full model"), b.full(&prep, &s).expect("full"));
+        assert_ne!(
+            flipped.full(&prep, &s).expect("full model"),
+            b.full(&prep, &s).expect("full")
+        );
     }
 }
 
