@@ -16,6 +16,7 @@
 //! `docs/learning.md` gives the method, the formulas and the measured figures.
 
 pub mod backtest;
+pub mod borrow;
 pub mod calibration;
 pub mod cancel;
 pub mod challenger;
@@ -32,6 +33,10 @@ pub mod train;
 pub mod weights;
 
 pub use backtest::{BacktestReport, Fold, FoldResult, backtest, split_at_date, time_ordered_folds};
+pub use borrow::{
+    DEFAULT_DEVIATION_GRID, GlobalModel, fit_borrowing, fit_kpis_borrowing, select_deviation,
+    train_kpis_borrowing,
+};
 pub use calibration::{Calibration, Platt, calibrate_out_of_fold, expected_calibration_error};
 pub use cancel::Cancel;
 pub use challenger::{
@@ -45,7 +50,9 @@ pub use dataset::{
 pub use error::{LearnError, Result};
 pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
 pub use gbm::{GbmModel, GbmOptions};
-pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
+pub use logistic::{
+    ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve, newton_solve_offset,
+};
 pub use metrics::{
     CalibrationBin, Evaluation, auc, brier_score, calibration_table, lift, top_decile_lift,
 };

@@ -140,6 +140,7 @@ fn data_pass(
     z: ArrayView2<'_, f64>,
     y: &[f64],
     w: &[f64],
+    offset: Option<&[f64]>,
     theta: ArrayView1<'_, f64>,
     with_hessian: bool,
     with_gradient: bool,
@@ -161,7 +162,10 @@ fn data_pass(
         .par_iter()
         .map(|&(lo, hi)| {
             let zc = z.slice_axis(Axis(0), Slice::from(lo..hi));
-            let eta = zc.dot(&beta) + b;
+            let mut eta = zc.dot(&beta) + b;
+            if let Some(o) = offset {
+                eta += &ArrayView1::from(&o[lo..hi]);
+            }
             let mut acc = zero();
             let mut resid = Array1::<f64>::zeros(hi - lo);
             let mut curv = Array1::<f64>::zeros(hi - lo);
@@ -264,12 +268,33 @@ pub fn newton_solve(
     init: Option<(f64, &[f64])>,
     options: SolverOptions,
 ) -> Result<SolverOutput> {
+    newton_solve_offset(z, y, w, None, lambda, init, options)
+}
+
+/// [`newton_solve`] with a fixed `offset` added to every row's linear predictor:
+/// `eta_i = offset_i + b + beta . z_i`, so `b` and `beta` are a deviation from the model
+/// that gave the offsets (e.g. a profile's departure from the global model), and the L2
+/// penalty pulls `beta` toward that model rather than toward zero. Without `init` the
+/// solver starts at zero deviation (with no offset: at the weighted base rate).
+pub fn newton_solve_offset(
+    z: ArrayView2<'_, f64>,
+    y: &[f64],
+    w: &[f64],
+    offset: Option<&[f64]>,
+    lambda: f64,
+    init: Option<(f64, &[f64])>,
+    options: SolverOptions,
+) -> Result<SolverOutput> {
     let (n, p) = z.dim();
     if n == 0 {
         return Err(LearnError::Empty { what: "features" });
     }
     check_len("labels", n, y.len())?;
     check_len("sample weights", n, w.len())?;
+    if let Some(o) = offset {
+        check_len("offsets", n, o.len())?;
+        check_finite("offsets", o.iter().copied())?;
+    }
     check_finite("features", z.iter().copied())?;
     check_finite("labels", y.iter().copied())?;
     check_finite("sample weights", w.iter().copied())?;
@@ -302,6 +327,7 @@ pub fn newton_solve(
                 .slice_axis_mut(Axis(0), Slice::from(1..))
                 .assign(&ArrayView1::from(beta0));
         }
+        None if offset.is_some() => {}
         None => {
             // Start at the weighted base rate: the exact optimum when beta = 0.
             let rate = y.iter().zip(w).map(|(yi, wi)| yi * wi).sum::<f64>() / total_w;
@@ -317,7 +343,7 @@ pub fn newton_solve(
 
     let mut iterations = 0;
     let mut converged = false;
-    let mut pass = data_pass(z, y, w, theta.view(), true, true);
+    let mut pass = data_pass(z, y, w, offset, theta.view(), true, true);
     let mut f = objective(pass.loss, &theta);
     while iterations < options.max_iterations {
         let mut g = &pass.grad / total_w;
@@ -355,7 +381,7 @@ pub fn newton_solve(
         let mut accepted = None;
         while t > 1e-10 {
             let cand = &theta + &(&step * t);
-            let cand_pass = data_pass(z, y, w, cand.view(), false, false);
+            let cand_pass = data_pass(z, y, w, offset, cand.view(), false, false);
             let fc = objective(cand_pass.loss, &cand);
             if fc <= f + 1e-4 * t * slope {
                 accepted = Some((cand, fc));
@@ -372,7 +398,7 @@ pub fn newton_solve(
         let tiny_change = (f - fc).abs() <= 1e-15 * (1.0 + f.abs());
         theta = cand;
         f = fc;
-        pass = data_pass(z, y, w, theta.view(), true, true);
+        pass = data_pass(z, y, w, offset, theta.view(), true, true);
         if tiny_change {
             let mut g = &pass.grad / total_w;
             g.slice_axis_mut(Axis(0), Slice::from(1..))

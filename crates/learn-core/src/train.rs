@@ -40,6 +40,10 @@ pub struct TrainOptions {
     /// [`crate::calibration`]).
     #[serde(default = "yes")]
     pub calibrate: bool,
+    /// Candidate prior precisions `k` of a profile model's deviation from the global model
+    /// ([`crate::borrow`]); the time-ordered CV picks one, ties to the strongest.
+    #[serde(default = "deviation_grid")]
+    pub deviation_grid: Vec<f64>,
     /// Checked per `lambda` of the cross-validation, per KPI form and before each final
     /// fit; once it says stop, the call returns [`LearnError::Cancelled`].
     #[serde(skip)]
@@ -59,6 +63,7 @@ impl Default for TrainOptions {
             solver: SolverOptions::default(),
             n0: DEFAULT_N0,
             calibrate: true,
+            deviation_grid: deviation_grid(),
             cancel: Cancel::never(),
         }
     }
@@ -66,6 +71,10 @@ impl Default for TrainOptions {
 
 fn yes() -> bool {
     true
+}
+
+fn deviation_grid() -> Vec<f64> {
+    crate::borrow::DEFAULT_DEVIATION_GRID.to_vec()
 }
 
 impl TrainOptions {
@@ -529,7 +538,7 @@ impl LayoutChoice {
         }
     }
 
-    fn validate(&self, kpis: &[KpiSpec], data: &Dataset) -> Result<()> {
+    pub(crate) fn validate(&self, kpis: &[KpiSpec], data: &Dataset) -> Result<()> {
         self.data.validate()?;
         if self.candidates.is_empty() {
             return Err(LearnError::InvalidParameter {
@@ -666,7 +675,7 @@ pub struct TrainedKpiModel {
 
 /// Calibrates `model` on the out-of-fold scores of the CV that chose it (rows of `data`),
 /// when `options.calibrate`; folds the scaling into the model and returns it.
-fn calibrate(
+pub(crate) fn calibrate(
     data: &Dataset,
     selection: &LambdaSelection,
     model: &mut LogisticModel,

@@ -415,6 +415,7 @@ pub fn settings(o: Option<&pb::TrainingOptions>, args: &LearnerArgs) -> Result<S
         prior_strength: prior,
         l2_penalty: o.l2_penalty,
         max_dataset_cells: args.max_dataset_cells,
+        borrow_from_global: args.profile_borrowing,
     })
 }
 

@@ -86,6 +86,17 @@ pub struct LearnerArgs {
         value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000)
     )]
     pub max_dataset_cells: u64,
+
+    /// Whether each profile's model borrows from the global model (the global model plus
+    /// a deviation shrunk by the profile's data, its strength chosen by time-ordered CV)
+    /// rather than being fitted on the profile's data alone. `true` or `false`.
+    #[arg(
+        long = "learner-profile-borrowing",
+        env = "VITALS_LEARNER_PROFILE_BORROWING",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub profile_borrowing: bool,
 }
 
 /// A finite number >= 0.
@@ -104,6 +115,7 @@ impl Default for LearnerArgs {
             prior_strength: DEFAULT_PRIOR_STRENGTH,
             retrain_after_outcomes: DEFAULT_RETRAIN_AFTER,
             max_dataset_cells: DEFAULT_MAX_DATASET_CELLS,
+            profile_borrowing: true,
         }
     }
 }

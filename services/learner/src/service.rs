@@ -489,21 +489,41 @@ fn fit_scopes(
             .chain([(GLOBAL_MODEL.to_owned(), Some(Scope::Global))])
             .collect(),
     };
-    let mut fitted: Vec<(String, Fitted)> = Vec::new();
-    let mut skipped = Vec::new();
-    for (id, scope) in scopes {
+    // Profiles borrow from the global model: it is fitted first (for one profile alone,
+    // in memory only), and its fits are shared by every profile of the run.
+    let borrowing = if settings.borrow_from_global {
+        Some(domain::Borrowing::new(&prep)?)
+    } else {
+        None
+    };
+    let mut order: Vec<usize> = (0..scopes.len()).collect();
+    order.sort_by_key(|&i| !matches!(scopes[i].1, Some(Scope::Global)));
+    let mut results: Vec<Option<std::result::Result<Fitted, String>>> = vec![None; scopes.len()];
+    for i in order {
         flag.check().map_err(ApiError::from)?;
-        let Some(scope) = scope else {
-            skipped.push((id, "the profile has no member".to_owned()));
+        let Some(scope) = scopes[i].1 else {
+            results[i] = Some(Err("the profile has no member".to_owned()));
             continue;
         };
-        match domain::fit_scope(&prep, scope, settings) {
-            Ok(mut f) => {
+        results[i] = Some(
+            match domain::fit_scope(&prep, scope, settings, borrowing.as_ref()) {
+                Ok(f) => Ok(f),
+                Err(Ok(reason)) => Err(reason),
+                Err(Err(e)) => return Err(e),
+            },
+        );
+    }
+    drop(borrowing);
+    let mut fitted: Vec<(String, Fitted)> = Vec::new();
+    let mut skipped = Vec::new();
+    for ((id, _), result) in scopes.into_iter().zip(results) {
+        match result {
+            Some(Ok(mut f)) => {
                 f.metrics.window = Some(prep.window(end_source));
                 fitted.push((id, f));
             }
-            Err(Ok(reason)) => skipped.push((id, reason)),
-            Err(Err(e)) => return Err(e),
+            Some(Err(reason)) => skipped.push((id, reason)),
+            None => {}
         }
     }
     let window = prep.window(end_source);

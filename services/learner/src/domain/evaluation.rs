@@ -6,8 +6,10 @@ use std::collections::HashSet;
 use chrono::Days;
 use vitals_learn_core::{
     Dataset, Evaluation as LearnEvaluation, LearnError, calibration_table,
-    expected_calibration_error, fit_kpis_cv, time_ordered_folds,
+    expected_calibration_error, fit_kpis_borrowing, fit_kpis_cv, time_ordered_folds,
 };
+
+use super::borrowing::Borrowing;
 
 use super::stored::{StoredBacktest, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight};
 use super::{Prepared, Scope, Settings};
@@ -100,12 +102,16 @@ fn churned_accounts(d: &Dataset) -> usize {
 
 /// Time-split backtests of the churn probability and of the health score with learned
 /// weights: each fold refits (lambda by CV inside the training part) on the earlier
-/// observations and is tested on the later ones.
+/// observations and is tested on the later ones. With `borrowing`, a profile's fold
+/// borrows from the global model fitted on the observations before the fold's cut (never
+/// on the tested period), and the global scope's folds are kept there for the profiles.
 pub(super) fn backtests(
     prep: &Prepared,
+    scope: Scope,
     data: &Dataset,
     folds: usize,
     s: &Settings,
+    borrowing: Option<&Borrowing>,
 ) -> Result<(StoredBacktest, StoredBacktest), LearnerError> {
     let opts = s.train_options(&prep.cancel);
     let mut churn = Vec::new();
@@ -126,7 +132,18 @@ pub(super) fn backtests(
                 test.len()
             )));
         }
-        let (model, form) = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+        let (model, form) = match (scope, borrowing) {
+            (Scope::Profile(_), Some(b)) => {
+                let global = b.before(fold.cut, prep, s)?;
+                fit_kpis_borrowing(&train_part, &prep.specs, &opts, &global)?
+            }
+            (Scope::Global, Some(b)) => {
+                let fitted = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+                b.remember_before(fold.cut, fitted.clone().into());
+                fitted
+            }
+            (_, None) => fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?,
+        };
         let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
         let weights = prep.weights_of(
             &form,
@@ -181,6 +198,12 @@ pub fn evaluate(
 ) -> Result<Evaluated, LearnerError> {
     let rows = prep.rows(scope);
     let data = prep.kpi_data(&rows)?;
+    // A profile's backtest refits the global model it borrows from in each fold: it needs
+    // every observation, taken before they are freed.
+    let borrowing = match scope {
+        Scope::Profile(_) if s.borrow_from_global => Some(Borrowing::new(prep)?),
+        _ => None,
+    };
     prep.data = prep.data.subset(&[]);
     let prep = &*prep;
     let churned = data.n_churned();
@@ -194,14 +217,15 @@ pub fn evaluate(
     let churn = eval_probabilities(&p, &data.labels, true)?;
     let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
     let health = eval_health(&h, &data.labels, true)?;
-    let (churn_backtest, health_backtest) = match backtests(prep, &data, folds, s) {
-        Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
-            return Err(LearnerError::FailedPrecondition(format!(
-                "not enough observation dates for {folds} backtest folds: {e}"
-            )));
-        }
-        other => other?,
-    };
+    let (churn_backtest, health_backtest) =
+        match backtests(prep, scope, &data, folds, s, borrowing.as_ref()) {
+            Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
+                return Err(LearnerError::FailedPrecondition(format!(
+                    "not enough observation dates for {folds} backtest folds: {e}"
+                )));
+            }
+            other => other?,
+        };
     Ok(Evaluated {
         churn,
         churn_backtest,

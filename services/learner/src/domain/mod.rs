@@ -5,6 +5,7 @@
 pub mod features;
 pub mod stored;
 
+mod borrowing;
 mod evaluation;
 mod outcomes;
 mod prediction;
@@ -15,6 +16,7 @@ mod settings;
 mod tests;
 mod training;
 
+pub use borrowing::Borrowing;
 pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;
 pub use prediction::predict;

@@ -18,6 +18,10 @@ pub struct Settings {
     /// Most cells (observations x feature columns) a training set may hold: the memory
     /// bound of training and evaluation (`--learner-max-dataset-cells`).
     pub max_dataset_cells: u64,
+    /// Whether a profile's model borrows from the global model (the global model plus a
+    /// deviation shrunk by the profile's data) rather than being fitted alone
+    /// (`--learner-profile-borrowing`).
+    pub borrow_from_global: bool,
 }
 
 impl Settings {

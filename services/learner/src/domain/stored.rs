@@ -244,6 +244,11 @@ pub struct StoredMetrics {
     /// [`is_candidate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<String>,
+    /// Set when the model is a profile's that borrows from the global model (the global
+    /// model plus a deviation, `vitals_learn_core::borrow`): the deviation's prior
+    /// precision `k` the time-ordered CV chose (`None`: fitted alone, or stored before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed_from_global: Option<f64>,
 }
 
 /// Whether a stored `metrics` column marks its model as a candidate (not serving).

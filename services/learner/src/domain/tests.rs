@@ -15,6 +15,7 @@ use crate::error::LearnerError;
 mod book {
     use super::*;
     use crate::domain::features::tests::{active_account, at, day};
+    use crate::domain::training::Fitted;
     use vitals_learn_core::KpiForm;
     use vitals_learn_core::synthetic::SplitMix64;
     use vitals_store::entity::usage_daily;
@@ -76,6 +77,7 @@ mod book {
             prior_strength: 50.0,
             l2_penalty: None,
             max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
+            borrow_from_global: true,
         }
     }
 
@@ -129,7 +131,7 @@ mod book {
         let mut prep =
             prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
         prep.choice = LayoutChoice::only(KpiForm::book());
-        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit");
+        let fitted = fit_scope(&prep, Scope::Global, &s, None).expect("fit");
         let c = &fitted.coefficients;
         assert!(
             c.coefficients.iter().all(|k| k.group.is_some()
@@ -228,6 +230,102 @@ mod book {
             assert!((p - sigmoid(eta)).abs() < 1e-15, "row {r}");
         }
     }
+
+    /// The portfolio with its first 75 accounts (of 150) in a profile `small`.
+    fn with_small_profile() -> (History, Vec<OutcomeRecord>) {
+        let (mut history, outcomes) = portfolio();
+        let now = at(day("2025-01-01"));
+        history
+            .profiles
+            .push(vitals_store::entity::health_profile::Model {
+                id: "small".into(),
+                display_name: "small".into(),
+                description: String::new(),
+                weights: serde_json::json!({}),
+                rule: String::new(),
+                priority: 1,
+                min_population: 1,
+                weights_mode: "learned".into(),
+                kpis: serde_json::json!([]),
+                is_default: false,
+                created_at: now,
+                updated_at: now,
+            });
+        for a in history.accounts.iter_mut().take(75) {
+            a.profile_id = Some("small".into());
+        }
+        (history, outcomes)
+    }
+
+    /// With borrowing, a profile's model is the global model plus a deviation: stored in
+    /// the global model's columns, marked with the deviation's `k`, its KPI weights from
+    /// it; without, the profile is fitted alone and unmarked.
+    #[test]
+    fn a_profile_model_borrows_from_the_global_model_fitted_first() {
+        let (history, outcomes) = with_small_profile();
+        let s = settings();
+        let prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
+        let small = Scope::Profile(0);
+        assert!(prep.churn_count(small) > 0, "the small profile has churns");
+        let b = Borrowing::new(&prep).expect("borrowing");
+        let global = fit_scope(&prep, Scope::Global, &s, Some(&b)).expect("global");
+        assert_eq!(global.metrics.borrowed_from_global, None);
+        let borrowed = fit_scope(&prep, small, &s, Some(&b)).expect("small, borrowing");
+        let k = borrowed.metrics.borrowed_from_global.expect("marked");
+        assert!(vitals_learn_core::DEFAULT_DEVIATION_GRID.contains(&k));
+        // The global model's columns (the same KPI terms, groups included).
+        let cols = |f: &Fitted| {
+            f.coefficients
+                .coefficients
+                .iter()
+                .map(|c| (c.column(), c.group))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(cols(&borrowed), cols(&global));
+        // The global fit kept for the profiles is the stored global model.
+        let g = b.full(&prep, &s).expect("global model");
+        let (intercept, _) = g.form.kpi_terms(&g.model, prep.specs.len()).expect("terms");
+        assert!((intercept - global.coefficients.intercept).abs() < 1e-12);
+        assert_eq!(
+            borrowed.metrics.churn_backtest.folds.len(),
+            2,
+            "{:?}",
+            borrowed.metrics.churn_backtest.error
+        );
+        let alone = fit_scope(&prep, small, &s, None).expect("small, alone");
+        assert_eq!(alone.metrics.borrowed_from_global, None);
+        assert_ne!(borrowed.coefficients, alone.coefficients);
+    }
+
+    /// A backtest fold's global model sees only the observations before the cut: labels
+    /// changed on and after it leave it unchanged, and it differs from the model on every
+    /// observation.
+    #[test]
+    fn a_folds_global_model_sees_nothing_from_the_cut_on() {
+        let (history, outcomes) = with_small_profile();
+        let s = settings();
+        let prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
+        let cut = prep.dates[prep.dates.len() * 2 / 3];
+        let b = Borrowing::new(&prep).expect("borrowing");
+        let before = b.before(cut, &prep, &s).expect("fold model");
+        let mut flipped = Borrowing::new(&prep).expect("borrowing");
+        let mut changed = 0;
+        for r in 0..flipped.data.len() {
+            if flipped.data.dates[r] >= cut {
+                flipped.data.labels[r] = !flipped.data.labels[r];
+                changed += 1;
+            }
+        }
+        assert!(changed > 0);
+        assert_eq!(flipped.before(cut, &prep, &s).expect("fold model"), before);
+        assert_ne!(b.full(&prep, &s).expect("full model"), before);
+        assert_ne!(
+            flipped.full(&prep, &s).expect("full model"),
+            b.full(&prep, &s).expect("full")
+        );
+    }
 }
 
 mod budget {
@@ -245,6 +343,7 @@ mod budget {
             prior_strength: 50.0,
             l2_penalty: None,
             max_dataset_cells,
+            borrow_from_global: true,
         }
     }
 
@@ -320,13 +419,13 @@ mod budget {
             checks.load(Ordering::SeqCst) > 5,
             "checked per observation date"
         );
-        let fitted = fit_scope(&prep, Scope::Global, &s).expect("fit while not cancelled");
+        let fitted = fit_scope(&prep, Scope::Global, &s, None).expect("fit while not cancelled");
         raised.store(true, Ordering::SeqCst);
         match prepare(&history, &outcomes, as_of, &s, &cancel) {
             Err(LearnerError::Learn(LearnError::Cancelled)) => {}
             other => panic!("prepare went on: {other:?}"),
         }
-        match fit_scope(&prep, Scope::Global, &s) {
+        match fit_scope(&prep, Scope::Global, &s, None) {
             Err(Err(LearnerError::Learn(LearnError::Cancelled))) => {}
             other => panic!("fit went on: {other:?}"),
         }

@@ -5,8 +5,10 @@ use std::collections::HashSet;
 
 use vitals_learn_core::{
     FeatureTransform, KpiTerm, LearnError, suggest_category_weights, train_kpis,
+    train_kpis_borrowing,
 };
 
+use super::borrowing::Borrowing;
 use super::evaluation::{backtests, eval_health, eval_probabilities};
 use super::features;
 use super::stored::{
@@ -38,11 +40,17 @@ pub struct Fitted {
 /// probability and of the health score with the learned weights, and a 2-fold time-split
 /// backtest of both (reported as missing, with the reason, when the data are too few).
 ///
+/// With `borrowing` (see [`Borrowing`]), a profile's model is the global model plus a
+/// deviation shrunk by the profile's data, and its backtest borrows from the global model
+/// refitted in each fold; the global scope's fits are kept there for the profiles (fit the
+/// global scope first).
+///
 /// `Err(Ok(reason))` means the scope was skipped (e.g. no churn among its members).
 pub fn fit_scope(
     prep: &Prepared,
     scope: Scope,
     s: &Settings,
+    borrowing: Option<&Borrowing>,
 ) -> Result<Fitted, Result<String, LearnerError>> {
     let rows = prep.rows(scope);
     if rows.is_empty() {
@@ -50,7 +58,14 @@ pub fn fit_scope(
             "no observation of its members (no data or no labelled date yet)".into(),
         ));
     }
-    let data = prep.kpi_data(&rows).map_err(Err)?;
+    let owned;
+    let data = match (scope, borrowing) {
+        (Scope::Global, Some(b)) => &b.data,
+        _ => {
+            owned = prep.kpi_data(&rows).map_err(Err)?;
+            &owned
+        }
+    };
     let churned = data.n_churned();
     if churned == 0 {
         return Err(Ok(
@@ -62,11 +77,29 @@ pub fn fit_scope(
     }
     let n = prep.churn_count(scope);
     let opts = s.train_options(&prep.cancel);
-    let trained_kpis =
-        train_kpis(&data, &prep.specs, &prep.choice, n, &opts).map_err(|e| match e {
-            LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
-            other => Err(LearnerError::Learn(other)),
-        })?;
+    let skip = |e: LearnError| match e {
+        LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
+        other => Err(LearnerError::Learn(other)),
+    };
+    let trained_kpis = match (scope, borrowing) {
+        (Scope::Profile(_), Some(b)) => {
+            let global = b.full(prep, s).map_err(Err)?;
+            train_kpis_borrowing(data, &prep.specs, &prep.choice, n, &opts, &global)
+                .map_err(skip)?
+        }
+        _ => train_kpis(data, &prep.specs, &prep.choice, n, &opts).map_err(skip)?,
+    };
+    if let (Scope::Global, Some(b)) = (scope, borrowing) {
+        b.remember_full(
+            (
+                trained_kpis.trained.model.clone(),
+                trained_kpis.form.clone(),
+            )
+                .into(),
+        );
+    }
+    let borrowed_from_global = matches!((scope, borrowing), (Scope::Profile(_), Some(_)))
+        .then_some(trained_kpis.trained.lambda_selection.lambda);
     let trained = &trained_kpis.trained;
     let kpis = prep.pop.catalogue.kpis();
     // The model written per KPI column: for the book's preparation each KPI's value or log
@@ -111,14 +144,14 @@ pub fn fit_scope(
         });
     let p = trained_kpis
         .form
-        .apply(&data, &prep.specs)
+        .apply(data, &prep.specs)
         .and_then(|d| trained.model.predict_proba(d.x.view()))
         .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
-    let health_scores = prep.health_scores(&data, &w).map_err(Err)?;
+    let health_scores = prep.health_scores(data, &w).map_err(Err)?;
     let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
-    let (churn_backtest, health_backtest) = match backtests(prep, &data, 2, s) {
+    let (churn_backtest, health_backtest) = match backtests(prep, scope, data, 2, s, borrowing) {
         Ok(b) => b,
         Err(e @ LearnerError::Learn(LearnError::Cancelled)) => return Err(Err(e)),
         Err(e @ (LearnerError::FailedPrecondition(_) | LearnerError::Learn(_))) => (
@@ -149,6 +182,7 @@ pub fn fit_scope(
             window: None,
             calibration: Some(trained_kpis.calibration.clone()),
             candidate: None,
+            borrowed_from_global,
         },
         coefficients,
         kpi_weights,
