@@ -19,6 +19,7 @@ pub mod backtest;
 pub mod calibration;
 pub mod cancel;
 pub mod dataset;
+pub mod drift;
 pub mod error;
 pub mod features;
 pub mod logistic;
@@ -36,6 +37,7 @@ pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
     build_training_set, regular_observations,
 };
+pub use drift::{DriftLevel, PSI_FLOOR, PSI_MODERATE, PSI_SHIFT, Reference as DriftReference};
 pub use error::{LearnError, Result};
 pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
 pub use logistic::{ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve};
