@@ -5,6 +5,7 @@
 pub mod features;
 pub mod stored;
 
+mod drift;
 mod evaluation;
 mod outcomes;
 mod prediction;
@@ -15,6 +16,7 @@ mod settings;
 mod tests;
 mod training;
 
+pub use drift::{Drift, KpiDrift, MIN_AUC_CLASS, drift};
 pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;
 pub use prediction::predict;
