@@ -635,6 +635,14 @@ async fn client_timestamps_outside_the_documented_ranges_are_refused() {
                 .await;
             invalid(backend, r, "as_of", says);
         }
+        // GetDriftReport: a malformed profile name.
+        let r = c
+            .learner
+            .get_drift_report(lpb::GetDriftReportRequest {
+                profile: "premium".into(),
+            })
+            .await;
+        invalid(backend, r, "profile", "is not a profile name");
         // ComputeScores further refuses any future as_of.
         let r = c
             .scoring

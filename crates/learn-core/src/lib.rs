@@ -21,6 +21,7 @@ pub mod calibration;
 pub mod cancel;
 pub mod challenger;
 pub mod dataset;
+pub mod drift;
 pub mod error;
 pub mod features;
 pub mod gbm;
@@ -47,6 +48,7 @@ pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
     build_training_set, regular_observations,
 };
+pub use drift::{DriftLevel, PSI_FLOOR, PSI_MODERATE, PSI_SHIFT, Reference as DriftReference};
 pub use error::{LearnError, Result};
 pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
 pub use gbm::{GbmModel, GbmOptions};

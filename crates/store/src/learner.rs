@@ -414,6 +414,74 @@ async fn insert_in(
     Ok(row)
 }
 
+/// The key of a model's `metrics` JSON listing the drift levels already reported for it
+/// (written by [`record_drift_detected`]; readers of the metrics ignore it).
+pub const DRIFT_REPORTED_KEY: &str = "drift_reported";
+
+/// Records that drift at `level` was detected for model `model_id`, once per model and
+/// level: in one transaction, adds `level` to the model's [`DRIFT_REPORTED_KEY`] list and
+/// writes a `model.drift_detected` webhook event (`data` as its payload's data, with the
+/// model's name, profile and version added) when an enabled subscription wants it.
+/// Returns `false`, and writes nothing, when the level was already recorded for the model
+/// or the model no longer exists. Callers serialise it (the learner holds its training
+/// lease).
+pub async fn record_drift_detected(
+    store: &Store,
+    model_id: i64,
+    level: &str,
+    mut data: serde_json::Value,
+) -> Result<bool, StoreError> {
+    let tx = store.begin_write().await?;
+    let Some(row) = model::Entity::find_by_id(model_id).one(&tx.0).await? else {
+        return Ok(false);
+    };
+    let mut metrics = row.metrics.clone();
+    let Some(obj) = metrics.as_object_mut() else {
+        return Ok(false);
+    };
+    let mut list: Vec<serde_json::Value> = obj
+        .get(DRIFT_REPORTED_KEY)
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if list.iter().any(|l| l.as_str() == Some(level)) {
+        return Ok(false);
+    }
+    list.push(level.into());
+    obj.insert(DRIFT_REPORTED_KEY.into(), list.into());
+    let am = model::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(row.id),
+        metrics: sea_orm::ActiveValue::Set(metrics),
+        ..Default::default()
+    };
+    model::Entity::update(am).exec(&tx.0).await?;
+    let kind = crate::webhooks::KIND_DRIFT_DETECTED;
+    if crate::webhooks::interest(&tx).await?.wants(kind) {
+        if let Some(d) = data.as_object_mut() {
+            d.insert(
+                "model".into(),
+                format!("models/{}-{}", row.profile_id, row.version).into(),
+            );
+            d.insert("profile_id".into(), row.profile_id.clone().into());
+            d.insert("version".into(), row.version.into());
+            d.insert("level".into(), level.into());
+        }
+        let event = crate::webhooks::NewEvent {
+            kind: kind.to_string(),
+            account_id: String::new(),
+            profile_id: row.profile_id.clone(),
+            payload: serde_json::json!({
+                "type": kind,
+                "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "data": data,
+            }),
+        };
+        crate::webhooks::insert_events(&tx, &[event]).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// The latest version of a profile's (or the global) model.
 pub async fn latest_model(store: &Store, profile_id: &str) -> Result<Option<ModelRow>, StoreError> {
     Ok(model::Entity::find()

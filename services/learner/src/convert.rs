@@ -18,7 +18,9 @@ use crate::domain::stored::{
     StoredBacktest, StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold,
     StoredKpiWeight, StoredMetrics, Window,
 };
-use vitals_learn_core::Calibration;
+use vitals_learn_core::{Calibration, DriftLevel};
+
+use crate::drift::DriftReport;
 
 /// Largest batch of RecordOutcomes.
 pub const MAX_OUTCOMES: usize = 10_000;
@@ -634,5 +636,55 @@ pub fn evaluation(e: &StoredEval, b: &StoredBacktest) -> pb::Evaluation {
         backtest_auc: b.mean_auc,
         backtest_top_decile_lift: b.mean_top_decile_lift,
         backtest_expected_calibration_error: b.mean_calibration_error.unwrap_or(0.0),
+    }
+}
+
+/// A drift level as the API says it.
+pub fn drift_level(l: DriftLevel) -> pb::DriftLevel {
+    match l {
+        DriftLevel::Stable => pb::DriftLevel::Stable,
+        DriftLevel::Moderate => pb::DriftLevel::Moderate,
+        DriftLevel::Shift => pb::DriftLevel::Shift,
+    }
+}
+
+/// A drift report with the server's retrain thresholds.
+pub fn drift_report(
+    r: &DriftReport,
+    retrain_after_outcomes: u64,
+    retrain_psi_threshold: f64,
+) -> pb::GetDriftReportResponse {
+    let d = &r.drift;
+    pb::GetDriftReportResponse {
+        model: model_name(&r.model),
+        train_time: Some(timestamp(r.model.trained_at)),
+        model_as_of: Some(day_timestamp(r.model_as_of)),
+        as_of: Some(day_timestamp(d.as_of)),
+        kpis: d
+            .kpis
+            .iter()
+            .map(|k| pb::KpiDrift {
+                kpi: k.kpi.clone(),
+                psi: k.psi,
+                level: drift_level(k.level) as i32,
+                training_observations: k.training_observations,
+                current_accounts: k.current_accounts,
+            })
+            .collect(),
+        level: if d.kpis.is_empty() {
+            pb::DriftLevel::Unspecified
+        } else {
+            drift_level(d.level())
+        } as i32,
+        drift_unavailable_reason: d.unavailable.clone().unwrap_or_default(),
+        outcomes_since_training: r.outcomes_since,
+        auc_since_training: d.auc.as_ref().ok().copied(),
+        labelled_observations: d.labelled,
+        churned_observations: d.churned,
+        auc_unavailable_reason: d.auc.as_ref().err().cloned().unwrap_or_default(),
+        retrain_after_outcomes,
+        retrain_psi_threshold,
+        retrain_due: r.retrain.is_some(),
+        retrain_reason: r.retrain.clone().unwrap_or_default(),
     }
 }

@@ -252,4 +252,17 @@ impl pb::learner_service_server::LearnerService for LearnerService {
         let predictions = self.predict(r.account_ids, as_of).await?;
         Ok(Response::new(convert::predict_response(ids, predictions)))
     }
+
+    async fn get_drift_report(
+        &self,
+        request: Request<pb::GetDriftReportRequest>,
+    ) -> Reply<pb::GetDriftReportResponse> {
+        let profile = convert::profile_name("profile", &request.get_ref().profile)?;
+        let report = self.drift_report(profile).await?;
+        Ok(Response::new(convert::drift_report(
+            &report,
+            self.args.retrain_after_outcomes,
+            self.args.retrain_psi_threshold,
+        )))
+    }
 }

@@ -8,6 +8,7 @@ mod convert;
 #[cfg(test)]
 mod convert_props;
 pub mod domain;
+mod drift;
 mod error;
 mod grpc;
 mod roles;
@@ -31,6 +32,10 @@ pub const DEFAULT_INTERVAL_DAYS: u32 = 28;
 pub const DEFAULT_PRIOR_STRENGTH: f64 = 50.0;
 /// Default of `--retrain-after-outcomes`.
 pub const DEFAULT_RETRAIN_AFTER: u64 = 100;
+/// Default of `--retrain-psi-threshold`: a significant shift by the usual reading.
+pub const DEFAULT_RETRAIN_PSI: f64 = 0.25;
+/// Default of `--drift-check-interval-secs`: hourly.
+pub const DEFAULT_DRIFT_CHECK_SECS: u64 = 3600;
 /// Default of `--learner-max-dataset-cells`: the memory bound of one training or
 /// evaluation (see docs/reliability.md for the peak RSS it gives).
 pub const DEFAULT_MAX_DATASET_CELLS: u64 = 16_000_000;
@@ -97,6 +102,32 @@ pub struct LearnerArgs {
         action = clap::ArgAction::Set
     )]
     pub profile_borrowing: bool,
+    /// Retrain when the population stability index of a serving model's KPI (current
+    /// population against its training data) passes this, on data newer than the model's:
+    /// the scheduled drift check then emits a `model.drift_detected` webhook event (once
+    /// per model version and level) and trains every profile and the global model. 0
+    /// turns it off. A finite number >= 0.
+    #[arg(
+        long = "retrain-psi-threshold",
+        env = "VITALS_LEARNER_RETRAIN_PSI_THRESHOLD",
+        default_value_t = DEFAULT_RETRAIN_PSI,
+        value_parser = parse_non_negative
+    )]
+    pub retrain_psi_threshold: f64,
+
+    /// Seconds between drift checks (on one replica: the lease
+    /// `schedule:learner-drift`); 0 turns the check off.
+    #[arg(
+        long = "drift-check-interval-secs",
+        env = "VITALS_LEARNER_DRIFT_CHECK_INTERVAL_SECS",
+        default_value_t = DEFAULT_DRIFT_CHECK_SECS
+    )]
+    pub drift_check_interval_secs: u64,
+}
+
+/// A finite number >= 0.
+fn parse_non_negative(s: &str) -> Result<f64, String> {
+    parse_prior_strength(s)
 }
 
 /// A finite number >= 0.
@@ -116,6 +147,8 @@ impl Default for LearnerArgs {
             retrain_after_outcomes: DEFAULT_RETRAIN_AFTER,
             max_dataset_cells: DEFAULT_MAX_DATASET_CELLS,
             profile_borrowing: true,
+            retrain_psi_threshold: DEFAULT_RETRAIN_PSI,
+            drift_check_interval_secs: DEFAULT_DRIFT_CHECK_SECS,
         }
     }
 }
@@ -215,18 +248,30 @@ pub fn register_with_budget(
 ) -> Result<(), RunError> {
     // StartTraining / StartEvaluation: one Operations service per server.
     vitals_server::operations::register(grpc, &store, server);
+    let leases = vitals_server::Leases::from_config(store.clone(), server);
+    let service = LearnerService::with_leases(store, args.clone(), work.clone(), leases.clone());
     grpc.add(
-        vitals_server::with_message_limits!(
-            LearnerServiceServer::new(LearnerService::with_leases(
-                store.clone(),
-                args.clone(),
-                work,
-                vitals_server::Leases::from_config(store, server),
-            )),
-            server
-        ),
+        vitals_server::with_message_limits!(LearnerServiceServer::new(service.clone()), server),
         ROLES,
     );
+    if args.drift_check_interval_secs > 0 && args.retrain_psi_threshold > 0.0 {
+        // Once per cluster: only the replica holding `schedule:learner-drift` checks.
+        let every = std::time::Duration::from_secs(args.drift_check_interval_secs);
+        leases.spawn_schedule(
+            "learner-drift",
+            every,
+            every,
+            move || work.is_shut_down(),
+            move || {
+                let s = service.clone();
+                async move {
+                    if let Err(e) = s.check_drift().await {
+                        tracing::warn!(error = %e, "drift check failed");
+                    }
+                }
+            },
+        );
+    }
     Ok(())
 }
 
@@ -274,5 +319,16 @@ mod tests {
         assert_eq!(c.service.observation_interval_days, DEFAULT_INTERVAL_DAYS);
         assert_eq!(c.service.prior_strength, DEFAULT_PRIOR_STRENGTH);
         assert!(Config::try_parse_from(["vitals-learner", "--learner-horizon-days", "0"]).is_err());
+        assert_eq!(c.service.retrain_psi_threshold, DEFAULT_RETRAIN_PSI);
+        assert_eq!(
+            c.service.drift_check_interval_secs,
+            DEFAULT_DRIFT_CHECK_SECS
+        );
+        let off = Config::try_parse_from(["vitals-learner", "--retrain-psi-threshold", "0"])
+            .expect("parse");
+        assert_eq!(off.service.retrain_psi_threshold, 0.0);
+        assert!(
+            Config::try_parse_from(["vitals-learner", "--retrain-psi-threshold", "-0.1"]).is_err()
+        );
     }
 }

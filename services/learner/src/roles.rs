@@ -27,4 +27,8 @@ pub const ROLES: RpcRoles = &[
         Role::Read,
     ),
     ("/vitals.learner.v1.LearnerService/PredictChurn", Role::Read),
+    (
+        "/vitals.learner.v1.LearnerService/GetDriftReport",
+        Role::Read,
+    ),
 ];

@@ -55,7 +55,7 @@ pub struct TrainResult {
 }
 
 /// The learn-core check of a heavy operation's flag.
-fn learn_cancel(flag: &CancelFlag) -> Cancel {
+pub(crate) fn learn_cancel(flag: &CancelFlag) -> Cancel {
     let flag = flag.clone();
     Cancel::new(move || flag.is_cancelled())
 }
@@ -182,7 +182,7 @@ impl LearnerService {
         })
     }
 
-    async fn train_locked(
+    pub(crate) async fn train_locked(
         &self,
         work: &Work,
         profile: Option<String>,

@@ -5,7 +5,7 @@
 //! 1. The change that causes an event writes it to `webhook_events` in its own write
 //!    transaction: a scoring run's [`crate::scoring::write_run`] (band changes, churn
 //!    thresholds crossed), the learner's [`crate::learner::insert_models`] (models
-//!    trained). A rolled-back change leaves no event; a committed one always has its
+//!    trained) and [`crate::learner::record_drift_detected`] (drift detected). A rolled-back change leaves no event; a committed one always has its
 //!    events.
 //! 2. [`dispatch_events`] turns undispatched events into `webhook_deliveries` rows, one
 //!    per enabled subscription that wants the event, and marks the events dispatched, in
@@ -32,8 +32,8 @@ pub const KIND_BAND_CHANGED: &str = "score.band_changed";
 pub const KIND_CHURN_CROSSED: &str = "score.churn_threshold_crossed";
 /// Event kind: the learner stored a newly trained model.
 pub const KIND_MODEL_TRAINED: &str = "model.trained";
-/// Event kind: the learner detected drift. Defined so that subscriptions can ask for it;
-/// nothing emits it until the learner has a drift signal (docs/webhooks.md).
+/// Event kind: the learner's drift check found a serving model's population shifted
+/// (written by [`crate::learner::record_drift_detected`], docs/webhooks.md).
 pub const KIND_DRIFT_DETECTED: &str = "model.drift_detected";
 /// Every event kind.
 pub const KINDS: [&str; 4] = [

@@ -383,9 +383,82 @@ async fn the_log_is_trimmed_but_pending_work_is_kept(store: Store) {
     assert_eq!(left[0].status, PENDING);
 }
 
+/// Drift is recorded once per model and level: the level goes into the model's metrics
+/// and, when a subscription wants it, one `model.drift_detected` event with it.
+async fn drift_is_written_once_per_model_and_level(store: Store) {
+    use crate::learner::{
+        DRIFT_REPORTED_KEY, GLOBAL_MODEL, NewModel, get_model, insert_models, record_drift_detected,
+    };
+    let model = NewModel {
+        profile_id: GLOBAL_MODEL.into(),
+        trained_at: chrono::Utc::now(),
+        n_observations: 10,
+        n_churned: 2,
+        kpi_weights: serde_json::json!({}),
+        category_weights: serde_json::json!({}),
+        coefficients: serde_json::json!({}),
+        metrics: serde_json::json!({"as_of": "2025-01-01"}),
+    };
+    let rows = insert_models(&store, vec![model], || true)
+        .await
+        .unwrap()
+        .unwrap();
+    let id = rows[0].id;
+    // No subscription: recorded on the model, no event.
+    assert!(
+        record_drift_detected(&store, id, "moderate", serde_json::json!({"psi": 0.2}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(count_rows(&store, "webhook_events").await, 0);
+    create_subscription(&store, &sub("wh_d", KIND_DRIFT_DETECTED, "", 0.5))
+        .await
+        .unwrap();
+    let data = serde_json::json!({"psi": 0.4});
+    assert!(
+        record_drift_detected(&store, id, "shift", data.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !record_drift_detected(&store, id, "shift", data.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !record_drift_detected(&store, id, "moderate", data.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !record_drift_detected(&store, id + 100, "shift", data)
+            .await
+            .unwrap(),
+        "no such model"
+    );
+    let row = get_model(&store, GLOBAL_MODEL, 1).await.unwrap().unwrap();
+    assert_eq!(
+        row.metrics[DRIFT_REPORTED_KEY],
+        serde_json::json!(["moderate", "shift"])
+    );
+    assert_eq!(
+        row.metrics["as_of"], "2025-01-01",
+        "the rest of the metrics is kept"
+    );
+    assert_eq!(dispatch_events(&store, 10).await.unwrap(), (1, 1));
+    let due = claim_due(&store, now_ms(), 1000, 10).await.unwrap();
+    assert_eq!(due[0].kind, KIND_DRIFT_DETECTED);
+    let p: serde_json::Value = serde_json::from_str(&due[0].payload).unwrap();
+    assert_eq!(p["type"], KIND_DRIFT_DETECTED);
+    assert_eq!(p["data"]["model"], "models/global-1");
+    assert_eq!(p["data"]["level"], "shift");
+    assert_eq!(p["data"]["psi"], 0.4);
+}
+
 crate::store_test_suite!(
     outbox_to_delivery_log,
     failures_disable_the_subscription,
     models_write_their_event,
+    drift_is_written_once_per_model_and_level,
     the_log_is_trimmed_but_pending_work_is_kept
 );

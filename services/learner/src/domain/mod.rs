@@ -6,6 +6,7 @@ pub mod features;
 pub mod stored;
 
 mod borrowing;
+mod drift;
 mod evaluation;
 mod outcomes;
 mod prediction;
@@ -17,6 +18,7 @@ mod tests;
 mod training;
 
 pub use borrowing::Borrowing;
+pub use drift::{Drift, KpiDrift, MIN_AUC_CLASS, drift};
 pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;
 pub use prediction::predict;

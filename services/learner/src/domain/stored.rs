@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use vitals_learn_core::{Calibration, CalibrationBin, FeatureTransform};
+use vitals_learn_core::{Calibration, CalibrationBin, DriftReference, FeatureTransform};
 
 /// The settings a model was trained with, all resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -249,6 +249,21 @@ pub struct StoredMetrics {
     /// precision `k` the time-ordered CV chose (`None`: fitted alone, or stored before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub borrowed_from_global: Option<f64>,
+    /// The training distribution of each KPI's value (decile bins and their shares), the
+    /// reference of the drift report (docs/learning.md, "Drift"). Empty for models stored
+    /// before it was recorded: their drift cannot be measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_reference: Vec<StoredReference>,
+}
+
+/// The training distribution of one KPI's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReference {
+    /// KPI name.
+    pub kpi: String,
+    /// Bin edges, shares, missing share and count.
+    #[serde(flatten)]
+    pub reference: DriftReference,
 }
 
 /// Whether a stored `metrics` column marks its model as a candidate (not serving).

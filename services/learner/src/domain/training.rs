@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use vitals_learn_core::{
-    FeatureTransform, KpiTerm, LearnError, suggest_category_weights, train_kpis,
-    train_kpis_borrowing,
+    Dataset, DriftReference, FeatureTransform, KpiTerm, LearnError, suggest_category_weights,
+    train_kpis, train_kpis_borrowing,
 };
 
 use super::borrowing::Borrowing;
@@ -13,7 +13,7 @@ use super::evaluation::{backtests, eval_health, eval_probabilities};
 use super::features;
 use super::stored::{
     StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredKpiWeight,
-    StoredMetrics, StoredOptions,
+    StoredMetrics, StoredOptions, StoredReference,
 };
 use super::{Prepared, Scope, Settings};
 use crate::error::LearnerError;
@@ -183,6 +183,7 @@ pub fn fit_scope(
             calibration: Some(trained_kpis.calibration.clone()),
             candidate: None,
             borrowed_from_global,
+            drift_reference: drift_reference(&data, kpis),
         },
         coefficients,
         kpi_weights,
@@ -190,6 +191,22 @@ pub fn fit_scope(
         observations: data.len(),
         churned,
     })
+}
+
+/// The training distribution of each KPI's value (its `<kpi>:value` column of the
+/// scope's observations), the reference of the drift report.
+fn drift_reference(data: &Dataset, kpis: &[vitals_scoring_core::KpiDef]) -> Vec<StoredReference> {
+    kpis.iter()
+        .filter_map(|k| {
+            let name = FeatureTransform::Value.column_name(&k.name);
+            let j = data.feature_names.iter().position(|f| *f == name)?;
+            let values: Vec<f64> = data.x.column(j).to_vec();
+            Some(StoredReference {
+                kpi: k.name.to_string(),
+                reference: DriftReference::from_values(&values)?,
+            })
+        })
+        .collect()
 }
 
 /// The stored form of a model's KPI terms (one coefficient per KPI column, with its

@@ -227,7 +227,7 @@ fn model_section(m: &ModelRow, serving_for: &str) -> Markup {
         }
         div.card {
             h2 { "Drift" }
-            p.note { "Not measured yet: the learner stores no drift figures (no comparison of the KPI distributions or of the churn probability between training and now). This section shows them once the learner keeps them." }
+            p.note { "Not shown here yet. The learner measures it on demand: LearnerService.GetDriftReport gives, for this profile's serving model, each KPI's population stability index against its training data, the model's AUC on the outcomes recorded since, and whether a retraining is due; its scheduled drift check sends model.drift_detected webhooks and retrains (docs/learning.md, Drift)." }
         }
     }
 }

@@ -75,6 +75,18 @@ pub fn slack_text(kind: &str, d: &Value) -> String {
             d["observations"],
             d["churned"],
         ),
+        sw::KIND_DRIFT_DETECTED => format!(
+            "Vitals: drift ({}) on model {}: highest PSI {} (threshold {}){}",
+            text(d, "level"),
+            text(d, "model"),
+            num(d, "psi"),
+            num(d, "psi_threshold"),
+            if d["retraining"] == true {
+                "; retraining"
+            } else {
+                ""
+            },
+        ),
         other => format!("Vitals: {other}"),
     }
 }
@@ -97,5 +109,19 @@ mod tests {
              scorecards/profile). Top drivers: active_days -1.50"
         );
         assert_eq!(body(STANDARD, sw::KIND_BAND_CHANGED, &p), p.as_bytes());
+    }
+
+    #[test]
+    fn slack_drift_names_model_level_and_psi() {
+        let p = serde_json::json!({"type": sw::KIND_DRIFT_DETECTED, "data": {
+            "model": "models/global-1", "level": "shift", "psi": 3.912,
+            "psi_threshold": 0.25, "retraining": true}})
+        .to_string();
+        let b: Value = serde_json::from_slice(&body(SLACK, sw::KIND_DRIFT_DETECTED, &p)).unwrap();
+        assert_eq!(
+            b["text"],
+            "Vitals: drift (shift) on model models/global-1: highest PSI 3.91 (threshold \
+             0.25); retraining"
+        );
     }
 }
