@@ -605,7 +605,9 @@ async fn concurrent_batches_report_every_duplicate_across_months(store: Store) {
             &format!("acct-{}", k % 4),
             &format!("k{k}"),
             &format!("2019-{month:02}-{:02}T{:02}:00:00Z", k % 28 + 1, k % 24),
-            (k % 5 != 0).then(|| format!("u{}", k % 7)).as_deref(),
+            (!k.is_multiple_of(5))
+                .then(|| format!("u{}", k % 7))
+                .as_deref(),
             ["login", "post", "like"][(k % 3) as usize],
         )
     };
@@ -639,7 +641,11 @@ async fn concurrent_batches_report_every_duplicate_across_months(store: Store) {
         (accepted, duplicates, sent) = (accepted + a, duplicates + d, sent + s);
     }
     let d = dump(&store).await;
-    let keys: BTreeSet<_> = d.events.iter().map(|e| (e.0.clone(), e.1.clone())).collect();
+    let keys: BTreeSet<_> = d
+        .events
+        .iter()
+        .map(|e| (e.0.clone(), e.1.clone()))
+        .collect();
     assert_eq!(keys.len(), d.events.len());
     assert_eq!(accepted as usize, d.events.len());
     assert_eq!(accepted + duplicates, sent);
