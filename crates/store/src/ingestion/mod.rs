@@ -537,12 +537,17 @@ pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWr
         return Ok(EventsWritten::default());
     }
     let (sorted, in_batch_repeats) = distinct_in_key_order(events);
+    let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
     let accepted = match store.backend() {
         DbBackend::Postgres => {
-            postgres::write_events(store.conn().get_postgres_connection_pool(), &sorted).await
+            postgres::write_events(
+                store.conn().get_postgres_connection_pool(),
+                &accounts,
+                &sorted,
+            )
+            .await
         }
         _ => {
-            let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
             sqlite::write_events(
                 store.conn().get_sqlite_connection_pool(),
                 &accounts,

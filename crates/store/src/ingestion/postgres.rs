@@ -54,12 +54,18 @@ const COPY: &str = "COPY event_batch (account_id, event_id, user_id, event_type,
     FROM STDIN (FORMAT binary)";
 
 /// The batch from the staging table into the stored tables; `$1` the attributes, `$2`
-/// the status of an implicit account, `$3` now. Answers the count of new events.
+/// the status of an implicit account, `$3` now, `$4` the batch's accounts (distinct,
+/// sorted). Answers the count of new events.
+///
+/// The `usage_daily` rows add the new events and the new distinct users of each
+/// (account, day, type) through one `GROUP BY` over both (`UNION ALL`), not a join of two
+/// aggregates: the generic plan of the prepared statement made that join a nested loop
+/// over the batch's groups (quadratic: about 150,000 comparisons, two thirds of the
+/// statement's time, per 1,000-event batch of the sample data).
 const WRITE: &str = "WITH \
     acc AS (INSERT INTO accounts \
         (id, name, attributes, pinned, status, created_at, updated_at) \
-        SELECT DISTINCT account_id, '', $1::jsonb, false, $2, $3::timestamptz, \
-            $3::timestamptz FROM event_batch ORDER BY 1 \
+        SELECT id, '', $1::jsonb, false, $2, $3, $3 FROM UNNEST($4::text[]) AS a(id) \
         ON CONFLICT (id) DO NOTHING RETURNING 1), \
     src AS (SELECT * FROM event_batch s \
         WHERE (SELECT count(*) FROM acc) >= 0 AND s.occurred_at >= COALESCE( \
@@ -82,30 +88,27 @@ const WRITE: &str = "WITH \
         RETURNING account_id, day, event_type), \
     daily AS (INSERT INTO usage_daily \
         (account_id, day, event_type, count, distinct_users, value_sum) \
-        SELECT n.account_id, n.day, n.event_type, n.count, COALESCE(u.users, 0), n.value_sum \
-        FROM (SELECT account_id, day, event_type, count(*) AS count, \
-                     sum(COALESCE(value, 0)) AS value_sum \
-              FROM ins GROUP BY account_id, day, event_type) n \
-        LEFT JOIN (SELECT account_id, day, event_type, count(*) AS users \
-                   FROM users GROUP BY account_id, day, event_type) u \
-        USING (account_id, day, event_type) \
-        ORDER BY 1, 2, 3 \
+        SELECT account_id, day, event_type, sum(n), sum(u), sum(v) FROM ( \
+            SELECT account_id, day, event_type, 1 AS n, 0 AS u, COALESCE(value, 0) AS v \
+            FROM ins \
+            UNION ALL SELECT account_id, day, event_type, 0, 1, NULL FROM users) x \
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
         ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
         count = usage_daily.count + excluded.count, \
         distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
         value_sum = usage_daily.value_sum + excluded.value_sum \
         RETURNING 1), \
+    per_type AS (SELECT event_type, count(*) AS n FROM ins \
+        WHERE (SELECT count(*) FROM daily) >= 0 GROUP BY event_type), \
     types AS (INSERT INTO event_types (name, display_name, is_key, description, \
                                        declared, event_count, created_at, updated_at) \
-        SELECT DISTINCT event_type, '', false, '', false, 0::bigint, $3, $3 FROM ins \
-        WHERE (SELECT count(*) FROM daily) >= 0 \
+        SELECT event_type, '', false, '', false, 0::bigint, $3, $3 FROM per_type \
         ORDER BY 1 \
         ON CONFLICT (name) DO NOTHING \
         RETURNING 1), \
     counts AS (INSERT INTO event_type_counts (name, slot, event_count) \
-        SELECT event_type, pg_backend_pid() % 64, count(*) FROM ins \
-        WHERE (SELECT count(*) FROM types) >= 0 \
-        GROUP BY event_type ORDER BY 1 \
+        SELECT event_type, pg_backend_pid() % 64, n FROM per_type \
+        WHERE (SELECT count(*) FROM types) >= 0 ORDER BY 1 \
         ON CONFLICT (name, slot) DO UPDATE SET \
         event_count = event_type_counts.event_count + excluded.event_count \
         RETURNING 1) \
@@ -163,6 +166,7 @@ fn copy_data(sorted: &[&NewEvent]) -> Vec<u8> {
 /// after the commit.
 pub(super) async fn write_events(
     pool: &PgPool,
+    accounts: &[&str],
     sorted: &[&NewEvent],
 ) -> Result<usize, sqlx::Error> {
     let now = Utc::now();
@@ -170,7 +174,7 @@ pub(super) async fn write_events(
     let mut conn = pool.acquire().await?;
     let (mut staged, mut partitioned) = (false, false);
     loop {
-        match write_once(&mut conn, &data, now).await {
+        match write_once(&mut conn, &data, accounts, now).await {
             Err(e) if no_staging(&e) && !staged => {
                 // The first batch on this connection: its staging table (kept by the
                 // connection), then the batch again.
@@ -194,6 +198,7 @@ pub(super) async fn write_events(
 async fn write_once(
     conn: &mut PgConnection,
     data: &[u8],
+    accounts: &[&str],
     now: DateTime<Utc>,
 ) -> Result<usize, sqlx::Error> {
     let mut tx = conn.begin().await?;
@@ -208,6 +213,7 @@ async fn write_once(
         .bind(serde_json::json!({}))
         .bind(STATUS_UNASSIGNED)
         .bind(now)
+        .bind(accounts)
         .fetch_one(&mut *tx)
         .await?;
     let new: i64 = row.try_get(0)?;
