@@ -14,8 +14,9 @@
 //! deadlock. SQLite writes start with `BEGIN IMMEDIATE` and so are serialised.
 //!
 //! Which path runs when (one module per backend):
-//! - events on PostgreSQL: [`postgres`], one data-modifying `WITH` statement per batch
-//!   (every batch, whatever its size);
+//! - events on PostgreSQL: [`postgres`], per batch one transaction: a binary `COPY`
+//!   into the connection's temporary staging table, then one data-modifying `WITH`
+//!   statement from it (every batch, whatever its size);
 //! - events on a SQLite file, through [`EventWriter`]: [`sqlite_file`], one rusqlite
 //!   connection of the writer's own, prepared single-row statements per batch;
 //! - events on in-memory SQLite (and [`write_events`] called directly on SQLite):
