@@ -14,8 +14,9 @@
 //! deadlock. SQLite writes start with `BEGIN IMMEDIATE` and so are serialised.
 //!
 //! Which path runs when (one module per backend):
-//! - events on PostgreSQL: [`postgres`], one data-modifying `WITH` statement per batch
-//!   (every batch, whatever its size);
+//! - events on PostgreSQL: [`postgres`], per batch one transaction: a binary `COPY`
+//!   into the connection's temporary staging table, then one data-modifying `WITH`
+//!   statement from it (every batch, whatever its size);
 //! - events on a SQLite file, through [`EventWriter`]: [`sqlite_file`], one rusqlite
 //!   connection of the writer's own, prepared single-row statements per batch;
 //! - events on in-memory SQLite (and [`write_events`] called directly on SQLite):
@@ -538,7 +539,6 @@ pub async fn write_events(store: &Store, events: &[NewEvent]) -> Result<EventsWr
     }
     let (sorted, in_batch_repeats) = distinct_in_key_order(events);
     let accounts = distinct_sorted(sorted.iter().map(|e| e.account_id.as_str()));
-
     let accepted = match store.backend() {
         DbBackend::Postgres => {
             postgres::write_events(

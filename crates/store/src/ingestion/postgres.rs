@@ -1,14 +1,21 @@
-//! The events path on PostgreSQL: the whole batch is one statement, run in its own
-//! (implicit) transaction, so a batch is one round trip.
+//! The events path on PostgreSQL: per batch, one explicit transaction of three
+//! statements on one connection of the pool:
 //!
-//! The events are bound as one array per column and `UNNEST`ed; data-modifying `WITH`
-//! parts then insert the implicit accounts, the events (`ON CONFLICT DO NOTHING
-//! RETURNING` the new ones), the distinct users of the new events (`RETURNING` those new
-//! to their day), and the `usage_daily` and `event_types` roll-ups aggregated in SQL
-//! from the new events alone: the roll-ups move exactly once per new event, whatever
-//! other transactions store at the same time (an `ON CONFLICT` on a key another
-//! transaction has just inserted waits for its commit). The statement is prepared once
-//! per connection and does not depend on the batch size.
+//! 1. `COPY event_batch FROM STDIN (FORMAT binary)`: the batch's distinct events, in key
+//!    order, into the connection's staging table ([`STAGING`]: a temporary table, `ON
+//!    COMMIT DELETE ROWS`, so it is empty again after the commit or the rollback; created
+//!    by the first batch on each connection). `COPY` is PostgreSQL's bulk path: no
+//!    per-row parameter or array decoding, and a temporary table writes no WAL.
+//! 2. [`WRITE`]: one set-based statement from the staging table. Data-modifying `WITH`
+//!    parts insert the implicit accounts, the idempotency keys (`event_keys`, `ON
+//!    CONFLICT DO NOTHING RETURNING` the new ones), the events of the new keys alone into
+//!    their month partition of `events`, the distinct users of the new events
+//!    (`RETURNING` those new to their day), and the `usage_daily` and `event_types`
+//!    roll-ups aggregated in SQL from the new events: the roll-ups move exactly once per
+//!    new event, whatever other transactions store at the same time (an `ON CONFLICT` on
+//!    a key another transaction has just inserted waits for its commit, then skips it).
+//!    The statement is prepared once per connection and does not depend on the batch size.
+//! 3. `COMMIT`: the answer is sent after it (the driver has read its `ReadyForQuery`).
 //!
 //! The event types seen are created if new (`ON CONFLICT DO NOTHING`: an existing row
 //! is neither changed nor locked), and their counts go to `event_type_counts`, in the
@@ -17,54 +24,60 @@
 //! batches wait for each other's commit (see the migration `m20261204_000009`).
 //!
 //! Lock order: each part reads the complete output of the one before it (`(SELECT
-//! count(*) FROM ...)`), so the tables are written in the order accounts, events,
-//! `usage_daily_users`, `usage_daily`, `event_types`, `event_type_counts`, each in key
-//! order (`ORDER BY`), in every batch: concurrent batches wait for each other but do
-//! not deadlock.
+//! count(*) FROM ...)`), so the tables are written in the order accounts, `event_keys`,
+//! events, `usage_daily_users`, `usage_daily`, `event_types`, `event_type_counts`, each
+//! in key order (`ORDER BY`), in every batch: concurrent batches wait for each other but
+//! do not deadlock.
 //!
-//! Before (one `UNNEST` statement per table in an explicit transaction) a batch took 7
-//! round trips (8 when partly new: the events insert ran again with `RETURNING`), and
-//! the roll-ups were aggregated in the service and sent back.
-//!
-//! Two statements, the same writes: [`FAST`] runs first, and [`BATCH`] only when it
-//! failed on a race with a concurrent batch. `INSERT ... ON CONFLICT` is a speculative
-//! insertion (look up, insert the heap tuple with a token, insert the index entry, confirm
-//! or kill it): on PostgreSQL 15 it costs about twice a plain insert of the same rows
-//! (1.2 M events into `events`: 28.7 s against 13.1 s for a plain `INSERT ... SELECT`
-//! and 14.6 s with a `NOT EXISTS` anti-join, in one session on 2 cores). So [`FAST`]
-//! leaves out the rows already stored with `NOT EXISTS` (one index probe per row, in
-//! the statement's snapshot) and inserts the rest plainly; it updates the `usage_daily`
-//! rows that exist and inserts the others. Keys inserted by a transaction the snapshot
-//! does not see (running concurrently, or committed after the statement started) make
-//! the plain insert fail with `unique_violation` once that transaction commits (or
-//! succeed if it rolls back), and updates taken in another order than a concurrent
-//! batch's may fail with `deadlock_detected`: the failed statement changed nothing (its
-//! implicit transaction rolled back), and [`BATCH`], whose `ON CONFLICT` parts wait and
-//! skip or add, and which locks every table in key order, writes the batch instead. A
-//! batch is therefore stored exactly once whichever statement stores it, and the
-//! answer still comes after the commit.
+//! Before: one statement whose events were bound as one array per column and
+//! `UNNEST`ed, first without `ON CONFLICT` on the hot tables (`NOT EXISTS` and plain
+//! inserts, which failed on a race with a concurrent batch) and then, on a race, with
+//! it; the plain form was not faster per batch (docs/benchmarks.md, issue 22).
 
 use super::*;
-use sqlx::postgres::{PgArguments, PgPool};
-use sqlx::{Arguments, Row};
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Connection, Row};
 
-const BATCH: &str = "WITH \
+/// The connection's staging table of a batch: the columns of `events`, emptied by every
+/// commit and rollback. Temporary tables need the `TEMPORARY` privilege on the database
+/// (granted to `PUBLIC` by default).
+const STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS event_batch (\
+    account_id varchar COLLATE \"C\" NOT NULL, \
+    event_id varchar COLLATE \"C\" NOT NULL, \
+    user_id varchar COLLATE \"C\", \
+    event_type varchar COLLATE \"C\" NOT NULL, \
+    occurred_at timestamptz NOT NULL, \
+    value double precision) ON COMMIT DELETE ROWS";
+
+/// The `COPY` of a batch into [`STAGING`] (data made by [`copy_data`]).
+const COPY: &str = "COPY event_batch (account_id, event_id, user_id, event_type, occurred_at, value) \
+    FROM STDIN (FORMAT binary)";
+
+/// The batch from the staging table into the stored tables; `$1` the attributes, `$2`
+/// the status of an implicit account, `$3` now, `$4` the batch's accounts (distinct,
+/// sorted). Answers the count of new events.
+///
+/// The `usage_daily` rows add the new events and the new distinct users of each
+/// (account, day, type) through one `GROUP BY` over both (`UNION ALL`), not a join of two
+/// aggregates: the generic plan of the prepared statement made that join a nested loop
+/// over the batch's groups (quadratic: about 150,000 comparisons, two thirds of the
+/// statement's time, per 1,000-event batch of the sample data).
+const WRITE: &str = "WITH \
     acc AS (INSERT INTO accounts \
         (id, name, attributes, pinned, status, created_at, updated_at) \
-        SELECT id, '', $7, false, $8, $9, $9 FROM UNNEST($10::text[]) AS a(id) \
+        SELECT id, '', $1::jsonb, false, $2, $3, $3 FROM UNNEST($4::text[]) AS a(id) \
         ON CONFLICT (id) DO NOTHING RETURNING 1), \
-    src AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                                 $5::timestamptz[], $6::float8[]) \
-            AS s(account_id, event_id, user_id, event_type, occurred_at, value) \
+    src AS (SELECT * FROM event_batch s \
         WHERE (SELECT count(*) FROM acc) >= 0 AND s.occurred_at >= COALESCE( \
             (SELECT dropped_before FROM event_retention WHERE id = 1), '-infinity')), \
     keys AS (INSERT INTO event_keys (account_id, event_id, occurred_at) \
-        SELECT account_id, event_id, occurred_at FROM src \
+        SELECT account_id, event_id, occurred_at FROM src ORDER BY 1, 2 \
         ON CONFLICT (account_id, event_id) DO NOTHING \
         RETURNING account_id, event_id), \
     ins AS (INSERT INTO events \
         (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT s.* FROM src s JOIN keys k \
+        SELECT s.account_id, s.event_id, s.user_id, s.event_type, s.occurred_at, s.value \
+        FROM src s JOIN keys k \
             ON k.account_id = s.account_id AND k.event_id = s.event_id \
         RETURNING account_id, user_id, event_type, \
             (occurred_at AT TIME ZONE 'UTC')::date AS day, value), \
@@ -75,155 +88,145 @@ const BATCH: &str = "WITH \
         RETURNING account_id, day, event_type), \
     daily AS (INSERT INTO usage_daily \
         (account_id, day, event_type, count, distinct_users, value_sum) \
-        SELECT n.account_id, n.day, n.event_type, n.count, COALESCE(u.users, 0), n.value_sum \
-        FROM (SELECT account_id, day, event_type, count(*) AS count, \
-                     sum(COALESCE(value, 0)) AS value_sum \
-              FROM ins GROUP BY account_id, day, event_type) n \
-        LEFT JOIN (SELECT account_id, day, event_type, count(*) AS users \
-                   FROM users GROUP BY account_id, day, event_type) u \
-        USING (account_id, day, event_type) \
-        ORDER BY 1, 2, 3 \
+        SELECT account_id, day, event_type, sum(n), sum(u), sum(v) FROM ( \
+            SELECT account_id, day, event_type, 1 AS n, 0 AS u, COALESCE(value, 0) AS v \
+            FROM ins \
+            UNION ALL SELECT account_id, day, event_type, 0, 1, NULL FROM users) x \
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
         ON CONFLICT (account_id, day, event_type) DO UPDATE SET \
         count = usage_daily.count + excluded.count, \
         distinct_users = usage_daily.distinct_users + excluded.distinct_users, \
         value_sum = usage_daily.value_sum + excluded.value_sum \
         RETURNING 1), \
+    per_type AS (SELECT event_type, count(*) AS n FROM ins \
+        WHERE (SELECT count(*) FROM daily) >= 0 GROUP BY event_type), \
     types AS (INSERT INTO event_types (name, display_name, is_key, description, \
                                        declared, event_count, created_at, updated_at) \
-        SELECT DISTINCT event_type, '', false, '', false, 0::bigint, $9, $9 FROM ins \
-        WHERE (SELECT count(*) FROM daily) >= 0 \
+        SELECT event_type, '', false, '', false, 0::bigint, $3, $3 FROM per_type \
         ORDER BY 1 \
         ON CONFLICT (name) DO NOTHING \
         RETURNING 1), \
     counts AS (INSERT INTO event_type_counts (name, slot, event_count) \
-        SELECT event_type, pg_backend_pid() % 64, count(*) FROM ins \
-        WHERE (SELECT count(*) FROM types) >= 0 \
-        GROUP BY event_type ORDER BY 1 \
+        SELECT event_type, pg_backend_pid() % 64, n FROM per_type \
+        WHERE (SELECT count(*) FROM types) >= 0 ORDER BY 1 \
         ON CONFLICT (name, slot) DO UPDATE SET \
         event_count = event_type_counts.event_count + excluded.event_count \
         RETURNING 1) \
     SELECT (SELECT count(*) FROM ins) AS new, (SELECT count(*) FROM counts) AS counts";
 
-/// The batch without `ON CONFLICT` on the hot tables (see the module's documentation):
-/// the same parameters and the same answer as [`BATCH`]; fails with `unique_violation`
-/// or `deadlock_detected` on a race, and then [`BATCH`] runs instead.
-const FAST: &str = "WITH \
-    acc AS (INSERT INTO accounts \
-        (id, name, attributes, pinned, status, created_at, updated_at) \
-        SELECT id, '', $7, false, $8, $9, $9 FROM UNNEST($10::text[]) AS a(id) \
-        ON CONFLICT (id) DO NOTHING RETURNING 1), \
-    src AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                                 $5::timestamptz[], $6::float8[]) \
-            AS s(account_id, event_id, user_id, event_type, occurred_at, value) \
-        WHERE (SELECT count(*) FROM acc) >= 0 AND s.occurred_at >= COALESCE( \
-            (SELECT dropped_before FROM event_retention WHERE id = 1), '-infinity')), \
-    keys AS (INSERT INTO event_keys (account_id, event_id, occurred_at) \
-        SELECT account_id, event_id, occurred_at FROM src s \
-        WHERE NOT EXISTS (SELECT 1 FROM event_keys k \
-            WHERE k.account_id = s.account_id AND k.event_id = s.event_id) \
-        RETURNING account_id, event_id), \
-    ins AS (INSERT INTO events \
-        (account_id, event_id, user_id, event_type, occurred_at, value) \
-        SELECT s.* FROM src s JOIN keys k \
-            ON k.account_id = s.account_id AND k.event_id = s.event_id \
-        RETURNING account_id, user_id, event_type, \
-            (occurred_at AT TIME ZONE 'UTC')::date AS day, value), \
-    users AS (INSERT INTO usage_daily_users (account_id, day, event_type, user_id) \
-        SELECT DISTINCT account_id, day, event_type, user_id FROM ins i \
-        WHERE user_id IS NOT NULL \
-        AND NOT EXISTS (SELECT 1 FROM usage_daily_users u \
-            WHERE u.account_id = i.account_id AND u.day = i.day \
-            AND u.event_type = i.event_type AND u.user_id = i.user_id) \
-        ORDER BY 1, 2, 3, 4 \
-        RETURNING account_id, day, event_type), \
-    n AS (SELECT n.account_id, n.day, n.event_type, n.count, \
-                 COALESCE(u.users, 0) AS users, n.value_sum \
-        FROM (SELECT account_id, day, event_type, count(*) AS count, \
-                     sum(COALESCE(value, 0)) AS value_sum \
-              FROM ins GROUP BY account_id, day, event_type) n \
-        LEFT JOIN (SELECT account_id, day, event_type, count(*) AS users \
-                   FROM users GROUP BY account_id, day, event_type) u \
-        USING (account_id, day, event_type)), \
-    upd AS (UPDATE usage_daily d SET \
-        count = d.count + n.count, \
-        distinct_users = d.distinct_users + n.users, \
-        value_sum = d.value_sum + n.value_sum \
-        FROM n WHERE d.account_id = n.account_id AND d.day = n.day \
-        AND d.event_type = n.event_type \
-        RETURNING d.account_id, d.day, d.event_type), \
-    daily AS (INSERT INTO usage_daily \
-        (account_id, day, event_type, count, distinct_users, value_sum) \
-        SELECT * FROM n WHERE NOT EXISTS (SELECT 1 FROM upd \
-            WHERE upd.account_id = n.account_id AND upd.day = n.day \
-            AND upd.event_type = n.event_type) \
-        ORDER BY 1, 2, 3 \
-        RETURNING 1), \
-    types AS (INSERT INTO event_types (name, display_name, is_key, description, \
-                                       declared, event_count, created_at, updated_at) \
-        SELECT DISTINCT event_type, '', false, '', false, 0::bigint, $9, $9 FROM ins \
-        WHERE (SELECT count(*) FROM daily) + (SELECT count(*) FROM upd) >= 0 \
-        ORDER BY 1 \
-        ON CONFLICT (name) DO NOTHING \
-        RETURNING 1), \
-    counts AS (INSERT INTO event_type_counts (name, slot, event_count) \
-        SELECT event_type, pg_backend_pid() % 64, count(*) FROM ins \
-        WHERE (SELECT count(*) FROM types) >= 0 \
-        GROUP BY event_type ORDER BY 1 \
-        ON CONFLICT (name, slot) DO UPDATE SET \
-        event_count = event_type_counts.event_count + excluded.event_count \
-        RETURNING 1) \
-    SELECT (SELECT count(*) FROM ins) AS new, (SELECT count(*) FROM counts) AS counts";
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01T00:00:00Z).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// SQLSTATEs of a [`FAST`] statement that lost a race: `unique_violation`,
-/// `deadlock_detected`, `serialization_failure`.
-const RACES: [&str; 3] = ["23505", "40P01", "40001"];
-
-/// Whether `e` is a race that [`BATCH`] resolves.
-fn lost_race(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| RACES.contains(&c.as_ref()))
+/// `sorted` in `COPY`'s binary format (the signature and an empty header; per row the
+/// field count and each field as its length and its binary value, -1 for NULL; the
+/// trailer -1): `varchar` is UTF-8 text, `timestamptz` microseconds since 2000-01-01
+/// UTC, `double precision` the IEEE 754 bits, all big-endian.
+fn copy_data(sorted: &[&NewEvent]) -> Vec<u8> {
+    fn text(b: &mut Vec<u8>, s: &str) {
+        b.extend_from_slice(&(s.len() as i32).to_be_bytes());
+        b.extend_from_slice(s.as_bytes());
+    }
+    let size: usize = sorted
+        .iter()
+        .map(|e| {
+            70 + e.account_id.len()
+                + e.event_id.len()
+                + e.user_id.as_ref().map_or(0, |u| u.len())
+                + e.event_type.len()
+        })
+        .sum();
+    let mut b = Vec::with_capacity(21 + size);
+    b.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    b.extend_from_slice(&0i32.to_be_bytes()); // flags
+    b.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+    for e in sorted {
+        b.extend_from_slice(&6i16.to_be_bytes());
+        text(&mut b, &e.account_id);
+        text(&mut b, &e.event_id);
+        match &e.user_id {
+            Some(u) => text(&mut b, u),
+            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        text(&mut b, &e.event_type);
+        b.extend_from_slice(&8i32.to_be_bytes());
+        b.extend_from_slice(&(e.occurred_at.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes());
+        match e.value {
+            Some(v) => {
+                b.extend_from_slice(&8i32.to_be_bytes());
+                b.extend_from_slice(&v.to_be_bytes());
+            }
+            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b
 }
 
-fn enc(e: sqlx::error::BoxDynError) -> sqlx::Error {
-    sqlx::Error::Encode(e)
-}
-
-/// Writes `sorted` (distinct keys, in key order) of `accounts`; returns how many were
-/// new. Returns after the commit (the driver reads up to `ReadyForQuery`, which the
-/// server sends once the implicit transaction is committed). [`FAST`] first, [`BATCH`]
-/// when it lost a race with a concurrent batch.
+/// Writes `sorted` (distinct keys, in key order); returns how many were new. Returns
+/// after the commit.
 pub(super) async fn write_events(
     pool: &PgPool,
     accounts: &[&str],
     sorted: &[&NewEvent],
 ) -> Result<usize, sqlx::Error> {
     let now = Utc::now();
-    match write_once(pool, accounts, sorted, now).await {
-        Err(e) if no_partition(&e) => {
-            // A month with no partition yet (an old event, or the job that creates them
-            // ahead has not run): create it, then write the batch again.
-            create_partitions(pool, sorted.iter().map(|e| e.occurred_at)).await?;
-            write_once(pool, accounts, sorted, now).await
+    let data = copy_data(sorted);
+    let mut conn = pool.acquire().await?;
+    let (mut staged, mut partitioned) = (false, false);
+    loop {
+        match write_once(&mut conn, &data, accounts, now).await {
+            Err(e) if no_staging(&e) && !staged => {
+                // The first batch on this connection: its staging table (kept by the
+                // connection), then the batch again.
+                staged = true;
+                sqlx::raw_sql(STAGING).execute(&mut *conn).await?;
+            }
+            Err(e) if no_partition(&e) && !partitioned => {
+                // A month with no partition yet (an old event, or the job that creates
+                // them ahead has not run): create it, then write the batch again.
+                partitioned = true;
+                create_partitions(pool, sorted.iter().map(|e| e.occurred_at)).await?;
+            }
+            r => return r,
         }
-        r => r,
     }
 }
 
-/// [`FAST`], then [`BATCH`] when it lost a race.
+/// One transaction: the `COPY` of `data` into the staging table, [`WRITE`], `COMMIT`.
+/// On an error the transaction is rolled back (when it is dropped), which also empties
+/// the staging table.
 async fn write_once(
-    pool: &PgPool,
+    conn: &mut PgConnection,
+    data: &[u8],
     accounts: &[&str],
-    sorted: &[&NewEvent],
     now: DateTime<Utc>,
 ) -> Result<usize, sqlx::Error> {
-    match run(FAST, pool, accounts, sorted, now).await {
-        Err(e) if lost_race(&e) => {
-            tracing::debug!(error = %e, "events batch raced a concurrent one: written with ON CONFLICT");
-            run(BATCH, pool, accounts, sorted, now).await
-        }
-        r => r,
+    let mut tx = conn.begin().await?;
+    let mut copy = tx.copy_in_raw(COPY).await?;
+    if let Err(e) = copy.send(data).await {
+        // `abort` ends the COPY (it would otherwise fail the next statement).
+        let _ = copy.abort("batch not sent").await;
+        return Err(e);
     }
+    copy.finish().await?;
+    let row = sqlx::query(WRITE)
+        .bind(serde_json::json!({}))
+        .bind(STATUS_UNASSIGNED)
+        .bind(now)
+        .bind(accounts)
+        .fetch_one(&mut *tx)
+        .await?;
+    let new: i64 = row.try_get(0)?;
+    tx.commit().await?;
+    Ok(new as usize)
+}
+
+/// Whether `e` says that the staging table does not exist (`undefined_table`): the
+/// connection has not written a batch yet.
+fn no_staging(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        d.code().is_some_and(|c| c == "42P01") && d.message().contains("event_batch")
+    })
 }
 
 /// Whether `e` says that a row's month has no partition of `events`
@@ -233,44 +236,6 @@ fn no_partition(e: &sqlx::Error) -> bool {
         d.code().is_some_and(|c| c == "23514")
             && d.message().starts_with("no partition of relation")
     })
-}
-
-/// Runs `sql` ([`FAST`] or [`BATCH`]) on the batch.
-async fn run(
-    sql: &'static str,
-    pool: &PgPool,
-    accounts: &[&str],
-    sorted: &[&NewEvent],
-    now: DateTime<Utc>,
-) -> Result<usize, sqlx::Error> {
-    let mut a = PgArguments::default();
-    let col = |f: fn(&NewEvent) -> &str| sorted.iter().map(|e| f(e)).collect::<Vec<&str>>();
-    a.add(col(|e| e.account_id.as_str())).map_err(enc)?;
-    a.add(col(|e| e.event_id.as_str())).map_err(enc)?;
-    a.add(
-        sorted
-            .iter()
-            .map(|e| e.user_id.as_deref())
-            .collect::<Vec<Option<&str>>>(),
-    )
-    .map_err(enc)?;
-    a.add(col(|e| e.event_type.as_str())).map_err(enc)?;
-    a.add(
-        sorted
-            .iter()
-            .map(|e| e.occurred_at)
-            .collect::<Vec<DateTime<Utc>>>(),
-    )
-    .map_err(enc)?;
-    a.add(sorted.iter().map(|e| e.value).collect::<Vec<Option<f64>>>())
-        .map_err(enc)?;
-    a.add(serde_json::json!({})).map_err(enc)?;
-    a.add(STATUS_UNASSIGNED).map_err(enc)?;
-    a.add(now).map_err(enc)?;
-    a.add(accounts).map_err(enc)?;
-    let row = sqlx::query_with(sql, a).fetch_one(pool).await?;
-    let new: i64 = row.try_get(0)?;
-    Ok(new as usize)
 }
 
 // ---------------------------------------------------------------------------------------

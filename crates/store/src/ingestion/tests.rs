@@ -591,6 +591,86 @@ async fn concurrent_overlapping_batches_count_once(store: Store) {
     store.close().await.unwrap();
 }
 
+/// Concurrent batches whose events repeat within each batch and across batches, over
+/// months that have no partition yet (created by whichever batch needs one first), some
+/// keys sent again at a time in another month: over all batches every distinct key is
+/// accepted exactly once and every other event sent is answered as a duplicate; the
+/// keys, the events and the roll-ups agree.
+async fn concurrent_batches_report_every_duplicate_across_months(store: Store) {
+    const KEYS: u32 = 240;
+    // Key `k`: account `k % 4`, in one of 6 months of 2019 (no partition yet).
+    let event = |k: u32, shift: bool| {
+        let month = (k + u32::from(shift) * 3) % 6 + 1;
+        ev(
+            &format!("acct-{}", k % 4),
+            &format!("k{k}"),
+            &format!("2019-{month:02}-{:02}T{:02}:00:00Z", k % 28 + 1, k % 24),
+            (!k.is_multiple_of(5))
+                .then(|| format!("u{}", k % 7))
+                .as_deref(),
+            ["login", "post", "like"][(k % 3) as usize],
+        )
+    };
+    let mut tasks = Vec::new();
+    for t in 0..6u32 {
+        let writer = EventWriter::new(store.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut accepted, mut duplicates, mut sent) = (0u32, 0u32, 0u32);
+            for round in 0..5u32 {
+                let start = (t * 41 + round * 67) % KEYS;
+                let mut b: Vec<NewEvent> = (0..90)
+                    .map(|i| event((start + i) % KEYS, (t + i) % 4 == 0))
+                    .collect();
+                // Repeats within the batch, at its own time and at another month's.
+                b.extend((0..10).map(|i| event((start + i * 7) % KEYS, i % 2 == 0)));
+                if (t + round) % 2 == 1 {
+                    b.reverse();
+                }
+                sent += b.len() as u32;
+                let w = writer.write(b).await.unwrap();
+                assert!(w.duplicates >= 10, "{w:?}");
+                accepted += w.accepted;
+                duplicates += w.duplicates;
+            }
+            (accepted, duplicates, sent)
+        }));
+    }
+    let (mut accepted, mut duplicates, mut sent) = (0, 0, 0);
+    for t in tasks {
+        let (a, d, s) = t.await.unwrap();
+        (accepted, duplicates, sent) = (accepted + a, duplicates + d, sent + s);
+    }
+    let d = dump(&store).await;
+    let keys: BTreeSet<_> = d
+        .events
+        .iter()
+        .map(|e| (e.0.clone(), e.1.clone()))
+        .collect();
+    assert_eq!(keys.len(), d.events.len());
+    assert_eq!(accepted as usize, d.events.len());
+    assert_eq!(accepted + duplicates, sent);
+    assert_rollups_of_events(&d);
+    if store.backend() == DbBackend::Postgres {
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM event_keys").await,
+            i64::from(accepted)
+        );
+        // Each event is in its own month's partition.
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM events e JOIN event_keys k USING (account_id, event_id) \
+                 WHERE k.occurred_at = e.occurred_at \
+                 AND e.tableoid::regclass::text = 'events_y2019m' \
+                     || to_char(e.occurred_at AT TIME ZONE 'UTC', 'MM')"
+            )
+            .await,
+            i64::from(accepted)
+        );
+    }
+    store.close().await.unwrap();
+}
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -827,6 +907,7 @@ crate::store_test_suite!(
     events_of_every_month_are_stored_once,
     retention_drops_old_raw_events_and_keeps_rollups,
     concurrent_overlapping_batches_count_once,
+    concurrent_batches_report_every_duplicate_across_months,
     account_parents_are_checked_kept_and_cleared,
     last_account_of_users_is_the_contact_updated_last
 );
