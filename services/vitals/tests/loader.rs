@@ -336,6 +336,12 @@ impl LearnerService for FakeLearner {
     ) -> Result<Response<lpb::GetWeightsResponse>, Status> {
         unimplemented("GetWeights")
     }
+    async fn get_drift_report(
+        &self,
+        _: Request<lpb::GetDriftReportRequest>,
+    ) -> Result<Response<lpb::GetDriftReportResponse>, Status> {
+        unimplemented("GetDriftReport")
+    }
     async fn get_model(
         &self,
         _: Request<lpb::GetModelRequest>,

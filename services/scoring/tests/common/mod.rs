@@ -245,6 +245,12 @@ impl lpb::learner_service_server::LearnerService for FakeLearner {
             }],
         }))
     }
+    async fn get_drift_report(
+        &self,
+        _: Request<lpb::GetDriftReportRequest>,
+    ) -> Result<Response<lpb::GetDriftReportResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
     async fn get_model(
         &self,
         _: Request<lpb::GetModelRequest>,
