@@ -183,7 +183,7 @@ pub fn fit_scope(
             calibration: Some(trained_kpis.calibration.clone()),
             candidate: None,
             borrowed_from_global,
-            drift_reference: drift_reference(&data, kpis),
+            drift_reference: drift_reference(data, kpis),
         },
         coefficients,
         kpi_weights,
