@@ -31,12 +31,12 @@ use crate::error::{LearnError, Result};
 use crate::logistic::{
     ClassWeight, LogisticModel, SolverOutput, newton_solve_offset, targets_and_weights,
 };
-use crate::metrics::{Evaluation, auc};
+use crate::metrics::auc;
 use crate::train::{
-    FittedForm, LambdaScore, LambdaSelection, LayoutChoice, TrainOptions, TrainedKpiModel,
-    TrainedModel, calibrate,
+    FittedForm, LambdaScore, LambdaSelection, LayoutChoice, Selected, TrainOptions,
+    TrainedKpiModel, calibrate, finish_kpi_model,
 };
-use crate::weights::{KpiSpec, kpi_weights};
+use crate::weights::KpiSpec;
 
 /// Default candidates for the deviation's prior precision `k` (penalty per summed loss),
 /// strongest first. `1e4` keeps a profile with a few hundred churns within a few percent
@@ -301,27 +301,21 @@ pub fn train_kpis_borrowing(
     let sub = global.form.apply(data, kpis)?;
     let b = Borrowed::new(&sub, &global.model)?;
     let lambda_selection = select_on(&sub, &b, options)?;
-    let mut model = fit_combined(&sub, &b, &global.model, &lambda_selection, options)?;
-    let weights = kpi_weights(
-        &choice.data.weight_specs(kpis),
-        &global.form.kpi_coefficients(&model, kpis.len())?,
-        churn_outcomes,
-        options.n0,
-    )?;
-    let calibration = calibrate(&sub, &lambda_selection, &mut model, options);
-    let probabilities = model.predict_proba(sub.x.view())?;
-    let in_sample = Evaluation::of_probabilities(&probabilities, &sub.labels)?;
-    Ok(TrainedKpiModel {
-        trained: TrainedModel {
-            model,
-            lambda_selection,
-            weights,
-            in_sample,
-        },
-        form: global.form.clone(),
+    let model = fit_combined(&sub, &b, &global.model, &lambda_selection, options)?;
+    let fitted = Selected {
+        sub: &sub,
+        lambda_selection,
         layout_scores: Vec::new(),
-        calibration,
-    })
+    };
+    finish_kpi_model(
+        fitted,
+        model,
+        global.form.clone(),
+        choice,
+        kpis,
+        churn_outcomes,
+        options,
+    )
 }
 
 /// [`crate::fit_kpis_cv`] for a profile that borrows from `global` (fitted on the same

@@ -708,16 +708,47 @@ pub fn train_kpis(
     options: &TrainOptions,
 ) -> Result<TrainedKpiModel> {
     let (sub, form, lambda_selection, layout_scores) = select_layout(data, kpis, choice, options)?;
-    let mut model = fit_selected(&sub, &lambda_selection, options)?;
-    // The weights from the fitted effects; the calibration (a positive scaling of every
-    // coefficient) would not change them, but a skipped one must not either.
+    let model = fit_selected(&sub, &lambda_selection, options)?;
+    let fitted = Selected {
+        sub: &sub,
+        lambda_selection,
+        layout_scores,
+    };
+    finish_kpi_model(fitted, model, form, choice, kpis, churn_outcomes, options)
+}
+
+/// What the CV chose for a KPI model: the rows in the chosen form, `lambda` and the form
+/// scores.
+pub(crate) struct Selected<'a> {
+    pub(crate) sub: &'a Dataset,
+    pub(crate) lambda_selection: LambdaSelection,
+    pub(crate) layout_scores: Vec<LayoutScore>,
+}
+
+/// The end of every KPI model's training, once fitted: the KPI weights from the fitted
+/// effects (the calibration, a positive scaling of every coefficient, would not change
+/// them, but a skipped one must not either), the calibration and the in-sample evaluation.
+pub(crate) fn finish_kpi_model(
+    fitted: Selected<'_>,
+    mut model: LogisticModel,
+    form: FittedForm,
+    choice: &LayoutChoice,
+    kpis: &[KpiSpec],
+    churn_outcomes: usize,
+    options: &TrainOptions,
+) -> Result<TrainedKpiModel> {
+    let Selected {
+        sub,
+        lambda_selection,
+        layout_scores,
+    } = fitted;
     let weights = kpi_weights(
         &choice.data.weight_specs(kpis),
         &form.kpi_coefficients(&model, kpis.len())?,
         churn_outcomes,
         options.n0,
     )?;
-    let calibration = calibrate(&sub, &lambda_selection, &mut model, options);
+    let calibration = calibrate(sub, &lambda_selection, &mut model, options);
     let probabilities = model.predict_proba(sub.x.view())?;
     let in_sample = Evaluation::of_probabilities(&probabilities, &sub.labels)?;
     Ok(TrainedKpiModel {

@@ -137,13 +137,7 @@ fn psi_per_kpi(
     rows: &[usize],
     metrics: &StoredMetrics,
 ) -> Vec<KpiDrift> {
-    let column: HashMap<&str, usize> = pop
-        .catalogue
-        .kpis()
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.name.as_ref(), i))
-        .collect();
+    let column = pop.kpi_columns();
     let mut out: Vec<KpiDrift> = metrics
         .drift_reference
         .iter()
@@ -225,13 +219,7 @@ fn auc_since(
             0,
         ));
     }
-    let column: HashMap<&str, usize> = pop
-        .catalogue
-        .kpis()
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.name.as_ref(), i))
-        .collect();
+    let column = pop.kpi_columns();
     // The probability of each (account, date), computed per date's snapshot.
     let mut scored: HashMap<(String, NaiveDate), f64> = HashMap::new();
     let mut points = Vec::new();

@@ -415,6 +415,16 @@ fn history_accounts(
 }
 
 impl Population {
+    /// The column of each KPI of the catalogue in a [`Snapshot`], by KPI name.
+    pub fn kpi_columns(&self) -> HashMap<&str, usize> {
+        self.catalogue
+            .kpis()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name.as_ref(), i))
+            .collect()
+    }
+
     /// Turns the stored history and outcomes into per-account inputs.
     pub fn build(
         history: &History,

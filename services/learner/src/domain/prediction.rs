@@ -1,7 +1,5 @@
 //! Churn probabilities from a stored model.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 
 use super::evaluation::sigmoid;
@@ -18,13 +16,7 @@ pub fn predict(
     coefficients: &[&StoredCoefficients],
 ) -> Result<Vec<f64>, LearnerError> {
     let snap = pop.snapshot(d, accounts)?;
-    let names: HashMap<&str, usize> = pop
-        .catalogue
-        .kpis()
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.name.as_ref(), i))
-        .collect();
+    let names = pop.kpi_columns();
     accounts
         .iter()
         .zip(coefficients)
