@@ -131,23 +131,14 @@ where
         .par_iter()
         .enumerate()
         .map(|(k, fold)| {
-            let train = data.subset(&fold.train);
-            let test = data.subset(&fold.test);
-            let churned = test.n_churned();
-            if churned == 0 || churned == test.len() {
-                return Err(LearnError::SingleClass {
-                    what: format!("backtest fold {} test set", k + 1),
-                    positives: churned,
-                    negatives: test.len() - churned,
-                });
-            }
+            let (train, test) = fold_sets(data, fold, &format!("backtest fold {}", k + 1))?;
             let scores = fit_and_score(&train, &test)?;
             crate::error::check_len("backtest scores", test.len(), scores.len())?;
             Ok(FoldResult {
                 cut: fold.cut,
                 n_train: train.len(),
                 n_test: test.len(),
-                test_churned: churned,
+                test_churned: test.n_churned(),
                 auc: auc(&scores, &test.labels)?,
                 top_decile_lift: top_decile_lift(&scores, &test.labels)?,
             })
@@ -159,6 +150,22 @@ where
         mean_top_decile_lift: results.iter().map(|r| r.top_decile_lift).sum::<f64>() / k,
         folds: results,
     })
+}
+
+/// The training and test rows of `fold`; an error naming `what` (e.g. "backtest fold 2")
+/// when the test rows hold only one class (no AUC can be measured on them).
+pub fn fold_sets(data: &Dataset, fold: &Fold, what: &str) -> Result<(Dataset, Dataset)> {
+    let train = data.subset(&fold.train);
+    let test = data.subset(&fold.test);
+    let churned = test.n_churned();
+    if churned == 0 || churned == test.len() {
+        return Err(LearnError::SingleClass {
+            what: format!("{what} test set"),
+            positives: churned,
+            negatives: test.len() - churned,
+        });
+    }
+    Ok((train, test))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{BacktestReport, Fold, FoldResult, time_ordered_folds};
+use crate::backtest::{BacktestReport, Fold, FoldResult, fold_sets, time_ordered_folds};
 use crate::calibration::{Calibration, calibrate_out_of_fold};
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result};
@@ -173,16 +173,7 @@ pub fn gbm_cv(data: &Dataset, folds: &[Fold], options: &GbmOptions) -> Result<Gb
     let mut fold_aucs = Vec::with_capacity(folds.len());
     let mut out_of_fold = Vec::new();
     for (k, fold) in folds.iter().enumerate() {
-        let train = data.subset(&fold.train);
-        let test = data.subset(&fold.test);
-        let churned = test.n_churned();
-        if churned == 0 || churned == test.len() {
-            return Err(LearnError::SingleClass {
-                what: format!("cross-validation fold {} test set", k + 1),
-                positives: churned,
-                negatives: test.len() - churned,
-            });
-        }
+        let (train, test) = fold_sets(data, fold, &format!("cross-validation fold {}", k + 1))?;
         let m = GbmModel::fit(&train, options)?;
         let s = m.raw_log_odds(test.x.view())?;
         fold_aucs.push(auc(&s, &test.labels)?);
@@ -415,16 +406,7 @@ pub fn backtest_challenger(
     let mut decisions = Vec::with_capacity(folds.len());
     let mut gbm_fit_seconds = Vec::with_capacity(folds.len());
     for (k, fold) in folds.iter().enumerate() {
-        let train = data.subset(&fold.train);
-        let test = data.subset(&fold.test);
-        let churned = test.n_churned();
-        if churned == 0 || churned == test.len() {
-            return Err(LearnError::SingleClass {
-                what: format!("backtest fold {} test set", k + 1),
-                positives: churned,
-                negatives: test.len() - churned,
-            });
-        }
+        let (train, test) = fold_sets(data, fold, &format!("backtest fold {}", k + 1))?;
         let (model, form, selection) = fit_logistic(&train, kpis, choice, options)?;
         let logistic_scores = model.decision_function(form.apply(&test, kpis)?.x.view())?;
         let t = std::time::Instant::now();
@@ -450,7 +432,7 @@ pub fn backtest_challenger(
                 cut: fold.cut,
                 n_train: train.len(),
                 n_test: test.len(),
-                test_churned: churned,
+                test_churned: test.n_churned(),
                 auc: auc(scores, &test.labels)?,
                 top_decile_lift: top_decile_lift(scores, &test.labels)?,
             });
