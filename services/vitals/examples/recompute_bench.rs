@@ -72,6 +72,16 @@ fn parse() -> Result<Args, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = parse()?;
+    // `VITALS_BENCH_LOG=1`: the server's log on stderr (RUST_LOG filters it), e.g. the
+    // phase split (`load_ms`, `compute_ms`, `write_ms`) of each "scoring run committed".
+    let _telemetry = if std::env::var_os("VITALS_BENCH_LOG").is_some() {
+        Some(vitals_server::telemetry::init(
+            "recompute-bench",
+            vitals_server::telemetry::LogFormat::Pretty,
+        )?)
+    } else {
+        None
+    };
     let db = BenchDb::open(
         "recompute-bench",
         args.database_url.as_deref(),
