@@ -80,17 +80,22 @@ impl Leases {
     /// Takes or renews `key`; `held` says whether this holder held it until now. Errors
     /// count as not held (logged): the job does not run while the database cannot say.
     async fn keep(&self, key: &str, held: bool) -> bool {
+        self.keep_as(key, &self.holder, held).await
+    }
+
+    /// [`Leases::keep`] as `holder` (a [`LeaseGuard`]'s own id).
+    async fn keep_as(&self, key: &str, holder: &str, held: bool) -> bool {
         let r = if held {
-            lease::renew(&self.store, key, &self.holder, self.ttl).await
+            lease::renew(&self.store, key, holder, self.ttl).await
         } else {
-            lease::try_acquire(&self.store, key, &self.holder, self.ttl).await
+            lease::try_acquire(&self.store, key, holder, self.ttl).await
         };
         match r {
             Ok(now) => {
                 if now && !held {
-                    tracing::info!(lease = key, holder = %self.holder, "lease taken");
+                    tracing::info!(lease = key, holder, "lease taken");
                 } else if !now && held {
-                    tracing::warn!(lease = key, holder = %self.holder, "lease lost");
+                    tracing::warn!(lease = key, holder, "lease lost");
                 }
                 now
             }
@@ -166,19 +171,32 @@ impl Leases {
     /// Waits until this holder holds the lease `name` (retrying every 100 ms), then keeps
     /// it renewed until the guard is dropped, which releases it. Cancel-safe: dropping the
     /// future while it waits takes nothing.
+    ///
+    /// Each guard holds the lease under its own id (this holder's, then `:lock<n>`), so
+    /// two locks of one process exclude each other as two replicas' do, and the release
+    /// of a dropped guard (a spawned task, which may run late, e.g. behind SQLite's write
+    /// lock) never deletes the next guard's lease.
     pub async fn lock(&self, name: &str) -> Result<LeaseGuard, StoreError> {
-        while !lease::try_acquire(&self.store, name, &self.holder, self.ttl).await? {
+        static LOCKS: AtomicU64 = AtomicU64::new(0);
+        let holder: Arc<str> = format!(
+            "{}:lock{}",
+            self.holder,
+            LOCKS.fetch_add(1, Ordering::Relaxed)
+        )
+        .into();
+        while !lease::try_acquire(&self.store, name, &holder, self.ttl).await? {
             tokio::time::sleep(LOCK_POLL).await;
         }
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
             let (this, key, lost) = (self.clone(), name.to_string(), lost.clone());
+            let holder = holder.clone();
             tokio::spawn(async move {
                 let mut t = tokio::time::interval(this.check_every());
                 t.tick().await;
                 loop {
                     t.tick().await;
-                    if !this.keep(&key, true).await {
+                    if !this.keep_as(&key, &holder, true).await {
                         // Not renewed (taken over, or the database could not say): another
                         // holder may hold it from its expiry on. Renewing goes on, in case
                         // it is still this holder's.
@@ -190,6 +208,7 @@ impl Leases {
         Ok(LeaseGuard {
             leases: self.clone(),
             name: name.to_string(),
+            holder,
             lost,
             renewer,
         })
@@ -201,6 +220,8 @@ impl Leases {
 pub struct LeaseGuard {
     leases: Leases,
     name: String,
+    /// This guard's holder id.
+    holder: Arc<str>,
     lost: Arc<AtomicBool>,
     renewer: JoinHandle<()>,
 }
@@ -217,9 +238,10 @@ impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.renewer.abort();
         let (leases, name) = (self.leases.clone(), std::mem::take(&mut self.name));
+        let holder = self.holder.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = lease::release(&leases.store, &name, &leases.holder).await {
+                if let Err(e) = lease::release(&leases.store, &name, &holder).await {
                     tracing::warn!(lease = %name, error = %e, "cannot release the lease; it expires");
                 }
             });
@@ -301,10 +323,46 @@ mod tests {
             .await
             .expect("b takes the released lease")
             .unwrap();
-        assert_eq!(
-            lease::get(&store, "mutex").await.unwrap().unwrap().holder,
-            b.holder()
+        let held_by = lease::get(&store, "mutex").await.unwrap().unwrap().holder;
+        assert!(
+            held_by.starts_with(&format!("{}:lock", b.holder())),
+            "{held_by}"
         );
         drop(gb);
+    }
+
+    /// Two locks of one process exclude each other, and the next lock after a drop keeps
+    /// its lease: the dropped guard's release (a task that may run after the next guard
+    /// took the lease) deletes only its own hold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn locks_of_one_holder_exclude_each_other_and_a_release_frees_only_its_own() {
+        let store = store().await;
+        let ttl = Duration::from_millis(600);
+        let a = Leases::new(store.clone(), ttl);
+        let g1 = a.lock("run").await.unwrap();
+        let second = tokio::time::timeout(Duration::from_millis(900), a.lock("run")).await;
+        assert!(
+            second.is_err(),
+            "a second lock of the same process got a held lease"
+        );
+        // The next lock of the process waits while the first is held (with one id per
+        // process it was granted at once, and the first's late release then deleted it).
+        let a2 = a.clone();
+        let next = tokio::spawn(async move { a2.lock("run").await.unwrap() });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!next.is_finished(), "granted while the first lock is held");
+        drop(g1);
+        let g2 = tokio::time::timeout(Duration::from_secs(2), next)
+            .await
+            .expect("the released lease is taken")
+            .unwrap();
+        // Well past the ttl: renewed all along, never lost, still this guard's.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(!g2.is_lost());
+        assert_eq!(
+            lease::get(&store, "run").await.unwrap().unwrap().holder,
+            &*g2.holder
+        );
+        drop(g2);
     }
 }
