@@ -241,12 +241,9 @@ pub fn driver(d: &StoredDriver) -> pb::Driver {
     }
 }
 
-/// Top drivers: up to 5 pulling down (most negative first), then up to 5 pulling up
-/// (most positive first).
+/// Top drivers ([`crate::domain::read::top_drivers`]) as proto.
 pub fn top_drivers(all: &[StoredDriver]) -> Vec<pb::Driver> {
-    let down = all.iter().filter(|d| d.contribution() < 0.0).take(5);
-    let up = all.iter().rev().filter(|d| d.contribution() > 0.0).take(5);
-    down.chain(up).map(driver).collect()
+    crate::domain::read::top_drivers(all).map(driver).collect()
 }
 
 /// A stored row as proto (`full`: with category scores and top drivers).

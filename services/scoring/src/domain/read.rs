@@ -64,6 +64,28 @@ impl Score {
         }
     }
 
+    /// Drops every driver an answer does not show ([`top_drivers`] picks the same ones
+    /// from what is kept), so that a cached score holds its answer, not every KPI's part
+    /// (the cache holds up to 100,000 scores by default).
+    pub fn keep_top_drivers(&mut self) {
+        // Which ones, by address in this vector (at most 2 x TOP_DRIVERS); kept in their
+        // stored order, so that `top_drivers` of what is left gives the same answer.
+        let keep: Vec<*const StoredDriver> =
+            top_drivers(&self.drivers).map(std::ptr::from_ref).collect();
+        let mask: Vec<bool> = self
+            .drivers
+            .iter()
+            .map(|d| keep.contains(&std::ptr::from_ref(d)))
+            .collect();
+        let mut i = 0;
+        // `retain` visits each element once, in order.
+        self.drivers.retain(|_| {
+            i += 1;
+            mask[i - 1]
+        });
+        self.drivers.shrink_to_fit();
+    }
+
     /// The override in force at `now_ms` (ms since the epoch), if one was read with this
     /// score and has not expired since.
     pub fn override_at(&self, now_ms: i64) -> Option<&Override> {
@@ -71,6 +93,25 @@ impl Score {
             .as_ref()
             .filter(|o| o.expires_ms.is_none_or(|e| e > now_ms))
     }
+}
+
+/// Drivers an answer shows on each side: pulling the score down, and pulling it up.
+pub const TOP_DRIVERS: usize = 5;
+
+/// The drivers an answer shows, from drivers stored most negative contribution first:
+/// up to [`TOP_DRIVERS`] pulling down (most negative first), then up to [`TOP_DRIVERS`]
+/// pulling up (most positive first).
+pub fn top_drivers(all: &[StoredDriver]) -> impl Iterator<Item = &StoredDriver> {
+    let down = all
+        .iter()
+        .filter(|d| d.contribution() < 0.0)
+        .take(TOP_DRIVERS);
+    let up = all
+        .iter()
+        .rev()
+        .filter(|d| d.contribution() > 0.0)
+        .take(TOP_DRIVERS);
+    down.chain(up)
 }
 
 /// GetScore: the latest score (from memory when cached, see crate::cache) or the one in
@@ -86,6 +127,7 @@ pub(crate) async fn get_score(inner: &Inner, q: &ScoreQuery) -> Result<Arc<Score
         .await?
         .ok_or_else(|| not_scored(&q.account, &q.scorecard))?;
     let mut score = Score::new(r, true);
+    score.keep_top_drivers();
     if q.at.is_none() {
         // Read with the score so that a cache hit needs no query; cached until the next
         // override change (crate::cache).
@@ -367,4 +409,58 @@ pub(crate) async fn list_kpis(inner: &Inner) -> Result<Vec<core::KpiDef>> {
     let catalogue =
         core::Catalogue::new(&spec).map_err(|e| ApiError::Internal(format!("catalogue: {e}")))?;
     Ok(catalogue.kpis().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(kpi: &str, contribution: f64) -> StoredDriver {
+        StoredDriver(kpi.into(), 1, 1.0, Some(0.5), 5.0, 0.1, contribution)
+    }
+
+    /// A cached score keeps only the drivers its answer shows, and shows the same ones.
+    #[test]
+    fn a_cached_score_keeps_the_drivers_its_answer_shows() {
+        // Stored most negative first: 7 pulling down, one neutral, 6 pulling up.
+        let mut all: Vec<StoredDriver> = (0..7)
+            .map(|i| driver(&format!("d{i}"), -7.0 + f64::from(i)))
+            .collect();
+        all.push(driver("zero", 0.0));
+        all.extend((0..6).map(|i| driver(&format!("u{i}"), 1.0 + f64::from(i))));
+        let record = vitals_store::scoring::SnapshotRecord {
+            id: 0,
+            run_id: 1,
+            account_id: "a".into(),
+            scorecard_id: "profile".into(),
+            profile_id: "default".into(),
+            as_of: chrono::Utc::now(),
+            value: 5.0,
+            band: "yellow".into(),
+            global_value: 5.0,
+            sub_scores: serde_json::Value::Null,
+            momentum: 0.0,
+            coverage_present: 0,
+            coverage_total: 0,
+            drivers: serde_json::Value::Null,
+            churn_probability: None,
+            weights_source: String::new(),
+            population_fallback: false,
+            drivers_bin: None,
+        };
+        let mut score = Score::new(record, false);
+        score.drivers = all.clone();
+        let shown: Vec<StoredDriver> = top_drivers(&all).cloned().collect();
+        score.keep_top_drivers();
+        let names: Vec<&str> = score.drivers.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["d0", "d1", "d2", "d3", "d4", "u1", "u2", "u3", "u4", "u5"],
+            "the top ones, in stored order"
+        );
+        let again: Vec<StoredDriver> = top_drivers(&score.drivers).cloned().collect();
+        assert_eq!(again, shown);
+        assert_eq!(shown.first().map(|d| d.0.as_str()), Some("d0"));
+        assert_eq!(shown.last().map(|d| d.0.as_str()), Some("u1"));
+    }
 }
