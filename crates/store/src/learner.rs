@@ -482,6 +482,38 @@ pub async fn record_drift_detected(
     Ok(true)
 }
 
+/// The key of a model's `metrics` JSON holding the result of the last scheduled drift
+/// check of it (written by [`record_drift_check`]; the web UI's model page shows it).
+pub const DRIFT_CHECK_KEY: &str = "drift_last_check";
+
+/// Keeps `check`, the summary of the latest drift check of model `model_id`, under
+/// [`DRIFT_CHECK_KEY`] of its metrics (replacing the previous one). Returns `false`, and
+/// writes nothing, when the model no longer exists. Callers serialise it (the learner
+/// holds its training lease).
+pub async fn record_drift_check(
+    store: &Store,
+    model_id: i64,
+    check: serde_json::Value,
+) -> Result<bool, StoreError> {
+    let tx = store.begin_write().await?;
+    let Some(row) = model::Entity::find_by_id(model_id).one(&tx.0).await? else {
+        return Ok(false);
+    };
+    let mut metrics = row.metrics;
+    let Some(obj) = metrics.as_object_mut() else {
+        return Ok(false);
+    };
+    obj.insert(DRIFT_CHECK_KEY.into(), check);
+    let am = model::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(row.id),
+        metrics: sea_orm::ActiveValue::Set(metrics),
+        ..Default::default()
+    };
+    model::Entity::update(am).exec(&tx.0).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// The latest version of a profile's (or the global) model.
 pub async fn latest_model(store: &Store, profile_id: &str) -> Result<Option<ModelRow>, StoreError> {
     Ok(model::Entity::find()

@@ -71,6 +71,8 @@ impl LearnerService {
             since.push(store::count_recorded_after(&self.store, Some(r.trained_at)).await?);
         }
         let outcomes = store::outcomes_until(&self.store, until).await?;
+        self.check_drift_size(work, &decoded, &outcomes, until)
+            .await?;
         let history = store::load_history(&self.store, until).await?;
         let scopes: Vec<String> = rows.iter().map(|r| r.profile_id.clone()).collect();
         let as_of = until.date_naive();
@@ -143,6 +145,51 @@ impl LearnerService {
             .collect())
     }
 
+    /// Refuses a drift report whose KPI snapshots (each model's observation dates since
+    /// its training, and the latest day) would pass `--max-dataset-cells`, counted from
+    /// the store's cheap facts before the history is read, as Train and Evaluate do: a
+    /// read token cannot start a load larger than a training's.
+    async fn check_drift_size(
+        &self,
+        work: &Work,
+        models: &[DecodedModel],
+        outcomes: &[store::OutcomeRecord],
+        until: DateTime<Utc>,
+    ) -> Result<()> {
+        let facts = store::history_facts(&self.store, until).await?;
+        let outcomes = outcomes.to_vec();
+        let as_of = until.date_naive();
+        let limit = self.args.max_dataset_cells;
+        let mut dates = Vec::with_capacity(models.len());
+        for m in models {
+            dates.push(domain::report_dates(&m.metrics, as_of)?);
+        }
+        // The interval of these settings is unused (the dates are given); no bound.
+        let count = domain::Settings {
+            max_dataset_cells: u64::MAX,
+            ..crate::convert::settings(None, &self.args)?
+        };
+        work.blocking(move |_| {
+            let mut cells = 0u64;
+            let mut n_dates = 0;
+            for d in &dates {
+                cells = cells
+                    .saturating_add(domain::check_facts_on(&facts, &outcomes, d, as_of, &count)?);
+                n_dates += d.len();
+            }
+            if cells <= limit {
+                return Ok(());
+            }
+            Err(LearnerError::TooLarge(format!(
+                "drift report: {n_dates} observation dates since the model's training up to \
+                 {as_of} give {cells} cells (accounts x features), over the limit of {limit} \
+                 (VITALS_LEARNER_MAX_DATASET_CELLS); retrain the model (its dates start at \
+                 its last training) or raise the limit"
+            )))
+        })
+        .await
+    }
+
     /// The scheduled drift check (every `--drift-check-interval-secs`, on the replica
     /// holding `schedule:learner-drift`): under the training lock and lease, the drift of
     /// every serving model; a PSI above `--retrain-psi-threshold` on data newer than the
@@ -167,7 +214,14 @@ impl LearnerService {
         let work = self.work.start("drift check").await?;
         let reports = self.drift_of(&work, rows).await?;
         let mut detected = 0;
+        let checked_at = Utc::now();
         for r in &reports {
+            store::record_drift_check(
+                &self.store,
+                r.model.id,
+                drift_check_data(r, threshold, checked_at),
+            )
+            .await?;
             let Some((kpi, psi)) = r.psi_due(threshold) else {
                 continue;
             };
@@ -209,6 +263,46 @@ impl LearnerService {
         }
         Ok(())
     }
+}
+
+/// KPIs kept in a drift check's summary (highest PSI first).
+const CHECK_KPIS: usize = 10;
+
+/// The summary of a scheduled drift check of one model, kept on the model
+/// (`vitals_store::learner::DRIFT_CHECK_KEY`) for the web UI's model page.
+fn drift_check_data(
+    r: &DriftReport,
+    threshold: f64,
+    checked_at: DateTime<Utc>,
+) -> serde_json::Value {
+    let kpis: Vec<serde_json::Value> = r
+        .drift
+        .kpis
+        .iter()
+        .take(CHECK_KPIS)
+        .map(|k| serde_json::json!({"kpi": k.kpi, "psi": k.psi, "level": k.level.as_str()}))
+        .collect();
+    let (auc, auc_unavailable) = match &r.drift.auc {
+        Ok(a) => (Some(*a), None),
+        Err(why) => (None, Some(why.clone())),
+    };
+    serde_json::json!({
+        "checked_at": rfc3339(checked_at),
+        "as_of": r.drift.as_of.to_string(),
+        "model_as_of": r.model_as_of.to_string(),
+        "level": r.drift.level().as_str(),
+        "psi": r.drift.max_psi(),
+        "psi_threshold": threshold,
+        "kpis": kpis,
+        "kpis_measured": r.drift.kpis.len(),
+        "unavailable": r.drift.unavailable,
+        "outcomes_since": r.outcomes_since,
+        "auc_since": auc,
+        "auc_unavailable": auc_unavailable,
+        "labelled": r.drift.labelled,
+        "churned": r.drift.churned,
+        "retrain": r.retrain,
+    })
 }
 
 /// The `data` of a `model.drift_detected` event (the store adds the model, profile,

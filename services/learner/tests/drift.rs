@@ -202,7 +202,64 @@ async fn outcomes_after_training_give_the_models_auc_since() {
             .unwrap_or_else(|| panic!("{backend:?}: no AUC: {}", r.auc_unavailable_reason));
         assert!(auc > 0.8, "{backend:?}: AUC {auc}");
         assert!(kpi(&r, UNSHIFTED).psi < 0.1, "{:?}", r.kpis);
+
+        // The report is bounded as Train is: the KPI snapshots it computes (the model's
+        // dates since training, every 28 days, and the day after the data's end) count
+        // against VITALS_LEARNER_MAX_DATASET_CELLS, from the store's facts. Over the
+        // bound it is refused before the history is read (the `pulses` table, read only
+        // with the history, is hidden); at the bound it runs.
+        let until = at(day(NEW_DAYS - 1));
+        let facts = store::history_facts(&env.store, until)
+            .await
+            .expect("facts");
+        let outcomes = store::outcomes_until(&env.store, until)
+            .await
+            .expect("outcomes");
+        let count = vitals_learner::domain::Settings {
+            horizon_days: 20,
+            interval_days: 28,
+            prior_strength: 10.0,
+            l2_penalty: None,
+            max_dataset_cells: u64::MAX,
+            borrow_from_global: true,
+        };
+        let cells = vitals_learner::domain::check_facts_on(
+            &facts,
+            &outcomes,
+            &[day(28), day(56), day(NEW_DAYS)],
+            day(NEW_DAYS - 1),
+            &count,
+        )
+        .expect("count");
+        let url = env.url();
         env.stop().await;
+        for (limit, refused) in [(cells - 1, true), (cells, false)] {
+            let args = LearnerArgs {
+                max_dataset_cells: limit,
+                ..quiet_args()
+            };
+            let env = Env::start_at(backend, url.clone(), args).await;
+            let hide = |sql: &'static str| {
+                let conn = env.store.conn().clone();
+                async move { conn.execute_unprepared(sql).await.expect(sql) }
+            };
+            if refused {
+                hide("ALTER TABLE pulses RENAME TO pulses_hidden").await;
+                let e = report(&env, "").await.expect_err("over the bound");
+                assert_eq!(e.code(), Code::ResourceExhausted, "{backend:?}: {e:?}");
+                assert!(
+                    e.message().contains("VITALS_LEARNER_MAX_DATASET_CELLS")
+                        && e.message().contains(&format!("{cells} cells")),
+                    "{}",
+                    e.message()
+                );
+                hide("ALTER TABLE pulses_hidden RENAME TO pulses").await;
+            } else {
+                let again = report(&env, "").await.expect("at the bound");
+                assert_eq!(again.labelled_observations, 32);
+            }
+            env.stop().await;
+        }
     }
 }
 
@@ -301,6 +358,34 @@ async fn drift_is_reported_once_and_retrains() {
             row.metrics[store::DRIFT_REPORTED_KEY],
             serde_json::json!(["shift"])
         );
+        // And the check that found it (the web UI's model page shows it): the KPIs with
+        // the highest PSI first (the volume KPIs moved with the posts), the retraining
+        // it started.
+        let check = &row.metrics[store::DRIFT_CHECK_KEY];
+        assert_eq!(check["level"], "shift", "{check}");
+        let psi: Vec<f64> = check["kpis"]
+            .as_array()
+            .expect("kpis")
+            .iter()
+            .map(|k| k["psi"].as_f64().expect("psi"))
+            .collect();
+        assert!(!psi.is_empty() && psi.len() <= 10, "{check}");
+        assert!(
+            psi[0] > 0.25 && psi.windows(2).all(|w| w[0] >= w[1]),
+            "{check}"
+        );
+        assert!(check["kpis_measured"].as_u64().expect("measured") >= psi.len() as u64);
+        assert!(check["retrain"].as_str().expect("retrain").contains("PSI"));
+        // (The check can run between the new usage and its outcomes: any count up to the
+        // new churners.)
+        assert!(check["outcomes_since"].as_u64().expect("outcomes") <= NEW_CHURNERS as u64);
+        // The new version is checked too, on its own training data: stable.
+        let new = store::latest_model(&env.store, store::GLOBAL_MODEL)
+            .await
+            .expect("read")
+            .expect("model");
+        let check = &new.metrics[store::DRIFT_CHECK_KEY];
+        assert!(check["retrain"].is_null(), "{check}");
         env.stop().await;
     }
 }

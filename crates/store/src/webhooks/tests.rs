@@ -453,6 +453,32 @@ async fn drift_is_written_once_per_model_and_level(store: Store) {
     assert_eq!(p["data"]["model"], "models/global-1");
     assert_eq!(p["data"]["level"], "shift");
     assert_eq!(p["data"]["psi"], 0.4);
+
+    // The last drift check's summary: replaced by the next, beside the rest.
+    use crate::learner::{DRIFT_CHECK_KEY, record_drift_check};
+    for psi in [0.3, 0.05] {
+        assert!(
+            record_drift_check(&store, id, serde_json::json!({"psi": psi}))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !record_drift_check(&store, id + 100, serde_json::json!({}))
+            .await
+            .unwrap(),
+        "no such model"
+    );
+    let row = get_model(&store, GLOBAL_MODEL, 1).await.unwrap().unwrap();
+    assert_eq!(
+        row.metrics[DRIFT_CHECK_KEY],
+        serde_json::json!({"psi": 0.05})
+    );
+    assert_eq!(
+        row.metrics[DRIFT_REPORTED_KEY],
+        serde_json::json!(["moderate", "shift"])
+    );
+    assert_eq!(row.metrics["as_of"], "2025-01-01");
 }
 
 crate::store_test_suite!(

@@ -190,15 +190,9 @@ fn probability(
 /// The model's AUC on the observations dated after its last observation date (every
 /// `observation_interval_days` of its settings, up to `as_of`) whose label is known at
 /// `as_of` (churned within the horizon, or the horizon over), with (labelled, churned).
-fn auc_since(
-    pop: &Population,
-    by_account: &HashMap<String, Vec<Outcome>>,
-    metrics: &StoredMetrics,
-    coefficients: &StoredCoefficients,
-    in_scope: &dyn Fn(usize) -> bool,
-    as_of: NaiveDate,
-    cancel: &Cancel,
-) -> Result<(Result<f64, String>, u32, u32), LearnerError> {
+/// The observation dates a drift report scores the model on: every
+/// `observation_interval_days` after the model's last one, up to `as_of`.
+pub fn dates_since(metrics: &StoredMetrics, as_of: NaiveDate) -> Vec<NaiveDate> {
     let step = Days::new(u64::from(metrics.options.observation_interval_days.max(1)));
     let mut dates = Vec::new();
     let mut d = metrics.as_of;
@@ -209,6 +203,30 @@ fn auc_since(
         dates.push(next);
         d = next;
     }
+    dates
+}
+
+/// The dates a drift report computes KPIs on: [`dates_since`] and the day after `as_of`
+/// (the current population's snapshot).
+pub fn report_dates(
+    metrics: &StoredMetrics,
+    as_of: NaiveDate,
+) -> Result<Vec<NaiveDate>, LearnerError> {
+    let mut dates = dates_since(metrics, as_of);
+    dates.push(next_day(as_of)?);
+    Ok(dates)
+}
+
+fn auc_since(
+    pop: &Population,
+    by_account: &HashMap<String, Vec<Outcome>>,
+    metrics: &StoredMetrics,
+    coefficients: &StoredCoefficients,
+    in_scope: &dyn Fn(usize) -> bool,
+    as_of: NaiveDate,
+    cancel: &Cancel,
+) -> Result<(Result<f64, String>, u32, u32), LearnerError> {
+    let dates = dates_since(metrics, as_of);
     if dates.is_empty() {
         return Ok((
             Err(format!(

@@ -18,11 +18,11 @@ mod tests;
 mod training;
 
 pub use borrowing::Borrowing;
-pub use drift::{Drift, KpiDrift, MIN_AUC_CLASS, drift};
+pub use drift::{Drift, KpiDrift, MIN_AUC_CLASS, drift, report_dates};
 pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;
 pub use prediction::predict;
-pub use prepared::{Prepared, check_facts, prepare, prepare_population};
+pub use prepared::{Prepared, check_facts, check_facts_on, prepare, prepare_population};
 pub use serving::candidate_reason;
 pub use settings::{Scope, Settings};
 pub use training::{Fitted, fit_scope};

@@ -153,6 +153,27 @@ pub fn check_facts(
     as_of: NaiveDate,
     s: &Settings,
 ) -> Result<u64, LearnerError> {
+    let dates = match facts.data_start {
+        Some(start) => features::observation_dates(
+            start,
+            KpiConfig::default().window_days,
+            as_of,
+            s.interval_days,
+        ),
+        None => Vec::new(),
+    };
+    check_facts_on(facts, outcomes, &dates, as_of, s)
+}
+
+/// [`check_facts`] on given observation `dates` (e.g. the drift report's: the model's
+/// dates since its training and the latest data day).
+pub fn check_facts_on(
+    facts: &HistoryFacts,
+    outcomes: &[OutcomeRecord],
+    dates: &[NaiveDate],
+    as_of: NaiveDate,
+    s: &Settings,
+) -> Result<u64, LearnerError> {
     let mut by_account = outcomes_by_account(outcomes);
     let accounts: Vec<Account> = facts
         .accounts
@@ -173,16 +194,7 @@ pub fn check_facts(
     );
     let catalogue = Catalogue::new(&spec).map_err(|e| LearnerError::Internal(e.to_string()))?;
     let columns = feature_names(&features::kpi_specs(&catalogue)).0.len();
-    let dates = match facts.data_start {
-        Some(start) => features::observation_dates(
-            start,
-            KpiConfig::default().window_days,
-            as_of,
-            s.interval_days,
-        ),
-        None => Vec::new(),
-    };
-    check_size(&accounts, &dates, columns, as_of, s)
+    check_size(&accounts, dates, columns, as_of, s)
 }
 
 /// The training set's columns (the KPI columns of the default layout, then the category

@@ -23,6 +23,7 @@ pub struct Env {
     pub store: Store,
     pub client: LearnerServiceClient<Channel>,
     pub backend: Backend,
+    url: String,
 }
 
 /// Automatic training off: tests train explicitly unless they test the automation.
@@ -54,11 +55,16 @@ async fn shared_url(backend: Backend) -> String {
 impl Env {
     /// Starts the service on `backend` with `args`.
     pub async fn start(backend: Backend, args: LearnerArgs) -> Self {
-        let url = shared_url(backend).await;
+        Self::start_at(backend, shared_url(backend).await, args).await
+    }
+
+    /// Starts the service with `args` on the database at `url` (e.g. one an earlier
+    /// [`Env`] of the test used: [`Env::url`]).
+    pub async fn start_at(backend: Backend, url: String, args: LearnerArgs) -> Self {
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let config = Config {
-            server: ServerConfig::for_tests(url),
+            server: ServerConfig::for_tests(url.clone()),
             service: args,
         };
         let server =
@@ -70,6 +76,7 @@ impl Env {
             store,
             client,
             backend,
+            url,
         }
     }
 
@@ -85,7 +92,7 @@ impl Env {
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
         let mut config = Config {
-            server: ServerConfig::for_tests(url),
+            server: ServerConfig::for_tests(url.clone()),
             service: args,
         };
         server(&mut config.server);
@@ -99,6 +106,7 @@ impl Env {
             store,
             client,
             backend,
+            url,
         }
     }
 
@@ -162,6 +170,11 @@ impl Env {
     }
 
     /// Stops the server.
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
     pub async fn stop(self) {
         self.store.close().await.expect("close store");
         self.server.stop().await.expect("clean stop");

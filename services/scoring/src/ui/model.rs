@@ -83,6 +83,75 @@ struct Metrics {
     shrinkage: f64,
     contradicted: Vec<String>,
     categories_without_signal: Vec<String>,
+    /// The drift levels already reported for this model (`model.drift_detected`).
+    drift_reported: Vec<String>,
+    /// The learner's last scheduled drift check of this model.
+    drift_last_check: Option<DriftCheck>,
+}
+
+/// The summary the learner's drift check keeps on a model
+/// (`vitals_store::learner::DRIFT_CHECK_KEY`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DriftCheck {
+    checked_at: String,
+    as_of: String,
+    level: String,
+    psi_threshold: f64,
+    kpis: Vec<KpiDrift>,
+    kpis_measured: u64,
+    unavailable: Option<String>,
+    outcomes_since: u64,
+    auc_since: Option<f64>,
+    auc_unavailable: Option<String>,
+    labelled: u64,
+    churned: u64,
+    retrain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct KpiDrift {
+    kpi: String,
+    psi: f64,
+    level: String,
+}
+
+/// The drift card: the last scheduled check's figures, or why there are none.
+fn drift_card(metrics: &Metrics) -> Markup {
+    html! {
+        div.card {
+            h2 { "Drift" }
+            @match &metrics.drift_last_check {
+                None => p.note { "Not checked yet: the learner's scheduled drift check (every --drift-check-interval-secs, on when --retrain-psi-threshold is above 0) keeps its last result here. LearnerService.GetDriftReport measures it now, on demand (docs/learning.md, Drift)." },
+                Some(c) => {
+                    p.muted { "Last checked " (c.checked_at) " on the population of " (c.as_of)
+                        ": level " b { (c.level) } " (PSI threshold " (num(c.psi_threshold, 2)) "); "
+                        (c.outcomes_since) " outcomes recorded since training; AUC since training "
+                        @match (c.auc_since, &c.auc_unavailable) {
+                            (Some(a), _) => { b { (num(a, 3)) } " on " (c.labelled) " labelled observations, " (c.churned) " churned." }
+                            (None, Some(why)) => { "not measured: " (why) "." }
+                            (None, None) => { "not measured." }
+                        }
+                    }
+                    @if let Some(why) = &c.retrain { p.note { "Retraining due: " (why) } }
+                    @if let Some(why) = &c.unavailable { p.note { "PSI not measured: " (why) } }
+                    @if !metrics.drift_reported.is_empty() {
+                        p.muted { "Levels reported for this model (model.drift_detected): " (metrics.drift_reported.join(", ")) }
+                    }
+                    @if !c.kpis.is_empty() {
+                        div.scroll { table {
+                            thead { tr { th { "KPI (highest PSI first, " (c.kpis.len()) " of " (c.kpis_measured) ")" } th.num { "PSI" } th { "Level" } } }
+                            tbody { @for k in &c.kpis {
+                                tr { td { (k.kpi) } td.num { (num(k.psi, 3)) }
+                                    td { @if k.level == "stable" { (k.level) } @else { span.down { (k.level) } } } }
+                            } }
+                        } }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,10 +294,7 @@ fn model_section(m: &ModelRow, serving_for: &str) -> Markup {
                 } }
             } }
         }
-        div.card {
-            h2 { "Drift" }
-            p.note { "Not shown here yet. The learner measures it on demand: LearnerService.GetDriftReport gives, for this profile's serving model, each KPI's population stability index against its training data, the model's AUC on the outcomes recorded since, and whether a retraining is due; its scheduled drift check sends model.drift_detected webhooks and retrains (docs/learning.md, Drift)." }
-        }
+        (drift_card(&metrics))
     }
 }
 
@@ -319,5 +385,37 @@ mod tests {
         assert_eq!(m.training.calibration.len(), 1);
         assert_eq!(m.contradicted, ["tickets"]);
         assert_eq!(m.churn_backtest.error.as_deref(), Some("too few dates"));
+        assert!(m.drift_last_check.is_none());
+        assert!(drift_card(&m).into_string().contains("Not checked yet"));
+    }
+
+    #[test]
+    fn the_last_drift_check_is_shown_highest_psi_first() {
+        let m: Metrics = serde_json::from_value(serde_json::json!({
+            "drift_reported": ["shift"],
+            "drift_last_check": {
+                "checked_at": "2025-11-01T10:00:00Z", "as_of": "2025-10-31", "level": "shift",
+                "psi_threshold": 0.25, "kpis_measured": 40, "outcomes_since": 8,
+                "auc_since": 0.8124, "labelled": 32, "churned": 8,
+                "retrain": "PSI of events_post 2.1000 above the retrain threshold 0.25",
+                "kpis": [{"kpi": "events_post", "psi": 2.1, "level": "shift"},
+                         {"kpi": "active_days", "psi": 0.01, "level": "stable"}]
+            }
+        }))
+        .unwrap();
+        let html = drift_card(&m).into_string();
+        for part in [
+            "2025-10-31",
+            "<b>shift</b>",
+            "<b>0.812</b> on 32 labelled observations, 8 churned",
+            "Retraining due: PSI of events_post",
+            "Levels reported for this model (model.drift_detected): shift",
+            "2 of 40",
+            "2.100",
+        ] {
+            assert!(html.contains(part), "{part} not in {html}");
+        }
+        assert!(html.find("events_post").unwrap() < html.find("active_days").unwrap());
+        assert!(!html.contains("Not checked yet"));
     }
 }
