@@ -77,7 +77,7 @@ async fn main() -> Result<(), Error> {
     let _telemetry = if std::env::var_os("VITALS_BENCH_LOG").is_some() {
         Some(vitals_server::telemetry::init(
             "recompute-bench",
-            vitals_server::telemetry::LogFormat::Pretty,
+            vitals_server::LogFormat::Pretty,
         )?)
     } else {
         None

@@ -468,7 +468,11 @@ async fn train(server: &ChildServer, pid: &str) -> Result<(String, bool), Error>
                         .iter()
                         .map(|m| format!(
                             "{} v{}: {} accounts, {} churned",
-                            if m.profile.is_empty() { "global" } else { &m.profile },
+                            if m.profile.is_empty() {
+                                "global"
+                            } else {
+                                &m.profile
+                            },
                             m.version,
                             m.account_count,
                             m.churn_count

@@ -119,7 +119,8 @@ impl Facts {
         let rate = 0.05 + 0.6 * x;
         // Churn within the span: 2 % + 20 % x (1 - x)^2, about 8.7 % on average.
         let churns = rng.f64() < 0.02 + 0.2 * (1.0 - x) * (1.0 - x);
-        let churn_day = NO_CHURN_DAYS + rng.below(u64::from(days.saturating_sub(NO_CHURN_DAYS))) as u32;
+        let churn_day =
+            NO_CHURN_DAYS + rng.below(u64::from(days.saturating_sub(NO_CHURN_DAYS))) as u32;
         let churn = (churns && days > NO_CHURN_DAYS).then_some(churn_day);
         Self {
             plan,
@@ -272,7 +273,11 @@ pub async fn generate(pool: &PgPool, spec: &ScaleSpec) -> Result<ScaleGenerated,
         ));
         a.null();
         a.bool(false);
-        a.text(if churn_day.is_some() { "churned" } else { "active" });
+        a.text(if churn_day.is_some() {
+            "churned"
+        } else {
+            "active"
+        });
         a.day_time(created, 0);
         a.i64(now_us);
         a.null();
@@ -423,12 +428,10 @@ pub async fn table_sizes(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, Error
         "score_snapshots",
         "score_latest",
     ] {
-        let exists: Option<String> = sqlx::query_scalar(
-            "SELECT to_regclass($1)::text",
-        )
-        .bind(table)
-        .fetch_one(pool)
-        .await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(table)
+            .fetch_one(pool)
+            .await?;
         if exists.is_none() {
             continue;
         }
