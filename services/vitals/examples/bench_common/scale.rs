@@ -436,9 +436,10 @@ pub async fn table_sizes(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, Error
             continue;
         }
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT COALESCE(SUM(pg_total_relation_size(relid)), 0)::bigint AS bytes, \
-             (SELECT COUNT(*) FROM {table})::bigint AS n \
-             FROM pg_partition_tree('{table}'::regclass)"
+            "SELECT GREATEST(pg_total_relation_size('{table}'::regclass), (SELECT \
+             COALESCE(SUM(pg_total_relation_size(relid)), 0) FROM \
+             pg_partition_tree('{table}'::regclass)))::bigint AS bytes, \
+             (SELECT COUNT(*) FROM {table})::bigint AS n"
         )))
         .fetch_one(pool)
         .await?;
