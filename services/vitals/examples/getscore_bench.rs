@@ -32,15 +32,12 @@ mod bench_common;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
-use bench_common::{
-    BenchDb, Error, Rng, Server, account_id, connect, create_profiles, generate, loadavg, serving,
-};
+use bench_common::child::{ChildOptions, ChildServer, get_score_load};
+use bench_common::{BenchDb, Error, Server, account_id, create_profiles, generate, loadavg};
 use vitals_proto::profiles::v1 as ppb;
 use vitals_proto::profiles::v1::profiles_service_client::ProfilesServiceClient;
 use vitals_proto::scoring::v1 as spb;
@@ -164,7 +161,17 @@ async fn run(args: Args) -> Result<(), Error> {
             drop(channel);
             server.stop().await?;
             Target::Child(
-                ChildServer::start(bin, &url, args.cache_entries, args.server_threads).await?,
+                ChildServer::start(
+                    bin,
+                    &url,
+                    &ChildOptions {
+                        cache_entries: args.cache_entries,
+                        threads: args.server_threads,
+                        ..Default::default()
+                    },
+                    Duration::from_secs(120),
+                )
+                .await?,
             )
         }
     };
@@ -283,55 +290,14 @@ async fn accounts_to_read(
     })
 }
 
-/// `--clients` clients, one connection each, calling GetScore on random accounts until
-/// `end`; the latencies (µs) of the calls started after `record_from`, and the errors.
+/// `--clients` clients on the target until `end` (see [`get_score_load`]).
 async fn call_get_score(
     target: &Target,
     accounts: &std::sync::Arc<Vec<String>>,
     args: &Args,
-    (record_from, end): (Instant, Instant),
+    window: (Instant, Instant),
 ) -> Result<(Vec<u32>, u64), Error> {
-    let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let mut client = ScoringServiceClient::new(target.channel().await?);
-        let accounts = accounts.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = Rng::new(1000 + u64::from(c));
-            let mut lat: Vec<u32> = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                let id = accounts[rng.below(accounts.len() as u64) as usize].clone();
-                let t = Instant::now();
-                let r = client
-                    .get_score(spb::GetScoreRequest {
-                        account_id: id,
-                        scorecard: String::new(),
-                        as_of: None,
-                    })
-                    .await;
-                let us = t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                if t >= record_from {
-                    match r {
-                        Ok(_) => lat.push(us),
-                        Err(_) => errors += 1,
-                    }
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (lat, e) = t.await?;
-        all.extend(lat);
-        errors += e;
-    }
-    Ok((all, errors))
+    get_score_load(target.addr(), accounts, args.clients, window).await
 }
 
 fn print_memory(what: &str, status_file: &str) {
@@ -350,77 +316,10 @@ enum Target {
 }
 
 impl Target {
-    async fn channel(&self) -> Result<Channel, Error> {
+    fn addr(&self) -> SocketAddr {
         match self {
-            Self::InProcess(s) => s.channel().await,
-            Self::Child(c) => Ok(connect(c.addr).await?),
+            Self::InProcess(s) => s.addr,
+            Self::Child(c) => c.addr,
         }
-    }
-}
-
-/// `vitals serve` in its own process, as it runs in production (auth off, logs on
-/// stderr, which is discarded here).
-struct ChildServer {
-    bin: PathBuf,
-    child: tokio::process::Child,
-    addr: SocketAddr,
-}
-
-impl ChildServer {
-    /// Starts `bin serve` on a free loopback port over `database_url`; returns once its
-    /// health check says SERVING.
-    async fn start(
-        bin: &Path,
-        database_url: &str,
-        cache_entries: Option<u64>,
-        threads: Option<usize>,
-    ) -> Result<Self, Error> {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let mut cmd = tokio::process::Command::new(bin);
-        cmd.arg("serve")
-            .env("VITALS_LISTEN", addr.to_string())
-            .env("DATABASE_URL", database_url)
-            .env("VITALS_AUTH", "off")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        // The server's runtime: tokio's default (one worker per core), or `--server-threads`
-        // through the variable tokio reads, never this process's own setting.
-        cmd.env_remove("TOKIO_WORKER_THREADS");
-        if let Some(n) = threads {
-            cmd.env("TOKIO_WORKER_THREADS", n.max(1).to_string());
-        }
-        if let Some(n) = cache_entries {
-            cmd.arg("--score-cache-entries").arg(n.to_string());
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Err(
-                    format!("{} serve exited while starting: {status}", bin.display()).into(),
-                );
-            }
-            if serving(addr).await {
-                return Ok(Self {
-                    bin: bin.to_path_buf(),
-                    child,
-                    addr,
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{} serve did not start within 120 s", bin.display()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Kills the process (SIGKILL: nothing of the bench is left to drain) and waits for it.
-    async fn stop(mut self) -> Result<(), Error> {
-        self.child.kill().await?;
-        Ok(())
     }
 }

@@ -28,6 +28,9 @@ use vitals_store::entity::{account, subscription};
 use vitals_store::profiles::{AttrValue, attributes_json};
 use vitals_store::sea_orm::{ActiveValue::Set, ConnectionTrait, Database, EntityTrait};
 
+pub mod child;
+pub mod scale;
+
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// splitmix64: a tiny deterministic generator (no `rand` dependency).
