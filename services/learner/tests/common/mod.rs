@@ -15,6 +15,7 @@ use vitals_server::{ServerConfig, WorkBudget};
 use vitals_store::Store;
 use vitals_store::entity::{account, usage_daily};
 use vitals_store::sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
+use vitals_test_support::churn::BandPortfolio;
 use vitals_test_support::{Backend, TestServer, fresh_url};
 
 /// A running learner service with a direct handle on its database.
@@ -104,15 +105,38 @@ impl Env {
 
     /// Writes the portfolio's accounts and daily roll-ups (one transaction).
     pub async fn put_portfolio(&self, p: &Portfolio) {
+        let accounts: Vec<(String, Option<String>)> = p
+            .accounts
+            .iter()
+            .map(|a| (a.id.clone(), a.profile.clone()))
+            .collect();
+        self.put_accounts(&accounts, p.start, &p.usage()).await;
+    }
+
+    /// Writes a band-shaped portfolio's accounts (no profile) and daily roll-ups.
+    pub async fn put_band_portfolio(&self, p: &BandPortfolio) {
+        let accounts: Vec<(String, Option<String>)> =
+            p.accounts.iter().map(|a| (a.id.clone(), None)).collect();
+        self.put_accounts(&accounts, p.start, &p.usage()).await;
+    }
+
+    /// Writes accounts (id, profile) created on `start` and daily roll-ups (one
+    /// transaction).
+    pub async fn put_accounts(
+        &self,
+        accounts: &[(String, Option<String>)],
+        start: NaiveDate,
+        rows: &[usage_daily::Model],
+    ) {
         let txn = self.store.conn().begin().await.expect("begin");
-        for a in &p.accounts {
-            let created = at(p.start);
+        for (id, profile) in accounts {
+            let created = at(start);
             account::Entity::insert(
                 account::Model {
-                    id: a.id.clone(),
-                    name: a.id.clone(),
+                    id: id.clone(),
+                    name: id.clone(),
                     attributes: serde_json::json!({}),
-                    profile_id: a.profile.clone(),
+                    profile_id: profile.clone(),
                     pinned: false,
                     status: "active".into(),
                     created_at: created,
@@ -124,7 +148,6 @@ impl Env {
             .await
             .expect("insert account");
         }
-        let rows = p.usage();
         for chunk in rows.chunks(1000) {
             usage_daily::Entity::insert_many(chunk.iter().map(|u| u.clone().into_active_model()))
                 .exec(&txn)
