@@ -68,7 +68,7 @@ async fn scoring_takes_the_churn_probability_from_the_serving_booster() {
         let server = TestServer::start(move |l, s| vitals::run(config, l, s)).await;
         let store = Store::connect(&url).await.expect("test's own connection");
         let end = NaiveDate::from_ymd_opt(2025, 9, 1).expect("date");
-        let p = BandPortfolio::new(90, 240, end);
+        let p = BandPortfolio::new(60, 240, end);
         put(&store, &p).await;
         let channel = server.channel().await;
         let mut learner = LearnerServiceClient::new(channel.clone());

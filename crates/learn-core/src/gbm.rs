@@ -210,7 +210,10 @@ impl GbmModel {
     /// The feature row of one account for this model, its columns by name from `kpi`
     /// ([`crate::column_value`]: the KPI's percentile, raw value and direction; a KPI it
     /// does not know is missing).
-    pub fn row(&self, kpi: impl Fn(&str) -> Option<(Option<f64>, Option<f64>, Direction)>) -> Vec<f64> {
+    pub fn row(
+        &self,
+        kpi: impl Fn(&str) -> Option<(Option<f64>, Option<f64>, Direction)>,
+    ) -> Vec<f64> {
         self.feature_names
             .iter()
             .map(|name| column_value(name, &kpi))

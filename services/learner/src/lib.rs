@@ -343,9 +343,7 @@ mod tests {
         let on = Config::try_parse_from(["vitals-learner", "--learner-challenger", "true"])
             .expect("parse");
         assert!(on.service.challenger);
-        assert!(
-            Config::try_parse_from(["vitals-learner", "--learner-challenger", "yes"]).is_err()
-        );
+        assert!(Config::try_parse_from(["vitals-learner", "--learner-challenger", "yes"]).is_err());
         let off = Config::try_parse_from(["vitals-learner", "--retrain-psi-threshold", "0"])
             .expect("parse");
         assert_eq!(off.service.retrain_psi_threshold, 0.0);

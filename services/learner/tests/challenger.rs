@@ -51,10 +51,10 @@ async fn weights(env: &Env) -> pb::GetWeightsResponse {
 async fn a_band_shaped_churn_is_served_by_the_booster() {
     for backend in backends() {
         let env = Env::start(backend, quiet_args()).await;
-        let p = BandPortfolio::new(90, 240, end());
+        let p = BandPortfolio::new(60, 240, end());
         env.put_band_portfolio(&p).await;
         let outcomes = p.churns().iter().map(|(id, d)| churn(id, *d)).collect();
-        assert_eq!(env.record(outcomes).await.recorded_count, 30);
+        assert_eq!(env.record(outcomes).await.recorded_count, 20);
 
         let trained = env.train(end(), options(Some(true))).await.expect("train");
         let g = global(&trained);
@@ -77,7 +77,10 @@ async fn a_band_shaped_churn_is_served_by_the_booster() {
         assert!(t.auc > 0.9, "{t:?}");
         assert!(!g.coefficients.is_empty() && !g.kpi_weights.is_empty());
         let cal = g.calibration.as_ref().expect("calibration");
-        assert!(cal.observation_count > 0, "the booster's, on its out-of-fold scores");
+        assert!(
+            cal.observation_count > 0,
+            "the booster's, on its out-of-fold scores"
+        );
         // GetModel shows the same decision; GetWeights hands out the booster.
         let stored = get_model(&env, &g.name).await;
         assert_eq!(stored.challenger.as_ref(), Some(c));
@@ -131,7 +134,11 @@ async fn a_band_shaped_churn_is_served_by_the_booster() {
             .await
             .expect("evaluate")
             .into_inner();
-        let churn = e.churn_probability.expect("churn").metrics.expect("metrics");
+        let churn = e
+            .churn_probability
+            .expect("churn")
+            .metrics
+            .expect("metrics");
         assert!((churn.auc - t.auc).abs() < 1e-9, "{churn:?} vs {t:?}");
         env.stop().await;
     }

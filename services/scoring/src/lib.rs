@@ -282,7 +282,7 @@ pub fn learner_from_args(
         args.learner_token.as_deref(),
         server.max_message_bytes as usize,
     )
-        .map_err(|e| RunError::Config(format!("--learner-url {url}: {e}")))?;
+    .map_err(|e| RunError::Config(format!("--learner-url {url}: {e}")))?;
     Ok(Some(Arc::new(learner)))
 }
 

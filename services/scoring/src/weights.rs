@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tonic::Status;
-use vitals_learn_core::GbmModel;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
+use vitals_learn_core::GbmModel;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;

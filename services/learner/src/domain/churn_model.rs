@@ -37,8 +37,11 @@ impl<'a> ChurnModel<'a> {
         let position = |name: &str| data.feature_names.iter().position(|f| f == name);
         match self {
             Self::Logistic(c) => {
-                let cols: Vec<Option<usize>> =
-                    c.coefficients.iter().map(|k| position(&k.column())).collect();
+                let cols: Vec<Option<usize>> = c
+                    .coefficients
+                    .iter()
+                    .map(|k| position(&k.column()))
+                    .collect();
                 Ok(data
                     .x
                     .axis_iter(Axis(0))

@@ -104,8 +104,8 @@ pub fn fit_scope(
             ..GbmOptions::default()
         };
         let rule = ChallengerRule::default();
-        let c = challenge_trained(data, trained_kpis, &opts, &gbm, &rule)
-            .map_err(|e| Err(e.into()))?;
+        let c =
+            challenge_trained(data, trained_kpis, &opts, &gbm, &rule).map_err(|e| Err(e.into()))?;
         let (booster, trees) = match c.served {
             ServedModel::Gbm { model, calibration } => {
                 let trees = model.trees as u32;
@@ -229,7 +229,9 @@ pub fn fit_scope(
             censored: prep.censored as u32,
             window: None,
             // The calibration of the model that serves the churn probability.
-            calibration: Some(booster_calibration.unwrap_or_else(|| trained_kpis.calibration.clone())),
+            calibration: Some(
+                booster_calibration.unwrap_or_else(|| trained_kpis.calibration.clone()),
+            ),
             candidate: None,
             borrowed_from_global,
             drift_reference: drift_reference(data, kpis),
