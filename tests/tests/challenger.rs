@@ -1,21 +1,22 @@
 //! The gradient-boosted challenger end to end in the all-in-one: trained with
-//! `options.challenger` on a band-shaped churn truth (`vitals_test_support::churn`), the
-//! booster serves, and the scoring service's churn probabilities are the booster's: the
-//! same as the learner's PredictChurn for every account, and they rank the middle activity
-//! level (the churners) above the low and high ones, which the logistic model cannot.
+//! `options.challenger` on an interaction churn truth (`vitals_test_support::churn`: churn
+//! when exactly one of posts and CSM pulse is high), the booster serves, and the scoring
+//! service's churn probabilities are the booster's: the same as the learner's PredictChurn
+//! for every account, and they rank the churners above the others, which a sum of per-KPI
+//! effects cannot.
 
 mod common;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use prost_types::Timestamp;
-use sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_proto::scoring::v1 as spb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_store::Store;
-use vitals_store::entity::{account, usage_daily};
-use vitals_test_support::churn::BandPortfolio;
+use vitals_store::entity::{account, pulse, usage_daily};
+use vitals_test_support::churn::XorPortfolio;
 use vitals_test_support::{TestServer, backends};
 
 fn ts(t: DateTime<Utc>) -> Option<Timestamp> {
@@ -30,7 +31,7 @@ fn at(d: NaiveDate) -> DateTime<Utc> {
 }
 
 /// Writes the portfolio's accounts (active, no profile) and daily roll-ups.
-async fn put(store: &Store, p: &BandPortfolio) {
+async fn put(store: &Store, p: &XorPortfolio) {
     let txn = store.conn().begin().await.expect("begin");
     for a in &p.accounts {
         account::Entity::insert(
@@ -57,6 +58,19 @@ async fn put(store: &Store, p: &BandPortfolio) {
             .await
             .expect("insert roll-ups");
     }
+    for (id, day, value) in p.pulses() {
+        pulse::ActiveModel {
+            account_id: Set(id),
+            author: Set("csm".into()),
+            value: Set(value),
+            note: Set(String::new()),
+            at: Set(at(day)),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .expect("insert pulse");
+    }
     txn.commit().await.expect("commit");
 }
 
@@ -68,7 +82,7 @@ async fn scoring_takes_the_churn_probability_from_the_serving_booster() {
         let server = TestServer::start(move |l, s| vitals::run(config, l, s)).await;
         let store = Store::connect(&url).await.expect("test's own connection");
         let end = NaiveDate::from_ymd_opt(2025, 9, 1).expect("date");
-        let p = BandPortfolio::new(60, 240, end);
+        let p = XorPortfolio::new(64, 240, end);
         put(&store, &p).await;
         let channel = server.channel().await;
         let mut learner = LearnerServiceClient::new(channel.clone());
@@ -152,13 +166,17 @@ async fn scoring_takes_the_churn_probability_from_the_serving_booster() {
                 s.account_id,
                 x.probability
             );
-            let level = p
+            let a = p
                 .accounts
                 .iter()
                 .find(|a| a.id == s.account_id)
-                .expect("account")
-                .level;
-            if level == 6 { &mut middle } else { &mut others }.push(c);
+                .expect("account");
+            if a.posts_high != a.pulse_high {
+                &mut middle
+            } else {
+                &mut others
+            }
+            .push(c);
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!(

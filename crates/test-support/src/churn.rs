@@ -1,58 +1,61 @@
-//! A small portfolio whose churn follows a band, not a line: for the tests of the
-//! gradient-boosted challenger (a logistic model on monotone KPI features cannot rank it,
-//! trees can).
+//! A small portfolio whose churn is an interaction: for the tests of the gradient-boosted
+//! challenger (a logistic model adds one function per KPI and cannot rank it, trees can).
 //!
-//! Every account uses the product every day with `like` events at a constant 5 a day and
-//! `post` events around its own level: low (about 2 a day), middle (about 6) or high
-//! (about 10). Accounts of the middle level churn (dates spread over the second half of
-//! the period); the low and high ones stay. So every KPI derived from the posts (their
-//! count, share, the total activity) ranks the churners in the middle: any monotone
-//! function of them ranks them no better than chance, a tree with two splits perfectly.
+//! Every account uses the product every day (`post` events around a low 2 or a high 10 a
+//! day, `like` events 5 a day) and gets a weekly CSM pulse, low (2) or high (4). The four
+//! combinations take turns; an account churns when exactly one of its posts and its pulse
+//! is high (dates spread over the second half of the period). No KPI mixes usage and
+//! pulses, so any sum of per-KPI effects ranks the churners no better than chance, while a
+//! tree with two levels ranks them perfectly.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use vitals_store::entity::usage_daily;
 
-/// One account of a [`BandPortfolio`].
+/// One account of an [`XorPortfolio`].
 #[derive(Debug, Clone)]
-pub struct BandAccount {
-    /// Its id (`band-NNN`).
+pub struct XorAccount {
+    /// Its id (`xor-NNN`).
     pub id: String,
-    /// Posts a day around which it varies (2, 6 or 10).
-    pub level: i64,
-    /// Churn date, for the middle level.
+    /// Posts about 10 a day (else about 2).
+    pub posts_high: bool,
+    /// Weekly pulse 4 (else 2).
+    pub pulse_high: bool,
+    /// Churn date, when exactly one of the two is high.
     pub churn: Option<NaiveDate>,
 }
 
-/// A portfolio with a band-shaped churn truth (see the module doc).
+/// A portfolio with an interaction churn truth (see the module doc).
 #[derive(Debug, Clone)]
-pub struct BandPortfolio {
+pub struct XorPortfolio {
     /// First day of usage (every account is created then).
     pub start: NaiveDate,
     /// Day after the last day of usage.
     pub end: NaiveDate,
-    /// The accounts: levels low, middle, high in turn.
-    pub accounts: Vec<BandAccount>,
+    /// The accounts: the four combinations in turn.
+    pub accounts: Vec<XorAccount>,
 }
 
-impl BandPortfolio {
-    /// `n` accounts over `days` days ending at `end` (exclusive); every third one (the
-    /// middle level) churns, the dates spread over `[days / 2, days - 5)`.
+impl XorPortfolio {
+    /// `n` accounts over `days` days ending at `end` (exclusive); half of them (exactly one
+    /// of posts and pulse high) churn, the dates spread over `[days / 2, days - 5)`.
     pub fn new(n: usize, days: u64, end: NaiveDate) -> Self {
         let start = end.checked_sub_days(Days::new(days)).expect("start");
-        let churners = n.div_ceil(3).max(1) as u64;
+        let churners = n.div_ceil(2).max(1) as u64;
         let span = days / 2 - 5;
         let accounts = (0..n)
             .map(|i| {
-                let level = [2, 6, 10][i % 3];
-                let churn = (level == 6).then(|| {
-                    let k = (i / 3) as u64;
+                let (posts_high, pulse_high) =
+                    [(false, false), (true, false), (true, true), (false, true)][i % 4];
+                let churn = (posts_high != pulse_high).then(|| {
+                    let k = (i / 2) as u64;
                     start
                         .checked_add_days(Days::new(days / 2 + k * span / churners))
                         .expect("churn date")
                 });
-                BandAccount {
-                    id: format!("band-{i:03}"),
-                    level,
+                XorAccount {
+                    id: format!("xor-{i:03}"),
+                    posts_high,
+                    pulse_high,
                     churn,
                 }
             })
@@ -80,8 +83,23 @@ impl BandPortfolio {
         v
     }
 
-    /// Daily roll-ups up to the churn date (exclusive) or the end: posts at the
-    /// account's level plus -1, 0 or +1 (deterministic noise), likes 5.
+    /// Weekly pulses (account, day, value) from the first day up to the churn date
+    /// (exclusive) or the end.
+    pub fn pulses(&self) -> Vec<(String, NaiveDate, i32)> {
+        let mut out = Vec::new();
+        for a in &self.accounts {
+            let last = a.churn.unwrap_or(self.end);
+            let mut d = self.start;
+            while d < last {
+                out.push((a.id.clone(), d, if a.pulse_high { 4 } else { 2 }));
+                d = d.checked_add_days(Days::new(7)).expect("next week");
+            }
+        }
+        out
+    }
+
+    /// Daily roll-ups up to the churn date (exclusive) or the end: posts 2 or 10 plus
+    /// -1, 0 or +1 (deterministic noise), likes 5.
     pub fn usage(&self) -> Vec<usage_daily::Model> {
         let mut out = Vec::new();
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -96,7 +114,8 @@ impl BandPortfolio {
             let last = a.churn.unwrap_or(self.end);
             let mut d = self.start;
             while d < last {
-                let posts = a.level - 1 + (next() % 3) as i64;
+                let level = if a.posts_high { 10 } else { 2 };
+                let posts = level - 1 + (next() % 3) as i64;
                 for (ty, count) in [("post", posts), ("like", 5)] {
                     out.push(usage_daily::Model {
                         account_id: a.id.clone(),
@@ -119,24 +138,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_middle_level_churns_in_the_second_half() {
+    fn exactly_one_high_churns_in_the_second_half() {
         let end = NaiveDate::from_ymd_opt(2025, 9, 1).expect("date");
-        let p = BandPortfolio::new(30, 200, end);
-        assert_eq!(p.churns().len(), 10);
+        let p = XorPortfolio::new(40, 200, end);
+        assert_eq!(p.churns().len(), 20);
         let mid = p.start.checked_add_days(Days::new(100)).expect("mid");
         for a in &p.accounts {
-            assert_eq!(a.churn.is_some(), a.level == 6, "{a:?}");
+            assert_eq!(a.churn.is_some(), a.posts_high != a.pulse_high, "{a:?}");
             if let Some(d) = a.churn {
                 assert!(d >= mid && d < end, "{d}");
             }
         }
+        // Neither posts nor pulse alone says who churns: half of each level churns.
+        let churned = |high: bool| {
+            p.accounts
+                .iter()
+                .filter(|a| a.posts_high == high && a.churn.is_some())
+                .count()
+        };
+        assert_eq!(churned(true), churned(false));
         let u = p.usage();
         assert!(u.iter().all(|r| r.day >= p.start && r.day < end));
-        // The middle level posts 5..7 a day, the others 1..3 and 9..11.
-        assert!(
-            u.iter()
-                .filter(|r| r.event_type == "post")
-                .all(|r| [1, 2, 3, 5, 6, 7, 9, 10, 11].contains(&r.count))
-        );
+        assert!(p.pulses().iter().all(|(_, _, v)| *v == 2 || *v == 4));
     }
 }

@@ -1,7 +1,7 @@
 //! The gradient-boosted challenger through the learner's gRPC API (`options.challenger`):
-//! on a band-shaped churn truth (the middle activity level churns, see
-//! `vitals_test_support::churn`) the booster wins the time-ordered CV and serves the churn
-//! probability; on the linear planted signal of `common::Portfolio` the logistic model
+//! on an interaction churn truth (an account churns when exactly one of its posts and its
+//! CSM pulse is high, see `vitals_test_support::churn`) the booster wins the time-ordered
+//! CV and serves the churn probability; on the linear planted signal of `common::Portfolio` the logistic model
 //! keeps serving, and the decision with its reason is readable from the Model.
 
 mod common;
@@ -10,7 +10,7 @@ use chrono::{Days, NaiveDate};
 use common::{Env, Portfolio, at, churn, global, quiet_args, ts};
 use vitals_proto::learner::v1 as pb;
 use vitals_test_support::backends;
-use vitals_test_support::churn::BandPortfolio;
+use vitals_test_support::churn::XorPortfolio;
 
 fn end() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 9, 1).expect("date")
@@ -48,13 +48,13 @@ async fn weights(env: &Env) -> pb::GetWeightsResponse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_band_shaped_churn_is_served_by_the_booster() {
+async fn an_interaction_churn_is_served_by_the_booster() {
     for backend in backends() {
         let env = Env::start(backend, quiet_args()).await;
-        let p = BandPortfolio::new(60, 240, end());
-        env.put_band_portfolio(&p).await;
+        let p = XorPortfolio::new(64, 240, end());
+        env.put_xor_portfolio(&p).await;
         let outcomes = p.churns().iter().map(|(id, d)| churn(id, *d)).collect();
-        assert_eq!(env.record(outcomes).await.recorded_count, 20);
+        assert_eq!(env.record(outcomes).await.recorded_count, 32);
 
         let trained = env.train(end(), options(Some(true))).await.expect("train");
         let g = global(&trained);
@@ -71,7 +71,7 @@ async fn a_band_shaped_churn_is_served_by_the_booster() {
         assert_eq!((c.min_mean_gain, c.max_fold_loss), (0.01, 0.01));
         assert!(c.trees > 0 && c.seconds > 0.0, "{c:?}");
         assert_eq!(g.options.as_ref().and_then(|o| o.challenger), Some(true));
-        // The in-sample metrics are the booster's: it ranks the middle level; the logistic
+        // The in-sample metrics are the booster's: it ranks the interaction; the logistic
         // model's coefficients stay (for the KPI weights) next to it.
         let t = g.training_metrics.as_ref().expect("training metrics");
         assert!(t.auc > 0.9, "{t:?}");
@@ -89,9 +89,9 @@ async fn a_band_shaped_churn_is_served_by_the_booster() {
         assert!(w.booster_json.contains("feature_names"), "booster JSON");
         assert!(!w.coefficients.is_empty());
 
-        // PredictChurn with the booster, before any churn (day 120): the middle level,
-        // all of which churns within the horizon or soon after, is far riskier than the
-        // low and high levels, which a monotone model could not say.
+        // PredictChurn with the booster, before any churn (day 120): the churners (exactly
+        // one of posts and pulse high) are far riskier than the others, which a sum of
+        // per-KPI effects could not say.
         let before = p.start.checked_add_days(Days::new(115)).expect("date");
         let ids: Vec<String> = p.accounts.iter().map(|a| a.id.clone()).collect();
         let predicted = env
@@ -110,7 +110,7 @@ async fn a_band_shaped_churn_is_served_by_the_booster() {
                 .accounts
                 .iter()
                 .zip(&predicted)
-                .filter(|(a, _)| (a.level == 6) == mid)
+                .filter(|(a, _)| (a.posts_high != a.pulse_high) == mid)
                 .map(|(_, x)| x.probability)
                 .collect();
             v.iter().sum::<f64>() / v.len() as f64

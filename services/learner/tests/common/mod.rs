@@ -13,9 +13,11 @@ use vitals_proto::learner::v1 as pb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_server::{ServerConfig, WorkBudget};
 use vitals_store::Store;
-use vitals_store::entity::{account, usage_daily};
-use vitals_store::sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
-use vitals_test_support::churn::BandPortfolio;
+use vitals_store::entity::{account, pulse, usage_daily};
+use vitals_store::sea_orm::{
+    ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait,
+};
+use vitals_test_support::churn::XorPortfolio;
 use vitals_test_support::{Backend, TestServer, fresh_url};
 
 /// A running learner service with a direct handle on its database.
@@ -113,11 +115,24 @@ impl Env {
         self.put_accounts(&accounts, p.start, &p.usage()).await;
     }
 
-    /// Writes a band-shaped portfolio's accounts (no profile) and daily roll-ups.
-    pub async fn put_band_portfolio(&self, p: &BandPortfolio) {
+    /// Writes an interaction portfolio's accounts (no profile), daily roll-ups and pulses.
+    pub async fn put_xor_portfolio(&self, p: &XorPortfolio) {
         let accounts: Vec<(String, Option<String>)> =
             p.accounts.iter().map(|a| (a.id.clone(), None)).collect();
         self.put_accounts(&accounts, p.start, &p.usage()).await;
+        for (id, day, value) in p.pulses() {
+            pulse::ActiveModel {
+                account_id: Set(id),
+                author: Set("csm".into()),
+                value: Set(value),
+                note: Set(String::new()),
+                at: Set(at(day)),
+                ..Default::default()
+            }
+            .insert(self.store.conn())
+            .await
+            .expect("insert pulse");
+        }
     }
 
     /// Writes accounts (id, profile) created on `start` and daily roll-ups (one
