@@ -82,7 +82,7 @@ async fn scoring_takes_the_churn_probability_from_the_serving_booster() {
         let server = TestServer::start(move |l, s| vitals::run(config, l, s)).await;
         let store = Store::connect(&url).await.expect("test's own connection");
         let end = NaiveDate::from_ymd_opt(2025, 9, 1).expect("date");
-        let p = XorPortfolio::new(64, 240, end);
+        let p = XorPortfolio::new(96, 240, end);
         put(&store, &p).await;
         let channel = server.channel().await;
         let mut learner = LearnerServiceClient::new(channel.clone());
@@ -122,9 +122,9 @@ async fn scoring_takes_the_churn_probability_from_the_serving_booster() {
         let decision = g.challenger.as_ref().expect("decision");
         assert_eq!(decision.served, "gbm", "{decision:?}");
 
-        // Score the portfolio as it was before the first churn (day 120): every account is
+        // Score the portfolio as it was before the first churn (day 60): every account is
         // a customer, and the learner's PredictChurn sees the same peers.
-        let before = at(p.start.checked_add_days(Days::new(116)).expect("date"))
+        let before = at(p.start.checked_add_days(Days::new(56)).expect("date"))
             - chrono::Duration::seconds(1);
         let mut scoring = ScoringServiceClient::new(channel);
         scoring

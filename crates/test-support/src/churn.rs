@@ -4,7 +4,7 @@
 //! Every account uses the product every day (`post` events around a low 2 or a high 10 a
 //! day, `like` events 5 a day) and gets a weekly CSM pulse, low (2) or high (4). The four
 //! combinations take turns; an account churns when exactly one of its posts and its pulse
-//! is high (dates spread over the second half of the period). No KPI mixes usage and
+//! is high (dates spread over the last three quarters of the period). No KPI mixes usage and
 //! pulses, so any sum of per-KPI effects ranks the churners no better than chance, while a
 //! tree with two levels ranks them perfectly.
 
@@ -37,11 +37,12 @@ pub struct XorPortfolio {
 
 impl XorPortfolio {
     /// `n` accounts over `days` days ending at `end` (exclusive); half of them (exactly one
-    /// of posts and pulse high) churn, the dates spread over `[days / 2, days - 5)`.
+    /// of posts and pulse high) churn, the dates spread over `[days / 4, days - 5)` (early
+    /// enough that the first CV fold holds churns).
     pub fn new(n: usize, days: u64, end: NaiveDate) -> Self {
         let start = end.checked_sub_days(Days::new(days)).expect("start");
         let churners = n.div_ceil(2).max(1) as u64;
-        let span = days / 2 - 5;
+        let span = days - days / 4 - 5;
         let accounts = (0..n)
             .map(|i| {
                 let (posts_high, pulse_high) =
@@ -49,7 +50,7 @@ impl XorPortfolio {
                 let churn = (posts_high != pulse_high).then(|| {
                     let k = (i / 2) as u64;
                     start
-                        .checked_add_days(Days::new(days / 2 + k * span / churners))
+                        .checked_add_days(Days::new(days / 4 + k * span / churners))
                         .expect("churn date")
                 });
                 XorAccount {
@@ -138,11 +139,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exactly_one_high_churns_in_the_second_half() {
+    fn exactly_one_high_churns_after_the_first_quarter() {
         let end = NaiveDate::from_ymd_opt(2025, 9, 1).expect("date");
         let p = XorPortfolio::new(40, 200, end);
         assert_eq!(p.churns().len(), 20);
-        let mid = p.start.checked_add_days(Days::new(100)).expect("mid");
+        let mid = p.start.checked_add_days(Days::new(50)).expect("mid");
         for a in &p.accounts {
             assert_eq!(a.churn.is_some(), a.posts_high != a.pulse_high, "{a:?}");
             if let Some(d) = a.churn {

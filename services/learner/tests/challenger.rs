@@ -51,10 +51,10 @@ async fn weights(env: &Env) -> pb::GetWeightsResponse {
 async fn an_interaction_churn_is_served_by_the_booster() {
     for backend in backends() {
         let env = Env::start(backend, quiet_args()).await;
-        let p = XorPortfolio::new(64, 240, end());
+        let p = XorPortfolio::new(96, 240, end());
         env.put_xor_portfolio(&p).await;
         let outcomes = p.churns().iter().map(|(id, d)| churn(id, *d)).collect();
-        assert_eq!(env.record(outcomes).await.recorded_count, 32);
+        assert_eq!(env.record(outcomes).await.recorded_count, 48);
 
         let trained = env.train(end(), options(Some(true))).await.expect("train");
         let g = global(&trained);
@@ -89,10 +89,10 @@ async fn an_interaction_churn_is_served_by_the_booster() {
         assert!(w.booster_json.contains("feature_names"), "booster JSON");
         assert!(!w.coefficients.is_empty());
 
-        // PredictChurn with the booster, before any churn (day 120): the churners (exactly
+        // PredictChurn with the booster, before any churn (day 60): the churners (exactly
         // one of posts and pulse high) are far riskier than the others, which a sum of
         // per-KPI effects could not say.
-        let before = p.start.checked_add_days(Days::new(115)).expect("date");
+        let before = p.start.checked_add_days(Days::new(55)).expect("date");
         let ids: Vec<String> = p.accounts.iter().map(|a| a.id.clone()).collect();
         let predicted = env
             .client
