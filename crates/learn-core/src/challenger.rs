@@ -347,6 +347,21 @@ pub fn train_kpis_with_challenger(
     rule: &ChallengerRule,
 ) -> Result<ChallengedKpiModel> {
     let logistic = train_kpis(data, kpis, choice, churn_outcomes, options)?;
+    challenge_trained(data, logistic, options, gbm, rule)
+}
+
+/// The challenger against a logistic model already trained on `data` (by [`train_kpis`],
+/// or by [`crate::train_kpis_borrowing`] for a profile that borrows from the global model):
+/// the booster's CV on the folds of the logistic model's CV (`options.cv_splits` over
+/// `data.dates`, as its selection used), the rule on both models' fold AUCs, and the
+/// booster fitted on all of `data` and calibrated when it serves.
+pub fn challenge_trained(
+    data: &Dataset,
+    logistic: TrainedKpiModel,
+    options: &TrainOptions,
+    gbm: &GbmOptions,
+    rule: &ChallengerRule,
+) -> Result<ChallengedKpiModel> {
     let (decision, cv) = challenge(
         data,
         chosen_fold_aucs(&logistic.trained.lambda_selection),

@@ -66,6 +66,19 @@ impl FeatureTransform {
         }
     }
 
+    /// The KPI and the form of a column name ([`FeatureTransform::column_name`]'s
+    /// inverse): `<kpi>:log` is a log value, `<kpi>:value` a value, anything else a
+    /// percentile.
+    pub fn parse_column(name: &str) -> (&str, FeatureTransform) {
+        if let Some(kpi) = name.strip_suffix(LOG_SUFFIX) {
+            (kpi, FeatureTransform::LogValue)
+        } else if let Some(kpi) = name.strip_suffix(VALUE_SUFFIX) {
+            (kpi, FeatureTransform::Value)
+        } else {
+            (name, FeatureTransform::Percentile)
+        }
+    }
+
     /// The feature value of a KPI in this form, from its direction-adjusted percentile
     /// and its raw value (either may be absent); NaN when the needed input is absent or
     /// not finite.
@@ -76,6 +89,30 @@ impl FeatureTransform {
             FeatureTransform::Value => raw.map(|v| direction.sign() * v),
         };
         v.filter(|v| v.is_finite()).unwrap_or(f64::NAN)
+    }
+}
+
+/// The percentile a KPI that does not apply to an account (no value) is given: the median
+/// peer, so that it neither raises nor lowers the risk. Its log value and value are NaN.
+pub const MISSING_PERCENTILE: f64 = 0.5;
+
+/// The value of feature column `name` for one account, as the learner's training set
+/// holds it: `kpi` gives the KPI's direction-adjusted peer percentile (`None`: the KPI
+/// does not apply, read as [`MISSING_PERCENTILE`]), its raw value and its direction, or
+/// `None` when the KPI is unknown (NaN: missing, which the booster handles). What the
+/// scoring service and the learner both use to feed a stored booster.
+pub fn column_value(
+    name: &str,
+    kpi: impl Fn(&str) -> Option<(Option<f64>, Option<f64>, Direction)>,
+) -> f64 {
+    let (k, t) = FeatureTransform::parse_column(name);
+    match kpi(k) {
+        Some((percentile, raw, direction)) => t.value(
+            Some(percentile.unwrap_or(MISSING_PERCENTILE)),
+            raw,
+            direction,
+        ),
+        None => f64::NAN,
     }
 }
 

@@ -20,6 +20,8 @@ use crate::calibration::Platt;
 use crate::cancel::Cancel;
 use crate::dataset::Dataset;
 use crate::error::{LearnError, Result, check_len};
+use crate::features::column_value;
+use crate::weights::Direction;
 
 /// The booster's budget when none is given: the crate's own default (0.5; higher = more
 /// trees and deeper interactions). Fixed, not searched (see docs/learning.md).
@@ -205,6 +207,30 @@ impl GbmModel {
         Ok(out)
     }
 
+    /// The feature row of one account for this model, its columns by name from `kpi`
+    /// ([`crate::column_value`]: the KPI's percentile, raw value and direction; a KPI it
+    /// does not know is missing).
+    pub fn row(
+        &self,
+        kpi: impl Fn(&str) -> Option<(Option<f64>, Option<f64>, Direction)>,
+    ) -> Vec<f64> {
+        self.feature_names
+            .iter()
+            .map(|name| column_value(name, &kpi))
+            .collect()
+    }
+
+    /// Churn probabilities of rows built by [`GbmModel::row`] (each of the model's width).
+    pub fn predict_rows(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>> {
+        let p = self.feature_names.len();
+        if let Some(r) = rows.iter().find(|r| r.len() != p) {
+            check_len("feature columns", p, r.len())?;
+        }
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let x = Array2::from_shape_vec((rows.len(), p), flat).map_err(booster_error)?;
+        self.predict_proba(x.view())
+    }
+
     /// Sets the scaling of the log-odds (fitted on out-of-fold scores; see
     /// [`crate::calibrate_out_of_fold`]).
     pub fn calibrate(&mut self, platt: Platt) {
@@ -260,6 +286,49 @@ mod tests {
             m.predict_proba(data.x.view()).unwrap()
         );
         assert_eq!(back.platt, m.platt);
+    }
+
+    /// Rows built by column name (a percentile, a log value and a value, as the learner
+    /// names its columns) from each KPI's inputs predict exactly as the dataset's rows.
+    #[test]
+    fn rows_by_column_name_predict_as_the_dataset() {
+        let mut data = logistic_dataset(800, -1.0, &[1.5, -1.0, 0.5], 3);
+        data.feature_names = vec!["a".into(), "b:log".into(), "c:value".into()];
+        let m = GbmModel::fit(&data, &GbmOptions::default()).unwrap();
+        let expected = m.predict_proba(data.x.view()).unwrap();
+        // The inputs that give the dataset's values: the percentile as is, the raw value
+        // whose signed log1p is the column, the value turned back (c: higher is worse).
+        let rows: Vec<Vec<f64>> = data
+            .x
+            .rows()
+            .into_iter()
+            .map(|x| {
+                m.row(|kpi| match kpi {
+                    "a" => Some((Some(x[0]), None, Direction::HigherIsBetter)),
+                    "b" => Some((
+                        None,
+                        Some(x[1].signum() * x[1].abs().exp_m1()),
+                        Direction::HigherIsBetter,
+                    )),
+                    "c" => Some((None, Some(-x[2]), Direction::HigherIsWorse)),
+                    _ => None,
+                })
+            })
+            .collect();
+        let got = m.predict_rows(&rows).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-9, "{g} vs {e}");
+        }
+        // A KPI without a value: the median percentile, NaN (missing) for the others; an
+        // unknown KPI: missing.
+        let row = m.row(|kpi| (kpi != "c").then_some((None, None, Direction::HigherIsBetter)));
+        assert_eq!(row[0], 0.5);
+        assert!(row[1].is_nan() && row[2].is_nan());
+        assert!(m.predict_rows(&[row]).unwrap()[0].is_finite());
+        assert!(matches!(
+            m.predict_rows(&[vec![0.0; 2]]),
+            Err(LearnError::ShapeMismatch { .. })
+        ));
     }
 
     #[test]

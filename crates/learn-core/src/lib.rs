@@ -42,7 +42,7 @@ pub use calibration::{Calibration, Platt, calibrate_out_of_fold, expected_calibr
 pub use cancel::Cancel;
 pub use challenger::{
     ChallengedKpiModel, ChallengerBacktest, ChallengerDecision, ChallengerRule, GbmCv, ServedKind,
-    ServedModel, backtest_challenger, gbm_cv, train_kpis_with_challenger,
+    ServedModel, backtest_challenger, challenge_trained, gbm_cv, train_kpis_with_challenger,
 };
 pub use dataset::{
     Dataset, DatedSeries, LabelOptions, ObservationPoint, Outcome, OutcomeKind, TrainingSet,
@@ -50,7 +50,10 @@ pub use dataset::{
 };
 pub use drift::{DriftLevel, PSI_FLOOR, PSI_MODERATE, PSI_SHIFT, Reference as DriftReference};
 pub use error::{LearnError, Result};
-pub use features::{FeatureLayout, FeatureTransform, LOG_SUFFIX, VALUE_SUFFIX, signed_log1p};
+pub use features::{
+    FeatureLayout, FeatureTransform, LOG_SUFFIX, MISSING_PERCENTILE, VALUE_SUFFIX, column_value,
+    signed_log1p,
+};
 pub use gbm::{GbmModel, GbmOptions};
 pub use logistic::{
     ClassWeight, LogisticModel, LogisticOptions, SolverOptions, newton_solve, newton_solve_offset,

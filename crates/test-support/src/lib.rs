@@ -9,6 +9,7 @@
 //! ```
 
 pub mod arb;
+pub mod churn;
 pub mod http1;
 pub mod proxy;
 pub mod seed;

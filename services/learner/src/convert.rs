@@ -15,10 +15,10 @@ use vitals_store::values::OutcomeKind as StoredKind;
 use crate::LearnerArgs;
 use crate::domain::Settings;
 use crate::domain::stored::{
-    StoredBacktest, StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold,
-    StoredKpiWeight, StoredMetrics, Window,
+    StoredBacktest, StoredCategoryWeights, StoredChallenger, StoredCoefficients, StoredEval,
+    StoredFold, StoredKpiWeight, StoredMetrics, Window,
 };
-use vitals_learn_core::{Calibration, DriftLevel};
+use vitals_learn_core::{Calibration, DriftLevel, ServedKind};
 
 use crate::drift::DriftReport;
 
@@ -418,6 +418,7 @@ pub fn settings(o: Option<&pb::TrainingOptions>, args: &LearnerArgs) -> Result<S
         l2_penalty: o.l2_penalty,
         max_dataset_cells: args.max_dataset_cells,
         borrow_from_global: args.profile_borrowing,
+        challenger: o.challenger.unwrap_or(args.challenger),
     })
 }
 
@@ -591,6 +592,7 @@ pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
             observation_interval_days: Some(o.observation_interval_days),
             prior_strength: Some(o.prior_strength),
             l2_penalty: Some(d.coefficients.l2_penalty),
+            challenger: Some(o.challenger),
         }),
         l2_penalty: d.coefficients.l2_penalty,
         intercept: d.coefficients.intercept,
@@ -607,7 +609,30 @@ pub fn model(row: &ModelRow) -> Result<pb::Model, ApiError> {
         churn_backtest: Some(evaluation(&d.metrics.training, &d.metrics.churn_backtest)),
         candidate: d.metrics.candidate.is_some(),
         candidate_reason: d.metrics.candidate.clone().unwrap_or_default(),
+        challenger: d.metrics.challenger.as_ref().map(challenger_decision),
     })
+}
+
+/// A stored challenger decision -> API.
+pub fn challenger_decision(c: &StoredChallenger) -> pb::ChallengerDecision {
+    let d = &c.decision;
+    pb::ChallengerDecision {
+        served: match d.served {
+            ServedKind::Logistic => "logistic",
+            ServedKind::Gbm => "gbm",
+        }
+        .to_owned(),
+        logistic_fold_aucs: d.logistic_fold_aucs.clone(),
+        gbm_fold_aucs: d.gbm_fold_aucs.clone(),
+        logistic_mean_auc: d.logistic_mean_auc(),
+        gbm_mean_auc: d.gbm_mean_auc(),
+        reason: d.reason.clone(),
+        min_mean_gain: c.rule.min_mean_gain,
+        max_fold_loss: c.rule.max_fold_loss,
+        budget: f64::from(c.budget),
+        trees: c.trees,
+        seconds: c.seconds,
+    }
 }
 
 /// Most backtest folds an Evaluate request may ask for.

@@ -177,6 +177,8 @@ impl pb::learner_service_server::LearnerService for LearnerService {
             suggested_category_weights: d.category_weights.as_ref().map(convert::category_weights),
             intercept: d.coefficients.intercept,
             coefficients: convert::coefficients(&d.coefficients),
+            // The booster that serves the churn probability, when one does.
+            booster_json: d.coefficients.gbm.clone().unwrap_or_default(),
         }))
     }
 

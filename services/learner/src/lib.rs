@@ -102,6 +102,20 @@ pub struct LearnerArgs {
         action = clap::ArgAction::Set
     )]
     pub profile_borrowing: bool,
+
+    /// Whether training also fits the gradient-boosted challenger next to the logistic
+    /// model, and serves its churn probability when the time-ordered CV says it wins
+    /// (docs/learning.md, "The challenger in the learner"); a Train request's
+    /// `options.challenger` overrides it. Off by default: one booster fit took 40-85 s on
+    /// 2 cores on the full sample, against a training target of 20 s. `true` or `false`.
+    #[arg(
+        long = "learner-challenger",
+        env = "VITALS_LEARNER_CHALLENGER",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub challenger: bool,
+
     /// Retrain when the population stability index of a serving model's KPI (current
     /// population against its training data) passes this, on data newer than the model's:
     /// the scheduled drift check then emits a `model.drift_detected` webhook event (once
@@ -147,6 +161,7 @@ impl Default for LearnerArgs {
             retrain_after_outcomes: DEFAULT_RETRAIN_AFTER,
             max_dataset_cells: DEFAULT_MAX_DATASET_CELLS,
             profile_borrowing: true,
+            challenger: false,
             retrain_psi_threshold: DEFAULT_RETRAIN_PSI,
             drift_check_interval_secs: DEFAULT_DRIFT_CHECK_SECS,
         }
@@ -324,6 +339,11 @@ mod tests {
             c.service.drift_check_interval_secs,
             DEFAULT_DRIFT_CHECK_SECS
         );
+        assert!(!c.service.challenger, "the challenger is off by default");
+        let on = Config::try_parse_from(["vitals-learner", "--learner-challenger", "true"])
+            .expect("parse");
+        assert!(on.service.challenger);
+        assert!(Config::try_parse_from(["vitals-learner", "--learner-challenger", "yes"]).is_err());
         let off = Config::try_parse_from(["vitals-learner", "--retrain-psi-threshold", "0"])
             .expect("parse");
         assert_eq!(off.service.retrain_psi_threshold, 0.0);

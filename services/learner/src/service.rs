@@ -589,6 +589,15 @@ fn predict_accounts(
             })
         })
         .collect::<Result<_>>()?;
-    let coefs: Vec<&StoredCoefficients> = model_ids.iter().map(|id| &decoded[id]).collect();
-    domain::predict(&pop, day, &indices, &coefs)
+    // One serving model per stored version (a booster is parsed once).
+    let order: Vec<i64> = decoded.keys().copied().collect();
+    let models = order
+        .iter()
+        .map(|id| domain::ChurnModel::of(&decoded[id]))
+        .collect::<Result<Vec<_>>>()?;
+    let model_of: Vec<usize> = model_ids
+        .iter()
+        .map(|id| order.iter().position(|o| o == id).unwrap_or(0))
+        .collect();
+    domain::predict(&pop, day, &indices, &models, &model_of)
 }

@@ -276,8 +276,13 @@ pub fn learner_from_args(
         return Ok(None);
     };
     let tls = ClientTls::for_service(server, args.learner_ca_cert.clone());
-    let learner = GrpcLearner::new(url, &tls, args.learner_token.as_deref())
-        .map_err(|e| RunError::Config(format!("--learner-url {url}: {e}")))?;
+    let learner = GrpcLearner::new(
+        url,
+        &tls,
+        args.learner_token.as_deref(),
+        server.max_message_bytes as usize,
+    )
+    .map_err(|e| RunError::Config(format!("--learner-url {url}: {e}")))?;
     Ok(Some(Arc::new(learner)))
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
+use vitals_learn_core::GbmModel;
 use vitals_proto::common::v1 as cpb;
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
@@ -46,11 +47,20 @@ impl fmt::Debug for GrpcLearner {
 
 impl GrpcLearner {
     /// A lazy client of the learner at `url` (`http://` or `https://`; nothing is
-    /// connected until the first call), sending `token` as a bearer token when set.
-    pub fn new(url: &str, tls: &ClientTls, token: Option<&str>) -> Result<Self, ClientError> {
+    /// connected until the first call), sending `token` as a bearer token when set, and
+    /// accepting answers up to `max_message_bytes` (a GetWeights answer carries the
+    /// learner's booster when its challenger serves: more than tonic's default 4 MiB is
+    /// possible).
+    pub fn new(
+        url: &str,
+        tls: &ClientTls,
+        token: Option<&str>,
+        max_message_bytes: usize,
+    ) -> Result<Self, ClientError> {
         let channel = client::connect_lazy(url, tls)?;
         let client =
-            LearnerServiceClient::with_interceptor(channel, ClientInterceptor::new(token)?);
+            LearnerServiceClient::with_interceptor(channel, ClientInterceptor::new(token)?)
+                .max_decoding_message_size(max_message_bytes);
         Ok(Self { client })
     }
 }
@@ -134,6 +144,20 @@ pub struct Weights {
     pub intercept: f64,
     /// KPI name -> coefficient on the peer percentile; empty = no churn model.
     pub coefficients: Vec<(String, f64)>,
+    /// The gradient-boosted model that serves the churn probability instead of the
+    /// coefficients, when the learner's challenger won (docs/learning.md).
+    pub booster: Option<Booster>,
+}
+
+/// A learner's gradient-boosted churn model, parsed once per answer.
+#[derive(Clone, Debug)]
+pub struct Booster(pub Arc<GbmModel>);
+
+impl PartialEq for Booster {
+    /// The same parsed model (models are not compared tree by tree).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Weights {
@@ -146,6 +170,7 @@ impl Weights {
             suggested_category: None,
             intercept: 0.0,
             coefficients: Vec::new(),
+            booster: None,
         }
     }
 
@@ -154,6 +179,19 @@ impl Weights {
         if !learned {
             return Self::uniform();
         }
+        // A booster that does not parse gives no churn probability rather than the
+        // logistic one the learner does not serve.
+        let (booster, churn_model) = if r.booster_json.is_empty() {
+            (None, true)
+        } else {
+            match GbmModel::from_json(&r.booster_json) {
+                Ok(b) => (Some(Booster(Arc::new(b))), true),
+                Err(e) => {
+                    tracing::warn!(model = %r.model, error = %e, "the learner's booster does not parse; no churn probability");
+                    (None, false)
+                }
+            }
+        };
         Self {
             source: Source::Learned,
             model: r.model,
@@ -173,12 +211,16 @@ impl Weights {
                 ]
             }),
             intercept: r.intercept,
-            coefficients: r
-                .coefficients
-                .into_iter()
-                .filter(|c| c.coefficient.is_finite())
-                .map(|c| (c.kpi, c.coefficient))
-                .collect(),
+            coefficients: if churn_model {
+                r.coefficients
+                    .into_iter()
+                    .filter(|c| c.coefficient.is_finite())
+                    .map(|c| (c.kpi, c.coefficient))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            booster,
         }
     }
 }

@@ -11,7 +11,7 @@ use vitals_learn_core::{
     build_training_set,
 };
 
-use super::evaluation::sigmoid;
+use super::churn_model::ChurnModel;
 use super::features::{Population, Snapshot};
 use super::stored::{StoredCoefficients, StoredMetrics};
 use crate::error::LearnerError;
@@ -163,30 +163,6 @@ fn psi_per_kpi(
     out
 }
 
-/// The churn probability of snapshot row `r` with stored coefficients (a KPI no longer in
-/// the catalogue, or missing for the account, takes the coefficient's missing value).
-fn probability(
-    pop: &Population,
-    snap: &Snapshot,
-    r: usize,
-    column: &HashMap<&str, usize>,
-    c: &StoredCoefficients,
-) -> f64 {
-    let eta = c.intercept
-        + c.coefficients
-            .iter()
-            .map(|k| {
-                let v = column
-                    .get(k.kpi.as_str())
-                    .map(|&col| pop.feature_value(snap, r, col, k.transform))
-                    .filter(|v| v.is_finite())
-                    .unwrap_or(k.missing);
-                k.coefficient * v
-            })
-            .sum::<f64>();
-    sigmoid(eta)
-}
-
 /// The model's AUC on the observations dated after its last observation date (every
 /// `observation_interval_days` of its settings, up to `as_of`) whose label is known at
 /// `as_of` (churned within the horizon, or the horizon over), with (labelled, churned).
@@ -238,21 +214,20 @@ fn auc_since(
         ));
     }
     let column = pop.kpi_columns();
+    let model = ChurnModel::of(coefficients)?;
     // The probability of each (account, date), computed per date's snapshot.
     let mut scored: HashMap<(String, NaiveDate), f64> = HashMap::new();
     let mut points = Vec::new();
     for &d in &dates {
         cancel.check()?;
         let snap = pop.snapshot(d, &[])?;
-        for (r, &i) in snap.rows.iter().enumerate() {
-            if !in_scope(i) {
-                continue;
-            }
-            let id = pop.accounts[i].id.clone();
-            scored.insert(
-                (id.clone(), d),
-                probability(pop, &snap, r, &column, coefficients),
-            );
+        let rows: Vec<usize> = (0..snap.rows.len())
+            .filter(|&r| in_scope(snap.rows[r]))
+            .collect();
+        let p = model.at_rows(pop, &snap, &rows, &column)?;
+        for (&r, p) in rows.iter().zip(p) {
+            let id = pop.accounts[snap.rows[r]].id.clone();
+            scored.insert((id.clone(), d), p);
             points.push(ObservationPoint {
                 account: id,
                 date: d,

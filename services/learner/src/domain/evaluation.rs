@@ -213,7 +213,7 @@ pub fn evaluate(
             data.len()
         )));
     }
-    let p = prep.probabilities(&data, coefficients);
+    let p = prep.probabilities(&data, coefficients)?;
     let churn = eval_probabilities(&p, &data.labels, true)?;
     let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
     let health = eval_health(&h, &data.labels, true)?;

@@ -6,6 +6,7 @@ pub mod features;
 pub mod stored;
 
 mod borrowing;
+mod churn_model;
 mod drift;
 mod evaluation;
 mod outcomes;
@@ -18,6 +19,7 @@ mod tests;
 mod training;
 
 pub use borrowing::Borrowing;
+pub use churn_model::ChurnModel;
 pub use drift::{Drift, KpiDrift, MIN_AUC_CLASS, drift, report_dates};
 pub use evaluation::{Evaluated, evaluate};
 pub use outcomes::outcomes_by_account;

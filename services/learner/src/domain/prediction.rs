@@ -2,41 +2,32 @@
 
 use chrono::NaiveDate;
 
-use super::evaluation::sigmoid;
+use super::churn_model::ChurnModel;
 use super::features::Population;
-use super::stored::StoredCoefficients;
 use crate::error::LearnerError;
 
-/// Churn probabilities of accounts (population indices) at date `d` with the coefficients
-/// chosen for each.
+/// Churn probabilities of accounts (population indices) at date `d`, account `i` with
+/// `models[model_of[i]]` (its coefficients, or its booster when that serves).
 pub fn predict(
     pop: &Population,
     d: NaiveDate,
     accounts: &[usize],
-    coefficients: &[&StoredCoefficients],
+    models: &[ChurnModel<'_>],
+    model_of: &[usize],
 ) -> Result<Vec<f64>, LearnerError> {
     let snap = pop.snapshot(d, accounts)?;
     let names = pop.kpi_columns();
     accounts
         .iter()
-        .zip(coefficients)
-        .map(|(i, c)| {
+        .zip(model_of)
+        .map(|(i, &m)| {
             let r = *snap.row_of.get(i).ok_or_else(|| {
                 LearnerError::Internal("account missing from its snapshot".into())
             })?;
-            let eta = c.intercept
-                + c.coefficients
-                    .iter()
-                    .map(|k| {
-                        let v = names
-                            .get(k.kpi.as_str())
-                            .map(|&col| pop.feature_value(&snap, r, col, k.transform))
-                            .filter(|v| v.is_finite())
-                            .unwrap_or(k.missing);
-                        k.coefficient * v
-                    })
-                    .sum::<f64>();
-            Ok(sigmoid(eta))
+            let model = models
+                .get(m)
+                .ok_or_else(|| LearnerError::Internal("no model for an account".into()))?;
+            Ok(model.at_rows(pop, &snap, &[r], &names)?[0])
         })
         .collect()
 }

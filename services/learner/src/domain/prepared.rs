@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use ndarray::Axis;
 use vitals_learn_core::{
     Cancel, Dataset, FittedForm, KpiSpec, LabelOptions, LayoutChoice, LogisticModel,
     ObservationPoint, Outcome, OutcomeKind, build_training_set, kpi_weights,
@@ -12,7 +11,7 @@ use vitals_learn_core::{
 use vitals_scoring_core::{Catalogue, Category, KpiConfig};
 use vitals_store::learner::{History, HistoryFacts, OutcomeRecord};
 
-use super::evaluation::sigmoid;
+use super::churn_model::ChurnModel;
 use super::features::{self, Account, Population, Snapshots};
 use super::stored::{StoredCoefficients, StoredKpiWeight, Window, WindowEnd};
 use super::{Scope, Settings, outcomes_by_account};
@@ -367,35 +366,14 @@ impl Prepared {
         Ok(out)
     }
 
-    /// Churn probabilities of observations `data` with stored coefficients (a coefficient
-    /// whose column the data lack, e.g. a KPI no longer in the catalogue, gets its missing
-    /// value).
-    pub(super) fn probabilities(&self, data: &Dataset, c: &StoredCoefficients) -> Vec<f64> {
-        let cols: Vec<Option<usize>> = c
-            .coefficients
-            .iter()
-            .map(|k| {
-                let name = k.column();
-                data.feature_names.iter().position(|f| *f == name)
-            })
-            .collect();
-        data.x
-            .axis_iter(Axis(0))
-            .map(|row| {
-                let eta = c.intercept
-                    + c.coefficients
-                        .iter()
-                        .zip(&cols)
-                        .map(|(k, col)| {
-                            let v = col
-                                .map(|j| row[j])
-                                .filter(|v| v.is_finite())
-                                .unwrap_or(k.missing);
-                            k.coefficient * v
-                        })
-                        .sum::<f64>();
-                sigmoid(eta)
-            })
-            .collect()
+    /// Churn probabilities of observations `data` with a stored model: its booster when
+    /// one serves, else its coefficients (a column the data lack, e.g. a KPI no longer in
+    /// the catalogue, is missing).
+    pub(super) fn probabilities(
+        &self,
+        data: &Dataset,
+        c: &StoredCoefficients,
+    ) -> Result<Vec<f64>, LearnerError> {
+        ChurnModel::of(c)?.on_data(data)
     }
 }

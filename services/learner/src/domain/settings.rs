@@ -22,6 +22,10 @@ pub struct Settings {
     /// deviation shrunk by the profile's data) rather than being fitted alone
     /// (`--learner-profile-borrowing`).
     pub borrow_from_global: bool,
+    /// Whether training also fits the gradient-boosted challenger and lets the
+    /// time-ordered CV decide which model serves the churn probability
+    /// (`--learner-challenger`, `options.challenger`).
+    pub challenger: bool,
 }
 
 impl Settings {
@@ -45,6 +49,7 @@ impl Settings {
             observation_interval_days: self.interval_days,
             prior_strength: self.prior_strength,
             l2_penalty: self.l2_penalty,
+            challenger: self.challenger,
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use vitals_learn_core::{Calibration, CalibrationBin, DriftReference, FeatureTransform};
+use vitals_learn_core::{
+    Calibration, CalibrationBin, ChallengerDecision, ChallengerRule, DriftReference,
+    FeatureTransform, GbmModel, LearnError,
+};
 
 /// The settings a model was trained with, all resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -16,6 +19,10 @@ pub struct StoredOptions {
     pub prior_strength: f64,
     /// L2 penalty (as given, or as chosen once stored with a model).
     pub l2_penalty: Option<f64>,
+    /// Whether the gradient-boosted challenger was tried (false for models stored
+    /// before it existed).
+    #[serde(default)]
+    pub challenger: bool,
 }
 
 /// One coefficient: of one KPI in one form ([`FeatureTransform`]).
@@ -74,6 +81,36 @@ pub struct StoredCoefficients {
     pub l2_penalty: f64,
     /// One per KPI feature.
     pub coefficients: Vec<StoredCoefficient>,
+    /// When the gradient-boosted challenger serves the churn probability: the calibrated
+    /// booster as [`GbmModel::to_json`] text (kept as text so that reading a model's
+    /// coefficients does not parse the trees; [`StoredCoefficients::booster`] does).
+    /// `None`: the logistic model above serves (and for every model stored before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gbm: Option<String>,
+}
+
+impl StoredCoefficients {
+    /// The booster that serves the churn probability, if one does.
+    pub fn booster(&self) -> Result<Option<GbmModel>, LearnError> {
+        self.gbm.as_deref().map(GbmModel::from_json).transpose()
+    }
+}
+
+/// The decision between a model's logistic regression and its gradient-boosted
+/// challenger (docs/learning.md, "The challenger in the learner").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredChallenger {
+    /// Which serves, both models' CV fold AUCs and why.
+    #[serde(flatten)]
+    pub decision: ChallengerDecision,
+    /// The rule applied.
+    pub rule: ChallengerRule,
+    /// The booster's budget.
+    pub budget: f32,
+    /// Trees of the serving booster (0 when the logistic model serves).
+    pub trees: u32,
+    /// Seconds spent on the challenger (CV and, when it serves, the final fit).
+    pub seconds: f64,
 }
 
 /// The weight of one KPI within its category.
@@ -254,6 +291,10 @@ pub struct StoredMetrics {
     /// before it was recorded: their drift cannot be measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_reference: Vec<StoredReference>,
+    /// The challenger's decision, when the model was trained with it (`None`: trained
+    /// without it, or stored before it existed; the logistic model serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenger: Option<StoredChallenger>,
 }
 
 /// The training distribution of one KPI's value.

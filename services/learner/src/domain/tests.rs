@@ -157,7 +157,7 @@ mod book {
         }
         // The stored coefficients reproduce the fitted model's in-sample probabilities.
         let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
-        let p = prep.probabilities(&data, c);
+        let p = prep.probabilities(&data, c).expect("probabilities");
         let e = eval_probabilities(&p, &data.labels, false).expect("eval");
         let t = &fitted.metrics.training;
         assert!(
@@ -173,7 +173,14 @@ mod book {
             .iter()
             .map(|&r| prep.pop.index[&data.accounts[r]])
             .collect();
-        let q = predict(&prep.pop, d, &accounts, &vec![c; accounts.len()]).expect("predict");
+        let q = predict(
+            &prep.pop,
+            d,
+            &accounts,
+            &[ChurnModel::of(c).expect("model")],
+            &vec![0; accounts.len()],
+        )
+        .expect("predict");
         for (&r, q) in rows.iter().zip(q) {
             assert!((p[r] - q).abs() < 1e-12, "{} vs {q}", p[r]);
         }
@@ -211,7 +218,7 @@ mod book {
         .expect("coefficients as stored before");
         assert!(stored.coefficients.iter().all(|k| k.group.is_none()));
         let data = prep.kpi_data(&prep.rows(Scope::Global)).expect("data");
-        let p = prep.probabilities(&data, &stored);
+        let p = prep.probabilities(&data, &stored).expect("probabilities");
         let col = |name: &str| {
             data.feature_names
                 .iter()

@@ -2,18 +2,19 @@
 //! metrics, ready to store.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use vitals_learn_core::{
-    Dataset, DriftReference, FeatureTransform, KpiTerm, LearnError, suggest_category_weights,
-    train_kpis, train_kpis_borrowing,
+    ChallengerRule, Dataset, DriftReference, FeatureTransform, GbmOptions, KpiTerm, LearnError,
+    ServedModel, challenge_trained, suggest_category_weights, train_kpis, train_kpis_borrowing,
 };
 
 use super::borrowing::Borrowing;
 use super::evaluation::{backtests, eval_health, eval_probabilities};
 use super::features;
 use super::stored::{
-    StoredBacktest, StoredCategoryWeights, StoredCoefficient, StoredCoefficients, StoredKpiWeight,
-    StoredMetrics, StoredOptions, StoredReference,
+    StoredBacktest, StoredCategoryWeights, StoredChallenger, StoredCoefficient, StoredCoefficients,
+    StoredKpiWeight, StoredMetrics, StoredOptions, StoredReference,
 };
 use super::{Prepared, Scope, Settings};
 use crate::error::LearnerError;
@@ -44,6 +45,12 @@ pub struct Fitted {
 /// deviation shrunk by the profile's data, and its backtest borrows from the global model
 /// refitted in each fold; the global scope's fits are kept there for the profiles (fit the
 /// global scope first).
+///
+/// With `s.challenger`, the gradient-boosted challenger is cross-validated on the logistic
+/// model's folds and the rule decides which serves the churn probability: the decision is
+/// stored in the metrics, and a serving booster in the coefficients (the in-sample
+/// metrics and the calibration are then the booster's; the weights stay the logistic
+/// model's).
 ///
 /// `Err(Ok(reason))` means the scope was skipped (e.g. no churn among its members).
 pub fn fit_scope(
@@ -89,6 +96,39 @@ pub fn fit_scope(
         }
         _ => train_kpis(data, &prep.specs, &prep.choice, n, &opts).map_err(skip)?,
     };
+    // The challenger against the logistic model just trained, on the folds of its CV.
+    let (trained_kpis, challenger) = if s.challenger {
+        let started = Instant::now();
+        let gbm = GbmOptions {
+            cancel: prep.cancel.clone(),
+            ..GbmOptions::default()
+        };
+        let rule = ChallengerRule::default();
+        let c =
+            challenge_trained(data, trained_kpis, &opts, &gbm, &rule).map_err(|e| Err(e.into()))?;
+        let (booster, trees) = match c.served {
+            ServedModel::Gbm { model, calibration } => {
+                let trees = model.trees as u32;
+                (Some((*model, calibration)), trees)
+            }
+            ServedModel::Logistic => (None, 0),
+        };
+        let stored = StoredChallenger {
+            decision: c.decision,
+            rule,
+            budget: gbm.budget,
+            trees,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        (c.logistic, Some((stored, booster)))
+    } else {
+        (trained_kpis, None)
+    };
+    let (challenger, (booster, booster_calibration)) = match challenger {
+        Some((c, Some((b, cal)))) => (Some(c), (Some(b), Some(cal))),
+        Some((c, None)) => (Some(c), (None, None)),
+        None => (None, (None, None)),
+    };
     if let (Scope::Global, Some(b)) = (scope, borrowing) {
         b.remember_full(
             (
@@ -108,7 +148,10 @@ pub fn fit_scope(
         .form
         .kpi_terms(&trained.model, kpis.len())
         .map_err(|e| Err(e.into()))?;
-    let coefficients = stored_coefficients(prep, intercept, trained.model.lambda, terms);
+    let mut coefficients = stored_coefficients(prep, intercept, trained.model.lambda, terms);
+    if let Some(b) = &booster {
+        coefficients.gbm = Some(b.to_json().map_err(|e| Err(e.into()))?);
+    }
     let kpi_weights: Vec<StoredKpiWeight> = trained
         .weights
         .kpis
@@ -142,11 +185,16 @@ pub fn fit_scope(
                     .collect::<Vec<_>>(),
             )
         });
-    let p = trained_kpis
-        .form
-        .apply(data, &prep.specs)
-        .and_then(|d| trained.model.predict_proba(d.x.view()))
-        .map_err(|e| Err(e.into()))?;
+    // In-sample metrics of the model that serves the churn probability (the booster reads
+    // every KPI column of `data`, as fitted).
+    let p = match &booster {
+        Some(b) => b.predict_proba(data.x.view()),
+        None => trained_kpis
+            .form
+            .apply(data, &prep.specs)
+            .and_then(|d| trained.model.predict_proba(d.x.view())),
+    }
+    .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
     let health_scores = prep.health_scores(data, &w).map_err(Err)?;
@@ -180,10 +228,14 @@ pub fn fit_scope(
             lambda_fallback_reason: trained.lambda_selection.fallback_reason.clone(),
             censored: prep.censored as u32,
             window: None,
-            calibration: Some(trained_kpis.calibration.clone()),
+            // The calibration of the model that serves the churn probability.
+            calibration: Some(
+                booster_calibration.unwrap_or_else(|| trained_kpis.calibration.clone()),
+            ),
             candidate: None,
             borrowed_from_global,
             drift_reference: drift_reference(data, kpis),
+            challenger,
         },
         coefficients,
         kpi_weights,
@@ -240,5 +292,6 @@ fn stored_coefficients(
                 contradicted: t.standardized > 0.0,
             })
             .collect(),
+        gbm: None,
     }
 }

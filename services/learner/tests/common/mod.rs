@@ -13,8 +13,11 @@ use vitals_proto::learner::v1 as pb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_server::{ServerConfig, WorkBudget};
 use vitals_store::Store;
-use vitals_store::entity::{account, usage_daily};
-use vitals_store::sea_orm::{EntityTrait, IntoActiveModel, TransactionTrait};
+use vitals_store::entity::{account, pulse, usage_daily};
+use vitals_store::sea_orm::{
+    ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait,
+};
+use vitals_test_support::churn::XorPortfolio;
 use vitals_test_support::{Backend, TestServer, fresh_url};
 
 /// A running learner service with a direct handle on its database.
@@ -112,15 +115,51 @@ impl Env {
 
     /// Writes the portfolio's accounts and daily roll-ups (one transaction).
     pub async fn put_portfolio(&self, p: &Portfolio) {
+        let accounts: Vec<(String, Option<String>)> = p
+            .accounts
+            .iter()
+            .map(|a| (a.id.clone(), a.profile.clone()))
+            .collect();
+        self.put_accounts(&accounts, p.start, &p.usage()).await;
+    }
+
+    /// Writes an interaction portfolio's accounts (no profile), daily roll-ups and pulses.
+    pub async fn put_xor_portfolio(&self, p: &XorPortfolio) {
+        let accounts: Vec<(String, Option<String>)> =
+            p.accounts.iter().map(|a| (a.id.clone(), None)).collect();
+        self.put_accounts(&accounts, p.start, &p.usage()).await;
+        for (id, day, value) in p.pulses() {
+            pulse::ActiveModel {
+                account_id: Set(id),
+                author: Set("csm".into()),
+                value: Set(value),
+                note: Set(String::new()),
+                at: Set(at(day)),
+                ..Default::default()
+            }
+            .insert(self.store.conn())
+            .await
+            .expect("insert pulse");
+        }
+    }
+
+    /// Writes accounts (id, profile) created on `start` and daily roll-ups (one
+    /// transaction).
+    pub async fn put_accounts(
+        &self,
+        accounts: &[(String, Option<String>)],
+        start: NaiveDate,
+        rows: &[usage_daily::Model],
+    ) {
         let txn = self.store.conn().begin().await.expect("begin");
-        for a in &p.accounts {
-            let created = at(p.start);
+        for (id, profile) in accounts {
+            let created = at(start);
             account::Entity::insert(
                 account::Model {
-                    id: a.id.clone(),
-                    name: a.id.clone(),
+                    id: id.clone(),
+                    name: id.clone(),
                     attributes: serde_json::json!({}),
-                    profile_id: a.profile.clone(),
+                    profile_id: profile.clone(),
                     pinned: false,
                     status: "active".into(),
                     created_at: created,
@@ -132,7 +171,6 @@ impl Env {
             .await
             .expect("insert account");
         }
-        let rows = p.usage();
         for chunk in rows.chunks(1000) {
             usage_daily::Entity::insert_many(chunk.iter().map(|u| u.clone().into_active_model()))
                 .exec(&txn)

@@ -19,7 +19,8 @@ use vitals_store::values::AccountStatus;
 use super::stored::{self, StoredCategory, StoredDetails, r6};
 use crate::Inner;
 use crate::error::Result;
-use crate::weights::{Source, Weights};
+use crate::weights::{Booster, Source, Weights};
+use vitals_learn_core as learn;
 
 /// What a run scores.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -290,13 +291,36 @@ fn sub_scores(
     categories
 }
 
-/// The churn probability of account `i` under the learner's coefficients (none without).
+/// The churn probability of account `i` under the learner's model (none without one):
+/// its gradient-boosted model when that serves (fed the KPI columns it names: peer
+/// percentiles, log values and values, as the learner's training set holds them), else
+/// its coefficients.
 fn churn_probability(
     weights: &Weights,
     catalogue: &core::Catalogue,
+    matrix: &core::KpiMatrix,
     scores: &core::PopulationScores,
     i: usize,
 ) -> Option<f64> {
+    if let Some(Booster(b)) = &weights.booster {
+        let kpis = catalogue.kpis();
+        let row = b.row(|name| {
+            catalogue.index_of(name).map(|k| {
+                let direction = match kpis[k].direction {
+                    core::Direction::HigherIsBetter => learn::Direction::HigherIsBetter,
+                    core::Direction::LowerIsBetter => learn::Direction::HigherIsWorse,
+                };
+                (scores.percentile(i, k), matrix.get(i, k), direction)
+            })
+        });
+        return match b.predict_rows(&[row]) {
+            Ok(p) => p.first().map(|&p| r6(p)),
+            Err(e) => {
+                tracing::warn!(model = %weights.model, error = %e, "booster prediction failed");
+                None
+            }
+        };
+    }
     (!weights.coefficients.is_empty()).then(|| {
         let eta = weights.intercept
             + weights
@@ -355,7 +379,13 @@ fn score_account(pop: &Population<'_>, i: usize) -> Result<Option<Scored>> {
     let categories = sub_scores(kpis, config.kpi_weights.as_deref().unwrap_or(&[]), &e);
     let signals = pop.signals[i];
     let momentum = signals.momentum;
-    let churn = churn_probability(&prof.weights, pop.catalogue, pop.scores, i);
+    let churn = churn_probability(
+        &prof.weights,
+        pop.catalogue,
+        pop.input.matrix,
+        pop.scores,
+        i,
+    );
     let peer_count = if e.score.fallback {
         pop.input.profile_of.len() as u32
     } else {

@@ -263,6 +263,8 @@ fn training_options() -> lpb::TrainingOptions {
         observation_interval_days: Some(OBSERVATION_INTERVAL_DAYS),
         prior_strength: None,
         l2_penalty: None,
+        // The server's setting (`--learner-challenger`, default off).
+        challenger: None,
     }
 }
 
