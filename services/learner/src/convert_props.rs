@@ -32,14 +32,22 @@ fn options() -> impl Strategy<Value = Option<pb::TrainingOptions>> {
             prop::option::of(any::<u32>()),
             prop::option::of(arb::number()),
             prop::option::of(arb::number()),
+            prop::option::of(any::<bool>()),
         )
             .prop_map(
-                |(horizon_days, observation_interval_days, prior_strength, l2_penalty)| {
+                |(
+                    horizon_days,
+                    observation_interval_days,
+                    prior_strength,
+                    l2_penalty,
+                    challenger,
+                )| {
                     pb::TrainingOptions {
                         horizon_days,
                         observation_interval_days,
                         prior_strength,
                         l2_penalty,
+                        challenger,
                     }
                 },
             ),

@@ -222,6 +222,7 @@ async fn outcomes_after_training_give_the_models_auc_since() {
             l2_penalty: None,
             max_dataset_cells: u64::MAX,
             borrow_from_global: true,
+            challenger: false,
         };
         let cells = vitals_learner::domain::check_facts_on(
             &facts,

@@ -366,6 +366,7 @@ async fn the_size_counted_from_the_facts_is_not_below_the_training_set() {
                 l2_penalty: Some(0.1),
                 max_dataset_cells: u64::MAX,
                 borrow_from_global: true,
+                challenger: false,
             };
             let counted =
                 domain::check_facts(&facts, &outcomes, end(), &s).expect("under u64::MAX");

@@ -78,6 +78,7 @@ mod book {
             l2_penalty: None,
             max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
             borrow_from_global: true,
+            challenger: false,
         }
     }
 
@@ -351,6 +352,7 @@ mod budget {
             l2_penalty: None,
             max_dataset_cells,
             borrow_from_global: true,
+            challenger: false,
         }
     }
 

@@ -235,6 +235,7 @@ impl lpb::learner_service_server::LearnerService for FakeLearner {
             train_time: Some(ts(Utc::now())),
             kpi_weights: vec![kpi("active_days", 0.75), kpi("key_events", 0.25)],
             suggested_category_weights: None,
+            booster_json: String::new(),
             intercept: -1.0,
             coefficients: vec![lpb::Coefficient {
                 kpi: "active_days".into(),
