@@ -455,6 +455,7 @@ pub fn coefficients(c: &StoredCoefficients) -> Vec<pb::Coefficient> {
             coefficient: k.coefficient,
             declared_direction: direction(&k.declared_direction),
             contradicted: k.contradicted,
+            missing_value: Some(k.missing),
         })
         .collect()
 }

@@ -142,11 +142,23 @@ pub struct Weights {
     pub suggested_category: Option<[f64; 5]>,
     /// Intercept of the churn model.
     pub intercept: f64,
-    /// KPI name -> coefficient on the peer percentile; empty = no churn model.
-    pub coefficients: Vec<(String, f64)>,
+    /// The churn model's coefficients; empty = no churn model.
+    pub coefficients: Vec<Coefficient>,
     /// The gradient-boosted model that serves the churn probability instead of the
     /// coefficients, when the learner's challenger won (docs/learning.md).
     pub booster: Option<Booster>,
+}
+
+/// One coefficient of the learner's logistic churn model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coefficient {
+    /// The feature column: `<kpi>` (peer percentile), `<kpi>:log` or `<kpi>:value`
+    /// (`vitals_learn_core::features::column_value` reads it).
+    pub column: String,
+    /// The coefficient.
+    pub coefficient: f64,
+    /// The feature's value for an account without the KPI.
+    pub missing: f64,
 }
 
 /// A learner's gradient-boosted churn model, parsed once per answer.
@@ -215,7 +227,11 @@ impl Weights {
                 r.coefficients
                     .into_iter()
                     .filter(|c| c.coefficient.is_finite())
-                    .map(|c| (c.kpi, c.coefficient))
+                    .map(|c| Coefficient {
+                        missing: c.missing_value.filter(|m| m.is_finite()).unwrap_or(0.5),
+                        column: c.kpi,
+                        coefficient: c.coefficient,
+                    })
                     .collect()
             } else {
                 Vec::new()

@@ -302,17 +302,20 @@ fn churn_probability(
     scores: &core::PopulationScores,
     i: usize,
 ) -> Option<f64> {
+    let kpis = catalogue.kpis();
+    // A KPI's peer percentile, raw value and direction, as the learner's features read
+    // them (the same for the booster and the logistic model).
+    let kpi = |name: &str| {
+        catalogue.index_of(name).map(|k| {
+            let direction = match kpis[k].direction {
+                core::Direction::HigherIsBetter => learn::Direction::HigherIsBetter,
+                core::Direction::LowerIsBetter => learn::Direction::HigherIsWorse,
+            };
+            (scores.percentile(i, k), matrix.get(i, k), direction)
+        })
+    };
     if let Some(Booster(b)) = &weights.booster {
-        let kpis = catalogue.kpis();
-        let row = b.row(|name| {
-            catalogue.index_of(name).map(|k| {
-                let direction = match kpis[k].direction {
-                    core::Direction::HigherIsBetter => learn::Direction::HigherIsBetter,
-                    core::Direction::LowerIsBetter => learn::Direction::HigherIsWorse,
-                };
-                (scores.percentile(i, k), matrix.get(i, k), direction)
-            })
-        });
+        let row = b.row(kpi);
         return match b.predict_rows(&[row]) {
             Ok(p) => p.first().map(|&p| r6(p)),
             Err(e) => {
@@ -321,17 +324,17 @@ fn churn_probability(
             }
         };
     }
+    // The logistic model: each coefficient on its own column (a percentile, a log value
+    // or a value), the column's missing value where the account lacks the KPI, as the
+    // learner's PredictChurn computes it.
     (!weights.coefficients.is_empty()).then(|| {
         let eta = weights.intercept
             + weights
                 .coefficients
                 .iter()
-                .map(|(kpi, c)| {
-                    let pct = catalogue
-                        .index_of(kpi)
-                        .and_then(|k| scores.percentile(i, k))
-                        .unwrap_or(0.5);
-                    c * pct
+                .map(|c| {
+                    let v = learn::features::column_value(&c.column, kpi);
+                    c.coefficient * if v.is_finite() { v } else { c.missing }
                 })
                 .sum::<f64>();
         r6(sigmoid(eta))

@@ -243,6 +243,7 @@ impl lpb::learner_service_server::LearnerService for FakeLearner {
                 coefficient: -2.0,
                 declared_direction: cpb::KpiDirection::HigherIsBetter as i32,
                 contradicted: false,
+                missing_value: Some(0.5),
             }],
         }))
     }
