@@ -336,7 +336,20 @@ mod tests {
     /// took the lease) deletes only its own hold.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn locks_of_one_holder_exclude_each_other_and_a_release_frees_only_its_own() {
-        let store = store().await;
+        // A SQLite file: the waits below are cancelled, and an in-memory database's one
+        // connection, closed by a cancelled query, would come back empty.
+        let path = std::env::temp_dir().join(format!(
+            "vitals-lease-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
         let ttl = Duration::from_millis(600);
         let a = Leases::new(store.clone(), ttl);
         let g1 = a.lock("run").await.unwrap();
@@ -364,5 +377,7 @@ mod tests {
             &*g2.holder
         );
         drop(g2);
+        store.close().await.unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }
