@@ -175,26 +175,7 @@ mod tests {
     use super::*;
 
     fn snap(value: f64) -> Arc<Score> {
-        let record = vitals_store::scoring::SnapshotRecord {
-            id: 0,
-            run_id: 1,
-            account_id: "a".into(),
-            scorecard_id: "p".into(),
-            profile_id: "default".into(),
-            as_of: chrono::Utc::now(),
-            value,
-            band: "green".into(),
-            global_value: value,
-            sub_scores: serde_json::Value::Null,
-            momentum: 0.0,
-            coverage_present: 0,
-            coverage_total: 0,
-            drivers: serde_json::Value::Null,
-            churn_probability: None,
-            weights_source: String::new(),
-            population_fallback: false,
-            drivers_bin: None,
-        };
+        let record = crate::domain::read::record("a", "p", value, "green");
         Arc::new(Score::new(record, true))
     }
 

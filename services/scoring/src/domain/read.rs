@@ -411,6 +411,31 @@ pub(crate) async fn list_kpis(inner: &Inner) -> Result<Vec<core::KpiDef>> {
     Ok(catalogue.kpis().to_vec())
 }
 
+/// A stored row with no details or drivers, for tests.
+#[cfg(test)]
+pub(crate) fn record(account: &str, card: &str, value: f64, band: &str) -> SnapshotRecord {
+    SnapshotRecord {
+        id: 0,
+        run_id: 1,
+        account_id: account.into(),
+        scorecard_id: card.into(),
+        profile_id: "default".into(),
+        as_of: Utc::now(),
+        value,
+        band: band.into(),
+        global_value: value,
+        sub_scores: serde_json::Value::Null,
+        momentum: 0.0,
+        coverage_present: 0,
+        coverage_total: 0,
+        drivers: serde_json::Value::Null,
+        churn_probability: None,
+        weights_source: String::new(),
+        population_fallback: false,
+        drivers_bin: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,26 +453,7 @@ mod tests {
             .collect();
         all.push(driver("zero", 0.0));
         all.extend((0..6).map(|i| driver(&format!("u{i}"), 1.0 + f64::from(i))));
-        let record = vitals_store::scoring::SnapshotRecord {
-            id: 0,
-            run_id: 1,
-            account_id: "a".into(),
-            scorecard_id: "profile".into(),
-            profile_id: "default".into(),
-            as_of: chrono::Utc::now(),
-            value: 5.0,
-            band: "yellow".into(),
-            global_value: 5.0,
-            sub_scores: serde_json::Value::Null,
-            momentum: 0.0,
-            coverage_present: 0,
-            coverage_total: 0,
-            drivers: serde_json::Value::Null,
-            churn_probability: None,
-            weights_source: String::new(),
-            population_fallback: false,
-            drivers_bin: None,
-        };
+        let record = record("a", "profile", 5.0, "yellow");
         let mut score = Score::new(record, false);
         score.drivers = all.clone();
         let shown: Vec<StoredDriver> = top_drivers(&all).cloned().collect();
