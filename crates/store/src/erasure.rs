@@ -101,6 +101,10 @@ pub const KEPT: &[(&str, &str)] = &[
         "the retention watermark of raw events (no account)",
     ),
     (
+        "kpi_names",
+        "the KPI names stored snapshots refer to by number (no account)",
+    ),
+    (
         "operations",
         "long-running operations: kind, target profile or scope, phase, result (no account)",
     ),

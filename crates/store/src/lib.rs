@@ -145,6 +145,8 @@ pub struct Store {
     /// A pool of one connection, opened on first use, for [`Store::probe`]; `None` for an
     /// in-memory SQLite database (which cannot become unreachable).
     probe: Option<DatabaseConnection>,
+    /// The cached KPI name numbers of stored drivers ([`snapshot::names`]).
+    names: std::sync::Arc<snapshot::names::NamesCache>,
 }
 
 /// A readiness probe of the database (see [`Store::probe`]).
@@ -179,12 +181,17 @@ pub(crate) mod sealed {
         type Conn: ConnectionTrait + Sync;
         /// The connection the statements run on.
         fn c(&self) -> &Self::Conn;
+        /// The store's cache of KPI name numbers.
+        fn names(&self) -> &crate::snapshot::names::NamesCache;
     }
 
     impl Sealed for super::Store {
         type Conn = sea_orm::DatabaseConnection;
         fn c(&self) -> &Self::Conn {
             &self.db
+        }
+        fn names(&self) -> &crate::snapshot::names::NamesCache {
+            &self.names
         }
     }
 
@@ -193,13 +200,19 @@ pub(crate) mod sealed {
         fn c(&self) -> &Self::Conn {
             &self.0
         }
+        fn names(&self) -> &crate::snapshot::names::NamesCache {
+            &self.1
+        }
     }
 }
 
 /// A write transaction opened by [`Store::begin_write`]: pass `&tx` to store functions,
 /// then [`WriteTx::commit`]. Dropped uncommitted, it rolls back.
 #[derive(Debug)]
-pub struct WriteTx(DatabaseTransaction);
+pub struct WriteTx(
+    DatabaseTransaction,
+    std::sync::Arc<snapshot::names::NamesCache>,
+);
 
 impl WriteTx {
     /// Commits every statement run on this transaction.
@@ -239,7 +252,7 @@ impl Store {
     /// transaction that writes starts here. Dropped without [`WriteTx::commit`], it rolls
     /// back.
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        Ok(WriteTx(self.begin_raw().await?))
+        Ok(WriteTx(self.begin_raw().await?, self.names.clone()))
     }
 
     /// [`Store::begin_write`] as the sea-orm transaction, for the store's own functions.
@@ -331,7 +344,11 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
-        Ok(Self { db, probe })
+        Ok(Self {
+            db,
+            probe,
+            names: Default::default(),
+        })
     }
 
     /// Applies every pending migration; a no-op on an up-to-date database.

@@ -22,6 +22,7 @@ mod m20261207_000014_account_parent;
 mod m20261207_000016_operations;
 mod m20261207_000018_leases;
 mod m20261207_000019_event_partitions;
+mod m20261207_000020_kpi_names;
 
 /// Every migration of the store, in order.
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000016_operations::Migration),
             Box::new(m20261207_000018_leases::Migration),
             Box::new(m20261207_000019_event_partitions::Migration),
+            Box::new(m20261207_000020_kpi_names::Migration),
         ]
     }
 }

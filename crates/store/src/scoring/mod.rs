@@ -421,11 +421,13 @@ pub async fn snapshot_at(
     if let Some(at) = at {
         q = q.filter(score_snapshot::Column::AsOf.lte(at));
     }
-    q.order_by_desc(score_snapshot::Column::AsOf)
+    let mut row = q
+        .order_by_desc(score_snapshot::Column::AsOf)
         .order_by_desc(score_snapshot::Column::RunId)
         .one(conn)
-        .await
-        .map_err(Into::into)
+        .await?;
+    crate::snapshot::names::expand(db, row.as_mut_slice()).await?;
+    Ok(row)
 }
 
 /// Filters of [`list_latest`].
@@ -524,10 +526,11 @@ pub async fn list_latest(
          AND s.as_of = l.as_of AND s.run_id = l.run_id{w} \
          ORDER BY {order_sql} LIMIT ? OFFSET ?"
     );
-    let rows = score_snapshot::Entity::find()
+    let mut rows = score_snapshot::Entity::find()
         .from_raw_sql(stmt(backend, &sql, values))
         .all(conn)
         .await?;
+    crate::snapshot::names::expand(db, &mut rows).await?;
     Ok((rows, u64::try_from(count).unwrap_or(0)))
 }
 
@@ -551,13 +554,15 @@ pub async fn history(
     if let Some(e) = end {
         q = q.filter(score_snapshot::Column::AsOf.lt(e));
     }
-    q.order_by_asc(score_snapshot::Column::AsOf)
+    let mut rows = q
+        .order_by_asc(score_snapshot::Column::AsOf)
         .order_by_asc(score_snapshot::Column::RunId)
         .offset(offset)
         .limit(limit)
         .all(conn)
-        .await
-        .map_err(Into::into)
+        .await?;
+    crate::snapshot::names::expand(db, &mut rows).await?;
+    Ok(rows)
 }
 
 /// The latest rows of a scorecard (`None`: every scorecard), optionally of one profile,

@@ -145,10 +145,12 @@ pub async fn at_risk(
          AND s.as_of = l.as_of AND s.run_id = l.run_id{w} \
          ORDER BY l.value ASC, l.account_id ASC LIMIT ?"
     );
-    Ok(score_snapshot::Entity::find()
+    let mut rows = score_snapshot::Entity::find()
         .from_raw_sql(stmt(backend, &sql, values))
         .all(conn)
-        .await?)
+        .await?;
+    crate::snapshot::names::expand(db, &mut rows).await?;
+    Ok(rows)
 }
 
 /// The newest `limit` snapshots of (account, scorecard), oldest first (a history chart's
@@ -169,6 +171,7 @@ pub async fn recent_snapshots(
         .all(db.c())
         .await?;
     rows.reverse();
+    crate::snapshot::names::expand(db, &mut rows).await?;
     Ok(rows)
 }
 

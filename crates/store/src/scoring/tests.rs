@@ -320,7 +320,131 @@ async fn band_changes_of_a_run_read_back(store: Store) {
     assert!(committed_runs_after(&store, r2).await.unwrap().is_empty());
 }
 
+/// Drivers written by number ([`crate::snapshot::names`]) come back from every snapshot
+/// reader in the self-contained form, including numbers added by another process after
+/// this store cached the table; a number the table lacks is left as stored.
+async fn numbered_drivers_read_back_named(store: Store) {
+    use crate::snapshot::{KpiNames, StoredDriver, decode_drivers, encode_drivers_with, kpi_names};
+    let names = kpi_names(&store, &["mrr", "nps"]).await.unwrap();
+    let (mrr, nps) = (names.id("mrr").unwrap(), names.id("nps").unwrap());
+    assert_ne!(mrr, nps);
+    // Asking again keeps the numbers and adds only what is missing.
+    let more = kpi_names(&store, &["nps", "logins", "mrr"]).await.unwrap();
+    assert_eq!((more.id("mrr"), more.id("nps")), (Some(mrr), Some(nps)));
+    assert_eq!(more.len(), 3);
+    // Another process adds a name: this store's cache does not know it yet.
+    let conn = store.conn();
+    let b = conn.get_database_backend();
+    conn.execute_raw(stmt(
+        b,
+        "INSERT INTO kpi_names (name) VALUES (?)",
+        vec!["seats".into()],
+    ))
+    .await
+    .unwrap();
+    let seats = conn
+        .query_one_raw(stmt(
+            b,
+            "SELECT id FROM kpi_names WHERE name = ?",
+            vec!["seats".into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "id")
+        .unwrap() as u32;
+    let theirs = KpiNames::from_pairs([(mrr, "mrr"), (nps, "nps"), (seats, "seats")]);
+    let d = |k: &str, c: f64| StoredDriver(k.into(), 4, 1200.5, Some(0.25), 7.5, 0.025, c);
+    let drivers = [
+        vec![d("mrr", -0.1), d("nps", 0.2)],
+        vec![d("seats", -1.5), d("mrr", 0.3)],
+        vec![d("nps", 0.0)],
+    ];
+    let as_of = DateTime::parse_from_rfc3339("2026-06-30T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut rows: Vec<NewSnapshot> = snapshots(as_of)
+        .into_iter()
+        .filter(|r| r.scorecard_id == PROFILE_SCORECARD)
+        .take(3)
+        .collect();
+    for (r, d) in rows.iter_mut().zip(&drivers) {
+        r.drivers = encode_drivers_with(d, &theirs);
+        assert_eq!(r.drivers[0], 3, "stored by number");
+    }
+    // A number no table holds: left as stored, its decoding says why.
+    rows[2].drivers = encode_drivers_with(&drivers[2], &KpiNames::from_pairs([(9999, "nps")]));
+    let run = RunRecord {
+        scope: "all".into(),
+        started_at: as_of,
+        accounts_scored: 3,
+        details: serde_json::json!({}),
+        events: Vec::new(),
+    };
+    write_run(&store, &run, &rows).await.unwrap();
+    let read = |r: &SnapshotRecord| decode_drivers(r.drivers_bin.as_deref().unwrap());
+    for (i, row) in rows.iter().enumerate() {
+        let at = snapshot_at(&store, &row.account_id, PROFILE_SCORECARD, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let hist = history(
+            &store,
+            &row.account_id,
+            PROFILE_SCORECARD,
+            None,
+            None,
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+        let recent = overview::recent_snapshots(&store, &row.account_id, PROFILE_SCORECARD, 5)
+            .await
+            .unwrap();
+        for got in [&at, &hist[0], &recent[0]] {
+            if i < 2 {
+                assert_eq!(read(got).unwrap(), drivers[i], "row {i}");
+            } else {
+                assert_eq!(
+                    read(got).unwrap_err(),
+                    "KPIs stored by number, read without the KPI names"
+                );
+                assert!(
+                    crate::snapshot::decode_drivers_with(
+                        got.drivers_bin.as_deref().unwrap(),
+                        &theirs
+                    )
+                    .unwrap_err()
+                    .contains("unknown KPI number 9999")
+                );
+            }
+        }
+    }
+    let filter = LatestFilter {
+        scorecard_id: Some(PROFILE_SCORECARD.into()),
+        ..LatestFilter::default()
+    };
+    let (listed, _) = list_latest(&store, &filter, LatestOrder::AccountId, 0, 10)
+        .await
+        .unwrap();
+    let risky = overview::at_risk(&store, &overview::RiskFilter::default(), 10)
+        .await
+        .unwrap();
+    for got in [listed, risky] {
+        let ok: Vec<_> = got.iter().filter_map(|r| read(r).ok()).collect();
+        assert_eq!(ok.len(), 2);
+        assert!(ok.contains(&drivers[0]) && ok.contains(&drivers[1]));
+    }
+    // The cache learnt the other process's name.
+    assert_eq!(
+        kpi_names(&store, &["seats"]).await.unwrap().id("seats"),
+        Some(seats)
+    );
+}
+
 crate::store_test_suite!(
     write_run_stores_what_the_generic_statements_store,
-    band_changes_of_a_run_read_back
+    band_changes_of_a_run_read_back,
+    numbered_drivers_read_back_named
 );

@@ -9,15 +9,23 @@
 //!   the `drivers` column (rows written before migration 10; `drivers_bin` is NULL);
 //! - version 1 (first byte `1`): the hand-written varint format of [`v1`], KPI names as
 //!   numbers of a frozen table; read only;
-//! - version 2 (first byte `2`, every row written now): the byte `2` then a protobuf
-//!   message, [`DriversMsg`], KPI names as names. A number is stored as its integer count
-//!   of millionths (`sint64`) when that reproduces it bit for bit, else as its `double`;
-//!   an absent percentile has neither.
+//! - version 2 (first byte `2`): the byte `2` then a protobuf message, [`DriversMsg`],
+//!   KPI names as names. A number is stored as its integer count of millionths
+//!   (`sint64`) when that reproduces it bit for bit, else as its `double`; an absent
+//!   percentile has neither;
+//! - version 3 (first byte `3`, what scoring runs write now): version 2's message with
+//!   each KPI named by its number in the store's table `kpi_names` ([`names`]) instead
+//!   of its text, about half the bytes of a row. The store's snapshot readers return such
+//!   rows in the version 2 form ([`names::expand`]); [`decode_drivers_with`] reads them
+//!   given the table.
 
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+pub mod names;
 mod v1;
+
+pub use names::{KpiNames, kpi_names};
 
 /// One KPI's part, as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +55,9 @@ impl StoredDriver {
 
 /// First byte of a version 2 row.
 const V2: u8 = 2;
+
+/// First byte of a version 3 row (KPIs by number, see [`names`]).
+const V3: u8 = 3;
 
 /// Version 2: the drivers of one snapshot, most negative contribution first.
 #[derive(Clone, PartialEq, Message)]
@@ -97,6 +108,41 @@ pub struct DriverMsg {
     #[prost(double, optional, tag = "12")]
     pub contribution: Option<f64>,
 }
+
+/// Version 3: the drivers of one snapshot as columns, most negative contribution first:
+/// each KPI by its number in `kpi_names` ([`names`]), and the five numbers of each
+/// driver in turn (value, percentile, KPI score, weight, contribution) as counts of
+/// millionths in one packed list; a number that is not exact in millionths, or an absent
+/// percentile, is listed in `exceptions` (its place in `micros` holds 0).
+#[derive(Clone, PartialEq, Message)]
+pub struct DriverColumns {
+    /// The KPIs' numbers in `kpi_names`.
+    #[prost(uint32, repeated, tag = "1")]
+    pub kpi: Vec<u32>,
+    /// Proto `ScoreCategory` values.
+    #[prost(sint32, repeated, tag = "2")]
+    pub category: Vec<i32>,
+    /// Five numbers per driver, as counts of millionths.
+    #[prost(sint64, repeated, tag = "3")]
+    pub micros: Vec<i64>,
+    /// The numbers `micros` cannot hold.
+    #[prost(message, repeated, tag = "4")]
+    pub exceptions: Vec<Exception>,
+}
+
+/// Version 3: a number of [`DriverColumns::micros`] given otherwise.
+#[derive(Clone, PartialEq, Message)]
+pub struct Exception {
+    /// Its place in `micros` (5 x driver + field).
+    #[prost(uint32, tag = "1")]
+    pub slot: u32,
+    /// The number (absent: an absent percentile).
+    #[prost(double, optional, tag = "2")]
+    pub value: Option<f64>,
+}
+
+/// The fields of a driver's five numbers, in their order in [`DriverColumns::micros`].
+const FIELDS: [&str; 5] = ["value", "percentile", "kpi_score", "weight", "contribution"];
 
 /// Largest count of millionths kept as an integer (2^53: every integer up to it is an
 /// exact `f64`).
@@ -168,20 +214,69 @@ impl TryFrom<DriverMsg> for StoredDriver {
     }
 }
 
-/// The stored form of `drivers` (version 2, see the module's doc).
+/// The stored form of `drivers` (version 2, see the module's doc): self-contained.
 pub fn encode_drivers(drivers: &[StoredDriver]) -> Vec<u8> {
     let msg = DriversMsg {
         drivers: drivers.iter().map(DriverMsg::from).collect(),
     };
+    framed(V2, &msg)
+}
+
+/// The stored form of `drivers` with each KPI by its number in `names` (version 3, what
+/// scoring runs write); version 2 when a name has no number.
+pub fn encode_drivers_with(drivers: &[StoredDriver], names: &KpiNames) -> Vec<u8> {
+    let n = drivers.len();
+    let mut cols = DriverColumns {
+        kpi: Vec::with_capacity(n),
+        category: Vec::with_capacity(n),
+        micros: Vec::with_capacity(5 * n),
+        exceptions: Vec::new(),
+    };
+    for d in drivers {
+        let Some(id) = names.id(&d.0) else {
+            return encode_drivers(drivers);
+        };
+        cols.kpi.push(id);
+        cols.category.push(d.1);
+        for x in [Some(d.2), d.3, Some(d.4), Some(d.5), Some(d.6)] {
+            let slot = cols.micros.len() as u32;
+            match Number::of(x) {
+                Number(Some(m), _) => cols.micros.push(m),
+                Number(None, value) => {
+                    cols.micros.push(0);
+                    cols.exceptions.push(Exception { slot, value });
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(1 + cols.encoded_len());
+    out.push(V3);
+    cols.encode(&mut out)
+        .expect("a Vec grows to hold the message");
+    out
+}
+
+fn framed(version: u8, msg: &DriversMsg) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + msg.encoded_len());
-    out.push(V2);
+    out.push(version);
     msg.encode(&mut out)
         .expect("a Vec grows to hold the message");
     out
 }
 
-/// The drivers of a stored `drivers_bin` of any version; an error names what is wrong.
+/// The drivers of a stored `drivers_bin` of version 1 or 2 (rows as the store's readers
+/// return them); an error names what is wrong. A version 3 row needs the KPI names:
+/// [`decode_drivers_with`].
 pub fn decode_drivers(b: &[u8]) -> Result<Vec<StoredDriver>, String> {
+    decode(b, None)
+}
+
+/// The drivers of a stored `drivers_bin` of any version, KPI numbers read in `names`.
+pub fn decode_drivers_with(b: &[u8], names: &KpiNames) -> Result<Vec<StoredDriver>, String> {
+    decode(b, Some(names))
+}
+
+fn decode(b: &[u8], names: Option<&KpiNames>) -> Result<Vec<StoredDriver>, String> {
     match b.first() {
         Some(&V2) => DriversMsg::decode(&b[1..])
             .map_err(|e| e.to_string())?
@@ -189,10 +284,52 @@ pub fn decode_drivers(b: &[u8]) -> Result<Vec<StoredDriver>, String> {
             .into_iter()
             .map(StoredDriver::try_from)
             .collect(),
+        Some(&V3) => {
+            let Some(names) = names else {
+                return Err("KPIs stored by number, read without the KPI names".into());
+            };
+            decode_v3(&b[1..], names)
+        }
         Some(&v1::V1) => v1::decode_v1(b),
         Some(v) => Err(format!("unknown drivers format {v}")),
         None => Err("truncated".into()),
     }
+}
+
+fn decode_v3(b: &[u8], names: &KpiNames) -> Result<Vec<StoredDriver>, String> {
+    let cols = DriverColumns::decode(b).map_err(|e| e.to_string())?;
+    let n = cols.kpi.len();
+    if cols.category.len() != n || cols.micros.len() != 5 * n {
+        return Err(format!(
+            "{n} KPIs, {} categories and {} numbers",
+            cols.category.len(),
+            cols.micros.len()
+        ));
+    }
+    let mut numbers: Vec<Option<f64>> = cols.micros.iter().map(|&m| Some(m as f64 / 1e6)).collect();
+    for e in &cols.exceptions {
+        *numbers
+            .get_mut(e.slot as usize)
+            .ok_or_else(|| format!("number {} of {}", e.slot, 5 * n))? = e.value;
+    }
+    let mut out = Vec::with_capacity(n);
+    for (i, (&id, &category)) in cols.kpi.iter().zip(&cols.category).enumerate() {
+        let name = names
+            .name(id)
+            .ok_or_else(|| format!("unknown KPI number {id}"))?;
+        let x = &numbers[5 * i..5 * i + 5];
+        let some = |f: usize| x[f].ok_or_else(|| format!("missing {}", FIELDS[f]));
+        out.push(StoredDriver(
+            name.to_owned(),
+            category,
+            some(0)?,
+            x[1],
+            some(2)?,
+            some(3)?,
+            some(4)?,
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -284,15 +421,23 @@ mod tests {
                 let back = decode_drivers(&b).unwrap();
                 assert_eq!(bits(&back), bits(&all[..n]), "{form}: {n} drivers");
             }
+            // Rows as runs write them: KPIs by number.
+            let mut seen: Vec<&str> = all.iter().map(|d| d.0.as_str()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            let names = KpiNames::from_pairs(seen.iter().enumerate().map(|(i, k)| (i as u32, *k)));
+            let b = encode_drivers_with(&all[..n], &names);
+            assert_eq!(b[0], V3);
+            let back = decode_drivers_with(&b, &names).unwrap();
+            assert_eq!(bits(&back), bits(&all[..n]), "v3: {n} drivers");
         }
         assert_eq!(encode_drivers(&[]), vec![V2]);
         assert_eq!(encode_v1(&[]), vec![v1::V1, 0]);
     }
 
-    #[test]
-    fn drivers_binary_is_smaller_than_the_json() {
-        // A profile score's drivers as stored in the bench: built-in names, 6 decimals.
-        let v: Vec<StoredDriver> = KNOWN_KPIS
+    /// A profile score's drivers as stored in the bench: built-in names, 6 decimals.
+    fn bench_like() -> Vec<StoredDriver> {
+        KNOWN_KPIS
             .iter()
             .take(38)
             .enumerate()
@@ -311,7 +456,105 @@ mod tests {
                     true,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn version_3_names_kpis_by_number_and_reads_back_given_the_names() {
+        let names = KpiNames::from_pairs(
+            KNOWN_KPIS
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (i as u32 + 1, *k)),
+        );
+        let v = bench_like();
+        let b = encode_drivers_with(&v, &names);
+        assert_eq!(b[0], V3);
+        assert_eq!(decode_drivers_with(&b, &names).unwrap(), v);
+        assert_eq!(
+            decode_drivers(&b).unwrap_err(),
+            "KPIs stored by number, read without the KPI names"
+        );
+        let unknown = KpiNames::from_pairs([(1, "key_events")]);
+        assert_eq!(
+            decode_drivers_with(&b, &unknown).unwrap_err(),
+            "unknown KPI number 2"
+        );
+        // About the bytes of version 1, about half of version 2's.
+        let (v1, v2) = (encode_v1(&v).len(), encode_drivers(&v).len());
+        assert!(
+            b.len() * 10 <= v1 * 11,
+            "version 3 {} bytes, version 1 {v1}",
+            b.len()
+        );
+        assert!(
+            b.len() * 3 <= v2 * 2,
+            "version 3 {} bytes, version 2 {v2}",
+            b.len()
+        );
+        // A name without a number: the row is stored self-contained (version 2).
+        let mut odd = v.clone();
+        odd.push(d("custom_x", 2, [1.0, 0.5, 5.0, 0.025, 0.1], true));
+        let b = encode_drivers_with(&odd, &names);
+        assert_eq!(b[0], V2);
+        assert_eq!(decode_drivers(&b).unwrap(), odd);
+        // Every older form reads with names too.
+        assert_eq!(decode_drivers_with(&encode_v1(&v), &names).unwrap(), v);
+        // Columns that do not line up, a number listed twice out of range, a required
+        // number absent.
+        let cols = |kpi: Vec<u32>, micros: Vec<i64>, exceptions: Vec<Exception>| {
+            let mut b = vec![V3];
+            DriverColumns {
+                category: vec![1; kpi.len()],
+                kpi,
+                micros,
+                exceptions,
+            }
+            .encode(&mut b)
+            .unwrap();
+            b
+        };
+        assert_eq!(
+            decode_drivers_with(&cols(vec![1], vec![1, 2, 3, 4], vec![]), &names).unwrap_err(),
+            "1 KPIs, 1 categories and 4 numbers"
+        );
+        let slot = |slot, value| Exception { slot, value };
+        assert_eq!(
+            decode_drivers_with(&cols(vec![1], vec![0; 5], vec![slot(5, None)]), &names)
+                .unwrap_err(),
+            "number 5 of 5"
+        );
+        assert_eq!(
+            decode_drivers_with(&cols(vec![1], vec![0; 5], vec![slot(4, None)]), &names)
+                .unwrap_err(),
+            "missing contribution"
+        );
+        let back = decode_drivers_with(
+            &cols(
+                vec![2],
+                vec![1, 0, 3, 4, 5],
+                vec![slot(1, None), slot(0, Some(0.1))],
+            ),
+            &names,
+        )
+        .unwrap();
+        assert_eq!(
+            back,
+            vec![StoredDriver(
+                KNOWN_KPIS[1].into(),
+                1,
+                0.1,
+                None,
+                3e-6,
+                4e-6,
+                5e-6
+            )]
+        );
+    }
+
+    #[test]
+    fn drivers_binary_is_smaller_than_the_json() {
+        let v = bench_like();
         let json = serde_json::to_string(&v).unwrap().len();
         let old = encode_v1(&v).len();
         assert!(old * 3 < json, "version 1 {old} bytes, JSON {json}");

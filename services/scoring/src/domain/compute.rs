@@ -14,6 +14,7 @@ use vitals_server::{ApiError, CancelFlag, Work};
 use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
 use vitals_store::scoring::{self as ss, LatestRecord, NewSnapshot, PROFILE_SCORECARD};
+use vitals_store::snapshot::KpiNames;
 use vitals_store::values::AccountStatus;
 
 use super::stored::{self, StoredCategory, StoredDetails, r6};
@@ -366,6 +367,8 @@ struct Population<'a> {
     /// Members of each profile.
     members: &'a [u32],
     as_of: DateTime<Utc>,
+    /// The store's numbers of the KPI names (the rows' drivers refer to them).
+    names: &'a KpiNames,
 }
 
 /// The profile snapshot of account `i` (none when it has no score).
@@ -425,7 +428,7 @@ fn score_account(pop: &Population<'_>, i: usize) -> Result<Option<Scored>> {
             momentum: r6(momentum.unwrap_or(0.0)),
             coverage_present: i32::from(e.score.coverage.present),
             coverage_total: i32::from(e.score.coverage.total),
-            drivers: stored::encode_drivers(&drivers),
+            drivers: stored::encode_drivers_with(&drivers, pop.names),
             churn_probability: churn,
             weights_source: prof.weights.source.as_str().to_string(),
             population_fallback: e.score.fallback,
@@ -442,8 +445,8 @@ fn compute(
     profiles: &[RunProfile],
     profile_of: &[u32],
     write: &[usize],
-    window: u32,
-    as_of: DateTime<Utc>,
+    (window, as_of): (u32, DateTime<Utc>),
+    names: &KpiNames,
     cancel: &CancelFlag,
 ) -> Result<Computed> {
     let catalogue = core::Catalogue::new(&loaded.spec)?;
@@ -479,6 +482,7 @@ fn compute(
         signals: &batch.signals,
         members: &members,
         as_of,
+        names,
     };
     let scored: Vec<Option<Scored>> = write
         .par_iter()
@@ -877,12 +881,19 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         .iter()
         .map(|&i| loaded.accounts[i].id.clone())
         .collect();
+    // The numbers the rows' drivers name their KPIs by (docs/scoring-service.md).
+    let names = {
+        let catalogue = core::Catalogue::new(&loaded.spec)?;
+        let kpis: Vec<&str> = catalogue.kpis().iter().map(|k| k.name.as_ref()).collect();
+        vitals_store::snapshot::kpi_names(store, &kpis).await?
+    };
     let loaded = Arc::new(loaded);
     let profiles = Arc::new(profiles);
     let (computed, loaded, profiles, before) = {
-        let (l, p) = (loaded.clone(), profiles.clone());
+        let (l, p, n) = (loaded.clone(), profiles.clone(), names.clone());
         let task = work.blocking(move |cancel| {
-            compute(&l, &p, &profile_of, &write, window, as_of, cancel).map_err(ApiError::from)
+            compute(&l, &p, &profile_of, &write, (window, as_of), &n, cancel)
+                .map_err(ApiError::from)
         });
         let (c, before) = tokio::join!(task, ss::latest_of_accounts(store, &write_ids));
         let c = c?;
@@ -922,7 +933,7 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     // transaction with the call's future.
     // The band changes, and the webhook events, written in the run's transaction.
     let mut changes = band_changes(&snapshots, &before, 0);
-    let events = super::events::of_run(&interest, &changes, &snapshots, &churn_before);
+    let events = super::events::of_run(&interest, &changes, &snapshots, &churn_before, &names);
     work.check()?;
     if cluster.is_lost() {
         return Err(ApiError::Unavailable(

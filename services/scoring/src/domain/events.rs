@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use vitals_store::scoring::NewSnapshot;
-use vitals_store::snapshot::decode_drivers;
+use vitals_store::snapshot::{KpiNames, decode_drivers_with};
 use vitals_store::webhooks::{self as sw, Interest, NewEvent};
 
 use super::compute::BandChange;
@@ -29,6 +29,7 @@ fn scorecard_name(id: &str) -> String {
 pub fn band_changed(
     changes: &[BandChange],
     written: &[NewSnapshot],
+    names: &KpiNames,
     now: DateTime<Utc>,
 ) -> Vec<NewEvent> {
     let by_key: HashMap<(&str, &str), &NewSnapshot> = written
@@ -40,7 +41,7 @@ pub fn band_changed(
         .map(|c| {
             let mut drivers = by_key
                 .get(&(c.account_id.as_str(), c.scorecard_id.as_str()))
-                .and_then(|s| decode_drivers(&s.drivers).ok())
+                .and_then(|s| decode_drivers_with(&s.drivers, names).ok())
                 .unwrap_or_default();
             drivers.sort_by(|a, b| b.contribution().abs().total_cmp(&a.contribution().abs()));
             drivers.truncate(TOP_DRIVERS);
@@ -115,11 +116,12 @@ pub fn of_run(
     changes: &[BandChange],
     written: &[NewSnapshot],
     churn_before: &HashMap<String, f64>,
+    names: &KpiNames,
 ) -> Vec<NewEvent> {
     let now = Utc::now();
     let mut out = Vec::new();
     if interest.wants(sw::KIND_BAND_CHANGED) {
-        out.extend(band_changed(changes, written, now));
+        out.extend(band_changed(changes, written, names, now));
     }
     if interest.wants(sw::KIND_CHURN_CROSSED) {
         out.extend(churn_crossed(
@@ -136,7 +138,12 @@ pub fn of_run(
 mod tests {
     use super::*;
     use vitals_store::scoring::PROFILE_SCORECARD;
-    use vitals_store::snapshot::{StoredDriver, encode_drivers};
+    use vitals_store::snapshot::{StoredDriver, encode_drivers_with};
+
+    /// The KPI numbers of the tests' rows (as a run writes them: by number).
+    fn names() -> KpiNames {
+        KpiNames::from_pairs([(1, "x"), (2, "y"), (3, "z"), (4, "w")])
+    }
 
     fn snap(account: &str, churn: Option<f64>, drivers: &[(&str, f64)]) -> NewSnapshot {
         let d: Vec<StoredDriver> = drivers
@@ -156,7 +163,7 @@ mod tests {
             momentum: 0.0,
             coverage_present: 1,
             coverage_total: 1,
-            drivers: encode_drivers(&d),
+            drivers: encode_drivers_with(&d, &names()),
             churn_probability: churn,
             weights_source: "uniform".into(),
             population_fallback: false,
@@ -181,7 +188,8 @@ mod tests {
             as_of: s.as_of,
             run_id: 0,
         };
-        let e = band_changed(&[change], &[s], Utc::now());
+        assert_eq!(s.drivers[0], 3, "drivers by number");
+        let e = band_changed(&[change], &[s], &names(), Utc::now());
         let kpis: Vec<&str> = e[0].payload["data"]["top_drivers"]
             .as_array()
             .unwrap()

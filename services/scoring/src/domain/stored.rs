@@ -15,7 +15,9 @@
 use serde::{Deserialize, Serialize};
 use vitals_scoring_core::{Category, ChangeItem, Explanation, KpiContribution};
 use vitals_store::scoring::SnapshotRecord;
-pub use vitals_store::snapshot::{StoredDriver, decode_drivers, encode_drivers};
+pub use vitals_store::snapshot::{
+    StoredDriver, decode_drivers, encode_drivers, encode_drivers_with,
+};
 
 /// Rounds to 6 decimals.
 pub fn r6(x: f64) -> f64 {
