@@ -120,96 +120,12 @@ async fn render(
     let runs = ov::recent_runs(store, RUNS_SHOWN).await?;
     let points = run_points(&runs);
 
-    // Band counts per profile.
-    let mut by_profile: BTreeMap<String, [u64; 4]> = BTreeMap::new();
-    for c in &counts {
-        let row = by_profile.entry(c.profile_id.clone()).or_default();
-        let k = match c.band.parse::<Band>() {
-            Ok(Band::Red) => 0,
-            Ok(Band::Yellow) => 1,
-            Ok(Band::Green) => 2,
-            Err(_) => 3,
-        };
-        row[k] += c.count;
-    }
+    let by_profile = bands_per_profile(&counts);
     let total: u64 = counts.iter().map(|c| c.count).sum();
     let latest_of = |p: &str| points.iter().rev().find(|r| r.profile == p);
 
-    let (yellow_from, green_from) = chosen.map_or((3.0, 7.0), |p| {
-        (p.yellow_from.unwrap_or(3.0), p.green_from.unwrap_or(7.0))
-    });
-    let bars: Vec<Bar> = (0..HISTOGRAM_BUCKETS)
-        .map(|k| {
-            let lo = k as f64;
-            Bar {
-                label: format!("{k}–{}", k + 1),
-                value: hist[k] as f64,
-                color: if lo + 1.0 <= yellow_from {
-                    svg::RED
-                } else if lo + 1.0 <= green_from {
-                    svg::YELLOW
-                } else {
-                    svg::GREEN
-                },
-                href: None,
-            }
-        })
-        .collect();
-    let scope = chosen.map_or_else(|| "every profile".to_owned(), |p| p.display_name.clone());
-    let histogram = svg::bar_chart(
-        "histogram",
-        &format!("Score histogram: {scope}"),
-        &format!(
-            "Latest profile scores of {scope} per point of the 0 to 10 scale: {}.",
-            hist.iter()
-                .enumerate()
-                .map(|(k, n)| format!("{k} to {}: {n}", k + 1))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        "score",
-        "accounts",
-        &bars,
-    );
-
-    // Mean score over time, one line per profile.
-    let mut series_of: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for p in &points {
-        if profile.as_ref().is_none_or(|c| c == &p.profile) {
-            series_of
-                .entry(p.profile.clone())
-                .or_default()
-                .push((svg::t(p.as_of), p.mean_score));
-        }
-    }
-    let series: Vec<Series> = series_of
-        .into_iter()
-        .enumerate()
-        .map(|(i, (id, pts))| Series {
-            name: profile_name(&profiles, &id),
-            color: svg::PALETTE[i % svg::PALETTE.len()],
-            points: pts,
-            dashed: false,
-        })
-        .collect();
-    let trend = if series.is_empty() {
-        html! { p.note { "No scoring run has recorded its mean scores yet (runs written before this version keep none): the chart appears after the next run." } }
-    } else {
-        let from = points.first().map_or_else(Utc::now, |p| p.as_of);
-        let to = points.last().map_or_else(Utc::now, |p| p.as_of);
-        svg::line_chart(
-            "trend",
-            "Mean score over time",
-            &format!(
-                "Mean profile score of each scoring run over the last {} runs, one line per profile.",
-                runs.len()
-            ),
-            &Axis::time("run date (UTC)", from, to),
-            &Axis::numeric("mean score", 0.0, 10.0, 0),
-            &series,
-            &[],
-        )
-    };
+    let histogram = histogram_chart(&hist, chosen);
+    let trend = trend_chart(&points, profile.as_deref(), &profiles, runs.len());
 
     let body = html! {
         h1 { "Portfolio" }
@@ -267,4 +183,106 @@ async fn render(
         }
     };
     Ok(layout::page("Portfolio", Nav::Portfolio, who, body))
+}
+
+/// The latest rows' counts per profile: red, yellow, green, other.
+fn bands_per_profile(counts: &[ov::BandCount]) -> BTreeMap<String, [u64; 4]> {
+    let mut by_profile: BTreeMap<String, [u64; 4]> = BTreeMap::new();
+    for c in counts {
+        let row = by_profile.entry(c.profile_id.clone()).or_default();
+        let k = match c.band.parse::<Band>() {
+            Ok(Band::Red) => 0,
+            Ok(Band::Yellow) => 1,
+            Ok(Band::Green) => 2,
+            Err(_) => 3,
+        };
+        row[k] += c.count;
+    }
+    by_profile
+}
+
+/// The histogram of the latest scores, coloured by the chosen profile's bands.
+fn histogram_chart(hist: &[u64; HISTOGRAM_BUCKETS], chosen: Option<&ProfileRecord>) -> Markup {
+    let (yellow_from, green_from) = chosen.map_or((3.0, 7.0), |p| {
+        (p.yellow_from.unwrap_or(3.0), p.green_from.unwrap_or(7.0))
+    });
+    let bars: Vec<Bar> = (0..HISTOGRAM_BUCKETS)
+        .map(|k| {
+            let lo = k as f64;
+            Bar {
+                label: format!("{k}–{}", k + 1),
+                value: hist[k] as f64,
+                color: if lo + 1.0 <= yellow_from {
+                    svg::RED
+                } else if lo + 1.0 <= green_from {
+                    svg::YELLOW
+                } else {
+                    svg::GREEN
+                },
+                href: None,
+            }
+        })
+        .collect();
+    let scope = chosen.map_or_else(|| "every profile".to_owned(), |p| p.display_name.clone());
+    svg::bar_chart(
+        "histogram",
+        &format!("Score histogram: {scope}"),
+        &format!(
+            "Latest profile scores of {scope} per point of the 0 to 10 scale: {}.",
+            hist.iter()
+                .enumerate()
+                .map(|(k, n)| format!("{k} to {}: {n}", k + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "score",
+        "accounts",
+        &bars,
+    )
+}
+
+/// The mean score of each recent run, one line per profile (only `profile` when chosen).
+fn trend_chart(
+    points: &[RunPoint],
+    profile: Option<&str>,
+    profiles: &[ProfileRecord],
+    runs: usize,
+) -> Markup {
+    let mut series_of: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for p in points {
+        if profile.is_none_or(|c| c == p.profile) {
+            series_of
+                .entry(p.profile.clone())
+                .or_default()
+                .push((svg::t(p.as_of), p.mean_score));
+        }
+    }
+    let series: Vec<Series> = series_of
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, pts))| Series {
+            name: profile_name(profiles, &id),
+            color: svg::PALETTE[i % svg::PALETTE.len()],
+            points: pts,
+            dashed: false,
+        })
+        .collect();
+    if series.is_empty() {
+        html! { p.note { "No scoring run has recorded its mean scores yet (runs written before this version keep none): the chart appears after the next run." } }
+    } else {
+        let from = points.first().map_or_else(Utc::now, |p| p.as_of);
+        let to = points.last().map_or_else(Utc::now, |p| p.as_of);
+        svg::line_chart(
+            "trend",
+            "Mean score over time",
+            &format!(
+                "Mean profile score of each scoring run over the last {} runs, one line per profile.",
+                runs
+            ),
+            &Axis::time("run date (UTC)", from, to),
+            &Axis::numeric("mean score", 0.0, 10.0, 0),
+            &series,
+            &[],
+        )
+    }
 }
