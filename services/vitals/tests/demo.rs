@@ -112,38 +112,49 @@ fn check_summary(text: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_prints_a_consistent_portfolio() {
+/// The demo on `backend`: one test per backend, so that the two run side by side.
+async fn demo_prints_a_consistent_portfolio(backend: Backend) {
     let divisor: u64 = std::env::var("VITALS_DEMO_TEST_DIVISOR")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    for backend in backends() {
-        let mut args = DemoArgs::new(sample_small());
-        args.account_divisor = (divisor > 1).then_some(divisor);
-        if backend == Backend::Postgres {
-            args.database_url = Some(fresh_url(backend).await.expect("postgres database"));
-        }
-        let mut out = Vec::new();
-        let summary = run(&args, &mut out)
-            .await
-            .unwrap_or_else(|e| panic!("{backend:?}: demo failed: {e}"));
-        let text = String::from_utf8(out).unwrap();
-        eprintln!("{backend:?}:\n{text}");
-        check_summary(&text);
-        // What was printed is what was returned.
-        assert_eq!(
-            summary.profiles.iter().map(|p| p.scored).sum::<u32>(),
-            summary.scored
-        );
-        assert_eq!(summary.at_risk.len(), AT_RISK_ROWS);
-        assert!(
-            summary.churn_auc > 0.5,
-            "the learner learned nothing: {summary:?}"
-        );
-        // Churned customers are not in the portfolio.
-        assert!(text.contains("marked CHURNED"), "{text}");
+    let mut args = DemoArgs::new(sample_small());
+    args.account_divisor = (divisor > 1).then_some(divisor);
+    if backend == Backend::Postgres {
+        args.database_url = Some(fresh_url(backend).await.expect("postgres database"));
     }
+    let mut out = Vec::new();
+    let summary = run(&args, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: demo failed: {e}"));
+    let text = String::from_utf8(out).unwrap();
+    eprintln!("{backend:?}:\n{text}");
+    check_summary(&text);
+    // What was printed is what was returned.
+    assert_eq!(
+        summary.profiles.iter().map(|p| p.scored).sum::<u32>(),
+        summary.scored
+    );
+    assert_eq!(summary.at_risk.len(), AT_RISK_ROWS);
+    assert!(
+        summary.churn_auc > 0.5,
+        "the learner learned nothing: {summary:?}"
+    );
+    // Churned customers are not in the portfolio.
+    assert!(text.contains("marked CHURNED"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_consistent_portfolio_on_sqlite() {
+    demo_prints_a_consistent_portfolio(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_consistent_portfolio_on_postgres() {
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    demo_prints_a_consistent_portfolio(Backend::Postgres).await;
 }
 
 #[tokio::test]
