@@ -913,6 +913,9 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     // Scorecards of the scored accounts, then the global score.
     let fallback = computed.fallback;
     let mut rollups = super::rollup::rollups(&loaded, &computed.values, inner.rollup);
+    // The inputs are not read again: freed before the snapshots are encoded and written
+    // (at 1M accounts they are about half of the run's peak memory).
+    drop(loaded);
     let mut scored = computed.scored;
     for s in &mut scored {
         s.details.rollup = rollups.remove(&s.row);
@@ -972,7 +975,6 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         // No subscriber is not an error.
         let _ = inner.changes.send(Arc::new(c));
     }
-    drop(loaded);
     tracing::info!(
         run = run_id,
         scope = %scope.describe(),
