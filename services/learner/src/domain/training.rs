@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use vitals_learn_core::{
-    ChallengerRule, Dataset, DriftReference, FeatureTransform, GbmOptions, KpiTerm, LearnError,
-    ServedModel, challenge_trained, suggest_category_weights, train_kpis, train_kpis_borrowing,
+    Calibration, ChallengerRule, Dataset, DriftReference, FeatureTransform, GbmModel, GbmOptions,
+    KpiTerm, LearnError, ServedModel, TrainOptions, TrainedKpiModel, TrainedModel,
+    challenge_trained, suggest_category_weights, train_kpis, train_kpis_borrowing,
 };
 
 use super::borrowing::Borrowing;
@@ -97,37 +98,15 @@ pub fn fit_scope(
         _ => train_kpis(data, &prep.specs, &prep.choice, n, &opts).map_err(skip)?,
     };
     // The challenger against the logistic model just trained, on the folds of its CV.
-    let (trained_kpis, challenger) = if s.challenger {
-        let started = Instant::now();
-        let gbm = GbmOptions {
-            cancel: prep.cancel.clone(),
-            ..GbmOptions::default()
-        };
-        let rule = ChallengerRule::default();
-        let c =
-            challenge_trained(data, trained_kpis, &opts, &gbm, &rule).map_err(|e| Err(e.into()))?;
-        let (booster, trees) = match c.served {
-            ServedModel::Gbm { model, calibration } => {
-                let trees = model.trees as u32;
-                (Some((*model, calibration)), trees)
-            }
-            ServedModel::Logistic => (None, 0),
-        };
-        let stored = StoredChallenger {
-            decision: c.decision,
-            rule,
-            budget: gbm.budget,
-            trees,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        (c.logistic, Some((stored, booster)))
+    let Challenged {
+        logistic: trained_kpis,
+        challenger,
+        booster,
+        booster_calibration,
+    } = if s.challenger {
+        challenge(data, trained_kpis, &opts, prep).map_err(Err)?
     } else {
-        (trained_kpis, None)
-    };
-    let (challenger, (booster, booster_calibration)) = match challenger {
-        Some((c, Some((b, cal)))) => (Some(c), (Some(b), Some(cal))),
-        Some((c, None)) => (Some(c), (None, None)),
-        None => (None, (None, None)),
+        Challenged::unchallenged(trained_kpis)
     };
     if let (Scope::Global, Some(b)) = (scope, borrowing) {
         b.remember_full(
@@ -152,39 +131,8 @@ pub fn fit_scope(
     if let Some(b) = &booster {
         coefficients.gbm = Some(b.to_json().map_err(|e| Err(e.into()))?);
     }
-    let kpi_weights: Vec<StoredKpiWeight> = trained
-        .weights
-        .kpis
-        .iter()
-        .map(|w| StoredKpiWeight {
-            kpi: w.name.clone(),
-            category: w.category.clone(),
-            weight: w.weight,
-            learned: w.learned,
-            prior: w.prior,
-        })
-        .collect();
-    let prior: Vec<f64> = match scope {
-        Scope::Profile(p) => prep.pop.profiles[p]
-            .config
-            .category_weights
-            .as_array()
-            .to_vec(),
-        Scope::Global => vec![1.0; 5],
-    };
-    let category_weights = prep
-        .category_data(&rows)
-        .ok()
-        .and_then(|cd| suggest_category_weights(&cd, &prior, n, &opts).ok())
-        .map(|sug| {
-            StoredCategoryWeights::from_weights(
-                &sug.weights
-                    .kpis
-                    .iter()
-                    .map(|w| w.weight)
-                    .collect::<Vec<_>>(),
-            )
-        });
+    let kpi_weights = stored_kpi_weights(trained);
+    let category_weights = suggested_category_weights(prep, scope, &rows, n, &opts);
     // In-sample metrics of the model that serves the churn probability (the booster reads
     // every KPI column of `data`, as fitted).
     let p = match &booster {
@@ -243,6 +191,110 @@ pub fn fit_scope(
         observations: data.len(),
         churned,
     })
+}
+
+/// A scope's logistic model after the challenger's trial: the booster and its calibration
+/// when it serves the churn probability.
+struct Challenged {
+    logistic: TrainedKpiModel,
+    challenger: Option<StoredChallenger>,
+    booster: Option<GbmModel>,
+    booster_calibration: Option<Calibration>,
+}
+
+impl Challenged {
+    /// No trial: the logistic model serves.
+    fn unchallenged(logistic: TrainedKpiModel) -> Self {
+        Self {
+            logistic,
+            challenger: None,
+            booster: None,
+            booster_calibration: None,
+        }
+    }
+}
+
+/// The gradient-boosted challenger cross-validated on the logistic model's folds, and
+/// the rule's decision.
+fn challenge(
+    data: &Dataset,
+    logistic: TrainedKpiModel,
+    opts: &TrainOptions,
+    prep: &Prepared,
+) -> Result<Challenged, LearnerError> {
+    let started = Instant::now();
+    let gbm = GbmOptions {
+        cancel: prep.cancel.clone(),
+        ..GbmOptions::default()
+    };
+    let rule = ChallengerRule::default();
+    let c = challenge_trained(data, logistic, opts, &gbm, &rule)?;
+    let (booster, booster_calibration, trees) = match c.served {
+        ServedModel::Gbm { model, calibration } => {
+            let trees = model.trees as u32;
+            (Some(*model), Some(calibration), trees)
+        }
+        ServedModel::Logistic => (None, None, 0),
+    };
+    Ok(Challenged {
+        logistic: c.logistic,
+        challenger: Some(StoredChallenger {
+            decision: c.decision,
+            rule,
+            budget: gbm.budget,
+            trees,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        booster,
+        booster_calibration,
+    })
+}
+
+/// The KPI weights as stored.
+fn stored_kpi_weights(trained: &TrainedModel) -> Vec<StoredKpiWeight> {
+    trained
+        .weights
+        .kpis
+        .iter()
+        .map(|w| StoredKpiWeight {
+            kpi: w.name.clone(),
+            category: w.category.clone(),
+            weight: w.weight,
+            learned: w.learned,
+            prior: w.prior,
+        })
+        .collect()
+}
+
+/// The category weights suggested for the scope (none when their fit fails), shrunk
+/// toward the scope's configured ones.
+fn suggested_category_weights(
+    prep: &Prepared,
+    scope: Scope,
+    rows: &[usize],
+    n: usize,
+    opts: &TrainOptions,
+) -> Option<StoredCategoryWeights> {
+    let prior: Vec<f64> = match scope {
+        Scope::Profile(p) => prep.pop.profiles[p]
+            .config
+            .category_weights
+            .as_array()
+            .to_vec(),
+        Scope::Global => vec![1.0; 5],
+    };
+    prep.category_data(rows)
+        .ok()
+        .and_then(|cd| suggest_category_weights(&cd, &prior, n, opts).ok())
+        .map(|sug| {
+            StoredCategoryWeights::from_weights(
+                &sug.weights
+                    .kpis
+                    .iter()
+                    .map(|w| w.weight)
+                    .collect::<Vec<_>>(),
+            )
+        })
 }
 
 /// The training distribution of each KPI's value (its `<kpi>:value` column of the
