@@ -9,13 +9,13 @@ mod common;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use prost_types::Timestamp;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, TransactionTrait};
 use vitals_proto::learner::v1 as lpb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_proto::scoring::v1 as spb;
 use vitals_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use vitals_store::Store;
-use vitals_store::entity::{account, pulse, usage_daily};
+use vitals_store::entity::{account, usage_daily};
 use vitals_test_support::churn::XorPortfolio;
 use vitals_test_support::{TestServer, backends};
 
@@ -58,18 +58,8 @@ async fn put(store: &Store, p: &XorPortfolio) {
             .await
             .expect("insert roll-ups");
     }
-    for (id, day, value) in p.pulses() {
-        pulse::ActiveModel {
-            account_id: Set(id),
-            author: Set("csm".into()),
-            value: Set(value),
-            note: Set(String::new()),
-            at: Set(at(day)),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .expect("insert pulse");
+    for row in p.pulse_rows() {
+        row.insert(&txn).await.expect("insert pulse");
     }
     txn.commit().await.expect("commit");
 }

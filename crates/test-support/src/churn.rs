@@ -9,7 +9,8 @@
 //! tree with two levels ranks them perfectly.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use vitals_store::entity::usage_daily;
+use vitals_store::entity::{pulse, usage_daily};
+use vitals_store::sea_orm::Set;
 
 /// One account of an [`XorPortfolio`].
 #[derive(Debug, Clone)]
@@ -99,18 +100,26 @@ impl XorPortfolio {
         out
     }
 
+    /// [`XorPortfolio::pulses`] as rows to insert (author `csm`, at midnight UTC).
+    pub fn pulse_rows(&self) -> Vec<pulse::ActiveModel> {
+        self.pulses()
+            .into_iter()
+            .map(|(id, day, value)| pulse::ActiveModel {
+                account_id: Set(id),
+                author: Set("csm".into()),
+                value: Set(value),
+                note: Set(String::new()),
+                at: Set(day.and_hms_opt(0, 0, 0).expect("midnight").and_utc()),
+                ..Default::default()
+            })
+            .collect()
+    }
+
     /// Daily roll-ups up to the churn date (exclusive) or the end: posts 2 or 10 plus
     /// -1, 0 or +1 (deterministic noise), likes 5.
     pub fn usage(&self) -> Vec<usage_daily::Model> {
         let mut out = Vec::new();
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            // xorshift64*: deterministic noise.
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 33
-        };
+        let mut next = noise(0x2545_f491_4f6c_dd1d, 0x9e37_79b9_7f4a_7c15);
         for a in &self.accounts {
             let last = a.churn.unwrap_or(self.end);
             let mut d = self.start;
@@ -131,6 +140,17 @@ impl XorPortfolio {
             }
         }
         out
+    }
+}
+
+/// Deterministic noise for test data: a xorshift64* generator from `seed`, its output
+/// multiplied by `multiplier` and shifted to 31 bits.
+pub fn noise(mut seed: u64, multiplier: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(multiplier) >> 33
     }
 }
 

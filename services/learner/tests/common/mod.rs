@@ -13,10 +13,8 @@ use vitals_proto::learner::v1 as pb;
 use vitals_proto::learner::v1::learner_service_client::LearnerServiceClient;
 use vitals_server::{ServerConfig, WorkBudget};
 use vitals_store::Store;
-use vitals_store::entity::{account, pulse, usage_daily};
-use vitals_store::sea_orm::{
-    ActiveModelTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait,
-};
+use vitals_store::entity::{account, usage_daily};
+use vitals_store::sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, TransactionTrait};
 use vitals_test_support::churn::XorPortfolio;
 use vitals_test_support::{Backend, TestServer, fresh_url};
 
@@ -128,18 +126,8 @@ impl Env {
         let accounts: Vec<(String, Option<String>)> =
             p.accounts.iter().map(|a| (a.id.clone(), None)).collect();
         self.put_accounts(&accounts, p.start, &p.usage()).await;
-        for (id, day, value) in p.pulses() {
-            pulse::ActiveModel {
-                account_id: Set(id),
-                author: Set("csm".into()),
-                value: Set(value),
-                note: Set(String::new()),
-                at: Set(at(day)),
-                ..Default::default()
-            }
-            .insert(self.store.conn())
-            .await
-            .expect("insert pulse");
+        for row in p.pulse_rows() {
+            row.insert(self.store.conn()).await.expect("insert pulse");
         }
     }
 
@@ -313,14 +301,8 @@ impl Portfolio {
     /// Daily roll-ups up to the churn date (exclusive) or the end.
     pub fn usage(&self) -> Vec<usage_daily::Model> {
         let mut out = Vec::new();
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            // xorshift64*: deterministic noise.
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33
-        };
+        let mut next =
+            vitals_test_support::churn::noise(0x9e37_79b9_7f4a_7c15, 0x2545_f491_4f6c_dd1d);
         for a in &self.accounts {
             let last = a.churn.unwrap_or(self.end);
             let mut d = self.start;
