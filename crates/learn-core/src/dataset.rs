@@ -166,6 +166,13 @@ pub struct ObservationPoint {
     pub account: String,
     /// Observation date: features use only data before this date.
     pub date: NaiveDate,
+    /// The day by which the label is settled, when not at the horizon's end: e.g. an
+    /// observation made a few days before a renewal is settled once the renewal date has
+    /// passed and the store shows the account renewed; `NaiveDate::MAX` when it can never
+    /// be told (nothing on file after the renewal). A churn seen within the horizon
+    /// settles it in any case. `None`: `date + horizon`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settles: Option<NaiveDate>,
 }
 
 /// The built training set and how many candidate observations were left out, and why.
@@ -213,6 +220,7 @@ pub fn regular_observations(
                 points.push(ObservationPoint {
                     account: account.clone(),
                     date,
+                    settles: None,
                 });
             }
         }
@@ -229,8 +237,9 @@ pub fn regular_observations(
 /// label = a churn outcome in `(date, date + horizon]`.
 ///
 /// Left out (and counted in the result): observations whose account had already churned
-/// at the date (last outcome at or before the date is a churn), observations whose
-/// horizon ends after `outcomes_known_until` with no churn seen (unknown label), and
+/// at the date (last outcome at or before the date is a churn), observations settled
+/// (see [`ObservationPoint::settles`]; else at the horizon's end) after
+/// `outcomes_known_until` with no churn seen (unknown label), and
 /// those for which `features` returns `None`. The feature function runs in parallel.
 ///
 /// Errors when a feature vector's length differs from `feature_names`.
@@ -269,7 +278,8 @@ where
             let churned = outs
                 .iter()
                 .any(|o| is_churn(o.kind) && o.at > pt.date && o.at <= end);
-            if !churned && end > outcomes_known_until {
+            let settles = pt.settles.unwrap_or(end);
+            if !churned && settles > outcomes_known_until {
                 Fate::Censored
             } else {
                 Fate::Keep(churned)

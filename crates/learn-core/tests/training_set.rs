@@ -70,6 +70,7 @@ fn points() -> Vec<ObservationPoint> {
             v.push(ObservationPoint {
                 account: account.to_owned(),
                 date: d(date),
+                settles: None,
             });
         }
     }
@@ -158,6 +159,56 @@ fn labels_censoring_and_already_churned() {
         .find(|&i| set3.dataset.accounts[i] == "a" && set3.dataset.dates[i] == d("2020-02-01"))
         .unwrap();
     assert!(!set3.dataset.labels[i]);
+}
+
+#[test]
+fn an_observations_settle_date_decides_whether_its_label_is_known() {
+    let events = Events(
+        ["b"]
+            .iter()
+            .map(|a| ((*a).to_owned(), history(&[("2019-12-20", 1.0)])))
+            .collect(),
+    );
+    // b observed 03-01, its renewal 03-05: with outcomes known until 04-15, the horizon
+    // (60 days, to 04-30) is not over, but the renewal passed without a churn.
+    let point = |settles| ObservationPoint {
+        account: "b".to_owned(),
+        date: d("2020-03-01"),
+        settles,
+    };
+    let build = |points: &[ObservationPoint]| {
+        build_training_set(
+            names(),
+            points,
+            &outcomes(),
+            d("2020-04-15"),
+            &LabelOptions::default(),
+            |a, date| events.features(a, date),
+        )
+        .unwrap()
+    };
+    let set = build(&[point(None), point(Some(d("2020-03-05")))]);
+    assert_eq!(
+        set.censored, 1,
+        "without a settle date the label is unknown"
+    );
+    assert_eq!(set.dataset.len(), 1);
+    assert!(!set.dataset.labels[0]);
+    // Settled after what is known, or never: censored, even once the horizon is over.
+    let set = build(&[point(Some(d("2020-04-20")))]);
+    assert_eq!((set.censored, set.dataset.len()), (1, 0));
+    let early = ObservationPoint {
+        date: d("2020-01-01"),
+        ..point(Some(NaiveDate::MAX))
+    };
+    let set = build(&[
+        early.clone(),
+        ObservationPoint {
+            settles: None,
+            ..early
+        },
+    ]);
+    assert_eq!((set.censored, set.dataset.len()), (1, 1));
 }
 
 #[test]

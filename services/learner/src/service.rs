@@ -208,7 +208,7 @@ impl LearnerService {
         let date = as_of.date_naive();
         self.check_size(work, &outcomes, as_of, date, &settings)
             .await?;
-        let history = store::load_history(&self.store, as_of).await?;
+        let history = self.history(as_of, "training").await?;
         let (fitted, skipped, window) = work
             .blocking(move |flag| {
                 fit_scopes(
@@ -254,6 +254,19 @@ impl LearnerService {
             skipped,
             window: Some(window),
         })
+    }
+
+    /// The store's history up to `until`, with the time its read took logged.
+    async fn history(&self, until: DateTime<Utc>, purpose: &'static str) -> Result<store::History> {
+        let started = std::time::Instant::now();
+        let history = store::load_history(&self.store, until).await?;
+        tracing::info!(
+            purpose,
+            usage_rows = history.usage.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "history read"
+        );
+        Ok(history)
     }
 
     /// Refuses a training set over the cell bound from the store's cheap facts (aggregate
@@ -363,7 +376,7 @@ impl LearnerService {
         let outcomes = store::outcomes_until(&self.store, until).await?;
         self.check_size(&work, &outcomes, until, as_of, &settings)
             .await?;
-        let history = store::load_history(&self.store, until).await?;
+        let history = self.history(until, "evaluation").await?;
         let (evaluated, window) = work
             .blocking(move |flag| {
                 evaluate_model(
@@ -471,10 +484,19 @@ fn fit_scopes(
 ) -> Result<Fitting> {
     // The population holds what the training set needs: free the history's
     // rows before the observations are built.
+    let started = std::time::Instant::now();
     let by_account = domain::outcomes_by_account(&outcomes);
     let pop = domain::features::Population::build(&history, &by_account)?;
     drop((history, outcomes));
+    let built = started.elapsed();
     let prep = domain::prepare_population(pop, &by_account, date, settings, &learn_cancel(flag))?;
+    tracing::info!(
+        population_ms = built.as_millis() as u64,
+        observations_ms = (started.elapsed() - built).as_millis() as u64,
+        observations = prep.data.len(),
+        dates = prep.dates.len(),
+        "training: observations built"
+    );
     let scopes: Vec<(String, Option<Scope>)> = match profile {
         Some(p) => {
             let scope = profile_scope(&prep, &p);
@@ -505,12 +527,18 @@ fn fit_scopes(
             results[i] = Some(Err("the profile has no member".to_owned()));
             continue;
         };
+        let started = std::time::Instant::now();
         results[i] = Some(
             match domain::fit_scope(&prep, scope, settings, borrowing.as_ref()) {
                 Ok(f) => Ok(f),
                 Err(Ok(reason)) => Err(reason),
                 Err(Err(e)) => return Err(e),
             },
+        );
+        tracing::info!(
+            scope = %scopes[i].0,
+            ms = started.elapsed().as_millis() as u64,
+            "training: scope fitted"
         );
     }
     drop(borrowing);

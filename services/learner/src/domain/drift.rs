@@ -231,6 +231,7 @@ fn auc_since(
             points.push(ObservationPoint {
                 account: id,
                 date: d,
+                settles: None,
             });
         }
     }

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{Days, NaiveDate};
+use chrono::{Days, Months, NaiveDate};
 use vitals_learn_core::{
     Direction as LearnDirection, FeatureLayout, FeatureTransform, KpiSpec, Outcome, OutcomeKind,
 };
@@ -125,6 +125,23 @@ pub struct Population {
     kpi_config: KpiConfig,
     /// Earliest day of data.
     pub data_start: Option<NaiveDate>,
+}
+
+/// Days after a subscription's end within which a new one counts as its renewal (the
+/// same grace as `vitals load`'s churn rule).
+pub const RENEWAL_GRACE_DAYS: u64 = 7;
+
+/// One renewal date of an account: the end of a billing period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// Start of the subscription (or billing period) that ends there: on file from then.
+    pub period_start: NaiveDate,
+    /// The renewal date (the period's exclusive end).
+    pub at: NaiveDate,
+    /// Whether what happened there is on file: a next subscription starts within
+    /// [`RENEWAL_GRACE_DAYS`], or an open-ended subscription runs past it. When not (and
+    /// no churn is recorded), the account may have churned unrecorded.
+    pub renewed_on_file: bool,
 }
 
 /// KPIs and peer percentiles of the active accounts at one observation date.
@@ -475,6 +492,55 @@ impl Population {
             },
             data_start,
         })
+    }
+
+    /// Account `i`'s renewal dates up to `until` (oldest first, one per date): the end of
+    /// each of its subscriptions (add-ons left out) and, for an open-ended one, the end of
+    /// each of its billing periods. Empty when it has no subscription with a schedule.
+    pub fn renewals(&self, i: usize, until: NaiveDate) -> Vec<Renewal> {
+        let subs: Vec<&Subscription> = self.inputs[i]
+            .subscriptions
+            .iter()
+            .filter(|s| !s.add_on)
+            .collect();
+        let renewed_by_next = |at: NaiveDate| {
+            let grace = at.checked_add_days(Days::new(RENEWAL_GRACE_DAYS));
+            subs.iter()
+                .any(|s| s.start >= at && grace.is_none_or(|g| s.start <= g))
+        };
+        let mut out = Vec::new();
+        for s in &subs {
+            match s.end {
+                Some(at) if at > s.start && at <= until => out.push(Renewal {
+                    period_start: s.start,
+                    at,
+                    renewed_on_file: renewed_by_next(at),
+                }),
+                Some(_) => {}
+                None if s.billing_period_months > 0 => {
+                    let months = u32::from(s.billing_period_months);
+                    let mut period_start = s.start;
+                    for k in 1u32.. {
+                        let Some(at) = s.start.checked_add_months(Months::new(k * months)) else {
+                            break;
+                        };
+                        if at > until {
+                            break;
+                        }
+                        out.push(Renewal {
+                            period_start,
+                            at,
+                            renewed_on_file: true,
+                        });
+                        period_start = at;
+                    }
+                }
+                None => {}
+            }
+        }
+        out.sort_by_key(|r| (r.at, std::cmp::Reverse(r.renewed_on_file)));
+        out.dedup_by_key(|r| r.at);
+        out
     }
 
     /// KPI window in days.

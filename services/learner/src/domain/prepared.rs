@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use vitals_learn_core::{
     Cancel, Dataset, FittedForm, KpiSpec, LabelOptions, LayoutChoice, LogisticModel,
     ObservationPoint, Outcome, OutcomeKind, build_training_set, kpi_weights,
@@ -54,9 +54,10 @@ pub struct Prepared {
     pub cancel: Cancel,
 }
 
-/// Builds the training set as of `as_of`: observation dates every `interval_days` ending at
-/// `as_of`, the accounts active at each, features from data strictly before the date, label
-/// = churned within the horizon; outcomes after `as_of` are ignored.
+/// Builds the training set as of `as_of`: each account observed a few days before each of
+/// its renewals, or every `interval_days` when it has no billing schedule (see
+/// [`observations`]), features from data strictly before the date, label = churned within
+/// the horizon; outcomes after `as_of` are ignored.
 ///
 /// Refused with [`LearnerError::TooLarge`] before any KPI is computed when the observations (the
 /// accounts active at each date) times the feature columns exceed
@@ -85,29 +86,16 @@ pub fn prepare_population(
     cancel: &Cancel,
 ) -> Result<Prepared, LearnerError> {
     cancel.check()?;
-    let dates = match pop.data_start {
-        Some(start) => {
-            features::observation_dates(start, pop.window_days(), as_of, s.interval_days)
-        }
-        None => Vec::new(),
-    };
+    let Observations { dates, points } = observations(&pop, as_of, s);
     let choice = LayoutChoice::default();
     let layout = choice.data.clone();
     let specs = pop.kpi_specs();
     let (names, n_kpi_columns) = feature_names(&specs);
-    check_size(&pop.accounts, &dates, names.len(), as_of, s)?;
+    check_size(points.len() as u64, &dates, names.len(), as_of, s)?;
     let mut snapshots = Snapshots::new();
-    let mut points = Vec::new();
     for &d in &dates {
         cancel.check()?;
-        let snap = pop.snapshot(d, &[])?;
-        for &i in &snap.rows {
-            points.push(ObservationPoint {
-                account: pop.accounts[i].id.clone(),
-                date: d,
-            });
-        }
-        snapshots.insert(d, snap);
+        snapshots.insert(d, pop.snapshot(d, &[])?);
     }
     cancel.check()?;
     let label = LabelOptions {
@@ -193,7 +181,13 @@ pub fn check_facts_on(
     );
     let catalogue = Catalogue::new(&spec).map_err(|e| LearnerError::Internal(e.to_string()))?;
     let columns = feature_names(&features::kpi_specs(&catalogue)).0.len();
-    check_size(&accounts, dates, columns, as_of, s)
+    // The accounts active at each date: the observations of accounts without a billing
+    // schedule, and about as many as those of monthly renewals.
+    let observations: u64 = dates
+        .iter()
+        .map(|&d| accounts.iter().filter(|a| a.active_at(d)).count() as u64)
+        .sum();
+    check_size(observations, dates, columns, as_of, s)
 }
 
 /// The training set's columns (the KPI columns of the default layout, then the category
@@ -206,34 +200,126 @@ fn feature_names(specs: &[KpiSpec]) -> (Vec<String>, usize) {
     (names, n_kpi_columns)
 }
 
-/// Refuses a training set over [`Settings::max_dataset_cells`]: the accounts active at each
-/// observation date (an upper bound of the observations: censored ones are dropped later)
-/// times `columns`, counted before any KPI is computed. Returns the counted cells.
+/// Refuses a training set over [`Settings::max_dataset_cells`]: `observations` (an upper
+/// bound: censored ones are dropped later) times `columns`, counted before any KPI is
+/// computed. Returns the counted cells.
 fn check_size(
-    accounts: &[Account],
+    observations: u64,
     dates: &[NaiveDate],
     columns: usize,
     as_of: NaiveDate,
     s: &Settings,
 ) -> Result<u64, LearnerError> {
-    let observations: u64 = dates
-        .iter()
-        .map(|&d| accounts.iter().filter(|a| a.active_at(d)).count() as u64)
-        .sum();
     let cells = observations.saturating_mul(columns as u64);
     if cells <= s.max_dataset_cells {
         return Ok(cells);
     }
     let first = dates.first().copied().unwrap_or(as_of);
     Err(LearnerError::TooLarge(format!(
-        "options.observation_interval_days: {} observation dates every {} days from {first} \
-         to as_of {as_of} give {observations} observations x {columns} features = {cells} \
-         cells, over the limit of {} (VITALS_LEARNER_MAX_DATASET_CELLS); use a longer \
-         observation_interval_days or an earlier as_of",
+        "options.observation_interval_days: {} observation dates from {first} to as_of \
+         {as_of} (every {} days, and before each renewal) give {observations} \
+         observations x {columns} features = {cells} cells, over the limit of {} \
+         (VITALS_LEARNER_MAX_DATASET_CELLS); use a longer observation_interval_days or an \
+         earlier as_of",
         dates.len(),
         s.interval_days,
         s.max_dataset_cells
     )))
+}
+
+/// Where the training set observes the accounts.
+struct Observations {
+    /// The observation dates, oldest first (a snapshot is computed at each).
+    dates: Vec<NaiveDate>,
+    /// The (account, date) points, each at one of `dates`.
+    points: Vec<ObservationPoint>,
+}
+
+/// Days before a renewal an account with a billing schedule is observed, at least (the
+/// grid adds up to [`RENEWAL_GRID_DAYS`] - 1 more): the run-up to the renewal decision,
+/// as the book observes each account five days before each renewal.
+pub const RENEWAL_LEAD_DAYS: u64 = 3;
+
+/// Step of the date grid on which the renewal observations are placed: a snapshot (every
+/// account's KPIs and peer percentiles) is computed at each grid date used.
+pub const RENEWAL_GRID_DAYS: u32 = 7;
+
+/// The observation points as of `as_of`.
+///
+/// An account with a billing schedule (subscriptions with an end, or open-ended ones with
+/// a billing period) is observed once before each renewal: at the last date of a weekly
+/// grid ending at `as_of` that is at least [`RENEWAL_LEAD_DAYS`] before the renewal (and
+/// less than a grid step more), while it is a customer and the subscription that renews
+/// is on file. Its label settles at the renewal when the store shows what happened there
+/// (a next subscription, an open-ended one running on, or a churn); a renewal with
+/// neither a next subscription nor a churn recorded leaves the label unknown (censored).
+/// An account without a schedule (or every account, when `horizon_days` is too short to
+/// reach the renewal) is observed every `interval_days`, on dates ending at `as_of`, while
+/// it is a customer.
+fn observations(pop: &Population, as_of: NaiveDate, s: &Settings) -> Observations {
+    let Some(start) = pop.data_start else {
+        return Observations {
+            dates: Vec::new(),
+            points: Vec::new(),
+        };
+    };
+    let step = RENEWAL_GRID_DAYS.min(s.interval_days).max(1);
+    let grid = features::observation_dates(start, pop.window_days(), as_of, step);
+    let every = features::observation_dates(start, pop.window_days(), as_of, s.interval_days);
+    let mut points = Vec::new();
+    for (i, a) in pop.accounts.iter().enumerate() {
+        let point = |date, settles| ObservationPoint {
+            account: a.id.clone(),
+            date,
+            settles,
+        };
+        // The renewal must fall inside the label's horizon.
+        let renewals = if u64::from(s.horizon_days) >= RENEWAL_LEAD_DAYS + u64::from(step) {
+            pop.renewals(i, as_of)
+        } else {
+            Vec::new()
+        };
+        if renewals.is_empty() {
+            points.extend(
+                every
+                    .iter()
+                    .filter(|&&d| a.active_at(d))
+                    .map(|&d| point(d, None)),
+            );
+            continue;
+        }
+        let mut last = None;
+        for r in renewals {
+            let Some(target) = r.at.checked_sub_days(Days::new(RENEWAL_LEAD_DAYS)) else {
+                continue;
+            };
+            let k = grid.partition_point(|&d| d <= target);
+            let Some(&g) = k.checked_sub(1).and_then(|k| grid.get(k)) else {
+                continue;
+            };
+            if (target - g).num_days() >= i64::from(step)
+                || g <= r.period_start
+                || last == Some(g)
+                || !a.active_at(g)
+            {
+                continue;
+            }
+            last = Some(g);
+            // Unknown: settled "never" (censored unless a churn is recorded).
+            points.push(point(
+                g,
+                Some(if r.renewed_on_file {
+                    r.at
+                } else {
+                    NaiveDate::MAX
+                }),
+            ));
+        }
+    }
+    let mut dates: Vec<NaiveDate> = points.iter().map(|p| p.date).collect();
+    dates.sort_unstable();
+    dates.dedup();
+    Observations { dates, points }
 }
 
 impl Prepared {

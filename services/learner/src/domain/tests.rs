@@ -452,3 +452,137 @@ mod budget {
         }
     }
 }
+
+mod renewals {
+    use super::*;
+    use crate::domain::features::tests::{active_account, at, day};
+    use chrono::NaiveDate;
+    use vitals_store::entity::{subscription, usage_daily};
+    use vitals_store::learner::outcome_row;
+
+    /// Monthly subscriptions of `id` back to back from `first` for `months` periods.
+    fn monthly(id: &str, first: NaiveDate, months: u32) -> Vec<subscription::Model> {
+        (0..months)
+            .map(|k| subscription::Model {
+                account_id: id.into(),
+                id: format!("{id}-{k}"),
+                product: "basic".into(),
+                starts_at: at(first + chrono::Months::new(k)),
+                ends_at: Some(at(first + chrono::Months::new(k + 1))),
+                mrr: 10.0,
+                quantity: None,
+                units: None,
+                bill_period_months: 1,
+                is_addon: false,
+                discount: 0.0,
+            })
+            .collect()
+    }
+
+    /// `renews` renews every month; `churns` leaves at its 2025-04-10 renewal (recorded);
+    /// `silent` has no subscription after 2025-05-10 and no churn recorded; `events`
+    /// has no subscription at all. Every account logs in every day until it leaves.
+    fn history() -> (History, Vec<OutcomeRecord>) {
+        let start = day("2025-01-10");
+        let mut history = History {
+            event_types: vec!["login".into()],
+            ..History::default()
+        };
+        for (id, months) in [("renews", 7), ("churns", 3), ("silent", 4), ("events", 0)] {
+            history.accounts.push(active_account(id, start));
+            history.subscriptions.extend(monthly(id, start, months));
+            let days = if months == 0 { 200 } else { 30 * months as u64 };
+            for d in 0..days {
+                history.usage.push(usage_daily::Model {
+                    account_id: id.into(),
+                    day: start + Days::new(d),
+                    event_type: "login".into(),
+                    count: 1 + (d % 3) as i64,
+                    distinct_users: 1,
+                    value_sum: 0.0,
+                });
+            }
+        }
+        let outcomes = vec![outcome_row::Model {
+            account_id: "churns".into(),
+            kind: "churned".into(),
+            at: at(day("2025-04-10")),
+            recorded_at: at(day("2025-04-10")),
+            note: String::new(),
+        }];
+        (history, outcomes)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            horizon_days: 30,
+            interval_days: 28,
+            prior_strength: 50.0,
+            l2_penalty: None,
+            max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
+            borrow_from_global: true,
+            challenger: false,
+        }
+    }
+
+    /// An account with a billing schedule is observed once a few days before each
+    /// renewal (and its label settles at the renewal, inside the horizon); a renewal with
+    /// nothing on file after it is censored; an account without subscriptions is observed
+    /// every `interval_days`.
+    #[test]
+    fn accounts_are_observed_a_few_days_before_each_renewal() {
+        let (history, outcomes) = history();
+        let as_of = day("2025-08-01");
+        let prep =
+            prepare(&history, &outcomes, as_of, &settings(), &Cancel::never()).expect("prepare");
+        let rows = |id: &str| -> Vec<(NaiveDate, bool)> {
+            (0..prep.data.len())
+                .filter(|&r| prep.data.accounts[r] == id)
+                .map(|r| (prep.data.dates[r], prep.data.labels[r]))
+                .collect()
+        };
+        // Renewals on the 10th of each month, 02-10 to 07-10 up to as_of: each observed
+        // once, 3-9 days before it (on the weekly grid ending at as_of).
+        let renewal_after = |d: NaiveDate| {
+            (2..=8)
+                .map(|m| NaiveDate::from_ymd_opt(2025, m, 10).expect("date"))
+                .find(|&r| r > d)
+                .expect("a renewal")
+        };
+        let renews = rows("renews");
+        assert_eq!(renews.len(), 6, "{renews:?}");
+        let mut before: Vec<NaiveDate> = Vec::new();
+        for &(d, label) in &renews {
+            let lead = (renewal_after(d) - d).num_days();
+            assert!(
+                (3..10).contains(&lead),
+                "{d} is {lead} days before a renewal"
+            );
+            assert!(
+                !before.contains(&renewal_after(d)),
+                "two observations before one renewal"
+            );
+            before.push(renewal_after(d));
+            assert!(!label);
+        }
+        // The last one (07-04) is settled at its renewal (07-10, with the next
+        // subscription on file), before its horizon ends after as_of.
+        assert_eq!(renews.last().map(|r| r.0), Some(day("2025-07-04")));
+        // Churned at its 04-10 renewal: observed before it (churned) and never after.
+        let churns = rows("churns");
+        assert_eq!(churns.len(), 3, "{churns:?}");
+        assert!(churns.iter().all(|&(d, _)| d < day("2025-04-10")));
+        assert_eq!(churns.last().map(|&(_, l)| l), Some(true));
+        // Nothing on file after its 05-10 renewal: that observation's label is unknown.
+        let silent = rows("silent");
+        assert_eq!(silent.len(), 3, "{silent:?}");
+        assert!(silent.iter().all(|&(d, l)| d < day("2025-04-10") && !l));
+        assert!(prep.censored >= 1);
+        // No billing schedule: every 28 days, ending at as_of.
+        let events = rows("events");
+        assert!(events.len() >= 5, "{events:?}");
+        for &(d, _) in &events {
+            assert_eq!((as_of - d).num_days() % 28, 0, "{d}");
+        }
+    }
+}

@@ -89,6 +89,7 @@ pub fn fit_scope(
         LearnError::SingleClass { .. } | LearnError::Empty { .. } => Ok(e.to_string()),
         other => Err(LearnerError::Learn(other)),
     };
+    let started = Instant::now();
     let trained_kpis = match (scope, borrowing) {
         (Scope::Profile(_), Some(b)) => {
             let global = b.full(prep, s).map_err(Err)?;
@@ -147,6 +148,7 @@ pub fn fit_scope(
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
     let health_scores = prep.health_scores(data, &w).map_err(Err)?;
     let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
+    let fitted_ms = started.elapsed().as_millis() as u64;
     let (churn_backtest, health_backtest) = match backtests(prep, scope, data, 2, s, borrowing) {
         Ok(b) => b,
         Err(e @ LearnerError::Learn(LearnError::Cancelled)) => return Err(Err(e)),
@@ -156,6 +158,11 @@ pub fn fit_scope(
         ),
         Err(e) => return Err(Err(e)),
     };
+    tracing::debug!(
+        fit_ms = fitted_ms,
+        backtest_ms = started.elapsed().as_millis() as u64 - fitted_ms,
+        "scope fit and backtest"
+    );
     let accounts: HashSet<&str> = data.accounts.iter().map(String::as_str).collect();
     Ok(Fitted {
         metrics: StoredMetrics {
