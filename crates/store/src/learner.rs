@@ -11,7 +11,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::TryStreamExt;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
@@ -22,7 +21,9 @@ use crate::entity::{
     account, contact, custom_metric, health_profile, interaction, model, pulse, subscription,
     usage_daily, webhook_signal,
 };
+use crate::inputs::{InputQuery, InputScope, load_inputs};
 use crate::{Store, StoreError};
+use vitals_scoring_core::DailyUsage;
 
 /// `models.profile_id` of the global model.
 pub const GLOBAL_MODEL: &str = "global";
@@ -625,8 +626,14 @@ pub struct History {
     pub profiles: Vec<health_profile::Model>,
     /// Contacts (for the contacts count and roles).
     pub contacts: Vec<contact::Model>,
-    /// Daily roll-ups up to the day of `until`.
+    /// Daily roll-ups as rows (a history built by hand, e.g. in tests; [`load_history`]
+    /// leaves it empty and fills `usage_by_account`).
     pub usage: Vec<usage_daily::Model>,
+    /// Daily roll-ups up to the day of `until`, per account (sorted by account id), as
+    /// scoring-core reads them: `DailyUsage::event_type` indexes `usage_event_types`.
+    pub usage_by_account: Vec<(String, Vec<DailyUsage>)>,
+    /// The event type names of `usage_by_account`.
+    pub usage_event_types: Vec<String>,
     /// Interactions up to `until`.
     pub interactions: Vec<interaction::Model>,
     /// CSM pulses up to `until`.
@@ -658,19 +665,12 @@ async fn names(conn: &impl ConnectionTrait, sql: &str) -> Result<Vec<String>, Db
 /// Loads the [`History`] up to `until` (inclusive).
 pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History, StoreError> {
     let c = store.conn();
-    // Streamed: `all` holds every driver row and every model at once (the daily
-    // roll-ups are the bulk of the history).
-    let usage: Vec<usage_daily::Model> = usage_daily::Entity::find()
-        .filter(usage_daily::Column::Day.lte(until.date_naive()))
-        .stream(c)
-        .await?
-        .try_collect()
-        .await?;
+    let (usage_by_account, usage_event_types) = usage_history(store, until.date_naive()).await?;
     let mut event_types: BTreeSet<String> = names(c, "SELECT name FROM event_types")
         .await?
         .into_iter()
         .collect();
-    event_types.extend(usage.iter().map(|u| u.event_type.clone()));
+    event_types.extend(usage_event_types.iter().cloned());
     let keys: HashSet<String> = names(c, "SELECT name FROM event_types WHERE is_key = TRUE")
         .await?
         .into_iter()
@@ -685,7 +685,9 @@ pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History
             .all(c)
             .await?,
         contacts: contact::Entity::find().all(c).await?,
-        usage,
+        usage: Vec::new(),
+        usage_by_account,
+        usage_event_types,
         interactions: interaction::Entity::find()
             .filter(interaction::Column::OccurredAt.lte(until))
             .all(c)
@@ -716,6 +718,46 @@ pub async fn load_history(store: &Store, until: DateTime<Utc>) -> Result<History
         .into_iter()
         .collect(),
     })
+}
+
+/// Every account's daily roll-ups up to day `t`, read by the scoring input loader's
+/// fast path (rusqlite on a SQLite file, binary COPY on PostgreSQL; about 5x faster than
+/// rows through sqlx) with a span reaching back to the first roll-up, so that nothing is
+/// left out and no marker row is added. Accounts sorted by id; event types by id.
+async fn usage_history(
+    store: &Store,
+    t: NaiveDate,
+) -> Result<(Vec<(String, Vec<DailyUsage>)>, Vec<String>), StoreError> {
+    let first: Option<NaiveDate> = usage_daily::Entity::find()
+        .select_only()
+        .column_as(Expr::col(usage_daily::Column::Day).min(), "d")
+        .filter(usage_daily::Column::Day.lte(t))
+        .into_tuple()
+        .one(store.conn())
+        .await?
+        .flatten();
+    let Some(first) = first else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    // The span (t - (h + 1) w, t] holds every day from `first` on.
+    let w = vitals_scoring_core::DEFAULT_WINDOW_DAYS;
+    let days = u32::try_from(Ord::max((t - first).num_days(), 0) + 1).unwrap_or(u32::MAX);
+    let q = InputQuery {
+        as_of: t,
+        window_days: w,
+        history_windows: days.div_ceil(w),
+        scope: InputScope::All,
+        include_churned: true,
+    };
+    let loaded = load_inputs(store, &q).await?;
+    let by_account = loaded
+        .accounts
+        .into_iter()
+        .zip(loaded.data)
+        .map(|(a, d)| (a.id, d.usage))
+        .filter(|(_, u)| !u.is_empty())
+        .collect();
+    Ok((by_account, loaded.spec.event_types))
 }
 
 /// What the training set's size follows from, read without the history's rows: the
@@ -946,8 +988,86 @@ mod tests {
 
     crate::store_test_suite!(
         models_are_committed_together_only_while_still_wanted,
-        latest_data_day_is_the_last_usage_or_subscription_change
+        latest_data_day_is_the_last_usage_or_subscription_change,
+        the_history_holds_every_roll_up_up_to_its_day
     );
+
+    /// `load_history` reads every roll-up up to its day, years back (the scoring
+    /// loader's look-back would stop after four windows), of churned accounts too, with
+    /// each row's values and event type, and nothing after the day.
+    async fn the_history_holds_every_roll_up_up_to_its_day(store: Store) {
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        let backend = store.backend();
+        let db = store.conn();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
+        let day = |s: &str| s.parse::<NaiveDate>().expect("day");
+        for (id, status) in [("a", "active"), ("b", "churned"), ("c", "active")] {
+            account::Model {
+                id: id.into(),
+                name: id.into(),
+                attributes: serde_json::json!({}),
+                profile_id: None,
+                pinned: false,
+                status: status.into(),
+                created_at: t("2018-01-01T00:00:00Z"),
+                updated_at: t("2018-01-01T00:00:00Z"),
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .expect("account");
+        }
+        let rows = [
+            ("a", "2018-02-03", "login", 3, 2, 1.5),
+            ("a", "2019-12-31", "post", 1, 1, 0.0),
+            ("b", "2018-06-30", "login", 7, 1, 2.0),
+            ("a", "2020-01-02", "login", 9, 1, 0.0),
+        ];
+        for (a, d, e, count, users, value) in rows {
+            usage_daily::Model {
+                account_id: a.into(),
+                day: day(d),
+                event_type: e.into(),
+                count,
+                distinct_users: users,
+                value_sum: value,
+            }
+            .into_active_model()
+            .insert(db)
+            .await
+            .expect("usage");
+        }
+        let h = load_history(&store, t("2019-12-31T23:00:00Z"))
+            .await
+            .expect("history");
+        let mut got: Vec<(String, NaiveDate, String, u32, u32, f64)> = h
+            .usage_by_account
+            .iter()
+            .flat_map(|(a, us)| {
+                us.iter().map(|u| {
+                    (
+                        a.clone(),
+                        u.day,
+                        h.usage_event_types[u.event_type as usize].clone(),
+                        u.count,
+                        u.distinct_users,
+                        u.value_sum,
+                    )
+                })
+            })
+            .collect();
+        got.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        let want: Vec<(String, NaiveDate, String, u32, u32, f64)> = rows[..3]
+            .iter()
+            .map(|&(a, d, e, c, u, v)| (a.into(), day(d), e.into(), c as u32, u as u32, v))
+            .collect();
+        let mut want = want;
+        want.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        assert_eq!(got, want, "{backend:?}");
+        assert!(h.usage.is_empty());
+        assert_eq!(h.event_types, vec!["login".to_owned(), "post".to_owned()]);
+        store.close().await.expect("close");
+    }
 
     /// The data end is the last usage day or subscription change, never after now.
     async fn latest_data_day_is_the_last_usage_or_subscription_change(store: Store) {

@@ -262,7 +262,11 @@ impl LearnerService {
         let history = store::load_history(&self.store, until).await?;
         tracing::info!(
             purpose,
-            usage_rows = history.usage.len(),
+            usage_rows = history
+                .usage_by_account
+                .iter()
+                .map(|(_, u)| u.len())
+                .sum::<usize>(),
             ms = started.elapsed().as_millis() as u64,
             "history read"
         );

@@ -323,6 +323,28 @@ fn add_usage(
             value_sum: u.value_sum,
         });
     }
+    // The store's read: per account, its event type ids to ours.
+    let remap: Vec<Option<u32>> = history
+        .usage_event_types
+        .iter()
+        .map(|n| type_id.get(n.as_str()).copied())
+        .collect();
+    for (id, rows) in &history.usage_by_account {
+        let Some(&i) = index.get(id) else {
+            continue;
+        };
+        for u in rows {
+            let Some(t) = remap.get(u.event_type as usize).copied().flatten() else {
+                continue;
+            };
+            starts[i] = starts[i].min(u.day);
+            seen(u.day);
+            inputs[i].usage.push(DailyUsage {
+                event_type: t,
+                ..*u
+            });
+        }
+    }
 }
 
 /// The subscriptions of `history` into `inputs`; an account starts no later than its
