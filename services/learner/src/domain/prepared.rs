@@ -250,7 +250,9 @@ pub const RENEWAL_GRID_DAYS: u32 = 7;
 /// a billing period) is observed once before each renewal: at the last date of a weekly
 /// grid ending at `as_of` that is at least [`RENEWAL_LEAD_DAYS`] before the renewal (and
 /// less than a grid step more), while it is a customer and the subscription that renews
-/// is on file. Its label settles at the renewal when the store shows what happened there
+/// is on file, and no more often than every `interval_days` less a grid step (so a longer
+/// interval thins them too). Its label settles at the renewal when the store shows what
+/// happened there
 /// (a next subscription, an open-ended one running on, or a churn); a renewal with
 /// neither a next subscription nor a churn recorded leaves the label unknown (censored).
 /// An account without a schedule (or every account, when `horizon_days` is too short to
@@ -297,9 +299,14 @@ fn observations(pop: &Population, as_of: NaiveDate, s: &Settings) -> Observation
             let Some(&g) = k.checked_sub(1).and_then(|k| grid.get(k)) else {
                 continue;
             };
+            // No more often than every `interval_days` (less a grid step: monthly
+            // renewals are 28-31 days apart and the grid moves each by up to 6 days).
+            let too_soon = last.is_some_and(|l: NaiveDate| {
+                l == g || (g - l).num_days() < i64::from(s.interval_days.saturating_sub(step))
+            });
             if (target - g).num_days() >= i64::from(step)
                 || g <= r.period_start
-                || last == Some(g)
+                || too_soon
                 || !a.active_at(g)
             {
                 continue;

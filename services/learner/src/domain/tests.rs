@@ -578,6 +578,18 @@ mod renewals {
         assert_eq!(silent.len(), 3, "{silent:?}");
         assert!(silent.iter().all(|&(d, l)| d < day("2025-04-10") && !l));
         assert!(prep.censored >= 1);
+        // A longer interval thins the renewals too: every other one at 56 days.
+        let s56 = Settings {
+            interval_days: 56,
+            ..settings()
+        };
+        let thin = prepare(&history, &outcomes, as_of, &s56, &Cancel::never()).expect("prepare");
+        let thinned: Vec<NaiveDate> = (0..thin.data.len())
+            .filter(|&r| thin.data.accounts[r] == "renews")
+            .map(|r| thin.data.dates[r])
+            .collect();
+        assert_eq!(thinned.len(), 3, "{thinned:?}");
+        assert!(thinned.windows(2).all(|w| (w[1] - w[0]).num_days() >= 49));
         // No billing schedule: every 28 days, ending at as_of.
         let events = rows("events");
         assert!(events.len() >= 5, "{events:?}");
