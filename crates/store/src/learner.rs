@@ -1002,20 +1002,7 @@ mod tests {
         let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
         let day = |s: &str| s.parse::<NaiveDate>().expect("day");
         for (id, status) in [("a", "active"), ("b", "churned"), ("c", "active")] {
-            account::Model {
-                id: id.into(),
-                name: id.into(),
-                attributes: serde_json::json!({}),
-                profile_id: None,
-                pinned: false,
-                status: status.into(),
-                created_at: t("2018-01-01T00:00:00Z"),
-                updated_at: t("2018-01-01T00:00:00Z"),
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .expect("account");
+            insert_account(db, id, status).await;
         }
         let rows = [
             ("a", "2018-02-03", "login", 3, 2, 1.5),
@@ -1069,6 +1056,28 @@ mod tests {
         store.close().await.expect("close");
     }
 
+    /// Inserts account `id` with `status`, created 2018-01-01.
+    async fn insert_account(db: &sea_orm::DatabaseConnection, id: &str, status: &str) {
+        use sea_orm::{ActiveModelTrait, IntoActiveModel};
+        let created = "2018-01-01T00:00:00Z"
+            .parse::<DateTime<Utc>>()
+            .expect("time");
+        account::Model {
+            id: id.into(),
+            name: id.into(),
+            attributes: serde_json::json!({}),
+            profile_id: None,
+            pinned: false,
+            status: status.into(),
+            created_at: created,
+            updated_at: created,
+        }
+        .into_active_model()
+        .insert(db)
+        .await
+        .expect("account");
+    }
+
     /// The data end is the last usage day or subscription change, never after now.
     async fn latest_data_day_is_the_last_usage_or_subscription_change(store: Store) {
         let backend = store.backend();
@@ -1080,20 +1089,7 @@ mod tests {
         let db = store.conn();
         let t = |s: &str| s.parse::<DateTime<Utc>>().expect("time");
         let day = |s: &str| s.parse::<NaiveDate>().expect("day");
-        account::Model {
-            id: "a".into(),
-            name: "a".into(),
-            attributes: serde_json::json!({}),
-            profile_id: None,
-            pinned: false,
-            status: "active".into(),
-            created_at: t("2018-01-01T00:00:00Z"),
-            updated_at: t("2018-01-01T00:00:00Z"),
-        }
-        .into_active_model()
-        .insert(db)
-        .await
-        .expect("account");
+        insert_account(db, "a", "active").await;
         usage_daily::Model {
             account_id: "a".into(),
             day: day("2019-03-04"),

@@ -70,7 +70,7 @@ mod book {
         (history, outcomes)
     }
 
-    fn settings() -> Settings {
+    pub(super) fn settings() -> Settings {
         Settings {
             horizon_days: 30,
             interval_days: 14,
@@ -515,13 +515,8 @@ mod renewals {
 
     fn settings() -> Settings {
         Settings {
-            horizon_days: 30,
             interval_days: 28,
-            prior_strength: 50.0,
-            l2_penalty: None,
-            max_dataset_cells: crate::DEFAULT_MAX_DATASET_CELLS,
-            borrow_from_global: true,
-            challenger: false,
+            ..super::book::settings()
         }
     }
 
