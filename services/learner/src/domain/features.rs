@@ -632,7 +632,11 @@ impl Population {
 
     /// Health scores of a snapshot's rows with the given KPI weights (catalogue order,
     /// within-category) applied in every profile.
-    pub fn rescore(&self, snap: &Snapshot, kpi_weights: &[f64]) -> Result<Vec<f64>, LearnerError> {
+    pub fn rescore(
+        &self,
+        snap: &Rescorable,
+        kpi_weights: &[f64],
+    ) -> Result<Vec<f64>, LearnerError> {
         let configs: Vec<ProfileConfig> = self
             .profiles
             .iter()
@@ -727,8 +731,31 @@ pub fn observation_dates(
     out
 }
 
-/// Snapshots per date (computed in date order).
-pub type Snapshots = BTreeMap<NaiveDate, Snapshot>;
+/// What rescoring a snapshot with other KPI weights needs ([`Population::rescore`]): its
+/// rows and KPIs, without the uniform-weight scores (percentiles, category scores and
+/// drivers: a third or more of its memory), which only the training set's rows read.
+#[derive(Debug)]
+pub struct Rescorable {
+    /// Row of each population index present.
+    pub row_of: HashMap<usize, usize>,
+    /// Profile index of each row.
+    pub profile_of: Vec<u32>,
+    /// KPI values and signals.
+    pub batch: KpiBatch,
+}
+
+impl From<Snapshot> for Rescorable {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            row_of: s.row_of,
+            profile_of: s.profile_of,
+            batch: s.batch,
+        }
+    }
+}
+
+/// Rescorable snapshots per date, kept once the training set is built.
+pub type Snapshots = BTreeMap<NaiveDate, Rescorable>;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -1,7 +1,7 @@
 //! The labelled training set (observation dates, features, labels) and the
 //! memory bound checked before it is built.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
 use vitals_learn_core::{
@@ -31,7 +31,7 @@ pub(super) const HEALTH_COLUMN: &str = "__health_score";
 pub struct Prepared {
     /// The accounts and their inputs.
     pub pop: Population,
-    /// KPIs and scores at every observation date.
+    /// The KPIs at every observation date, for rescoring the health score.
     pub snapshots: Snapshots,
     /// Observations: the KPI columns of `choice.data`, then category scores, then the
     /// health score.
@@ -92,7 +92,7 @@ pub fn prepare_population(
     let specs = pop.kpi_specs();
     let (names, n_kpi_columns) = feature_names(&specs);
     check_size(points.len() as u64, &dates, names.len(), as_of, s)?;
-    let mut snapshots = Snapshots::new();
+    let mut snapshots = BTreeMap::new();
     for &d in &dates {
         cancel.check()?;
         snapshots.insert(d, pop.snapshot(d, &[])?);
@@ -115,6 +115,11 @@ pub fn prepare_population(
             Some(pop.feature_row(snap, r, &layout))
         },
     )?;
+    // The scores were for the feature rows: only what rescoring needs stays.
+    let snapshots: Snapshots = snapshots
+        .into_iter()
+        .map(|(d, snap)| (d, snap.into()))
+        .collect();
     Ok(Prepared {
         pop,
         snapshots,
