@@ -10,7 +10,9 @@ use crate::ScorecardError;
 /// Id of the profile created on first start.
 pub const DEFAULT_PROFILE_ID: &str = "default";
 
-/// The default profile as created on first start: every category weighs 1.
+/// The default profile as created on first start: every category weighs 1 until the
+/// learner suggests category weights (weights mode `learned`: its suggestion, shrunk
+/// toward these equal weights by the churn outcomes seen, replaces them).
 pub fn default_profile(now: DateTime<Utc>) -> ProfileRecord {
     ProfileRecord {
         id: DEFAULT_PROFILE_ID.into(),
@@ -27,7 +29,7 @@ pub fn default_profile(now: DateTime<Utc>) -> ProfileRecord {
         rule: String::new(),
         priority: 1_000_000,
         min_population: 10,
-        weights_mode: "manual".into(),
+        weights_mode: "learned".into(),
         kpis: Vec::new(),
         is_default: true,
         yellow_from: None,

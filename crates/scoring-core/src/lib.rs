@@ -96,8 +96,8 @@ pub use matrix::KpiMatrix;
 pub use percentile::{mid_rank_percentiles, percentile_in_sorted};
 pub use population::{
     AccountScore, CategoryScores, CategoryWeights, Coverage, Driver, Explanation, KpiContribution,
-    MAX_DRIVERS, PopulationInput, PopulationScores, ProfileConfig, ScoreOptions, explain_account,
-    score_population,
+    MAX_DRIVERS, PopulationInput, PopulationScores, ProfileConfig, ScoreOptions, WeightsMode,
+    explain_account, score_population,
 };
 pub use rollup::{Rollup, RollupMethod, current_mrr, rollup};
 pub use scorecard::{Band, BandThresholds, Impact, ScoreMapping, Scorecard, global_score};

@@ -595,6 +595,7 @@ fn evaluate_model(
         scope,
         &model.coefficients,
         &model.kpi_weights,
+        model.category_weights.as_ref(),
         folds,
         settings,
     )?;

@@ -44,6 +44,71 @@ impl CategoryWeights {
             self.custom,
         ]
     }
+
+    /// From weights in [`Category::WEIGHTED`] order.
+    pub fn from_array(a: [f64; 5]) -> Self {
+        Self {
+            usage: a[0],
+            conversations: a[1],
+            pulse: a[2],
+            contract: a[3],
+            custom: a[4],
+        }
+    }
+
+    /// The weights scaled to sum to 1 (a non-finite or non-positive weight counts as 0);
+    /// `None` when no weight is positive.
+    pub fn normalised(&self) -> Option<Self> {
+        let a = self.as_array();
+        let usable = |x: f64| x.is_finite() && x > 0.0;
+        let s: f64 = a.iter().copied().filter(|x| usable(*x)).sum();
+        (s > 0.0).then(|| Self::from_array(a.map(|x| if usable(x) { x / s } else { 0.0 })))
+    }
+
+    /// The category weights a profile scores with under its weights mode: its own
+    /// (`manual`), the learner's suggestion (`learned`), or their mean (`blended`), each
+    /// normalised; the profile's own when there is no usable suggestion, the suggestion
+    /// when the profile has no usable weights of its own, equal weights when neither.
+    pub fn chosen(mode: WeightsMode, manual: Option<&Self>, suggested: Option<&Self>) -> Self {
+        let manual = manual.and_then(Self::normalised);
+        let suggested = suggested.and_then(Self::normalised);
+        let chosen = match (mode, manual, suggested) {
+            (WeightsMode::Learned, _, Some(s)) => Some(s),
+            (WeightsMode::Blended, Some(m), Some(s)) => {
+                let (m, s) = (m.as_array(), s.as_array());
+                Some(Self::from_array(
+                    [0, 1, 2, 3, 4].map(|i| (m[i] + s[i]) / 2.0),
+                ))
+            }
+            (_, Some(m), _) => Some(m),
+            (_, None, s) => s,
+        };
+        chosen.unwrap_or_default()
+    }
+}
+
+/// How a profile's category weights are chosen (the profile's `weights_mode`; see
+/// [`CategoryWeights::chosen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightsMode {
+    /// The profile's own weights.
+    #[default]
+    Manual,
+    /// The learner's suggested weights once it has some.
+    Learned,
+    /// The mean of the profile's own and the learner's suggested weights.
+    Blended,
+}
+
+impl WeightsMode {
+    /// From its stored name (`manual`, `learned`, `blended`); any other name is manual.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "learned" => Self::Learned,
+            "blended" => Self::Blended,
+            _ => Self::Manual,
+        }
+    }
 }
 
 /// Scores of the five categories, in [`Category::WEIGHTED`] order; `None` when the

@@ -11,7 +11,11 @@ use vitals_learn_core::{
 
 use super::borrowing::Borrowing;
 
-use super::stored::{StoredBacktest, StoredCoefficients, StoredEval, StoredFold, StoredKpiWeight};
+use super::stored::{
+    StoredBacktest, StoredCategoryWeights, StoredCoefficients, StoredEval, StoredFold,
+    StoredKpiWeight,
+};
+use super::training::suggested_category_weights;
 use super::{Prepared, Scope, Settings};
 use crate::error::LearnerError;
 
@@ -109,6 +113,7 @@ pub(super) fn backtests(
     prep: &Prepared,
     scope: Scope,
     data: &Dataset,
+    categories: &Dataset,
     folds: usize,
     s: &Settings,
     borrowing: Option<&Borrowing>,
@@ -152,7 +157,14 @@ pub(super) fn backtests(
             s.prior_strength,
         )?;
         let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
-        let h = prep.health_scores(&test, &w)?;
+        let suggested = suggested_category_weights(
+            prep,
+            scope,
+            &categories.subset(&fold.train),
+            churned_accounts(&train_part),
+            &opts,
+        );
+        let h = prep.health_scores(&test, &w, suggested.map(|c| c.to_core()).as_ref())?;
         let test_end = test
             .dates
             .iter()
@@ -193,11 +205,13 @@ pub fn evaluate(
     scope: Scope,
     coefficients: &StoredCoefficients,
     weights: &[StoredKpiWeight],
+    categories: Option<&StoredCategoryWeights>,
     folds: usize,
     s: &Settings,
 ) -> Result<Evaluated, LearnerError> {
     let rows = prep.rows(scope);
     let data = prep.kpi_data(&rows)?;
+    let category_data = prep.category_data(&rows)?;
     // A profile's backtest refits the global model it borrows from in each fold: it needs
     // every observation, taken before they are freed.
     let borrowing = match scope {
@@ -215,17 +229,25 @@ pub fn evaluate(
     }
     let p = prep.probabilities(&data, coefficients)?;
     let churn = eval_probabilities(&p, &data.labels, true)?;
-    let h = prep.health_scores(&data, &prep.weight_vector(weights))?;
+    let suggested = categories.map(StoredCategoryWeights::to_core);
+    let h = prep.health_scores(&data, &prep.weight_vector(weights), suggested.as_ref())?;
     let health = eval_health(&h, &data.labels, true)?;
-    let (churn_backtest, health_backtest) =
-        match backtests(prep, scope, &data, folds, s, borrowing.as_ref()) {
-            Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
-                return Err(LearnerError::FailedPrecondition(format!(
-                    "not enough observation dates for {folds} backtest folds: {e}"
-                )));
-            }
-            other => other?,
-        };
+    let (churn_backtest, health_backtest) = match backtests(
+        prep,
+        scope,
+        &data,
+        &category_data,
+        folds,
+        s,
+        borrowing.as_ref(),
+    ) {
+        Err(LearnerError::Learn(e @ LearnError::InvalidParameter { .. })) => {
+            return Err(LearnerError::FailedPrecondition(format!(
+                "not enough observation dates for {folds} backtest folds: {e}"
+            )));
+        }
+        other => other?,
+    };
     Ok(Evaluated {
         churn,
         churn_backtest,

@@ -18,7 +18,7 @@ use vitals_scoring_core::{
     AccountAttributes, AccountInputs, Catalogue, CatalogueSpec, Category, CategoryWeights, Channel,
     ContactRole, CustomMetricValue, DailyUsage, Direction, Interaction, InteractionDirection,
     KpiBatch, KpiConfig, PopulationInput, PopulationScores, ProfileConfig, Pulse, ScoreOptions,
-    Subscription, WebhookSignal, compute_kpis, score_population,
+    Subscription, WebhookSignal, WeightsMode, compute_kpis, score_population,
 };
 use vitals_store::inputs::decode;
 use vitals_store::learner::History;
@@ -61,8 +61,13 @@ impl Account {
 pub struct Profile {
     /// Its id; `None` for the accounts no profile holds (compared with each other).
     pub id: Option<String>,
-    /// How scoring-core scores its members (uniform KPI weights).
+    /// How scoring-core scores its members (uniform KPI weights; its own category
+    /// weights).
     pub config: ProfileConfig,
+    /// How the scoring service chooses its category weights (its `weights_mode`).
+    pub weights_mode: WeightsMode,
+    /// Its own category weights as stored; `None` for the accounts no profile holds.
+    pub own_categories: Option<CategoryWeights>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -278,11 +283,15 @@ fn history_profiles(history: &History) -> (Vec<Profile>, HashMap<&str, usize>) {
                 min_population: usize::try_from(p.min_population.max(1)).unwrap_or(1),
                 ..ProfileConfig::default()
             },
+            weights_mode: WeightsMode::from_name(&p.weights_mode),
+            own_categories: Some(category_weights(&p.weights)),
         })
         .collect();
     profiles.push(Profile {
         id: None,
         config: ProfileConfig::default(),
+        weights_mode: WeightsMode::Manual,
+        own_categories: None,
     });
     let profile_index: HashMap<&str, usize> = history
         .profiles
@@ -631,17 +640,26 @@ impl Population {
     }
 
     /// Health scores of a snapshot's rows with the given KPI weights (catalogue order,
-    /// within-category) applied in every profile.
+    /// within-category) applied in every profile, and with the category weights the
+    /// scoring service would use given the `suggested` ones (each profile's weights mode:
+    /// [`CategoryWeights::chosen`]); each profile's own without a suggestion.
     pub fn rescore(
         &self,
         snap: &Rescorable,
         kpi_weights: &[f64],
+        suggested: Option<&CategoryWeights>,
     ) -> Result<Vec<f64>, LearnerError> {
         let configs: Vec<ProfileConfig> = self
             .profiles
             .iter()
             .map(|p| ProfileConfig {
                 kpi_weights: Some(kpi_weights.to_vec()),
+                category_weights: match suggested {
+                    Some(s) => {
+                        CategoryWeights::chosen(p.weights_mode, p.own_categories.as_ref(), Some(s))
+                    }
+                    None => p.config.category_weights,
+                },
                 ..p.config.clone()
             })
             .collect();

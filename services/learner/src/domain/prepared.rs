@@ -8,7 +8,7 @@ use vitals_learn_core::{
     Cancel, Dataset, FittedForm, KpiSpec, LabelOptions, LayoutChoice, LogisticModel,
     ObservationPoint, Outcome, OutcomeKind, build_training_set, kpi_weights,
 };
-use vitals_scoring_core::{Catalogue, Category, KpiConfig};
+use vitals_scoring_core::{Catalogue, Category, CategoryWeights, KpiConfig};
 use vitals_store::learner::{History, HistoryFacts, OutcomeRecord};
 
 use super::churn_model::ChurnModel;
@@ -437,11 +437,13 @@ impl Prepared {
     }
 
     /// Health scores of the observations `data` (rows carrying account and date) with
-    /// `weights` (catalogue order) applied.
+    /// `weights` (catalogue order) applied, and the suggested `categories` as each
+    /// profile's weights mode takes them (see [`Population::rescore`]).
     pub(super) fn health_scores(
         &self,
         data: &Dataset,
         weights: &[f64],
+        categories: Option<&CategoryWeights>,
     ) -> Result<Vec<f64>, LearnerError> {
         let mut out = vec![5.0; data.len()];
         let mut by_date: HashMap<NaiveDate, Vec<usize>> = HashMap::new();
@@ -453,7 +455,7 @@ impl Prepared {
                 .snapshots
                 .get(&d)
                 .ok_or_else(|| LearnerError::Internal(format!("no snapshot at {d}")))?;
-            let scores = self.pop.rescore(snap, weights)?;
+            let scores = self.pop.rescore(snap, weights, categories)?;
             for r in rows {
                 let i = self.pop.index.get(&data.accounts[r]).copied();
                 if let Some(row) = i.and_then(|i| snap.row_of.get(&i)) {

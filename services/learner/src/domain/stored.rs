@@ -155,6 +155,17 @@ impl StoredCategoryWeights {
             custom_metrics: g(4),
         }
     }
+
+    /// As scoring-core's category weights.
+    pub fn to_core(&self) -> vitals_scoring_core::CategoryWeights {
+        vitals_scoring_core::CategoryWeights::from_array([
+            self.usage,
+            self.conversations,
+            self.pulse,
+            self.contract,
+            self.custom_metrics,
+        ])
+    }
 }
 
 /// Metrics of one predictor on some observations.

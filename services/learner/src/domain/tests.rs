@@ -265,6 +265,102 @@ mod book {
         (history, outcomes)
     }
 
+    /// The portfolio with every account in one profile `all` of equal category weights in
+    /// weights mode `mode`, and a CSM pulse of pure noise every 14 days until its churn.
+    fn with_noise_pulses(mode: &str) -> (History, Vec<OutcomeRecord>) {
+        let (mut history, outcomes) = portfolio();
+        let start = day("2025-01-01");
+        let now = at(start);
+        history
+            .profiles
+            .push(vitals_store::entity::health_profile::Model {
+                id: "all".into(),
+                display_name: "all".into(),
+                description: String::new(),
+                weights: serde_json::json!({"usage": 1, "conversations": 1, "pulse": 1,
+                    "contract": 1, "custom_metrics": 1}),
+                rule: String::new(),
+                priority: 1,
+                min_population: 1,
+                weights_mode: mode.into(),
+                kpis: serde_json::json!([]),
+                is_default: true,
+                created_at: now,
+                updated_at: now,
+            });
+        let churn_of: HashMap<String, chrono::NaiveDate> = outcomes
+            .iter()
+            .map(|o| (o.account_id.clone(), o.at.date_naive()))
+            .collect();
+        let mut rng = SplitMix64::new(11);
+        for a in history.accounts.iter_mut() {
+            a.profile_id = Some("all".into());
+            for d in (0..210).step_by(14) {
+                let when = start + Days::new(d);
+                if churn_of.get(&a.id).is_some_and(|c| when >= *c) {
+                    break;
+                }
+                history.pulses.push(vitals_store::entity::pulse::Model {
+                    id: history.pulses.len() as i64 + 1,
+                    account_id: a.id.clone(),
+                    author: "csm".into(),
+                    value: 1 + (rng.uniform() * 5.0).floor().min(4.0) as i32,
+                    note: String::new(),
+                    at: at(when),
+                });
+            }
+        }
+        (history, outcomes)
+    }
+
+    /// The health score is evaluated with the category weights the scoring service will
+    /// use: under `learned` the suggested ones (fitted, in each backtest fold, on the
+    /// fold's training part), which move off a pulse of pure noise; under `manual` the
+    /// profile's own equal ones. The churn model does not depend on the mode.
+    #[test]
+    fn the_health_score_is_evaluated_with_the_profiles_weights_mode() {
+        let s = settings();
+        let fit = |mode: &str| {
+            let (history, outcomes) = with_noise_pulses(mode);
+            let prep = prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never())
+                .expect("prepare");
+            fit_scope(&prep, Scope::Profile(0), &s, None).expect("fit")
+        };
+        let (manual, learned) = (fit("manual"), fit("learned"));
+        let suggested = learned
+            .category_weights
+            .as_ref()
+            .expect("suggested weights");
+        assert!(
+            suggested.usage > 2.0 * suggested.pulse,
+            "usage predicts churn, the pulse does not: {suggested:?}"
+        );
+        assert_eq!(manual.coefficients, learned.coefficients);
+        assert_eq!(
+            manual.metrics.churn_backtest,
+            learned.metrics.churn_backtest
+        );
+        let (m, l) = (&manual.metrics, &learned.metrics);
+        assert_eq!(
+            m.health_backtest.folds.len(),
+            2,
+            "{:?}",
+            m.health_backtest.error
+        );
+        assert!(
+            l.health_backtest.mean_auc > m.health_backtest.mean_auc + 0.02,
+            "backtest: learned {} against manual {}",
+            l.health_backtest.mean_auc,
+            m.health_backtest.mean_auc
+        );
+        assert!(
+            l.health.auc > m.health.auc + 0.02,
+            "in-sample: learned {} against manual {}",
+            l.health.auc,
+            m.health.auc
+        );
+    }
+
     /// With borrowing, a profile's model is the global model plus a deviation: stored in
     /// the global model's columns, marked with the deviation's `k`, its KPI weights from
     /// it; without, the profile is fitted alone and unmarked.
@@ -444,6 +540,7 @@ mod budget {
             Scope::Global,
             &fitted.coefficients,
             &fitted.kpi_weights,
+            fitted.category_weights.as_ref(),
             2,
             &s,
         ) {

@@ -133,7 +133,8 @@ pub fn fit_scope(
         coefficients.gbm = Some(b.to_json().map_err(|e| Err(e.into()))?);
     }
     let kpi_weights = stored_kpi_weights(trained);
-    let category_weights = suggested_category_weights(prep, scope, &rows, n, &opts);
+    let categories = prep.category_data(&rows).map_err(Err)?;
+    let category_weights = suggested_category_weights(prep, scope, &categories, n, &opts);
     // In-sample metrics of the model that serves the churn probability (the booster reads
     // every KPI column of `data`, as fitted).
     let p = match &booster {
@@ -146,18 +147,24 @@ pub fn fit_scope(
     .map_err(|e| Err(e.into()))?;
     let training = eval_probabilities(&p, &data.labels, true).map_err(Err)?;
     let w: Vec<f64> = prep.weight_vector(&kpi_weights);
-    let health_scores = prep.health_scores(data, &w).map_err(Err)?;
+    let suggested = category_weights
+        .as_ref()
+        .map(StoredCategoryWeights::to_core);
+    let health_scores = prep
+        .health_scores(data, &w, suggested.as_ref())
+        .map_err(Err)?;
     let health = eval_health(&health_scores, &data.labels, true).map_err(Err)?;
     let fitted_ms = started.elapsed().as_millis() as u64;
-    let (churn_backtest, health_backtest) = match backtests(prep, scope, data, 2, s, borrowing) {
-        Ok(b) => b,
-        Err(e @ LearnerError::Learn(LearnError::Cancelled)) => return Err(Err(e)),
-        Err(e @ (LearnerError::FailedPrecondition(_) | LearnerError::Learn(_))) => (
-            StoredBacktest::failed(e.to_string()),
-            StoredBacktest::failed(e.to_string()),
-        ),
-        Err(e) => return Err(Err(e)),
-    };
+    let (churn_backtest, health_backtest) =
+        match backtests(prep, scope, data, &categories, 2, s, borrowing) {
+            Ok(b) => b,
+            Err(e @ LearnerError::Learn(LearnError::Cancelled)) => return Err(Err(e)),
+            Err(e @ (LearnerError::FailedPrecondition(_) | LearnerError::Learn(_))) => (
+                StoredBacktest::failed(e.to_string()),
+                StoredBacktest::failed(e.to_string()),
+            ),
+            Err(e) => return Err(Err(e)),
+        };
     tracing::debug!(
         fit_ms = fitted_ms,
         backtest_ms = started.elapsed().as_millis() as u64 - fitted_ms,
@@ -273,12 +280,12 @@ fn stored_kpi_weights(trained: &TrainedModel) -> Vec<StoredKpiWeight> {
         .collect()
 }
 
-/// The category weights suggested for the scope (none when their fit fails), shrunk
-/// toward the scope's configured ones.
-fn suggested_category_weights(
+/// The category weights suggested for the scope from its observations' category scores
+/// `categories` (none when their fit fails), shrunk toward the scope's configured ones.
+pub(super) fn suggested_category_weights(
     prep: &Prepared,
     scope: Scope,
-    rows: &[usize],
+    categories: &Dataset,
     n: usize,
     opts: &TrainOptions,
 ) -> Option<StoredCategoryWeights> {
@@ -290,9 +297,8 @@ fn suggested_category_weights(
             .to_vec(),
         Scope::Global => vec![1.0; 5],
     };
-    prep.category_data(rows)
+    suggest_category_weights(categories, &prior, n, opts)
         .ok()
-        .and_then(|cd| suggest_category_weights(&cd, &prior, n, opts).ok())
         .map(|sug| {
             StoredCategoryWeights::from_weights(
                 &sug.weights

@@ -125,16 +125,11 @@ fn impact(s: &str) -> core::Impact {
     }
 }
 
-fn normalised(w: [f64; 5]) -> Option<[f64; 5]> {
-    let s: f64 = w.iter().filter(|x| x.is_finite() && **x > 0.0).sum();
-    (s > 0.0).then(|| w.map(|x| if x.is_finite() && x > 0.0 { x / s } else { 0.0 }))
-}
-
-/// The category weights a profile scores with: its own (manual), the learner's
-/// suggestion (learned), or their mean (blended); equal weights when none is usable.
+/// The category weights a profile scores with under its weights mode (see
+/// [`core::CategoryWeights::chosen`]); equal weights without a profile or suggestion.
 fn category_weights(p: Option<&ProfileRecord>, w: &Weights) -> core::CategoryWeights {
-    let manual = p.and_then(|p| {
-        normalised([
+    let manual = p.map(|p| {
+        core::CategoryWeights::from_array([
             p.weights.usage,
             p.weights.conversations,
             p.weights.pulse,
@@ -142,24 +137,9 @@ fn category_weights(p: Option<&ProfileRecord>, w: &Weights) -> core::CategoryWei
             p.weights.custom_metrics,
         ])
     });
-    let suggested = w.suggested_category.and_then(normalised);
-    let mode = p.map_or("manual", |p| p.weights_mode.as_str());
-    let chosen = match (mode, manual, suggested) {
-        ("learned", _, Some(s)) => Some(s),
-        ("blended", Some(m), Some(s)) => Some([0, 1, 2, 3, 4].map(|i| (m[i] + s[i]) / 2.0)),
-        (_, Some(m), _) => Some(m),
-        (_, None, s) => s,
-    };
-    match chosen {
-        Some(a) => core::CategoryWeights {
-            usage: a[0],
-            conversations: a[1],
-            pulse: a[2],
-            contract: a[3],
-            custom: a[4],
-        },
-        None => core::CategoryWeights::default(),
-    }
+    let suggested = w.suggested_category.map(core::CategoryWeights::from_array);
+    let mode = core::WeightsMode::from_name(p.map_or("manual", |p| p.weights_mode.as_str()));
+    core::CategoryWeights::chosen(mode, manual.as_ref(), suggested.as_ref())
 }
 
 /// KPI weights (catalogue order): the learner's (a KPI it does not list weighs 0) or 1
