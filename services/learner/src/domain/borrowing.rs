@@ -5,8 +5,8 @@
 //! observations before the fold's cut only, like the profile's own part, so nothing of the
 //! tested period leaks in through it.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use chrono::NaiveDate;
 use vitals_learn_core::{Dataset, GlobalModel, fit_kpis_cv};
@@ -21,8 +21,10 @@ use crate::error::LearnerError;
 pub struct Borrowing {
     /// Every observation of the run, KPI columns only.
     pub(super) data: Dataset,
-    full: RefCell<Option<GlobalModel>>,
-    before: RefCell<HashMap<NaiveDate, GlobalModel>>,
+    // Shared by backtest folds run in parallel: each is fitted outside the lock (two folds
+    // asking for the same model at once may both fit it; the fits are equal).
+    full: Mutex<Option<GlobalModel>>,
+    before: Mutex<HashMap<NaiveDate, GlobalModel>>,
 }
 
 impl Borrowing {
@@ -30,19 +32,19 @@ impl Borrowing {
     pub fn new(prep: &Prepared) -> Result<Self, LearnerError> {
         Ok(Self {
             data: prep.kpi_data(&prep.rows(Scope::Global))?,
-            full: RefCell::new(None),
-            before: RefCell::new(HashMap::new()),
+            full: Mutex::new(None),
+            before: Mutex::new(HashMap::new()),
         })
     }
 
     /// The global model on every observation (fitted on first use unless the global
     /// scope's own training gave it).
     pub fn full(&self, prep: &Prepared, s: &Settings) -> Result<GlobalModel, LearnerError> {
-        if let Some(g) = self.full.borrow().as_ref() {
+        if let Some(g) = lock(&self.full).as_ref() {
             return Ok(g.clone());
         }
         let g = self.fit(&self.data, prep, s)?;
-        *self.full.borrow_mut() = Some(g.clone());
+        *lock(&self.full) = Some(g.clone());
         Ok(g)
     }
 
@@ -54,25 +56,25 @@ impl Borrowing {
         prep: &Prepared,
         s: &Settings,
     ) -> Result<GlobalModel, LearnerError> {
-        if let Some(g) = self.before.borrow().get(&cut) {
+        if let Some(g) = lock(&self.before).get(&cut) {
             return Ok(g.clone());
         }
         let rows: Vec<usize> = (0..self.data.len())
             .filter(|&r| self.data.dates[r] < cut)
             .collect();
         let g = self.fit(&self.data.subset(&rows), prep, s)?;
-        self.before.borrow_mut().insert(cut, g.clone());
+        lock(&self.before).insert(cut, g.clone());
         Ok(g)
     }
 
     /// Keeps the global model the global scope's training fitted on every observation.
     pub(super) fn remember_full(&self, g: GlobalModel) {
-        *self.full.borrow_mut() = Some(g);
+        *lock(&self.full) = Some(g);
     }
 
     /// Keeps the global model the global scope's backtest fitted before `cut`.
     pub(super) fn remember_before(&self, cut: NaiveDate, g: GlobalModel) {
-        self.before.borrow_mut().insert(cut, g);
+        lock(&self.before).insert(cut, g);
     }
 
     fn fit(
@@ -84,4 +86,10 @@ impl Borrowing {
         let opts = s.train_options(&prep.cancel);
         Ok(fit_kpis_cv(data, &prep.specs, &prep.choice, &opts)?.into())
     }
+}
+
+/// The value behind `m`, also after a panic in another holder (a cache of fitted models:
+/// a half-done fit never reaches it).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

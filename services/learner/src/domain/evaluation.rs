@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::Days;
+use rayon::prelude::*;
 use vitals_learn_core::{
     Dataset, Evaluation as LearnEvaluation, LearnError, calibration_table,
     expected_calibration_error, fit_kpis_borrowing, fit_kpis_cv, time_ordered_folds,
@@ -119,67 +120,80 @@ pub(super) fn backtests(
     borrowing: Option<&Borrowing>,
 ) -> Result<(StoredBacktest, StoredBacktest), LearnerError> {
     let opts = s.train_options(&prep.cancel);
-    let mut churn = Vec::new();
-    let mut health = Vec::new();
-    for (k, fold) in time_ordered_folds(&data.dates, folds)?
+    // The folds are independent: run them side by side (each fit is parallel over rows
+    // too, but leaves cores idle), then take them, and the first failing one, in order.
+    let folds: Vec<_> = time_ordered_folds(&data.dates, folds)?
         .into_iter()
         .enumerate()
-    {
-        prep.cancel.check()?;
-        let train_part = data.subset(&fold.train);
-        let test = data.subset(&fold.test);
-        let churned = test.n_churned();
-        if churned == 0 || churned == test.len() {
-            return Err(LearnerError::FailedPrecondition(format!(
-                "not enough outcomes: backtest fold {} tests {} observations of which {churned} churned; \
-                 each test fold needs churned and retained observations",
-                k + 1,
-                test.len()
-            )));
-        }
-        let (model, form) = match (scope, borrowing) {
-            (Scope::Profile(_), Some(b)) => {
-                let global = b.before(fold.cut, prep, s)?;
-                fit_kpis_borrowing(&train_part, &prep.specs, &opts, &global)?
+        .collect();
+    let results: Vec<Result<(StoredFold, StoredFold), LearnerError>> = folds
+        .into_par_iter()
+        .map(|(k, fold)| {
+            prep.cancel.check()?;
+            let train_part = data.subset(&fold.train);
+            let test = data.subset(&fold.test);
+            let churned = test.n_churned();
+            if churned == 0 || churned == test.len() {
+                return Err(LearnerError::FailedPrecondition(format!(
+                    "not enough outcomes: backtest fold {} tests {} observations of which {churned} churned; \
+                     each test fold needs churned and retained observations",
+                    k + 1,
+                    test.len()
+                )));
             }
-            (Scope::Global, Some(b)) => {
-                let fitted = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
-                b.remember_before(fold.cut, fitted.clone().into());
-                fitted
-            }
-            (_, None) => fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?,
-        };
-        let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
-        let weights = prep.weights_of(
-            &form,
-            &model,
-            churned_accounts(&train_part),
-            s.prior_strength,
-        )?;
-        let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
-        let suggested = suggested_category_weights(
-            prep,
-            scope,
-            &categories.subset(&fold.train),
-            churned_accounts(&train_part),
-            &opts,
-        );
-        let h = prep.health_scores(&test, &w, suggested.map(|c| c.to_core()).as_ref())?;
-        let test_end = test
-            .dates
-            .iter()
-            .max()
-            .and_then(|d| d.checked_add_days(Days::new(1)))
-            .unwrap_or(fold.cut);
-        let fold_of = |metrics| StoredFold {
-            train_end: fold.cut,
-            test_start: fold.cut,
-            test_end,
-            train_count: train_part.len() as u32,
-            metrics,
-        };
-        churn.push(fold_of(eval_probabilities(&p, &test.labels, false)?));
-        health.push(fold_of(eval_health(&h, &test.labels, false)?));
+            let (model, form) = match (scope, borrowing) {
+                (Scope::Profile(_), Some(b)) => {
+                    let global = b.before(fold.cut, prep, s)?;
+                    fit_kpis_borrowing(&train_part, &prep.specs, &opts, &global)?
+                }
+                (Scope::Global, Some(b)) => {
+                    let fitted = fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?;
+                    b.remember_before(fold.cut, fitted.clone().into());
+                    fitted
+                }
+                (_, None) => fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?,
+            };
+            let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
+            let weights = prep.weights_of(
+                &form,
+                &model,
+                churned_accounts(&train_part),
+                s.prior_strength,
+            )?;
+            let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
+            let suggested = suggested_category_weights(
+                prep,
+                scope,
+                &categories.subset(&fold.train),
+                churned_accounts(&train_part),
+                &opts,
+            );
+            let h = prep.health_scores(&test, &w, suggested.map(|c| c.to_core()).as_ref())?;
+            let test_end = test
+                .dates
+                .iter()
+                .max()
+                .and_then(|d| d.checked_add_days(Days::new(1)))
+                .unwrap_or(fold.cut);
+            let fold_of = |metrics| StoredFold {
+                train_end: fold.cut,
+                test_start: fold.cut,
+                test_end,
+                train_count: train_part.len() as u32,
+                metrics,
+            };
+            Ok((
+                fold_of(eval_probabilities(&p, &test.labels, false)?),
+                fold_of(eval_health(&h, &test.labels, false)?),
+            ))
+        })
+        .collect();
+    let mut churn = Vec::new();
+    let mut health = Vec::new();
+    for r in results {
+        let (c, h) = r?;
+        churn.push(c);
+        health.push(h);
     }
     Ok((StoredBacktest::new(churn), StoredBacktest::new(health)))
 }
