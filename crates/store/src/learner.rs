@@ -1112,23 +1112,11 @@ mod tests {
             ("p", "2019-01-01T00:00:00Z", "2019-05-01T00:00:00Z"),
             ("q", "2019-02-01T00:00:00Z", "2030-01-01T00:00:00Z"),
         ] {
-            subscription::Model {
-                account_id: "a".into(),
-                id: id.into(),
-                product: "p".into(),
-                starts_at: t(start),
-                ends_at: Some(t(end)),
-                mrr: 10.0,
-                quantity: None,
-                units: None,
-                bill_period_months: 1,
-                is_addon: false,
-                discount: 0.0,
-            }
-            .into_active_model()
-            .insert(db)
-            .await
-            .expect("subscription");
+            crate::testing::monthly_subscription("a", id, t(start), t(end))
+                .into_active_model()
+                .insert(db)
+                .await
+                .expect("subscription");
         }
         assert_eq!(
             latest_data_day(&store, now).await.expect("read"),

@@ -158,3 +158,27 @@ macro_rules! store_test_suite {
         }
     };
 }
+
+/// A one-month subscription `id` of `account` from `start` to `end` (product `basic`,
+/// 10 a month, billed monthly, no add-on, no discount): contract rows for tests of
+/// renewals, tenure and churn at a renewal.
+pub fn monthly_subscription(
+    account: &str,
+    id: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> crate::entity::subscription::Model {
+    crate::entity::subscription::Model {
+        account_id: account.into(),
+        id: id.into(),
+        product: "basic".into(),
+        starts_at: start,
+        ends_at: Some(end),
+        mrr: 10.0,
+        quantity: None,
+        units: None,
+        bill_period_months: 1,
+        is_addon: false,
+        discount: 0.0,
+    }
+}

@@ -29,7 +29,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use vitals_server::RunError;
 use vitals_server::shutdown::Signal;
 
-pub use vitals_store::testing::{Backend, backends, fresh_store, fresh_url};
+pub use vitals_store::testing::{Backend, backends, fresh_store, fresh_url, monthly_subscription};
 
 /// How long the `wait_for_*` helpers wait before failing the test.
 pub const WAIT: Duration = Duration::from_secs(30);

@@ -15,6 +15,7 @@ use vitals_proto::learner::v1 as pb;
 use vitals_store::entity::health_profile;
 use vitals_store::sea_orm::{EntityTrait, IntoActiveModel};
 use vitals_test_support::backends;
+use vitals_test_support::monthly_subscription;
 
 fn end() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 9, 1).expect("date")
@@ -633,7 +634,7 @@ async fn training_starts_by_itself_after_n_new_outcomes() {
 /// saw it, the renewal date would separate churners from retained accounts perfectly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_booked_after_an_observation_date_do_not_leak() {
-    use vitals_store::entity::{account, subscription};
+    use vitals_store::entity::account;
     use vitals_store::sea_orm::ActiveModelTrait;
     for backend in backends() {
         let env = Env::start(backend, quiet_args()).await;
@@ -663,23 +664,11 @@ async fn subscriptions_booked_after_an_observation_date_do_not_leak() {
                 outcomes.push(common::churn(&id, period(months)));
             }
             for k in 0..months {
-                subscription::Model {
-                    account_id: id.clone(),
-                    id: format!("{id}-{k}"),
-                    product: "basic".into(),
-                    starts_at: at(period(k)),
-                    ends_at: Some(at(period(k + 1))),
-                    mrr: 10.0,
-                    quantity: None,
-                    units: None,
-                    bill_period_months: 1,
-                    is_addon: false,
-                    discount: 0.0,
-                }
-                .into_active_model()
-                .insert(env.store.conn())
-                .await
-                .expect("subscription");
+                monthly_subscription(&id, &format!("{id}-{k}"), at(period(k)), at(period(k + 1)))
+                    .into_active_model()
+                    .insert(env.store.conn())
+                    .await
+                    .expect("subscription");
             }
         }
         env.record(outcomes).await;

@@ -556,22 +556,18 @@ mod renewals {
     use chrono::NaiveDate;
     use vitals_store::entity::{subscription, usage_daily};
     use vitals_store::learner::outcome_row;
+    use vitals_test_support::monthly_subscription;
 
     /// Monthly subscriptions of `id` back to back from `first` for `months` periods.
     fn monthly(id: &str, first: NaiveDate, months: u32) -> Vec<subscription::Model> {
         (0..months)
-            .map(|k| subscription::Model {
-                account_id: id.into(),
-                id: format!("{id}-{k}"),
-                product: "basic".into(),
-                starts_at: at(first + chrono::Months::new(k)),
-                ends_at: Some(at(first + chrono::Months::new(k + 1))),
-                mrr: 10.0,
-                quantity: None,
-                units: None,
-                bill_period_months: 1,
-                is_addon: false,
-                discount: 0.0,
+            .map(|k| {
+                monthly_subscription(
+                    id,
+                    &format!("{id}-{k}"),
+                    at(first + chrono::Months::new(k)),
+                    at(first + chrono::Months::new(k + 1)),
+                )
             })
             .collect()
     }
