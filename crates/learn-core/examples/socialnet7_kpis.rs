@@ -7,7 +7,9 @@
 //! (reads `shared/data/socialnet7` next to the repository, or `$VITALS_DATA_DIR/socialnet7`).
 //! It also backtests the gradient-boosted challenger next to the logistic model on the same
 //! folds and reports which one the rule serves in each training part
-//! (`VITALS_CHALLENGER_ONLY=1`: only those rows and the default's).
+//! (`VITALS_CHALLENGER_ONLY=1`: only those rows and the default's;
+//! `VITALS_SKIP_CHALLENGER=1` as well: only the default's).
+//! `VITALS_WINDOW_DAYS=<n>` computes the KPIs over n-day windows instead of 28.
 //!
 //! Leakage guard: for an observation date T each account gets only the daily roll-ups of
 //! days before T and the subscriptions started on or before T; events on or after the
@@ -282,6 +284,7 @@ impl Sources<'_> {
     fn batches(&self, observations: &[Observation]) -> Result<(Vec<DateBatch>, usize), String> {
         let config = scoring::KpiConfig {
             data_start: NaiveDate::from_ymd_opt(2020, 1, 1),
+            window_days: window_days(),
             ..scoring::KpiConfig::default()
         };
         let mut accounts: Vec<u32> = self.period.keys().copied().collect();
@@ -518,6 +521,19 @@ fn challenger_only() -> bool {
     std::env::var("VITALS_CHALLENGER_ONLY").is_ok_and(|v| v == "1")
 }
 
+/// VITALS_SKIP_CHALLENGER=1 (with VITALS_CHALLENGER_ONLY=1): not even the challenger.
+fn skip_challenger() -> bool {
+    std::env::var("VITALS_SKIP_CHALLENGER").is_ok_and(|v| v == "1")
+}
+
+/// VITALS_WINDOW_DAYS: the KPI window (default scoring-core's 28 days).
+fn window_days() -> u32 {
+    std::env::var("VITALS_WINDOW_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(scoring::DEFAULT_WINDOW_DAYS)
+}
+
 /// The observation row carried in a dataset's account label (`account#row`).
 fn row_of(account_label: &str) -> usize {
     account_label
@@ -710,6 +726,9 @@ impl Study<'_> {
                 Some(&trained.in_sample),
                 &bt,
             );
+            if skip_challenger() {
+                return Ok(());
+            }
             return self.report_challenger(label, data, details);
         }
         let folds = learn::time_ordered_folds(&data.dates, 2).map_err(|e| e.to_string())?;

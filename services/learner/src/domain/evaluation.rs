@@ -154,18 +154,14 @@ pub(super) fn backtests(
                 (_, None) => fit_kpis_cv(&train_part, &prep.specs, &prep.choice, &opts)?,
             };
             let p = model.predict_proba(form.apply(&test, &prep.specs)?.x.view())?;
-            let weights = prep.weights_of(
-                &form,
-                &model,
-                churned_accounts(&train_part),
-                s.prior_strength,
-            )?;
+            let n = churned_accounts(&train_part);
+            let weights = prep.weights_of(&form, &model, n, s.prior_strength)?;
             let w: Vec<f64> = weights.kpis.iter().map(|w| w.weight).collect();
             let suggested = suggested_category_weights(
                 prep,
                 scope,
                 &categories.subset(&fold.train),
-                churned_accounts(&train_part),
+                n,
                 &opts,
             );
             let h = prep.health_scores(&test, &w, suggested.map(|c| c.to_core()).as_ref())?;

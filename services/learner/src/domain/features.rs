@@ -66,8 +66,6 @@ pub struct Profile {
     pub config: ProfileConfig,
     /// How the scoring service chooses its category weights (its `weights_mode`).
     pub weights_mode: WeightsMode,
-    /// Its own category weights as stored; `None` for the accounts no profile holds.
-    pub own_categories: Option<CategoryWeights>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -284,14 +282,12 @@ fn history_profiles(history: &History) -> (Vec<Profile>, HashMap<&str, usize>) {
                 ..ProfileConfig::default()
             },
             weights_mode: WeightsMode::from_name(&p.weights_mode),
-            own_categories: Some(category_weights(&p.weights)),
         })
         .collect();
     profiles.push(Profile {
         id: None,
         config: ProfileConfig::default(),
         weights_mode: WeightsMode::Manual,
-        own_categories: None,
     });
     let profile_index: HashMap<&str, usize> = history
         .profiles
@@ -654,10 +650,14 @@ impl Population {
             .iter()
             .map(|p| ProfileConfig {
                 kpi_weights: Some(kpi_weights.to_vec()),
+                // The accounts no profile holds have no weights of their own: scoring gives
+                // them the suggestion.
                 category_weights: match suggested {
-                    Some(s) => {
-                        CategoryWeights::chosen(p.weights_mode, p.own_categories.as_ref(), Some(s))
-                    }
+                    Some(s) => CategoryWeights::chosen(
+                        p.weights_mode,
+                        p.id.is_some().then_some(&p.config.category_weights),
+                        Some(s),
+                    ),
                     None => p.config.category_weights,
                 },
                 ..p.config.clone()

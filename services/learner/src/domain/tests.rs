@@ -239,26 +239,40 @@ mod book {
         }
     }
 
+    /// A stored profile `id` in weights mode `mode` with category `weights`, every KPI,
+    /// no minimum population, created at the portfolio's start.
+    fn profile_row(
+        id: &str,
+        mode: &str,
+        weights: serde_json::Value,
+        is_default: bool,
+    ) -> vitals_store::entity::health_profile::Model {
+        let now = at(day("2025-01-01"));
+        vitals_store::entity::health_profile::Model {
+            id: id.into(),
+            display_name: id.into(),
+            description: String::new(),
+            weights,
+            rule: String::new(),
+            priority: 1,
+            min_population: 1,
+            weights_mode: mode.into(),
+            kpis: serde_json::json!([]),
+            is_default,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The portfolio with its first 75 accounts (of 150) in a profile `small`.
     fn with_small_profile() -> (History, Vec<OutcomeRecord>) {
         let (mut history, outcomes) = portfolio();
-        let now = at(day("2025-01-01"));
-        history
-            .profiles
-            .push(vitals_store::entity::health_profile::Model {
-                id: "small".into(),
-                display_name: "small".into(),
-                description: String::new(),
-                weights: serde_json::json!({}),
-                rule: String::new(),
-                priority: 1,
-                min_population: 1,
-                weights_mode: "learned".into(),
-                kpis: serde_json::json!([]),
-                is_default: false,
-                created_at: now,
-                updated_at: now,
-            });
+        history.profiles.push(profile_row(
+            "small",
+            "learned",
+            serde_json::json!({}),
+            false,
+        ));
         for a in history.accounts.iter_mut().take(75) {
             a.profile_id = Some("small".into());
         }
@@ -270,24 +284,9 @@ mod book {
     fn with_noise_pulses(mode: &str) -> (History, Vec<OutcomeRecord>) {
         let (mut history, outcomes) = portfolio();
         let start = day("2025-01-01");
-        let now = at(start);
-        history
-            .profiles
-            .push(vitals_store::entity::health_profile::Model {
-                id: "all".into(),
-                display_name: "all".into(),
-                description: String::new(),
-                weights: serde_json::json!({"usage": 1, "conversations": 1, "pulse": 1,
-                    "contract": 1, "custom_metrics": 1}),
-                rule: String::new(),
-                priority: 1,
-                min_population: 1,
-                weights_mode: mode.into(),
-                kpis: serde_json::json!([]),
-                is_default: true,
-                created_at: now,
-                updated_at: now,
-            });
+        let equal = serde_json::json!({"usage": 1, "conversations": 1, "pulse": 1,
+            "contract": 1, "custom_metrics": 1});
+        history.profiles.push(profile_row("all", mode, equal, true));
         let churn_of: HashMap<String, chrono::NaiveDate> = outcomes
             .iter()
             .map(|o| (o.account_id.clone(), o.at.date_naive()))
@@ -359,6 +358,45 @@ mod book {
             l.health.auc,
             m.health.auc
         );
+    }
+
+    /// A backtest fold whose test part has no churn fails naming the fold; with the folds
+    /// run side by side, the first failing fold in time order is the one reported.
+    #[test]
+    fn a_backtest_fold_without_churn_is_named_in_time_order() {
+        let (history, outcomes) = portfolio();
+        let s = settings();
+        let prep =
+            prepare(&history, &outcomes, day("2025-07-25"), &s, &Cancel::never()).expect("prepare");
+        let rows = prep.rows(Scope::Global);
+        let categories = prep.category_data(&rows).expect("categories");
+        let folds = vitals_learn_core::time_ordered_folds(&prep.data.dates, 2).expect("folds");
+        let failing = |from: chrono::NaiveDate| {
+            let mut data = prep.kpi_data(&rows).expect("data");
+            for r in 0..data.len() {
+                if data.dates[r] >= from {
+                    data.labels[r] = false;
+                }
+            }
+            match super::super::evaluation::backtests(
+                &prep,
+                Scope::Global,
+                &data,
+                &categories,
+                2,
+                &s,
+                None,
+            ) {
+                Err(LearnerError::FailedPrecondition(m)) => m,
+                other => panic!("no failure: {other:?}"),
+            }
+        };
+        // Only the last third without churn: fold 2 fails.
+        let m = failing(folds[1].cut);
+        assert!(m.contains("backtest fold 2 "), "{m}");
+        // Both test parts without churn: fold 1 is reported.
+        let m = failing(folds[0].cut);
+        assert!(m.contains("backtest fold 1 "), "{m}");
     }
 
     /// With borrowing, a profile's model is the global model plus a deviation: stored in
