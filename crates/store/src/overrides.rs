@@ -220,6 +220,28 @@ pub async fn active_overrides(
     Ok(out)
 }
 
+/// Every override in force at `now` (not expired), by (account, scorecard): what a
+/// scoring run gives the score cache with its new scores (overrides are set by hand, so
+/// there are few).
+pub async fn overrides_in_force(
+    db: &impl Db,
+    now_ms: i64,
+) -> Result<HashMap<(String, String), Override>, StoreError> {
+    let conn = db.c();
+    let sql =
+        format!("SELECT {COLUMNS} FROM score_overrides WHERE expires_ms IS NULL OR expires_ms > ?");
+    Ok(Override::find_by_statement(stmt(
+        conn.get_database_backend(),
+        &sql,
+        vec![Value::from(now_ms)],
+    ))
+    .all(conn)
+    .await?
+    .into_iter()
+    .map(|o| ((o.account_id.clone(), o.scorecard_id.clone()), o))
+    .collect())
+}
+
 /// The audit trail, newest first, optionally of one account, `limit` after skipping
 /// `offset`, and the count over all pages.
 pub async fn list_audit(

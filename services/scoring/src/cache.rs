@@ -12,13 +12,21 @@
 //!   changes, checked every `--score-cache-refresh-ms` by a background task: the runs and
 //!   overrides of other replicas sharing the database are seen within that interval.
 //!
+//! A scoring run of this process that commits also fills the new generation with the
+//! scores it wrote (those that are now the latest, up to the cache's capacity, with the
+//! overrides in force), so GetScore after a run reads nothing from the database: with
+//! `--score-cache-entries` at least the accounts times the scorecards, every call is a
+//! hit. It takes the change markers itself, while it still holds the run lease (no other
+//! run can commit then), so that the background task does not take its own run for
+//! another replica's.
+//!
 //! Snapshots are only ever written by scoring runs (nothing updates or deletes them), and
 //! every override change writes an audit row, so these signals cover every change of a
 //! latest score and of the override shown with it; an override's expiry is checked at
 //! each hit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use quick_cache::sync::Cache;
@@ -34,6 +42,16 @@ pub const DEFAULT_REFRESH_MS: u64 = 1_000;
 
 /// (account id, scorecard id).
 type Key = (String, String);
+
+/// The database's change markers: committed runs, and the overrides' last change.
+pub(crate) type Marker = (i64, (i64, i64));
+
+/// Reads the [`Marker`] of the database.
+pub(crate) async fn read_marker(store: &Store) -> Result<Marker, StoreError> {
+    let runs = vitals_store::scoring::committed_runs(store).await?;
+    let overrides = vitals_store::overrides::last_change(store).await?;
+    Ok((runs, overrides))
+}
 
 /// A [`Key`] looked up without copying its strings. Its `Hash` must equal the key's:
 /// both hash the two strings in order.
@@ -57,6 +75,8 @@ pub(crate) struct LatestCache {
     /// `None` when the cache is off (`--score-cache-entries 0`).
     entries: Option<Cache<Key, Arc<Entry>>>,
     generation: AtomicU64,
+    /// The last [`Marker`] read (by the background task or by a run of this process).
+    seen: Mutex<Option<Marker>>,
 }
 
 impl std::fmt::Debug for LatestCache {
@@ -74,7 +94,13 @@ impl LatestCache {
         Self {
             entries: (capacity > 0).then(|| Cache::new(capacity as usize)),
             generation: AtomicU64::new(0),
+            seen: Mutex::new(None),
         }
+    }
+
+    /// How many entries it holds at most (0: off).
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.as_ref().map_or(0, |c| c.capacity() as usize)
     }
 
     /// The current generation: read it before reading the database, and give it to
@@ -115,6 +141,24 @@ impl LatestCache {
         // is a miss from then on.
     }
 
+    /// Puts `scores` (read or written under `generation`) while that generation lasts;
+    /// returns how many were put.
+    pub(crate) fn fill(
+        &self,
+        generation: u64,
+        scores: impl IntoIterator<Item = (Key, Arc<Score>)>,
+    ) -> usize {
+        let mut n = 0;
+        for ((account, card), score) in scores {
+            if generation != self.generation() {
+                break;
+            }
+            self.put(account, card, generation, score);
+            n += 1;
+        }
+        n
+    }
+
     /// Starts a new generation: every entry cached so far becomes a miss.
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -131,7 +175,6 @@ impl LatestCache {
 /// generation of `cache` when there are; ends when the service is dropped.
 pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Duration) {
     tokio::spawn(async move {
-        let mut seen = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -139,22 +182,18 @@ pub(crate) fn spawn_refresh(cache: Weak<LatestCache>, store: Store, every: Durat
             let Some(cache) = cache.upgrade() else {
                 return;
             };
-            let reading = async {
-                let runs = vitals_store::scoring::committed_runs(&store).await?;
-                let overrides = vitals_store::overrides::last_change(&store).await?;
-                Ok::<_, StoreError>((runs, overrides))
-            }
-            .await;
-            cache.observe(&mut seen, reading);
+            let reading = read_marker(&store).await;
+            cache.observe(reading);
         }
     });
 }
 
 impl LatestCache {
-    /// Takes one reading of the database's change markers (committed runs, last override
-    /// change; `seen`: the previous reading): a new generation when it changed, or when it
-    /// could not be read (nothing cached can be trusted then).
-    fn observe<T: PartialEq>(&self, seen: &mut Option<T>, reading: Result<T, StoreError>) {
+    /// Takes one reading of the database's change markers (the previous one is kept): a
+    /// new generation when it changed, or when it could not be read (nothing cached can be
+    /// trusted then).
+    pub(crate) fn observe(&self, reading: Result<Marker, StoreError>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         match reading {
             Ok(n) => {
                 if seen.as_ref().is_some_and(|s| *s != n) {
@@ -214,21 +253,36 @@ mod tests {
     #[test]
     fn marker_changes_and_read_errors_start_a_new_generation() {
         let c = LatestCache::new(10);
-        let mut seen = None;
-        c.observe(&mut seen, Ok(3));
+        c.observe(Ok((3, (0, 0))));
         assert_eq!(c.generation(), 0, "the first reading is the baseline");
-        c.observe(&mut seen, Ok(3));
+        c.observe(Ok((3, (0, 0))));
         assert_eq!(c.generation(), 0, "no new run");
-        c.observe(&mut seen, Ok(4));
+        c.observe(Ok((4, (0, 0))));
         assert_eq!(c.generation(), 1, "another replica committed a run");
-        c.observe(
-            &mut seen,
-            Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
-                "down".into(),
-            ))),
+        c.observe(Ok((4, (7, 1))));
+        assert_eq!(c.generation(), 2, "an override changed");
+        c.observe(Err(StoreError::Db(vitals_store::sea_orm::DbErr::Custom(
+            "down".into(),
+        ))));
+        assert_eq!(c.generation(), 3, "an unreadable count trusts nothing");
+        assert_eq!(*c.seen.lock().unwrap(), Some((4, (7, 1))));
+    }
+
+    #[test]
+    fn a_fill_stops_at_a_new_generation() {
+        let c = LatestCache::new(10);
+        let g = c.generation();
+        let scores = (0..3).map(|i| ((format!("a{i}"), "p".to_string()), snap(f64::from(i))));
+        assert_eq!(c.fill(g, scores), 3);
+        assert_eq!(c.get("a2", "p").map(|s| s.record.value), Some(2.0));
+        c.invalidate();
+        let late = std::iter::once((("b".to_string(), "p".to_string()), snap(1.0)));
+        assert_eq!(
+            c.fill(g, late),
+            0,
+            "a fill of an older generation puts nothing"
         );
-        assert_eq!(c.generation(), 2, "an unreadable count trusts nothing");
-        assert_eq!(seen, Some(4));
+        assert!(c.get("b", "p").is_none());
     }
 
     #[test]

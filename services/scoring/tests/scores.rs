@@ -821,6 +821,74 @@ async fn get_score_cache_follows_runs_of_this_and_other_replicas() {
     }
 }
 
+/// A run fills the cache of its own process with the scores it wrote (docs/scoring-service.md,
+/// "Score cache"): GetScore then answers from memory exactly what a read of the database
+/// answers (drivers, categories, override), and without reading the database at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_fills_the_score_cache_with_what_the_database_answers() {
+    for backend in backends() {
+        let mut env = Env::start(backend, ScoringArgs::default()).await;
+        env.usage_only().await;
+        let ids = env.ladder().await;
+        env.compute_all().await;
+        env.scoring
+            .set_override(override_request(&ids[1], 1.5, 3_600))
+            .await
+            .expect("set override");
+        // A replica that looks at the database's changes once an hour, and one without a
+        // cache (every answer read from the database).
+        let (cached_server, mut cached) = env
+            .replica(ScoringArgs {
+                score_cache_refresh_ms: 3_600_000,
+                ..ScoringArgs::default()
+            })
+            .await;
+        let (off_server, mut off) = env
+            .replica(ScoringArgs {
+                score_cache_entries: 0,
+                ..ScoringArgs::default()
+            })
+            .await;
+        // The replica's own run: nothing asked of it before.
+        cached
+            .compute_scores(pb::ComputeScoresRequest::default())
+            .await
+            .expect("compute scores on the replica");
+        for id in &ids[1..] {
+            let from_cache = common::score_of(&mut cached, id).await;
+            let from_db = common::score_of(&mut off, id).await;
+            assert_eq!(from_cache, from_db, "{backend:?}: {id}");
+            assert!(!from_cache.drivers.is_empty(), "{backend:?}: {id}");
+        }
+        assert_eq!(
+            override_value(&mut cached, &ids[1]).await,
+            Some(1.5),
+            "{backend:?}"
+        );
+        // Another process's run, which this replica will not see for an hour: an account
+        // it was never asked about still shows its own run's score, so that score came
+        // from the run, not from a read after it.
+        let before = common::score_of(&mut off, &ids[0]).await;
+        env.logins(&ids[0], 28, 20, "burst").await;
+        env.compute_all().await;
+        let after = common::score_of(&mut off, &ids[0]).await;
+        assert_ne!(
+            after.value, before.value,
+            "{backend:?}: the run changed nothing"
+        );
+        assert_eq!(
+            common::score_of(&mut cached, &ids[0]).await,
+            before,
+            "{backend:?}"
+        );
+
+        for s in [cached_server, off_server] {
+            s.stop().await.expect("replica stops cleanly");
+        }
+        env.stop().await;
+    }
+}
+
 async fn override_value(c: &mut ScoringServiceClient<Channel>, account: &str) -> Option<f64> {
     c.get_score(pb::GetScoreRequest {
         account_id: account.into(),

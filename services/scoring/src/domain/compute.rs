@@ -11,12 +11,13 @@ use vitals_scorecard::measure;
 use vitals_scorecard::rules::{self, Rule};
 use vitals_scoring_core as core;
 use vitals_server::{ApiError, CancelFlag, Work};
-use vitals_store::inputs::{InputQuery, InputScope, LoadedInputs, load_inputs};
+use vitals_store::inputs::{AccountData, InputQuery, InputScope, LoadedInputs, load_inputs};
 use vitals_store::profiles::{self as sp, ProfileRecord, ScorecardRecord};
 use vitals_store::scoring::{self as ss, LatestRecord, NewSnapshot, PROFILE_SCORECARD};
 use vitals_store::snapshot::KpiNames;
 use vitals_store::values::AccountStatus;
 
+use super::read::Score;
 use super::stored::{self, StoredCategory, StoredDetails, r6};
 use crate::Inner;
 use crate::error::Result;
@@ -194,10 +195,13 @@ struct Scored {
 
 /// Output of the CPU part.
 struct Computed {
-    scored: Vec<Scored>,
+    /// The snapshot of each row of `write`, none when it has no score.
+    scored: Vec<Option<Scored>>,
     fallback: Vec<bool>,
     /// Every loaded account's profile score as stored (for the parents' roll-ups).
     values: Vec<Option<f64>>,
+    /// Every loaded account's MRR when it has a parent (for the parents' roll-ups).
+    mrr: Vec<f64>,
 }
 
 fn sigmoid(x: f64) -> f64 {
@@ -417,11 +421,12 @@ fn score_account(pop: &Population<'_>, i: usize) -> Result<Option<Scored>> {
     }))
 }
 
-/// Runs scoring-core over the loaded population and builds the profile snapshots of the
-/// rows in `write` (CPU-bound: call from `spawn_blocking`). Stops with the flag's error
-/// after the KPIs, after the scores, and at the next account once `cancel` is raised.
+/// Runs scoring-core over the loaded population (`loaded` without its inputs, which are
+/// `data`) and builds the profile snapshots of the rows in `write` (CPU-bound: call from
+/// `spawn_blocking`). Stops with the flag's error after the KPIs, after the scores, and at
+/// the next account once `cancel` is raised.
 fn compute(
-    loaded: &LoadedInputs,
+    (loaded, data): (&LoadedInputs, Vec<AccountData>),
     profiles: &[RunProfile],
     profile_of: &[u32],
     write: &[usize],
@@ -435,8 +440,13 @@ fn compute(
         data_start: loaded.data_start,
         ..core::KpiConfig::default()
     };
-    let inputs = loaded.inputs();
+    let inputs: Vec<core::AccountInputs<'_>> = data.iter().map(AccountData::inputs).collect();
     let batch = core::compute_kpis(&catalogue, &kpi_config, loaded.as_of, &inputs)?;
+    drop(inputs);
+    // Nothing else reads the inputs: freed before the scores and snapshots are built (at
+    // 1M accounts they are about 3 GB; docs/benchmarks.md, "a million accounts").
+    let mrr = super::rollup::child_mrr(loaded, &data);
+    drop(data);
     cancel.check()?;
     let configs = profile_configs(&catalogue, &loaded.spec, profiles);
     let input = core::PopulationInput {
@@ -464,6 +474,8 @@ fn compute(
         as_of,
         names,
     };
+    // Kept as options (not collected again without the `None`s: a second vector of every
+    // snapshot while the matrix and the scores are still held, the run's peak at 1M).
     let scored: Vec<Option<Scored>> = write
         .par_iter()
         .map(|&i| {
@@ -471,9 +483,8 @@ fn compute(
             score_account(&pop, i)
         })
         .collect::<Result<_, _>>()?;
-    let scored: Vec<Scored> = scored.into_iter().flatten().collect();
     let mut fallback = vec![false; profiles.len()];
-    for s in &scored {
+    for s in scored.iter().flatten() {
         if s.snapshot.population_fallback {
             fallback[profile_of[s.row] as usize] = true;
         }
@@ -483,6 +494,7 @@ fn compute(
         scored,
         fallback,
         values,
+        mrr,
     })
 }
 
@@ -822,6 +834,71 @@ fn band_changes(
         .collect()
 }
 
+/// Gives GetScore's cache (crate::cache) the scores a run of this process has just
+/// committed as `run_id`: those that are now the latest of their (account, scorecard),
+/// by `before` (the latest rows before the run), up to the cache's capacity, with the
+/// overrides in force. Called while the run still holds the run lease. Best effort: what
+/// is not filled is read from the database at its first GetScore.
+async fn fill_cache(
+    inner: &Inner,
+    snapshots: Vec<NewSnapshot>,
+    before: HashMap<(String, String), LatestRecord>,
+    run_id: i64,
+    names: Arc<KpiNames>,
+) {
+    let cache = inner.latest.clone();
+    let capacity = cache.capacity();
+    if capacity == 0 || snapshots.is_empty() {
+        return;
+    }
+    // No other run can commit while this one holds the lease: the runs counted now are
+    // this one's and those the cache has seen, so the background task will not start a
+    // new generation for this run (an override changed meanwhile still does).
+    cache.observe(crate::cache::read_marker(&inner.store).await);
+    let generation = cache.generation();
+    let overrides = match vitals_store::overrides::overrides_in_force(
+        &inner.store,
+        super::overrides::now_ms(),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "score cache: cannot read the overrides; not filled by the run");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let filled = tokio::task::spawn_blocking(move || {
+        // Each snapshot is freed once its score is built.
+        let scores: Vec<_> = snapshots
+            .into_par_iter()
+            .filter(|s| {
+                let key = (s.account_id.clone(), s.scorecard_id.clone());
+                before.get(&key).is_none_or(|b| b.as_of <= s.as_of)
+            })
+            .take_any(capacity)
+            .map(|s| {
+                let mut score = Score::of_written(&s, run_id, &names);
+                let key = (s.account_id, s.scorecard_id);
+                score.manual_override = overrides.get(&key).cloned();
+                (key, Arc::new(score))
+            })
+            .collect();
+        cache.fill(generation, scores)
+    })
+    .await;
+    match filled {
+        Ok(n) => tracing::debug!(
+            run = run_id,
+            scores = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "score cache filled by the run"
+        ),
+        Err(e) => tracing::warn!(error = %e, "score cache: filling it after the run failed"),
+    }
+}
+
 /// Runs one scoring run over `scope` as of `as_of` (serialised with every other run),
 /// holding a heavy-work slot: when the caller goes away or the server drains, the run
 /// stops and writes nothing (its transaction is never begun, or is rolled back).
@@ -847,7 +924,15 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         scope: input_scope,
         include_churned: false,
     };
-    let loaded = load_inputs(&inner.store, &query).await?;
+    let mut loaded = load_inputs(&inner.store, &query).await?;
+    // The inputs go to the CPU part, which frees them once the KPIs are computed; of the
+    // accounts, a run reads only their ids, profiles and parents (the scorecards read
+    // the accounts again).
+    let data = std::mem::take(&mut loaded.data);
+    for a in &mut loaded.accounts {
+        a.attributes = serde_json::Value::Null;
+        a.name = String::new();
+    }
     let load_ms = started.elapsed().as_millis() as u64;
     let (profiles, profile_of) = run_profiles(inner, &loaded, &records, default.as_ref()).await;
     let write: Vec<usize> = match &only_account {
@@ -872,8 +957,16 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     let (computed, loaded, profiles, before) = {
         let (l, p, n) = (loaded.clone(), profiles.clone(), names.clone());
         let task = work.blocking(move |cancel| {
-            compute(&l, &p, &profile_of, &write, (window, as_of), &n, cancel)
-                .map_err(ApiError::from)
+            compute(
+                (&l, data),
+                &p,
+                &profile_of,
+                &write,
+                (window, as_of),
+                &n,
+                cancel,
+            )
+            .map_err(ApiError::from)
         });
         let (c, before) = tokio::join!(task, ss::latest_of_accounts(store, &write_ids));
         let c = c?;
@@ -892,16 +985,18 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
     let compute_ms = started.elapsed().as_millis() as u64 - load_ms;
     // Scorecards of the scored accounts, then the global score.
     let fallback = computed.fallback;
-    let mut rollups = super::rollup::rollups(&loaded, &computed.values, inner.rollup);
-    // The inputs are not read again: freed before the snapshots are encoded and written
-    // (at 1M accounts they are about half of the run's peak memory).
+    let mut rollups =
+        super::rollup::rollups(&loaded, &computed.values, &computed.mrr, inner.rollup);
     drop(loaded);
     let mut scored = computed.scored;
-    for s in &mut scored {
+    for s in scored.iter_mut().flatten() {
         s.details.rollup = rollups.remove(&s.row);
     }
-    let (snapshots, details): (Vec<NewSnapshot>, Vec<StoredDetails>) =
-        scored.into_iter().map(|s| (s.snapshot, s.details)).unzip();
+    let (snapshots, details): (Vec<NewSnapshot>, Vec<StoredDetails>) = scored
+        .into_iter()
+        .flatten()
+        .map(|s| (s.snapshot, s.details))
+        .unzip();
     let n_scored = snapshots.len();
     let (card_snaps, global_parts) = score_scorecards(inner, &snapshots, as_of).await?;
     let mut snapshots = finish_profile_snapshots(&work, snapshots, details, &global_parts).await?;
@@ -955,11 +1050,13 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         // No subscriber is not an error.
         let _ = inner.changes.send(Arc::new(c));
     }
+    let n_snapshots = snapshots.len();
+    fill_cache(inner, snapshots, before, run_id, names).await;
     tracing::info!(
         run = run_id,
         scope = %scope.describe(),
         scored = n_scored,
-        snapshots = snapshots.len(),
+        snapshots = n_snapshots,
         band_changes,
         load_ms,
         compute_ms,
@@ -971,7 +1068,7 @@ pub(crate) async fn run(inner: &Inner, scope: Scope, as_of: DateTime<Utc>) -> Re
         run_id,
         as_of,
         scored: n_scored as u32,
-        snapshots: snapshots.len() as u32,
+        snapshots: n_snapshots as u32,
         band_changes,
         duration: started.elapsed(),
         profiles: summaries,

@@ -10,8 +10,9 @@ use vitals_store::inputs::{InputQuery, InputScope, load_inputs};
 use vitals_store::overrides::Override;
 use vitals_store::profiles as sp;
 use vitals_store::scoring::{
-    self as ss, LatestFilter, LatestOrder, PROFILE_SCORECARD, SnapshotRecord,
+    self as ss, LatestFilter, LatestOrder, NewSnapshot, PROFILE_SCORECARD, SnapshotRecord,
 };
+use vitals_store::snapshot::{KpiNames, decode_drivers_with};
 
 use super::overrides;
 use super::stored::{self, StoredDetails, StoredDriver, explanation_of};
@@ -62,6 +63,45 @@ impl Score {
             drivers,
             manual_override: None,
         }
+    }
+
+    /// The score a run has just written as `s` in run `run_id` (its drivers' KPI numbers
+    /// read in `names`), as GetScore would read it back: what a run puts in the cache.
+    pub fn of_written(s: &NewSnapshot, run_id: i64, names: &KpiNames) -> Self {
+        let record = SnapshotRecord {
+            id: 0,
+            run_id,
+            account_id: s.account_id.clone(),
+            scorecard_id: s.scorecard_id.clone(),
+            profile_id: s.profile_id.clone(),
+            // As stored: to the microsecond.
+            as_of: crate::convert::truncate(s.as_of),
+            value: s.value,
+            band: s.band.clone(),
+            global_value: s.global_value.unwrap_or(s.value),
+            sub_scores: serde_json::Value::Null,
+            momentum: s.momentum,
+            coverage_present: s.coverage_present,
+            coverage_total: s.coverage_total,
+            drivers: serde_json::Value::Null,
+            churn_probability: s.churn_probability,
+            weights_source: s.weights_source.clone(),
+            population_fallback: s.population_fallback,
+            drivers_bin: None,
+        };
+        let details = serde_json::from_str(&s.sub_scores).unwrap_or_default();
+        let drivers = decode_drivers_with(&s.drivers, names).unwrap_or_else(|e| {
+            tracing::warn!(account = %s.account_id, run = run_id, error = %e, "written drivers unreadable");
+            Vec::new()
+        });
+        let mut score = Self {
+            record,
+            details,
+            drivers,
+            manual_override: None,
+        };
+        score.keep_top_drivers();
+        score
     }
 
     /// Drops every driver an answer does not show ([`top_drivers`] picks the same ones

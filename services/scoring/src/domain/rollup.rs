@@ -8,17 +8,35 @@
 use std::collections::HashMap;
 
 use vitals_scoring_core::{RollupMethod, current_mrr, rollup};
-use vitals_store::inputs::LoadedInputs;
+use vitals_store::inputs::{AccountData, LoadedInputs};
 
 use super::stored::{StoredRollup, r6};
+
+/// What the roll-ups read of the loaded inputs: the current MRR of each account with a
+/// parent (0 for the others), so that the inputs can be freed once the KPIs are computed.
+pub(crate) fn child_mrr(loaded: &LoadedInputs, data: &[AccountData]) -> Vec<f64> {
+    loaded
+        .accounts
+        .iter()
+        .zip(data)
+        .map(|(a, d)| {
+            if a.parent_id.is_some() {
+                current_mrr(&d.subscriptions, loaded.as_of)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
 
 /// The roll-up of every loaded parent with a scored child, by the parent's row:
 /// `values[i]` is the profile score of `loaded.accounts[i]` in the run (as stored, so
 /// that a reader can recompute the roll-up from the children's snapshots), none when it
-/// has none.
+/// has none; `mrr` is [`child_mrr`] of the run's inputs.
 pub(crate) fn rollups(
     loaded: &LoadedInputs,
     values: &[Option<f64>],
+    mrr: &[f64],
     method: RollupMethod,
 ) -> HashMap<usize, StoredRollup> {
     let mut children: HashMap<usize, Vec<(f64, f64)>> = HashMap::new();
@@ -29,8 +47,7 @@ pub(crate) fn rollups(
         let Some(p) = loaded.index_of(parent) else {
             continue;
         };
-        let mrr = current_mrr(&loaded.data[i].subscriptions, loaded.as_of);
-        children.entry(p).or_default().push((*v, mrr));
+        children.entry(p).or_default().push((*v, mrr[i]));
     }
     children
         .into_iter()
@@ -107,14 +124,15 @@ mod tests {
             ..LoadedInputs::default()
         };
         let values = [Some(8.0), Some(4.0), Some(2.0), None, Some(1.0), Some(6.0)];
-        let r = rollups(&loaded, &values, RollupMethod::MrrWeighted);
+        let mrr = child_mrr(&loaded, &loaded.data);
+        let r = rollups(&loaded, &values, &mrr, RollupMethod::MrrWeighted);
         assert_eq!(r.len(), 2);
         let top = &r[&5];
         assert_eq!((top.v, top.n, top.m.as_str()), (6.5, 2, "mrr-weighted"));
         // a's one child has no MRR: the plain mean.
         let a = &r[&0];
         assert_eq!((a.v, a.n, a.m.as_str()), (4.0, 1, "mean"));
-        let min = rollups(&loaded, &values, RollupMethod::Min);
+        let min = rollups(&loaded, &values, &mrr, RollupMethod::Min);
         assert_eq!(min[&5].v, 2.0);
     }
 }
