@@ -873,14 +873,14 @@ async fn fill_cache(
         // Each snapshot is freed once its score is built.
         let scores: Vec<_> = snapshots
             .into_par_iter()
-            .filter(|s| {
+            .filter_map(|s| {
                 let key = (s.account_id.clone(), s.scorecard_id.clone());
-                before.get(&key).is_none_or(|b| b.as_of <= s.as_of)
+                let latest = before.get(&key).is_none_or(|b| b.as_of <= s.as_of);
+                latest.then_some((key, s))
             })
             .take_any(capacity)
-            .map(|s| {
+            .map(|(key, s)| {
                 let mut score = Score::of_written(&s, run_id, &names);
-                let key = (s.account_id, s.scorecard_id);
                 score.manual_override = overrides.get(&key).cloned();
                 (key, Arc::new(score))
             })
